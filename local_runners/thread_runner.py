@@ -1,0 +1,125 @@
+"""ThreadRunner: invocations run on daemon threads of this process.
+
+At most ``max_threads`` (0 = cpu count) invocations are busy at once. A thread
+that waits on another invocation's result gives its slot back while it waits,
+so a task that awaits subtasks completes even with one slot; the pool of
+threads grows for that, and threads are reused rather than started per task.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from typing import TYPE_CHECKING, Any, Sequence
+
+from pynenc_ray.backends.base import Claimed
+from pynenc_ray.config import ThreadRunnerConfig
+from pynenc_ray.runners.base import BaseRunner
+from pynenc_ray.runners.execution import run_invocation
+
+if TYPE_CHECKING:
+    from pynenc_ray.context import ExecutionContext
+
+
+class ThreadRunner(BaseRunner):
+    config_cls = ThreadRunnerConfig
+    mem_compatible = True
+
+    def __init__(self, app, conf: ThreadRunnerConfig):
+        super().__init__(app, conf)
+        self.slots = max(conf.max_threads or os.cpu_count() or 1, conf.min_parallel_slots, 1)
+        self._cv = threading.Condition()
+        self._busy = 0  # invocations holding a slot
+        self._waiting = 0  # invocations that lent their slot while they wait
+        self._idle = 0  # worker threads blocked on the work queue, not reserved
+        self._work: queue.SimpleQueue[Claimed | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._worker_prefix = f"{os.getpid()}"
+
+    # -- observability -----------------------------------------------------------------
+
+    @property
+    def active_threads(self) -> int:
+        return self._busy
+
+    def heartbeat_info(self) -> dict[str, Any]:
+        return {**super().heartbeat_info(), "slots": self.slots, "busy": self._busy,
+                "waiting": self._waiting, "threads": len(self._threads)}
+
+    # -- loop --------------------------------------------------------------------------
+
+    def _on_start(self) -> None:
+        for _ in range(max(self.conf.min_threads, 0)):
+            with self._cv:
+                self._idle += 1
+            self._start_thread()
+
+    def _runner_loop_iteration(self) -> None:
+        sleep = self.conf.runner_loop_sleep_time_sec
+        with self._cv:
+            if self._busy >= self.slots:
+                self._cv.wait(sleep)
+            free = self.slots - self._busy
+        if free <= 0 or self._stop.is_set():
+            return
+        claimed = self.app.backend.claim(self.runner_id, f"{self._worker_prefix}:loop", free, sleep)
+        for c in claimed:
+            with self._cv:
+                self._busy += 1
+                reserve = self._idle > 0
+                if reserve:
+                    self._idle -= 1
+            self._work.put(c)
+            if not reserve:
+                self._start_thread()
+
+    def _start_thread(self) -> None:
+        t = threading.Thread(target=self._worker_main, daemon=True,
+                             name=f"pynenc-worker-{len(self._threads)}")
+        self._threads.append(t)
+        t.start()
+
+    def _worker_main(self) -> None:
+        worker = f"{self._worker_prefix}:{threading.current_thread().name}"
+        while True:
+            claimed = self._work.get()
+            if claimed is None:
+                return
+            try:
+                run_invocation(self.app, self, claimed, worker)
+            except Exception:  # the executor stores task errors; this is a backend fault
+                import logging
+
+                logging.getLogger("pynenc_ray.runner").exception(
+                    "runner %s failed to execute %s", self.runner_id, claimed.invocation_id)
+            finally:
+                with self._cv:
+                    self._busy -= 1
+                    self._idle += 1
+                    self._cv.notify_all()
+
+    def _on_stop(self) -> None:
+        super()._on_stop()
+        with self._cv:
+            n, self._idle = self._idle, 0
+        for _ in range(n):
+            self._work.put(None)
+
+    # -- waiting -------------------------------------------------------------------------
+
+    def waiting_for_results(self, ctx: "ExecutionContext", invocation_ids: Sequence[str],
+                            timeout: float | None) -> bool:
+        """Lend this thread's slot while it waits; take one back before returning."""
+        with self._cv:
+            self._busy -= 1
+            self._waiting += 1
+            self._cv.notify_all()
+        try:
+            return self.app.backend.wait_final(invocation_ids, timeout)
+        finally:
+            with self._cv:
+                self._waiting -= 1
+                while self._busy >= self.slots and not self._stop.is_set():
+                    self._cv.wait()
+                self._busy += 1

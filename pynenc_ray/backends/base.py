@@ -1,0 +1,151 @@
+"""The backend interface: broker (the queue), orchestrator (statuses, owners,
+heartbeats, recovery) and state (payloads, results, history), as one object so
+that each multi-part step (enqueue, claim, finish, reroute) can be atomic."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from ..status import InvocationStatus
+
+
+@dataclass(frozen=True, slots=True)
+class NewInvocation:
+    invocation_id: str
+    task_id: str
+    args: bytes
+    parent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What a runner gets from ``claim``: enough to execute without another read."""
+
+    invocation_id: str
+    task_id: str
+    args: bytes
+    retries: int
+    reroutes: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    status: InvocationStatus
+    runner_id: str
+    worker: str
+    timestamp: float
+
+
+@dataclass(slots=True)
+class InvocationRecord:
+    invocation_id: str
+    task_id: str
+    args: bytes
+    status: InvocationStatus
+    owner: str | None = None
+    retries: int = 0
+    reroutes: int = 0
+    parent_id: str | None = None
+    result: bytes | None = None  # SUCCESS payload
+    error: bytes | None = None  # FAILED payload (JSON error document)
+    history: list[HistoryEntry] = field(default_factory=list)
+
+
+class Backend(abc.ABC):
+    """Every method is safe to call from many threads (and, for shared backends,
+    many processes). Status changes go through ``status.check_transition``."""
+
+    shared: bool = False  # True when other processes see the same data
+
+    # -- broker -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def enqueue(self, calls: Sequence[NewInvocation], runner_id: str, worker: str,
+                push: bool = True) -> None:
+        """Store each call as REGISTERED and (with ``push``) append it to the queue."""
+
+    @abc.abstractmethod
+    def claim(self, runner_id: str, worker: str, n: int, timeout: float) -> list[Claimed]:
+        """Take up to ``n`` queued invocations as PENDING owned by ``runner_id``,
+        waiting up to ``timeout`` for the first; ids no longer claimable are skipped."""
+
+    @abc.abstractmethod
+    def queue_depth(self) -> int:
+        """How many invocations wait in the queue (O(1))."""
+
+    # -- orchestrator -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def transition(self, invocation_id: str, new: InvocationStatus, runner_id: str,
+                   worker: str, *, recovery: bool = False) -> bool:
+        """Move one invocation; False when the move was a dropped late final write."""
+
+    @abc.abstractmethod
+    def finish(self, invocation_id: str, status: InvocationStatus, payload: bytes,
+               runner_id: str, worker: str) -> bool:
+        """Store the result or error and the final status at once; False if dropped
+        (the runner no longer owns it: a late write after a reroute)."""
+
+    @abc.abstractmethod
+    def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float) -> bool:
+        """RUNNING -> RETRY -> REGISTERED, re-queued after ``delay_sec``."""
+
+    @abc.abstractmethod
+    def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
+                      ) -> list[str]:
+        """Take back what ``owner`` holds (or just ``invocation_ids`` of it): REROUTED
+        and re-queued. ``by`` is the runner doing it (recovery when it is not owner)."""
+
+    @abc.abstractmethod
+    def heartbeat(self, runner_id: str, info: dict[str, Any]) -> None:
+        """Record that ``runner_id`` is alive, with a small JSON-able ``info``."""
+
+    @abc.abstractmethod
+    def remove_runner(self, runner_id: str) -> None:
+        """Forget a runner that stopped cleanly."""
+
+    @abc.abstractmethod
+    def runners(self) -> dict[str, dict[str, Any]]:
+        """Known runners: id -> info, with ``last_seen`` (epoch seconds)."""
+
+    @abc.abstractmethod
+    def recover_dead(self, checker_id: str, dead_after_sec: float) -> list[str]:
+        """Reroute what runners silent for ``dead_after_sec`` held; one checker at a
+        time across the whole backend. Returns the rerouted ids."""
+
+    # -- state --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get(self, invocation_id: str) -> InvocationRecord | None: ...
+
+    @abc.abstractmethod
+    def status(self, invocation_id: str) -> InvocationStatus | None: ...
+
+    @abc.abstractmethod
+    def final_results(self, invocation_ids: Sequence[str]
+                      ) -> dict[str, tuple[InvocationStatus, bytes]]:
+        """For the final ones among ``invocation_ids``: (status, result or error)."""
+
+    @abc.abstractmethod
+    def wait_final(self, invocation_ids: Sequence[str], timeout: float | None) -> bool:
+        """Block until every id is final (True) or ``timeout`` passes (False).
+        Woken by the write of a final status, never by spinning."""
+
+    @abc.abstractmethod
+    def history(self, invocation_id: str) -> list[HistoryEntry]: ...
+
+    @abc.abstractmethod
+    def status_counts(self) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    def set_waiting(self, waiter_id: str, awaited: Sequence[str]) -> None:
+        """Record (or with an empty ``awaited``, clear) what an invocation waits on,
+        so that a wait that closes a cycle is refused instead of hanging."""
+
+    @abc.abstractmethod
+    def waiting_on(self, invocation_id: str) -> list[str]: ...
+
+    def close(self) -> None:
+        """Release connections and threads."""

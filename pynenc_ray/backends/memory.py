@@ -1,0 +1,252 @@
+"""The embedded backend: dicts and one lock in this process.
+
+Claims and result waits block on conditions of that lock and are woken by the
+write they wait for; nothing spins. Other processes cannot see it, so only
+runners that execute in this process (ThreadRunner, local-mode
+MultiThreadRunner) can run on it.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import threading
+import time
+from typing import Any, Iterable, Sequence
+
+from ..status import CLAIMABLE, FINAL, OWNED, InvocationStatus, Verdict, check_transition
+from .base import Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
+
+S = InvocationStatus
+log_name = "pynenc_ray.backends.memory"
+
+
+class MemoryBackend(Backend):
+    shared = False
+
+    def __init__(self, app_id: str = "pynenc"):
+        self.app_id = app_id
+        self._lock = threading.RLock()
+        self._queued = threading.Condition(self._lock)  # notified on push
+        self._finals = threading.Condition(self._lock)  # notified on a final status
+        self._records: dict[str, InvocationRecord] = {}
+        self._queue: collections.deque[str] = collections.deque()
+        self._delayed: list[tuple[float, str]] = []  # heap of (due, id) for retries
+        self._owned: dict[str, set[str]] = collections.defaultdict(set)
+        self._runners: dict[str, dict[str, Any]] = {}
+        self._waits: dict[str, list[str]] = {}
+
+    # -- helpers (lock held) -------------------------------------------------------------
+
+    def _set(self, rec: InvocationRecord, new: InvocationStatus, runner_id: str, worker: str,
+             owner: str | None) -> None:
+        if rec.owner:
+            self._owned[rec.owner].discard(rec.invocation_id)
+        rec.owner = owner if new in OWNED else None
+        if rec.owner:
+            self._owned[rec.owner].add(rec.invocation_id)
+        rec.status = new
+        rec.history.append(HistoryEntry(new, runner_id, worker, time.time()))
+        if new in FINAL:
+            self._finals.notify_all()
+
+    def _push(self, invocation_id: str) -> None:
+        self._queue.append(invocation_id)
+        self._queued.notify()
+
+    def _promote_due(self) -> float | None:
+        """Queue delayed retries that are due; return seconds to the next one."""
+        now = time.time()
+        while self._delayed and self._delayed[0][0] <= now:
+            self._push(heapq.heappop(self._delayed)[1])
+        return self._delayed[0][0] - now if self._delayed else None
+
+    # -- broker ------------------------------------------------------------------------
+
+    def enqueue(self, calls: Sequence[NewInvocation], runner_id: str, worker: str,
+                push: bool = True) -> None:
+        now = time.time()
+        with self._lock:
+            for c in calls:
+                rec = InvocationRecord(c.invocation_id, c.task_id, c.args, S.REGISTERED,
+                                       parent_id=c.parent_id,
+                                       history=[HistoryEntry(S.REGISTERED, runner_id, worker, now)])
+                self._records[c.invocation_id] = rec
+                if push:
+                    self._queue.append(c.invocation_id)
+            if push:
+                self._queued.notify(len(calls))
+
+    def claim(self, runner_id: str, worker: str, n: int, timeout: float) -> list[Claimed]:
+        deadline = time.monotonic() + timeout
+        out: list[Claimed] = []
+        with self._lock:
+            while True:
+                next_due = self._promote_due()
+                while self._queue and len(out) < n:
+                    rec = self._records.get(self._queue.popleft())
+                    if rec is None or rec.status not in CLAIMABLE:
+                        continue
+                    self._set(rec, S.PENDING, runner_id, worker, runner_id)
+                    out.append(Claimed(rec.invocation_id, rec.task_id, rec.args,
+                                       rec.retries, rec.reroutes))
+                left = deadline - time.monotonic()
+                if out or left <= 0:
+                    return out
+                self._queued.wait(min(left, next_due) if next_due is not None else left)
+
+    def queue_depth(self) -> int:
+        with self._lock:
+            return len(self._queue) + len(self._delayed)
+
+    # -- orchestrator --------------------------------------------------------------------
+
+    def _record(self, invocation_id: str) -> InvocationRecord:
+        rec = self._records.get(invocation_id)
+        if rec is None:
+            raise KeyError(f"invocation {invocation_id} is not in this backend")
+        return rec
+
+    def transition(self, invocation_id: str, new: InvocationStatus, runner_id: str,
+                   worker: str, *, recovery: bool = False) -> bool:
+        with self._lock:
+            rec = self._record(invocation_id)
+            verdict = check_transition(invocation_id, rec.status, new, rec.owner, runner_id,
+                                       recovery=recovery)
+            if verdict is Verdict.DROP:
+                _log_drop(invocation_id, rec, new, runner_id)
+                return False
+            owner = runner_id if new == S.PENDING else rec.owner
+            self._set(rec, new, runner_id, worker, owner)
+            if new == S.REROUTED:
+                rec.reroutes += 1
+                self._push(invocation_id)
+            return True
+
+    def finish(self, invocation_id: str, status: InvocationStatus, payload: bytes,
+               runner_id: str, worker: str) -> bool:
+        with self._lock:
+            rec = self._record(invocation_id)
+            if check_transition(invocation_id, rec.status, status, rec.owner,
+                                runner_id) is Verdict.DROP:
+                _log_drop(invocation_id, rec, status, runner_id)
+                return False
+            if status == S.SUCCESS:
+                rec.result = payload
+            else:
+                rec.error = payload
+            self._set(rec, status, runner_id, worker, None)
+            return True
+
+    def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float) -> bool:
+        with self._lock:
+            if not self.transition(invocation_id, S.RETRY, runner_id, worker):
+                return False
+            rec = self._records[invocation_id]
+            rec.retries += 1
+            self._set(rec, S.REGISTERED, runner_id, worker, None)
+            if delay_sec > 0:
+                heapq.heappush(self._delayed, (time.time() + delay_sec, invocation_id))
+                self._queued.notify()
+            else:
+                self._push(invocation_id)
+            return True
+
+    def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
+                      ) -> list[str]:
+        with self._lock:
+            held = self._owned.get(owner, set())
+            ids = list(held if invocation_ids is None else held.intersection(invocation_ids))
+            for inv_id in ids:
+                self.transition(inv_id, S.REROUTED, by, "recovery" if by != owner else "stop",
+                                recovery=by != owner)
+            return ids
+
+    def heartbeat(self, runner_id: str, info: dict[str, Any]) -> None:
+        with self._lock:
+            self._runners[runner_id] = {**info, "last_seen": time.time()}
+
+    def remove_runner(self, runner_id: str) -> None:
+        with self._lock:
+            self._runners.pop(runner_id, None)
+
+    def runners(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {k: dict(v) for k, v in self._runners.items()}
+
+    def recover_dead(self, checker_id: str, dead_after_sec: float) -> list[str]:
+        out: list[str] = []
+        with self._lock:
+            cutoff = time.time() - dead_after_sec
+            for runner_id, info in list(self._runners.items()):
+                if runner_id != checker_id and info["last_seen"] < cutoff:
+                    out += self.reroute_owned(runner_id, checker_id)
+                    del self._runners[runner_id]
+        return out
+
+    # -- state -------------------------------------------------------------------------
+
+    def get(self, invocation_id: str) -> InvocationRecord | None:
+        with self._lock:
+            rec = self._records.get(invocation_id)
+            if rec is None:
+                return None
+            copy = InvocationRecord(**{f: getattr(rec, f) for f in rec.__slots__})
+            copy.history = list(rec.history)
+            return copy
+
+    def status(self, invocation_id: str) -> InvocationStatus | None:
+        rec = self._records.get(invocation_id)
+        return rec.status if rec else None
+
+    def final_results(self, invocation_ids: Sequence[str]
+                      ) -> dict[str, tuple[InvocationStatus, bytes]]:
+        out = {}
+        with self._lock:
+            for inv_id in invocation_ids:
+                rec = self._records.get(inv_id)
+                if rec is not None and rec.status in FINAL:
+                    out[inv_id] = (rec.status, rec.result if rec.status == S.SUCCESS else rec.error)
+        return out
+
+    def wait_final(self, invocation_ids: Sequence[str], timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            pending = [i for i in invocation_ids if self._record(i).status not in FINAL]
+            while pending:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._finals.wait(left)
+                pending = [i for i in pending if self._records[i].status not in FINAL]
+            return True
+
+    def history(self, invocation_id: str) -> list[HistoryEntry]:
+        with self._lock:
+            rec = self._records.get(invocation_id)
+            return list(rec.history) if rec else []
+
+    def status_counts(self) -> dict[str, int]:
+        with self._lock:
+            counts = collections.Counter(r.status.value for r in self._records.values())
+        return dict(counts)
+
+    def set_waiting(self, waiter_id: str, awaited: Sequence[str]) -> None:
+        with self._lock:
+            if awaited:
+                self._waits[waiter_id] = list(awaited)
+            else:
+                self._waits.pop(waiter_id, None)
+
+    def waiting_on(self, invocation_id: str) -> list[str]:
+        with self._lock:
+            return list(self._waits.get(invocation_id, ()))
+
+
+def _log_drop(invocation_id: str, rec: InvocationRecord, new: InvocationStatus, by: str) -> None:
+    import logging
+
+    logging.getLogger(log_name).warning(
+        "dropped late %s of invocation %s from runner %s: it is %s (owner %s)",
+        new, invocation_id, by, rec.status, rec.owner,
+    )

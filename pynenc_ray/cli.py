@@ -1,0 +1,145 @@
+"""The ``pynenc-ray`` command: start runners, inspect an app, measure speed."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+from .app import Pynenc
+from .errors import PynencError
+
+
+class CliError(Exception):
+    """A bad command line: printed without a traceback, exit code 2."""
+
+
+def load_app(path: str) -> Pynenc:
+    """Import ``module:attr`` (the current folder is importable, as for ``python -m``)."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise CliError(f"--app {path!r} must look like 'module:attribute', e.g. 'tasks:app'")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CliError(
+            f"--app {path!r}: cannot import module {module_name!r} ({exc}); run from the "
+            "folder that holds it or install the package that does"
+        ) from None
+    app = getattr(module, attr, None)
+    if not isinstance(app, Pynenc):
+        raise CliError(f"--app {path!r}: {module_name}.{attr} is "
+                       f"{'missing' if app is None else type(app).__name__}, not a Pynenc app")
+    if app.config.settings.app_path != path:
+        app.reconfigure(app_path=path)
+    return app
+
+
+def _app(args: argparse.Namespace) -> Pynenc:
+    if args.app:
+        return load_app(args.app)
+    return Pynenc()
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_runner_start(args: argparse.Namespace) -> int:
+    if not args.app:
+        raise CliError("runner start needs --app module:attr so workers can import your tasks")
+    app = load_app(args.app)
+    if args.runner:
+        app.reconfigure(runner_cls=args.runner)
+    runner = app.runner
+    logging.getLogger("pynenc_ray").info("starting %s for app %r on %s", runner.runner_id,
+                                         app.app_id, app.config.settings.backend)
+    runner.run()
+    return 0
+
+
+def status_snapshot(app: Pynenc) -> dict[str, Any]:
+    backend = app.backend
+    now = time.time()
+    runners = {rid: {**info, "heartbeat_age_sec": round(now - info["last_seen"], 2)}
+               for rid, info in backend.runners().items()}
+    return {"app_id": app.app_id, "backend": app.config.settings.backend,
+            "queue_depth": backend.queue_depth(), "statuses": backend.status_counts(),
+            "runners": runners}
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    app = _app(args)
+    if app.config.settings.backend == "memory":
+        print("warning: the memory backend lives inside one process; this command sees only "
+              "its own (empty) process. Use backend = \"redis\" to inspect running work.",
+              file=sys.stderr)
+    snap = status_snapshot(app)
+    if args.json:
+        print(json.dumps(snap, indent=2, sort_keys=True))
+        return 0
+    print(f"app {snap['app_id']} on {snap['backend']}: queue depth {snap['queue_depth']}")
+    for st, n in sorted(snap["statuses"].items()):
+        print(f"  {st:<10} {n}")
+    print(f"runners: {len(snap['runners'])}")
+    for rid, info in sorted(snap["runners"].items()):
+        print(f"  {rid}  heartbeat {info['heartbeat_age_sec']}s ago")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    app = _app(args)
+    view = app.config.show()
+    if args.json:
+        print(json.dumps(view, indent=2, sort_keys=True))
+        return 0
+    sources = view["sources"]
+    for key, value in view["config"].items():
+        print(f"{key} = {value!r}  ({sources.get(key, 'default')})")
+    print(f"[runner: {app.config.runner_cls}]")
+    for key, value in view["runner"].items():
+        print(f"runner.{key} = {value!r}  ({sources.get('runner.' + key, 'default')})")
+    for item in view["ignored"]:
+        print(f"ignored: {item['field']} = {item['value']!r} ({item['source']}): not taken by "
+              f"{app.config.runner_cls}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pynenc-ray", description=__doc__)
+    p.add_argument("--app", help="the app to use, as module:attribute (e.g. tasks:app)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    runner = sub.add_parser("runner", help="run a runner").add_subparsers(dest="action", required=True)
+    start = runner.add_parser("start", help="claim and execute invocations until stopped")
+    start.add_argument("--runner", help="runner class name, overriding runner_cls")
+    start.set_defaults(func=cmd_runner_start)
+
+    status = sub.add_parser("status", help="queue depth, invocations per status, live runners")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    config = sub.add_parser("config", help="inspect configuration").add_subparsers(
+        dest="action", required=True)
+    show = config.add_parser("show", help="effective config, where each value came from")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_config_show)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (CliError, PynencError) as exc:
+        print(f"pynenc-ray: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,374 @@
+"""Configuration: pydantic models for the app and for each runner, layered by
+pydantic-settings, with a record of where every value came from.
+
+Precedence, highest first: explicit arguments > ``PYNENC__*`` environment > the
+file named by ``PYNENC__CONFIG_FILE`` > nearest ``pyproject.toml [tool.pynenc]`` >
+defaults. Runner fields live in the ``runner`` table and are validated against
+the model of the selected ``runner_cls``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    PyprojectTomlConfigSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from .errors import ConfigError
+
+log = logging.getLogger("pynenc_ray.config")
+
+MiB = 1024 * 1024
+
+# -- runner models ---------------------------------------------------------------
+
+
+class RunnerConfig(BaseModel):
+    """Fields every runner takes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    invocation_wait_results_sleep_time_sec: float = 0.1
+    runner_loop_sleep_time_sec: float = 0.1
+    min_parallel_slots: int = 1
+    runner_heartbeat_interval_sec: float = 1.0
+    runner_dead_after_sec: float = 10.0
+    max_reroutes: int = 3
+
+
+class ThreadRunnerConfig(RunnerConfig):
+    min_threads: int = 1
+    max_threads: int = 0  # 0 = cpu count
+
+
+class ProcessRunnerConfig(RunnerConfig):
+    pass
+
+
+class PersistentProcessRunnerConfig(ThreadRunnerConfig):
+    num_processes: int = 0  # 0 = cpu count
+
+
+class MultiThreadRunnerConfig(RunnerConfig):
+    min_threads: int = 1
+    max_threads: int = 1  # per actor
+    min_processes: int = 1
+    max_processes: int = 0  # 0 = the cluster's CPU count
+    idle_timeout_process_sec: float = 4.0
+    enforce_max_processes: bool = True
+    ray_address: str | None = None
+    actor_num_cpus: float = 1.0
+    scaling_interval_sec: float = 1.0
+    ray_local_mode: bool = False
+
+
+class DummyRunnerConfig(RunnerConfig):
+    pass
+
+
+RUNNER_CONFIGS: dict[str, type[RunnerConfig]] = {
+    "ThreadRunner": ThreadRunnerConfig,
+    "ProcessRunner": ProcessRunnerConfig,
+    "PersistentProcessRunner": PersistentProcessRunnerConfig,
+    "MultiThreadRunner": MultiThreadRunnerConfig,
+    "DummyRunner": DummyRunnerConfig,
+    "ExternalRunner": DummyRunnerConfig,
+}
+
+# -- the top-level settings --------------------------------------------------------
+
+SECRET_FIELDS = ("redis_password", "signing_key")
+
+
+class PynencSettings(BaseSettings):
+    """Top-level fields (``[tool.pynenc]``, ``PYNENC__<FIELD>``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PYNENC__",
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+        pyproject_toml_table_header=("tool", "pynenc"),
+        pyproject_toml_depth=64,
+    )
+
+    app_id: str = "pynenc"
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://localhost:6379/0"
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+    redis_ssl_ca_certs: str | None = None
+    redis_retry_timeout_sec: float = 10.0
+    runner_cls: str = "ThreadRunner"
+    app_path: str | None = None
+    serializer: Literal["json", "pickle"] = "json"
+    signing_key: SecretStr | None = None
+    allow_unsigned_pickle: bool = False
+    max_result_bytes: int = 16 * MiB
+    result_ttl_sec: int = 86400
+    dev_mode_force_sync_tasks: bool = False
+    config_file: str | None = None
+    runner: dict[str, Any] = {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sink: dict[str, dict[str, Any]] = _PROVENANCE_SINK.setdefault(id(settings_cls), {})
+        init_data = init_settings.init_kwargs if isinstance(init_settings, InitSettingsSource) else {}
+        sources: list[tuple[str, PydanticBaseSettingsSource]] = [
+            ("argument", init_settings),
+            ("environment", env_settings),
+        ]
+        config_file = init_data.get("config_file") or _env_lookup("PYNENC__CONFIG_FILE")
+        if config_file:
+            sources.append((f"config file {config_file}", _file_source(settings_cls, config_file)))
+        pyproject = PyprojectTomlConfigSettingsSource(settings_cls)
+        sources.append((f"pyproject {pyproject.toml_file_path}", pyproject))
+        return tuple(_Recorded(settings_cls, label, src, sink) for label, src in sources)
+
+
+def _env_lookup(name: str) -> str | None:
+    for key, value in os.environ.items():
+        if key.upper() == name:
+            return value
+    return None
+
+
+def _file_source(settings_cls: type[BaseSettings], path: str) -> PydanticBaseSettingsSource:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(
+            f"PYNENC__CONFIG_FILE names {path!r}, which is not a file; point it at a "
+            "TOML, YAML or JSON file with the keys of [tool.pynenc] at its top level, or unset it"
+        )
+    suffix = p.suffix.lower()
+    if suffix == ".toml":
+        return TomlConfigSettingsSource(settings_cls, toml_file=p)
+    if suffix in (".yaml", ".yml"):
+        return YamlConfigSettingsSource(settings_cls, yaml_file=p)
+    if suffix == ".json":
+        return JsonConfigSettingsSource(settings_cls, json_file=p)
+    raise ConfigError(
+        f"config file {path!r} (from PYNENC__CONFIG_FILE) has suffix {suffix!r}; "
+        "use .toml, .yaml, .yml or .json"
+    )
+
+
+_PROVENANCE_SINK: dict[int, dict[str, dict[str, Any]]] = {}
+
+
+class _Recorded(PydanticBaseSettingsSource):
+    """Wraps a source and keeps what it returned, to say where values came from."""
+
+    def __init__(self, settings_cls, label: str, inner: PydanticBaseSettingsSource, sink: dict):
+        super().__init__(settings_cls)
+        self.label, self.inner, self.sink = label, inner, sink
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        data = self.inner()
+        self.sink[self.label] = data
+        return data
+
+
+# -- the effective config -----------------------------------------------------------
+
+
+@dataclass
+class EffectiveConfig:
+    """What an app runs with: settings, the runner's config, and their provenance."""
+
+    settings: PynencSettings
+    runner: RunnerConfig
+    runner_cls: str
+    sources: dict[str, str] = field(default_factory=dict)  # "field" / "runner.field" -> source
+    ignored: list[dict[str, Any]] = field(default_factory=list)
+
+    def explicit_kwargs(self) -> dict[str, Any]:
+        """The settings as constructor arguments (secrets revealed), to hand to a
+        child process or actor so it runs with exactly this config."""
+        data = self.settings.model_dump(exclude={"runner", "config_file"})
+        for name in SECRET_FIELDS:
+            if data.get(name) is not None:
+                data[name] = data[name].get_secret_value()
+        data["runner"] = self.runner.model_dump()
+        data["runner_cls"] = self.runner_cls
+        return data
+
+    def show(self) -> dict[str, Any]:
+        """A JSON-ready view with secrets masked, for ``config show``."""
+        data = self.settings.model_dump(mode="json", exclude={"runner"})
+        for name in SECRET_FIELDS:
+            if data.get(name) is not None:
+                data[name] = "**********"
+        return {
+            "config": data,
+            "runner": self.runner.model_dump(mode="json"),
+            "sources": self.sources,
+            "ignored": self.ignored,
+        }
+
+
+def load_config(**kwargs: Any) -> EffectiveConfig:
+    """Layer every source, validate, and resolve the runner's fields.
+
+    Raises ConfigError naming the field, the value and the source for an unknown
+    field, a wrong type, or an unknown ``runner_cls``.
+    """
+    _PROVENANCE_SINK.pop(id(PynencSettings), None)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None or k in ("runner",)}
+    if kwargs.get("runner") is None:
+        kwargs.pop("runner", None)
+    _check_env_names()
+    try:
+        with warnings.catch_warnings():
+            # our wrapper hides the pyproject source from pydantic-settings' own check
+            warnings.filterwarnings("ignore", message="Config key `pyproject_toml")
+            settings = PynencSettings(**kwargs)
+        seen = _PROVENANCE_SINK.pop(id(PynencSettings), {})
+    except ValidationError as exc:
+        seen = _PROVENANCE_SINK.pop(id(PynencSettings), {})
+        raise ConfigError(_explain(exc, seen, prefix="")) from None
+    sources = _provenance(seen)
+    runner_raw: dict[str, Any] = dict(settings.runner)
+    runner_cfg, ignored = _resolve_runner(settings.runner_cls, runner_raw, sources)
+    return EffectiveConfig(settings, runner_cfg, settings.runner_cls, sources, ignored)
+
+
+def _check_env_names() -> None:
+    """pydantic-settings ignores unknown prefixed variables; a typo must not pass."""
+    fields = set(PynencSettings.model_fields)
+    for key, value in os.environ.items():
+        upper = key.upper()
+        if not upper.startswith("PYNENC__"):
+            continue
+        name = upper[len("PYNENC__"):].split("__", 1)[0].lower()
+        if name not in fields:
+            raise ConfigError(
+                f"unknown config field {name!r} = {value!r} (from environment {key}); "
+                f"known fields: {', '.join(sorted(fields))}"
+            )
+
+
+def _provenance(seen: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Map each field (and runner.<field>) to the highest source that set it."""
+    out: dict[str, str] = {}
+    for label, data in reversed(list(seen.items())):  # lowest first, higher overwrite
+        for key, value in data.items():
+            key = key.lower()
+            if key == "runner" and isinstance(value, dict):
+                for rk in value:
+                    out[f"runner.{rk.lower()}"] = _label(label, f"RUNNER__{rk}")
+            else:
+                out[key] = _label(label, key)
+    return out
+
+
+def _label(label: str, key: str) -> str:
+    return f"environment PYNENC__{key.upper()}" if label == "environment" else label
+
+
+def _source_of(sources: dict[str, str], key: str) -> str:
+    return sources.get(key, "default")
+
+
+def _explain(exc: ValidationError, seen: dict[str, dict[str, Any]], prefix: str) -> str:
+    sources = _provenance(seen)
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        key = f"{prefix}{loc}"
+        value = err.get("input")
+        src = _source_of(sources, key.lower())
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(sorted(PynencSettings.model_fields)) if not prefix else ""
+            hint = f"known fields: {known}" if known else "check the spelling"
+            lines.append(f"unknown config field {key!r} = {value!r} (from {src}); {hint}")
+        else:
+            lines.append(
+                f"config field {key!r} = {value!r} (from {src}) is invalid: {err['msg']}"
+            )
+    return "; ".join(lines)
+
+
+def runner_config_model(runner_cls: str, source: str = "default") -> type[RunnerConfig]:
+    """The config model of a runner, by registry name or ``module:Class`` path."""
+    if runner_cls in RUNNER_CONFIGS:
+        return RUNNER_CONFIGS[runner_cls]
+    if ":" in runner_cls:
+        module, _, attr = runner_cls.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(
+                f"config field 'runner_cls' = {runner_cls!r} (from {source}) cannot be "
+                f"imported: {exc}"
+            ) from None
+        return getattr(cls, "config_cls", RunnerConfig)
+    known = ", ".join(sorted(RUNNER_CONFIGS))
+    raise ConfigError(
+        f"config field 'runner_cls' = {runner_cls!r} (from {source}) is not a known runner; "
+        f"use one of {known}, or a 'module:Class' import path"
+    )
+
+
+def _resolve_runner(
+    runner_cls: str, raw: dict[str, Any], sources: dict[str, str]
+) -> tuple[RunnerConfig, list[dict[str, Any]]]:
+    model = runner_config_model(runner_cls, _source_of(sources, "runner_cls"))
+    any_runner = set().union(*(m.model_fields for m in RUNNER_CONFIGS.values()))
+    taken: dict[str, Any] = {}
+    ignored: list[dict[str, Any]] = []
+    for key, value in raw.items():
+        key_l = key.lower()
+        src = _source_of(sources, f"runner.{key_l}")
+        if key_l in model.model_fields:
+            taken[key_l] = value
+        elif key_l in any_runner:
+            ignored.append({"field": f"runner.{key_l}", "value": value, "source": src})
+            log.warning(
+                "config field 'runner.%s' = %r (from %s) is not taken by %s and is ignored",
+                key_l, value, src, runner_cls,
+            )
+        else:
+            raise ConfigError(
+                f"unknown config field 'runner.{key_l}' = {value!r} (from {src}): no runner "
+                f"takes it; {runner_cls} takes {', '.join(sorted(model.model_fields))}"
+            )
+    try:
+        return model(**taken), ignored
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            src = _source_of(sources, f"runner.{loc}")
+            lines.append(
+                f"config field 'runner.{loc}' = {err.get('input')!r} (from {src}) is invalid "
+                f"for {runner_cls}: {err['msg']}"
+            )
+        raise ConfigError("; ".join(lines)) from None

@@ -1,0 +1,82 @@
+"""Handles to submitted work: one Invocation, or a group from ``parallelize``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator
+
+from .status import InvocationStatus
+
+if TYPE_CHECKING:
+    from .app import Pynenc
+    from .backends.base import HistoryEntry
+
+_BATCH = 500  # results fetched per backend round trip
+
+
+class Invocation:
+    """One call of a task. Cheap: it holds only the app and the id."""
+
+    __slots__ = ("app", "invocation_id", "task_id")
+
+    def __init__(self, app: "Pynenc", invocation_id: str, task_id: str | None = None):
+        self.app, self.invocation_id, self.task_id = app, invocation_id, task_id
+
+    @property
+    def status(self) -> InvocationStatus:
+        st = self.app.backend.status(self.invocation_id)
+        if st is None:
+            raise KeyError(f"invocation {self.invocation_id} is unknown to this backend "
+                           "(expired, or submitted to another app or backend)")
+        return st
+
+    @property
+    def result(self) -> Any:
+        """Block until final; return the value, or raise the task's exception."""
+        self.app._wait([self.invocation_id], None)
+        return self.app._decode_final(self.invocation_id)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once final (success or failure); never raises the task's error."""
+        return self.app._wait([self.invocation_id], timeout)
+
+    @property
+    def history(self) -> list["HistoryEntry"]:
+        return self.app.backend.history(self.invocation_id)
+
+    def __repr__(self) -> str:
+        return f"<Invocation {self.task_id or ''} {self.invocation_id}>"
+
+
+class InvocationGroup:
+    """The invocations of one ``parallelize`` call, in submission order."""
+
+    def __init__(self, app: "Pynenc", invocations: list[Invocation]):
+        self.app, self.invocations = app, invocations
+
+    def __len__(self) -> int:
+        return len(self.invocations)
+
+    def __iter__(self) -> Iterator[Invocation]:
+        return iter(self.invocations)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.app._wait([i.invocation_id for i in self.invocations], timeout)
+
+    @property
+    def results(self) -> Iterator[Any]:
+        """Yield each result in submission order; raise at the first failed member.
+        Final results are read many per round trip; only a wait blocks."""
+        ids = [i.invocation_id for i in self.invocations]
+        backend, pos = self.app.backend, 0
+        while pos < len(ids):
+            batch = ids[pos:pos + _BATCH]
+            done = backend.final_results(batch)
+            if batch[0] not in done:
+                self.app._wait([batch[0]], None)
+                continue
+            for inv_id in batch:
+                if inv_id not in done:
+                    break
+                status, payload = done[inv_id]
+                yield self.app._decode_payload(inv_id, status, payload)
+                pos += 1

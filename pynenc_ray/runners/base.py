@@ -1,0 +1,155 @@
+"""BaseRunner (the loop, heartbeats, recovery, signals) and the runner registry.
+
+The registry holds import paths, loaded on first use, so naming a runner never
+imports what it needs (Ray, multiprocessing) until it is really built.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ..config import RunnerConfig
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..app import Pynenc
+    from ..context import ExecutionContext
+
+log = logging.getLogger("pynenc_ray.runner")
+
+RUNNER_PATHS: dict[str, str] = {
+    "ThreadRunner": "local_runners.thread_runner:ThreadRunner",
+    "ProcessRunner": "local_runners.process_runner:ProcessRunner",
+    "PersistentProcessRunner": "local_runners.persistent_process_runner:PersistentProcessRunner",
+    "MultiThreadRunner": "pynenc_ray.runners.ray_runner:MultiThreadRunner",
+    "DummyRunner": "pynenc_ray.runners.dummy:DummyRunner",
+    "ExternalRunner": "pynenc_ray.runners.dummy:ExternalRunner",
+}
+
+
+def load_runner_class(name: str) -> type["BaseRunner"]:
+    """A runner class by registry name or ``module:Class`` path."""
+    path = RUNNER_PATHS.get(name, name)
+    module, _, attr = path.partition(":")
+    if not attr:
+        raise ConfigError(f"runner_cls {name!r} is not a known runner; use one of "
+                          f"{', '.join(RUNNER_PATHS)} or a 'module:Class' path")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"runner_cls {name!r} cannot be loaded from {path!r}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, BaseRunner)):
+        raise ConfigError(f"runner_cls {name!r} ({path}) is not a BaseRunner subclass")
+    return cls
+
+
+class BaseRunner(abc.ABC):
+    """Claims and executes invocations until ``stop_runner_loop``.
+
+    ``run()`` blocks in the calling thread; on the way out it reroutes whatever it
+    still holds, so nothing stays PENDING or RUNNING under a stopped runner.
+    """
+
+    config_cls: type[RunnerConfig] = RunnerConfig
+    mem_compatible: bool = False
+
+    def __init__(self, app: "Pynenc", conf: RunnerConfig):
+        self.app, self.conf = app, conf
+        self.runner_id = (f"{type(self).__name__}@{socket.gethostname()}-{os.getpid()}"
+                          f"-{uuid.uuid4().hex[:6]}")
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._heartbeat_thread: threading.Thread | None = None
+
+    @property
+    def is_running(self) -> bool:
+        return self._running.is_set()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.app.check_mem_compatible()
+        if self._running.is_set():
+            raise RuntimeError(f"runner {self.runner_id} is already running")
+        self._stop.clear()
+        self._running.set()
+        restore = self._install_signal_handlers()
+        try:
+            self._beat()
+            self._heartbeat_thread = threading.Thread(
+                target=self._heartbeat_loop, name=f"heartbeat-{self.runner_id}", daemon=True)
+            self._heartbeat_thread.start()
+            self._on_start()
+            while not self._stop.is_set():
+                self._runner_loop_iteration()
+        finally:
+            try:
+                self._on_stop()
+            finally:
+                self._stop.set()
+                if self._heartbeat_thread is not None:
+                    self._heartbeat_thread.join(timeout=5)
+                self.app.backend.remove_runner(self.runner_id)
+                restore()
+                self._running.clear()
+
+    def stop_runner_loop(self) -> None:
+        """Only signals: the loop notices within ``runner_loop_sleep_time_sec``."""
+        self._stop.set()
+
+    def _install_signal_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        handler = lambda signum, frame: self._stop.set()  # noqa: E731 - no heavy work here
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        return lambda: [signal.signal(s, h) for s, h in old.items()]
+
+    @abc.abstractmethod
+    def _runner_loop_iteration(self) -> None:
+        """One pass: claim what there is room for and hand it out. Must return
+        within about ``runner_loop_sleep_time_sec``."""
+
+    def _on_start(self) -> None:
+        pass
+
+    def _on_stop(self) -> None:
+        """Reroute what this runner still holds."""
+        ids = self.app.backend.reroute_owned(self.runner_id, self.runner_id)
+        if ids:
+            log.info("runner %s stopped; rerouted %d invocations", self.runner_id, len(ids))
+
+    # -- heartbeats and recovery ---------------------------------------------------------------
+
+    def heartbeat_info(self) -> dict[str, Any]:
+        return {"runner_cls": type(self).__name__, "host": socket.gethostname(),
+                "pid": os.getpid()}
+
+    def _beat(self) -> None:
+        self.app.backend.heartbeat(self.runner_id, self.heartbeat_info())
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.conf.runner_heartbeat_interval_sec):
+            try:
+                self._beat()
+                rerouted = self.app.backend.recover_dead(self.runner_id, self.conf.runner_dead_after_sec)
+                if rerouted:
+                    log.warning("runner %s rerouted %d invocations of dead runners",
+                                self.runner_id, len(rerouted))
+            except Exception:  # a backend hiccup must not kill the heartbeat
+                log.exception("heartbeat of runner %s failed; retrying", self.runner_id)
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def waiting_for_results(self, ctx: "ExecutionContext", invocation_ids: Sequence[str],
+                            timeout: float | None) -> bool:
+        """Called when a task this runner executes waits on other invocations.
+        Runners override it to free the waiter's slot (or pause its process)."""
+        return self.app.backend.wait_final(invocation_ids, timeout)

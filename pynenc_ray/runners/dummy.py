@@ -1,0 +1,34 @@
+"""Runners that never execute: for scripts that only submit work."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from ..config import DummyRunnerConfig
+from ..errors import RunnerNotExecutableError
+from .base import BaseRunner
+
+
+class DummyRunner(BaseRunner):
+    """Placeholder runner: submitting works, executing raises."""
+
+    config_cls = DummyRunnerConfig
+    mem_compatible = True  # it never executes, so it cannot mismatch a backend
+
+    def run(self) -> None:
+        raise RunnerNotExecutableError(
+            f"{type(self).__name__} cannot execute invocations; start a real runner "
+            "(runner_cls = \"ThreadRunner\", ...) with `pynenc-ray --app X runner start`"
+        )
+
+    def _runner_loop_iteration(self) -> None:
+        self.run()
+
+
+class ExternalRunner(DummyRunner):
+    """Stands for a process outside any runner, e.g. the owner of calls it makes."""
+
+    def __init__(self, app, conf):
+        super().__init__(app, conf)
+        self.runner_id = f"ExternalRunner@{socket.gethostname()}-{os.getpid()}"

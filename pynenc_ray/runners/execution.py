@@ -1,0 +1,119 @@
+"""One run of one invocation, the same for every runner: start it, call the
+function, then store the result, schedule a retry, or store the failure."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from .. import context
+from ..backends.base import Claimed, NewInvocation
+from ..errors import (
+    InvocationOwnershipError,
+    InvocationStatusTransitionError,
+    PynencError,
+    SerializationError,
+)
+from ..serializer import error_to_payload
+from ..status import InvocationStatus
+
+if TYPE_CHECKING:
+    from ..app import Pynenc
+    from .base import BaseRunner
+
+log = logging.getLogger("pynenc_ray.execution")
+S = InvocationStatus
+
+
+def _reject(app: "Pynenc", claimed: Claimed, runner_id: str, worker: str, exc: Exception) -> None:
+    """PENDING -> FAILED: the invocation cannot be run here at all."""
+    log.error("invocation %s (%s) rejected: %s", claimed.invocation_id, claimed.task_id, exc)
+    app.backend.finish(claimed.invocation_id, S.FAILED, error_to_payload(exc), runner_id, worker)
+
+
+class UnknownTaskError(PynencError):
+    """A worker was handed a task id its app does not define (a version mismatch)."""
+
+
+class PoisonInvocationError(PynencError):
+    """An invocation was rerouted more often than ``max_reroutes`` allows."""
+
+
+def run_invocation(app: "Pynenc", runner: "BaseRunner", claimed: Claimed, worker: str) -> None:
+    """Execute one claimed (PENDING) invocation to a final status or a retry."""
+    runner_id, backend = runner.runner_id, app.backend
+    inv_id = claimed.invocation_id
+    if claimed.reroutes > runner.conf.max_reroutes:
+        return _reject(app, claimed, runner_id, worker, PoisonInvocationError(
+            f"invocation {inv_id} of {claimed.task_id} was rerouted {claimed.reroutes} times "
+            f"(max_reroutes={runner.conf.max_reroutes}); it likely kills its worker, so it is "
+            "failed instead of run again"))
+    task = app.get_task(claimed.task_id)
+    if task is None:
+        return _reject(app, claimed, runner_id, worker, UnknownTaskError(
+            f"task {claimed.task_id} is not defined in app {app.app_id!r} on this worker "
+            "(is the worker running an older or different version of the code?)"))
+    try:
+        args, kwargs = app.decode_args(claimed)
+    except SerializationError as exc:
+        return _reject(app, claimed, runner_id, worker, exc)
+    try:
+        backend.transition(inv_id, S.RUNNING, runner_id, worker)
+    except (InvocationOwnershipError, InvocationStatusTransitionError) as exc:
+        log.warning("not running invocation %s: %s", inv_id, exc)
+        return
+    token = context.current.set(context.ExecutionContext(app, runner, inv_id, worker))
+    try:
+        value = task.func(*args, **kwargs)
+    except Exception as exc:
+        context.current.reset(token)
+        _failed(app, task, claimed, runner_id, worker, exc)
+        return
+    context.current.reset(token)
+    try:
+        payload = app.serializer.dumps(value, f"result of task {task.task_id} ({inv_id})")
+        limit = app.config.settings.max_result_bytes
+        if len(payload) > limit:
+            raise SerializationError(
+                f"result of task {task.task_id} ({inv_id}) is {len(payload)} bytes, over "
+                f"max_result_bytes={limit}; return less (store large data elsewhere and "
+                "return a reference) or raise max_result_bytes")
+    except SerializationError as exc:
+        backend.finish(inv_id, S.FAILED, error_to_payload(exc), runner_id, worker)
+        return
+    backend.finish(inv_id, S.SUCCESS, payload, runner_id, worker)
+
+
+def _failed(app: "Pynenc", task, claimed: Claimed, runner_id: str, worker: str,
+            exc: Exception) -> None:
+    opts = task.options
+    if isinstance(exc, opts.retry_for) and claimed.retries < opts.max_retries:
+        log.info("invocation %s raised %r; retry %d of %d", claimed.invocation_id, exc,
+                 claimed.retries + 1, opts.max_retries)
+        try:
+            app.backend.retry(claimed.invocation_id, runner_id, worker, opts.retry_delay_sec)
+        except (InvocationOwnershipError, InvocationStatusTransitionError) as err:
+            log.warning("retry of %s not scheduled: %s", claimed.invocation_id, err)
+        return
+    app.backend.finish(claimed.invocation_id, S.FAILED, error_to_payload(exc), runner_id, worker)
+
+
+def run_sync(app: "Pynenc", new: NewInvocation) -> None:
+    """``dev_mode_force_sync_tasks``: run a just-registered invocation in the caller,
+    as the ExternalRunner, retries included; it is final when this returns."""
+    from .dummy import ExternalRunner
+
+    runner = ExternalRunner(app, app.config.runner)
+    worker = "sync"
+    retries = 0
+    while True:
+        app.backend.transition(new.invocation_id, S.PENDING, runner.runner_id, worker)
+        run_invocation(app, runner, Claimed(new.invocation_id, new.task_id, new.args, retries, 0),
+                       worker)
+        if app.backend.status(new.invocation_id) in (S.SUCCESS, S.FAILED):
+            return
+        retries += 1
+        delay = app.tasks[new.task_id].options.retry_delay_sec
+        if delay:
+            time.sleep(delay)

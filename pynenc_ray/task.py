@@ -1,0 +1,91 @@
+"""A task: a module-level function bound to an app, with its retry and timeout
+options. Calling it submits an invocation; ``parallelize`` submits many at once."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from .errors import TaskDefinitionError
+
+if TYPE_CHECKING:
+    from .app import Pynenc
+    from .invocation import Invocation, InvocationGroup
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    max_retries: int = 0  # max_retries=3 means up to 4 runs
+    retry_for: tuple[type[BaseException], ...] = ()
+    retry_delay_sec: float = 0.0
+    timeout_sec: float | None = None
+
+
+def _check_options(name: str, options: TaskOptions) -> None:
+    if options.max_retries < 0:
+        raise TaskDefinitionError(f"task {name}: max_retries={options.max_retries} must be >= 0")
+    if not all(isinstance(c, type) and issubclass(c, BaseException) for c in options.retry_for):
+        raise TaskDefinitionError(
+            f"task {name}: retry_for={options.retry_for!r} must be a tuple of exception classes, "
+            "e.g. retry_for=(TimeoutError,)"
+        )
+    if options.retry_delay_sec < 0:
+        raise TaskDefinitionError(f"task {name}: retry_delay_sec must be >= 0")
+    if options.timeout_sec is not None and options.timeout_sec <= 0:
+        raise TaskDefinitionError(f"task {name}: timeout_sec must be > 0 or None")
+
+
+def task_id_of(func: Callable[..., Any]) -> str:
+    """``module:qualname``: how any worker finds the function again by importing."""
+    name = getattr(func, "__qualname__", repr(func))
+    module = getattr(func, "__module__", None)
+    if not inspect.isfunction(func):
+        raise TaskDefinitionError(f"@app.task takes a plain function; got {func!r}")
+    if module in (None, "__main__"):
+        raise TaskDefinitionError(
+            f"task {name} is defined in __main__, which workers cannot import. Move it to "
+            "a module (e.g. tasks.py) and import it from your script"
+        )
+    if "<locals>" in name:
+        raise TaskDefinitionError(
+            f"task {module}.{name} is a nested function, which workers cannot import. "
+            "Define it at module level"
+        )
+    return f"{module}:{name}"
+
+
+class Task:
+    """The decorated function. ``task(*args)`` returns an Invocation at once."""
+
+    def __init__(self, app: "Pynenc", func: Callable[..., Any], options: TaskOptions):
+        self.task_id = task_id_of(func)
+        opts = TaskOptions(
+            options.max_retries, tuple(options.retry_for), options.retry_delay_sec,
+            options.timeout_sec,
+        )
+        _check_options(self.task_id, opts)
+        self.app, self.func, self.options = app, func, opts
+        functools.update_wrapper(self, func)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "Invocation":
+        return self.app._submit(self, [(args, kwargs)])[0]
+
+    def parallelize(self, items: Iterable[Any]) -> "InvocationGroup":
+        """Submit one invocation per item in one backend round trip: a tuple is
+        positional arguments, a dict keyword arguments, anything else one argument."""
+        from .invocation import InvocationGroup
+
+        calls = []
+        for item in items:
+            if isinstance(item, tuple):
+                calls.append((item, {}))
+            elif isinstance(item, dict):
+                calls.append(((), item))
+            else:
+                calls.append(((item,), {}))
+        return InvocationGroup(self.app, self.app._submit(self, calls))
+
+    def __repr__(self) -> str:
+        return f"<Task {self.task_id}>"
