@@ -1,0 +1,397 @@
+"""RedisBackend: broker, orchestrator and state on one redis-py connection pool.
+
+Each multi-key step is one Lua script (see the ``.lua`` files and the key map
+in ``prelude.lua``), so a crash between steps never loses or doubles work.
+Idle runners block in BLMOVE (into their own in-flight list) rather than
+polling; result waiters block on a condition fed by one pub/sub listener per
+process. Connection faults are retried with backoff: for a producer up to
+``redis_retry_timeout_sec``, for a runner until Redis is back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from ...errors import BackendUnavailableError, InvocationOwnershipError, InvocationStatusTransitionError
+from ...status import FINAL, InvocationStatus
+from ..base import Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
+from .scripts import NAMES, source
+
+log = logging.getLogger("pynenc_ray.backends.redis")
+S = InvocationStatus
+T = TypeVar("T")
+_CONN_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+_ENQUEUE_CHUNK = 1000
+_READ_CHUNK = 500
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced, for messages and ``config show``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
+
+
+class RedisBackend(Backend):
+    shared = True
+
+    def __init__(self, settings: Any):
+        self.prefix = f"pynenc:{settings.app_id}:"
+        self.url = settings.redis_url
+        self.safe_url = mask_url(settings.redis_url)
+        self.retry_timeout = settings.redis_retry_timeout_sec
+        self.ttl = int(settings.result_ttl_sec)
+        self.runner_mode = False  # set by a running runner: retry connection faults forever
+        kwargs: dict[str, Any] = {
+            "retry": Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.02), 3),
+            "retry_on_error": list(_CONN_ERRORS),
+            "socket_connect_timeout": 2.0,
+            "socket_keepalive": True,
+            "health_check_interval": 30,
+        }
+        if settings.redis_username:
+            kwargs["username"] = settings.redis_username
+        if settings.redis_password is not None:
+            kwargs["password"] = settings.redis_password.get_secret_value()
+        if settings.redis_ssl_ca_certs:
+            kwargs["ssl_ca_certs"] = settings.redis_ssl_ca_certs
+        self.client = redis.Redis.from_url(self.url, **kwargs)
+        self._scripts = {name: self.client.register_script(source(name)) for name in NAMES}
+        self._closed = False
+        self._listener_pid: int | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _k(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def _call(self, fn: Callable[[], T], what: str) -> T:
+        """Run ``fn``, retrying connection faults with backoff until the budget ends."""
+        deadline = None if self.runner_mode else time.monotonic() + self.retry_timeout
+        delay = 0.05
+        while True:
+            try:
+                return fn()
+            except redis.AuthenticationError as exc:
+                raise BackendUnavailableError(
+                    f"Redis at {self.safe_url} refused the credentials while trying to {what}: "
+                    f"{exc}. Check redis_url's user and password (or redis_username / "
+                    "redis_password)") from None
+            except redis.ResponseError as exc:
+                raise self._map_error(exc) from None
+            except _CONN_ERRORS as exc:
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise BackendUnavailableError(
+                        f"Redis at {self.safe_url} is unreachable (tried to {what} for "
+                        f"{self.retry_timeout:g}s): {exc}. Start redis-server there, or fix "
+                        "redis_url") from None
+                log.warning("Redis at %s: %s; retrying %s in %.2fs", self.safe_url, exc, what, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0) * (0.75 + random.random() / 2)
+
+    @staticmethod
+    def _map_error(exc: redis.ResponseError) -> Exception:
+        msg = str(exc)
+        for tag, cls in (("PYNENC_OWNERSHIP ", InvocationOwnershipError),
+                         ("PYNENC_TRANSITION ", InvocationStatusTransitionError),
+                         ("PYNENC_MISSING ", KeyError)):
+            if msg.startswith(tag):
+                return cls(msg[len(tag):])
+        if "NOAUTH" in msg or "WRONGPASS" in msg:
+            return BackendUnavailableError(f"Redis at {mask_url(msg)} refused the credentials: {msg}")
+        return exc
+
+    def _script(self, name: str, args: Sequence[Any]) -> Any:
+        script = self._scripts[name]
+        return self._call(lambda: script(args=[self.prefix, *args]), name)
+
+    # -- broker ---------------------------------------------------------------------------
+
+    def enqueue(self, calls: Sequence[NewInvocation], runner_id: str, worker: str,
+                push: bool = True) -> None:
+        now = repr(time.time())
+        for start in range(0, len(calls), _ENQUEUE_CHUNK):
+            args: list[Any] = [runner_id, worker, now, "1" if push else "0"]
+            for c in calls[start:start + _ENQUEUE_CHUNK]:
+                args += [c.invocation_id, c.task_id, c.args, c.parent_id or ""]
+            self._script("enqueue", args)
+
+    def claim(self, runner_id: str, worker: str, n: int, timeout: float) -> list[Claimed]:
+        args = [runner_id, worker, repr(time.time()), n]
+        flat = self._script("claim", args)
+        if not flat and timeout > 0:
+            moved = self._call(lambda: self.client.blmove(
+                self._k("queue"), self._k("inflight", runner_id), timeout, "LEFT", "RIGHT"),
+                "wait for work")
+            if moved is None:
+                return []
+            args[2] = repr(time.time())
+            flat = self._script("claim", args)
+        return [Claimed(flat[i].decode(), flat[i + 1].decode(), flat[i + 2], int(flat[i + 3]),
+                        int(flat[i + 4])) for i in range(0, len(flat), 5)]
+
+    def queue_depth(self) -> int:
+        def depth() -> int:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.llen(self._k("queue"))
+            pipe.zcard(self._k("delayed"))
+            return sum(pipe.execute())
+        return self._call(depth, "read the queue depth")
+
+    # -- orchestrator ---------------------------------------------------------------------
+
+    def transition(self, invocation_id: str, new: InvocationStatus, runner_id: str,
+                   worker: str, *, recovery: bool = False) -> bool:
+        res = self._script("transition", [invocation_id, new.value, runner_id, worker,
+                                          repr(time.time()), "1" if recovery else "0"])
+        return self._applied(res, invocation_id, new, runner_id)
+
+    def finish(self, invocation_id: str, status: InvocationStatus, payload: bytes,
+               runner_id: str, worker: str) -> bool:
+        res = self._script("finish", [invocation_id, status.value, payload, runner_id, worker,
+                                      repr(time.time()), self.ttl])
+        return self._applied(res, invocation_id, status, runner_id)
+
+    def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float) -> bool:
+        res = self._script("retry", [invocation_id, runner_id, worker, repr(time.time()),
+                                     repr(float(delay_sec))])
+        return self._applied(res, invocation_id, S.RETRY, runner_id)
+
+    @staticmethod
+    def _applied(res: Any, invocation_id: str, new: InvocationStatus, runner_id: str) -> bool:
+        if res == b"DROP":
+            log.warning("dropped late %s of invocation %s from runner %s: it is no longer its "
+                        "owner (rerouted, or already final)", new, invocation_id, runner_id)
+            return False
+        return True
+
+    def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
+                      ) -> list[str]:
+        worker = "stop" if by == owner else "recovery"
+        ids = list(invocation_ids) if invocation_ids is not None else []
+        if invocation_ids is not None and not ids:
+            return []
+        res = self._script("reroute", [owner, by, worker, repr(time.time()), *ids])
+        return [r.decode() for r in res]
+
+    def heartbeat(self, runner_id: str, info: dict[str, Any]) -> None:
+        self._script("heartbeat", [runner_id, json.dumps(info)])
+
+    def remove_runner(self, runner_id: str) -> None:
+        def remove() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hdel(self._k("runners"), runner_id)
+            pipe.zrem(self._k("beats"), runner_id)
+            pipe.execute()
+        self._call(remove, "remove a runner")
+
+    def runners(self) -> dict[str, dict[str, Any]]:
+        def read() -> tuple[dict, list]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(self._k("runners"))
+            pipe.zrange(self._k("beats"), 0, -1, withscores=True)
+            return tuple(pipe.execute())  # type: ignore[return-value]
+        infos, beats = self._call(read, "list runners")
+        seen = {k.decode(): v for k, v in beats}
+        return {rid.decode(): {**json.loads(info), "last_seen": seen.get(rid.decode(), 0.0)}
+                for rid, info in infos.items()}
+
+    def recover_dead(self, checker_id: str, dead_after_sec: float) -> list[str]:
+        lease_ms = int(max(1000, dead_after_sec * 500))
+        res = self._script("recover", [checker_id, repr(float(dead_after_sec)), lease_ms,
+                                       repr(time.time())])
+        return [r.decode() for r in res]
+
+    # -- state -------------------------------------------------------------------------------
+
+    def get(self, invocation_id: str) -> InvocationRecord | None:
+        def read() -> list:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(self._k("inv", invocation_id))
+            pipe.lrange(self._k("hist", invocation_id), 0, -1)
+            return pipe.execute()
+        h, hist = self._call(read, "read an invocation")
+        if not h:
+            return None
+        s = {k.decode(): v for k, v in h.items()}
+        return InvocationRecord(
+            invocation_id, s["task"].decode(), s["args"], S(s["status"].decode()),
+            owner=s["owner"].decode() if "owner" in s else None,
+            retries=int(s.get("retries", 0)), reroutes=int(s.get("reroutes", 0)),
+            parent_id=s["parent"].decode() if "parent" in s else None,
+            result=s.get("result"), error=s.get("error"), history=_history(hist))
+
+    def status(self, invocation_id: str) -> InvocationStatus | None:
+        raw = self._call(lambda: self.client.hget(self._k("inv", invocation_id), "status"),
+                         "read a status")
+        return S(raw.decode()) if raw else None
+
+    def _statuses(self, ids: Sequence[str]) -> list[bytes | None]:
+        def read() -> list:
+            pipe = self.client.pipeline(transaction=False)
+            for i in ids:
+                pipe.hget(self._k("inv", i), "status")
+            return pipe.execute()
+        return self._call(read, "read statuses")
+
+    def final_results(self, invocation_ids: Sequence[str]
+                      ) -> dict[str, tuple[InvocationStatus, bytes]]:
+        out: dict[str, tuple[InvocationStatus, bytes]] = {}
+        for start in range(0, len(invocation_ids), _READ_CHUNK):
+            chunk = invocation_ids[start:start + _READ_CHUNK]
+
+            def read(chunk: Sequence[str] = chunk) -> list:
+                pipe = self.client.pipeline(transaction=False)
+                for i in chunk:
+                    pipe.hmget(self._k("inv", i), "status", "result", "error")
+                return pipe.execute()
+            for inv_id, (st, result, error) in zip(chunk, self._call(read, "read results")):
+                if st is not None and S(st.decode()) in FINAL:
+                    status = S(st.decode())
+                    out[inv_id] = (status, result if status == S.SUCCESS else error)
+        return out
+
+    def _final_among(self, ids: Iterable[str]) -> set[str]:
+        ids = list(ids)
+        done: set[str] = set()
+        for start in range(0, len(ids), _READ_CHUNK):
+            chunk = ids[start:start + _READ_CHUNK]
+            for inv_id, st in zip(chunk, self._statuses(chunk)):
+                if st is None:
+                    raise KeyError(f"invocation {inv_id} is not stored in {self.safe_url} "
+                                   f"under app prefix {self.prefix!r} (expired or never submitted)")
+                if S(st.decode()) in FINAL:
+                    done.add(inv_id)
+        return done
+
+    def wait_final(self, invocation_ids: Sequence[str], timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pending = set(invocation_ids)
+        self._ensure_listener()
+        with self._cv:
+            for i in pending:
+                self._watch[i] = self._watch.get(i, 0) + 1
+        try:
+            pending -= self._final_among(pending)
+            while pending:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                with self._cv:
+                    arrived = pending & self._arrived
+                    if not arrived:
+                        self._cv.wait(1.0 if left is None else min(left, 1.0))
+                        arrived = pending & self._arrived
+                if arrived:
+                    pending -= arrived
+                else:  # a safety net for messages lost while the listener reconnected
+                    pending -= self._final_among(pending)
+            return True
+        finally:
+            with self._cv:
+                for i in invocation_ids:
+                    n = self._watch.get(i, 0) - 1
+                    if n <= 0:
+                        self._watch.pop(i, None)
+                        self._arrived.discard(i)
+                    else:
+                        self._watch[i] = n
+
+    def _ensure_listener(self) -> None:
+        if self._listener_pid == os.getpid():
+            return
+        self._listener_pid = os.getpid()  # a forked child starts its own listener
+        self._cv = threading.Condition()
+        self._watch: dict[str, int] = {}
+        self._arrived: set[str] = set()
+        self._subscribed = threading.Event()
+        threading.Thread(target=self._listen, name="pynenc-redis-finals", daemon=True).start()
+        if not self._subscribed.wait(self.retry_timeout):
+            log.warning("result listener for %s is not subscribed yet; waits poll meanwhile",
+                        self.safe_url)
+
+    def _listen(self) -> None:
+        channel = self._k("final").encode()
+        pid = os.getpid()
+        while not self._closed and self._listener_pid == pid:
+            pubsub = self.client.pubsub()
+            try:
+                pubsub.subscribe(channel)
+                while not self._closed and self._listener_pid == pid:
+                    msg = pubsub.get_message(timeout=1.0)
+                    if msg is None:
+                        continue
+                    if msg["type"] == "subscribe":
+                        self._subscribed.set()
+                        with self._cv:
+                            self._cv.notify_all()  # waiters re-check what they may have missed
+                    elif msg["type"] == "message":
+                        inv_id = msg["data"].decode()
+                        with self._cv:
+                            if inv_id in self._watch:
+                                self._arrived.add(inv_id)
+                                self._cv.notify_all()
+            except _CONN_ERRORS as exc:
+                log.warning("result listener lost Redis at %s (%s); reconnecting", self.safe_url, exc)
+                time.sleep(0.2)
+            except Exception:
+                log.exception("result listener failed; restarting")
+                time.sleep(0.5)
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:
+                    pass
+
+    def history(self, invocation_id: str) -> list[HistoryEntry]:
+        raw = self._call(lambda: self.client.lrange(self._k("hist", invocation_id), 0, -1),
+                         "read a history")
+        return _history(raw)
+
+    def status_counts(self) -> dict[str, int]:
+        raw = self._call(lambda: self.client.hgetall(self._k("counts")), "read status counts")
+        return {k.decode(): int(v) for k, v in raw.items() if int(v) > 0}
+
+    def set_waiting(self, waiter_id: str, awaited: Sequence[str]) -> None:
+        def write() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            key = self._k("waits", waiter_id)
+            pipe.delete(key)
+            if awaited:
+                pipe.sadd(key, *awaited)
+                pipe.expire(key, self.ttl)
+            pipe.execute()
+        self._call(write, "record a wait")
+
+    def waiting_on(self, invocation_id: str) -> list[str]:
+        raw = self._call(lambda: self.client.smembers(self._k("waits", invocation_id)),
+                         "read a wait")
+        return [r.decode() for r in raw]
+
+    def close(self) -> None:
+        self._closed = True
+        self.client.close()
+
+
+def _history(raw: list[bytes]) -> list[HistoryEntry]:
+    out = []
+    for item in raw:
+        status, runner, worker, ts = json.loads(item)
+        out.append(HistoryEntry(S(status), runner, worker, float(ts)))
+    return out

@@ -1,0 +1,17 @@
+-- retry: RUNNING -> RETRY -> REGISTERED, queued now or after a delay.
+-- ARGV: prefix, id, runner, worker, now, delay_sec.
+local id, runner, worker, now, delay = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local cur, owner = unpack(redis.call('HMGET', ikey(id), 'status', 'owner'))
+if not cur then return redis.error_reply('PYNENC_MISSING invocation ' .. id .. ' is not stored') end
+if check(id, cur, 'RETRY', owner, runner, false) == 'DROP' then return 'DROP' end
+redis.call('HDEL', ikey(id), 'owner')
+redis.call('SREM', P .. 'owned:' .. runner, id)
+redis.call('HINCRBY', ikey(id), 'retries', 1)
+set_status(id, cur, 'RETRY', runner, worker, now)
+set_status(id, 'RETRY', 'REGISTERED', runner, worker, now)
+if delay > 0 then
+  redis.call('ZADD', P .. 'delayed', tonumber(now) + delay, id)
+else
+  redis.call('RPUSH', P .. 'queue', id)
+end
+return 'OK'

@@ -1,0 +1,31 @@
+"""Loads the ``.lua`` files beside this module, each behind the shared prelude,
+with the status tables compiled in from ``pynenc_ray/status.py``."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from ...status import CLAIMABLE, FINAL, OWNED, TRANSITIONS
+
+HERE = Path(__file__).parent
+NAMES = ("enqueue", "claim", "transition", "finish", "retry", "reroute", "heartbeat", "recover")
+
+
+def _lua_set(statuses) -> str:
+    return "{" + ", ".join(f"{s.value} = true" for s in sorted(statuses)) + "}"
+
+
+def _lua_tables() -> dict[str, str]:
+    allowed = "{" + ", ".join(f"{src.value} = {_lua_set(dst)}" for src, dst in TRANSITIONS.items()) + "}"
+    return {"__ALLOWED__": allowed, "__OWNED__": _lua_set(OWNED), "__FINAL__": _lua_set(FINAL),
+            "__CLAIMABLE__": _lua_set(CLAIMABLE)}
+
+
+@cache
+def source(name: str) -> str:
+    """The full text of one script: generated prelude, then the script body."""
+    prelude = (HERE / "prelude.lua").read_text()
+    for placeholder, table in _lua_tables().items():
+        prelude = prelude.replace(placeholder, table)
+    return prelude + "\n" + (HERE / f"{name}.lua").read_text()
