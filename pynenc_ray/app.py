@@ -14,7 +14,7 @@ from . import context
 from .backends import build_backend
 from .backends.base import Backend, Claimed, NewInvocation
 from .config import EffectiveConfig, load_config
-from .errors import ConfigError, CycleError, MemCompatibilityError
+from .errors import ConfigError, CycleError, MemCompatibilityError, TaskDefinitionError
 from .invocation import Invocation
 from .serializer import Serializer, payload_to_error
 from .status import InvocationStatus
@@ -61,17 +61,28 @@ class Pynenc:
             s.signing_key.get_secret_value() if s.signing_key else None,
             s.allow_unsigned_pickle,
         )
-        if self._backend is not None:
+        key = self._backend_key()
+        if self._backend is not None and key != getattr(self, "_built_for", None):
             self._backend.close()
-        self._backend = None
+            self._backend = None
+        self._built_for = key  # a reconfigure that keeps these keeps the backend (and its data)
         self._runner = None
         self.check_mem_compatible()
 
-    def reconfigure(self, **fields: Any) -> "Pynenc":
+    def _backend_key(self) -> tuple:
+        s = self.config.settings
+        secret = s.redis_password.get_secret_value() if s.redis_password else None
+        return (s.backend, s.app_id, s.redis_url, s.redis_username, secret,
+                s.redis_ssl_ca_certs, s.redis_retry_timeout_sec, s.result_ttl_sec)
+
+    def reconfigure(self, *, replace: bool = False, **fields: Any) -> "Pynenc":
         """Change explicit fields (e.g. ``runner_cls`` from the CLI, or the config a
-        parent hands its workers) and rebuild backend and runner from them."""
+        parent hands its workers) and rebuild backend and runner from them.
+        With ``replace``, earlier explicit fields are dropped first."""
         if self._runner is not None and self._runner.is_running:
             raise ConfigError("cannot reconfigure an app while its runner runs; stop it first")
+        if replace:
+            self._explicit = {}
         runner = fields.pop("runner", None)
         self._explicit.update(fields)
         if runner is not None:
@@ -119,6 +130,10 @@ class Pynenc:
              retry_for: tuple[type[BaseException], ...] = (), retry_delay_sec: float = 0.0,
              timeout_sec: float | None = None) -> Any:
         """``@app.task`` or ``@app.task(max_retries=3, retry_for=(TimeoutError,))``."""
+        if not isinstance(retry_for, (tuple, list)):
+            raise TaskDefinitionError(
+                f"@app.task(retry_for={retry_for!r}): retry_for must be a tuple of exception "
+                "classes, e.g. retry_for=(TimeoutError,)")
         options = TaskOptions(max_retries, tuple(retry_for), retry_delay_sec, timeout_sec)
 
         def register(f: Callable[..., Any]) -> Task:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,6 +241,14 @@ def load_config(**kwargs: Any) -> EffectiveConfig:
     Raises ConfigError naming the field, the value and the source for an unknown
     field, a wrong type, or an unknown ``runner_cls``.
     """
+    with _LOAD_LOCK:
+        return _load_config(kwargs)
+
+
+_LOAD_LOCK = threading.Lock()  # the provenance sink is shared by all loads
+
+
+def _load_config(kwargs: dict[str, Any]) -> EffectiveConfig:
     _PROVENANCE_SINK.pop(id(PynencSettings), None)
     kwargs = {k: v for k, v in kwargs.items() if v is not None or k in ("runner",)}
     if kwargs.get("runner") is None:
@@ -255,6 +264,11 @@ def load_config(**kwargs: Any) -> EffectiveConfig:
         seen = _PROVENANCE_SINK.pop(id(PynencSettings), {})
         raise ConfigError(_explain(exc, seen, prefix="")) from None
     sources = _provenance(seen)
+    if settings.serializer == "pickle" and not (settings.signing_key or settings.allow_unsigned_pickle):
+        raise ConfigError(
+            f"config field 'serializer' = 'pickle' (from {_source_of(sources, 'serializer')}) "
+            "needs a signing_key (payloads are HMAC-signed and checked before unpickling) or "
+            "allow_unsigned_pickle = true (only if nobody untrusted can write to the backend)")
     runner_raw: dict[str, Any] = dict(settings.runner)
     runner_cfg, ignored = _resolve_runner(settings.runner_cls, runner_raw, sources)
     return EffectiveConfig(settings, runner_cfg, settings.runner_cls, sources, ignored)

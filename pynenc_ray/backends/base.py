@@ -89,8 +89,10 @@ class Backend(abc.ABC):
         (the runner no longer owns it: a late write after a reroute)."""
 
     @abc.abstractmethod
-    def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float) -> bool:
-        """RUNNING -> RETRY -> REGISTERED, re-queued after ``delay_sec``."""
+    def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float,
+              push: bool = True) -> bool:
+        """RUNNING -> RETRY -> REGISTERED, re-queued after ``delay_sec`` (not queued
+        with ``push=False``: the caller runs it again itself, as dev mode does)."""
 
     @abc.abstractmethod
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,

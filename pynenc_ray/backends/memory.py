@@ -138,14 +138,17 @@ class MemoryBackend(Backend):
             self._set(rec, status, runner_id, worker, None)
             return True
 
-    def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float) -> bool:
+    def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float,
+              push: bool = True) -> bool:
         with self._lock:
             if not self.transition(invocation_id, S.RETRY, runner_id, worker):
                 return False
             rec = self._records[invocation_id]
             rec.retries += 1
             self._set(rec, S.REGISTERED, runner_id, worker, None)
-            if delay_sec > 0:
+            if not push:
+                pass
+            elif delay_sec > 0:
                 heapq.heappush(self._delayed, (time.time() + delay_sec, invocation_id))
                 self._queued.notify()
             else:

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -60,6 +61,7 @@ class BaseRunner(abc.ABC):
 
     config_cls: type[RunnerConfig] = RunnerConfig
     mem_compatible: bool = False
+    executes_inline: bool = False  # True: retries are re-run by the caller, not queued
 
     def __init__(self, app: "Pynenc", conf: RunnerConfig):
         self.app, self.conf = app, conf
@@ -136,9 +138,14 @@ class BaseRunner(abc.ABC):
         self.app.backend.heartbeat(self.runner_id, self.heartbeat_info())
 
     def _heartbeat_loop(self) -> None:
+        every = max(self.conf.runner_heartbeat_interval_sec, self.conf.runner_dead_after_sec / 5)
+        last_check = 0.0
         while not self._stop.wait(self.conf.runner_heartbeat_interval_sec):
             try:
                 self._beat()
+                if time.monotonic() - last_check < every:
+                    continue
+                last_check = time.monotonic()
                 rerouted = self.app.backend.recover_dead(self.runner_id, self.conf.runner_dead_after_sec)
                 if rerouted:
                     log.warning("runner %s rerouted %d invocations of dead runners",

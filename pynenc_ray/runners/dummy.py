@@ -27,7 +27,10 @@ class DummyRunner(BaseRunner):
 
 
 class ExternalRunner(DummyRunner):
-    """Stands for a process outside any runner, e.g. the owner of calls it makes."""
+    """Stands for a process outside any runner, e.g. the owner of calls it makes
+    (and of dev-mode invocations it runs inline)."""
+
+    executes_inline = True
 
     def __init__(self, app, conf):
         super().__init__(app, conf)

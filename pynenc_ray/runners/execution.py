@@ -68,7 +68,7 @@ def run_invocation(app: "Pynenc", runner: "BaseRunner", claimed: Claimed, worker
         value = task.func(*args, **kwargs)
     except Exception as exc:
         context.current.reset(token)
-        _failed(app, task, claimed, runner_id, worker, exc)
+        _failed(app, runner, task, claimed, worker, exc)
         return
     context.current.reset(token)
     try:
@@ -85,14 +85,16 @@ def run_invocation(app: "Pynenc", runner: "BaseRunner", claimed: Claimed, worker
     backend.finish(inv_id, S.SUCCESS, payload, runner_id, worker)
 
 
-def _failed(app: "Pynenc", task, claimed: Claimed, runner_id: str, worker: str,
+def _failed(app: "Pynenc", runner: "BaseRunner", task, claimed: Claimed, worker: str,
             exc: Exception) -> None:
+    runner_id = runner.runner_id
     opts = task.options
     if isinstance(exc, opts.retry_for) and claimed.retries < opts.max_retries:
         log.info("invocation %s raised %r; retry %d of %d", claimed.invocation_id, exc,
                  claimed.retries + 1, opts.max_retries)
         try:
-            app.backend.retry(claimed.invocation_id, runner_id, worker, opts.retry_delay_sec)
+            app.backend.retry(claimed.invocation_id, runner_id, worker, opts.retry_delay_sec,
+                              push=not runner.executes_inline)
         except (InvocationOwnershipError, InvocationStatusTransitionError) as err:
             log.warning("retry of %s not scheduled: %s", claimed.invocation_id, err)
         return

@@ -74,6 +74,8 @@ class RedisBackend(Backend):
         self.client = redis.Redis.from_url(self.url, **kwargs)
         self._scripts = {name: self.client.register_script(source(name)) for name in NAMES}
         self._closed = False
+        self._hot: dict[str, bool] = {}  # runner -> its last claim was full
+        self._promoted: dict[str, float] = {}  # runner -> when it last ran the claim script
         self._listener_pid: int | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -133,8 +135,15 @@ class RedisBackend(Backend):
             self._script("enqueue", args)
 
     def claim(self, runner_id: str, worker: str, n: int, timeout: float) -> list[Claimed]:
-        args = [runner_id, worker, repr(time.time()), n]
-        flat = self._script("claim", args)
+        """The claim script runs first only when work is likely (the last claim was
+        full) or delayed retries may be due; otherwise an idle runner costs one
+        blocking BLMOVE per ``timeout``."""
+        args: list[Any] = [runner_id, worker, repr(time.time()), n]
+        now = time.monotonic()
+        flat: list = []
+        if self._hot.get(runner_id) or now - self._promoted.get(runner_id, 0.0) > 0.5:
+            self._promoted[runner_id] = now
+            flat = self._script("claim", args)
         if not flat and timeout > 0:
             moved = self._call(lambda: self.client.blmove(
                 self._k("queue"), self._k("inflight", runner_id), timeout, "LEFT", "RIGHT"),
@@ -143,6 +152,7 @@ class RedisBackend(Backend):
                 return []
             args[2] = repr(time.time())
             flat = self._script("claim", args)
+        self._hot[runner_id] = len(flat) >= 5 * n
         return [Claimed(flat[i].decode(), flat[i + 1].decode(), flat[i + 2], int(flat[i + 3]),
                         int(flat[i + 4])) for i in range(0, len(flat), 5)]
 
@@ -168,9 +178,10 @@ class RedisBackend(Backend):
                                       repr(time.time()), self.ttl])
         return self._applied(res, invocation_id, status, runner_id)
 
-    def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float) -> bool:
+    def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float,
+              push: bool = True) -> bool:
         res = self._script("retry", [invocation_id, runner_id, worker, repr(time.time()),
-                                     repr(float(delay_sec))])
+                                     repr(float(delay_sec)), "1" if push else "0"])
         return self._applied(res, invocation_id, S.RETRY, runner_id)
 
     @staticmethod

@@ -1,5 +1,5 @@
 -- retry: RUNNING -> RETRY -> REGISTERED, queued now or after a delay.
--- ARGV: prefix, id, runner, worker, now, delay_sec.
+-- ARGV: prefix, id, runner, worker, now, delay_sec, push ('0': the caller re-runs it inline).
 local id, runner, worker, now, delay = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local cur, owner = unpack(redis.call('HMGET', ikey(id), 'status', 'owner'))
 if not cur then return redis.error_reply('PYNENC_MISSING invocation ' .. id .. ' is not stored') end
@@ -9,7 +9,9 @@ redis.call('SREM', P .. 'owned:' .. runner, id)
 redis.call('HINCRBY', ikey(id), 'retries', 1)
 set_status(id, cur, 'RETRY', runner, worker, now)
 set_status(id, 'RETRY', 'REGISTERED', runner, worker, now)
-if delay > 0 then
+if ARGV[7] == '0' then
+  return 'OK'
+elseif delay > 0 then
   redis.call('ZADD', P .. 'delayed', tonumber(now) + delay, id)
 else
   redis.call('RPUSH', P .. 'queue', id)

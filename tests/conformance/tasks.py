@@ -1,0 +1,118 @@
+"""Tasks of the conformance suite. The app takes its config from the test (by
+``reconfigure``) or, in runner subprocesses, from ``PYNENC__*`` environment."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from pynenc_ray import Pynenc
+from pynenc_ray.context import current
+
+app = Pynenc()
+
+
+class CustomError(Exception):
+    pass
+
+
+class NeedsTwoArgs(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a}/{b}")
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task
+def echo(*args, **kwargs):
+    return [list(args), kwargs]
+
+
+@app.task
+def fail(message: str) -> None:
+    raise CustomError(message)
+
+
+@app.task
+def fail_odd_ctor() -> None:
+    raise NeedsTwoArgs(1, 2)
+
+
+@app.task
+def sleep(sec: float) -> float:
+    time.sleep(sec)
+    return sec
+
+
+@app.task
+def fan_out(n: int) -> int:
+    return sum(add.parallelize([(i, i) for i in range(n)]).results)
+
+
+@app.task
+def nested(depth: int) -> int:
+    """Each level waits on the next: depth levels of waits."""
+    return 0 if depth == 0 else 1 + nested(depth - 1).result
+
+
+@app.task(max_retries=2, retry_for=(CustomError,))
+def flaky(key: str, fail_times: int) -> int:
+    """Fails ``fail_times`` times, then succeeds; returns how many runs it took."""
+    n = _bump(key)
+    if n <= fail_times:
+        raise CustomError(f"run {n} of {key}")
+    return n
+
+
+@app.task(max_retries=1, retry_for=(CustomError,), retry_delay_sec=0.3)
+def flaky_delayed(key: str) -> float:
+    n = _bump(key)
+    if n == 1:
+        raise CustomError("first run fails")
+    return time.time()
+
+
+@app.task
+def wait_self() -> None:
+    ctx = current.get()
+    app.get_invocation(ctx.invocation_id).result
+
+
+@app.task
+def wait_on(invocation_id: str):
+    return app.get_invocation(invocation_id).result
+
+
+@app.task
+def wait_cycle() -> str:
+    """Submits a child that waits on this invocation, then waits on the child."""
+    child = wait_on(current.get().invocation_id)
+    return child.result
+
+
+@app.task
+def count_run(key: str, sec: float = 0.0) -> int:
+    """Counts its runs in the backend's Redis (redis only) and sleeps a while."""
+    n = app.backend.client.incr(f"test:{app.app_id}:runs:{key}")
+    time.sleep(sec)
+    return n
+
+
+@app.task
+def whoami() -> dict:
+    ctx = current.get()
+    return {"runner_id": ctx.runner.runner_id, "worker": ctx.worker, "pid": os.getpid()}
+
+
+_counts: dict[str, int] = {}
+
+
+def _bump(key: str) -> int:
+    """Per-key run counter that works on both backends and across processes."""
+    if app.config.settings.backend == "redis":
+        return int(app.backend.client.incr(f"test:{app.app_id}:bump:{key}"))
+    _counts[key] = _counts.get(key, 0) + 1
+    return _counts[key]

@@ -1,0 +1,90 @@
+"""The status table and ownership rules, enforced by each backend."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import pytest
+
+from pynenc_ray import InvocationOwnershipError, InvocationStatusTransitionError
+from pynenc_ray import InvocationStatus as S
+from pynenc_ray.backends.base import NewInvocation
+
+
+def _one(app) -> str:
+    inv_id = uuid.uuid4().hex
+    app.backend.enqueue([NewInvocation(inv_id, "m:f", b"[[],{}]")], "producer", "w")
+    return inv_id
+
+
+def _claim(app, runner: str) -> str:
+    inv_id = _one(app)
+    claimed = app.backend.claim(runner, "w", 1, 1.0)
+    assert [c.invocation_id for c in claimed] == [inv_id]
+    return inv_id
+
+
+def test_claim_sets_pending_and_owner(app):
+    inv_id = _claim(app, "A")
+    rec = app.backend.get(inv_id)
+    assert rec.status == S.PENDING and rec.owner == "A"
+    assert app.backend.queue_depth() == 0
+
+
+def test_illegal_transition_raises(app):
+    inv_id = _one(app)
+    with pytest.raises(InvocationStatusTransitionError, match="REGISTERED -> RUNNING"):
+        app.backend.transition(inv_id, S.RUNNING, "A", "w")
+    assert app.backend.status(inv_id) == S.REGISTERED  # nothing half-written
+
+
+def test_move_by_non_owner_raises(app):
+    inv_id = _claim(app, "A")
+    with pytest.raises(InvocationOwnershipError, match="owned by"):
+        app.backend.transition(inv_id, S.RUNNING, "B", "w")
+    app.backend.transition(inv_id, S.RUNNING, "A", "w")
+    with pytest.raises(InvocationOwnershipError):
+        app.backend.transition(inv_id, S.PAUSED, "B", "w")
+    with pytest.raises(InvocationOwnershipError):
+        app.backend.transition(inv_id, S.REROUTED, "B", "w")  # only recovery may
+    assert app.backend.status(inv_id) == S.RUNNING
+
+
+def test_late_final_write_by_former_owner_is_dropped_and_logged(app, caplog):
+    inv_id = _claim(app, "A")
+    app.backend.transition(inv_id, S.RUNNING, "A", "w")
+    assert app.backend.reroute_owned("A", "B") == [inv_id]  # recovery by B
+    [again] = app.backend.claim("C", "w", 1, 1.0)
+    app.backend.transition(inv_id, S.RUNNING, "C", "w")
+    with caplog.at_level(logging.WARNING):
+        assert app.backend.finish(inv_id, S.SUCCESS, b"1", "A", "w") is False
+    assert "dropped late SUCCESS" in caplog.text
+    assert app.backend.finish(inv_id, S.SUCCESS, b"2", "C", "w") is True
+    assert app.backend.finish(inv_id, S.FAILED, b"{}", "C", "w") is False  # first final wins
+    assert app.backend.final_results([inv_id])[inv_id] == (S.SUCCESS, b"2")
+    finals = [h for h in app.backend.history(inv_id) if h.status.is_final]
+    assert len(finals) == 1
+    assert again.reroutes == 1
+
+
+def test_claim_skips_ids_that_are_not_claimable(app):
+    inv_id = _claim(app, "A")
+    app.backend.transition(inv_id, S.RUNNING, "A", "w")
+    app.backend.finish(inv_id, S.SUCCESS, b"1", "A", "w")
+    # a stale copy of the id in the queue (e.g. a retry's old entry) is skipped
+    if hasattr(app.backend, "client"):
+        app.backend.client.rpush(app.backend._k("queue"), inv_id)
+    else:
+        app.backend._queue.append(inv_id)
+    assert app.backend.claim("B", "w", 5, 0.05) == []
+
+
+def test_retry_goes_through_retry_back_to_registered(app):
+    inv_id = _claim(app, "A")
+    app.backend.transition(inv_id, S.RUNNING, "A", "w")
+    assert app.backend.retry(inv_id, "A", "w", 0)
+    rec = app.backend.get(inv_id)
+    assert rec.status == S.REGISTERED and rec.owner is None and rec.retries == 1
+    assert [h.status for h in rec.history][-2:] == [S.RETRY, S.REGISTERED]
+    assert app.backend.queue_depth() == 1

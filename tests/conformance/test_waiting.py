@@ -1,0 +1,78 @@
+"""Tasks that wait on other invocations: slots lent while waiting, cycles refused,
+waiters woken by the result write."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from pynenc_ray import CycleError
+from pynenc_ray import InvocationStatus as S
+from tests.conftest import running
+from tests.conformance import tasks
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_one_thread_completes_a_task_that_awaits_subtasks(app):
+    app.reconfigure(runner={"max_threads": 1})
+    assert app.runner.slots == 1
+    with running(app):
+        assert tasks.fan_out(5).result == 20
+        assert tasks.nested(4).result == 4  # a chain of waits deeper than the slots
+
+
+def test_at_most_max_threads_busy(app):
+    app.reconfigure(runner={"max_threads": 2})
+    with running(app) as runner:
+        seen = []
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                seen.append(runner.active_threads)
+                time.sleep(0.005)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        t0 = time.perf_counter()
+        group = tasks.sleep.parallelize([0.2] * 6)
+        assert list(group.results) == [0.2] * 6
+        elapsed = time.perf_counter() - t0
+        stop.set()
+        sampler.join()
+    assert max(seen) == 2
+    assert 0.55 < elapsed < 2.0  # 6 x 0.2 s on 2 slots: 3 rounds
+
+
+def test_waiting_on_own_invocation_is_a_cycle_error(app):
+    with running(app):
+        inv = tasks.wait_self()
+        with pytest.raises(CycleError, match="its own result"):
+            inv.result
+
+
+def test_two_invocations_waiting_on_each_other_fail_instead_of_hanging(app):
+    with running(app):
+        inv = tasks.wait_cycle()
+        with pytest.raises(CycleError):
+            inv.result
+    assert inv.status == S.FAILED
+
+
+def test_result_wait_is_woken_by_the_write(app):
+    """A waiter returns promptly once the result is written by another thread."""
+    with running(app):
+        inv = tasks.sleep(0.3)
+        t0 = time.perf_counter()
+        assert inv.result == 0.3
+        assert time.perf_counter() - t0 < 0.3 + 0.25
+
+
+def test_wait_timeout_returns_false(app):
+    inv = tasks.add(1, 1)
+    t0 = time.perf_counter()
+    assert inv.wait(0.2) is False
+    assert 0.15 < time.perf_counter() - t0 < 1.0

@@ -1,0 +1,74 @@
+"""Module-level tasks and exceptions for the unit tests (workers import them by path)."""
+
+from __future__ import annotations
+
+from pynenc_ray import Pynenc
+
+app = Pynenc(app_id="unit")
+
+# how many times each counting task body ran, keyed by task name
+calls: dict[str, int] = {}
+
+
+class CustomError(Exception):
+    """Importable and constructible from its args: re-created as itself."""
+
+
+class NeedsTwoArgs(Exception):
+    """Its args (one message) do not fit its __init__: comes back as TaskFailedError."""
+
+    def __init__(self, code: int, detail: str):
+        super().__init__(f"code {code}: {detail}")
+        self.code, self.detail = code, detail
+
+
+def plain(x):
+    """Not a task: used to build tasks with bad options."""
+    return x
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task
+def echo(*args, **kwargs) -> dict:
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@app.task
+def identity(value):
+    return value
+
+
+@app.task(max_retries=2, retry_for=(TimeoutError,))
+def always_times_out(tag: str) -> None:
+    calls["always_times_out"] = calls.get("always_times_out", 0) + 1
+    raise TimeoutError(f"timed out: {tag}")
+
+
+@app.task(max_retries=3, retry_for=(TimeoutError,))
+def flaky(fail_times: int) -> str:
+    calls["flaky"] = calls.get("flaky", 0) + 1
+    if calls["flaky"] <= fail_times:
+        raise TimeoutError("not yet")
+    return "ok"
+
+
+@app.task(max_retries=5, retry_for=(TimeoutError,))
+def raises_not_retriable(message: str) -> None:
+    calls["raises_not_retriable"] = calls.get("raises_not_retriable", 0) + 1
+    raise ValueError(message)
+
+
+@app.task
+def raises_custom(message: str) -> None:
+    raise CustomError(message)
+
+
+@app.task
+def fail_if_negative(x: int) -> int:
+    if x < 0:
+        raise CustomError(f"negative: {x}")
+    return x

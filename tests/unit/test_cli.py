@@ -1,0 +1,150 @@
+"""The pynenc-ray command (in-process and as ``python -m``), DummyRunner and ExternalRunner."""
+
+from __future__ import annotations
+
+import json
+import signal
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pynenc_ray import Pynenc, RunnerNotExecutableError
+from pynenc_ray.cli import main
+from pynenc_ray.runners.dummy import DummyRunner, ExternalRunner
+from tests.unit.support import isolate_config
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    isolate_config(monkeypatch, tmp_path)
+
+
+def test_config_show_json_has_sources_and_ignored_fields(monkeypatch, capsys):
+    monkeypatch.setenv("PYNENC__APP_ID", "cli-app")
+    monkeypatch.setenv("PYNENC__RUNNER__MAX_THREADS", "3")
+    monkeypatch.setenv("PYNENC__RUNNER__NUM_PROCESSES", "4")  # PersistentProcessRunner's
+    assert main(["config", "show", "--json"]) == 0
+    view = json.loads(capsys.readouterr().out)
+    assert view["config"]["app_id"] == "cli-app"
+    assert view["runner"]["max_threads"] == 3
+    assert view["sources"]["app_id"] == "environment PYNENC__APP_ID"
+    assert view["sources"]["runner.max_threads"] == "environment PYNENC__RUNNER__MAX_THREADS"
+    assert view["ignored"] == [{"field": "runner.num_processes", "value": "4",
+                                "source": "environment PYNENC__RUNNER__NUM_PROCESSES"}]
+
+
+def test_config_show_text_names_sources_and_ignored(monkeypatch, capsys):
+    monkeypatch.setenv("PYNENC__APP_ID", "cli-app")
+    monkeypatch.setenv("PYNENC__RUNNER__NUM_PROCESSES", "4")
+    assert main(["config", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "app_id = 'cli-app'  (environment PYNENC__APP_ID)" in out
+    assert "backend = 'memory'  (default)" in out
+    assert "ignored: runner.num_processes" in out
+
+
+def test_config_show_masks_secrets(monkeypatch, capsys):
+    monkeypatch.setenv("PYNENC__REDIS_PASSWORD", "hunter2")
+    monkeypatch.setenv("PYNENC__SIGNING_KEY", "k3y-s3cret")
+    assert main(["config", "show", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "hunter2" not in out and "k3y-s3cret" not in out
+    view = json.loads(out)
+    assert view["config"]["redis_password"] == view["config"]["signing_key"] == "**********"
+
+
+def test_unimportable_app_is_exit_2_with_a_clear_message(capsys):
+    assert main(["--app", "nope:app", "status"]) == 2
+    err = capsys.readouterr().err
+    assert "nope:app" in err and "cannot import module 'nope'" in err
+
+
+def test_app_without_colon_is_exit_2(capsys):
+    assert main(["--app", "tasks", "status"]) == 2
+    err = capsys.readouterr().err
+    assert "'tasks'" in err and "module:attribute" in err
+
+
+def test_app_attribute_that_is_not_an_app_is_exit_2(capsys):
+    assert main(["--app", "tests.unit.tasks_for_unit:add", "status"]) == 2
+    assert "not a Pynenc app" in capsys.readouterr().err
+
+
+def test_bad_config_is_exit_2(monkeypatch, capsys):
+    monkeypatch.setenv("PYNENC__APP_IDD", "typo")
+    assert main(["config", "show"]) == 2
+    assert "app_idd" in capsys.readouterr().err
+
+
+def test_status_on_memory_warns_on_stderr(capsys):
+    assert main(["status", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "warning" in captured.err and "memory backend" in captured.err
+    snap = json.loads(captured.out)
+    assert snap["backend"] == "memory" and snap["queue_depth"] == 0 and snap["runners"] == {}
+
+
+def test_python_dash_m_config_show_json():
+    proc = subprocess.run(
+        [sys.executable, "-m", "pynenc_ray", "--app", "tests.unit.tasks_for_unit:app",
+         "config", "show", "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    view = json.loads(proc.stdout)
+    assert view["config"]["app_id"] == "unit"
+    assert view["config"]["app_path"] == "tests.unit.tasks_for_unit:app"  # set by the CLI
+    assert view["sources"]["app_id"] == "argument"
+    assert view["ignored"] == []
+
+
+# -- DummyRunner and ExternalRunner ------------------------------------------------------------
+
+
+def test_dummy_runner_cannot_run():
+    app = Pynenc(app_id="dummy", runner_cls="DummyRunner")
+    assert isinstance(app.runner, DummyRunner)
+    assert app.runner is app.runner  # one instance per app
+    with pytest.raises(RunnerNotExecutableError) as info:
+        app.runner.run()
+    assert "DummyRunner" in str(info.value)
+
+
+def test_dummy_runner_app_can_still_submit():
+    app = Pynenc(app_id="dummy", runner_cls="DummyRunner")
+    from tests.unit.tasks_for_unit import plain
+
+    inv = app.task(plain)(1)
+    assert inv.status == "REGISTERED" and app.backend.queue_depth() == 1
+
+
+def test_external_runner_id_and_refusal():
+    app = Pynenc(app_id="ext", runner_cls="ExternalRunner")
+    runner = app.runner
+    assert isinstance(runner, ExternalRunner)
+    assert runner.runner_id == f"ExternalRunner@{socket.gethostname()}-{os.getpid()}"
+    with pytest.raises(RunnerNotExecutableError):
+        runner.run()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_runner_start_stops_cleanly_on_signal(sig, tmp_path):
+    """`runner start` in its main thread: SIGINT/SIGTERM end the loop, exit 0."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PYNENC__")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pynenc_ray", "--app", "tests.unit.tasks_for_unit:app", "runner",
+         "start"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()  # the "starting ..." log line: the loop is about to run
+        assert "starting ThreadRunner" in line, line
+        proc.send_signal(sig)
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()

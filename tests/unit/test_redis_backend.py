@@ -1,0 +1,139 @@
+"""What only the Redis backend has to show: namespaces, expiry, fork safety,
+connection faults and restarts, blocking (not polling) idle runners."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from pynenc_ray import BackendUnavailableError, Pynenc
+from pynenc_ray import InvocationStatus as S
+from tests.conftest import running, unique_app_id, wait_for
+from tests.conformance import tasks
+from tests.redis_server import RedisServer, free_port
+
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(90)]
+
+
+@pytest.fixture
+def app(redis_url):
+    tasks.app.reconfigure(replace=True, backend="redis", redis_url=redis_url,
+                          app_id=unique_app_id("redis"),
+                          runner={"max_threads": 4, "runner_heartbeat_interval_sec": 0.2})
+    yield tasks.app
+    tasks.app.backend.close()
+
+
+def test_two_apps_on_one_redis_do_not_see_each_other(redis_url):
+    a = Pynenc(app_id=unique_app_id("a"), backend="redis", redis_url=redis_url)
+    b = Pynenc(app_id=unique_app_id("b"), backend="redis", redis_url=redis_url)
+    a.backend.enqueue([], "x", "w")
+    from pynenc_ray.backends.base import NewInvocation
+
+    a.backend.enqueue([NewInvocation("id1", "m:f", b"[[],{}]")], "x", "w")
+    assert a.backend.queue_depth() == 1 and b.backend.queue_depth() == 0
+    assert b.backend.claim("r", "w", 5, 0.05) == []
+    assert b.backend.get("id1") is None
+
+
+def test_finished_records_expire_after_result_ttl(app, redis_server):
+    app.reconfigure(result_ttl_sec=1)
+    with running(app):
+        inv = tasks.add(1, 2)
+        assert inv.result == 3
+    ttl = redis_server.client().ttl(app.backend._k("inv", inv.invocation_id))
+    assert 0 < ttl <= 1
+    assert wait_for(lambda: app.backend.get(inv.invocation_id) is None, 5)
+
+
+def test_usable_after_fork(app):
+    inv = tasks.add(1, 1)
+    app.backend.status(inv.invocation_id)  # the parent's pool has a connection now
+    pid = os.fork()
+    if pid == 0:  # child: must open its own connections, not reuse the parent's socket
+        try:
+            ok = tasks.app.backend.status(inv.invocation_id) == S.REGISTERED
+            tasks.add(2, 2)
+            os._exit(0 if ok else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert app.backend.queue_depth() == 2
+
+
+def test_unreachable_redis_at_submit_is_a_clear_error_with_masked_password():
+    port = free_port()
+    app = Pynenc(app_id="nowhere", backend="redis",
+                 redis_url=f"redis://user:s3cret@127.0.0.1:{port}/0", redis_retry_timeout_sec=0.3)
+    t0 = time.monotonic()
+    with pytest.raises(BackendUnavailableError) as info:
+        tasks.add.__class__(app, tasks.add.func, tasks.add.options)(1, 2)
+    msg = str(info.value)
+    assert f"127.0.0.1:{port}" in msg and "s3cret" not in msg and "***" in msg
+    assert time.monotonic() - t0 < 5
+
+
+def test_wrong_password_is_a_clear_error():
+    server = RedisServer("--requirepass", "right").start()
+    try:
+        good = Pynenc(app_id="auth", backend="redis", redis_url=server.url)
+        assert good.backend.queue_depth() == 0
+        bad = Pynenc(app_id="auth", backend="redis",
+                     redis_url=f"redis://:wrong@127.0.0.1:{server.port}/0")
+        with pytest.raises(BackendUnavailableError, match="credentials"):
+            bad.backend.queue_depth()
+        sep = Pynenc(app_id="auth", backend="redis", redis_url=f"redis://127.0.0.1:{server.port}/0",
+                     redis_password="right")
+        assert sep.backend.queue_depth() == 0
+        assert "right" not in str(sep.config.show())
+    finally:
+        server.stop()
+
+
+def test_idle_runner_blocks_instead_of_polling(app, redis_server):
+    client = redis_server.client()
+    with running(app):
+        time.sleep(0.3)  # let it settle into its idle loop
+        before = client.info("stats")["total_commands_processed"]
+        time.sleep(1.0)
+        after = client.info("stats")["total_commands_processed"]
+    # loop sleep 0.1 s: ~10 BLMOVE + ~10 claim scripts + 5 heartbeats and recoveries
+    assert after - before < 60, after - before
+
+
+def test_runner_survives_a_redis_restart():
+    server = RedisServer(persist=True).start()
+    try:
+        tasks.app.reconfigure(replace=True, backend="redis", redis_url=server.url,
+                              app_id=unique_app_id("restart"), redis_retry_timeout_sec=15,
+                              runner={"max_threads": 4})
+        with running(tasks.app):
+            first = tasks.add.parallelize([(i, i) for i in range(20)])
+            assert list(first.results) == [2 * i for i in range(20)]
+            server.restart()
+            second = tasks.add.parallelize([(i, 1) for i in range(20)])
+            assert list(second.results) == [i + 1 for i in range(20)]
+            assert tasks.fan_out(3).result == 6
+        tasks.app.backend.close()
+    finally:
+        server.stop()
+
+
+def test_result_waits_are_woken_by_publish_not_polling(app, redis_server):
+    """Many waiters on one slow task cost no more than a few commands a second."""
+    client = redis_server.client()
+    with running(app):
+        inv = tasks.sleep(1.0)
+        threads = [threading.Thread(target=inv.wait, args=(5,)) for _ in range(10)]
+        before = client.info("stats")["total_commands_processed"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        after = client.info("stats")["total_commands_processed"]
+    assert inv.status == S.SUCCESS
+    assert after - before < 120, after - before

@@ -1,0 +1,160 @@
+"""Payloads (pynenc_ray.serializer): JSON, signed pickle, and exceptions across the wire."""
+
+from __future__ import annotations
+
+import pytest
+
+from pynenc_ray import (
+    ConfigError,
+    InvocationStatus,
+    PayloadSignatureError,
+    Pynenc,
+    SerializationError,
+    TaskFailedError,
+)
+from pynenc_ray.serializer import Serializer, error_to_payload, payload_to_error
+from tests.unit import tasks_for_unit as t
+from tests.unit.support import isolate_config
+
+
+@pytest.fixture(autouse=True)
+def app(monkeypatch, tmp_path):
+    isolate_config(monkeypatch, tmp_path)
+    return t.app.reconfigure(dev_mode_force_sync_tasks=True)
+
+
+def raised(exc: BaseException) -> BaseException:
+    """``exc`` with a real traceback, as a task body would raise it."""
+    try:
+        raise exc
+    except BaseException as caught:
+        return caught
+
+
+# -- values -----------------------------------------------------------------------------
+
+
+def test_json_round_trip_turns_tuples_into_lists():
+    s = Serializer("json")
+    value = {"a": (1, 2), "b": [None, True, 1.5, "x"], "c": {"d": ()}}
+    assert s.loads(s.dumps(value, "v"), "v") == {"a": [1, 2], "b": [None, True, 1.5, "x"],
+                                                 "c": {"d": []}}
+
+
+def test_json_round_trip_through_a_task():
+    assert t.identity((1, (2, 3))).result == [1, [2, 3]]
+    assert t.identity({"k": "v"}).result == {"k": "v"}
+
+
+def test_unserialisable_argument_is_refused_at_submit_naming_the_task(app):
+    before = app.backend.status_counts()
+    with pytest.raises(SerializationError) as info:
+        t.identity(object())
+    assert "tests.unit.tasks_for_unit:identity" in str(info.value)
+    assert app.backend.status_counts() == before  # nothing was stored
+
+
+def test_corrupt_json_payload_is_a_serialization_error():
+    with pytest.raises(SerializationError):
+        Serializer("json").loads(b"{not json", "payload")
+
+
+def test_unsigned_pickle_is_refused_by_default():
+    data = Serializer("pickle").dumps((1, 2), "v")
+    with pytest.raises(PayloadSignatureError) as info:
+        Serializer("pickle").loads(data, "arguments of x")
+    assert "arguments of x" in str(info.value) and "signing_key" in str(info.value)
+    with pytest.raises(PayloadSignatureError):  # nor read by a JSON app
+        Serializer("json").loads(data, "v")
+
+
+def test_unsigned_pickle_is_loaded_when_allowed():
+    s = Serializer("pickle", allow_unsigned_pickle=True)
+    assert s.loads(s.dumps((1, {2, 3}), "v"), "v") == (1, {2, 3})
+
+
+def test_unsigned_pickle_is_refused_by_an_app_with_a_signing_key():
+    data = Serializer("pickle").dumps(1, "v")
+    with pytest.raises(PayloadSignatureError):
+        Serializer("pickle", signing_key="k", allow_unsigned_pickle=True).loads(data, "v")
+
+
+def test_signed_pickle_round_trips_python_types():
+    s = Serializer("pickle", signing_key="k1")
+    value = (1, {2, 3}, b"bytes")
+    assert s.loads(s.dumps(value, "v"), "v") == value
+
+
+def test_tampered_signed_pickle_is_refused():
+    s = Serializer("pickle", signing_key="k1")
+    data = bytearray(s.dumps(("payload", 1), "v"))
+    data[-2] ^= 0x01
+    with pytest.raises(PayloadSignatureError) as info:
+        s.loads(bytes(data), "result of y")
+    assert "HMAC" in str(info.value) and "result of y" in str(info.value)
+
+
+def test_signed_pickle_needs_the_same_key():
+    data = Serializer("pickle", signing_key="k1").dumps(1, "v")
+    with pytest.raises(PayloadSignatureError):
+        Serializer("pickle", signing_key="k2").loads(data, "v")
+    with pytest.raises(PayloadSignatureError):
+        Serializer("pickle").loads(data, "v")
+
+
+def test_signed_pickle_app_keeps_tuples():
+    app = Pynenc(app_id="signed", serializer="pickle", signing_key="k",
+                 dev_mode_force_sync_tasks=True)
+    task = app.task(t.plain)
+    assert task((1, 2)).result == (1, 2)
+
+
+def test_pickle_without_key_or_opt_in_is_refused_at_config_time():
+    with pytest.raises(ConfigError, match="signing_key"):
+        Pynenc(app_id="unsigned", serializer="pickle", dev_mode_force_sync_tasks=True)
+
+
+def test_worker_without_the_key_fails_the_invocation_instead_of_unpickling():
+    producer = Serializer("pickle", signing_key="k1")
+    worker = Serializer("pickle", allow_unsigned_pickle=True)
+    with pytest.raises(PayloadSignatureError, match="signing_key"):
+        worker.loads(producer.dumps([1], "args"), "arguments of x")
+
+
+# -- exceptions ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exc", [ValueError("bad value"), KeyError("k"), TimeoutError("slow"),
+                                 t.CustomError("custom message")])
+def test_error_payload_recreates_importable_exceptions(exc):
+    back = payload_to_error(error_to_payload(raised(exc)))
+    assert type(back) is type(exc)
+    assert back.args == exc.args and str(back) == str(exc)
+    assert any("remote traceback" in note for note in getattr(back, "__notes__", []))
+
+
+def test_exception_that_cannot_be_rebuilt_becomes_task_failed_error():
+    back = payload_to_error(error_to_payload(raised(t.NeedsTwoArgs(7, "disk full"))))
+    assert isinstance(back, TaskFailedError)
+    assert back.remote_class == "tests.unit.tasks_for_unit:NeedsTwoArgs"
+    assert "code 7: disk full" in str(back)
+    assert "Traceback" in back.remote_traceback and "NeedsTwoArgs" in back.remote_traceback
+    assert "raise exc" in back.remote_traceback  # the line that raised, on the worker
+
+
+def test_exception_of_an_unimportable_class_becomes_task_failed_error():
+    payload = (b'{"cls": "no_such_module:Boom", "args": ["x"], "message": "x", '
+               b'"traceback": "Traceback...Boom: x"}')
+    back = payload_to_error(payload)
+    assert isinstance(back, TaskFailedError)
+    assert back.remote_class == "no_such_module:Boom"
+    assert back.remote_traceback == "Traceback...Boom: x"
+
+
+def test_exception_with_unserialisable_args_keeps_its_message():
+    back = payload_to_error(error_to_payload(raised(ValueError(object(), "why"))))
+    assert isinstance(back, ValueError) and "why" in str(back)
+
+
+def test_unreadable_error_payload_is_a_task_failed_error():
+    assert isinstance(payload_to_error(b"\x00garbage"), TaskFailedError)

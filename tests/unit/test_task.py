@@ -1,0 +1,116 @@
+"""Task definition rules (importable functions, valid options), task ids, parallelize."""
+
+from __future__ import annotations
+
+import pytest
+
+from pynenc_ray import Pynenc, TaskDefinitionError
+from pynenc_ray.task import task_id_of
+from tests.unit import tasks_for_unit as t
+from tests.unit.support import isolate_config
+
+
+@pytest.fixture
+def app(monkeypatch, tmp_path):
+    isolate_config(monkeypatch, tmp_path)
+    return t.app.reconfigure(dev_mode_force_sync_tasks=True)
+
+
+def _a_function(x):
+    return x
+
+
+def test_task_defined_in_main_is_refused():
+    def f(x):
+        return x
+
+    f.__module__ = "__main__"
+    f.__qualname__ = "f"  # a module-level function of a script
+    with pytest.raises(TaskDefinitionError) as info:
+        t.app.task(f)
+    assert "__main__" in str(info.value) and "f" in str(info.value)
+    assert "tests.unit.test_task:f" not in t.app.tasks
+
+
+def test_nested_function_is_refused():
+    def inner(x):
+        return x
+
+    with pytest.raises(TaskDefinitionError) as info:
+        t.app.task(inner)
+    assert "nested" in str(info.value) and "inner" in str(info.value)
+
+
+def test_non_function_is_refused():
+    with pytest.raises(TaskDefinitionError):
+        t.app.task(print)
+
+
+@pytest.mark.parametrize("retry_for", [(int,), ("TimeoutError",), (TimeoutError, None)])
+def test_bad_retry_for_is_refused(retry_for):
+    with pytest.raises(TaskDefinitionError) as info:
+        t.app.task(retry_for=retry_for)(t.plain)
+    assert "retry_for" in str(info.value)
+
+
+def test_retry_for_given_a_bare_class_is_a_task_definition_error():
+    with pytest.raises(TaskDefinitionError):
+        t.app.task(retry_for=ValueError)(t.plain)
+
+
+@pytest.mark.parametrize("options", [dict(max_retries=-1), dict(retry_delay_sec=-1),
+                                     dict(timeout_sec=0)])
+def test_bad_numeric_options_are_refused(options):
+    with pytest.raises(TaskDefinitionError):
+        t.app.task(**options)(t.plain)
+
+
+def test_task_id_is_module_colon_qualname():
+    assert t.add.task_id == "tests.unit.tasks_for_unit:add"
+    assert task_id_of(_a_function) == "tests.unit.test_task:_a_function"
+    assert t.app.tasks["tests.unit.tasks_for_unit:add"] is t.add
+    assert t.app.get_task("tests.unit.tasks_for_unit:echo") is t.echo
+
+
+def test_options_are_kept():
+    opts = t.always_times_out.options
+    assert opts.max_retries == 2 and opts.retry_for == (TimeoutError,)
+    assert t.add.options.max_retries == 0 and t.add.options.timeout_sec is None
+
+
+def test_tasks_of_another_app_do_not_mix():
+    other = Pynenc(app_id="other")
+    task = other.task(t.plain)
+    assert task.app is other and task.task_id in other.tasks
+    assert t.app.tasks.get(task.task_id) is None
+
+
+def test_calling_a_task_returns_an_invocation(app):
+    inv = t.add(2, 3)
+    assert inv.task_id == t.add.task_id and inv.result == 5
+
+
+def test_parallelize_tuple_dict_and_single_argument(app):
+    group = t.echo.parallelize([(1, 2), {"a": 1, "b": "x"}, 5, [1, 2], "ab", None])
+    assert len(group) == 6
+    assert list(group.results) == [
+        {"args": [1, 2], "kwargs": {}},
+        {"args": [], "kwargs": {"a": 1, "b": "x"}},
+        {"args": [5], "kwargs": {}},
+        {"args": [[1, 2]], "kwargs": {}},
+        {"args": ["ab"], "kwargs": {}},
+        {"args": [None], "kwargs": {}},
+    ]
+
+
+def test_parallelize_results_keep_submission_order(app):
+    group = t.add.parallelize([(i, i) for i in range(20)])
+    assert list(group.results) == [2 * i for i in range(20)]
+    assert [inv.result for inv in group] == [2 * i for i in range(20)]
+
+
+def test_parallelize_results_raise_at_first_failure(app):
+    results = t.fail_if_negative.parallelize([1, -2, 3, -4]).results
+    assert next(results) == 1
+    with pytest.raises(t.CustomError, match="negative: -2"):
+        next(results)
