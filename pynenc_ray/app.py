@@ -6,6 +6,7 @@ import importlib
 import logging
 import os
 import socket
+import sys
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -153,6 +154,22 @@ class Pynenc:
                 return None
             t = self.tasks.get(task_id)
         return t
+
+    def import_path(self) -> str:
+        """``module:attr`` by which another process imports this app: ``app_path``,
+        else found as an attribute of a module that defines its tasks."""
+        if self.config.settings.app_path:
+            return self.config.settings.app_path
+        modules = [t.partition(":")[0] for t in self.tasks]
+        for name in dict.fromkeys(modules):
+            module = sys.modules.get(name)
+            for attr, value in vars(module or object()).items():
+                if value is self and name != "__main__":
+                    return f"{name}:{attr}"
+        raise ConfigError(
+            f"app {self.app_id!r} has no app_path and is not found as a module attribute, so "
+            "worker processes cannot import it; set app_path = \"module:attr\" (the CLI's "
+            "--app sets it)")
 
     def get_invocation(self, invocation_id: str) -> Invocation:
         rec = self.backend.get(invocation_id)

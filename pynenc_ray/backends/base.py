@@ -126,6 +126,10 @@ class Backend(abc.ABC):
     def status(self, invocation_id: str) -> InvocationStatus | None: ...
 
     @abc.abstractmethod
+    def statuses(self, invocation_ids: Sequence[str]) -> list[InvocationStatus | None]:
+        """The status of each id (None if unknown), in one round trip."""
+
+    @abc.abstractmethod
     def final_results(self, invocation_ids: Sequence[str]
                       ) -> dict[str, tuple[InvocationStatus, bytes]]:
         """For the final ones among ``invocation_ids``: (status, result or error)."""

@@ -202,6 +202,10 @@ class MemoryBackend(Backend):
         rec = self._records.get(invocation_id)
         return rec.status if rec else None
 
+    def statuses(self, invocation_ids: Sequence[str]) -> list[InvocationStatus | None]:
+        with self._lock:
+            return [r.status if (r := self._records.get(i)) else None for i in invocation_ids]
+
     def final_results(self, invocation_ids: Sequence[str]
                       ) -> dict[str, tuple[InvocationStatus, bytes]]:
         out = {}

@@ -1,4 +1,7 @@
-"""The conformance suite runs every test against each backend (and runner)."""
+"""The conformance suite runs every test against each (backend, runner) pair.
+
+A test narrows the pairs with ``@pytest.mark.only(backends=[...], runners=[...])``.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +10,48 @@ import pytest
 from tests.conftest import unique_app_id
 from tests.conformance import tasks
 
-BACKENDS = ["memory", "redis"]
+PAIRS = [
+    ("memory", "ThreadRunner"),
+    ("redis", "ThreadRunner"),
+    ("redis", "ProcessRunner"),
+    ("redis", "PersistentProcessRunner"),
+]
+RUNNER_FIELDS = {
+    "ThreadRunner": {"max_threads": 4},
+    "ProcessRunner": {},
+    "PersistentProcessRunner": {"num_processes": 2},
+}
 
 
-@pytest.fixture(params=BACKENDS)
-def backend_name(request) -> str:
-    if request.param == "redis":
-        request.getfixturevalue("redis_server")
+def pytest_configure(config):
+    config.addinivalue_line("markers", "only(backends=None, runners=None): narrow the pairs")
+
+
+def pytest_generate_tests(metafunc):
+    if "pair" not in metafunc.fixturenames:
+        return
+    mark = metafunc.definition.get_closest_marker("only")
+    backends = mark.kwargs.get("backends") if mark else None
+    runners = mark.kwargs.get("runners") if mark else None
+    pairs = [p for p in PAIRS if (not backends or p[0] in backends)
+             and (not runners or p[1] in runners)]
+    metafunc.parametrize("pair", pairs, ids=[f"{b}-{r}" for b, r in pairs], indirect=True)
+
+
+@pytest.fixture
+def pair(request) -> tuple[str, str]:
     return request.param
 
 
 @pytest.fixture
-def app(backend_name, request):
-    """The conformance app on a fresh namespace, ThreadRunner with 4 threads."""
-    fields = {"backend": backend_name, "app_id": unique_app_id("conf"),
-              "runner_cls": "ThreadRunner", "dev_mode_force_sync_tasks": False,
-              "runner": {"max_threads": 4, "runner_heartbeat_interval_sec": 0.2}}
-    if backend_name == "redis":
+def app(pair, request):
+    """The conformance app on a fresh namespace with the pair's backend and runner."""
+    backend, runner = pair
+    fields = {"backend": backend, "app_id": unique_app_id("conf"), "runner_cls": runner,
+              "app_path": "tests.conformance.tasks:app",
+              "runner": {**RUNNER_FIELDS[runner], "runner_heartbeat_interval_sec": 0.2,
+                         "runner_loop_sleep_time_sec": 0.05}}
+    if backend == "redis":
         fields["redis_url"] = request.getfixturevalue("redis_url")
     tasks.app.reconfigure(replace=True, **fields)
     yield tasks.app

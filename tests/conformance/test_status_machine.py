@@ -11,6 +11,8 @@ from pynenc_ray import InvocationOwnershipError, InvocationStatusTransitionError
 from pynenc_ray import InvocationStatus as S
 from pynenc_ray.backends.base import NewInvocation
 
+pytestmark = pytest.mark.only(runners=["ThreadRunner"])  # backend rules: one runner is enough
+
 
 def _one(app) -> str:
     inv_id = uuid.uuid4().hex

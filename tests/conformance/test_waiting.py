@@ -16,6 +16,7 @@ from tests.conformance import tasks
 pytestmark = pytest.mark.timeout(60)
 
 
+@pytest.mark.only(runners=["ThreadRunner"])
 def test_one_thread_completes_a_task_that_awaits_subtasks(app):
     app.reconfigure(runner={"max_threads": 1})
     assert app.runner.slots == 1
@@ -24,6 +25,7 @@ def test_one_thread_completes_a_task_that_awaits_subtasks(app):
         assert tasks.nested(4).result == 4  # a chain of waits deeper than the slots
 
 
+@pytest.mark.only(runners=["ThreadRunner"])
 def test_at_most_max_threads_busy(app):
     app.reconfigure(runner={"max_threads": 2})
     with running(app) as runner:

@@ -141,7 +141,8 @@ class RedisBackend(Backend):
         args: list[Any] = [runner_id, worker, repr(time.time()), n]
         now = time.monotonic()
         flat: list = []
-        if self._hot.get(runner_id) or now - self._promoted.get(runner_id, 0.0) > 0.5:
+        if (timeout <= 0 or self._hot.get(runner_id)
+                or now - self._promoted.get(runner_id, 0.0) > 0.5):
             self._promoted[runner_id] = now
             flat = self._script("claim", args)
         if not flat and timeout > 0:
@@ -253,13 +254,13 @@ class RedisBackend(Backend):
                          "read a status")
         return S(raw.decode()) if raw else None
 
-    def _statuses(self, ids: Sequence[str]) -> list[bytes | None]:
+    def statuses(self, invocation_ids: Sequence[str]) -> list[InvocationStatus | None]:
         def read() -> list:
             pipe = self.client.pipeline(transaction=False)
-            for i in ids:
+            for i in invocation_ids:
                 pipe.hget(self._k("inv", i), "status")
             return pipe.execute()
-        return self._call(read, "read statuses")
+        return [S(r.decode()) if r else None for r in self._call(read, "read statuses")]
 
     def final_results(self, invocation_ids: Sequence[str]
                       ) -> dict[str, tuple[InvocationStatus, bytes]]:
@@ -283,11 +284,11 @@ class RedisBackend(Backend):
         done: set[str] = set()
         for start in range(0, len(ids), _READ_CHUNK):
             chunk = ids[start:start + _READ_CHUNK]
-            for inv_id, st in zip(chunk, self._statuses(chunk)):
+            for inv_id, st in zip(chunk, self.statuses(chunk)):
                 if st is None:
                     raise KeyError(f"invocation {inv_id} is not stored in {self.safe_url} "
                                    f"under app prefix {self.prefix!r} (expired or never submitted)")
-                if S(st.decode()) in FINAL:
+                if st in FINAL:
                     done.add(inv_id)
         return done
 
@@ -358,12 +359,15 @@ class RedisBackend(Backend):
                             if inv_id in self._watch:
                                 self._arrived.add(inv_id)
                                 self._cv.notify_all()
-            except _CONN_ERRORS as exc:
+            except Exception as exc:
+                if self._closed:
+                    return
+                if not isinstance(exc, _CONN_ERRORS):
+                    log.exception("result listener failed; restarting")
+                    time.sleep(0.5)
+                    continue
                 log.warning("result listener lost Redis at %s (%s); reconnecting", self.safe_url, exc)
                 time.sleep(0.2)
-            except Exception:
-                log.exception("result listener failed; restarting")
-                time.sleep(0.5)
             finally:
                 try:
                     pubsub.close()

@@ -1,0 +1,68 @@
+"""What every worker process of the process runners shares: how it is started
+(never by forking a process that holds threads or locks) and how it gets the
+parent's app and effective config."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from functools import cache
+from typing import Any
+
+from pynenc_ray.app import Pynenc
+
+
+@cache
+def mp_context(preload: tuple[str, ...] = ()) -> multiprocessing.context.BaseContext:
+    """forkserver on Linux (a single-threaded server forks each child cheaply, with
+    the app preloaded), spawn on macOS and elsewhere."""
+    if sys.platform.startswith("linux"):
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["pynenc_ray", "local_runners.child", *preload])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def parent_spec(app: Pynenc) -> tuple[str, dict[str, Any]]:
+    """What a child needs to rebuild the parent's app: import path and config."""
+    config = app.config.explicit_kwargs()
+    config["dev_mode_force_sync_tasks"] = False
+    return app.import_path(), config
+
+
+def load_app(app_path: str, config: dict[str, Any]) -> Pynenc:
+    """Import the app by path and give it exactly the parent's config (env set in
+    the parent after start-up would not reach us otherwise)."""
+    import importlib
+
+    module, _, attr = app_path.partition(":")
+    app = getattr(importlib.import_module(module), attr)
+    app.reconfigure(replace=True, **config)
+    return app
+
+
+def die_with_parent(runner_pid: int, every_sec: float = 0.1) -> None:
+    """Exit at once when the runner dies, so a killed runner leaves no orphan
+    running its work (which recovery will reroute). A daemon thread watches the
+    runner's pid: forkserver children are not the runner's own children, so
+    neither getppid nor a parent-death signal can tell."""
+    import threading
+
+    import psutil
+
+    def watch() -> None:
+        while psutil.pid_exists(runner_pid):
+            time.sleep(every_sec)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="pynenc-runner-watch", daemon=True).start()
+
+
+def reset_signals() -> None:
+    """Children leave SIGINT to the parent (Ctrl-C reaches the whole group) and die
+    on SIGTERM by default unless they install their own handler."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

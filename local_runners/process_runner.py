@@ -1,0 +1,158 @@
+"""ProcessRunner: one process per invocation, at most cpu_count() running.
+
+A child that waits on another invocation's result marks itself PAUSED and
+stops itself with SIGSTOP, so it holds no slot; the parent sends SIGCONT (after
+marking it RUNNING again) once every awaited result is final. Children act
+under the parent's runner id and the parent heartbeats for them, so a stopped
+child is never taken for dead. A child that dies has its invocation rerouted
+at once; on shutdown children are SIGKILLed and their invocations rerouted.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing.connection
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import psutil
+
+from pynenc_ray.backends.base import Claimed
+from pynenc_ray.config import ProcessRunnerConfig
+from pynenc_ray.context import ExecutionContext
+from pynenc_ray.runners.base import BaseRunner
+from pynenc_ray.runners.execution import run_invocation
+from pynenc_ray.status import InvocationStatus
+
+from .child import die_with_parent, load_app, mp_context, parent_spec, reset_signals
+
+log = logging.getLogger("pynenc_ray.runner.process")
+S = InvocationStatus
+
+
+@dataclass
+class _Child:
+    process: Any  # multiprocessing.Process
+    claimed: Claimed
+    paused: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+class ProcessRunner(BaseRunner):
+    config_cls = ProcessRunnerConfig
+    mem_compatible = False
+
+    def __init__(self, app, conf: ProcessRunnerConfig):
+        super().__init__(app, conf)
+        self.slots = max(os.cpu_count() or 1, conf.min_parallel_slots)
+        self._children: dict[str, _Child] = {}  # invocation id -> its process
+
+    @property
+    def active(self) -> int:
+        return sum(not c.paused for c in self._children.values())
+
+    def heartbeat_info(self) -> dict[str, Any]:
+        return {**super().heartbeat_info(), "slots": self.slots, "running": self.active,
+                "paused": len(self._children) - self.active}
+
+    def _on_start(self) -> None:
+        self._spec = parent_spec(self.app)
+        self._ctx = mp_context((self._spec[0].partition(":")[0],))
+
+    def _runner_loop_iteration(self) -> None:
+        self._reap()
+        self._track_pauses()
+        free = self.slots - self.active
+        if free <= 0 or self._stop.is_set():  # woken at once when a child exits
+            sentinels = [c.process.sentinel for c in self._children.values()]
+            multiprocessing.connection.wait(sentinels, self.conf.runner_loop_sleep_time_sec)
+            return
+        claimed = self.app.backend.claim(self.runner_id, f"{os.getpid()}:loop", free,
+                                         self.conf.runner_loop_sleep_time_sec)
+        for c in claimed:
+            p = self._ctx.Process(target=_child_main, args=(*self._spec, self.runner_id, os.getpid(), c),
+                                  name=f"pynenc-{c.invocation_id[:8]}", daemon=True)
+            p.start()
+            self._children[c.invocation_id] = _Child(p, c)
+
+    def _reap(self) -> None:
+        """Forget finished children; reroute at once what a dead child held."""
+        for inv_id, child in list(self._children.items()):
+            if child.process.is_alive():
+                continue
+            child.process.join()
+            del self._children[inv_id]
+            if child.process.exitcode != 0:
+                ids = self.app.backend.reroute_owned(self.runner_id, self.runner_id, [inv_id])
+                if ids:
+                    log.warning("child %s of invocation %s died (exit %s); rerouted",
+                                child.process.pid, inv_id, child.process.exitcode)
+
+    def _track_pauses(self) -> None:
+        """Mark children that stopped themselves as paused; resume those whose
+        awaited results are all final, while slots allow."""
+        for inv_id, child in self._children.items():
+            if not child.paused and _is_stopped(child.process.pid):
+                child.paused = True
+        for inv_id, child in self._children.items():
+            if not child.paused or self.active >= self.slots:
+                continue
+            awaited = self.app.backend.waiting_on(inv_id)
+            if awaited and len(self.app.backend.final_results(awaited)) < len(awaited):
+                continue
+            self.app.backend.transition(inv_id, S.RUNNING, self.runner_id, f"{child.process.pid}")
+            child.paused = False
+            os.kill(child.process.pid, signal.SIGCONT)
+
+    def _on_stop(self) -> None:
+        for child in self._children.values():
+            try:
+                os.kill(child.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for child in self._children.values():
+            child.process.join(5)
+        self._children.clear()
+        super()._on_stop()
+
+
+def _is_stopped(pid: int | None) -> bool:
+    try:
+        return pid is not None and psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    except psutil.NoSuchProcess:
+        return False
+
+
+class _ChildAgent(BaseRunner):
+    """The parent's stand-in inside a child: same runner id, no loop of its own."""
+
+    config_cls = ProcessRunnerConfig
+
+    def __init__(self, app, conf, runner_id: str):
+        super().__init__(app, conf)
+        self.runner_id = runner_id
+
+    def _runner_loop_iteration(self) -> None:  # pragma: no cover - never runs a loop
+        raise RuntimeError("a child agent does not run a loop")
+
+    def waiting_for_results(self, ctx: ExecutionContext, invocation_ids: Sequence[str],
+                            timeout: float | None) -> bool:
+        backend = self.app.backend
+        if timeout is not None or len(backend.final_results(invocation_ids)) == len(invocation_ids):
+            return backend.wait_final(invocation_ids, timeout)
+        backend.transition(ctx.invocation_id, S.PAUSED, self.runner_id, ctx.worker)
+        os.kill(os.getpid(), signal.SIGSTOP)  # the parent sends SIGCONT when they are final
+        return backend.wait_final(invocation_ids, None)
+
+
+def _child_main(app_path: str, config: dict[str, Any], runner_id: str, runner_pid: int,
+                claimed: Claimed) -> None:
+    reset_signals()
+    die_with_parent(runner_pid)
+    app = load_app(app_path, config)
+    agent = _ChildAgent(app, app.config.runner, runner_id)
+    run_invocation(app, agent, claimed, f"{os.getpid()}")
+    app.backend.close()
