@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Sequence
 
 from pynenc_ray.backends.base import Claimed
@@ -36,12 +37,18 @@ class ThreadRunner(BaseRunner):
         self._work: queue.SimpleQueue[Claimed | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._worker_prefix = f"{os.getpid()}"
+        self.last_busy = time.monotonic()  # when a slot was last taken or given back
 
     # -- observability -----------------------------------------------------------------
 
     @property
     def active_threads(self) -> int:
         return self._busy
+
+    @property
+    def idle_sec(self) -> float:
+        """How long no invocation has held a slot (0 while one does)."""
+        return 0.0 if self._busy else time.monotonic() - self.last_busy
 
     def heartbeat_info(self) -> dict[str, Any]:
         return {**super().heartbeat_info(), "slots": self.slots, "busy": self._busy,
@@ -67,6 +74,7 @@ class ThreadRunner(BaseRunner):
         for c in claimed:
             with self._cv:
                 self._busy += 1
+                self.last_busy = time.monotonic()
                 reserve = self._idle > 0
                 if reserve:
                     self._idle -= 1
@@ -96,6 +104,7 @@ class ThreadRunner(BaseRunner):
             finally:
                 with self._cv:
                     self._busy -= 1
+                    self.last_busy = time.monotonic()
                     self._idle += 1
                     self._cv.notify_all()
 

@@ -3,15 +3,21 @@ and a helper that runs an app's runner in a thread beside the test."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
-import uuid
-from typing import Callable, Iterator
+import os
 
-import pytest
+# Ray turns 127.0.0.1 into this host's network address unless told it is not a
+# cluster; tests keep every Ray process on loopback. Set before Ray is imported.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-from tests.redis_server import RedisServer
+import contextlib  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from typing import Callable, Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.redis_server import RedisServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +50,7 @@ def running(app, join_timeout: float = 15.0) -> Iterator:
 
     t = threading.Thread(target=target, name="test-runner", daemon=True)
     t.start()
-    assert wait_for(lambda: runner.is_running or errors, 10), "runner did not start"
+    assert wait_for(lambda: runner.wait_ready(0.05) or errors, 120), "runner did not start"
     try:
         yield runner
     finally:
@@ -63,3 +69,14 @@ def wait_for(cond: Callable[[], object], timeout: float, interval: float = 0.01)
             return True
         time.sleep(interval)
     return bool(cond())
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[object]:
+    """One local Ray instance for the whole session, on loopback, 2 CPUs."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 _node_ip_address="127.0.0.1")
+    yield ray
+    ray.shutdown()

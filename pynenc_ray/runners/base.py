@@ -69,11 +69,17 @@ class BaseRunner(abc.ABC):
                           f"-{uuid.uuid4().hex[:6]}")
         self._stop = threading.Event()
         self._running = threading.Event()
+        self._ready = threading.Event()  # set once _on_start is done: work is being taken
         self._heartbeat_thread: threading.Thread | None = None
+        self._abandoned = False  # set to simulate a crash: stop without handing work back
 
     @property
     def is_running(self) -> bool:
         return self._running.is_set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the runner has started its workers (or ``timeout``)."""
+        return self._ready.wait(timeout)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -90,17 +96,22 @@ class BaseRunner(abc.ABC):
                 target=self._heartbeat_loop, name=f"heartbeat-{self.runner_id}", daemon=True)
             self._heartbeat_thread.start()
             self._on_start()
+            self._install_signal_handlers()  # again: starting Ray installs its own
+            self._ready.set()
             while not self._stop.is_set():
                 self._runner_loop_iteration()
         finally:
             try:
-                self._on_stop()
+                if not self._abandoned:
+                    self._on_stop()
             finally:
                 self._stop.set()
                 if self._heartbeat_thread is not None:
                     self._heartbeat_thread.join(timeout=5)
-                self.app.backend.remove_runner(self.runner_id)
+                if not self._abandoned:
+                    self.app.backend.remove_runner(self.runner_id)
                 restore()
+                self._ready.clear()
                 self._running.clear()
 
     def stop_runner_loop(self) -> None:

@@ -15,11 +15,20 @@ PAIRS = [
     ("redis", "ThreadRunner"),
     ("redis", "ProcessRunner"),
     ("redis", "PersistentProcessRunner"),
+    ("memory", "MultiThreadRunner-local"),
+    ("redis", "MultiThreadRunner"),
 ]
-RUNNER_FIELDS = {
-    "ThreadRunner": {"max_threads": 4},
-    "ProcessRunner": {},
-    "PersistentProcessRunner": {"num_processes": 2},
+# label -> (runner_cls, runner fields)
+RUNNERS = {
+    "ThreadRunner": ("ThreadRunner", {"max_threads": 4}),
+    "ProcessRunner": ("ProcessRunner", {}),
+    "PersistentProcessRunner": ("PersistentProcessRunner", {"num_processes": 2}),
+    "MultiThreadRunner-local": ("MultiThreadRunner", {
+        "ray_local_mode": True, "max_threads": 2, "min_processes": 1, "max_processes": 2,
+        "enforce_max_processes": False, "scaling_interval_sec": 0.1}),
+    "MultiThreadRunner": ("MultiThreadRunner", {
+        "max_threads": 2, "min_processes": 1, "max_processes": 2, "enforce_max_processes": False,
+        "scaling_interval_sec": 0.2, "actor_num_cpus": 0.5}),
 }
 
 
@@ -46,10 +55,13 @@ def pair(request) -> tuple[str, str]:
 @pytest.fixture
 def app(pair, request):
     """The conformance app on a fresh namespace with the pair's backend and runner."""
-    backend, runner = pair
-    fields = {"backend": backend, "app_id": unique_app_id("conf"), "runner_cls": runner,
+    backend, label = pair
+    runner_cls, runner_fields = RUNNERS[label]
+    if label == "MultiThreadRunner":
+        request.getfixturevalue("ray_session")
+    fields = {"backend": backend, "app_id": unique_app_id("conf"), "runner_cls": runner_cls,
               "app_path": "tests.conformance.tasks:app",
-              "runner": {**RUNNER_FIELDS[runner], "runner_heartbeat_interval_sec": 0.2,
+              "runner": {**runner_fields, "runner_heartbeat_interval_sec": 0.2,
                          "runner_loop_sleep_time_sec": 0.05}}
     if backend == "redis":
         fields["redis_url"] = request.getfixturevalue("redis_url")

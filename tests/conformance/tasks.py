@@ -114,5 +114,15 @@ def _bump(key: str) -> int:
     """Per-key run counter that works on both backends and across processes."""
     if app.config.settings.backend == "redis":
         return int(app.backend.client.incr(f"test:{app.app_id}:bump:{key}"))
+    key = f"{app.app_id}:{key}"
     _counts[key] = _counts.get(key, 0) + 1
     return _counts[key]
+
+
+@app.task
+def burn(n: int) -> int:
+    """CPU-bound: a pure-Python loop (holds the GIL)."""
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total

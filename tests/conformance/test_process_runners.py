@@ -48,7 +48,9 @@ def test_waiting_child_is_paused_with_sigstop_and_resumed(app):
         inv = tasks.wait_on(tasks.sleep(0.8).invocation_id)
         assert wait_for(lambda: inv.status == S.PAUSED, 10)
         child = runner._children[inv.invocation_id]
-        assert psutil.Process(child.process.pid).status() == psutil.STATUS_STOPPED
+        # PAUSED is written just before the child stops itself
+        assert wait_for(lambda: psutil.Process(child.process.pid).status()
+                        == psutil.STATUS_STOPPED, 5)
         assert runner.active <= runner.slots
         assert inv.result == 0.8
     statuses = [h.status for h in inv.history]

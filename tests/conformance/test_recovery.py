@@ -29,14 +29,15 @@ def test_stop_reroutes_live_invocations_and_a_late_write_is_dropped(app, pair):
         return
     assert inv.status == S.REROUTED
     assert app.backend.queue_depth() == 1
-    first_runner = first.runner_id
+    first_run = next(h.runner_id for h in inv.history if h.status == S.RUNNING)
     app.reconfigure()  # a new runner instance (new runner id) for the same app
     with running(app) as second:
         assert inv.result == 0.5
     hist = inv.history
     assert [h.status for h in hist].count(S.SUCCESS) == 1
     final = [h for h in hist if h.status.is_final][0]
-    assert final.runner_id == second.runner_id != first_runner
+    assert final.runner_id.startswith(second.runner_id)  # the runner, or one of its workers
+    assert final.runner_id != first_run  # the first run's late write was dropped
 
 
 def test_dead_runner_work_is_rerouted_exactly_once(app):
@@ -84,6 +85,10 @@ def _runner_process(app, extra_env: dict[str, str] | None = None) -> subprocess.
     env = {**os.environ, "PYNENC__BACKEND": "redis", "PYNENC__APP_ID": app.app_id,
            "PYNENC__REDIS_URL": app.config.settings.redis_url,
            "PYNENC__RUNNER_CLS": app.config.runner_cls, **(extra_env or {})}
+    if app.config.runner_cls == "MultiThreadRunner":  # join the session's Ray, start none
+        import ray
+
+        env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     return subprocess.Popen(
         [sys.executable, "-m", "pynenc_ray", "--app", "tests.conformance.tasks:app",
          "runner", "start"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -97,7 +102,7 @@ def _one_final_each(invs) -> None:
 
 
 @pytest.mark.only(backends=["redis"])
-def test_sigkilled_runner_process_loses_nothing(app):
+def test_sigkilled_runner_process_loses_nothing(app, pair):
     """A runner process killed mid-batch: its work is recovered by a live runner,
     every invocation ends SUCCESS, none gets two final statuses."""
     app.reconfigure(runner={"runner_dead_after_sec": 1.0, "runner_heartbeat_interval_sec": 0.2})
@@ -117,7 +122,9 @@ def test_sigkilled_runner_process_loses_nothing(app):
     finally:
         proc.kill()
     _one_final_each(invs)
-    assert sum(S.REROUTED in [h.status for h in inv.history] for inv in invs) >= 1
+    if pair[1] != "MultiThreadRunner":  # Ray reaps a dead driver's actors asynchronously:
+        # their in-flight work may finish instead of being rerouted
+        assert sum(S.REROUTED in [h.status for h in inv.history] for inv in invs) >= 1
 
 
 @pytest.mark.only(backends=["redis"])

@@ -1,0 +1,74 @@
+"""ActorHost: what one MultiThreadRunner actor is, as a plain class.
+
+It hosts a ThreadRunner on daemon threads that it starts itself, so its
+methods (stats, ping, stop) stay callable however busy the threads are. Wrapped
+in ``ray.remote`` it is a Ray actor; in local mode the parent holds it directly.
+Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from typing import Any
+
+from ..config import MultiThreadRunnerConfig, ThreadRunnerConfig
+
+# MultiThreadRunner fields that the hosted ThreadRunner takes as its own.
+_THREAD_FIELDS = set(ThreadRunnerConfig.model_fields)
+
+
+def thread_config(conf: MultiThreadRunnerConfig) -> ThreadRunnerConfig:
+    """The hosted ThreadRunner's config: per-actor threads plus the common fields."""
+    return ThreadRunnerConfig(**{k: v for k, v in conf.model_dump().items() if k in _THREAD_FIELDS})
+
+
+class ActorHost:
+    """One actor: a ThreadRunner running in the actor's own threads.
+
+    ``app`` is the parent's app object in local mode; on Ray the actor imports
+    it from ``app_path`` and applies the parent's effective ``config``.
+    """
+
+    def __init__(self, name: str, parent_id: str, app: Any = None, app_path: str | None = None,
+                 config: dict[str, Any] | None = None):
+        if app is None:
+            from local_runners.child import load_app
+
+            app = load_app(app_path, config or {})
+        from local_runners.thread_runner import ThreadRunner
+
+        self.name, self.parent_id, self.app = name, parent_id, app
+        self.runner = ThreadRunner(app, thread_config(app.config.runner))
+        self.runner.runner_id = f"{parent_id}/{name}"
+        self._thread = threading.Thread(target=self.runner.run, name=f"host-{name}", daemon=True)
+        self._thread.start()
+
+    # -- reported to the parent ------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Active threads and how long the actor has had nothing to do."""
+        return {"name": self.name, "runner_id": self.runner.runner_id,
+                "active_threads": self.runner.active_threads, "idle_sec": self.runner.idle_sec,
+                "running": self.runner.is_running or self._thread.is_alive(),
+                "pid": os.getpid(), "host": socket.gethostname(),
+                "max_threads": self.runner.slots}
+
+    def ping(self) -> str:
+        return self.name
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop claiming, reroute what is still live, wait for the loop to end."""
+        self.runner.stop_runner_loop()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def die(self) -> None:
+        """Test hook (local mode): stop as a crash would, leaving owned work and the
+        last heartbeat behind for the parent to notice."""
+        self.runner._abandoned = True
+        self.runner.stop_runner_loop()
+        self._thread.join(5)

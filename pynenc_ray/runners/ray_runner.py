@@ -1,0 +1,286 @@
+"""MultiThreadRunner: a parent that owns actors, each hosting a ThreadRunner,
+and scales them with the broker's queue depth.
+
+On Ray each actor is a Ray actor asking for ``actor_num_cpus``; when the
+cluster has no room the Ray autoscaler (cluster.yaml) adds nodes, told in
+advance through ``request_resources``. In local mode (``ray_local_mode``) the
+same ActorHost objects live in this process and no Ray is started. Ray is
+imported only when a non-local runner starts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import time
+from typing import Any
+
+from ..config import MultiThreadRunnerConfig
+from .actor_host import ActorHost
+from .base import BaseRunner
+from .scaling import ActorView, Decision, ScalingConfig, decide
+
+log = logging.getLogger("pynenc_ray.runner.multithread")
+START_GRACE_SEC = 120.0  # an actor may take this long to be placed and import the app
+MISSED_PINGS_DEAD = 3  # consecutive unanswered stats calls that mean a dead actor
+
+
+class ActorGone(Exception):
+    """The actor died or stopped answering."""
+
+
+class _Actor:
+    """The parent's record of one actor, local or on Ray."""
+
+    def __init__(self, name: str, runner_id: str):
+        self.name, self.runner_id = name, runner_id
+        self.created = time.monotonic()
+        self.report: dict[str, Any] | None = None
+        self.missed = 0
+
+    def view(self, now: float) -> ActorView:
+        r = self.report
+        if r is None:
+            return ActorView(self.name, starting=True)
+        idle_since = now - r["idle_sec"] if r["active_threads"] == 0 else None
+        return ActorView(self.name, r["active_threads"], idle_since)
+
+
+class _LocalActor(_Actor):
+    def __init__(self, name: str, runner: "MultiThreadRunner"):
+        self.host = ActorHost(name, runner.runner_id, app=runner.app)
+        super().__init__(name, self.host.runner.runner_id)
+
+    def poll(self) -> None:
+        if self.host.runner._abandoned:
+            raise ActorGone(f"local actor {self.name} died")
+        self.report = self.host.stats()
+
+    def stop(self, timeout: float) -> None:
+        self.host.stop(timeout)
+
+    def kill(self) -> None:
+        self.host.die()
+
+
+class _RayActor(_Actor):
+    def __init__(self, name: str, runner: "MultiThreadRunner"):
+        super().__init__(name, f"{runner.runner_id}/{name}")
+        self.ray = runner._ray
+        app_path, config = runner._spec
+        self.handle = runner._actor_cls.options(
+            name=name, num_cpus=runner.conf.actor_num_cpus, max_concurrency=4,
+        ).remote(name, runner.runner_id, None, app_path, config)
+        self.pending = None
+
+    def stop(self, timeout: float) -> None:
+        try:
+            self.ray.get(self.handle.stop.remote(timeout), timeout=timeout + 5)
+        except Exception as exc:  # dead or slow: kill() below settles it
+            log.debug("actor %s did not stop cleanly: %s", self.name, exc)
+        self.kill()
+
+    def kill(self) -> None:
+        try:
+            self.ray.kill(self.handle, no_restart=True)
+        except Exception:
+            pass
+
+
+class MultiThreadRunner(BaseRunner):
+    config_cls = MultiThreadRunnerConfig
+
+    def __init__(self, app, conf: MultiThreadRunnerConfig):
+        super().__init__(app, conf)
+        self.actors: dict[str, _Actor] = {}
+        self._names = itertools.count()
+        self._ray: Any = None
+        self._started_ray = False
+        self._gauges: dict[str, Any] = {}
+        self._requested = 0  # CPUs last asked of the autoscaler
+        self.max_processes = conf.max_processes
+
+    @property
+    def mem_compatible(self) -> bool:  # type: ignore[override]
+        """Only local mode executes in this process, where the memory backend is."""
+        return self.conf.ray_local_mode
+
+    @property
+    def local(self) -> bool:
+        return self.conf.ray_local_mode
+
+    def heartbeat_info(self) -> dict[str, Any]:
+        return {**super().heartbeat_info(), "local_mode": self.local,
+                "actors": {a.name: (a.report or {}).get("active_threads") for a in
+                           list(self.actors.values())}}
+
+    # -- start and stop ---------------------------------------------------------------------
+
+    def _on_start(self) -> None:
+        if not self.local:
+            self._connect_ray()
+            from local_runners.child import parent_spec
+
+            self._spec = parent_spec(self.app)
+            self._actor_cls = self._ray.remote(ActorHost)
+        self.max_processes = self.conf.max_processes or self._cluster_cpus()
+        first = self.max_processes if self.conf.enforce_max_processes else self.conf.min_processes
+        self._start_actors(max(first, 0))
+        if not self.local:  # ready means the first actors take work
+            pings = [a.handle.ping.remote() for a in self.actors.values()]
+            ready, _ = self._ray.wait(pings, num_returns=len(pings), timeout=START_GRACE_SEC)
+            if len(ready) < len(pings):
+                log.warning("%d of %d actors are not up after %ss (no room in the cluster?)",
+                            len(pings) - len(ready), len(pings), START_GRACE_SEC)
+
+    def _connect_ray(self) -> None:
+        import ray
+
+        self._ray = ray
+        if ray.is_initialized():
+            return
+        address = self.conf.ray_address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address)
+        else:
+            ray.init(address="local", include_dashboard=False)
+        self._started_ray = True
+
+    def _cluster_cpus(self) -> int:
+        if self.local:
+            return os.cpu_count() or 1
+        cpus = self._ray.cluster_resources().get("CPU", 1)
+        return max(1, int(cpus // max(self.conf.actor_num_cpus, 1e-9)))
+
+    def _on_stop(self) -> None:
+        for actor in list(self.actors.values()):
+            actor.stop(10.0)
+            self._forget(actor, "stopped")
+        self._request_cpus(0)
+        super()._on_stop()
+        if self._started_ray:
+            self._ray.shutdown()
+            self._started_ray = False
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _runner_loop_iteration(self) -> None:
+        self._poll_actors()
+        now = time.monotonic()
+        depth = self.app.backend.queue_depth()
+        views = [a.view(now) for a in self.actors.values()]
+        decision = decide(depth, views, self._scaling_config(), now)
+        if decision.start or decision.retire:
+            log.info("scaling %s: queue_depth=%d actors=%d busy=%d starting=%d wanted=%d -> "
+                     "start %d, retire %s", self.runner_id, depth, len(views),
+                     sum(v.active_threads > 0 for v in views), sum(v.starting for v in views),
+                     decision.wanted, decision.start, decision.retire)
+        self._apply(decision)
+        self._export_metrics(depth)
+        self._stop.wait(self.conf.scaling_interval_sec)
+
+    def _scaling_config(self) -> ScalingConfig:
+        c = self.conf
+        return ScalingConfig(c.min_processes, self.max_processes, max(c.max_threads, 1),
+                             c.idle_timeout_process_sec, c.enforce_max_processes)
+
+    def _apply(self, decision: Decision) -> None:
+        for name in decision.retire:
+            actor = self.actors.get(name)
+            if actor is not None:
+                actor.stop(10.0)
+                self._forget(actor, "retired (idle)")
+        if decision.start:
+            self._request_cpus(decision.wanted * self.conf.actor_num_cpus)
+            self._start_actors(decision.start)
+        elif decision.retire:
+            self._request_cpus(0)
+
+    def _start_actors(self, n: int) -> None:
+        for _ in range(n):
+            name = f"pynenc-{self.app.app_id}-{self.runner_id.rsplit('-', 1)[-1]}-{next(self._names)}"
+            actor = _LocalActor(name, self) if self.local else _RayActor(name, self)
+            self.actors[name] = actor
+
+    def _forget(self, actor: _Actor, why: str) -> None:
+        """Drop an actor; whatever its ThreadRunner still owned is rerouted now."""
+        self.actors.pop(actor.name, None)
+        ids = self.app.backend.reroute_owned(actor.runner_id, self.runner_id)
+        self.app.backend.remove_runner(actor.runner_id)
+        log.info("actor %s %s; rerouted %d invocations", actor.name, why, len(ids))
+
+    # -- health ----------------------------------------------------------------------------
+
+    def _poll_actors(self) -> None:
+        if self.local:
+            for actor in list(self.actors.values()):
+                try:
+                    actor.poll()
+                except ActorGone:
+                    self._replace_dead(actor)
+            return
+        ray = self._ray
+        refs = {a.handle.stats.remote(): a for a in self.actors.values()}
+        if not refs:
+            return
+        timeout = max(self.conf.scaling_interval_sec, 1.0)
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
+        ready_set = set(ready)
+        now = time.monotonic()
+        for ref, actor in refs.items():
+            if ref in ready_set:
+                try:
+                    actor.report, actor.missed = ray.get(ref), 0
+                except Exception as exc:  # RayActorError and its kin: the actor is gone
+                    log.warning("actor %s failed: %s", actor.name, type(exc).__name__)
+                    self._replace_dead(actor)
+            elif actor.report is not None or now - actor.created > START_GRACE_SEC:
+                actor.missed += 1
+                if actor.missed >= MISSED_PINGS_DEAD:
+                    log.warning("actor %s missed %d pings; treating it as dead", actor.name,
+                                actor.missed)
+                    self._replace_dead(actor)
+
+    def _replace_dead(self, actor: _Actor) -> None:
+        """Reroute a dead actor's work at once; the policy starts a replacement
+        in this same pass if it still wants one."""
+        if not self.local:
+            actor.kill()
+        self._forget(actor, "died")
+
+    # -- the cluster ------------------------------------------------------------------------
+
+    def _request_cpus(self, cpus: float) -> None:
+        """Tell the Ray autoscaler what is about to be needed (0 clears the request)."""
+        if self.local or cpus == self._requested:
+            return
+        try:
+            from ray.autoscaler.sdk import request_resources
+
+            request_resources(num_cpus=int(math.ceil(cpus)))
+            self._requested = cpus
+        except Exception as exc:  # no autoscaler (local Ray): nothing to tell
+            log.debug("request_resources(%s) not delivered: %s", cpus, exc)
+
+    def _export_metrics(self, depth: int) -> None:
+        if self.local:
+            return
+        try:
+            if not self._gauges:
+                from ray.util.metrics import Gauge
+
+                tags = ("app_id",)
+                self._gauges = {
+                    "queue": Gauge("pynenc_queue_depth", "invocations waiting", tag_keys=tags),
+                    "actors": Gauge("pynenc_actors", "actors of the runner", tag_keys=tags),
+                    "threads": Gauge("pynenc_active_threads", "busy threads", tag_keys=tags),
+                }
+            tag = {"app_id": self.app.app_id}
+            self._gauges["queue"].set(depth, tags=tag)
+            self._gauges["actors"].set(len(self.actors), tags=tag)
+            self._gauges["threads"].set(sum((a.report or {}).get("active_threads", 0)
+                                            for a in self.actors.values()), tags=tag)
+        except Exception as exc:
+            log.debug("metrics not exported: %s", exc)
