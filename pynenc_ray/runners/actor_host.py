@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -22,6 +23,14 @@ _THREAD_FIELDS = set(ThreadRunnerConfig.model_fields)
 def thread_config(conf: MultiThreadRunnerConfig) -> ThreadRunnerConfig:
     """The hosted ThreadRunner's config: per-actor threads plus the common fields."""
     return ThreadRunnerConfig(**{k: v for k, v in conf.model_dump().items() if k in _THREAD_FIELDS})
+
+
+def _ray_node_id() -> str | None:
+    """The Ray node this actor runs on, when it runs on Ray (never imports Ray)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
 
 
 class ActorHost:
@@ -52,7 +61,7 @@ class ActorHost:
         return {"name": self.name, "runner_id": self.runner.runner_id,
                 "active_threads": self.runner.active_threads, "idle_sec": self.runner.idle_sec,
                 "running": self.runner.is_running or self._thread.is_alive(),
-                "pid": os.getpid(), "host": socket.gethostname(),
+                "pid": os.getpid(), "host": socket.gethostname(), "node_id": _ray_node_id(),
                 "max_threads": self.runner.slots}
 
     def ping(self) -> str:

@@ -1,0 +1,111 @@
+"""MultiThreadRunner on a real local Ray instance (one per test session)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from pynenc_ray import InvocationStatus as S
+from tests.conftest import running, unique_app_id, wait_for
+from tests.conformance import tasks
+
+pytestmark = [pytest.mark.ray, pytest.mark.redis, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def app(ray_session, redis_url):
+    tasks.app.reconfigure(
+        replace=True, backend="redis", redis_url=redis_url, app_id=unique_app_id("ray"),
+        runner_cls="MultiThreadRunner", app_path="tests.conformance.tasks:app",
+        runner={"min_processes": 1, "max_processes": 3, "max_threads": 3, "actor_num_cpus": 0.5,
+                "enforce_max_processes": False, "scaling_interval_sec": 0.2,
+                "idle_timeout_process_sec": 1.0, "runner_heartbeat_interval_sec": 0.2,
+                "runner_dead_after_sec": 60})
+    yield tasks.app
+    tasks.app.backend.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _actor_pids(runner) -> list[int]:
+    return [a.report["pid"] for a in runner.actors.values() if a.report]
+
+
+def test_tasks_run_inside_named_actors_with_the_parents_thread_settings(app, ray_session):
+    with running(app) as runner:
+        who = tasks.whoami().result
+        [actor] = runner.actors.values()
+        assert wait_for(lambda: actor.report is not None, 10)
+        assert actor.report["max_threads"] == 3  # max_threads reached the hosted ThreadRunner
+    assert who["pid"] != os.getpid()
+    assert who["runner_id"] == actor.runner_id
+    assert who["runner_id"].startswith(runner.runner_id + "/pynenc-" + app.app_id)
+    assert actor.name.startswith(f"pynenc-{app.app_id}-")
+
+
+def test_scales_up_under_load_and_back_down_when_idle(app):
+    with running(app) as runner:
+        assert len(runner.actors) == 1
+        group = tasks.sleep.parallelize([0.4] * 18)  # 18 / 3 threads: wants 3 (max)
+        assert wait_for(lambda: len(runner.actors) == 3, 30)
+        assert list(group.results) == [0.4] * 18
+        assert wait_for(lambda: len(runner.actors) == 1, 30)
+
+
+def test_one_thread_per_actor_completes_tasks_that_await_subtasks(app):
+    app.reconfigure(runner={"max_threads": 1, "max_processes": 1})
+    with running(app):
+        assert tasks.fan_out(6).result == 30
+
+
+@pytest.mark.parametrize("how", ["ray.kill", "SIGKILL"])
+def test_actor_killed_mid_task_is_rerouted_and_replaced(app, ray_session, how):
+    with running(app) as runner:
+        inv = tasks.count_run(f"ray-victim-{how}", 2.0)
+        assert wait_for(lambda: inv.status == S.RUNNING, 30)
+        [actor] = runner.actors.values()
+        assert wait_for(lambda: actor.report is not None, 10)
+        if how == "ray.kill":
+            ray_session.kill(actor.handle, no_restart=True)
+        else:
+            os.kill(actor.report["pid"], signal.SIGKILL)
+        t0 = time.monotonic()
+        assert wait_for(lambda: S.REROUTED in [h.status for h in inv.history], 15)
+        assert time.monotonic() - t0 < 15  # at once, not after runner_dead_after_sec (60)
+        assert wait_for(lambda: len(runner.actors) == 1 and actor.name not in runner.actors, 30)
+        assert inv.result == 2
+    assert [h.status for h in inv.history if h.status.is_final] == [S.SUCCESS]
+
+
+def test_stop_leaves_no_actor_process_and_nothing_running(app):
+    app.reconfigure(runner={"enforce_max_processes": True, "max_processes": 2})
+    with running(app) as runner:
+        invs = list(tasks.sleep.parallelize([3.0] * 2))
+        assert wait_for(lambda: all(i.status == S.RUNNING for i in invs), 30)
+        assert wait_for(lambda: len(_actor_pids(runner)) == 2, 10)
+        pids = _actor_pids(runner)
+    assert all(i.status == S.REROUTED for i in invs)
+    assert wait_for(lambda: not any(_alive(p) for p in pids), 15)
+
+
+def test_scaling_tells_the_autoscaler(app, monkeypatch):
+    import ray.autoscaler.sdk as sdk
+
+    asked: list[int] = []
+    monkeypatch.setattr(sdk, "request_resources", lambda num_cpus=None, **_: asked.append(num_cpus))
+    with running(app) as runner:
+        group = tasks.sleep.parallelize([0.4] * 18)
+        assert wait_for(lambda: len(runner.actors) == 3, 30)
+        list(group.results)
+        assert wait_for(lambda: len(runner.actors) == 1, 30)
+    assert asked and max(asked) >= 2, asked  # 3 actors x 0.5 CPU asked for on the way up
+    assert asked[-1] == 0, asked  # and cleared on the way down / at stop

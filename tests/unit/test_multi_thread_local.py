@@ -1,0 +1,104 @@
+"""MultiThreadRunner in local mode: the same actors and policy, no Ray, on the
+memory backend. Scaling, retirement and rerouting, fast."""
+
+from __future__ import annotations
+
+import pytest
+
+from pynenc_ray import InvocationStatus as S
+from pynenc_ray import MemCompatibilityError, Pynenc
+from pynenc_ray.runners.actor_host import ActorHost, thread_config
+from tests.conftest import running, unique_app_id, wait_for
+from tests.conformance import tasks
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def app():
+    tasks.app.reconfigure(
+        replace=True, backend="memory", app_id=unique_app_id("mtl"), runner_cls="MultiThreadRunner",
+        runner={"ray_local_mode": True, "min_processes": 1, "max_processes": 4, "max_threads": 2,
+                "enforce_max_processes": False, "scaling_interval_sec": 0.05,
+                "idle_timeout_process_sec": 0.5, "runner_heartbeat_interval_sec": 0.1})
+    yield tasks.app
+
+
+def test_local_mode_is_mem_compatible_and_real_mode_is_not():
+    Pynenc(app_id="x", runner_cls="MultiThreadRunner", runner={"ray_local_mode": True})
+    with pytest.raises(MemCompatibilityError):
+        Pynenc(app_id="x", runner_cls="MultiThreadRunner")
+
+
+def test_local_mode_never_imports_ray(app):
+    with running(app):
+        assert tasks.add(1, 2).result == 3
+    assert not app.runner._started_ray and app.runner._ray is None
+
+
+def test_thread_settings_reach_the_hosted_thread_runner(app):
+    with running(app) as runner:
+        assert tasks.add(1, 1).result == 2
+        [actor] = runner.actors.values()
+        assert actor.host.runner.slots == 2
+        assert actor.host.runner.runner_id.startswith(runner.runner_id + "/pynenc-")
+    conf = thread_config(app.config.runner)
+    assert conf.max_threads == 2 and conf.runner_heartbeat_interval_sec == 0.1
+
+
+def test_scales_up_with_the_queue_and_down_after_idle(app):
+    with running(app) as runner:
+        assert len(runner.actors) == 1
+        group = tasks.sleep.parallelize([0.3] * 16)  # 16 queued / 2 threads: wants 4 (max)
+        assert wait_for(lambda: len(runner.actors) == 4, 5)
+        assert list(group.results) == [0.3] * 16
+        assert wait_for(lambda: len(runner.actors) == 1, 5)  # idle 0.5 s: back to min
+
+
+def test_enforced_max_keeps_max_processes(app):
+    app.reconfigure(runner={"enforce_max_processes": True, "max_processes": 3})
+    with running(app) as runner:
+        assert len(runner.actors) == 3
+        assert tasks.add(2, 2).result == 4
+        assert not wait_for(lambda: len(runner.actors) != 3, 1.0)
+
+
+def test_dead_actor_is_rerouted_at_once_and_replaced(app):
+    app.reconfigure(runner={"runner_dead_after_sec": 60})
+    with running(app) as runner:
+        inv = tasks.sleep(0.5)
+        assert wait_for(lambda: inv.status == S.RUNNING, 5)
+        [actor] = runner.actors.values()
+        actor.kill()  # the test hook: a crash, not a clean stop
+        assert wait_for(lambda: S.REROUTED in [h.status for h in inv.history], 2)
+        assert wait_for(lambda: len(runner.actors) == 1 and actor.name not in runner.actors, 5)
+        assert inv.result == 0.5
+    assert [h.status for h in inv.history if h.status.is_final] == [S.SUCCESS]
+
+
+def test_one_thread_per_actor_completes_tasks_that_await_subtasks(app):
+    app.reconfigure(runner={"max_threads": 1, "max_processes": 1})
+    with running(app):
+        assert tasks.fan_out(6).result == 30
+        assert tasks.nested(3).result == 3
+
+
+def test_stop_stops_every_actor(app):
+    with running(app) as runner:
+        invs = list(tasks.sleep.parallelize([0.5] * 2))
+        assert wait_for(lambda: all(i.status == S.RUNNING for i in invs), 5)
+        hosts = [a.host for a in runner.actors.values()]
+    assert runner.actors == {}
+    assert all(not h._thread.is_alive() for h in hosts)
+    assert all(i.status == S.REROUTED for i in invs)
+
+
+def test_actor_host_is_a_plain_class(app):
+    host = ActorHost("plain", "parent", app=app)
+    try:
+        assert host.ping() == "plain"
+        stats = host.stats()
+        assert stats["active_threads"] == 0 and stats["max_threads"] == 2
+        assert tasks.add(3, 4).result == 7
+    finally:
+        assert host.stop(5)
