@@ -7,11 +7,7 @@ a cluster with `ray submit cluster.yaml examples/ray_local.py`.
 """
 
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,28 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # A laptop run keeps Ray on loopback (Ray otherwise binds the host's address).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
+from examples.local_redis import redis_url  # noqa: E402
 from examples.tasks import add, app, fan_out, slow_square  # noqa: E402
 
 
-def throwaway_redis() -> tuple[str, subprocess.Popen]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise SystemExit("redis-server is not installed (apt-get install redis-server), "
-                         "or set PYNENC__REDIS_URL to a Redis you run")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", tempfile.mkdtemp()],
-                            stdout=subprocess.DEVNULL)
-    time.sleep(0.3)
-    return f"redis://127.0.0.1:{port}/0", proc
-
-
 def main() -> None:
-    url, redis_proc = os.environ.get("PYNENC__REDIS_URL"), None
-    if not url:
-        url, redis_proc = throwaway_redis()
+    url, redis_proc = redis_url()
     app.reconfigure(backend="redis", redis_url=url, runner_cls="MultiThreadRunner",
                     app_path="examples.tasks:app",
                     runner={"min_processes": 1, "max_processes": 2, "max_threads": 4,

@@ -74,22 +74,59 @@ def status_snapshot(app: Pynenc) -> dict[str, Any]:
             "runners": runners}
 
 
+def format_status(snap: dict[str, Any]) -> str:
+    lines = [f"app {snap['app_id']} on {snap['backend']}: queue depth {snap['queue_depth']}"]
+    lines += [f"  {st:<10} {n}" for st, n in sorted(snap["statuses"].items())]
+    lines.append(f"runners: {len(snap['runners'])}")
+    for rid, info in sorted(snap["runners"].items()):
+        busy = f"  busy {info['busy']}/{info['slots']}" if "slots" in info and "busy" in info else ""
+        lines.append(f"  {rid}  heartbeat {info['heartbeat_age_sec']}s ago{busy}")
+        for actor, threads in sorted((info.get("actors") or {}).items()):
+            lines.append(f"    actor {actor}: {threads if threads is not None else '?'} active threads")
+    return "\n".join(lines)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     app = _app(args)
     if app.config.settings.backend == "memory":
         print("warning: the memory backend lives inside one process; this command sees only "
               "its own (empty) process. Use backend = \"redis\" to inspect running work.",
               file=sys.stderr)
-    snap = status_snapshot(app)
     if args.json:
-        print(json.dumps(snap, indent=2, sort_keys=True))
+        print(json.dumps(status_snapshot(app), indent=2, sort_keys=True))
         return 0
-    print(f"app {snap['app_id']} on {snap['backend']}: queue depth {snap['queue_depth']}")
-    for st, n in sorted(snap["statuses"].items()):
-        print(f"  {st:<10} {n}")
-    print(f"runners: {len(snap['runners'])}")
-    for rid, info in sorted(snap["runners"].items()):
-        print(f"  {rid}  heartbeat {info['heartbeat_age_sec']}s ago")
+    if not args.watch:
+        print(format_status(status_snapshot(app)))
+        return 0
+    n = 0
+    try:
+        while args.iterations is None or n < args.iterations:
+            text = format_status(status_snapshot(app))
+            stamp = time.strftime("%H:%M:%S")
+            print(f"\x1b[H\x1b[2J{stamp}  (every {args.interval:g}s, Ctrl-C to quit)\n{text}",
+                  flush=True)
+            n += 1
+            if args.iterations is None or n < args.iterations:
+                time.sleep(args.interval)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_timeline(args: argparse.Namespace) -> int:
+    from .timeline import render_html, render_svg
+
+    app = _app(args)
+    since = time.time() - args.since if args.since else 0.0
+    records = app.backend.recent(since)
+    if not records:
+        print("no invocations in that window", file=sys.stderr)
+    svg = render_svg(records, title=f"{app.app_id}: {len(records)} invocations")
+    out = args.out
+    text = render_html([(app.app_id, svg)]) if out.endswith(".html") else svg
+    with open(out, "w") as f:
+        f.write(text)
+    print(f"wrote {out}: {len(records)} invocations")
     return 0
 
 
@@ -111,6 +148,17 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    from .config_reference import reference, update_readme
+
+    if args.write:
+        changed = update_readme(args.write)
+        print(f"{args.write}: {'updated' if changed else 'already current'}")
+    else:
+        print(reference())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pynenc-ray", description=__doc__)
     p.add_argument("--app", help="the app to use, as module:attribute (e.g. tasks:app)")
@@ -124,13 +172,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="queue depth, invocations per status, live runners")
     status.add_argument("--json", action="store_true")
+    status.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    status.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    status.add_argument("--iterations", type=int, help=argparse.SUPPRESS)  # for tests
     status.set_defaults(func=cmd_status)
+
+    timeline = sub.add_parser("timeline", help="draw the status history as an SVG/HTML timeline")
+    timeline.add_argument("--since", type=float, help="only invocations of the last SEC seconds")
+    timeline.add_argument("--out", default="timeline.svg", help="FILE.svg or FILE.html")
+    timeline.set_defaults(func=cmd_timeline)
 
     config = sub.add_parser("config", help="inspect configuration").add_subparsers(
         dest="action", required=True)
     show = config.add_parser("show", help="effective config, where each value came from")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_config_show)
+    ref = config.add_parser("reference", help="the config reference (Markdown) from the models")
+    ref.add_argument("--write", metavar="README", help="rewrite the generated block of this file")
+    ref.set_defaults(func=cmd_config_reference)
     return p
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -46,17 +46,17 @@ class RunnerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    invocation_wait_results_sleep_time_sec: float = 0.1
-    runner_loop_sleep_time_sec: float = 0.1
-    min_parallel_slots: int = 1
-    runner_heartbeat_interval_sec: float = 1.0
-    runner_dead_after_sec: float = 10.0
-    max_reroutes: int = 3
+    invocation_wait_results_sleep_time_sec: float = Field(0.1, description="Poll interval of a worker that waits on results and cannot block (PersistentProcessRunner)")
+    runner_loop_sleep_time_sec: float = Field(0.1, description="Longest a runner loop blocks waiting for work before checking for stop")
+    min_parallel_slots: int = Field(1, description="Lower bound on concurrent slots (ProcessRunner: max(cpu count, this))")
+    runner_heartbeat_interval_sec: float = Field(1.0, description="How often a runner says it is alive")
+    runner_dead_after_sec: float = Field(10.0, description="Silence after which a runner's work is rerouted by a live runner")
+    max_reroutes: int = Field(3, description="Reroutes after which an invocation fails as poison")
 
 
 class ThreadRunnerConfig(RunnerConfig):
-    min_threads: int = 1
-    max_threads: int = 0  # 0 = cpu count
+    min_threads: int = Field(1, description="Worker threads started up front")
+    max_threads: int = Field(0, description="Most invocations busy at once; 0 = cpu count")
 
 
 class ProcessRunnerConfig(RunnerConfig):
@@ -64,20 +64,20 @@ class ProcessRunnerConfig(RunnerConfig):
 
 
 class PersistentProcessRunnerConfig(ThreadRunnerConfig):
-    num_processes: int = 0  # 0 = cpu count
+    num_processes: int = Field(0, description="Long-lived worker processes; 0 = cpu count")
 
 
 class MultiThreadRunnerConfig(RunnerConfig):
-    min_threads: int = 1
-    max_threads: int = 1  # per actor
-    min_processes: int = 1
-    max_processes: int = 0  # 0 = the cluster's CPU count
-    idle_timeout_process_sec: float = 4.0
-    enforce_max_processes: bool = True
-    ray_address: str | None = None
-    actor_num_cpus: float = 1.0
-    scaling_interval_sec: float = 1.0
-    ray_local_mode: bool = False
+    min_threads: int = Field(1, description="Threads started up front in each actor")
+    max_threads: int = Field(1, description="Threads per actor (its ThreadRunner's max_threads)")
+    min_processes: int = Field(1, description="Actors kept when idle")
+    max_processes: int = Field(0, description="Most actors; 0 = the cluster's CPUs / actor_num_cpus")
+    idle_timeout_process_sec: float = Field(4.0, description="Idle time after which an actor above min_processes is retired")
+    enforce_max_processes: bool = Field(True, description="Always run max_processes actors")
+    ray_address: str | None = Field(None, description="Ray to connect to (else RAY_ADDRESS, else a local Ray)")
+    actor_num_cpus: float = Field(1.0, description="CPUs each actor asks of Ray")
+    scaling_interval_sec: float = Field(1.0, description="How often actors are polled and the policy applied")
+    ray_local_mode: bool = Field(False, description="Host the actors in-process without Ray (development, tests, memory backend)")
 
 
 class DummyRunnerConfig(RunnerConfig):
@@ -110,23 +110,23 @@ class PynencSettings(BaseSettings):
         pyproject_toml_depth=64,
     )
 
-    app_id: str = "pynenc"
-    backend: Literal["memory", "redis"] = "memory"
-    redis_url: str = "redis://localhost:6379/0"
-    redis_username: str | None = None
-    redis_password: SecretStr | None = None
-    redis_ssl_ca_certs: str | None = None
-    redis_retry_timeout_sec: float = 10.0
-    runner_cls: str = "ThreadRunner"
-    app_path: str | None = None
-    serializer: Literal["json", "pickle"] = "json"
-    signing_key: SecretStr | None = None
-    allow_unsigned_pickle: bool = False
-    max_result_bytes: int = 16 * MiB
-    result_ttl_sec: int = 86400
-    dev_mode_force_sync_tasks: bool = False
-    config_file: str | None = None
-    runner: dict[str, Any] = {}
+    app_id: str = Field("pynenc", description="Namespace of the app: Redis keys, actor names")
+    backend: Literal["memory", "redis"] = Field("memory", description="Embedded in-process backend, or Redis")
+    redis_url: str = Field("redis://localhost:6379/0", description="redis:// or rediss:// (TLS) URL, user and password may be inside")
+    redis_username: str | None = Field(None, description="ACL user, if not in the URL")
+    redis_password: SecretStr | None = Field(None, description="Password, if not in the URL (masked by config show)")
+    redis_ssl_ca_certs: str | None = Field(None, description="CA file for rediss://")
+    redis_retry_timeout_sec: float = Field(10.0, description="How long a submit retries an unreachable Redis before raising (runners retry forever)")
+    runner_cls: str = Field("ThreadRunner", description="Runner name, or a module:Class path")
+    app_path: str | None = Field(None, description="module:attr by which workers and actors import the app (the CLI sets it)")
+    serializer: Literal["json", "pickle"] = Field("json", description="Payload format of arguments and results")
+    signing_key: SecretStr | None = Field(None, description="HMAC key for pickle payloads (masked by config show)")
+    allow_unsigned_pickle: bool = Field(False, description="Load unsigned pickle (only if nobody untrusted can write to the backend)")
+    max_result_bytes: int = Field(16 * MiB, description="Largest serialised result; a larger one fails the invocation")
+    result_ttl_sec: int = Field(86400, description="Finished records expire after this long (Redis)")
+    dev_mode_force_sync_tasks: bool = Field(False, description="Run tasks inline at call time, without a runner")
+    config_file: str | None = Field(None, description="A TOML/YAML/JSON file with these keys (PYNENC__CONFIG_FILE)")
+    runner: dict[str, Any] = Field(default_factory=dict, description="Fields of the selected runner ([tool.pynenc.runner])")
 
     @classmethod
     def settings_customise_sources(

@@ -146,6 +146,11 @@ class Backend(abc.ABC):
     def status_counts(self) -> dict[str, int]: ...
 
     @abc.abstractmethod
+    def recent(self, since: float) -> list[InvocationRecord]:
+        """Invocations registered at or after ``since`` (epoch seconds), with their
+        history but without payloads: what a timeline draws."""
+
+    @abc.abstractmethod
     def set_waiting(self, waiter_id: str, awaited: Sequence[str]) -> None:
         """Record (or with an empty ``awaited``, clear) what an invocation waits on,
         so that a wait that closes a cycle is refused instead of hanging."""

@@ -238,6 +238,13 @@ class MemoryBackend(Backend):
             counts = collections.Counter(r.status.value for r in self._records.values())
         return dict(counts)
 
+    def recent(self, since: float) -> list[InvocationRecord]:
+        with self._lock:
+            recs = [r for r in self._records.values() if r.history and r.history[0].timestamp >= since]
+            return [InvocationRecord(r.invocation_id, r.task_id, b"", r.status, r.owner, r.retries,
+                                     r.reroutes, r.parent_id, history=list(r.history))
+                    for r in recs]
+
     def set_waiting(self, waiter_id: str, awaited: Sequence[str]) -> None:
         with self._lock:
             if awaited:

@@ -148,3 +148,29 @@ def test_runner_start_stops_cleanly_on_signal(sig, tmp_path):
         assert proc.wait(10) == 0
     finally:
         proc.kill()
+
+
+def test_readme_config_reference_is_current():
+    """Regenerate with `pynenc-ray config reference --write README.md`."""
+    from pynenc_ray.config_reference import END, START, reference
+
+    text = (REPO / "README.md").read_text()
+    block = text[text.index(START):text.index(END) + len(END)]
+    assert block == reference(), "README's config reference is stale: regenerate it"
+    for field in ("runner_cls", "max_threads", "num_processes", "idle_timeout_process_sec"):
+        assert f"`{field}`" in block
+
+
+def test_status_watch_refreshes_with_runners_and_actors(capsys):
+    from pynenc_ray.cli import format_status
+
+    snap = {"app_id": "a", "backend": "redis", "queue_depth": 3, "statuses": {"RUNNING": 2},
+            "runners": {"MultiThreadRunner@h-1": {"heartbeat_age_sec": 0.4, "actors": {"x-0": 2}},
+                        "ThreadRunner@h-2": {"heartbeat_age_sec": 0.1, "busy": 1, "slots": 4}}}
+    text = format_status(snap)
+    assert "queue depth 3" in text and "RUNNING" in text
+    assert "actor x-0: 2 active threads" in text and "busy 1/4" in text
+    assert main(["--app", "tests.unit.tasks_for_unit:app", "status", "--watch", "--interval",
+                 "0.01", "--iterations", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\x1b[2J") == 3 and out.count("queue depth") == 3

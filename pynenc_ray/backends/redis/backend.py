@@ -227,7 +227,7 @@ class RedisBackend(Backend):
     def recover_dead(self, checker_id: str, dead_after_sec: float) -> list[str]:
         lease_ms = int(max(1000, dead_after_sec * 500))
         res = self._script("recover", [checker_id, repr(float(dead_after_sec)), lease_ms,
-                                       repr(time.time())])
+                                       repr(time.time()), self.ttl])
         return [r.decode() for r in res]
 
     # -- state -------------------------------------------------------------------------------
@@ -382,6 +382,28 @@ class RedisBackend(Backend):
     def status_counts(self) -> dict[str, int]:
         raw = self._call(lambda: self.client.hgetall(self._k("counts")), "read status counts")
         return {k.decode(): int(v) for k, v in raw.items() if int(v) > 0}
+
+    def recent(self, since: float) -> list[InvocationRecord]:
+        ids = [i.decode() for i in self._call(
+            lambda: self.client.zrangebyscore(self._k("index"), since, "+inf"), "read the index")]
+        out = []
+        for start in range(0, len(ids), _READ_CHUNK):
+            chunk = ids[start:start + _READ_CHUNK]
+
+            def read(chunk: list[str] = chunk) -> list:
+                pipe = self.client.pipeline(transaction=False)
+                for i in chunk:
+                    pipe.hmget(self._k("inv", i), "task", "status", "retries", "reroutes")
+                    pipe.lrange(self._k("hist", i), 0, -1)
+                return pipe.execute()
+            res = self._call(read, "read recent invocations")
+            for inv_id, (task, st, retries, reroutes), hist in zip(chunk, res[::2], res[1::2]):
+                if st is None:
+                    continue  # expired
+                out.append(InvocationRecord(inv_id, task.decode(), b"", S(st.decode()),
+                                            retries=int(retries or 0), reroutes=int(reroutes or 0),
+                                            history=_history(hist)))
+        return out
 
     def set_waiting(self, waiter_id: str, awaited: Sequence[str]) -> None:
         def write() -> None:

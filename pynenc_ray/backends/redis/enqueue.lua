@@ -8,6 +8,7 @@ for i = 6, #ARGV, 4 do
     'status', 'REGISTERED', 'retries', 0, 'reroutes', 0)
   if ARGV[i + 3] ~= '' then redis.call('HSET', ikey(id), 'parent', ARGV[i + 3]) end
   record(id, 'REGISTERED', runner, worker, now)
+  redis.call('ZADD', P .. 'index', now, id)
   if push == '1' then redis.call('RPUSH', P .. 'queue', id) end
   n = n + 1
 end

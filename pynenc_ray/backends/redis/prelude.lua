@@ -11,6 +11,8 @@
 --   runners          HASH  runner_id -> JSON info from its last heartbeat
 --   beats            ZSET  runner_id scored by its last heartbeat (server time)
 --   counts           HASH  status -> number of invocations in it (finals: totals)
+--   index            ZSET  invocation ids scored by registration time (for timelines),
+--                          pruned past result_ttl_sec by recover
 --   lease:recovery   STRING  which runner is rerouting dead runners' work, with a TTL
 --   final            channel: PUBLISHed invocation id when one becomes final
 --

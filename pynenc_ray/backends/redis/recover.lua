@@ -1,12 +1,14 @@
 -- recover: reroute the work of runners whose last heartbeat is older than
 -- dead_after_sec, and forget them. One checker at a time: the caller must hold
 -- lease:recovery (taken here with NX and a TTL) or nothing is done.
--- ARGV: prefix, checker, dead_after_sec, lease_ms, now. Returns rerouted ids.
+-- Also prunes the timeline index of records older than ttl_sec.
+-- ARGV: prefix, checker, dead_after_sec, lease_ms, now, ttl_sec. Returns rerouted ids.
 local checker, dead_after, lease_ms, now = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local lease = P .. 'lease:recovery'
 local holder = redis.call('GET', lease)
 if holder and holder ~= checker then return {} end
 redis.call('SET', lease, checker, 'PX', lease_ms)
+redis.call('ZREMRANGEBYSCORE', P .. 'index', '-inf', tonumber(now) - tonumber(ARGV[6]))
 local t = redis.call('TIME')
 local cutoff = tonumber(t[1]) + tonumber(t[2]) / 1e6 - dead_after
 local dead = redis.call('ZRANGEBYSCORE', P .. 'beats', '-inf', cutoff)

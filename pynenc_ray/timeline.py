@@ -1,0 +1,159 @@
+"""The status history drawn as a timeline: one lane per runner worker (thread,
+process or actor), each invocation a bar, coloured by status, with a time axis,
+a legend and a hover title per bar. A self-contained SVG (or HTML around it)."""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+from .backends.base import InvocationRecord
+from .status import InvocationStatus
+
+S = InvocationStatus
+COLORS = {
+    "pending": "#f5a623",
+    "running": "#4a90d9",
+    "paused": "#9b59b6",
+    "success": "#2eaa4f",
+    "failed": "#d0021b",
+    "rerouted": "#8e8e8e",
+}
+QUEUE_LANE = ("(queue)", "not started")
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    lane: tuple[str, str]  # (runner_id, worker)
+    start: float
+    end: float
+    kind: str  # a key of COLORS
+    task_id: str
+    invocation_id: str
+
+
+def segments(rec: InvocationRecord, now: float) -> list[Segment]:
+    """Cut one invocation's history into coloured spans on the lanes that held it."""
+    hist = sorted(rec.history, key=lambda h: h.timestamp)
+    out: list[Segment] = []
+    waiting_since: float | None = None
+    for i, h in enumerate(hist):
+        nxt = hist[i + 1] if i + 1 < len(hist) else None
+        end = nxt.timestamp if nxt else now
+        if h.status in (S.REGISTERED, S.REROUTED) and waiting_since is None:
+            waiting_since = h.timestamp
+        elif h.status == S.RUNNING:
+            lane = (h.runner_id, h.worker)
+            if waiting_since is not None:
+                out.append(Segment(lane, waiting_since, h.timestamp, "pending", rec.task_id,
+                                   rec.invocation_id))
+                waiting_since = None
+            outcome = {S.SUCCESS: "success", S.FAILED: "failed", S.RETRY: "failed",
+                       S.REROUTED: "rerouted"}.get(nxt.status if nxt else None, "running")
+            out.append(Segment(lane, h.timestamp, end, outcome, rec.task_id, rec.invocation_id))
+        elif h.status == S.PAUSED:
+            out.append(Segment((h.runner_id, h.worker), h.timestamp, end, "paused", rec.task_id,
+                               rec.invocation_id))
+        if h.status == S.RETRY:
+            waiting_since = None  # the REGISTERED entry that follows starts the next wait
+        if h.status == S.FAILED and waiting_since is not None:  # rejected before running
+            lane = (h.runner_id, h.worker)
+            out.append(Segment(lane, waiting_since, h.timestamp, "failed", rec.task_id,
+                               rec.invocation_id))
+            waiting_since = None
+    if waiting_since is not None:  # still waiting for a runner
+        out.append(Segment(QUEUE_LANE, waiting_since, now, "pending", rec.task_id,
+                           rec.invocation_id))
+    return out
+
+
+def _nice_step(span: float, ticks: int = 8) -> float:
+    raw = span / ticks
+    mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
+    return next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+
+
+def render_svg(records: Iterable[InvocationRecord], title: str = "pynenc-ray timeline",
+               now: float | None = None, width: int = 1200) -> str:
+    now = time.time() if now is None else now
+    segs = [s for r in records for s in segments(r, now)]
+    lanes = sorted({s.lane for s in segs}, key=lambda lane: (lane == QUEUE_LANE, lane))
+    lane_y = {lane: i for i, lane in enumerate(lanes)}
+    t0 = min((s.start for s in segs), default=now)
+    t1 = max((s.end for s in segs), default=now + 1)
+    span = max(t1 - t0, 1e-3)
+    left, top, lane_h, right = 340, 50, 20, 20
+    plot_w = width - left - right
+    height = top + lane_h * max(len(lanes), 1) + 70
+
+    def x(t: float) -> float:
+        return left + (t - t0) / span * plot_w
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="10" y="20" font-size="14" font-weight="bold">{html.escape(title)}</text>']
+    for lane, i in lane_y.items():
+        y = top + i * lane_h
+        fill = "#f4f4f4" if i % 2 else "#ffffff"
+        out.append(f'<rect class="lane" x="0" y="{y}" width="{width}" height="{lane_h}" fill="{fill}"/>')
+        runner, worker = lane
+        sub = runner.rsplit("/", 1)[-1] if "/" in runner else ""  # a worker or actor id
+        label = " ".join(p for p in (runner.split("@")[0], sub, worker) if p)
+        if len(label) > 52:  # keep the end, where workers and actors differ
+            label = label[:20] + "…" + label[-31:]
+        out.append(f'<text class="lane-label" x="8" y="{y + 14}"><title>{html.escape(runner)} '
+                   f'{html.escape(worker)}</title>{html.escape(label)}</text>')
+    # waits first, as thin bars, so the runs drawn over them stay visible where
+    # several queued invocations wait on one lane at once
+    for s in sorted(segs, key=lambda s: (s.kind != "pending", s.start)):
+        thin = s.kind == "pending"
+        y = top + lane_y[s.lane] * lane_h + (4 if not thin else 8)
+        h = lane_h - 8 if not thin else 4
+        w = max(x(s.end) - x(s.start), 1.0)
+        tip = (f"{s.task_id}\ninvocation {s.invocation_id}\n{s.kind} "
+               f"{(s.end - s.start) * 1000:.1f} ms")
+        out.append(f'<rect class="bar {s.kind}" x="{x(s.start):.1f}" y="{y}" width="{w:.1f}" '
+                   f'height="{h}" fill="{COLORS[s.kind]}" stroke="white" stroke-width="0.5" data-invocation="{s.invocation_id}">'
+                   f'<title>{html.escape(tip)}</title></rect>')
+    axis_y = top + lane_h * max(len(lanes), 1) + 6
+    out.append(f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" stroke="#333"/>')
+    step = _nice_step(span)
+    k = 0
+    while k * step <= span + 1e-9:
+        tx = x(t0 + k * step)
+        out.append(f'<line x1="{tx:.1f}" y1="{axis_y}" x2="{tx:.1f}" y2="{axis_y + 5}" stroke="#333"/>'
+                   f'<text class="tick" x="{tx:.1f}" y="{axis_y + 17}" text-anchor="middle">'
+                   f'{k * step:.3g}s</text>')
+        k += 1
+    lx = left
+    for kind, color in COLORS.items():
+        out.append(f'<rect class="legend" x="{lx}" y="{axis_y + 32}" width="12" height="12" fill="{color}"/>'
+                   f'<text x="{lx + 16}" y="{axis_y + 42}">{kind}</text>')
+        lx += 90
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def stack_svgs(svgs: list[str]) -> str:
+    """Several timelines one above the other, as one SVG (e.g. to render one PNG)."""
+    import re
+
+    parts, y, width = [], 0, 0
+    for svg in svgs:
+        w, h = (int(v) for v in re.search(r'width="(\d+)" height="(\d+)"', svg).groups())
+        parts.append(svg.replace("<svg ", f'<svg x="0" y="{y}" ', 1))
+        y, width = y + h, max(width, w)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" '
+            f'viewBox="0 0 {width} {y}">\n' + "\n".join(parts) + "\n</svg>")
+
+
+def render_html(svgs: list[tuple[str, str]]) -> str:
+    """One page with several timelines, e.g. one per runner, one above the other."""
+    body = "\n".join(f"<section><h2>{html.escape(name)}</h2>\n{svg}\n</section>" for name, svg in svgs)
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>pynenc-ray timelines</title>"
+            "<style>body{font-family:sans-serif;margin:20px}</style></head><body>\n"
+            f"{body}\n</body></html>\n")

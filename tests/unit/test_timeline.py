@@ -1,0 +1,80 @@
+"""The timeline: segments cut from status history, and an SVG drawn from a real run."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from pynenc_ray.backends.base import HistoryEntry, InvocationRecord
+from pynenc_ray.cli import main
+from pynenc_ray.status import InvocationStatus as S
+from pynenc_ray.timeline import COLORS, QUEUE_LANE, render_svg, segments
+from tests.conftest import running, unique_app_id
+from tests.conformance import tasks
+
+NS = {"s": "http://www.w3.org/2000/svg"}
+
+
+def rec(*entries) -> InvocationRecord:
+    hist = [HistoryEntry(st, r, w, t) for st, r, w, t in entries]
+    return InvocationRecord("inv1", "m:f", b"", hist[-1].status, history=hist)
+
+
+def test_segments_pending_then_running_then_outcome_on_the_worker_lane():
+    r = rec((S.REGISTERED, "ext", "main", 0.0), (S.PENDING, "R", "loop", 1.0),
+            (S.RUNNING, "R", "t1", 2.0), (S.SUCCESS, "R", "t1", 5.0))
+    segs = segments(r, now=10.0)
+    assert [(s.kind, s.start, s.end, s.lane) for s in segs] == [
+        ("pending", 0.0, 2.0, ("R", "t1")), ("success", 2.0, 5.0, ("R", "t1"))]
+
+
+def test_segments_show_pause_reroute_and_waiting():
+    r = rec((S.REGISTERED, "ext", "main", 0.0), (S.PENDING, "A", "loop", 0.5),
+            (S.RUNNING, "A", "p1", 1.0), (S.PAUSED, "A", "p1", 2.0), (S.RUNNING, "A", "p1", 3.0),
+            (S.REROUTED, "B", "recovery", 4.0))
+    kinds = [(s.kind, s.lane) for s in segments(r, now=6.0)]
+    assert kinds == [("pending", ("A", "p1")), ("running", ("A", "p1")), ("paused", ("A", "p1")),
+                     ("rerouted", ("A", "p1")), ("pending", QUEUE_LANE)]
+
+
+@pytest.fixture
+def app():
+    tasks.app.reconfigure(replace=True, backend="memory", app_id=unique_app_id("tl"),
+                          runner={"max_threads": 3})
+    return tasks.app
+
+
+def test_svg_from_a_real_run_has_lanes_bars_colours_and_titles(app, tmp_path):
+    with running(app):
+        invs = list(tasks.sleep.parallelize([0.05] * 6))
+        failed = tasks.fail("x")
+        assert all(i.wait(10) for i in invs) and failed.wait(10)
+    svg = render_svg(app.backend.recent(0.0), title="run")
+    root = ET.fromstring(svg)
+    labels = root.findall(".//s:text[@class='lane-label']", NS)
+    assert len(labels) == 3  # three worker threads, one lane each
+    bars = root.findall(".//s:rect", NS)
+    bar_classes = [b.get("class") for b in bars if (b.get("class") or "").startswith("bar")]
+    assert bar_classes.count("bar success") == 6 and bar_classes.count("bar failed") == 1
+    assert bar_classes.count("bar pending") == 7
+    fills = {b.get("fill") for b in bars}
+    assert {COLORS["success"], COLORS["failed"], COLORS["pending"]} <= fills
+    titles = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}title"))
+    assert all(i.invocation_id in titles for i in invs) and tasks.sleep.task_id in titles
+    assert len(root.findall(".//s:rect[@class='legend']", NS)) == len(COLORS)
+    assert any((t.text or "").endswith("s") for t in root.findall(".//s:text[@class='tick']", NS))
+
+
+def test_cli_writes_svg_and_html(redis_url, tmp_path, capsys):
+    tasks.app.reconfigure(replace=True, backend="redis", redis_url=redis_url,
+                          app_id=unique_app_id("tlr"), runner={"max_threads": 2})
+    with running(tasks.app):
+        assert list(tasks.add.parallelize([(1, 1)] * 4).results) == [2] * 4
+    for name in ("t.svg", "t.html"):
+        out = tmp_path / name
+        assert main(["--app", "tests.conformance.tasks:app", "timeline", "--out", str(out)]) == 0
+        text = out.read_text()
+        assert text.count('class="bar success"') == 4
+        assert "http" not in text.replace("http://www.w3.org/2000/svg", "")  # self-contained
+    assert "wrote" in capsys.readouterr().out
