@@ -35,3 +35,19 @@ def test_ray_local_runs_the_tasks_on_ray_actors():
     out = _run("ray_local.py", 170)
     assert "add(1, 2) -> 3   [SUCCESS] on MultiThreadRunner@" in out
     assert "fan_out(10) -> 90" in out
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_compare_runners_writes_one_timeline_per_runner(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PYNENC__")}
+    proc = subprocess.run([sys.executable, "examples/compare_runners.py", "--out", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("ThreadRunner", "ProcessRunner", "PersistentProcessRunner", "MultiThreadRunner"):
+        svg = (tmp_path / f"timeline_{name}.svg").read_text()
+        assert svg.count('class="bar success"') >= 12, name
+        assert f"{name}: 12 tasks" in svg
+    html = (tmp_path / "compare_runners.html").read_text()
+    assert html.count("<svg") == 4
