@@ -24,7 +24,8 @@ from typing import Any, Sequence
 from pynenc_ray.config import PersistentProcessRunnerConfig
 from pynenc_ray.context import ExecutionContext
 from pynenc_ray.runners.base import BaseRunner
-from pynenc_ray.runners.execution import run_invocation
+from pynenc_ray.context import current
+from pynenc_ray.runners.execution import run_invocation, timeout_error
 
 from .child import die_with_parent, load_app, mp_context, parent_spec
 
@@ -113,7 +114,34 @@ class _Worker(BaseRunner):
     def _runner_loop_iteration(self) -> None:
         for claimed in self.app.backend.claim(self.runner_id, self.worker, 1,
                                               self.conf.runner_loop_sleep_time_sec):
+            self._run(claimed)
+
+    def _run(self, claimed) -> None:
+        """Run one invocation; a task with timeout_sec gets a SIGALRM timer that
+        raises TaskTimeoutError inside its body (an outer timer keeps running)."""
+        task = self.app.get_task(claimed.task_id)
+        sec = task.options.timeout_sec if task else None
+        outer_left = signal.getitimer(signal.ITIMER_REAL)[0]
+        outer_handler = signal.getsignal(signal.SIGALRM)
+        start = time.monotonic()
+        if sec:
+            def on_alarm(*_):
+                ctx = current.get()
+                if ctx is not None and ctx.invocation_id == claimed.invocation_id:
+                    raise timeout_error(claimed.task_id, claimed.invocation_id, sec)
+
+            signal.signal(signal.SIGALRM, on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, sec)
+        elif outer_left:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        try:
             run_invocation(self.app, self, claimed, self.worker)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, outer_handler)
+            if outer_left:
+                signal.setitimer(signal.ITIMER_REAL,
+                                 max(outer_left - (time.monotonic() - start), 0.001))
 
     def waiting_for_results(self, ctx: ExecutionContext, invocation_ids: Sequence[str],
                             timeout: float | None) -> bool:
@@ -128,7 +156,7 @@ class _Worker(BaseRunner):
             if not self._stop.is_set():
                 claimed = backend.claim(self.runner_id, self.worker, 1, 0)
                 if claimed:
-                    run_invocation(self.app, self, claimed[0], self.worker)
+                    self._run(claimed[0])
                     continue
             time.sleep(poll)
 

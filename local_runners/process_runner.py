@@ -24,7 +24,7 @@ from pynenc_ray.backends.base import Claimed
 from pynenc_ray.config import ProcessRunnerConfig
 from pynenc_ray.context import ExecutionContext
 from pynenc_ray.runners.base import BaseRunner
-from pynenc_ray.runners.execution import run_invocation
+from pynenc_ray.runners.execution import fail_timed_out, run_invocation
 from pynenc_ray.status import InvocationStatus
 
 from .child import die_with_parent, load_app, mp_context, parent_spec, reset_signals
@@ -39,6 +39,7 @@ class _Child:
     claimed: Claimed
     paused: bool = False
     started: float = field(default_factory=time.monotonic)
+    timeout_sec: float | None = None
 
 
 class ProcessRunner(BaseRunner):
@@ -53,6 +54,9 @@ class ProcessRunner(BaseRunner):
     @property
     def active(self) -> int:
         return sum(not c.paused for c in self._children.values())
+
+    def live_invocations(self) -> set[str]:
+        return set(self._children)
 
     def heartbeat_info(self) -> dict[str, Any]:
         return {**super().heartbeat_info(), "slots": self.slots, "running": self.active,
@@ -76,12 +80,22 @@ class ProcessRunner(BaseRunner):
             p = self._ctx.Process(target=_child_main, args=(*self._spec, self.runner_id, os.getpid(), c),
                                   name=f"pynenc-{c.invocation_id[:8]}", daemon=True)
             p.start()
-            self._children[c.invocation_id] = _Child(p, c)
+            task = self.app.get_task(c.task_id)
+            self._children[c.invocation_id] = _Child(
+                p, c, timeout_sec=task.options.timeout_sec if task else None)
 
     def _reap(self) -> None:
-        """Forget finished children; reroute at once what a dead child held."""
+        """Forget finished children; reroute at once what a dead child held; kill
+        children past their task's timeout_sec and fail their invocation."""
+        now = time.monotonic()
         for inv_id, child in list(self._children.items()):
             if child.process.is_alive():
+                if child.timeout_sec and now - child.started > child.timeout_sec:
+                    child.process.kill()
+                    child.process.join(5)
+                    del self._children[inv_id]
+                    fail_timed_out(self.app, self.runner_id, f"{child.process.pid}",
+                                   child.claimed.task_id, inv_id, child.timeout_sec)
                 continue
             child.process.join()
             del self._children[inv_id]

@@ -8,6 +8,7 @@ threads grows for that, and threads are reused rather than started per task.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -17,10 +18,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 from pynenc_ray.backends.base import Claimed
 from pynenc_ray.config import ThreadRunnerConfig
 from pynenc_ray.runners.base import BaseRunner
-from pynenc_ray.runners.execution import run_invocation
+from pynenc_ray.runners.execution import fail_timed_out, run_invocation
 
 if TYPE_CHECKING:
     from pynenc_ray.context import ExecutionContext
+
+log = logging.getLogger("pynenc_ray.runner.thread")
 
 
 class ThreadRunner(BaseRunner):
@@ -38,6 +41,9 @@ class ThreadRunner(BaseRunner):
         self._threads: list[threading.Thread] = []
         self._worker_prefix = f"{os.getpid()}"
         self.last_busy = time.monotonic()  # when a slot was last taken or given back
+        self._deadlines: dict[str, tuple[float, str, float, str]] = {}  # id -> (due, task, sec, worker)
+        self._timed_out: set[str] = set()  # failed by the watchdog; their threads still run
+        self._live: set[str] = set()  # claimed and not yet finished here
 
     # -- observability -----------------------------------------------------------------
 
@@ -49,6 +55,10 @@ class ThreadRunner(BaseRunner):
     def idle_sec(self) -> float:
         """How long no invocation has held a slot (0 while one does)."""
         return 0.0 if self._busy else time.monotonic() - self.last_busy
+
+    def live_invocations(self) -> set[str]:
+        with self._cv:
+            return set(self._live)
 
     def heartbeat_info(self) -> dict[str, Any]:
         return {**super().heartbeat_info(), "slots": self.slots, "busy": self._busy,
@@ -64,6 +74,8 @@ class ThreadRunner(BaseRunner):
 
     def _runner_loop_iteration(self) -> None:
         sleep = self.conf.runner_loop_sleep_time_sec
+        if self._deadlines:
+            self._expire_overdue()
         with self._cv:
             if self._busy >= self.slots:
                 self._cv.wait(sleep)
@@ -74,6 +86,7 @@ class ThreadRunner(BaseRunner):
         for c in claimed:
             with self._cv:
                 self._busy += 1
+                self._live.add(c.invocation_id)
                 self.last_busy = time.monotonic()
                 reserve = self._idle > 0
                 if reserve:
@@ -94,19 +107,40 @@ class ThreadRunner(BaseRunner):
             claimed = self._work.get()
             if claimed is None:
                 return
+            inv_id = claimed.invocation_id
+            task = self.app.tasks.get(claimed.task_id)
+            if task is not None and task.options.timeout_sec:
+                sec = task.options.timeout_sec
+                with self._cv:
+                    self._deadlines[inv_id] = (time.monotonic() + sec, claimed.task_id, sec, worker)
             try:
                 run_invocation(self.app, self, claimed, worker)
             except Exception:  # the executor stores task errors; this is a backend fault
-                import logging
-
-                logging.getLogger("pynenc_ray.runner").exception(
-                    "runner %s failed to execute %s", self.runner_id, claimed.invocation_id)
+                log.exception("runner %s failed to execute %s", self.runner_id, inv_id)
             finally:
                 with self._cv:
-                    self._busy -= 1
+                    self._live.discard(inv_id)
+                    self._deadlines.pop(inv_id, None)
+                    if inv_id in self._timed_out:  # its slot was already given back
+                        self._timed_out.discard(inv_id)
+                    else:
+                        self._busy -= 1
                     self.last_busy = time.monotonic()
                     self._idle += 1
                     self._cv.notify_all()
+
+    def _expire_overdue(self) -> None:
+        """Fail invocations past their timeout_sec and free their slots; a thread
+        cannot be killed, so it runs on and its late result is dropped."""
+        now = time.monotonic()
+        with self._cv:  # held throughout, so a thread finishing meanwhile is settled once
+            overdue = [(i, d) for i, d in self._deadlines.items() if d[0] <= now]
+            for inv_id, (_, task_id, sec, worker) in overdue:
+                del self._deadlines[inv_id]
+                if fail_timed_out(self.app, self.runner_id, worker, task_id, inv_id, sec):
+                    self._timed_out.add(inv_id)
+                    self._busy -= 1
+            self._cv.notify_all()
 
     def _on_stop(self) -> None:
         super()._on_stop()
@@ -120,6 +154,8 @@ class ThreadRunner(BaseRunner):
     def waiting_for_results(self, ctx: "ExecutionContext", invocation_ids: Sequence[str],
                             timeout: float | None) -> bool:
         """Lend this thread's slot while it waits; take one back before returning."""
+        if ctx.invocation_id in self._timed_out:  # holds no slot any more
+            return self.app.backend.wait_final(invocation_ids, timeout)
         with self._cv:
             self._busy -= 1
             self._waiting += 1

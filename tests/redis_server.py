@@ -32,8 +32,13 @@ class RedisServer:
         self.dir = Path(tempfile.mkdtemp(prefix="pynenc-redis-"))
         self.proc: subprocess.Popen | None = None
         self.password: str | None = None
+        self.username: str | None = None
         if "--requirepass" in self.extra:
             self.password = self.extra[self.extra.index("--requirepass") + 1]
+        if "--user" in self.extra and "off" in self.extra:  # an ACL user replaces default
+            i = len(self.extra) - 1 - self.extra[::-1].index("--user")
+            self.username = self.extra[i + 1]
+            self.password = next(a[1:] for a in self.extra[i:] if a.startswith(">"))
 
     @property
     def url(self) -> str:
@@ -46,7 +51,7 @@ class RedisServer:
             [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
              "--protected-mode", "no", *persist, *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
+        client = self.client()
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -60,7 +65,8 @@ class RedisServer:
         return self
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
+                           username=self.username)
 
     def shutdown(self) -> None:
         """SHUTDOWN (persisting when ``persist``), as an operator would."""

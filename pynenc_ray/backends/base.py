@@ -101,6 +101,12 @@ class Backend(abc.ABC):
         and re-queued. ``by`` is the runner doing it (recovery when it is not owner)."""
 
     @abc.abstractmethod
+    def owned_by(self, runner_id: str) -> set[str]:
+        """The ids the backend says ``runner_id`` owns (for reconciling)."""
+
+    reconnects: int = 0  # connection faults recovered from; a runner reconciles on change
+
+    @abc.abstractmethod
     def heartbeat(self, runner_id: str, info: dict[str, Any]) -> None:
         """Record that ``runner_id`` is alive, with a small JSON-able ``info``."""
 

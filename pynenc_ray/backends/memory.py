@@ -165,6 +165,10 @@ class MemoryBackend(Backend):
                                 recovery=by != owner)
             return ids
 
+    def owned_by(self, runner_id: str) -> set[str]:
+        with self._lock:
+            return set(self._owned.get(runner_id, ()))
+
     def heartbeat(self, runner_id: str, info: dict[str, Any]) -> None:
         with self._lock:
             self._runners[runner_id] = {**info, "last_seen": time.time()}

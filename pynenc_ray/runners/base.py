@@ -148,12 +148,33 @@ class BaseRunner(abc.ABC):
     def _beat(self) -> None:
         self.app.backend.heartbeat(self.runner_id, self.heartbeat_info())
 
+    def live_invocations(self) -> set[str] | None:
+        """Ids this runner is executing right now; None if it cannot tell."""
+        return None
+
+    def reconcile(self) -> list[str]:
+        """After a reconnect: reroute what the backend says we own but we do not
+        run (a claim whose reply was lost, a restored snapshot)."""
+        live = self.live_invocations()
+        if live is None:
+            return []
+        stale = self.app.backend.owned_by(self.runner_id) - live
+        ids = self.app.backend.reroute_owned(self.runner_id, self.runner_id, stale) if stale else []
+        if ids:
+            log.warning("runner %s reconciled after a reconnect: rerouted %d it did not run",
+                        self.runner_id, len(ids))
+        return ids
+
     def _heartbeat_loop(self) -> None:
         every = max(self.conf.runner_heartbeat_interval_sec, self.conf.runner_dead_after_sec / 5)
         last_check = 0.0
+        reconnects = self.app.backend.reconnects
         while not self._stop.wait(self.conf.runner_heartbeat_interval_sec):
             try:
                 self._beat()
+                if self.app.backend.reconnects != reconnects:
+                    reconnects = self.app.backend.reconnects
+                    self.reconcile()
                 if time.monotonic() - last_check < every:
                     continue
                 last_check = time.monotonic()

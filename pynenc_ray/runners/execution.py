@@ -40,6 +40,23 @@ class PoisonInvocationError(PynencError):
     """An invocation was rerouted more often than ``max_reroutes`` allows."""
 
 
+def timeout_error(task_id: str, invocation_id: str, timeout_sec: float) -> Exception:
+    from ..errors import TaskTimeoutError
+
+    return TaskTimeoutError(
+        f"invocation {invocation_id} of {task_id} ran longer than its timeout_sec={timeout_sec:g} "
+        "and was failed; raise timeout_sec or make the task faster")
+
+
+def fail_timed_out(app: "Pynenc", runner_id: str, worker: str, task_id: str,
+                   invocation_id: str, timeout_sec: float) -> bool:
+    """Store TaskTimeoutError as the final status (as the owner); False if the run
+    had already finished."""
+    log.warning("invocation %s of %s timed out after %gs", invocation_id, task_id, timeout_sec)
+    err = timeout_error(task_id, invocation_id, timeout_sec)
+    return app.backend.finish(invocation_id, S.FAILED, error_to_payload(err), runner_id, worker)
+
+
 def run_invocation(app: "Pynenc", runner: "BaseRunner", claimed: Claimed, worker: str) -> None:
     """Execute one claimed (PENDING) invocation to a final status or a retry."""
     runner_id, backend = runner.runner_id, app.backend

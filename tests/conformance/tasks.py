@@ -126,3 +126,37 @@ def burn(n: int) -> int:
     for i in range(n):
         total += i * i % 7
     return total
+
+
+@app.task(timeout_sec=0.5)
+def overstay(sec: float) -> float:
+    time.sleep(sec)
+    return sec
+
+
+@app.task
+def big_result(n: int) -> str:
+    return "x" * n
+
+
+@app.task
+def unserialisable_result() -> object:
+    return object()
+
+
+@app.task
+def kill_my_worker() -> None:
+    """Poison: kills the process running it (on a process runner)."""
+    os._exit(3)
+
+
+@app.task
+def leaf(i: int) -> int:
+    time.sleep(0.002)
+    return i
+
+
+@app.task
+def parent(i: int) -> int:
+    """Nested: awaits two subtasks."""
+    return sum(leaf.parallelize([i, i]).results)

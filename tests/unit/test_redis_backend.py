@@ -4,6 +4,8 @@ connection faults and restarts, blocking (not polling) idle runners."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import threading
 import time
 
@@ -137,3 +139,82 @@ def test_result_waits_are_woken_by_publish_not_polling(app, redis_server):
         after = client.info("stats")["total_commands_processed"]
     assert inv.status == S.SUCCESS
     assert after - before < 120, after - before
+
+
+def test_reconcile_reroutes_what_the_backend_says_we_own_but_we_do_not_run(app):
+    inv = tasks.add(1, 1)
+    runner = app.runner
+    # a claim whose reply was lost: Redis says the runner owns it, the runner never saw it
+    app.backend.claim(runner.runner_id, "w", 1, 1.0)
+    assert runner.live_invocations() == set()
+    assert runner.reconcile() == [inv.invocation_id]
+    assert inv.status == S.REROUTED
+    with running(app):
+        assert inv.result == 2
+
+
+def test_acl_user_with_password_in_fields_and_in_url():
+    server = RedisServer("--user", "default", "off", "--user", "alice", "on", ">wonder", "~*",
+                         "&*", "+@all").start()
+    try:
+        by_fields = Pynenc(app_id="acl", backend="redis",
+                           redis_url=f"redis://127.0.0.1:{server.port}/0",
+                           redis_username="alice", redis_password="wonder")
+        assert by_fields.backend.queue_depth() == 0
+        by_url = Pynenc(app_id="acl", backend="redis",
+                        redis_url=f"redis://alice:wonder@127.0.0.1:{server.port}/0")
+        assert by_url.backend.queue_depth() == 0
+        wrong = Pynenc(app_id="acl", backend="redis",
+                       redis_url=f"redis://alice:nope@127.0.0.1:{server.port}/0")
+        with pytest.raises(BackendUnavailableError, match="credentials"):
+            wrong.backend.queue_depth()
+    finally:
+        server.stop()
+
+
+def _tls_files(d) -> tuple[str, str, str]:
+    def ossl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+         "-days", "2", "-subj", "/CN=pynenc-test-ca")
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+         "-subj", "/CN=127.0.0.1")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+         "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf")
+    return str(d / "ca.crt"), str(d / "server.crt"), str(d / "server.key")
+
+
+def test_tls_with_a_ca_file(tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make test certificates")
+    ca, cert, key = _tls_files(tmp_path)
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+         "--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", ca,
+         "--tls-auth-clients", "no", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        tasks.app.reconfigure(replace=True, backend="redis", app_id=unique_app_id("tls"),
+                              redis_url=f"rediss://127.0.0.1:{port}/0", redis_ssl_ca_certs=ca,
+                              runner={"max_threads": 2})
+        assert wait_for(lambda: _pings(tasks.app), 10)
+        with running(tasks.app):
+            assert tasks.add(20, 22).result == 42
+        untrusted = Pynenc(app_id="tls", backend="redis", redis_url=f"rediss://127.0.0.1:{port}/0",
+                           redis_retry_timeout_sec=0.3)
+        with pytest.raises(BackendUnavailableError):
+            untrusted.backend.queue_depth()  # the server's certificate is not trusted
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def _pings(app) -> bool:
+    try:
+        app.backend.client.ping()
+        return True
+    except Exception:
+        return False

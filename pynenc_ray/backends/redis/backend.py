@@ -87,9 +87,14 @@ class RedisBackend(Backend):
         """Run ``fn``, retrying connection faults with backoff until the budget ends."""
         deadline = None if self.runner_mode else time.monotonic() + self.retry_timeout
         delay = 0.05
+        failed = False
         while True:
             try:
-                return fn()
+                result = fn()
+                if failed:
+                    self.reconnects += 1
+                    log.warning("Redis at %s is reachable again", self.safe_url)
+                return result
             except redis.AuthenticationError as exc:
                 raise BackendUnavailableError(
                     f"Redis at {self.safe_url} refused the credentials while trying to {what}: "
@@ -103,6 +108,7 @@ class RedisBackend(Backend):
                         f"Redis at {self.safe_url} is unreachable (tried to {what} for "
                         f"{self.retry_timeout:g}s): {exc}. Start redis-server there, or fix "
                         "redis_url") from None
+                failed = True
                 log.warning("Redis at %s: %s; retrying %s in %.2fs", self.safe_url, exc, what, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0) * (0.75 + random.random() / 2)
@@ -201,6 +207,10 @@ class RedisBackend(Backend):
             return []
         res = self._script("reroute", [owner, by, worker, repr(time.time()), *ids])
         return [r.decode() for r in res]
+
+    def owned_by(self, runner_id: str) -> set[str]:
+        raw = self._call(lambda: self.client.smembers(self._k("owned", runner_id)), "read owned ids")
+        return {r.decode() for r in raw}
 
     def heartbeat(self, runner_id: str, info: dict[str, Any]) -> None:
         self._script("heartbeat", [runner_id, json.dumps(info)])

@@ -1,0 +1,165 @@
+"""Faults injected while work runs: workers SIGKILLed at random, Redis restarted.
+Nothing is lost, nothing finishes twice, and the run completes in bounded time."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pynenc_ray import InvocationStatus as S
+from tests.conftest import running, unique_app_id, wait_for
+from tests.conformance import tasks
+from tests.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[2]
+N = 2000
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(400)]
+COMMON = {"runner_heartbeat_interval_sec": 0.2, "runner_dead_after_sec": 1.0,
+          "max_reroutes": 100, "runner_loop_sleep_time_sec": 0.05}
+
+
+def submit(app):
+    """N top-level invocations; every 25th awaits two subtasks."""
+    nested = [i for i in range(N) if i % 25 == 0]
+    flat = [i for i in range(N) if i % 25]
+    return list(tasks.leaf.parallelize(flat)) + list(tasks.parent.parallelize(nested)), \
+        flat + [2 * i for i in nested]
+
+
+def check_all_once(invs, expected) -> None:
+    assert [inv.result for inv in invs] == expected
+    hist = [inv.history for inv in invs]
+    bad = [(inv.invocation_id, [h.status.value for h in h_]) for inv, h_ in zip(invs, hist)
+           if [h.status for h in h_ if h.status.is_final] != [S.SUCCESS]]
+    assert not bad, bad[:3]
+
+
+class Killer(threading.Thread):
+    """SIGKILLs a victim chosen by ``pick`` every ``every`` seconds, ``times`` times."""
+
+    def __init__(self, pick, times: int = 8, every: float = 0.4, after_kill=None):
+        super().__init__(daemon=True)
+        self.pick, self.times, self.every, self.after_kill = pick, times, every, after_kill
+        self.kills, self.last_kill = 0, None
+
+    def run(self) -> None:
+        rng = random.Random(7)
+        while self.kills < self.times:
+            time.sleep(self.every)
+            victims = [p for p in self.pick() if p]
+            if not victims:
+                continue
+            pid = rng.choice(victims)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            self.kills += 1
+            self.last_kill = time.monotonic()
+            if self.after_kill:
+                self.after_kill(pid)
+
+
+def _app(redis_url, runner_cls, **fields):
+    tasks.app.reconfigure(replace=True, backend="redis", redis_url=redis_url,
+                          app_id=unique_app_id("chaos"), runner_cls=runner_cls,
+                          app_path="tests.conformance.tasks:app", runner={**COMMON, **fields})
+    return tasks.app
+
+
+def _finish(invs, killer, bound: float = 120.0) -> None:
+    killer.join(300)
+    assert killer.kills == killer.times, "the killer found too few victims"
+    t0 = time.monotonic()
+    assert all(inv.wait(max(1.0, bound - (time.monotonic() - t0))) for inv in invs), \
+        f"not all final within {bound}s of the last kill"
+
+
+def test_sigkilled_thread_runner_processes(redis_url):
+    app = _app(redis_url, "ThreadRunner", max_threads=4)
+    env = {**os.environ, "PYNENC__BACKEND": "redis", "PYNENC__APP_ID": app.app_id,
+           "PYNENC__REDIS_URL": redis_url, "PYNENC__RUNNER__MAX_THREADS": "4",
+           **{f"PYNENC__RUNNER__{k.upper()}": str(v) for k, v in COMMON.items()}}
+    cmd = [sys.executable, "-m", "pynenc_ray", "--app", "tests.conformance.tasks:app", "runner",
+           "start"]
+    procs: dict[int, subprocess.Popen] = {}
+
+    def spawn(_=None):
+        p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        procs[p.pid] = p
+
+    spawn(), spawn()
+    invs, expected = submit(app)
+    killer = Killer(lambda: [pid for pid, p in procs.items() if p.poll() is None],
+                    after_kill=spawn)  # a killed runner is replaced, as a supervisor would
+    killer.start()
+    try:
+        _finish(invs, killer)
+        check_all_once(invs, expected)
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait(10)
+
+
+def test_sigkilled_process_runner_children(redis_url):
+    app = _app(redis_url, "ProcessRunner", min_parallel_slots=4)
+    with running(app) as runner:
+        invs, expected = submit(app)
+        killer = Killer(lambda: [c.process.pid for c in list(runner._children.values())],
+                        every=0.3)
+        killer.start()
+        _finish(invs, killer)
+    check_all_once(invs, expected)
+
+
+def test_sigkilled_persistent_workers(redis_url):
+    app = _app(redis_url, "PersistentProcessRunner", num_processes=2)
+    with running(app) as runner:
+        invs, expected = submit(app)
+        killer = Killer(lambda: [p.pid for _, p in list(runner._workers.values())])
+        killer.start()
+        _finish(invs, killer)
+        assert len(runner._workers) == 2
+    check_all_once(invs, expected)
+
+
+@pytest.mark.ray
+def test_sigkilled_ray_actors(redis_url, ray_session):
+    app = _app(redis_url, "MultiThreadRunner", max_threads=4, min_processes=2, max_processes=2,
+               enforce_max_processes=True, actor_num_cpus=0.5, scaling_interval_sec=0.2)
+    with running(app) as runner:
+        invs, expected = submit(app)
+        killer = Killer(lambda: [a.report["pid"] for a in list(runner.actors.values())
+                                 if a.report], times=5, every=1.5)
+        killer.start()
+        _finish(invs, killer)
+    check_all_once(invs, expected)
+
+
+def test_redis_restarted_mid_run_loses_nothing():
+    server = RedisServer(persist=True).start()
+    try:
+        app = _app(server.url, "ThreadRunner", max_threads=4)
+        app.reconfigure(redis_retry_timeout_sec=30)
+        with running(app):
+            invs, expected = submit(app)
+            assert wait_for(lambda: app.backend.status_counts().get("SUCCESS", 0) > 200, 60)
+            server.shutdown()  # SHUTDOWN persists, as an operator's restart would
+            time.sleep(0.5)
+            server.start()
+            more = list(tasks.leaf.parallelize(range(100)))  # the producer reconnects too
+            assert all(inv.wait(120) for inv in invs + more)
+        check_all_once(invs, expected)
+        check_all_once(more, list(range(100)))
+    finally:
+        server.stop()
