@@ -159,6 +159,15 @@ def cmd_config_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    for name in args.runner or []:
+        if name not in bench.RUNNERS:
+            raise CliError(f"--runner {name!r}: bench runs {', '.join(bench.RUNNERS)}")
+    return bench.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pynenc-ray", description=__doc__)
     p.add_argument("--app", help="the app to use, as module:attribute (e.g. tasks:app)")
@@ -190,6 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
     ref = config.add_parser("reference", help="the config reference (Markdown) from the models")
     ref.add_argument("--write", metavar="README", help="rewrite the generated block of this file")
     ref.set_defaults(func=cmd_config_reference)
+
+    bench = sub.add_parser("bench", help="measure throughput, latency, CPU and Redis commands")
+    bench.add_argument("--backend", choices=["memory", "redis"], default="redis")
+    bench.add_argument("--redis-url", help="use this Redis (default: a throwaway redis-server)")
+    bench.add_argument("--runner", action="append", help="ThreadRunner (default), ProcessRunner, "
+                       "PersistentProcessRunner, MultiThreadRunner; repeat for several")
+    bench.add_argument("--workload", action="append",
+                       choices=["noop", "submit-each", "sleep", "fanout", "latency"])
+    bench.add_argument("-n", type=int, default=10_000, help="tasks of noop and submit-each")
+    bench.add_argument("--json", help="also write the results to this file")
+    bench.add_argument("--no-progress", action="store_true")
+    bench.set_defaults(func=cmd_bench)
     return p
 
 

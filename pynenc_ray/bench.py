@@ -1,0 +1,367 @@
+"""`pynenc-ray bench`: how fast, on this machine, with this backend and runner.
+
+Starts the runner itself (in a subprocess on Redis, so CPU is attributed to
+producer, workers and Redis apart; in this process on memory) and a throwaway
+redis-server on a free loopback port when no URL is given. Worker start-up is
+measured apart from the workload figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterator
+
+import psutil
+
+WORKLOADS = ("noop", "submit-each", "sleep", "fanout", "latency")
+RUNNERS = ("ThreadRunner", "ProcessRunner", "PersistentProcessRunner", "MultiThreadRunner")
+# Runner fields per runner, sized for the workloads (sleep wants 16 slots).
+RUNNER_FIELDS: dict[str, dict[str, Any]] = {
+    "ThreadRunner": {"max_threads": 16},
+    "ProcessRunner": {"min_parallel_slots": 16},
+    "PersistentProcessRunner": {"num_processes": 2},
+    "MultiThreadRunner": {"min_processes": 2, "max_processes": 2, "max_threads": 8,
+                          "enforce_max_processes": True, "actor_num_cpus": 0.5},
+}
+
+
+@dataclass
+class Result:
+    runner: str
+    backend: str
+    workload: str
+    n: int
+    wall_sec: float
+    tasks_per_sec: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    cpu_ms_per_task: dict[str, float] = field(default_factory=dict)
+    redis_cmds_per_task: float | None = None
+    startup_sec: float | None = None
+
+
+# -- the pieces being measured ----------------------------------------------------------------
+
+
+class CpuMeter:
+    """CPU seconds of this process, of the runner's process tree (plus Ray workers
+    for MultiThreadRunner) and of Redis (INFO cpu)."""
+
+    def __init__(self, runner_pid: int | None, redis_client, ray_workers: bool):
+        self.runner_pid, self.redis, self.ray_workers = runner_pid, redis_client, ray_workers
+
+    def _tree(self) -> dict[int, float]:
+        procs: list[psutil.Process] = []
+        if self.runner_pid:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(self.runner_pid)
+                procs = [root, *root.children(recursive=True)]
+        if self.ray_workers:
+            procs += [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("ray::")]
+        out = {}
+        for p in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                t = p.cpu_times()
+                out[p.pid] = t.user + t.system + t.children_user + t.children_system
+        return out
+
+    def sample(self) -> dict[str, Any]:
+        t = psutil.Process().cpu_times()
+        redis_cpu = None
+        if self.redis is not None:
+            info = self.redis.info("cpu")
+            redis_cpu = info["used_cpu_sys"] + info["used_cpu_user"]
+        return {"producer": t.user + t.system, "tree": self._tree(), "redis": redis_cpu}
+
+    @staticmethod
+    def delta(a: dict, b: dict, n: int, in_process: bool) -> dict[str, float]:
+        workers = sum(v - a["tree"].get(pid, 0.0) for pid, v in b["tree"].items())
+        out = {"producer+workers" if in_process else "producer":
+               (b["producer"] - a["producer"]) * 1000 / n}
+        if not in_process:
+            out["workers"] = workers * 1000 / n
+        if a["redis"] is not None:
+            out["redis"] = (b["redis"] - a["redis"]) * 1000 / n
+        out["total"] = sum(out.values())
+        return out
+
+
+def redis_commands(client) -> int:
+    """Every command Redis ran, those inside scripts included."""
+    return sum(v["calls"] for k, v in client.info("commandstats").items())
+
+
+@contextlib.contextmanager
+def throwaway_redis() -> Iterator[str]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit("bench --backend redis needs redis-server (apt-get install "
+                         "redis-server) or --redis-url")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = tempfile.mkdtemp(prefix="pynenc-bench-")
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", folder],
+                            stdout=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    for _ in range(500):
+        with contextlib.suppress(redis.ConnectionError):
+            client.ping()
+            break
+        time.sleep(0.01)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- running one runner ------------------------------------------------------------------------
+
+
+class Session:
+    """One runner on one backend, started once for all workloads."""
+
+    def __init__(self, runner: str, backend: str, redis_url: str | None):
+        from . import bench_tasks
+
+        self.runner_name, self.backend_name = runner, backend
+        self.app = bench_tasks.app
+        fields: dict[str, Any] = {"backend": backend, "app_id": f"bench-{uuid.uuid4().hex[:8]}",
+                                  "runner_cls": runner, "app_path": "pynenc_ray.bench_tasks:app",
+                                  "runner": RUNNER_FIELDS[runner]}
+        if backend == "memory" and runner == "MultiThreadRunner":
+            fields["runner"] = {**RUNNER_FIELDS[runner], "ray_local_mode": True}
+        if redis_url:
+            fields["redis_url"] = redis_url
+        self.fields = fields
+        self.app.reconfigure(replace=True, **fields)
+        self.proc: subprocess.Popen | None = None
+        self.thread: threading.Thread | None = None
+        self.redis = self.app.backend.client if backend == "redis" else None
+
+    @property
+    def in_process(self) -> bool:
+        return self.backend_name == "memory"
+
+    def start(self) -> float:
+        """Start the runner; return its start-up time (until it takes work)."""
+        t0 = time.perf_counter()
+        if self.in_process:
+            self.thread = threading.Thread(target=self.app.runner.run, daemon=True)
+            self.thread.start()
+            self.app.runner.wait_ready(300)
+        else:
+            env = {**os.environ, **_env(self.fields)}
+            env.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            self.log = tempfile.TemporaryFile()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pynenc_ray", "--app", "pynenc_ray.bench_tasks:app",
+                 "runner", "start"], env=env, stdout=subprocess.DEVNULL, stderr=self.log)
+        from . import bench_tasks
+
+        first = bench_tasks.add(0, 0)  # ready: a first task went through
+        deadline = time.monotonic() + 300
+        while not first.wait(0.5):
+            if self.proc is not None and self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"the {self.runner_name} process exited with "
+                                   f"{self.proc.returncode}:\n{self.log.read().decode()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.runner_name} took no task within 300 s")
+        return time.perf_counter() - t0
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if self.thread is not None:
+            self.app.runner.stop_runner_loop()
+            self.thread.join(30)
+
+    def measure(self, workload: str, n: int, tick: Callable[[int], None]) -> Result:
+        meter = CpuMeter(self.proc.pid if self.proc else None, self.redis,
+                         self.runner_name == "MultiThreadRunner" and not self.in_process)
+        cmds0 = redis_commands(self.redis) if self.redis is not None else None
+        before = meter.sample()
+        n, wall, lat = WORKLOAD_FNS[workload](n, tick)
+        after = meter.sample()
+        cmds = (redis_commands(self.redis) - cmds0) / n if cmds0 is not None else None
+        pct = _percentiles(lat)
+        return Result(self.runner_name, self.backend_name, workload, n, wall, n / wall,
+                      pct[0], pct[1], CpuMeter.delta(before, after, n, self.in_process), cmds)
+
+
+def _env(fields: dict[str, Any]) -> dict[str, str]:
+    env = {f"PYNENC__{k.upper()}": str(v) for k, v in fields.items() if k != "runner"}
+    env.update({f"PYNENC__RUNNER__{k.upper()}": str(v) for k, v in fields["runner"].items()})
+    return env
+
+
+def _percentiles(lat: list[float]) -> tuple[float | None, float | None]:
+    if not lat:
+        return None, None
+    lat = sorted(lat)
+    return (statistics.median(lat) * 1000, lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000)
+
+
+# -- workloads: each returns (tasks, wall seconds, per-task latencies) --------------------------
+
+
+def _latencies(invs) -> list[float]:
+    out = []
+    for inv in invs[:2000]:  # a sample is enough for percentiles
+        hist = inv.history
+        if hist:
+            out.append(hist[-1].timestamp - hist[0].timestamp)
+    return out
+
+
+def w_noop(n: int, tick) -> tuple[int, float, list[float]]:
+    from .bench_tasks import add
+
+    t0 = time.perf_counter()
+    group = add.parallelize([(i, i) for i in range(n)])
+    for k, _ in enumerate(group.results):
+        if k % 500 == 0:
+            tick(500 if k else 0)
+    wall = time.perf_counter() - t0
+    return n, wall, _latencies(group.invocations)
+
+
+def w_submit_each(n: int, tick) -> tuple[int, float, list[float]]:
+    from .bench_tasks import add
+
+    t0 = time.perf_counter()
+    invs = [add(i, i) for i in range(n)]
+    for k, inv in enumerate(invs):
+        inv.wait(None)
+        if k % 500 == 0:
+            tick(500 if k else 0)
+    wall = time.perf_counter() - t0
+    return n, wall, _latencies(invs)
+
+
+def w_sleep(n: int, tick) -> tuple[int, float, list[float]]:
+    from .bench_tasks import nap
+
+    t0 = time.perf_counter()
+    group = nap.parallelize([0.05] * 200)
+    list(group.results)
+    wall = time.perf_counter() - t0
+    tick(200)
+    return 200, wall, _latencies(group.invocations)
+
+
+def w_fanout(n: int, tick) -> tuple[int, float, list[float]]:
+    from .bench_tasks import fanout
+
+    t0 = time.perf_counter()
+    assert fanout(100).result == sum(range(1, 101))
+    wall = time.perf_counter() - t0
+    tick(1)
+    return 101, wall, []
+
+
+def w_latency(n: int, tick) -> tuple[int, float, list[float]]:
+    from .bench_tasks import add
+
+    lat = []
+    t_all = time.perf_counter()
+    for i in range(50):
+        t0 = time.perf_counter()
+        add(i, i).result
+        lat.append(time.perf_counter() - t0)
+        time.sleep(0.005)  # idle between round trips, as the workload asks
+    tick(50)
+    return 50, time.perf_counter() - t_all, lat
+
+
+WORKLOAD_FNS = {"noop": w_noop, "submit-each": w_submit_each, "sleep": w_sleep,
+                "fanout": w_fanout, "latency": w_latency}
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def run(backend: str, redis_url: str | None, runners: list[str], workloads: list[str], n: int,
+        progress: bool = True) -> list[Result]:
+    from tqdm import tqdm
+
+    total = sum(n if w in ("noop", "submit-each") else {"sleep": 200, "fanout": 1, "latency": 50}[w]
+                for w in workloads) * len(runners)
+    results: list[Result] = []
+    with contextlib.ExitStack() as stack:
+        if backend == "redis" and not redis_url:
+            redis_url = stack.enter_context(throwaway_redis())
+        bar = stack.enter_context(tqdm(total=total, disable=not progress, unit="task",
+                                       file=sys.stderr, dynamic_ncols=True))
+        for runner in runners:
+            if backend == "memory" and runner in ("ProcessRunner", "PersistentProcessRunner"):
+                bar.write(f"skipping {runner}: it needs a shared backend (--backend redis)")
+                bar.update(total // len(runners))
+                continue
+            session = Session(runner, backend, redis_url)
+            bar.set_description(f"{runner} start")
+            try:
+                startup = session.start()
+                for w in workloads:
+                    bar.set_description(f"{runner} {w}")
+                    r = session.measure(w, n, bar.update)
+                    r.startup_sec = startup
+                    results.append(r)
+            finally:
+                session.stop()
+    return results
+
+
+def format_table(results: list[Result]) -> str:
+    head = ["runner", "backend", "workload", "n", "tasks/s", "wall s", "p50 ms", "p99 ms",
+            "CPU ms/task (producer, workers, redis = total)", "redis cmds/task", "start-up s"]
+    rows = []
+    for r in results:
+        cpu = r.cpu_ms_per_task
+        parts = ", ".join(f"{v:.3f}" for k, v in cpu.items() if k != "total")
+        rows.append([r.runner, r.backend, r.workload, str(r.n), f"{r.tasks_per_sec:,.0f}",
+                     f"{r.wall_sec:.3f}", _f(r.p50_ms), _f(r.p99_ms),
+                     f"{parts} = {cpu.get('total', 0):.3f}",
+                     _f(r.redis_cmds_per_task, 1), _f(r.startup_sec, 2)])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def _f(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def main(args) -> int:
+    runners = args.runner or ["ThreadRunner"]
+    workloads = args.workload or list(WORKLOADS)
+    results = run(args.backend, args.redis_url, runners, workloads, args.n,
+                  progress=not args.no_progress)
+    table = format_table(results)
+    print(f"pynenc-ray bench on {os.cpu_count()} CPUs, {args.backend} backend\n{table}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([asdict(r) for r in results], f, indent=2)
+    return 0

@@ -1,0 +1,26 @@
+"""The tasks `pynenc-ray bench` runs; a module of its own so that every runner's
+workers import them by name. The app takes its config from the bench."""
+
+from __future__ import annotations
+
+import time
+
+from .app import Pynenc
+
+app = Pynenc()  # app_id and the rest come from the bench (arguments or PYNENC__*)
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task
+def nap(sec: float) -> None:
+    time.sleep(sec)
+
+
+@app.task
+def fanout(n: int) -> int:
+    """Fans out n subtasks and sums their results inside the task."""
+    return sum(add.parallelize([(i, 1) for i in range(n)]).results)
