@@ -44,6 +44,8 @@ class ThreadRunner(BaseRunner):
         self._deadlines: dict[str, tuple[float, str, float, str]] = {}  # id -> (due, task, sec, worker)
         self._timed_out: set[str] = set()  # failed by the watchdog; their threads still run
         self._live: set[str] = set()  # claimed and not yet finished here
+        self._finished: queue.SimpleQueue = queue.SimpleQueue()  # final writes to batch
+        self._finisher: threading.Thread | None = None
 
     # -- observability -----------------------------------------------------------------
 
@@ -67,6 +69,9 @@ class ThreadRunner(BaseRunner):
     # -- loop --------------------------------------------------------------------------
 
     def _on_start(self) -> None:
+        self._finisher = threading.Thread(target=self._finish_loop, name="pynenc-finisher",
+                                          daemon=True)
+        self._finisher.start()
         for _ in range(max(self.conf.min_threads, 0)):
             with self._cv:
                 self._idle += 1
@@ -82,7 +87,9 @@ class ThreadRunner(BaseRunner):
             free = self.slots - self._busy
         if free <= 0 or self._stop.is_set():
             return
-        claimed = self.app.backend.claim(self.runner_id, f"{self._worker_prefix}:loop", free, sleep)
+        # start=True: a free thread takes each at once, so claim and start are one step
+        claimed = self.app.backend.claim(self.runner_id, f"{self._worker_prefix}:loop", free, sleep,
+                                         start=True)
         for c in claimed:
             with self._cv:
                 self._busy += 1
@@ -142,7 +149,38 @@ class ThreadRunner(BaseRunner):
                     self._busy -= 1
             self._cv.notify_all()
 
+    # -- finishing: results written in batches by one thread -------------------------------
+
+    def finish(self, invocation_id, status, payload: bytes, worker: str) -> None:
+        """Hand the final write to the finisher thread: under load, many results go
+        out in one backend step; when idle, each goes at once."""
+        self._finished.put((invocation_id, status, payload, worker))
+
+    def _finish_loop(self) -> None:
+        while True:
+            item = self._finished.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < 500:
+                try:
+                    nxt = self._finished.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._finished.put(None)  # seen again by the outer get: exit after this batch
+                    break
+                batch.append(nxt)
+            try:
+                self.app.backend.finish_many(batch, self.runner_id)
+            except Exception:
+                log.exception("runner %s could not write %d results; they will be rerouted",
+                              self.runner_id, len(batch))
+
     def _on_stop(self) -> None:
+        if self._finisher is not None:  # write what finished before handing anything back
+            self._finished.put(None)
+            self._finisher.join(30)
         super()._on_stop()
         with self._cv:
             n, self._idle = self._idle, 0

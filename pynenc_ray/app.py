@@ -196,6 +196,10 @@ class Pynenc:
                 run_sync(self, n)
         return [Invocation(self, n.invocation_id, task.task_id) for n in new]
 
+    def _inside_task(self) -> bool:
+        ctx = context.current.get()
+        return ctx is not None and ctx.app is self
+
     def _wait(self, invocation_ids: list[str], timeout: float | None) -> bool:
         ctx = context.current.get()
         if ctx is None or ctx.app is not self:

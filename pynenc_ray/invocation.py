@@ -10,9 +10,6 @@ if TYPE_CHECKING:
     from .app import Pynenc
     from .backends.base import HistoryEntry
 
-_BATCH = 500  # results fetched per backend round trip
-
-
 class Invocation:
     """One call of a task. Cheap: it holds only the app and the id."""
 
@@ -67,16 +64,14 @@ class InvocationGroup:
         """Yield each result in submission order; raise at the first failed member.
         Final results are read many per round trip; only a wait blocks."""
         ids = [i.invocation_id for i in self.invocations]
-        backend, pos = self.app.backend, 0
-        while pos < len(ids):
-            batch = ids[pos:pos + _BATCH]
-            done = backend.final_results(batch)
-            if batch[0] not in done:
-                self.app._wait([batch[0]], None)
-                continue
-            for inv_id in batch:
-                if inv_id not in done:
-                    break
-                status, payload = done[inv_id]
-                yield self.app._decode_payload(inv_id, status, payload)
+        ctx_wait = self.app._inside_task()
+        if ctx_wait:  # inside a task: the runner must know it waits (slots, cycles)
+            self.app._wait(ids, None)
+        ready: dict[str, tuple] = {}
+        pos = 0
+        for done in self.app.backend.finals_as_completed(ids):
+            ready.update(done)
+            while pos < len(ids) and ids[pos] in ready:
+                status, payload = ready.pop(ids[pos])
+                yield self.app._decode_payload(ids[pos], status, payload)
                 pos += 1

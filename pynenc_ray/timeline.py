@@ -37,7 +37,7 @@ class Segment:
 
 def segments(rec: InvocationRecord, now: float) -> list[Segment]:
     """Cut one invocation's history into coloured spans on the lanes that held it."""
-    hist = sorted(rec.history, key=lambda h: h.timestamp)
+    hist = rec.history  # in the order written: clocks of different hosts may disagree
     out: list[Segment] = []
     waiting_since: float | None = None
     for i, h in enumerate(hist):
@@ -46,7 +46,10 @@ def segments(rec: InvocationRecord, now: float) -> list[Segment]:
         if h.status in (S.REGISTERED, S.REROUTED) and waiting_since is None:
             waiting_since = h.timestamp
         elif h.status == S.RUNNING:
-            lane = (h.runner_id, h.worker)
+            # the worker that reported the end of the run ran it (a runner that claims
+            # and starts in one step records RUNNING from its claiming loop)
+            same = nxt is not None and nxt.runner_id == h.runner_id
+            lane = (h.runner_id, nxt.worker if same else h.worker)
             if waiting_since is not None:
                 out.append(Segment(lane, waiting_since, h.timestamp, "pending", rec.task_id,
                                    rec.invocation_id))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from ..status import InvocationStatus
 
@@ -28,6 +28,7 @@ class Claimed:
     args: bytes
     retries: int
     reroutes: int
+    started: bool = False  # claimed with start=True: already RUNNING
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +68,12 @@ class Backend(abc.ABC):
         """Store each call as REGISTERED and (with ``push``) append it to the queue."""
 
     @abc.abstractmethod
-    def claim(self, runner_id: str, worker: str, n: int, timeout: float) -> list[Claimed]:
+    def claim(self, runner_id: str, worker: str, n: int, timeout: float,
+              start: bool = False) -> list[Claimed]:
         """Take up to ``n`` queued invocations as PENDING owned by ``runner_id``,
-        waiting up to ``timeout`` for the first; ids no longer claimable are skipped."""
+        waiting up to ``timeout`` for the first; ids no longer claimable are skipped.
+        With ``start`` (a runner that starts them at once) they are moved on to
+        RUNNING in the same step."""
 
     @abc.abstractmethod
     def queue_depth(self) -> int:
@@ -82,11 +86,17 @@ class Backend(abc.ABC):
                    worker: str, *, recovery: bool = False) -> bool:
         """Move one invocation; False when the move was a dropped late final write."""
 
-    @abc.abstractmethod
     def finish(self, invocation_id: str, status: InvocationStatus, payload: bytes,
                runner_id: str, worker: str) -> bool:
         """Store the result or error and the final status at once; False if dropped
         (the runner no longer owns it: a late write after a reroute)."""
+        return self.finish_many([(invocation_id, status, payload, worker)], runner_id)[0]
+
+    @abc.abstractmethod
+    def finish_many(self, items: Sequence[tuple[str, InvocationStatus, bytes, str]],
+                    runner_id: str) -> list[bool]:
+        """``finish`` for several (id, status, payload, worker) in one step (a runner
+        batching its finished work); one bool per item."""
 
     @abc.abstractmethod
     def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float,
@@ -139,6 +149,19 @@ class Backend(abc.ABC):
     def final_results(self, invocation_ids: Sequence[str]
                       ) -> dict[str, tuple[InvocationStatus, bytes]]:
         """For the final ones among ``invocation_ids``: (status, result or error)."""
+
+    def finals_as_completed(self, invocation_ids: Sequence[str]
+                            ) -> Iterator[dict[str, tuple[InvocationStatus, bytes]]]:
+        """Yield (status, result or error) of the given ids as they become final,
+        a batch at a time, until all have been yielded."""
+        pending = list(invocation_ids)
+        while pending:
+            done = self.final_results(pending)
+            if done:
+                yield done
+                pending = [i for i in pending if i not in done]
+            elif pending:
+                self.wait_final(pending[:1], None)
 
     @abc.abstractmethod
     def wait_final(self, invocation_ids: Sequence[str], timeout: float | None) -> bool:

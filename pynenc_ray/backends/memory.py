@@ -12,7 +12,7 @@ import collections
 import heapq
 import threading
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from ..status import CLAIMABLE, FINAL, OWNED, InvocationStatus, Verdict, check_transition
 from .base import Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
@@ -35,6 +35,7 @@ class MemoryBackend(Backend):
         self._owned: dict[str, set[str]] = collections.defaultdict(set)
         self._runners: dict[str, dict[str, Any]] = {}
         self._waits: dict[str, list[str]] = {}
+        self._final_log: list[str] = []  # ids in the order they became final
 
     # -- helpers (lock held) -------------------------------------------------------------
 
@@ -48,6 +49,7 @@ class MemoryBackend(Backend):
         rec.status = new
         rec.history.append(HistoryEntry(new, runner_id, worker, time.time()))
         if new in FINAL:
+            self._final_log.append(rec.invocation_id)
             self._finals.notify_all()
 
     def _push(self, invocation_id: str) -> None:
@@ -77,7 +79,8 @@ class MemoryBackend(Backend):
             if push:
                 self._queued.notify(len(calls))
 
-    def claim(self, runner_id: str, worker: str, n: int, timeout: float) -> list[Claimed]:
+    def claim(self, runner_id: str, worker: str, n: int, timeout: float,
+              start: bool = False) -> list[Claimed]:
         deadline = time.monotonic() + timeout
         out: list[Claimed] = []
         with self._lock:
@@ -88,8 +91,10 @@ class MemoryBackend(Backend):
                     if rec is None or rec.status not in CLAIMABLE:
                         continue
                     self._set(rec, S.PENDING, runner_id, worker, runner_id)
+                    if start:
+                        self._set(rec, S.RUNNING, runner_id, worker, runner_id)
                     out.append(Claimed(rec.invocation_id, rec.task_id, rec.args,
-                                       rec.retries, rec.reroutes))
+                                       rec.retries, rec.reroutes, start))
                 left = deadline - time.monotonic()
                 if out or left <= 0:
                     return out
@@ -123,20 +128,25 @@ class MemoryBackend(Backend):
                 self._push(invocation_id)
             return True
 
-    def finish(self, invocation_id: str, status: InvocationStatus, payload: bytes,
-               runner_id: str, worker: str) -> bool:
+    def finish_many(self, items: Sequence[tuple[str, InvocationStatus, bytes, str]],
+                    runner_id: str) -> list[bool]:
+        out = []
         with self._lock:
-            rec = self._record(invocation_id)
-            if check_transition(invocation_id, rec.status, status, rec.owner,
-                                runner_id) is Verdict.DROP:
-                _log_drop(invocation_id, rec, status, runner_id)
-                return False
-            if status == S.SUCCESS:
-                rec.result = payload
-            else:
-                rec.error = payload
-            self._set(rec, status, runner_id, worker, None)
-            return True
+            for invocation_id, status, payload, worker in items:
+                rec = self._records.get(invocation_id)
+                if rec is None or check_transition(invocation_id, rec.status, status, rec.owner,
+                                                   runner_id) is Verdict.DROP:
+                    if rec is not None:
+                        _log_drop(invocation_id, rec, status, runner_id)
+                    out.append(False)
+                    continue
+                if status == S.SUCCESS:
+                    rec.result = payload
+                else:
+                    rec.error = payload
+                self._set(rec, status, runner_id, worker, None)
+                out.append(True)
+        return out
 
     def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float,
               push: bool = True) -> bool:
@@ -219,6 +229,29 @@ class MemoryBackend(Backend):
                 if rec is not None and rec.status in FINAL:
                     out[inv_id] = (rec.status, rec.result if rec.status == S.SUCCESS else rec.error)
         return out
+
+    def finals_as_completed(self, invocation_ids: Sequence[str]
+                            ) -> Iterator[dict[str, tuple[InvocationStatus, bytes]]]:
+        """Reads only what became final since the last look (the final log), so a
+        large group costs O(n), not O(n) per wake-up."""
+        def result(rec: InvocationRecord) -> tuple[InvocationStatus, bytes]:
+            return rec.status, rec.result if rec.status == S.SUCCESS else rec.error
+
+        want = set(invocation_ids)
+        with self._lock:
+            done = {i: result(r) for i in want if (r := self._record(i)).status in FINAL}
+            pos = len(self._final_log)
+        while True:
+            if done:
+                want.difference_update(done)
+                yield done
+            if not want:
+                return
+            with self._lock:
+                while pos == len(self._final_log):
+                    self._finals.wait(1.0)
+                new, pos = self._final_log[pos:], len(self._final_log)
+                done = {i: result(self._records[i]) for i in new if i in want}
 
     def wait_final(self, invocation_ids: Sequence[str], timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -22,6 +22,7 @@ from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..app import Pynenc
+    from ..status import InvocationStatus
     from ..context import ExecutionContext
 
 log = logging.getLogger("pynenc_ray.runner")
@@ -184,6 +185,11 @@ class BaseRunner(abc.ABC):
                                 self.runner_id, len(rerouted))
             except Exception:  # a backend hiccup must not kill the heartbeat
                 log.exception("heartbeat of runner %s failed; retrying", self.runner_id)
+
+    def finish(self, invocation_id: str, status: "InvocationStatus", payload: bytes,
+               worker: str) -> None:
+        """Write a final status and result (runners may batch these)."""
+        self.app.backend.finish(invocation_id, status, payload, self.runner_id, worker)
 
     # -- waiting ---------------------------------------------------------------------------
 

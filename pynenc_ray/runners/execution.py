@@ -26,10 +26,10 @@ log = logging.getLogger("pynenc_ray.execution")
 S = InvocationStatus
 
 
-def _reject(app: "Pynenc", claimed: Claimed, runner_id: str, worker: str, exc: Exception) -> None:
-    """PENDING -> FAILED: the invocation cannot be run here at all."""
+def _reject(runner: "BaseRunner", claimed: Claimed, worker: str, exc: Exception) -> None:
+    """-> FAILED: the invocation cannot be run here at all."""
     log.error("invocation %s (%s) rejected: %s", claimed.invocation_id, claimed.task_id, exc)
-    app.backend.finish(claimed.invocation_id, S.FAILED, error_to_payload(exc), runner_id, worker)
+    runner.finish(claimed.invocation_id, S.FAILED, error_to_payload(exc), worker)
 
 
 class UnknownTaskError(PynencError):
@@ -62,24 +62,25 @@ def run_invocation(app: "Pynenc", runner: "BaseRunner", claimed: Claimed, worker
     runner_id, backend = runner.runner_id, app.backend
     inv_id = claimed.invocation_id
     if claimed.reroutes > runner.conf.max_reroutes:
-        return _reject(app, claimed, runner_id, worker, PoisonInvocationError(
+        return _reject(runner, claimed, worker, PoisonInvocationError(
             f"invocation {inv_id} of {claimed.task_id} was rerouted {claimed.reroutes} times "
             f"(max_reroutes={runner.conf.max_reroutes}); it likely kills its worker, so it is "
             "failed instead of run again"))
     task = app.get_task(claimed.task_id)
     if task is None:
-        return _reject(app, claimed, runner_id, worker, UnknownTaskError(
+        return _reject(runner, claimed, worker, UnknownTaskError(
             f"task {claimed.task_id} is not defined in app {app.app_id!r} on this worker "
             "(is the worker running an older or different version of the code?)"))
     try:
         args, kwargs = app.decode_args(claimed)
     except SerializationError as exc:
-        return _reject(app, claimed, runner_id, worker, exc)
-    try:
-        backend.transition(inv_id, S.RUNNING, runner_id, worker)
-    except (InvocationOwnershipError, InvocationStatusTransitionError) as exc:
-        log.warning("not running invocation %s: %s", inv_id, exc)
-        return
+        return _reject(runner, claimed, worker, exc)
+    if not claimed.started:
+        try:
+            backend.transition(inv_id, S.RUNNING, runner_id, worker)
+        except (InvocationOwnershipError, InvocationStatusTransitionError) as exc:
+            log.warning("not running invocation %s: %s", inv_id, exc)
+            return
     token = context.current.set(context.ExecutionContext(app, runner, inv_id, worker))
     try:
         value = task.func(*args, **kwargs)
@@ -97,9 +98,9 @@ def run_invocation(app: "Pynenc", runner: "BaseRunner", claimed: Claimed, worker
                 f"max_result_bytes={limit}; return less (store large data elsewhere and "
                 "return a reference) or raise max_result_bytes")
     except SerializationError as exc:
-        backend.finish(inv_id, S.FAILED, error_to_payload(exc), runner_id, worker)
+        runner.finish(inv_id, S.FAILED, error_to_payload(exc), worker)
         return
-    backend.finish(inv_id, S.SUCCESS, payload, runner_id, worker)
+    runner.finish(inv_id, S.SUCCESS, payload, worker)
 
 
 def _failed(app: "Pynenc", runner: "BaseRunner", task, claimed: Claimed, worker: str,
@@ -115,7 +116,7 @@ def _failed(app: "Pynenc", runner: "BaseRunner", task, claimed: Claimed, worker:
         except (InvocationOwnershipError, InvocationStatusTransitionError) as err:
             log.warning("retry of %s not scheduled: %s", claimed.invocation_id, err)
         return
-    app.backend.finish(claimed.invocation_id, S.FAILED, error_to_payload(exc), runner_id, worker)
+    runner.finish(claimed.invocation_id, S.FAILED, error_to_payload(exc), worker)
 
 
 def run_sync(app: "Pynenc", new: NewInvocation) -> None:

@@ -16,7 +16,8 @@ import os
 import random
 import threading
 import time
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from collections import OrderedDict
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -24,7 +25,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from ...errors import BackendUnavailableError, InvocationOwnershipError, InvocationStatusTransitionError
-from ...status import FINAL, InvocationStatus
+from ...status import FINAL, OWNED, InvocationStatus
 from ..base import Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
 from .scripts import NAMES, source
 
@@ -34,6 +35,23 @@ T = TypeVar("T")
 _CONN_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 _ENQUEUE_CHUNK = 1000
 _READ_CHUNK = 500
+_LISTENER_START = threading.Lock()
+
+
+class _BoundedSet:
+    """The last ``size`` ids added: which submissions this process made."""
+
+    def __init__(self, size: int):
+        self.size, self._d = size, OrderedDict()
+
+    def add_all(self, ids: Iterable[str]) -> None:
+        for i in ids:
+            self._d[i] = None
+        while len(self._d) > self.size:
+            self._d.popitem(last=False)
+
+    def __contains__(self, item: str) -> bool:
+        return item in self._d
 
 
 def mask_url(url: str) -> str:
@@ -133,6 +151,9 @@ class RedisBackend(Backend):
 
     def enqueue(self, calls: Sequence[NewInvocation], runner_id: str, worker: str,
                 push: bool = True) -> None:
+        self._ensure_listener()  # subscribed before any of these can become final
+        with self._cv:
+            self._mine.add_all(c.invocation_id for c in calls)
         now = repr(time.time())
         for start in range(0, len(calls), _ENQUEUE_CHUNK):
             args: list[Any] = [runner_id, worker, now, "1" if push else "0"]
@@ -140,11 +161,12 @@ class RedisBackend(Backend):
                 args += [c.invocation_id, c.task_id, c.args, c.parent_id or ""]
             self._script("enqueue", args)
 
-    def claim(self, runner_id: str, worker: str, n: int, timeout: float) -> list[Claimed]:
+    def claim(self, runner_id: str, worker: str, n: int, timeout: float,
+              start: bool = False) -> list[Claimed]:
         """The claim script runs first only when work is likely (the last claim was
         full) or delayed retries may be due; otherwise an idle runner costs one
         blocking BLMOVE per ``timeout``."""
-        args: list[Any] = [runner_id, worker, repr(time.time()), n]
+        args: list[Any] = [runner_id, worker, repr(time.time()), n, "1" if start else "0"]
         now = time.monotonic()
         flat: list = []
         if (timeout <= 0 or self._hot.get(runner_id)
@@ -161,7 +183,7 @@ class RedisBackend(Backend):
             flat = self._script("claim", args)
         self._hot[runner_id] = len(flat) >= 5 * n
         return [Claimed(flat[i].decode(), flat[i + 1].decode(), flat[i + 2], int(flat[i + 3]),
-                        int(flat[i + 4])) for i in range(0, len(flat), 5)]
+                        int(flat[i + 4]), start) for i in range(0, len(flat), 5)]
 
     def queue_depth(self) -> int:
         def depth() -> int:
@@ -179,11 +201,13 @@ class RedisBackend(Backend):
                                           repr(time.time()), "1" if recovery else "0"])
         return self._applied(res, invocation_id, new, runner_id)
 
-    def finish(self, invocation_id: str, status: InvocationStatus, payload: bytes,
-               runner_id: str, worker: str) -> bool:
-        res = self._script("finish", [invocation_id, status.value, payload, runner_id, worker,
-                                      repr(time.time()), self.ttl])
-        return self._applied(res, invocation_id, status, runner_id)
+    def finish_many(self, items: Sequence[tuple[str, InvocationStatus, bytes, str]],
+                    runner_id: str) -> list[bool]:
+        args: list[Any] = [runner_id, repr(time.time()), self.ttl]
+        for inv_id, status, payload, worker in items:
+            args += [inv_id, status.value, payload, worker]
+        res = self._script("finish", args)
+        return [self._applied(r, item[0], item[1], runner_id) for r, item in zip(res, items)]
 
     def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float,
               push: bool = True) -> bool:
@@ -243,21 +267,20 @@ class RedisBackend(Backend):
     # -- state -------------------------------------------------------------------------------
 
     def get(self, invocation_id: str) -> InvocationRecord | None:
-        def read() -> list:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hgetall(self._k("inv", invocation_id))
-            pipe.lrange(self._k("hist", invocation_id), 0, -1)
-            return pipe.execute()
-        h, hist = self._call(read, "read an invocation")
+        h = self._call(lambda: self.client.hgetall(self._k("inv", invocation_id)),
+                       "read an invocation")
         if not h:
             return None
         s = {k.decode(): v for k, v in h.items()}
+        status = S(s["status"].decode())
+        owner = s.get("owner", b"").decode() or None
         return InvocationRecord(
-            invocation_id, s["task"].decode(), s["args"], S(s["status"].decode()),
-            owner=s["owner"].decode() if "owner" in s else None,
+            invocation_id, s["task"].decode(), s["args"], status,
+            owner=owner if status in OWNED else None,
             retries=int(s.get("retries", 0)), reroutes=int(s.get("reroutes", 0)),
-            parent_id=s["parent"].decode() if "parent" in s else None,
-            result=s.get("result"), error=s.get("error"), history=_history(hist))
+            parent_id=s.get("parent", b"").decode() or None,
+            result=s.get("result"), error=s.get("error"),
+            history=_history([s[f"h{i}"] for i in range(int(s.get("hn", 0))) if f"h{i}" in s]))
 
     def status(self, invocation_id: str) -> InvocationStatus | None:
         raw = self._call(lambda: self.client.hget(self._k("inv", invocation_id), "status"),
@@ -302,15 +325,26 @@ class RedisBackend(Backend):
                     done.add(inv_id)
         return done
 
+    # -- waiting: one pub/sub listener per process ------------------------------------------
+    #
+    # The listener remembers the last RECENT_FINALS ids announced on the app's
+    # "final" channel. It is subscribed before this process enqueues anything, so
+    # the finals of its own submissions are seen without asking Redis; ids it
+    # cannot vouch for (submitted elsewhere, or while it reconnected) are checked.
+
+    RECENT_FINALS = 200_000
+
     def wait_final(self, invocation_ids: Sequence[str], timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = set(invocation_ids)
         self._ensure_listener()
         with self._cv:
-            for i in pending:
-                self._watch[i] = self._watch.get(i, 0) + 1
+            self._watch_ids(pending)
+            pending -= self._recent.keys()
         try:
-            pending -= self._final_among(pending)
+            if pending:
+                pending -= self._final_among(pending)
+            epoch = self._epoch
             while pending:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -322,28 +356,88 @@ class RedisBackend(Backend):
                         arrived = pending & self._arrived
                 if arrived:
                     pending -= arrived
-                else:  # a safety net for messages lost while the listener reconnected
+                elif self._epoch != epoch or left is None or left > 1.0:
+                    epoch = self._epoch  # a safety net for messages lost in a reconnect
                     pending -= self._final_among(pending)
             return True
         finally:
             with self._cv:
-                for i in invocation_ids:
-                    n = self._watch.get(i, 0) - 1
-                    if n <= 0:
-                        self._watch.pop(i, None)
-                        self._arrived.discard(i)
-                    else:
-                        self._watch[i] = n
+                self._unwatch_ids(invocation_ids)
+
+    def finals_as_completed(self, invocation_ids: Sequence[str]
+                            ) -> Iterator[dict[str, tuple[InvocationStatus, bytes]]]:
+        """Results are read once each: right away for ids already known final, else
+        when the listener hears they are. Unknown ids are checked once up front."""
+        want = set(invocation_ids)
+        self._ensure_listener()
+        with self._cv:
+            self._watch_ids(want)
+            known = [i for i in invocation_ids if i in self._recent]
+        try:
+            unknown = [i for i in invocation_ids if i not in self._recent]
+            first = self.final_results(known)
+            if unknown and not self._vouched(unknown):
+                first.update(self.final_results(unknown))
+            quiet_since = time.monotonic()
+            done = first
+            while True:
+                if done:
+                    want.difference_update(done)
+                    yield done
+                    quiet_since = time.monotonic()
+                if not want:
+                    return
+                with self._cv:
+                    arrived = want & self._arrived
+                    if not arrived:
+                        self._cv.wait(1.0)
+                        arrived = want & self._arrived
+                    self._arrived.difference_update(arrived)
+                if arrived:
+                    done = self.final_results(list(arrived))
+                elif time.monotonic() - quiet_since > 1.0:  # safety net, at most once a second
+                    quiet_since = time.monotonic()
+                    done = self.final_results(list(want))
+                else:
+                    done = {}
+        finally:
+            with self._cv:
+                self._unwatch_ids(invocation_ids)
+
+    def _vouched(self, ids: Sequence[str]) -> bool:
+        """True when the listener has been subscribed, without a gap, since before
+        these ids were enqueued by this process (so their finals cannot be missed)."""
+        with self._cv:
+            return self._epoch == 1 and all(i in self._mine for i in ids)
+
+    def _watch_ids(self, ids: Iterable[str]) -> None:  # lock held
+        for i in ids:
+            self._watch[i] = self._watch.get(i, 0) + 1
+
+    def _unwatch_ids(self, ids: Iterable[str]) -> None:  # lock held
+        for i in ids:
+            n = self._watch.get(i, 0) - 1
+            if n <= 0:
+                self._watch.pop(i, None)
+                self._arrived.discard(i)
+            else:
+                self._watch[i] = n
 
     def _ensure_listener(self) -> None:
         if self._listener_pid == os.getpid():
             return
-        self._listener_pid = os.getpid()  # a forked child starts its own listener
-        self._cv = threading.Condition()
-        self._watch: dict[str, int] = {}
-        self._arrived: set[str] = set()
-        self._subscribed = threading.Event()
-        threading.Thread(target=self._listen, name="pynenc-redis-finals", daemon=True).start()
+        with _LISTENER_START:
+            if self._listener_pid == os.getpid():
+                return
+            self._cv = threading.Condition()
+            self._watch: dict[str, int] = {}
+            self._arrived: set[str] = set()
+            self._recent: OrderedDict[str, None] = OrderedDict()
+            self._mine: _BoundedSet = _BoundedSet(self.RECENT_FINALS)
+            self._epoch = 0  # subscriptions so far; >1 means a reconnect happened
+            self._subscribed = threading.Event()
+            self._listener_pid = os.getpid()  # a forked child starts its own listener
+            threading.Thread(target=self._listen, name="pynenc-redis-finals", daemon=True).start()
         if not self._subscribed.wait(self.retry_timeout):
             log.warning("result listener for %s is not subscribed yet; waits poll meanwhile",
                         self.safe_url)
@@ -360,15 +454,12 @@ class RedisBackend(Backend):
                     if msg is None:
                         continue
                     if msg["type"] == "subscribe":
-                        self._subscribed.set()
                         with self._cv:
+                            self._epoch += 1
                             self._cv.notify_all()  # waiters re-check what they may have missed
+                        self._subscribed.set()
                     elif msg["type"] == "message":
-                        inv_id = msg["data"].decode()
-                        with self._cv:
-                            if inv_id in self._watch:
-                                self._arrived.add(inv_id)
-                                self._cv.notify_all()
+                        self._heard(msg["data"].decode().split(","))
             except Exception as exc:
                 if self._closed:
                     return
@@ -384,10 +475,36 @@ class RedisBackend(Backend):
                 except Exception:
                     pass
 
+    def _heard(self, ids: list[str]) -> None:
+        with self._cv:
+            recent = self._recent
+            for inv_id in ids:
+                recent[inv_id] = None
+                if inv_id in self._watch:
+                    self._arrived.add(inv_id)
+            while len(recent) > self.RECENT_FINALS:
+                recent.popitem(last=False)
+            self._cv.notify_all()
+
     def history(self, invocation_id: str) -> list[HistoryEntry]:
-        raw = self._call(lambda: self.client.lrange(self._k("hist", invocation_id), 0, -1),
-                         "read a history")
-        return _history(raw)
+        return self._histories([invocation_id])[0]
+
+    def _histories(self, ids: Sequence[str]) -> list[list[HistoryEntry]]:
+        """Two pipelined round trips: each history's length, then its entries."""
+        def lengths() -> list:
+            pipe = self.client.pipeline(transaction=False)
+            for i in ids:
+                pipe.hget(self._k("inv", i), "hn")
+            return pipe.execute()
+        hns = [int(n or 0) for n in self._call(lengths, "read history lengths")]
+
+        def entries() -> list:
+            pipe = self.client.pipeline(transaction=False)
+            for i, hn in zip(ids, hns):
+                pipe.hmget(self._k("inv", i), [f"h{k}" for k in range(hn)] or ["h0"])
+            return pipe.execute()
+        return [_history([e for e in raw if e is not None])
+                for raw in self._call(entries, "read histories")]
 
     def status_counts(self) -> dict[str, int]:
         raw = self._call(lambda: self.client.hgetall(self._k("counts")), "read status counts")
@@ -404,15 +521,15 @@ class RedisBackend(Backend):
                 pipe = self.client.pipeline(transaction=False)
                 for i in chunk:
                     pipe.hmget(self._k("inv", i), "task", "status", "retries", "reroutes")
-                    pipe.lrange(self._k("hist", i), 0, -1)
                 return pipe.execute()
             res = self._call(read, "read recent invocations")
-            for inv_id, (task, st, retries, reroutes), hist in zip(chunk, res[::2], res[1::2]):
+            hists = self._histories(chunk)
+            for inv_id, (task, st, retries, reroutes), hist in zip(chunk, res, hists):
                 if st is None:
                     continue  # expired
                 out.append(InvocationRecord(inv_id, task.decode(), b"", S(st.decode()),
                                             retries=int(retries or 0), reroutes=int(reroutes or 0),
-                                            history=_history(hist)))
+                                            history=hist))
         return out
 
     def set_waiting(self, waiter_id: str, awaited: Sequence[str]) -> None:

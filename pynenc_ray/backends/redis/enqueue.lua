@@ -1,16 +1,19 @@
--- enqueue: store each call as REGISTERED and (if push = 1) append it to the queue.
+-- enqueue: store each call as REGISTERED and (if push = 1) append them to the
+-- queue. One HSET per call; the queue and the index get one command per batch.
 -- ARGV: prefix, runner, worker, now, push, then (id, task, args, parent) per call.
 local runner, worker, now, push = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local n = 0
+local ids, index = {}, {}
+local h0 = entry('REGISTERED', runner, worker, now)
 for i = 6, #ARGV, 4 do
   local id = ARGV[i]
-  redis.call('HSET', ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2],
-    'status', 'REGISTERED', 'retries', 0, 'reroutes', 0)
-  if ARGV[i + 3] ~= '' then redis.call('HSET', ikey(id), 'parent', ARGV[i + 3]) end
-  record(id, 'REGISTERED', runner, worker, now)
-  redis.call('ZADD', P .. 'index', now, id)
-  if push == '1' then redis.call('RPUSH', P .. 'queue', id) end
-  n = n + 1
+  redis.call('HSET', ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2], 'status', 'REGISTERED',
+    'retries', 0, 'reroutes', 0, 'parent', ARGV[i + 3], 'h0', h0, 'hn', 1)
+  ids[#ids + 1] = id
+  index[#index + 1] = now
+  index[#index + 1] = id
 end
-redis.call('HINCRBY', P .. 'counts', 'REGISTERED', n)
-return n
+if push == '1' then push_all('RPUSH', P .. 'queue', ids) end
+push_all('ZADD', P .. 'index', index)
+count('REGISTERED', #ids)
+flush_counts()
+return #ids

@@ -1,16 +1,29 @@
--- finish: store the result (SUCCESS) or error (FAILED), the final status and
--- release ownership at once; the first final write wins, a late one from a
--- former owner is dropped. Sets the record's TTL and wakes waiters.
--- ARGV: prefix, id, status, payload, runner, worker, now, ttl_sec.
-local id, new, payload, runner, worker, now, ttl = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local cur, owner = unpack(redis.call('HMGET', ikey(id), 'status', 'owner'))
-if not cur then return redis.error_reply('PYNENC_MISSING invocation ' .. id .. ' is not stored') end
-if check(id, cur, new, owner, runner, false) == 'DROP' then return 'DROP' end
-redis.call('HSET', ikey(id), new == 'SUCCESS' and 'result' or 'error', payload)
-redis.call('HDEL', ikey(id), 'owner')
-redis.call('SREM', P .. 'owned:' .. runner, id)
-set_status(id, cur, new, runner, worker, now)
-redis.call('EXPIRE', ikey(id), ttl)
-redis.call('EXPIRE', P .. 'hist:' .. id, ttl)
-redis.call('PUBLISH', P .. 'final', id)
-return 'OK'
+-- finish: for each invocation, store the result (SUCCESS) or error (FAILED)
+-- with the final status at once, release it, and start its TTL. The first final
+-- write wins: a late one from a former owner is dropped. One PUBLISH wakes the
+-- waiters of the whole batch.
+-- ARGV: prefix, runner, now, ttl_sec, then (id, status, payload, worker) per invocation.
+-- Returns 'OK' or 'DROP' per invocation, in order.
+local runner, now, ttl = ARGV[2], ARGV[3], ARGV[4]
+local out, done = {}, {}
+for i = 5, #ARGV, 4 do
+  local id, new, payload, worker = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local cur, owner, hn = unpack(redis.call('HMGET', ikey(id), 'status', 'owner', 'hn'))
+  if not cur then
+    out[#out + 1] = 'DROP'
+  elseif check(id, cur, new, owner, runner, false) == 'DROP' then
+    out[#out + 1] = 'DROP'
+  else
+    move(id, hn, cur, {new}, runner, worker, now, nil,
+      {new == 'SUCCESS' and 'result' or 'error', payload})
+    redis.call('EXPIRE', ikey(id), ttl)
+    done[#done + 1] = id
+    out[#out + 1] = 'OK'
+  end
+end
+if #done > 0 then
+  push_all('SREM', P .. 'owned:' .. runner, done)
+  redis.call('PUBLISH', P .. 'final', table.concat(done, ','))
+end
+flush_counts()
+return out

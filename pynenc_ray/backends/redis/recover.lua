@@ -24,4 +24,5 @@ for _, runner in ipairs(dead) do
     redis.call('HDEL', P .. 'runners', runner)
   end
 end
+flush_counts()
 return out

@@ -18,4 +18,5 @@ for _, id in ipairs(ids) do
     redis.call('SREM', P .. 'owned:' .. owner, id)
   end
 end
+flush_counts()
 return out

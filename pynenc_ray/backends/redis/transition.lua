@@ -3,16 +3,16 @@
 -- or an error reply from check().
 -- ARGV: prefix, id, new, runner, worker, now, recovery ('1' or '0').
 local id, new, runner, worker, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local cur, owner = unpack(redis.call('HMGET', ikey(id), 'status', 'owner'))
+local cur, owner, hn = unpack(redis.call('HMGET', ikey(id), 'status', 'owner', 'hn'))
 if not cur then return redis.error_reply('PYNENC_MISSING invocation ' .. id .. ' is not stored') end
 if check(id, cur, new, owner, runner, ARGV[7] == '1') == 'DROP' then return 'DROP' end
 if new == 'REROUTED' then
   reroute(id, runner, worker, now, ARGV[7] == '1')
-  return 'OK'
-end
-if new == 'PENDING' then
-  redis.call('HSET', ikey(id), 'owner', runner)
+elseif new == 'PENDING' then
+  move(id, hn, cur, {new}, runner, worker, now, runner)
   redis.call('SADD', P .. 'owned:' .. runner, id)
+else
+  move(id, hn, cur, {new}, runner, worker, now, owner)
 end
-set_status(id, cur, new, runner, worker, now)
+flush_counts()
 return 'OK'
