@@ -206,6 +206,8 @@ class Session:
         n, wall, lat = WORKLOAD_FNS[workload](n, tick)
         after = meter.sample()
         cmds = (redis_commands(self.redis) - cmds0) / n if cmds0 is not None else None
+        if callable(lat):  # read histories only now, outside the measured window
+            lat = lat()
         pct = _percentiles(lat)
         return Result(self.runner_name, self.backend_name, workload, n, wall, n / wall,
                       pct[0], pct[1], CpuMeter.delta(before, after, n, self.in_process), cmds)
@@ -245,7 +247,7 @@ def w_noop(n: int, tick) -> tuple[int, float, list[float]]:
         if k % 500 == 0:
             tick(500 if k else 0)
     wall = time.perf_counter() - t0
-    return n, wall, _latencies(group.invocations)
+    return n, wall, lambda: _latencies(group.invocations)
 
 
 def w_submit_each(n: int, tick) -> tuple[int, float, list[float]]:
@@ -258,7 +260,7 @@ def w_submit_each(n: int, tick) -> tuple[int, float, list[float]]:
         if k % 500 == 0:
             tick(500 if k else 0)
     wall = time.perf_counter() - t0
-    return n, wall, _latencies(invs)
+    return n, wall, lambda: _latencies(invs)
 
 
 def w_sleep(n: int, tick) -> tuple[int, float, list[float]]:
@@ -269,7 +271,7 @@ def w_sleep(n: int, tick) -> tuple[int, float, list[float]]:
     list(group.results)
     wall = time.perf_counter() - t0
     tick(200)
-    return 200, wall, _latencies(group.invocations)
+    return 200, wall, lambda: _latencies(group.invocations)
 
 
 def w_fanout(n: int, tick) -> tuple[int, float, list[float]]:

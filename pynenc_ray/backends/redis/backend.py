@@ -92,7 +92,7 @@ class RedisBackend(Backend):
         self.client = redis.Redis.from_url(self.url, **kwargs)
         self._scripts = {name: self.client.register_script(source(name)) for name in NAMES}
         self._closed = False
-        self._hot: dict[str, bool] = {}  # runner -> its last claim was full
+        self._hot: dict[str, bool] = {}  # runner -> its last claim got work
         self._promoted: dict[str, float] = {}  # runner -> when it last ran the claim script
         self._listener_pid: int | None = None
 
@@ -163,8 +163,8 @@ class RedisBackend(Backend):
 
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
               start: bool = False) -> list[Claimed]:
-        """The claim script runs first only when work is likely (the last claim was
-        full) or delayed retries may be due; otherwise an idle runner costs one
+        """The claim script runs first only when work is likely (the last claim got
+        some) or delayed retries may be due; otherwise an idle runner costs one
         blocking BLMOVE per ``timeout``."""
         args: list[Any] = [runner_id, worker, repr(time.time()), n, "1" if start else "0"]
         now = time.monotonic()
@@ -181,7 +181,7 @@ class RedisBackend(Backend):
                 return []
             args[2] = repr(time.time())
             flat = self._script("claim", args)
-        self._hot[runner_id] = len(flat) >= 5 * n
+        self._hot[runner_id] = bool(flat)  # work came: more is likely, try the script first
         return [Claimed(flat[i].decode(), flat[i + 1].decode(), flat[i + 2], int(flat[i + 3]),
                         int(flat[i + 4]), start) for i in range(0, len(flat), 5)]
 
@@ -340,9 +340,9 @@ class RedisBackend(Backend):
         self._ensure_listener()
         with self._cv:
             self._watch_ids(pending)
-            pending -= self._recent.keys()
+            pending = {i for i in pending if i not in self._recent}  # O(len(pending))
         try:
-            if pending:
+            if pending and not self._vouched(list(pending)):
                 pending -= self._final_among(pending)
             epoch = self._epoch
             while pending:

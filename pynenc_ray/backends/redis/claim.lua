@@ -25,8 +25,8 @@ for _, src in ipairs({P .. 'inflight:' .. runner, P .. 'queue'}) do
         out[#out + 1] = id
         out[#out + 1] = f[2]
         out[#out + 1] = f[3]
-        out[#out + 1] = f[4]
-        out[#out + 1] = f[5]
+        out[#out + 1] = f[4] or 0
+        out[#out + 1] = f[5] or 0
       end
     end
   end

@@ -6,8 +6,13 @@ local ids, index = {}, {}
 local h0 = entry('REGISTERED', runner, worker, now)
 for i = 6, #ARGV, 4 do
   local id = ARGV[i]
-  redis.call('HSET', ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2], 'status', 'REGISTERED',
-    'retries', 0, 'reroutes', 0, 'parent', ARGV[i + 3], 'h0', h0, 'hn', 1)
+  if ARGV[i + 3] == '' then  -- retries and reroutes read as 0 until set
+    redis.call('HSET', ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2], 'status', 'REGISTERED',
+      'h0', h0, 'hn', 1)
+  else
+    redis.call('HSET', ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2], 'status', 'REGISTERED',
+      'parent', ARGV[i + 3], 'h0', h0, 'hn', 1)
+  end
   ids[#ids + 1] = id
   index[#index + 1] = now
   index[#index + 1] = id
