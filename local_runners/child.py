@@ -21,7 +21,9 @@ def mp_context(preload: tuple[str, ...] = ()) -> multiprocessing.context.BaseCon
     the app preloaded), spawn on macOS and elsewhere."""
     if sys.platform.startswith("linux"):
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["pynenc_ray", "local_runners.child", *preload])
+        # the Redis backend too: importing redis-py costs a child ~100 ms otherwise
+        ctx.set_forkserver_preload(["pynenc_ray", "local_runners.child",
+                                    "pynenc_ray.backends.redis.backend", "psutil", *preload])
         return ctx
     return multiprocessing.get_context("spawn")
 

@@ -53,6 +53,7 @@ class ProcessRunner(BaseRunner):
 
     @property
     def active(self) -> int:
+        """Children holding a slot (not paused)."""
         return sum(not c.paused for c in self._children.values())
 
     def live_invocations(self) -> set[str]:
