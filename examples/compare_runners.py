@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep a laptop's Ray on loopback
 
-from examples.local_redis import redis_url  # noqa: E402
+from pynenc_ray.local_redis import redis_url_or_throwaway  # noqa: E402
 from examples.tasks import app, slow_square  # noqa: E402
 from pynenc_ray.timeline import render_html, render_svg, stack_svgs  # noqa: E402
 
@@ -57,16 +57,12 @@ def main() -> None:
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    url, redis_proc = redis_url()
     svgs = []
-    try:
+    with redis_url_or_throwaway() as url:
         for name in args.runner or RUNNERS:
             svg = run_one(name, RUNNERS[name], url, args.tasks)
             (out / f"timeline_{name}.svg").write_text(svg)
             svgs.append((name, svg))
-    finally:
-        if redis_proc is not None:
-            redis_proc.terminate()
     (out / "compare_runners.html").write_text(render_html(svgs))
     (out / "compare_runners.svg").write_text(stack_svgs([svg for _, svg in svgs]))
     print(f"wrote {out / 'compare_runners.html'}, compare_runners.svg and one SVG per runner")

@@ -16,12 +16,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # A laptop run keeps Ray on loopback (Ray otherwise binds the host's address).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-from examples.local_redis import redis_url  # noqa: E402
+from pynenc_ray.local_redis import redis_url_or_throwaway  # noqa: E402
 from examples.tasks import add, app, fan_out, slow_square  # noqa: E402
 
 
 def main() -> None:
-    url, redis_proc = redis_url()
+    with redis_url_or_throwaway() as url:
+        run(url)
+
+
+def run(url: str) -> None:
     app.reconfigure(backend="redis", redis_url=url, runner_cls="MultiThreadRunner",
                     app_path="examples.tasks:app",
                     runner={"min_processes": 1, "max_processes": 2, "max_threads": 4,
@@ -41,8 +45,6 @@ def main() -> None:
     finally:
         runner.stop_runner_loop()
         t.join(60)
-        if redis_proc is not None:
-            redis_proc.terminate()
     print(f"done in {time.perf_counter() - t0:.1f}s")
 
 

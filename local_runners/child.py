@@ -55,6 +55,11 @@ def die_with_parent(runner_pid: int, every_sec: float = 0.1) -> None:
 
     import psutil
 
+    if sys.platform.startswith("linux"):  # also covers a child stopped by SIGSTOP, whose
+        import ctypes  # watcher thread cannot run: the forkserver exits with the runner
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
     def watch() -> None:
         while psutil.pid_exists(runner_pid):
             time.sleep(every_sec)

@@ -15,6 +15,7 @@ after 5 s, then whatever workers still held is rerouted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -149,16 +150,28 @@ class _Worker(BaseRunner):
         backend, poll = self.app.backend, self.conf.invocation_wait_results_sleep_time_sec
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if len(backend.final_results(invocation_ids)) == len(invocation_ids):
-                return True
+            with _alarm_blocked():  # a timeout fires in task code, never mid backend call
+                if len(backend.final_results(invocation_ids)) == len(invocation_ids):
+                    return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             if not self._stop.is_set():
-                claimed = backend.claim(self.runner_id, self.worker, 1, 0)
+                with _alarm_blocked():
+                    claimed = backend.claim(self.runner_id, self.worker, 1, 0)
                 if claimed:
                     self._run(claimed[0])
                     continue
             time.sleep(poll)
+
+
+@contextlib.contextmanager
+def _alarm_blocked():
+    """Hold SIGALRM (a task's timeout) until the block ends; it is delivered then."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
 
 
 def _worker_main(app_path: str, config: dict[str, Any], worker_id: str, parent_pid: int) -> None:

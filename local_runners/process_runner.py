@@ -95,16 +95,20 @@ class ProcessRunner(BaseRunner):
                     child.process.kill()
                     child.process.join(5)
                     del self._children[inv_id]
-                    fail_timed_out(self.app, self.runner_id, f"{child.process.pid}",
-                                   child.claimed.task_id, inv_id, child.timeout_sec)
+                    worker = f"{child.process.pid}"
+                    if child.paused:  # PAUSED -> FAILED is not a move: resume it first
+                        self.app.backend.transition(inv_id, S.RUNNING, self.runner_id, worker)
+                    fail_timed_out(self.app, self.runner_id, worker, child.claimed.task_id,
+                                   inv_id, child.timeout_sec)
                 continue
             child.process.join()
             del self._children[inv_id]
-            if child.process.exitcode != 0:
-                ids = self.app.backend.reroute_owned(self.runner_id, self.runner_id, [inv_id])
-                if ids:
-                    log.warning("child %s of invocation %s died (exit %s); rerouted",
-                                child.process.pid, inv_id, child.process.exitcode)
+            # a child that ended without a final status (killed, os._exit, sys.exit in the
+            # task) hands its invocation back; this does nothing if it is final already
+            ids = self.app.backend.reroute_owned(self.runner_id, self.runner_id, [inv_id])
+            if ids:
+                log.warning("child %s of invocation %s ended (exit %s) without finishing it; "
+                            "rerouted", child.process.pid, inv_id, child.process.exitcode)
 
     def _track_pauses(self) -> None:
         """Mark children that stopped themselves as paused; resume those whose

@@ -44,6 +44,7 @@ class ThreadRunner(BaseRunner):
         self._deadlines: dict[str, tuple[float, str, float, str]] = {}  # id -> (due, task, sec, worker)
         self._timed_out: set[str] = set()  # failed by the watchdog; their threads still run
         self._live: set[str] = set()  # claimed and not yet finished here
+        self._waiting_ids: set[str] = set()  # live ones that lent their slot while waiting
         self._finished: queue.SimpleQueue = queue.SimpleQueue()  # final writes to batch
         self._finisher: threading.Thread | None = None
 
@@ -51,12 +52,14 @@ class ThreadRunner(BaseRunner):
 
     @property
     def active_threads(self) -> int:
-        return self._busy
+        """Invocations running or waiting on others here."""
+        return self._busy + self._waiting
 
     @property
     def idle_sec(self) -> float:
-        """How long no invocation has held a slot (0 while one does)."""
-        return 0.0 if self._busy else time.monotonic() - self.last_busy
+        """How long this runner has had no live invocation (0 while it has one,
+        including one that waits on others)."""
+        return 0.0 if (self._live or self._busy) else time.monotonic() - self.last_busy
 
     def live_invocations(self) -> set[str]:
         with self._cv:
@@ -115,15 +118,16 @@ class ThreadRunner(BaseRunner):
             if claimed is None:
                 return
             inv_id = claimed.invocation_id
-            task = self.app.tasks.get(claimed.task_id)
+            task = self.app.get_task(claimed.task_id)
             if task is not None and task.options.timeout_sec:
                 sec = task.options.timeout_sec
                 with self._cv:
                     self._deadlines[inv_id] = (time.monotonic() + sec, claimed.task_id, sec, worker)
             try:
                 run_invocation(self.app, self, claimed, worker)
-            except Exception:  # the executor stores task errors; this is a backend fault
-                log.exception("runner %s failed to execute %s", self.runner_id, inv_id)
+            except BaseException:  # the executor stores task errors; this is a fault around it
+                log.exception("runner %s failed to execute %s; rerouting it", self.runner_id, inv_id)
+                self._give_back([inv_id])
             finally:
                 with self._cv:
                     self._live.discard(inv_id)
@@ -146,7 +150,8 @@ class ThreadRunner(BaseRunner):
                 del self._deadlines[inv_id]
                 if fail_timed_out(self.app, self.runner_id, worker, task_id, inv_id, sec):
                     self._timed_out.add(inv_id)
-                    self._busy -= 1
+                    if inv_id not in self._waiting_ids:  # a waiting one lent its slot already
+                        self._busy -= 1
             self._cv.notify_all()
 
     # -- finishing: results written in batches by one thread -------------------------------
@@ -155,7 +160,8 @@ class ThreadRunner(BaseRunner):
         """Under load, hand the final write to the finisher thread, so many results
         go out in one backend step; a lone invocation writes its own at once (no
         thread hop on the latency path)."""
-        if self._busy <= 1 and self._finished.empty():
+        finisher = self._finisher
+        if (self._busy <= 1 and self._finished.empty()) or finisher is None or not finisher.is_alive():
             self.app.backend.finish(invocation_id, status, payload, self.runner_id, worker)
         else:
             self._finished.put((invocation_id, status, payload, worker))
@@ -178,8 +184,17 @@ class ThreadRunner(BaseRunner):
             try:
                 self.app.backend.finish_many(batch, self.runner_id)
             except Exception:
-                log.exception("runner %s could not write %d results; they will be rerouted",
+                log.exception("runner %s could not write %d results; rerouting them",
                               self.runner_id, len(batch))
+                self._give_back([item[0] for item in batch])
+
+    def _give_back(self, ids: list[str]) -> None:
+        """Reroute invocations this runner cannot complete, so none stays RUNNING
+        under a runner that keeps heartbeating."""
+        try:
+            self.app.backend.reroute_owned(self.runner_id, self.runner_id, ids)
+        except Exception:
+            log.exception("could not reroute %s; recovery will after the runner stops", ids)
 
     def _on_stop(self) -> None:
         if self._finisher is not None:  # write what finished before handing anything back
@@ -187,8 +202,8 @@ class ThreadRunner(BaseRunner):
             self._finisher.join(30)
         super()._on_stop()
         with self._cv:
-            n, self._idle = self._idle, 0
-        for _ in range(n):
+            self._idle = 0
+        for _ in self._threads:  # busy threads take theirs when their task returns
             self._work.put(None)
 
     # -- waiting -------------------------------------------------------------------------
@@ -201,12 +216,15 @@ class ThreadRunner(BaseRunner):
         with self._cv:
             self._busy -= 1
             self._waiting += 1
+            self._waiting_ids.add(ctx.invocation_id)
             self._cv.notify_all()
         try:
             return self.app.backend.wait_final(invocation_ids, timeout)
         finally:
             with self._cv:
                 self._waiting -= 1
-                while self._busy >= self.slots and not self._stop.is_set():
-                    self._cv.wait()
-                self._busy += 1
+                self._waiting_ids.discard(ctx.invocation_id)
+                if ctx.invocation_id not in self._timed_out:  # else its slot was freed for good
+                    while self._busy >= self.slots and not self._stop.is_set():
+                        self._cv.wait()
+                    self._busy += 1

@@ -150,7 +150,8 @@ class Pynenc:
         if t is None and ":" in task_id:
             try:
                 importlib.import_module(task_id.partition(":")[0])
-            except ImportError:
+            except Exception:  # any import failure: the task is unknown here
+                log.exception("importing the module of task %s failed", task_id)
                 return None
             t = self.tasks.get(task_id)
         return t

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,9 +19,11 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import psutil
+
+from .local_redis import throwaway_redis
 
 WORKLOADS = ("noop", "submit-each", "sleep", "fanout", "latency")
 RUNNERS = ("ThreadRunner", "ProcessRunner", "PersistentProcessRunner", "MultiThreadRunner")
@@ -101,35 +101,6 @@ class CpuMeter:
 def redis_commands(client) -> int:
     """Every command Redis ran, those inside scripts included."""
     return sum(v["calls"] for k, v in client.info("commandstats").items())
-
-
-@contextlib.contextmanager
-def throwaway_redis() -> Iterator[str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise SystemExit("bench --backend redis needs redis-server (apt-get install "
-                         "redis-server) or --redis-url")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    folder = tempfile.mkdtemp(prefix="pynenc-bench-")
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", folder],
-                            stdout=subprocess.DEVNULL)
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=port)
-    for _ in range(500):
-        with contextlib.suppress(redis.ConnectionError):
-            client.ping()
-            break
-        time.sleep(0.01)
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- running one runner ------------------------------------------------------------------------

@@ -59,6 +59,7 @@ class Backend(abc.ABC):
     many processes). Status changes go through ``status.check_transition``."""
 
     shared: bool = False  # True when other processes see the same data
+    runner_mode: bool = False  # set by runners: connection faults are retried forever
 
     # -- broker -----------------------------------------------------------------------
 

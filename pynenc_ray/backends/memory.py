@@ -131,11 +131,15 @@ class MemoryBackend(Backend):
     def finish_many(self, items: Sequence[tuple[str, InvocationStatus, bytes, str]],
                     runner_id: str) -> list[bool]:
         out = []
-        with self._lock:
-            for invocation_id, status, payload, worker in items:
+        with self._lock:  # every item is checked before any is written
+            verdicts = []
+            for invocation_id, status, _, _ in items:
                 rec = self._records.get(invocation_id)
-                if rec is None or check_transition(invocation_id, rec.status, status, rec.owner,
-                                                   runner_id) is Verdict.DROP:
+                verdicts.append(rec is not None and check_transition(
+                    invocation_id, rec.status, status, rec.owner, runner_id) is Verdict.APPLY)
+            for ok, (invocation_id, status, payload, worker) in zip(verdicts, items):
+                rec = self._records.get(invocation_id)
+                if not ok:
                     if rec is not None:
                         _log_drop(invocation_id, rec, status, runner_id)
                     out.append(False)

@@ -60,7 +60,7 @@ class ActorHost:
         """Active threads and how long the actor has had nothing to do."""
         return {"name": self.name, "runner_id": self.runner.runner_id,
                 "active_threads": self.runner.active_threads, "idle_sec": self.runner.idle_sec,
-                "running": self.runner.is_running or self._thread.is_alive(),
+                "running": self._thread.is_alive(),
                 "pid": os.getpid(), "host": socket.gethostname(), "node_id": _ray_node_id(),
                 "max_threads": self.runner.slots}
 

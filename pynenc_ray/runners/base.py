@@ -90,6 +90,7 @@ class BaseRunner(abc.ABC):
             raise RuntimeError(f"runner {self.runner_id} is already running")
         self._stop.clear()
         self._running.set()
+        self.app.backend.runner_mode = True  # a runner outlasts backend outages: retry forever
         restore = self._install_signal_handlers()
         try:
             self._beat()
@@ -99,6 +100,7 @@ class BaseRunner(abc.ABC):
             self._on_start()
             self._install_signal_handlers()  # again: starting Ray installs its own
             self._ready.set()
+            log.info("runner %s is taking work", self.runner_id)
             while not self._stop.is_set():
                 self._runner_loop_iteration()
         finally:

@@ -57,6 +57,8 @@ class _LocalActor(_Actor):
         if self.host.runner._abandoned:
             raise ActorGone(f"local actor {self.name} died")
         self.report = self.host.stats()
+        if not self.report["running"]:
+            raise ActorGone(f"local actor {self.name}: its ThreadRunner stopped")
 
     def stop(self, timeout: float) -> None:
         self.host.stop(timeout)
@@ -233,8 +235,10 @@ class MultiThreadRunner(BaseRunner):
             if ref in ready_set:
                 try:
                     actor.report, actor.missed = ray.get(ref), 0
+                    if not actor.report["running"]:
+                        raise ActorGone(f"actor {actor.name}: its ThreadRunner stopped")
                 except Exception as exc:  # RayActorError and its kin: the actor is gone
-                    log.warning("actor %s failed: %s", actor.name, type(exc).__name__)
+                    log.warning("actor %s failed: %s", actor.name, exc)
                     self._replace_dead(actor)
             elif actor.report is not None or now - actor.created > START_GRACE_SEC:
                 actor.missed += 1

@@ -11,7 +11,7 @@ import pytest
 from pynenc_ray import InvocationStatus as S
 from pynenc_ray import PynencError, SerializationError, TaskTimeoutError
 from pynenc_ray.backends.base import NewInvocation
-from tests.conftest import running, wait_for
+from tests.conftest import running
 from tests.conformance import tasks
 
 pytestmark = pytest.mark.timeout(90)

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_stop_reroutes_live_invocations_and_a_late_write_is_dropped(app, pair):
-    with running(app) as first:
+    with running(app):
         inv = tasks.sleep(0.5)
         assert wait_for(lambda: inv.status == S.RUNNING, 10)
     # run() returned: what it held is REROUTED and queued again (a persistent worker

@@ -142,8 +142,11 @@ def test_runner_start_stops_cleanly_on_signal(sig, tmp_path):
         [sys.executable, "-m", "pynenc_ray", "--app", "tests.unit.tasks_for_unit:app", "runner",
          "start"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
     try:
-        line = proc.stderr.readline()  # the "starting ..." log line: the loop is about to run
-        assert "starting ThreadRunner" in line, line
+        lines = []
+        while not lines or "is taking work" not in lines[-1]:  # handlers are in place now
+            lines.append(proc.stderr.readline())
+            assert lines[-1], "".join(lines)
+        assert "starting ThreadRunner" in lines[0], lines
         proc.send_signal(sig)
         assert proc.wait(10) == 0
     finally:

@@ -6,7 +6,6 @@ import pytest
 
 from pynenc_ray import (
     ConfigError,
-    InvocationStatus,
     PayloadSignatureError,
     Pynenc,
     SerializationError,

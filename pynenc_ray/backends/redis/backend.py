@@ -77,8 +77,9 @@ class RedisBackend(Backend):
         self.ttl = int(settings.result_ttl_sec)
         self.runner_mode = False  # set by a running runner: retry connection faults forever
         kwargs: dict[str, Any] = {
-            "retry": Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.02), 3),
-            "retry_on_error": list(_CONN_ERRORS),
+            # no retry inside redis-py: _call is the one retry layer, so a script whose
+            # reply was lost is seen (reconnects, then reconcile) rather than re-run blindly
+            "retry": Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.02), 0),
             "socket_connect_timeout": 2.0,
             "socket_keepalive": True,
             "health_check_interval": 30,

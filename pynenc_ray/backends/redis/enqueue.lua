@@ -1,22 +1,26 @@
 -- enqueue: store each call as REGISTERED and (if push = 1) append them to the
 -- queue. One HSET per call; the queue and the index get one command per batch.
+-- An id already stored is left alone: a retried enqueue never resets a record.
 -- ARGV: prefix, runner, worker, now, push, then (id, task, args, parent) per call.
 local runner, worker, now, push = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ids, index = {}, {}
 local h0 = entry('REGISTERED', runner, worker, now)
 for i = 6, #ARGV, 4 do
   local id = ARGV[i]
-  if ARGV[i + 3] == '' then  -- retries and reroutes read as 0 until set
-    redis.call('HSET', ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2], 'status', 'REGISTERED',
-      'h0', h0, 'hn', 1)
-  else
-    redis.call('HSET', ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2], 'status', 'REGISTERED',
-      'parent', ARGV[i + 3], 'h0', h0, 'hn', 1)
+  if redis.call('EXISTS', ikey(id)) == 0 then
+    if ARGV[i + 3] == '' then  -- retries and reroutes read as 0 until set
+      redis.call('HSET', ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2],
+        'status', 'REGISTERED', 'h0', h0, 'hn', 1)
+    else
+      redis.call('HSET', ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2],
+        'status', 'REGISTERED', 'parent', ARGV[i + 3], 'h0', h0, 'hn', 1)
+    end
+    ids[#ids + 1] = id
+    index[#index + 1] = now
+    index[#index + 1] = id
   end
-  ids[#ids + 1] = id
-  index[#index + 1] = now
-  index[#index + 1] = id
 end
+if #ids == 0 then return 0 end
 if push == '1' then push_all('RPUSH', P .. 'queue', ids) end
 push_all('ZADD', P .. 'index', index)
 count('REGISTERED', #ids)
