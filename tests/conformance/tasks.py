@@ -160,3 +160,8 @@ def leaf(i: int) -> int:
 def parent(i: int) -> int:
     """Nested: awaits two subtasks."""
     return sum(leaf.parallelize([i, i]).results)
+
+
+def runs_of(key: str) -> int:
+    """How often count_run(key) has started (its body, not just its status)."""
+    return int(app.backend.client.get(f"test:{app.app_id}:runs:{key}") or 0)

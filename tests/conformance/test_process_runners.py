@@ -69,7 +69,7 @@ def test_child_killed_from_outside_is_rerouted_at_once(app):
     app.reconfigure(runner={"runner_dead_after_sec": 60})
     with running(app) as runner:
         inv = tasks.count_run("victim", 1.5)
-        assert wait_for(lambda: inv.status == S.RUNNING and inv.invocation_id in runner._children, 10)
+        assert wait_for(lambda: tasks.runs_of("victim") == 1 and inv.invocation_id in runner._children, 10)
         os.kill(runner._children[inv.invocation_id].process.pid, signal.SIGKILL)
         assert wait_for(lambda: S.REROUTED in [h.status for h in inv.history], 3)
         assert inv.result == 2  # ran twice: at-least-once delivery
@@ -113,7 +113,7 @@ def test_dead_worker_is_respawned_and_its_work_rerouted(pool_app):
     pool_app.reconfigure(runner={"runner_dead_after_sec": 60})
     with running(pool_app) as runner:
         inv = tasks.count_run("pool-victim", 1.5)
-        assert wait_for(lambda: inv.status == S.RUNNING, 10)
+        assert wait_for(lambda: tasks.runs_of("pool-victim") == 1, 10)  # its body started
         owner = pool_app.backend.get(inv.invocation_id).owner
         victim = next(p for wid, p in runner._workers.values() if wid == owner)
         os.kill(victim.pid, signal.SIGKILL)

@@ -71,7 +71,7 @@ def test_one_thread_per_actor_completes_tasks_that_await_subtasks(app):
 def test_actor_killed_mid_task_is_rerouted_and_replaced(app, ray_session, how):
     with running(app) as runner:
         inv = tasks.count_run(f"ray-victim-{how}", 2.0)
-        assert wait_for(lambda: inv.status == S.RUNNING, 30)
+        assert wait_for(lambda: tasks.runs_of(f"ray-victim-{how}") == 1, 30)  # body started
         [actor] = runner.actors.values()
         assert wait_for(lambda: actor.report is not None, 10)
         if how == "ray.kill":

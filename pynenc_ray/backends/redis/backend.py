@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import threading
 import time
 from collections import OrderedDict
@@ -91,6 +90,9 @@ class RedisBackend(Backend):
         if settings.redis_ssl_ca_certs:
             kwargs["ssl_ca_certs"] = settings.redis_ssl_ca_certs
         self.client = redis.Redis.from_url(self.url, **kwargs)
+        # the retry _call applies: forever unless a producer's deadline ends it
+        self._retry = Retry(ExponentialWithJitterBackoff(cap=2.0, base=0.05), -1,
+                            supported_errors=_CONN_ERRORS)
         self._scripts = {name: self.client.register_script(source(name)) for name in NAMES}
         self._closed = False
         self._hot: dict[str, bool] = {}  # runner -> its last claim got work
@@ -103,34 +105,39 @@ class RedisBackend(Backend):
         return self.prefix + ":".join(parts)
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
-        """Run ``fn``, retrying connection faults with backoff until the budget ends."""
+        """Run ``fn`` under redis-py's own Retry (exponential backoff with jitter):
+        a producer gives up after ``redis_retry_timeout_sec`` with a clear error, a
+        runner retries until Redis is back. This is the only retry layer, so every
+        recovered fault is counted (``reconnects``) and a runner reconciles."""
         deadline = None if self.runner_mode else time.monotonic() + self.retry_timeout
-        delay = 0.05
-        failed = False
-        while True:
-            try:
-                result = fn()
-                if failed:
-                    self.reconnects += 1
-                    log.warning("Redis at %s is reachable again", self.safe_url)
-                return result
-            except redis.AuthenticationError as exc:
+        failed = []
+
+        def on_failure(exc: Exception) -> None:
+            if isinstance(exc, redis.AuthenticationError):  # a ConnectionError, but final
+                raise exc
+            if deadline is not None and time.monotonic() > deadline:
                 raise BackendUnavailableError(
-                    f"Redis at {self.safe_url} refused the credentials while trying to {what}: "
-                    f"{exc}. Check redis_url's user and password (or redis_username / "
-                    "redis_password)") from None
-            except redis.ResponseError as exc:
-                raise self._map_error(exc) from None
-            except _CONN_ERRORS as exc:
-                if deadline is not None and time.monotonic() + delay > deadline:
-                    raise BackendUnavailableError(
-                        f"Redis at {self.safe_url} is unreachable (tried to {what} for "
-                        f"{self.retry_timeout:g}s): {exc}. Start redis-server there, or fix "
-                        "redis_url") from None
-                failed = True
-                log.warning("Redis at %s: %s; retrying %s in %.2fs", self.safe_url, exc, what, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0) * (0.75 + random.random() / 2)
+                    f"Redis at {self.safe_url} is unreachable (tried to {what} for "
+                    f"{self.retry_timeout:g}s): {exc}. Start redis-server there, or fix "
+                    "redis_url") from None
+            if not failed:
+                log.warning("Redis at %s: %s; retrying %s with backoff", self.safe_url, exc, what)
+            failed.append(exc)
+
+        try:
+            result = self._retry.call_with_retry(fn, on_failure)
+        except redis.AuthenticationError as exc:
+            raise BackendUnavailableError(
+                f"Redis at {self.safe_url} refused the credentials while trying to {what}: "
+                f"{exc}. Check redis_url's user and password (or redis_username / "
+                "redis_password)") from None
+        except redis.ResponseError as exc:
+            raise self._map_error(exc) from None
+        if failed:
+            self.reconnects += 1
+            log.warning("Redis at %s is reachable again after %d failures", self.safe_url,
+                        len(failed))
+        return result
 
     @staticmethod
     def _map_error(exc: redis.ResponseError) -> Exception:
