@@ -152,8 +152,29 @@ class RedisBackend(Backend):
         return exc
 
     def _script(self, name: str, args: Sequence[Any]) -> Any:
+        """EVALSHA on a pooled connection directly: scripts are the hot path, and
+        redis-py's per-command wrapping costs as much as the round trip here."""
         script = self._scripts[name]
-        return self._call(lambda: script(args=[self.prefix, *args]), name)
+        pool = self.client.connection_pool
+
+        def run() -> Any:
+            conn = pool.get_connection()
+            try:
+                conn.send_command("EVALSHA", script.sha, 0, self.prefix, *args)
+                reply = conn.read_response()
+            except redis.exceptions.NoScriptError:  # a restarted Redis: load, then again
+                script.sha = self.client.script_load(script.script)
+                conn.send_command("EVALSHA", script.sha, 0, self.prefix, *args)
+                reply = conn.read_response()
+            except redis.ResponseError:  # a whole error reply was read: the connection is fine
+                raise
+            except BaseException:
+                conn.disconnect()  # a half-read reply must not reach the next user
+                raise
+            finally:
+                pool.release(conn)
+            return reply
+        return self._call(run, name)
 
     # -- broker ---------------------------------------------------------------------------
 
