@@ -13,7 +13,9 @@ from .builder import PynencBuilder
 from .errors import (
     BackendUnavailableError,
     ConfigError,
+    CorruptRecordError,
     CycleError,
+    InvocationNotFoundError,
     InvocationOwnershipError,
     InvocationStatusTransitionError,
     MemCompatibilityError,
@@ -55,5 +57,6 @@ __all__ = [
     "PynencError", "ConfigError", "TaskDefinitionError", "SerializationError",
     "PayloadSignatureError", "BackendUnavailableError", "InvocationStatusTransitionError",
     "InvocationOwnershipError", "RunnerNotExecutableError", "MemCompatibilityError",
-    "TaskFailedError", "TaskTimeoutError", "CycleError", *_LAZY,
+    "TaskFailedError", "TaskTimeoutError", "CycleError", "InvocationNotFoundError",
+    "CorruptRecordError", *_LAZY,
 ]

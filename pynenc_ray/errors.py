@@ -65,6 +65,28 @@ class CycleError(PynencError):
     """A task waited on its own invocation, or on one that (transitively) waits on it."""
 
 
+class InvocationNotFoundError(PynencError, KeyError):
+    """An invocation's record is not in the backend: never submitted to this app,
+    expired after ``result_ttl_sec``, or lost (a Redis flushed or restarted
+    without persistence). Also a ``KeyError``, for code that caught that."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class CorruptRecordError(PynencError):
+    """A stored record cannot be read: a key of the wrong type, an unknown status,
+    a field that does not parse. Only that invocation is affected; it is failed
+    or set aside (``status`` lists it) and everything else goes on."""
+
+    def __init__(self, invocation_id: str, problem: str):
+        super().__init__(
+            f"invocation {invocation_id}: its stored record is corrupt ({problem}); it was "
+            "set aside and will not run. Submit the call again; look for whatever writes "
+            "to this app's Redis keys besides pynenc-ray")
+        self.invocation_id, self.problem = invocation_id, problem
+
+
 __all__ = [
     "PynencError",
     "ConfigError",
@@ -79,4 +101,6 @@ __all__ = [
     "TaskFailedError",
     "TaskTimeoutError",
     "CycleError",
+    "InvocationNotFoundError",
+    "CorruptRecordError",
 ]

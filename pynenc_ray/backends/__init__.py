@@ -18,7 +18,7 @@ def build_backend(config: "EffectiveConfig") -> Backend:
         return RedisBackend(config.settings)
     from .memory import MemoryBackend
 
-    return MemoryBackend(config.settings.app_id)
+    return MemoryBackend(config.settings.app_id, config.settings.result_ttl_sec)
 
 
 __all__ = ["Backend", "Claimed", "HistoryEntry", "InvocationRecord", "NewInvocation", "build_backend"]

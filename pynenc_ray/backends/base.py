@@ -27,7 +27,7 @@ class Claimed:
     task_id: str
     args: bytes
     retries: int
-    reroutes: int
+    deaths: int  # hand-backs because its worker died (what max_reroutes counts)
     started: bool = False  # claimed with start=True: already RUNNING
 
 
@@ -47,7 +47,8 @@ class InvocationRecord:
     status: InvocationStatus
     owner: str | None = None
     retries: int = 0
-    reroutes: int = 0
+    reroutes: int = 0  # every hand-back, clean or not
+    deaths: int = 0  # hand-backs because its worker died
     parent_id: str | None = None
     result: bytes | None = None  # SUCCESS payload
     error: bytes | None = None  # FAILED payload (JSON error document)
@@ -59,7 +60,6 @@ class Backend(abc.ABC):
     many processes). Status changes go through ``status.check_transition``."""
 
     shared: bool = False  # True when other processes see the same data
-    runner_mode: bool = False  # set by runners: connection faults are retried forever
 
     # -- broker -----------------------------------------------------------------------
 
@@ -107,9 +107,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
-                      ) -> list[str]:
+                      *, died: bool = False) -> list[str]:
         """Take back what ``owner`` holds (or just ``invocation_ids`` of it): REROUTED
-        and re-queued. ``by`` is the runner doing it (recovery when it is not owner)."""
+        and re-queued. ``by`` is the runner doing it (recovery when it is not owner).
+        ``died``: the worker holding them died, which counts toward ``max_reroutes``;
+        a clean hand-back (shutdown, reconcile) does not."""
 
     @abc.abstractmethod
     def owned_by(self, runner_id: str) -> set[str]:
@@ -187,6 +189,18 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def waiting_on(self, invocation_id: str) -> list[str]: ...
+
+    def waiting_on_many(self, invocation_ids: Sequence[str]) -> dict[str, list[str]]:
+        """What each of these waits on (a shared backend reads them in one round trip)."""
+        return {i: self.waiting_on(i) for i in invocation_ids}
+
+    @abc.abstractmethod
+    def missing(self, invocation_ids: Sequence[str]) -> list[str]:
+        """The ids among these with no record at all (never stored, expired, lost)."""
+
+    def corrupt(self) -> dict[str, str]:
+        """Invocations whose records were set aside as unreadable: id -> why."""
+        return {}
 
     def close(self) -> None:
         """Release connections and threads."""

@@ -3,7 +3,8 @@
 Claims and result waits block on conditions of that lock and are woken by the
 write they wait for; nothing spins. Other processes cannot see it, so only
 runners that execute in this process (ThreadRunner, local-mode
-MultiThreadRunner) can run on it.
+MultiThreadRunner) can run on it. Finished records are pruned once they are
+older than ``result_ttl_sec``, as Redis expires them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 import time
 from typing import Any, Iterable, Iterator, Sequence
 
+from ..errors import InvocationNotFoundError
 from ..status import CLAIMABLE, FINAL, OWNED, InvocationStatus, Verdict, check_transition
 from .base import Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
 
@@ -24,8 +26,9 @@ log_name = "pynenc_ray.backends.memory"
 class MemoryBackend(Backend):
     shared = False
 
-    def __init__(self, app_id: str = "pynenc"):
-        self.app_id = app_id
+    def __init__(self, app_id: str = "pynenc", ttl_sec: float = 86400):
+        self.app_id, self.ttl_sec = app_id, ttl_sec
+        self._next_prune = time.monotonic() + self._prune_every()
         self._lock = threading.RLock()
         self._queued = threading.Condition(self._lock)  # notified on push
         self._finals = threading.Condition(self._lock)  # notified on a final status
@@ -36,6 +39,7 @@ class MemoryBackend(Backend):
         self._runners: dict[str, dict[str, Any]] = {}
         self._waits: dict[str, list[str]] = {}
         self._final_log: list[str] = []  # ids in the order they became final
+        self._final_base = 0  # entries dropped from the head of _final_log by pruning
 
     # -- helpers (lock held) -------------------------------------------------------------
 
@@ -65,10 +69,32 @@ class MemoryBackend(Backend):
 
     # -- broker ------------------------------------------------------------------------
 
+    def _prune_every(self) -> float:
+        return min(max(self.ttl_sec / 10, 0.5), 600.0)
+
+    def _prune(self) -> None:
+        """Drop finished records older than ttl_sec (lock held), and the final-log
+        entries before the first one still kept."""
+        self._next_prune = time.monotonic() + self._prune_every()
+        cutoff = time.time() - self.ttl_sec
+        old = [i for i, r in self._records.items()
+               if r.status in FINAL and r.history and r.history[-1].timestamp < cutoff]
+        for inv_id in old:
+            del self._records[inv_id]
+            self._waits.pop(inv_id, None)
+        drop = 0
+        while drop < len(self._final_log) and self._final_log[drop] not in self._records:
+            drop += 1
+        if drop:
+            del self._final_log[:drop]
+            self._final_base += drop
+
     def enqueue(self, calls: Sequence[NewInvocation], runner_id: str, worker: str,
                 push: bool = True) -> None:
         now = time.time()
         with self._lock:
+            if time.monotonic() >= self._next_prune:
+                self._prune()
             for c in calls:
                 rec = InvocationRecord(c.invocation_id, c.task_id, c.args, S.REGISTERED,
                                        parent_id=c.parent_id,
@@ -94,7 +120,7 @@ class MemoryBackend(Backend):
                     if start:
                         self._set(rec, S.RUNNING, runner_id, worker, runner_id)
                     out.append(Claimed(rec.invocation_id, rec.task_id, rec.args,
-                                       rec.retries, rec.reroutes, start))
+                                       rec.retries, rec.deaths, start))
                 left = deadline - time.monotonic()
                 if out or left <= 0:
                     return out
@@ -109,7 +135,10 @@ class MemoryBackend(Backend):
     def _record(self, invocation_id: str) -> InvocationRecord:
         rec = self._records.get(invocation_id)
         if rec is None:
-            raise KeyError(f"invocation {invocation_id} is not in this backend")
+            raise InvocationNotFoundError(
+                f"invocation {invocation_id} is not in the memory backend of app "
+                f"{self.app_id!r}: never submitted in this process, or pruned after "
+                f"result_ttl_sec={self.ttl_sec:g}")
         return rec
 
     def transition(self, invocation_id: str, new: InvocationStatus, runner_id: str,
@@ -160,23 +189,23 @@ class MemoryBackend(Backend):
             rec = self._records[invocation_id]
             rec.retries += 1
             self._set(rec, S.REGISTERED, runner_id, worker, None)
-            if not push:
-                pass
-            elif delay_sec > 0:
+            if push and delay_sec > 0:
                 heapq.heappush(self._delayed, (time.time() + delay_sec, invocation_id))
                 self._queued.notify()
-            else:
+            elif push:
                 self._push(invocation_id)
             return True
 
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
-                      ) -> list[str]:
+                      *, died: bool = False) -> list[str]:
+        worker = "died" if died else ("stop" if by == owner else "hand-back")
         with self._lock:
             held = self._owned.get(owner, set())
             ids = list(held if invocation_ids is None else held.intersection(invocation_ids))
             for inv_id in ids:
-                self.transition(inv_id, S.REROUTED, by, "recovery" if by != owner else "stop",
-                                recovery=by != owner)
+                self.transition(inv_id, S.REROUTED, by, worker, recovery=by != owner)
+                if died:
+                    self._records[inv_id].deaths += 1
             return ids
 
     def owned_by(self, runner_id: str) -> set[str]:
@@ -201,7 +230,7 @@ class MemoryBackend(Backend):
             cutoff = time.time() - dead_after_sec
             for runner_id, info in list(self._runners.items()):
                 if runner_id != checker_id and info["last_seen"] < cutoff:
-                    out += self.reroute_owned(runner_id, checker_id)
+                    out += self.reroute_owned(runner_id, checker_id, died=True)
                     del self._runners[runner_id]
         return out
 
@@ -244,7 +273,7 @@ class MemoryBackend(Backend):
         want = set(invocation_ids)
         with self._lock:
             done = {i: result(r) for i in want if (r := self._record(i)).status in FINAL}
-            pos = len(self._final_log)
+            pos = self._final_base + len(self._final_log)
         while True:
             if done:
                 want.difference_update(done)
@@ -252,9 +281,13 @@ class MemoryBackend(Backend):
             if not want:
                 return
             with self._lock:
-                while pos == len(self._final_log):
+                while pos == self._final_base + len(self._final_log):
                     self._finals.wait(1.0)
-                new, pos = self._final_log[pos:], len(self._final_log)
+                if pos < self._final_base:  # pruned past us: look at each one again
+                    new = [i for i in want if self._record(i).status in FINAL]
+                else:
+                    new = self._final_log[pos - self._final_base:]
+                pos = self._final_base + len(self._final_log)
                 done = {i: result(self._records[i]) for i in new if i in want}
 
     def wait_final(self, invocation_ids: Sequence[str], timeout: float | None) -> bool:
@@ -266,7 +299,7 @@ class MemoryBackend(Backend):
                 if left is not None and left <= 0:
                     return False
                 self._finals.wait(left)
-                pending = [i for i in pending if self._records[i].status not in FINAL]
+                pending = [i for i in pending if self._record(i).status not in FINAL]
             return True
 
     def history(self, invocation_id: str) -> list[HistoryEntry]:
@@ -283,7 +316,7 @@ class MemoryBackend(Backend):
         with self._lock:
             recs = [r for r in self._records.values() if r.history and r.history[0].timestamp >= since]
             return [InvocationRecord(r.invocation_id, r.task_id, b"", r.status, r.owner, r.retries,
-                                     r.reroutes, r.parent_id, history=list(r.history))
+                                     r.reroutes, r.deaths, r.parent_id, history=list(r.history))
                     for r in recs]
 
     def set_waiting(self, waiter_id: str, awaited: Sequence[str]) -> None:
@@ -296,6 +329,10 @@ class MemoryBackend(Backend):
     def waiting_on(self, invocation_id: str) -> list[str]:
         with self._lock:
             return list(self._waits.get(invocation_id, ()))
+
+    def missing(self, invocation_ids: Sequence[str]) -> list[str]:
+        with self._lock:
+            return [i for i in invocation_ids if i not in self._records]
 
 
 def _log_drop(invocation_id: str, rec: InvocationRecord, new: InvocationStatus, by: str) -> None:

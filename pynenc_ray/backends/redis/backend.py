@@ -10,6 +10,7 @@ process. Connection faults are retried with backoff: for a producer up to
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -23,18 +24,38 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from ...errors import BackendUnavailableError, InvocationOwnershipError, InvocationStatusTransitionError
+from ...errors import (
+    BackendUnavailableError,
+    CorruptRecordError,
+    InvocationNotFoundError,
+    InvocationOwnershipError,
+    InvocationStatusTransitionError,
+)
+from ...serializer import error_to_payload
 from ...status import FINAL, OWNED, InvocationStatus
+from .. import patience
 from ..base import Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
 from .scripts import NAMES, source
 
 log = logging.getLogger("pynenc_ray.backends.redis")
 S = InvocationStatus
 T = TypeVar("T")
-_CONN_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+# what a connection fault looks like, handshake and socket errors included
+_CONN_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
+OUTAGE_LOG_EVERY_SEC = 30.0  # while Redis stays unreachable, say so this often
+SOCKET_TIMEOUT_SEC = 5.0  # a frozen Redis is a fault after this long, not a hang
+MAX_BLOCK_SEC = 2.0  # a blocking pop never outlasts the socket timeout
+MIN_REDIS = (6, 2)  # LPOP with a count, BLMOVE
 _ENQUEUE_CHUNK = 1000
 _READ_CHUNK = 500
 _LISTENER_START = threading.Lock()
+_EXITING = False  # set at interpreter exit: listeners stop quietly
+
+
+@atexit.register
+def _exiting() -> None:
+    global _EXITING
+    _EXITING = True
 
 
 class _BoundedSet:
@@ -65,6 +86,19 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
 
 
+def _status(invocation_id: str, raw: Any) -> InvocationStatus:
+    """A stored status, checked: untrusted bytes become a CorruptRecordError."""
+    try:
+        return S(raw.decode())
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        raise CorruptRecordError(invocation_id, f"unknown status {bytes(raw)[:40]!r}") from None
+
+
+def _corrupt_payload(exc: CorruptRecordError) -> tuple[InvocationStatus, bytes]:
+    """What a reader of results gets for a record it cannot read: a failure."""
+    return S.FAILED, error_to_payload(exc)
+
+
 class RedisBackend(Backend):
     shared = True
 
@@ -74,12 +108,12 @@ class RedisBackend(Backend):
         self.safe_url = mask_url(settings.redis_url)
         self.retry_timeout = settings.redis_retry_timeout_sec
         self.ttl = int(settings.result_ttl_sec)
-        self.runner_mode = False  # set by a running runner: retry connection faults forever
         kwargs: dict[str, Any] = {
             # no retry inside redis-py: _call is the one retry layer, so a script whose
             # reply was lost is seen (reconnects, then reconcile) rather than re-run blindly
             "retry": Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.02), 0),
             "socket_connect_timeout": 2.0,
+            "socket_timeout": SOCKET_TIMEOUT_SEC,
             "socket_keepalive": True,
             "health_check_interval": 30,
         }
@@ -98,6 +132,10 @@ class RedisBackend(Backend):
         self._hot: dict[str, bool] = {}  # runner -> its last claim got work
         self._promoted: dict[str, float] = {}  # runner -> when it last ran the claim script
         self._listener_pid: int | None = None
+        self._outage_lock = threading.Lock()
+        self._outage_since: float | None = None  # monotonic time of the first fault
+        self._outage_logged = 0.0
+        self._server_checked = False
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -105,24 +143,31 @@ class RedisBackend(Backend):
         return self.prefix + ":".join(parts)
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
-        """Run ``fn`` under redis-py's own Retry (exponential backoff with jitter):
-        a producer gives up after ``redis_retry_timeout_sec`` with a clear error, a
-        runner retries until Redis is back. This is the only retry layer, so every
-        recovered fault is counted (``reconnects``) and a runner reconciles."""
-        deadline = None if self.runner_mode else time.monotonic() + self.retry_timeout
+        """Run ``fn`` under redis-py's own Retry (exponential backoff with jitter).
+
+        A runner's threads (see ``patience``) retry until Redis is back or their
+        runner is stopping; any other caller gives up after
+        ``redis_retry_timeout_sec`` with BackendUnavailableError. This is the only
+        retry layer, so every recovered fault is counted (``reconnects``) and a
+        runner reconciles what it owns."""
+        stop = patience.runner_stop()
+        deadline = None if stop is not None else time.monotonic() + self.retry_timeout
         failed = []
 
         def on_failure(exc: Exception) -> None:
             if isinstance(exc, redis.AuthenticationError):  # a ConnectionError, but final
                 raise exc
+            if stop is not None and stop.is_set():
+                raise BackendUnavailableError(
+                    f"Redis at {self.safe_url} is unreachable and the runner is stopping; "
+                    f"gave up trying to {what}: {exc}") from None
             if deadline is not None and time.monotonic() > deadline:
                 raise BackendUnavailableError(
                     f"Redis at {self.safe_url} is unreachable (tried to {what} for "
                     f"{self.retry_timeout:g}s): {exc}. Start redis-server there, or fix "
                     "redis_url") from None
-            if not failed:
-                log.warning("Redis at %s: %s; retrying %s with backoff", self.safe_url, exc, what)
             failed.append(exc)
+            self._note_fault(exc, what)
 
         try:
             result = self._retry.call_with_retry(fn, on_failure)
@@ -135,9 +180,41 @@ class RedisBackend(Backend):
             raise self._map_error(exc) from None
         if failed:
             self.reconnects += 1
-            log.warning("Redis at %s is reachable again after %d failures", self.safe_url,
-                        len(failed))
+            self._note_recovery()
         return result
+
+    def _note_fault(self, exc: Exception, what: str) -> None:
+        """Log an outage when it starts and every OUTAGE_LOG_EVERY_SEC while it
+        lasts, once for the whole backend (not once per waiting thread)."""
+        now = time.monotonic()
+        with self._outage_lock:
+            if self._outage_since is None:
+                self._outage_since = self._outage_logged = now
+                log.warning("Redis at %s is unreachable (%s); retrying %s with backoff",
+                            self.safe_url, exc, what)
+            elif now - self._outage_logged >= OUTAGE_LOG_EVERY_SEC:
+                self._outage_logged = now
+                log.warning("Redis at %s is still unreachable after %.0fs (%s); still "
+                            "retrying", self.safe_url, now - self._outage_since, exc)
+
+    def _note_recovery(self) -> None:
+        with self._outage_lock:
+            if self._outage_since is not None:
+                log.warning("Redis at %s is reachable again after %.1fs", self.safe_url,
+                            time.monotonic() - self._outage_since)
+                self._outage_since = None
+
+    def _check_server(self) -> None:
+        """Once per backend: refuse a Redis too old for the scripts, clearly."""
+        info = self._call(lambda: self.client.info("server"), "read the server version")
+        version = str(info.get("redis_version", "0"))
+        parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+        if parts < MIN_REDIS:
+            raise BackendUnavailableError(
+                f"Redis at {self.safe_url} is version {version}; pynenc-ray needs Redis "
+                f"{'.'.join(map(str, MIN_REDIS))} or newer (LPOP with a count, BLMOVE). "
+                "Upgrade the server")
+        self._server_checked = True
 
     @staticmethod
     def _map_error(exc: redis.ResponseError) -> Exception:
@@ -154,17 +231,19 @@ class RedisBackend(Backend):
     def _script(self, name: str, args: Sequence[Any]) -> Any:
         """EVALSHA on a pooled connection directly: scripts are the hot path, and
         redis-py's per-command wrapping costs as much as the round trip here."""
+        if not self._server_checked:
+            self._check_server()
         script = self._scripts[name]
         pool = self.client.connection_pool
 
         def run() -> Any:
             conn = pool.get_connection()
             try:
-                conn.send_command("EVALSHA", script.sha, 0, self.prefix, *args)
+                conn.send_command("EVALSHA", script.sha, 0, self.prefix, self.ttl, *args)
                 reply = conn.read_response()
             except redis.exceptions.NoScriptError:  # a restarted Redis: load, then again
                 script.sha = self.client.script_load(script.script)
-                conn.send_command("EVALSHA", script.sha, 0, self.prefix, *args)
+                conn.send_command("EVALSHA", script.sha, 0, self.prefix, self.ttl, *args)
                 reply = conn.read_response()
             except redis.ResponseError:  # a whole error reply was read: the connection is fine
                 raise
@@ -182,7 +261,8 @@ class RedisBackend(Backend):
                 push: bool = True) -> None:
         self._ensure_listener()  # subscribed before any of these can become final
         with self._cv:
-            self._mine.add_all(c.invocation_id for c in calls)
+            if self._subscribed.is_set():  # else their finals could pass unheard
+                self._mine.add_all(c.invocation_id for c in calls)
         now = repr(time.time())
         for start in range(0, len(calls), _ENQUEUE_CHUNK):
             args: list[Any] = [runner_id, worker, now, "1" if push else "0"]
@@ -203,8 +283,9 @@ class RedisBackend(Backend):
             self._promoted[runner_id] = now
             flat = self._script("claim", args)
         if not flat and timeout > 0:
+            block = min(timeout, MAX_BLOCK_SEC)
             moved = self._call(lambda: self.client.blmove(
-                self._k("queue"), self._k("inflight", runner_id), timeout, "LEFT", "RIGHT"),
+                self._k("queue"), self._k("inflight", runner_id), block, "LEFT", "RIGHT"),
                 "wait for work")
             if moved is None:
                 return []
@@ -232,7 +313,7 @@ class RedisBackend(Backend):
 
     def finish_many(self, items: Sequence[tuple[str, InvocationStatus, bytes, str]],
                     runner_id: str) -> list[bool]:
-        args: list[Any] = [runner_id, repr(time.time()), self.ttl]
+        args: list[Any] = [runner_id, repr(time.time())]
         for inv_id, status, payload, worker in items:
             args += [inv_id, status.value, payload, worker]
         res = self._script("finish", args)
@@ -253,12 +334,13 @@ class RedisBackend(Backend):
         return True
 
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
-                      ) -> list[str]:
-        worker = "stop" if by == owner else "recovery"
+                      *, died: bool = False) -> list[str]:
+        worker = "died" if died else ("stop" if by == owner else "hand-back")
         ids = list(invocation_ids) if invocation_ids is not None else []
         if invocation_ids is not None and not ids:
             return []
-        res = self._script("reroute", [owner, by, worker, repr(time.time()), *ids])
+        res = self._script("reroute", [owner, by, worker, repr(time.time()), "1" if died else "0",
+                                       *ids])
         return [r.decode() for r in res]
 
     def owned_by(self, runner_id: str) -> set[str]:
@@ -290,56 +372,115 @@ class RedisBackend(Backend):
     def recover_dead(self, checker_id: str, dead_after_sec: float) -> list[str]:
         lease_ms = int(max(1000, dead_after_sec * 500))
         res = self._script("recover", [checker_id, repr(float(dead_after_sec)), lease_ms,
-                                       repr(time.time()), self.ttl])
+                                       repr(time.time())])
         return [r.decode() for r in res]
 
     # -- state -------------------------------------------------------------------------------
 
+    def _read(self, fn: Callable[[Any], None], ids: Sequence[str], what: str) -> list[Any]:
+        """One pipelined read, a command per id; a reply that is an error (a key
+        of the wrong type) comes back as a CorruptRecordError for its id."""
+        def read() -> list:
+            pipe = self.client.pipeline(transaction=False)
+            for i in ids:
+                fn(pipe, self._k("inv", i))
+            return pipe.execute(raise_on_error=False)
+        out = []
+        for inv_id, reply in zip(ids, self._call(read, what)):
+            if isinstance(reply, redis.ResponseError):
+                if "WRONGTYPE" not in str(reply):
+                    raise self._map_error(reply)
+                reply = CorruptRecordError(inv_id, "the key is not a hash")
+            out.append(reply)
+        return out
+
     def get(self, invocation_id: str) -> InvocationRecord | None:
-        h = self._call(lambda: self.client.hgetall(self._k("inv", invocation_id)),
-                       "read an invocation")
+        """The whole record; CorruptRecordError when it does not parse."""
+        [h] = self._read(lambda p, k: p.hgetall(k), [invocation_id], "read an invocation")
+        if isinstance(h, Exception):
+            raise h
         if not h:
             return None
         s = {k.decode(): v for k, v in h.items()}
-        status = S(s["status"].decode())
-        owner = s.get("owner", b"").decode() or None
-        return InvocationRecord(
-            invocation_id, s["task"].decode(), s["args"], status,
-            owner=owner if status in OWNED else None,
-            retries=int(s.get("retries", 0)), reroutes=int(s.get("reroutes", 0)),
-            parent_id=s.get("parent", b"").decode() or None,
-            result=s.get("result"), error=s.get("error"),
-            history=_history([s[f"h{i}"] for i in range(int(s.get("hn", 0))) if f"h{i}" in s]))
+        status = _status(invocation_id, s.get("status"))
+        try:
+            owner = s.get("owner", b"").decode() or None
+            return InvocationRecord(
+                invocation_id, s["task"].decode(), s["args"], status,
+                owner=owner if status in OWNED else None,
+                retries=int(s.get("retries", 0)), reroutes=int(s.get("reroutes", 0)),
+                deaths=int(s.get("deaths", 0)),
+                parent_id=s.get("parent", b"").decode() or None,
+                result=s.get("result"), error=s.get("error"),
+                history=_history(invocation_id, [s[f"h{i}"] for i in range(int(s.get("hn", 0)))
+                                                 if f"h{i}" in s]))
+        except (KeyError, ValueError, UnicodeDecodeError) as exc:
+            raise CorruptRecordError(invocation_id, f"a field does not parse: {exc!r}") from None
 
     def status(self, invocation_id: str) -> InvocationStatus | None:
-        raw = self._call(lambda: self.client.hget(self._k("inv", invocation_id), "status"),
-                         "read a status")
-        return S(raw.decode()) if raw else None
+        [raw] = self._read(lambda p, k: p.hget(k, "status"), [invocation_id], "read a status")
+        if isinstance(raw, Exception):
+            raise raw
+        return _status(invocation_id, raw) if raw else None
 
     def statuses(self, invocation_ids: Sequence[str]) -> list[InvocationStatus | None]:
-        def read() -> list:
-            pipe = self.client.pipeline(transaction=False)
-            for i in invocation_ids:
-                pipe.hget(self._k("inv", i), "status")
-            return pipe.execute()
-        return [S(r.decode()) if r else None for r in self._call(read, "read statuses")]
+        """Statuses in one round trip; a corrupt record reads as FAILED (a step that
+        touches it fails it in place, and its result read raises the reason)."""
+        out: list[InvocationStatus | None] = []
+        for inv_id, raw in zip(invocation_ids, self._read(
+                lambda p, k: p.hget(k, "status"), invocation_ids, "read statuses")):
+            if isinstance(raw, Exception) or not raw:
+                out.append(S.FAILED if raw else None)
+                continue
+            try:
+                out.append(_status(inv_id, raw))
+            except CorruptRecordError:
+                out.append(S.FAILED)
+        return out
 
     def final_results(self, invocation_ids: Sequence[str]
                       ) -> dict[str, tuple[InvocationStatus, bytes]]:
+        """(status, payload) of the final ones; a corrupt record is reported as a
+        failure carrying CorruptRecordError, so a waiter gets an answer."""
         out: dict[str, tuple[InvocationStatus, bytes]] = {}
         for start in range(0, len(invocation_ids), _READ_CHUNK):
             chunk = invocation_ids[start:start + _READ_CHUNK]
-
-            def read(chunk: Sequence[str] = chunk) -> list:
-                pipe = self.client.pipeline(transaction=False)
-                for i in chunk:
-                    pipe.hmget(self._k("inv", i), "status", "result", "error")
-                return pipe.execute()
-            for inv_id, (st, result, error) in zip(chunk, self._call(read, "read results")):
-                if st is not None and S(st.decode()) in FINAL:
-                    status = S(st.decode())
-                    out[inv_id] = (status, result if status == S.SUCCESS else error)
+            replies = self._read(lambda p, k: p.hmget(k, "status", "result", "error"), chunk,
+                                 "read results")
+            for inv_id, reply in zip(chunk, replies):
+                if isinstance(reply, CorruptRecordError):
+                    out[inv_id] = _corrupt_payload(reply)
+                    continue
+                st, result, error = reply
+                if st is None:
+                    continue
+                try:
+                    status = _status(inv_id, st)
+                except CorruptRecordError as exc:
+                    out[inv_id] = _corrupt_payload(exc)
+                    continue
+                if status in FINAL:
+                    payload = result if status == S.SUCCESS else error
+                    if payload is None:
+                        payload = _corrupt_payload(CorruptRecordError(
+                            inv_id, f"it is {status} but its payload is missing"))[1]
+                    out[inv_id] = (status, payload)
         return out
+
+    def missing(self, invocation_ids: Sequence[str]) -> list[str]:
+        """The ids among these with no record at all (never stored, expired, lost)."""
+        found: list[str] = []
+        for start in range(0, len(invocation_ids), _READ_CHUNK):
+            chunk = invocation_ids[start:start + _READ_CHUNK]
+            replies = self._read(lambda p, k: p.exists(k), chunk, "check records exist")
+            found += [i for i, n in zip(chunk, replies) if n == 0]
+        return found
+
+    def _not_found(self, inv_id: str) -> InvocationNotFoundError:
+        return InvocationNotFoundError(
+            f"invocation {inv_id} is not stored in {self.safe_url} under app prefix "
+            f"{self.prefix!r}: never submitted to this app, expired after result_ttl_sec="
+            f"{self.ttl}, or lost when Redis restarted without persistence")
 
     def _final_among(self, ids: Iterable[str]) -> set[str]:
         ids = list(ids)
@@ -348,8 +489,7 @@ class RedisBackend(Backend):
             chunk = ids[start:start + _READ_CHUNK]
             for inv_id, st in zip(chunk, self.statuses(chunk)):
                 if st is None:
-                    raise KeyError(f"invocation {inv_id} is not stored in {self.safe_url} "
-                                   f"under app prefix {self.prefix!r} (expired or never submitted)")
+                    raise self._not_found(inv_id)
                 if st in FINAL:
                     done.add(inv_id)
         return done
@@ -407,6 +547,7 @@ class RedisBackend(Backend):
             first = self.final_results(known)
             if unknown and not self._vouched(unknown):
                 first.update(self.final_results(unknown))
+                self._raise_missing([i for i in unknown if i not in first])
             quiet_since = time.monotonic()
             done = first
             while True:
@@ -427,11 +568,18 @@ class RedisBackend(Backend):
                 elif time.monotonic() - quiet_since > 1.0:  # safety net, at most once a second
                     quiet_since = time.monotonic()
                     done = self.final_results(list(want))
+                    self._raise_missing([i for i in want if i not in done])
                 else:
                     done = {}
         finally:
             with self._cv:
                 self._unwatch_ids(invocation_ids)
+
+    def _raise_missing(self, ids: Sequence[str]) -> None:
+        """A record that is gone will never become final: say so rather than wait."""
+        gone = self.missing(ids) if ids else []
+        if gone:
+            raise self._not_found(gone[0])
 
     def _vouched(self, ids: Sequence[str]) -> bool:
         """True when the listener has been subscribed, without a gap, since before
@@ -453,6 +601,9 @@ class RedisBackend(Backend):
                 self._watch[i] = n
 
     def _ensure_listener(self) -> None:
+        """Start this process's result listener once and wait for its first
+        attempt: a wrong password fails here at once, an outage lets the caller
+        go on (its own call then retries or times out)."""
         if self._listener_pid == os.getpid():
             return
         with _LISTENER_START:
@@ -464,12 +615,16 @@ class RedisBackend(Backend):
             self._recent: OrderedDict[str, None] = OrderedDict()
             self._mine: _BoundedSet = _BoundedSet(self.RECENT_FINALS)
             self._epoch = 0  # subscriptions so far; >1 means a reconnect happened
-            self._subscribed = threading.Event()
+            self._subscribed = threading.Event()  # set while subscribed
+            self._settled = threading.Event()  # set once the first attempt is over
+            self._listener_error: Exception | None = None
             self._listener_pid = os.getpid()  # a forked child starts its own listener
             threading.Thread(target=self._listen, name="pynenc-redis-finals", daemon=True).start()
-        if not self._subscribed.wait(self.retry_timeout):
-            log.warning("result listener for %s is not subscribed yet; waits poll meanwhile",
-                        self.safe_url)
+        self._settled.wait(self.retry_timeout)
+        if isinstance(self._listener_error, redis.AuthenticationError):
+            raise BackendUnavailableError(
+                f"Redis at {self.safe_url} refused the credentials: {self._listener_error}. "
+                "Check redis_url's user and password (or redis_username / redis_password)")
 
     def _listen(self) -> None:
         channel = self._k("final").encode()
@@ -486,18 +641,22 @@ class RedisBackend(Backend):
                         with self._cv:
                             self._epoch += 1
                             self._cv.notify_all()  # waiters re-check what they may have missed
+                        self._listener_error = None
                         self._subscribed.set()
+                        self._settled.set()
                     elif msg["type"] == "message":
                         self._heard(msg["data"].decode().split(","))
             except Exception as exc:
-                if self._closed:
+                self._subscribed.clear()
+                if self._closed or _EXITING:
                     return
+                self._listener_error = exc
+                self._settled.set()
                 if not isinstance(exc, _CONN_ERRORS):
                     log.exception("result listener failed; restarting")
-                    time.sleep(0.5)
-                    continue
-                log.warning("result listener lost Redis at %s (%s); reconnecting", self.safe_url, exc)
-                time.sleep(0.2)
+                else:
+                    self._note_fault(exc, "listen for results")
+                time.sleep(0.5)
             finally:
                 try:
                     pubsub.close()
@@ -516,49 +675,67 @@ class RedisBackend(Backend):
             self._cv.notify_all()
 
     def history(self, invocation_id: str) -> list[HistoryEntry]:
-        return self._histories([invocation_id])[0]
+        """Its status history; CorruptRecordError when an entry does not parse."""
+        hist = self._histories([invocation_id])[0]
+        if isinstance(hist, Exception):
+            raise hist
+        return hist
 
-    def _histories(self, ids: Sequence[str]) -> list[list[HistoryEntry]]:
-        """Two pipelined round trips: each history's length, then its entries."""
-        def lengths() -> list:
-            pipe = self.client.pipeline(transaction=False)
-            for i in ids:
-                pipe.hget(self._k("inv", i), "hn")
-            return pipe.execute()
-        hns = [int(n or 0) for n in self._call(lengths, "read history lengths")]
-
-        def entries() -> list:
-            pipe = self.client.pipeline(transaction=False)
-            for i, hn in zip(ids, hns):
-                pipe.hmget(self._k("inv", i), [f"h{k}" for k in range(hn)] or ["h0"])
-            return pipe.execute()
-        return [_history([e for e in raw if e is not None])
-                for raw in self._call(entries, "read histories")]
+    def _histories(self, ids: Sequence[str]) -> list[list[HistoryEntry] | CorruptRecordError]:
+        """Two pipelined round trips: each history's length, then its entries. A
+        record that does not parse gives its CorruptRecordError in its place."""
+        hns: list[Any] = []
+        for inv_id, n in zip(ids, self._read(lambda p, k: p.hget(k, "hn"), ids,
+                                               "read history lengths")):
+            try:
+                hns.append(n if isinstance(n, Exception) else int(n or 0))
+            except ValueError:
+                hns.append(CorruptRecordError(inv_id, "history length hn is not a number"))
+        ok = [(i, hn) for i, hn in zip(ids, hns) if not isinstance(hn, Exception)]
+        length = {self._k("inv", i): hn for i, hn in ok}
+        raws = self._read(lambda p, k: p.hmget(k, [f"h{j}" for j in range(length[k])] or ["h0"]),
+                          [i for i, _ in ok], "read histories")
+        parsed: dict[str, Any] = {}
+        for (inv_id, _), raw in zip(ok, raws):
+            try:
+                parsed[inv_id] = raw if isinstance(raw, Exception) else _history(
+                    inv_id, [e for e in raw if e is not None])
+            except CorruptRecordError as exc:
+                parsed[inv_id] = exc
+        return [parsed.get(i, hn) for i, hn in zip(ids, hns)]
 
     def status_counts(self) -> dict[str, int]:
         raw = self._call(lambda: self.client.hgetall(self._k("counts")), "read status counts")
         return {k.decode(): int(v) for k, v in raw.items() if int(v) > 0}
 
+    def corrupt(self) -> dict[str, str]:
+        """Invocations whose records were set aside as corrupt: id -> why."""
+        raw = self._call(lambda: self.client.hgetall(self._k("corrupt")), "read corrupt records")
+        return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
+
     def recent(self, since: float) -> list[InvocationRecord]:
+        """Records registered since ``since``; corrupt ones are skipped (they are
+        listed by ``corrupt()``), so one bad record never hides the rest."""
         ids = [i.decode() for i in self._call(
             lambda: self.client.zrangebyscore(self._k("index"), since, "+inf"), "read the index")]
         out = []
         for start in range(0, len(ids), _READ_CHUNK):
             chunk = ids[start:start + _READ_CHUNK]
-
-            def read(chunk: list[str] = chunk) -> list:
-                pipe = self.client.pipeline(transaction=False)
-                for i in chunk:
-                    pipe.hmget(self._k("inv", i), "task", "status", "retries", "reroutes")
-                return pipe.execute()
-            res = self._call(read, "read recent invocations")
+            res = self._read(lambda p, k: p.hmget(k, "task", "status", "retries", "reroutes"),
+                             chunk, "read recent invocations")
             hists = self._histories(chunk)
-            for inv_id, (task, st, retries, reroutes), hist in zip(chunk, res, hists):
+            for inv_id, reply, hist in zip(chunk, res, hists):
+                if isinstance(reply, Exception) or isinstance(hist, Exception):
+                    continue
+                task, st, retries, reroutes = reply
                 if st is None:
                     continue  # expired
-                out.append(InvocationRecord(inv_id, task.decode(), b"", S(st.decode()),
-                                            retries=int(retries or 0), reroutes=int(reroutes or 0),
-                                            history=hist))
+                try:
+                    out.append(InvocationRecord(
+                        inv_id, task.decode(), b"", _status(inv_id, st),
+                        retries=int(retries or 0), reroutes=int(reroutes or 0), history=hist))
+                except (CorruptRecordError, ValueError, AttributeError, UnicodeDecodeError):
+                    continue
         return out
 
     def set_waiting(self, waiter_id: str, awaited: Sequence[str]) -> None:
@@ -573,18 +750,31 @@ class RedisBackend(Backend):
         self._call(write, "record a wait")
 
     def waiting_on(self, invocation_id: str) -> list[str]:
-        raw = self._call(lambda: self.client.smembers(self._k("waits", invocation_id)),
-                         "read a wait")
-        return [r.decode() for r in raw]
+        return self.waiting_on_many([invocation_id])[invocation_id]
+
+    def waiting_on_many(self, invocation_ids: Sequence[str]) -> dict[str, list[str]]:
+        """What each of these waits on, in one round trip."""
+        def read() -> list:
+            pipe = self.client.pipeline(transaction=False)
+            for i in invocation_ids:
+                pipe.smembers(self._k("waits", i))
+            return pipe.execute()
+        raw = self._call(read, "read waits")
+        return {i: [r.decode() for r in members] for i, members in zip(invocation_ids, raw)}
 
     def close(self) -> None:
         self._closed = True
         self.client.close()
 
 
-def _history(raw: list[bytes]) -> list[HistoryEntry]:
+def _history(invocation_id: str, raw: list[bytes]) -> list[HistoryEntry]:
+    """Parse stored history entries; untrusted, so any fault is a CorruptRecordError."""
     out = []
-    for item in raw:
-        status, runner, worker, ts = json.loads(item)
-        out.append(HistoryEntry(S(status), runner, worker, float(ts)))
+    for n, item in enumerate(raw):
+        try:
+            status, runner, worker, ts = json.loads(item)
+            out.append(HistoryEntry(S(status), str(runner), str(worker), float(ts)))
+        except (ValueError, TypeError, UnicodeDecodeError):
+            raise CorruptRecordError(invocation_id, f"history entry {n} does not parse: "
+                                     f"{bytes(item)[:60]!r}") from None
     return out

@@ -1,14 +1,14 @@
 -- enqueue: store each call as REGISTERED and (if push = 1) append them to the
 -- queue. One HSET per call; the queue and the index get one command per batch.
 -- An id already stored is left alone: a retried enqueue never resets a record.
--- ARGV: prefix, runner, worker, now, push, then (id, task, args, parent) per call.
-local runner, worker, now, push = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+-- ARGV[3..]: runner, worker, now, push, then (id, task, args, parent) per call.
+local runner, worker, now, push = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local ids, index = {}, {}
 local h0 = entry('REGISTERED', runner, worker, now)
-for i = 6, #ARGV, 4 do
+for i = 7, #ARGV, 4 do
   local id = ARGV[i]
   if redis.call('EXISTS', ikey(id)) == 0 then
-    if ARGV[i + 3] == '' then  -- retries and reroutes read as 0 until set
+    if ARGV[i + 3] == '' then  -- retries, reroutes and deaths read as 0 until set
       redis.call('HSET', ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2],
         'status', 'REGISTERED', 'h0', h0, 'hn', 1)
     else
@@ -24,5 +24,5 @@ if #ids == 0 then return 0 end
 if push == '1' then push_all('RPUSH', P .. 'queue', ids) end
 push_all('ZADD', P .. 'index', index)
 count('REGISTERED', #ids)
-flush_counts()
+commit()
 return #ids

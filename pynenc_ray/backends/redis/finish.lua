@@ -1,19 +1,21 @@
 -- finish: for each invocation, store the result (SUCCESS) or error (FAILED)
 -- with the final status at once, release it, and start its TTL. The first final
--- write wins: a late one from a former owner is dropped. Every item is checked
--- before anything is written (a refused move raises with nothing half-done);
--- one PUBLISH wakes the waiters of the whole batch.
--- ARGV: prefix, runner, now, ttl_sec, then (id, status, payload, worker) per invocation.
+-- write wins: a late one from a former owner is dropped. Every item is read and
+-- checked before anything is written (a refused move raises with nothing
+-- half-done); a corrupt record is failed in place and reported as dropped. One
+-- PUBLISH wakes the waiters of the whole batch.
+-- ARGV[3..]: runner, now, then (id, status, payload, worker) per invocation.
 -- Returns 'OK' or 'DROP' per invocation, in order.
-local runner, now, ttl = ARGV[2], ARGV[3], ARGV[4]
-local out, done, rows = {}, {}, {}
+local runner, now = ARGV[3], ARGV[4]
+local out, done, rows, bad = {}, {}, {}, {}
 for i = 5, #ARGV, 4 do
   local id, new = ARGV[i], ARGV[i + 1]
-  local cur, owner, hn = unpack(redis.call('HMGET', ikey(id), 'status', 'owner', 'hn'))
-  if cur and check(id, cur, new, owner, runner, false) == 'APPLY' then
-    rows[#rows + 1] = {i, cur, hn}
+  local v, why = read(id)
+  if v and check(id, v[1], new, v[2], runner, false) == 'APPLY' then
+    rows[#rows + 1] = {i, v[1], v[3]}
     out[#out + 1] = 'OK'
   else
+    if why then bad[#bad + 1] = {id, why} end
     out[#out + 1] = 'DROP'
   end
 end
@@ -22,12 +24,11 @@ for _, row in ipairs(rows) do
   local id, new, payload, worker = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   move(id, hn, cur, {new}, runner, worker, now, nil,
     {new == 'SUCCESS' and 'result' or 'error', payload})
-  redis.call('EXPIRE', ikey(id), ttl)
+  redis.call('EXPIRE', ikey(id), TTL)
   done[#done + 1] = id
+  finals[#finals + 1] = id
 end
-if #done > 0 then
-  push_all('SREM', P .. 'owned:' .. runner, done)
-  redis.call('PUBLISH', P .. 'final', table.concat(done, ','))
-end
-flush_counts()
+for _, b in ipairs(bad) do fail_corrupt(b[1], b[2], 'RUNNING', runner, runner, now) end
+if #done > 0 then push_all('SREM', P .. 'owned:' .. runner, done) end
+commit()
 return out

@@ -1,8 +1,8 @@
 -- heartbeat: a runner says it is alive, on the server's clock so that hosts
 -- with skewed clocks agree on who is dead.
--- ARGV: prefix, runner, info_json.
+-- ARGV[3..]: runner, info_json.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-redis.call('HSET', P .. 'runners', ARGV[2], ARGV[3])
-redis.call('ZADD', P .. 'beats', now, ARGV[2])
+redis.call('HSET', P .. 'runners', ARGV[3], ARGV[4])
+redis.call('ZADD', P .. 'beats', now, ARGV[3])
 return tostring(now)

@@ -1,11 +1,18 @@
 -- Shared by every script (prepended when the scripts are loaded).
 --
--- Every script takes the key prefix "pynenc:<app_id>:" as ARGV[1]. Keys under it:
+-- Every script takes the key prefix "pynenc:<app_id>:" as ARGV[1] and the
+-- record lifetime result_ttl_sec as ARGV[2]; its own arguments start at ARGV[3].
+-- Keys under the prefix:
 --   inv:<id>         HASH  task, args, status, owner (meaningful while PENDING,
---                          RUNNING or PAUSED), retries, reroutes, parent, result,
---                          error, and the status history: hn entries h0 .. h<hn-1>,
---                          each JSON [status, runner_id, worker, timestamp]. One
---                          HSET moves the status and appends its history entry.
+--                          RUNNING or PAUSED), retries, reroutes (every hand-back),
+--                          deaths (hand-backs because the worker died: what
+--                          max_reroutes counts), parent, result, error, and the
+--                          status history: hn entries h0 .. h<hn-1>, each JSON
+--                          [status, runner_id, worker, timestamp]. One HSET moves
+--                          the status and appends its history entry.
+--   corrupt:<id>     any   a record that could not be read, renamed aside for
+--                          inspection (expires after result_ttl_sec)
+--   corrupt          HASH  id -> why its record was set aside (what `status` lists)
 --   waits:<id>       SET   invocations that <id> is waiting on (cycle detection)
 --   queue            LIST  ids to run, oldest at the head
 --   delayed          ZSET  ids of retries waiting for their delay, scored by due time
@@ -13,16 +20,24 @@
 --   owned:<run>      SET   ids a runner owns (PENDING, RUNNING, PAUSED)
 --   runners          HASH  runner_id -> JSON info from its last heartbeat
 --   beats            ZSET  runner_id scored by its last heartbeat (server time)
---   counts           HASH  status -> number of invocations in it (finals: totals)
+--   counts           HASH  status -> number of invocations in it (finals: totals);
+--                          CORRUPT: records set aside
 --   index            ZSET  invocation ids scored by registration time (for timelines),
 --                          pruned past result_ttl_sec by recover
 --   lease:recovery   STRING  which runner is rerouting dead runners' work, with a TTL
 --   final            channel: PUBLISHed, comma-separated ids that became final
 --
+-- Every script validates what it reads before it writes anything, so it either
+-- completes or changes nothing: Redis does not roll back a script that fails
+-- half-way. Data read here is untrusted: a record that does not validate is
+-- failed in place (see fail_corrupt), never allowed to abort a step that also
+-- carries other invocations.
+--
 -- The status tables below are generated from pynenc_ray/status.py: one
 -- declaration for Python and Lua alike.
 
 local P = ARGV[1]
+local TTL = tonumber(ARGV[2])
 local ALLOWED = __ALLOWED__
 local OWNED = __OWNED__
 local FINAL = __FINAL__
@@ -30,17 +45,73 @@ local CLAIMABLE = __CLAIMABLE__
 
 local function ikey(id) return P .. 'inv:' .. id end
 
--- Status count changes, applied once per script by flush_counts().
+-- Status count changes and newly final ids, applied once per script by commit().
 local delta = {}
+local finals = {}
 local function count(status, n) delta[status] = (delta[status] or 0) + n end
-local function flush_counts()
+local function commit()
   for status, n in pairs(delta) do
     if n ~= 0 then redis.call('HINCRBY', P .. 'counts', status, n) end
   end
+  if #finals > 0 then redis.call('PUBLISH', P .. 'final', table.concat(finals, ',')) end
 end
 
 local function entry(status, runner, worker, now)
   return cjson.encode({status, runner, worker, tonumber(now)})
+end
+
+-- Read fields of a record and check the ones every step relies on. Returns
+-- the values of 'status', 'owner', 'hn', then `extra` in order; or nil and why
+-- the record is corrupt; or nil, nil when there is no record at all.
+local function read(id, extra)
+  local key = ikey(id)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == 'none' then return nil, nil end
+  if kind ~= 'hash' then return nil, 'the key holds a ' .. kind .. ', not a hash' end
+  local fields = {'status', 'owner', 'hn'}
+  for _, f in ipairs(extra or {}) do fields[#fields + 1] = f end
+  local v = redis.call('HMGET', key, unpack(fields))
+  if not v[1] or not ALLOWED[v[1]] then
+    return nil, 'unknown status ' .. (v[1] and string.format('%q', string.sub(v[1], 1, 40)) or '(none)')
+  end
+  if not tonumber(v[3]) then return nil, 'history length hn is not a number' end
+  for i, f in ipairs(extra or {}) do
+    local x = v[3 + i]
+    if (f == 'retries' or f == 'reroutes' or f == 'deaths') and x and not tonumber(x) then
+      return nil, f .. ' is not a number'
+    end
+    if (f == 'task' or f == 'args') and not x then return nil, 'field ' .. f .. ' is missing' end
+  end
+  return v
+end
+
+-- A record that did not validate: rename it aside (kept for inspection until it
+-- expires), store a FAILED record carrying CorruptRecordError in its place so
+-- that waiters get a clear error, and list it under `corrupt`. `was` is the
+-- status it is assumed to have left (for the counts) and `owner` the runner
+-- whose owned set may still hold it.
+local function fail_corrupt(id, why, was, owner, actor, now)
+  local key = ikey(id)
+  if redis.call('TYPE', key)['ok'] == 'hash' then
+    local st = redis.call('HGET', key, 'status')
+    if st and FINAL[st] then return end  -- final already: waiters have their answer
+    if st and ALLOWED[st] then was = st end
+  end
+  local aside = P .. 'corrupt:' .. id
+  redis.call('RENAME', key, aside)
+  redis.call('EXPIRE', aside, TTL)
+  local doc = cjson.encode({cls = 'pynenc_ray.errors:CorruptRecordError', args = {id, why},
+    message = 'invocation ' .. id .. ': its stored record is corrupt (' .. why .. ')',
+    traceback = ''})
+  redis.call('HSET', key, 'task', '', 'args', '', 'status', 'FAILED', 'error', doc,
+    'h0', entry('FAILED', actor, 'corrupt record', now), 'hn', 1)
+  redis.call('EXPIRE', key, TTL)
+  redis.call('HSET', P .. 'corrupt', id, why)
+  if owner and owner ~= '' then redis.call('SREM', P .. 'owned:' .. owner, id) end
+  if was then count(was, -1) end
+  count('FAILED', 1)
+  count('CORRUPT', 1)
+  finals[#finals + 1] = id
 end
 
 -- Move id from `cur` to each status of `moves` in turn (one HSET: status, owner,
@@ -79,13 +150,27 @@ local function check(id, cur, new, owner, actor, recovery)
 end
 
 -- Take id back from its owner and queue it again (shutdown, dead runner).
--- Skips ids that are no longer held (already final or rerouted).
-local function reroute(id, by, worker, now, recovery)
-  local cur, owner, hn, reroutes = unpack(redis.call('HMGET', ikey(id), 'status', 'owner', 'hn', 'reroutes'))
-  if not cur or not OWNED[cur] then return false end
+-- Skips ids that are no longer held (already final or rerouted). `died`: the
+-- worker holding it died, which counts toward max_reroutes; a clean hand-back
+-- (shutdown, reconcile) does not.
+-- `from` is the runner whose owned set listed it.
+local function reroute(id, from, by, worker, now, recovery, died)
+  local v, why = read(id, {'reroutes', 'deaths'})
+  if not v then
+    if why then fail_corrupt(id, why, 'RUNNING', from, by, now) end
+    redis.call('SREM', P .. 'owned:' .. from, id)
+    return false
+  end
+  local cur, owner, hn, reroutes, deaths = v[1], v[2], v[3], v[4], v[5]
+  if not OWNED[cur] then return false end
   if owner ~= by and not recovery then return false end
   if owner and owner ~= '' then redis.call('SREM', P .. 'owned:' .. owner, id) end
-  move(id, hn, cur, {'REROUTED'}, by, worker, now, nil, {'reroutes', tonumber(reroutes or 0) + 1})
+  local extra = {'reroutes', tonumber(reroutes or 0) + 1}
+  if died then
+    extra[3] = 'deaths'
+    extra[4] = tonumber(deaths or 0) + 1
+  end
+  move(id, hn, cur, {'REROUTED'}, by, worker, now, nil, extra)
   redis.call('RPUSH', P .. 'queue', id)
   return true
 end

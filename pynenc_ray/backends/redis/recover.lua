@@ -1,14 +1,15 @@
 -- recover: reroute the work of runners whose last heartbeat is older than
--- dead_after_sec, and forget them. One checker at a time: the caller must hold
--- lease:recovery (taken here with NX and a TTL) or nothing is done.
--- Also prunes the timeline index of records older than ttl_sec.
--- ARGV: prefix, checker, dead_after_sec, lease_ms, now, ttl_sec. Returns rerouted ids.
-local checker, dead_after, lease_ms, now = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+-- dead_after_sec, and forget them; their work counts a death each (toward
+-- max_reroutes). One checker at a time: the caller must hold lease:recovery
+-- (taken here with NX and a TTL) or nothing is done.
+-- Also prunes the timeline index of records older than result_ttl_sec.
+-- ARGV[3..]: checker, dead_after_sec, lease_ms, now. Returns rerouted ids.
+local checker, dead_after, lease_ms, now = ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local lease = P .. 'lease:recovery'
 local holder = redis.call('GET', lease)
 if holder and holder ~= checker then return {} end
 redis.call('SET', lease, checker, 'PX', lease_ms)
-redis.call('ZREMRANGEBYSCORE', P .. 'index', '-inf', tonumber(now) - tonumber(ARGV[6]))
+redis.call('ZREMRANGEBYSCORE', P .. 'index', '-inf', tonumber(now) - TTL)
 local t = redis.call('TIME')
 local cutoff = tonumber(t[1]) + tonumber(t[2]) / 1e6 - dead_after
 local dead = redis.call('ZRANGEBYSCORE', P .. 'beats', '-inf', cutoff)
@@ -17,12 +18,12 @@ for _, runner in ipairs(dead) do
   if runner ~= checker then
     return_inflight(runner)
     for _, id in ipairs(redis.call('SMEMBERS', P .. 'owned:' .. runner)) do
-      if reroute(id, checker, 'recovery', now, true) then out[#out + 1] = id end
+      if reroute(id, runner, checker, 'recovery', now, true, true) then out[#out + 1] = id end
     end
     redis.call('DEL', P .. 'owned:' .. runner)
     redis.call('ZREM', P .. 'beats', runner)
     redis.call('HDEL', P .. 'runners', runner)
   end
 end
-flush_counts()
+commit()
 return out

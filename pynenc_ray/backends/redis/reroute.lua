@@ -1,22 +1,25 @@
 -- reroute: take back what `owner` holds (all of it, or the ids given) and
--- queue it again; `by` is the owner itself (shutdown) or a recovering runner.
--- ARGV: prefix, owner, by, worker, now, then optional ids. Returns the rerouted ids.
-local owner, by, worker, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+-- queue it again; `by` is the owner itself (shutdown) or another runner (a
+-- parent whose worker died, recovery). died = '1' counts a death each.
+-- ARGV[3..]: owner, by, worker, now, died, then optional ids. Returns the rerouted ids.
+local owner, by, worker, now, died = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7] == '1'
 local ids = {}
-if #ARGV > 5 then
-  for i = 6, #ARGV do ids[#ids + 1] = ARGV[i] end
+if #ARGV > 7 then
+  for i = 8, #ARGV do ids[#ids + 1] = ARGV[i] end
 else
   ids = redis.call('SMEMBERS', P .. 'owned:' .. owner)
   return_inflight(owner)
 end
 local out = {}
 for _, id in ipairs(ids) do
-  local cur_owner = redis.call('HGET', ikey(id), 'owner')
-  if cur_owner == owner and reroute(id, by, worker, now, by ~= owner) then
+  local kind = redis.call('TYPE', ikey(id))['ok']
+  local cur_owner = kind == 'hash' and redis.call('HGET', ikey(id), 'owner') or nil
+  if (cur_owner == owner or kind ~= 'hash')
+      and reroute(id, owner, by, worker, now, by ~= owner, died) then
     out[#out + 1] = id
   else
     redis.call('SREM', P .. 'owned:' .. owner, id)
   end
 end
-flush_counts()
+commit()
 return out
