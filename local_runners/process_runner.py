@@ -14,12 +14,14 @@ import logging
 import multiprocessing.connection
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import psutil
 
+from pynenc_ray.backends import patience
 from pynenc_ray.backends.base import Claimed
 from pynenc_ray.config import ProcessRunnerConfig
 from pynenc_ray.context import ExecutionContext
@@ -105,7 +107,8 @@ class ProcessRunner(BaseRunner):
             del self._children[inv_id]
             # a child that ended without a final status (killed, os._exit, sys.exit in the
             # task) hands its invocation back; this does nothing if it is final already
-            ids = self.app.backend.reroute_owned(self.runner_id, self.runner_id, [inv_id])
+            ids = self.app.backend.reroute_owned(self.runner_id, self.runner_id, [inv_id],
+                                                 died=True)
             if ids:
                 log.warning("child %s of invocation %s ended (exit %s) without finishing it; "
                             "rerouted", child.process.pid, inv_id, child.process.exitcode)
@@ -173,5 +176,7 @@ def _child_main(app_path: str, config: dict[str, Any], runner_id: str, runner_pi
     die_with_parent(runner_pid)
     app = load_app(app_path, config)
     agent = _ChildAgent(app, app.config.runner, runner_id)
-    run_invocation(app, agent, claimed, f"{os.getpid()}")
+    # a child rides out backend outages for as long as its runner lives (it dies with it)
+    with patience.patient(threading.Event()):
+        run_invocation(app, agent, claimed, f"{os.getpid()}")
     app.backend.close()

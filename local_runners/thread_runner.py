@@ -3,7 +3,12 @@
 At most ``max_threads`` (0 = cpu count) invocations are busy at once. A thread
 that waits on another invocation's result gives its slot back while it waits,
 so a task that awaits subtasks completes even with one slot; the pool of
-threads grows for that, and threads are reused rather than started per task.
+threads grows for that (up to ``thread_cap``: past it the runner claims nothing
+new until waiters finish), and threads are reused rather than started per task.
+
+An invocation counts as live here until its final write has reached the
+backend, not just until its function returned: a result still queued for the
+finisher when Redis restarts must not be rerouted and run again.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
+from pynenc_ray.backends import patience
 from pynenc_ray.backends.base import Claimed
 from pynenc_ray.config import ThreadRunnerConfig
 from pynenc_ray.runners.base import BaseRunner
@@ -24,6 +30,8 @@ if TYPE_CHECKING:
     from pynenc_ray.context import ExecutionContext
 
 log = logging.getLogger("pynenc_ray.runner.thread")
+THREADS_PER_SLOT_CAP = 32  # threads (busy + waiting) per slot before claims pause
+MIN_THREAD_CAP = 256
 
 
 class ThreadRunner(BaseRunner):
@@ -45,6 +53,9 @@ class ThreadRunner(BaseRunner):
         self._timed_out: set[str] = set()  # failed by the watchdog; their threads still run
         self._live: set[str] = set()  # claimed and not yet finished here
         self._waiting_ids: set[str] = set()  # live ones that lent their slot while waiting
+        self._writing: set[str] = set()  # returned, final write queued for the finisher
+        self.thread_cap = max(self.slots * THREADS_PER_SLOT_CAP, MIN_THREAD_CAP)
+        self._capped = False  # the cap was hit (logged once per episode)
         self._finished: queue.SimpleQueue = queue.SimpleQueue()  # final writes to batch
         self._finisher: threading.Thread | None = None
 
@@ -62,8 +73,9 @@ class ThreadRunner(BaseRunner):
         return 0.0 if (self._live or self._busy) else time.monotonic() - self.last_busy
 
     def live_invocations(self) -> set[str]:
+        """Running, waiting, or returned with the final write not yet stored."""
         with self._cv:
-            return set(self._live)
+            return self._live | self._writing
 
     def heartbeat_info(self) -> dict[str, Any]:
         return {**super().heartbeat_info(), "slots": self.slots, "busy": self._busy,
@@ -72,8 +84,8 @@ class ThreadRunner(BaseRunner):
     # -- loop --------------------------------------------------------------------------
 
     def _on_start(self) -> None:
-        self._finisher = threading.Thread(target=self._finish_loop, name="pynenc-finisher",
-                                          daemon=True)
+        self._finisher = threading.Thread(target=self._patient, args=(self._finish_loop,),
+                                          name="pynenc-finisher", daemon=True)
         self._finisher.start()
         for _ in range(max(self.conf.min_threads, 0)):
             with self._cv:
@@ -87,7 +99,12 @@ class ThreadRunner(BaseRunner):
         with self._cv:
             if self._busy >= self.slots:
                 self._cv.wait(sleep)
-            free = self.slots - self._busy
+            free = min(self.slots - self._busy, self.thread_cap - self._busy - self._waiting)
+            if self._busy + self._waiting >= self.thread_cap:
+                self._note_cap()
+                self._cv.wait(sleep)
+            else:
+                self._capped = False
         if free <= 0 or self._stop.is_set():
             return
         # start=True: a free thread takes each at once, so claim and start are one step
@@ -105,8 +122,21 @@ class ThreadRunner(BaseRunner):
             if not reserve:
                 self._start_thread()
 
+    def _note_cap(self) -> None:
+        """Lock held: say once per episode that claims pause at the thread cap."""
+        if not self._capped:
+            self._capped = True
+            log.warning("runner %s has %d invocations waiting on others (thread cap %d): it "
+                        "claims nothing new until some finish; the work they wait on needs "
+                        "another runner meanwhile", self.runner_id, self._waiting, self.thread_cap)
+
+    def _patient(self, target) -> None:
+        """Run ``target`` with this runner's patience: backend calls ride out outages."""
+        with patience.patient(self._stop):
+            target()
+
     def _start_thread(self) -> None:
-        t = threading.Thread(target=self._worker_main, daemon=True,
+        t = threading.Thread(target=self._patient, args=(self._worker_main,), daemon=True,
                              name=f"pynenc-worker-{len(self._threads)}")
         self._threads.append(t)
         t.start()
@@ -142,17 +172,22 @@ class ThreadRunner(BaseRunner):
 
     def _expire_overdue(self) -> None:
         """Fail invocations past their timeout_sec and free their slots; a thread
-        cannot be killed, so it runs on and its late result is dropped."""
+        cannot be killed, so it runs on and its late result is dropped. The
+        backend write happens outside the lock; the slot is settled under it."""
         now = time.monotonic()
-        with self._cv:  # held throughout, so a thread finishing meanwhile is settled once
+        with self._cv:
             overdue = [(i, d) for i, d in self._deadlines.items() if d[0] <= now]
-            for inv_id, (_, task_id, sec, worker) in overdue:
+            for inv_id, _ in overdue:
                 del self._deadlines[inv_id]
-                if fail_timed_out(self.app, self.runner_id, worker, task_id, inv_id, sec):
+        for inv_id, (_, task_id, sec, worker) in overdue:
+            if not fail_timed_out(self.app, self.runner_id, worker, task_id, inv_id, sec):
+                continue  # it finished meanwhile
+            with self._cv:
+                if inv_id in self._live:  # still running: its thread must not free the slot again
                     self._timed_out.add(inv_id)
                     if inv_id not in self._waiting_ids:  # a waiting one lent its slot already
                         self._busy -= 1
-            self._cv.notify_all()
+                self._cv.notify_all()
 
     # -- finishing: results written in batches by one thread -------------------------------
 
@@ -164,6 +199,8 @@ class ThreadRunner(BaseRunner):
         if (self._busy <= 1 and self._finished.empty()) or finisher is None or not finisher.is_alive():
             self.app.backend.finish(invocation_id, status, payload, self.runner_id, worker)
         else:
+            with self._cv:
+                self._writing.add(invocation_id)
             self._finished.put((invocation_id, status, payload, worker))
 
     def _finish_loop(self) -> None:
@@ -181,12 +218,16 @@ class ThreadRunner(BaseRunner):
                     self._finished.put(None)  # seen again by the outer get: exit after this batch
                     break
                 batch.append(nxt)
+            ids = [item[0] for item in batch]
             try:
                 self.app.backend.finish_many(batch, self.runner_id)
-            except Exception:
-                log.exception("runner %s could not write %d results; rerouting them",
-                              self.runner_id, len(batch))
-                self._give_back([item[0] for item in batch])
+            except Exception as exc:
+                log.error("runner %s could not write %d results (%s); handing them back",
+                          self.runner_id, len(batch), exc)
+                self._give_back(ids)
+            finally:
+                with self._cv:
+                    self._writing.difference_update(ids)
 
     def _give_back(self, ids: list[str]) -> None:
         """Reroute invocations this runner cannot complete, so none stays RUNNING

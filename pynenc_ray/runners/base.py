@@ -17,6 +17,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Sequence
 
+from ..backends import patience
 from ..config import RunnerConfig
 from ..errors import ConfigError
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from ..context import ExecutionContext
 
 log = logging.getLogger("pynenc_ray.runner")
+STOP_BUDGET_SEC = 1.0  # after the loop notices a stop: time left to hand work back
 
 RUNNER_PATHS: dict[str, str] = {
     "ThreadRunner": "local_runners.thread_runner:ThreadRunner",
@@ -85,37 +87,81 @@ class BaseRunner(abc.ABC):
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> None:
+        """Serve until stopped (``stop_runner_loop``, or SIGINT/SIGTERM when called
+        from the main thread), then hand back what this runner holds.
+
+        The work (start, loop, hand-back) runs on a thread of its own, so the
+        caller regains control within ``runner_loop_sleep_time_sec`` +
+        ``STOP_BUDGET_SEC`` of the stop whatever the backend does (down, frozen):
+        what could not be handed back by then is logged, and another runner's
+        recovery reroutes it once this runner's heartbeat is
+        ``runner_dead_after_sec`` old."""
         self.app.check_mem_compatible()
         if self._running.is_set():
             raise RuntimeError(f"runner {self.runner_id} is already running")
         self._stop.clear()
         self._running.set()
-        self.app.backend.runner_mode = True  # a runner outlasts backend outages: retry forever
         restore = self._install_signal_handlers()
+        failure: list[BaseException] = []
+        done = threading.Event()
+        work = threading.Thread(target=self._life, args=(failure, done), daemon=True,
+                                name=f"runner-{self.runner_id}")
         try:
-            self._beat()
-            self._heartbeat_thread = threading.Thread(
-                target=self._heartbeat_loop, name=f"heartbeat-{self.runner_id}", daemon=True)
-            self._heartbeat_thread.start()
+            work.start()
+            while not self._stop.wait(0.25) and not done.is_set():
+                pass  # the calling thread stays free to take signals
+            self._stop.set()
+            budget = self.conf.runner_loop_sleep_time_sec + STOP_BUDGET_SEC
+            if not done.wait(budget):
+                log.error("runner %s stopped without handing back all its work within %.1fs "
+                          "(is the backend unreachable?); another runner's recovery will "
+                          "reroute what it still owns once its heartbeat is %gs old",
+                          self.runner_id, budget, self.conf.runner_dead_after_sec)
+        finally:
+            restore()
+            self._ready.clear()
+            self._running.clear()
+        if failure:
+            raise failure[0]
+
+    def _life(self, failure: list[BaseException], done: threading.Event) -> None:
+        """The runner's life on its own thread: start, loop, hand back, forget."""
+        try:
+            with patience.patient(self._stop):
+                self._serve()
+        except BaseException as exc:  # re-raised by run() in the caller's thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    def _serve(self) -> None:
+        self._heartbeat_thread = threading.Thread(
+            target=self._heartbeat_loop, name=f"heartbeat-{self.runner_id}", daemon=True)
+        self._heartbeat_thread.start()
+        try:
+            self.app.import_task_modules()
             self._on_start()
-            self._install_signal_handlers()  # again: starting Ray installs its own
             self._ready.set()
             log.info("runner %s is taking work", self.runner_id)
             while not self._stop.is_set():
                 self._runner_loop_iteration()
         finally:
+            self._stop.set()
             try:
                 if not self._abandoned:
                     self._on_stop()
-            finally:
-                self._stop.set()
-                if self._heartbeat_thread is not None:
-                    self._heartbeat_thread.join(timeout=5)
-                if not self._abandoned:
+            except Exception as exc:
+                log.error("runner %s could not hand back all its work (%s); another runner's "
+                          "recovery will reroute it once its heartbeat is %gs old",
+                          self.runner_id, exc, self.conf.runner_dead_after_sec)
+            self._heartbeat_thread.join(5)
+            if not self._abandoned:
+                try:
                     self.app.backend.remove_runner(self.runner_id)
-                restore()
-                self._ready.clear()
-                self._running.clear()
+                except Exception as exc:  # never hides why the runner stopped
+                    log.warning("runner %s stopped but could not be removed from the runner "
+                                "list (%s); it drops out when its heartbeat is old", self.runner_id,
+                                exc)
 
     def stop_runner_loop(self) -> None:
         """Only signals: the loop notices within ``runner_loop_sleep_time_sec``."""
@@ -169,24 +215,30 @@ class BaseRunner(abc.ABC):
         return ids
 
     def _heartbeat_loop(self) -> None:
+        """Beat now and every ``runner_heartbeat_interval_sec``; reconcile after a
+        reconnect; now and then reroute the work of dead runners."""
         every = max(self.conf.runner_heartbeat_interval_sec, self.conf.runner_dead_after_sec / 5)
         last_check = 0.0
         reconnects = self.app.backend.reconnects
-        while not self._stop.wait(self.conf.runner_heartbeat_interval_sec):
-            try:
-                self._beat()
-                if self.app.backend.reconnects != reconnects:
-                    reconnects = self.app.backend.reconnects
-                    self.reconcile()
-                if time.monotonic() - last_check < every:
-                    continue
-                last_check = time.monotonic()
-                rerouted = self.app.backend.recover_dead(self.runner_id, self.conf.runner_dead_after_sec)
-                if rerouted:
-                    log.warning("runner %s rerouted %d invocations of dead runners",
-                                self.runner_id, len(rerouted))
-            except Exception:  # a backend hiccup must not kill the heartbeat
-                log.exception("heartbeat of runner %s failed; retrying", self.runner_id)
+        with patience.patient(self._stop):
+            while not self._stop.is_set():
+                try:
+                    self._beat()
+                    if self.app.backend.reconnects != reconnects:
+                        reconnects = self.app.backend.reconnects
+                        self.reconcile()
+                    if time.monotonic() - last_check >= every:
+                        last_check = time.monotonic()
+                        rerouted = self.app.backend.recover_dead(
+                            self.runner_id, self.conf.runner_dead_after_sec)
+                        if rerouted:
+                            log.warning("runner %s rerouted %d invocations of dead runners",
+                                        self.runner_id, len(rerouted))
+                except Exception:  # a backend hiccup must not kill the heartbeat
+                    if self._stop.is_set():
+                        return
+                    log.exception("heartbeat of runner %s failed; retrying", self.runner_id)
+                self._stop.wait(self.conf.runner_heartbeat_interval_sec)
 
     def finish(self, invocation_id: str, status: "InvocationStatus", payload: bytes,
                worker: str) -> None:

@@ -15,7 +15,7 @@ from ..errors import (
     PynencError,
     SerializationError,
 )
-from ..serializer import error_to_payload
+from ..serializer import error_to_payload, result_bind
 from ..status import InvocationStatus
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class UnknownTaskError(PynencError):
 
 
 class PoisonInvocationError(PynencError):
-    """An invocation was rerouted more often than ``max_reroutes`` allows."""
+    """An invocation's worker died more often than ``max_reroutes`` allows."""
 
 
 def timeout_error(task_id: str, invocation_id: str, timeout_sec: float) -> Exception:
@@ -61,11 +61,11 @@ def run_invocation(app: "Pynenc", runner: "BaseRunner", claimed: Claimed, worker
     """Execute one claimed (PENDING) invocation to a final status or a retry."""
     runner_id, backend = runner.runner_id, app.backend
     inv_id = claimed.invocation_id
-    if claimed.reroutes > runner.conf.max_reroutes:
+    if claimed.deaths > runner.conf.max_reroutes:
         return _reject(runner, claimed, worker, PoisonInvocationError(
-            f"invocation {inv_id} of {claimed.task_id} was rerouted {claimed.reroutes} times "
-            f"(max_reroutes={runner.conf.max_reroutes}); it likely kills its worker, so it is "
-            "failed instead of run again"))
+            f"invocation {inv_id} of {claimed.task_id} was rerouted {claimed.deaths} times "
+            f"because the worker running it died (max_reroutes={runner.conf.max_reroutes}); it "
+            "likely kills its worker, so it is failed instead of run again"))
     task = app.get_task(claimed.task_id)
     if task is None:
         return _reject(runner, claimed, worker, UnknownTaskError(
@@ -90,7 +90,8 @@ def run_invocation(app: "Pynenc", runner: "BaseRunner", claimed: Claimed, worker
         return
     context.current.reset(token)
     try:
-        payload = app.serializer.dumps(value, f"result of task {task.task_id} ({inv_id})")
+        payload = app.serializer.dumps(value, f"result of task {task.task_id} ({inv_id})",
+                                       bind=result_bind(inv_id))
         limit = app.config.settings.max_result_bytes
         if len(payload) > limit:
             raise SerializationError(

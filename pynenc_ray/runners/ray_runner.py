@@ -24,7 +24,8 @@ from .scaling import ActorView, Decision, ScalingConfig, decide
 
 log = logging.getLogger("pynenc_ray.runner.multithread")
 START_GRACE_SEC = 120.0  # an actor may take this long to be placed and import the app
-MISSED_PINGS_DEAD = 3  # consecutive unanswered stats calls that mean a dead actor
+ACTOR_STOP_SEC = 0.6  # on shutdown, all actors together get this long to hand back
+MISSED_PINGS_DEAD = 6  # consecutive unanswered stats calls (about 3 s) that mean a dead actor
 
 
 class ActorGone(Exception):
@@ -60,6 +61,9 @@ class _LocalActor(_Actor):
         if not self.report["running"]:
             raise ActorGone(f"local actor {self.name}: its ThreadRunner stopped")
 
+    def ask_stop(self) -> None:
+        self.host.runner.stop_runner_loop()
+
     def stop(self, timeout: float) -> None:
         self.host.stop(timeout)
 
@@ -75,11 +79,14 @@ class _RayActor(_Actor):
         self.handle = runner._actor_cls.options(
             name=name, num_cpus=runner.conf.actor_num_cpus, max_concurrency=4,
         ).remote(name, runner.runner_id, None, app_path, config)
-        self.pending = None
+        self.stopping: Any = None  # the ref of a stop call in flight
+
+    def ask_stop(self) -> None:
+        self.stopping = self.handle.stop.remote(ACTOR_STOP_SEC)
 
     def stop(self, timeout: float) -> None:
         try:
-            self.ray.get(self.handle.stop.remote(timeout), timeout=timeout + 5)
+            self.ray.get(self.stopping or self.handle.stop.remote(timeout), timeout=timeout)
         except Exception as exc:  # dead or slow: kill() below settles it
             log.debug("actor %s did not stop cleanly: %s", self.name, exc)
         self.kill()
@@ -157,8 +164,14 @@ class MultiThreadRunner(BaseRunner):
         return max(1, int(cpus // max(self.conf.actor_num_cpus, 1e-9)))
 
     def _on_stop(self) -> None:
-        for actor in list(self.actors.values()):
-            actor.stop(10.0)
+        """All actors are asked at once and share ACTOR_STOP_SEC to hand their work
+        back; then they are killed and what they still held is rerouted here."""
+        actors = list(self.actors.values())
+        for actor in actors:
+            actor.ask_stop()
+        deadline = time.monotonic() + ACTOR_STOP_SEC
+        for actor in actors:
+            actor.stop(max(0.05, deadline - time.monotonic()))
             self._forget(actor, "stopped")
         self._request_cpus(0)
         super()._on_stop()
@@ -206,10 +219,11 @@ class MultiThreadRunner(BaseRunner):
             actor = _LocalActor(name, self) if self.local else _RayActor(name, self)
             self.actors[name] = actor
 
-    def _forget(self, actor: _Actor, why: str) -> None:
-        """Drop an actor; whatever its ThreadRunner still owned is rerouted now."""
+    def _forget(self, actor: _Actor, why: str, died: bool = False) -> None:
+        """Drop an actor; whatever its ThreadRunner still owned is rerouted now
+        (a death counts toward max_reroutes, a retirement does not)."""
         self.actors.pop(actor.name, None)
-        ids = self.app.backend.reroute_owned(actor.runner_id, self.runner_id)
+        ids = self.app.backend.reroute_owned(actor.runner_id, self.runner_id, died=died)
         self.app.backend.remove_runner(actor.runner_id)
         log.info("actor %s %s; rerouted %d invocations", actor.name, why, len(ids))
 
@@ -227,7 +241,7 @@ class MultiThreadRunner(BaseRunner):
         refs = {a.handle.stats.remote(): a for a in self.actors.values()}
         if not refs:
             return
-        timeout = max(self.conf.scaling_interval_sec, 1.0)
+        timeout = min(max(self.conf.scaling_interval_sec, 0.2), 0.5)  # a stop is noticed soon
         ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
         ready_set = set(ready)
         now = time.monotonic()
@@ -252,7 +266,7 @@ class MultiThreadRunner(BaseRunner):
         in this same pass if it still wants one."""
         if not self.local:
             actor.kill()
-        self._forget(actor, "died")
+        self._forget(actor, "died", died=True)
 
     # -- the cluster ------------------------------------------------------------------------
 

@@ -73,7 +73,7 @@ def test_poison_invocation_fails_after_max_reroutes(app):
     for n in range(2):
         backend = app.backend
         backend.claim(f"doomed{n}", "w", 1, 1.0)
-        backend.reroute_owned(f"doomed{n}", "recoverer")
+        backend.reroute_owned(f"doomed{n}", "recoverer", died=True)
     with running(app):
         with pytest.raises(Exception, match="rerouted 2 times"):
             inv.result

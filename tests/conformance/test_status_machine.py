@@ -67,7 +67,8 @@ def test_late_final_write_by_former_owner_is_dropped_and_logged(app, caplog):
     assert app.backend.final_results([inv_id])[inv_id] == (S.SUCCESS, b"2")
     finals = [h for h in app.backend.history(inv_id) if h.status.is_final]
     assert len(finals) == 1
-    assert again.reroutes == 1
+    assert app.backend.get(inv_id).reroutes == 1
+    assert again.deaths == 0  # handed back without died=True: a clean hand-back
 
 
 def test_claim_skips_ids_that_are_not_claimable(app):
