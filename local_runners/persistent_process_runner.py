@@ -1,37 +1,75 @@
-"""PersistentProcessRunner: a fixed pool of long-lived worker processes, each
-looping fetch one invocation -> execute -> repeat.
+"""PersistentProcessRunner: a pool of long-lived worker processes, each looping
+fetch one invocation -> execute -> repeat.
 
-No deadlock when every worker waits: a worker waiting on results does not just
-sleep. Each poll (every ``invocation_wait_results_sleep_time_sec``) it first
-checks the awaited results, then claims one queued invocation and runs it
-inline, on its own stack, before polling again. So a pool of one runs a task
-that awaits its subtasks: the waiting worker executes those subtasks itself.
+No deadlock, whatever waits on what: a worker whose task waits on results
+LENDS ITS SLOT, as ThreadRunner's threads and ProcessRunner's paused children
+do. It raises a flag in memory shared with the parent (one small array per
+worker) and then only waits: it never claims or runs anything while its task
+waits. The parent keeps ``num_processes`` workers that are not waiting, so it
+starts an extra worker for each one that waits; when waiters resume and more
+than ``num_processes`` are active, extra workers are asked to retire and exit
+cleanly after their current invocation (never killed mid-task). The price:
+the number of processes grows with the depth of concurrent waits.
 
 Each worker owns what it claims under its own id; the parent heartbeats for
 every worker (and itself), respawns dead workers and reroutes their work at
-once; a worker exits at once if the runner dies. Shutdown: SIGTERM (a worker finishes its current invocation), SIGKILL
-after 5 s, then whatever workers still held is rerouted.
+once (a death, counted toward ``max_reroutes``); a worker exits at once if the
+runner dies. A worker rides out Redis outages: its loop runs under
+``patient(stop)``, and after a reconnect it hands back what the backend says it
+owns but it is not running.
+
+Stopping is quick: SIGTERM stops an idle worker's loop; in a worker mid-task it
+raises WorkerStopping inside the task body (never inside a backend call), the
+worker hands the invocation back (not a death) and exits. The parent waits
+TERM_GRACE_SEC for that, then SIGKILLs stragglers and reroutes what they held.
 """
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
+import functools
+import inspect
 import logging
+import multiprocessing.connection
 import os
 import signal
+import threading
 import time
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
+import redis
+
+import pynenc_ray.backends as _backends_pkg
+from pynenc_ray.backends.base import Claimed
+from pynenc_ray.backends.patience import patient
 from pynenc_ray.config import PersistentProcessRunnerConfig
-from pynenc_ray.context import ExecutionContext
+from pynenc_ray.context import ExecutionContext, current
 from pynenc_ray.runners.base import BaseRunner
-from pynenc_ray.context import current
 from pynenc_ray.runners.execution import run_invocation, timeout_error
 
 from .child import die_with_parent, load_app, mp_context, parent_spec
 
 log = logging.getLogger("pynenc_ray.runner.persistent")
-TERM_GRACE_SEC = 5.0
+
+TERM_GRACE_SEC = 0.5  # after SIGTERM, before SIGKILL: a worker unwinds at once
+KILL_JOIN_SEC = 0.2  # a SIGKILLed process is gone within this
+WAIT_SLICE_MAX_SEC = 0.2  # a waiter blocks in the backend this long at most at a time
+REDELIVER_SEC = 0.02  # a signal deferred during a backend call is retried this often
+
+# the per-worker shared state: the worker writes WAITING and BUSY, the parent RETIRE
+WAITING, BUSY, RETIRE = 0, 1, 2
+_STATE_FIELDS = 3
+
+
+class WorkerStopping(BaseException):
+    """Raised inside a task body when its worker is told to stop (SIGTERM): the
+    run unwinds at once and the invocation is handed back. A BaseException, so
+    the task's own ``except Exception`` does not swallow it."""
+
+
+class _Handle(NamedTuple):
+    wid: str
+    process: Any  # multiprocessing.Process
 
 
 class PersistentProcessRunner(BaseRunner):
@@ -41,65 +79,162 @@ class PersistentProcessRunner(BaseRunner):
     def __init__(self, app, conf: PersistentProcessRunnerConfig):
         super().__init__(app, conf)
         self.num_processes = conf.num_processes or os.cpu_count() or 1
-        self._workers: dict[int, tuple[str, Any]] = {}  # slot -> (worker runner id, process)
+        self._workers: dict[int, _Handle] = {}  # the pool: slot -> (worker id, process)
+        self._extras: dict[int, _Handle] = {}  # started while pool workers wait
+        self._states: dict[str, Any] = {}  # worker id -> its shared state array
         self._generation = 0
+        self._beat_lock = threading.Lock()
+        self._closing = False  # set by _on_stop: no more worker heartbeats
+
+    # -- observability -----------------------------------------------------------------
+
+    def _handles(self) -> list[tuple[bool, int, _Handle]]:
+        """(extra?, slot, handle) of every worker process this runner holds."""
+        return ([(False, s, h) for s, h in list(self._workers.items())]
+                + [(True, s, h) for s, h in list(self._extras.items())])
+
+    @property
+    def waiting(self) -> int:
+        """Workers whose task waits on results (their slots are lent)."""
+        return sum(bool(st[WAITING]) for st in list(self._states.values()))
 
     def heartbeat_info(self) -> dict[str, Any]:
-        return {**super().heartbeat_info(), "workers": len(self._workers)}
+        return {**super().heartbeat_info(), "workers": len(self._workers),
+                "extra_workers": len(self._extras), "waiting": self.waiting}
 
     def _beat(self) -> None:
         """The parent speaks for its workers: one heartbeat each."""
         super()._beat()
-        for wid, proc in list(self._workers.values()):
-            self.app.backend.heartbeat(wid, {"runner_cls": "PersistentProcessRunner.worker",
-                                             "parent": self.runner_id, "pid": proc.pid})
+        with self._beat_lock:
+            if self._closing:
+                return
+            for _, _, (wid, proc) in self._handles():
+                self._beat_worker(wid, proc.pid)
+
+    def _beat_worker(self, wid: str, pid: int | None) -> None:
+        self.app.backend.heartbeat(wid, {"runner_cls": "PersistentProcessRunner.worker",
+                                         "parent": self.runner_id, "pid": pid},
+                                   self.conf.runner_dead_after_sec)
+
+    # -- the pool ----------------------------------------------------------------------
 
     def _on_start(self) -> None:
         self._spec = parent_spec(self.app)
         self._ctx = mp_context((self._spec[0].partition(":")[0],))
         for slot in range(self.num_processes):
-            self._spawn(slot)
+            self._spawn(slot, extra=False)
 
-    def _spawn(self, slot: int) -> None:
+    def _spawn(self, slot: int, extra: bool) -> None:
         self._generation += 1
         wid = f"{self.runner_id}/w{slot}.{self._generation}"
-        p = self._ctx.Process(target=_worker_main, args=(*self._spec, wid, os.getpid()),
+        state = self._ctx.RawArray(ctypes.c_int, _STATE_FIELDS)
+        p = self._ctx.Process(target=_worker_main, args=(*self._spec, wid, os.getpid(), state),
                               name=f"pynenc-worker-{slot}", daemon=False)
         p.start()
-        self.app.backend.heartbeat(wid, {"runner_cls": "PersistentProcessRunner.worker",
-                                         "parent": self.runner_id, "pid": p.pid})
-        self._workers[slot] = (wid, p)
+        self._states[wid] = state
+        (self._extras if extra else self._workers)[slot] = _Handle(wid, p)
+        self._beat_worker(wid, p.pid)
 
     def _runner_loop_iteration(self) -> None:
-        for slot, (wid, proc) in list(self._workers.items()):
+        self._reap()
+        if not self._stop.is_set():
+            self._balance()
+        sentinels = [h.process.sentinel for _, _, h in self._handles()]
+        multiprocessing.connection.wait(sentinels, self.conf.runner_loop_sleep_time_sec)
+
+    def _reap(self) -> None:
+        """Forget workers that exited. One that exited non-zero (killed, crashed)
+        died: what it held is rerouted at once as a death. One that exited cleanly
+        (retired, or stopped and handed its work back) holds nothing; whatever a
+        lost reply left under its id is handed back without counting. Pool
+        workers are respawned."""
+        for extra, slot, (wid, proc) in self._handles():
             if proc.is_alive():
                 continue
             proc.join()
-            ids = self.app.backend.reroute_owned(wid, self.runner_id)
+            table = self._extras if extra else self._workers
+            del table[slot]
+            state = self._states.pop(wid, None)
+            died = proc.exitcode != 0
+            ids = self.app.backend.reroute_owned(wid, self.runner_id, died=died)
             self.app.backend.remove_runner(wid)
-            log.warning("worker %s (pid %s) died with exit %s; rerouted %d, respawning",
-                        wid, proc.pid, proc.exitcode, len(ids))
-            if not self._stop.is_set():
-                self._spawn(slot)
-        self._stop.wait(self.conf.runner_loop_sleep_time_sec)
+            if died:
+                log.warning("worker %s (pid %s) died with exit %s; rerouted %d%s", wid, proc.pid,
+                            proc.exitcode, len(ids), "" if extra else ", respawning")
+            elif not (state is not None and state[RETIRE]) or ids:
+                log.info("worker %s (pid %s) exited unasked; handed back %d it still held",
+                         wid, proc.pid, len(ids))
+            if not extra and not self._stop.is_set():
+                self._spawn(slot, extra=False)
+
+    def _balance(self) -> None:
+        """Keep ``num_processes`` workers that are not waiting: start extras while
+        some wait (or take back a retirement not yet carried out); ask extras to
+        retire, idle ones first, when waiters resumed and too many are active."""
+        rows = [(extra, slot, h, self._states[h.wid]) for extra, slot, h in self._handles()
+                if h.wid in self._states]
+        active = [r for r in rows if not r[3][WAITING] and not r[3][RETIRE]]
+        missing = self.num_processes - len(active)
+        if missing > 0:
+            for _, _, _, st in rows:
+                if missing and st[RETIRE] and not st[WAITING]:
+                    st[RETIRE] = 0
+                    missing -= 1
+            for _ in range(missing):
+                slot = next(s for s in range(self.num_processes, 10 ** 9) if s not in self._extras)
+                self._spawn(slot, extra=True)
+            return
+        if missing < 0:
+            extras = sorted((r for r in active if r[0]), key=lambda r: (r[3][BUSY], -r[1]))
+            for _, _, _, st in extras[:-missing]:
+                st[RETIRE] = 1
 
     def _on_stop(self) -> None:
-        workers = list(self._workers.values())
-        for _, proc in workers:
+        with self._beat_lock:
+            self._closing = True
+        handles = [h for _, _, h in self._handles()]
+        for _, proc in handles:
             if proc.is_alive():
-                os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    os.kill(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
         deadline = time.monotonic() + TERM_GRACE_SEC
-        for _, proc in workers:
-            proc.join(max(0.0, deadline - time.monotonic()))
-        for _, proc in workers:
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
-        for wid, _ in workers:
-            self.app.backend.reroute_owned(wid, self.runner_id)
-            self.app.backend.remove_runner(wid)
-        self._workers.clear()
-        super()._on_stop()
+        while True:
+            alive = [proc for _, proc in handles if proc.is_alive()]
+            left = deadline - time.monotonic()
+            if not alive or left <= 0:
+                break
+            multiprocessing.connection.wait([p.sentinel for p in alive], left)
+        for proc in alive:
+            log.warning("worker pid %s did not stop within %gs of SIGTERM; killing it",
+                        proc.pid, TERM_GRACE_SEC)
+            proc.kill()
+        for proc in alive:
+            proc.join(KILL_JOIN_SEC)
+        try:
+            for wid, _ in handles:  # stopped by us, not deaths: nothing counts as poison
+                self.app.backend.reroute_owned(wid, self.runner_id)
+                self.app.backend.remove_runner(wid)
+        finally:
+            self._workers.clear()
+            self._extras.clear()
+            self._states.clear()
+            super()._on_stop()
+
+
+# -- inside a worker process ----------------------------------------------------------------
+
+_BACKEND_CODE = tuple(os.path.dirname(m.__file__) + os.sep for m in (_backends_pkg, redis))
+
+
+def _in_backend_call(frame) -> bool:
+    """True when the interrupted code is inside the backend or redis-py."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(_BACKEND_CODE):
+            return True
+        frame = frame.f_back
+    return False
 
 
 class _Worker(BaseRunner):
@@ -107,82 +242,240 @@ class _Worker(BaseRunner):
 
     config_cls = PersistentProcessRunnerConfig
 
-    def __init__(self, app, conf, worker_id: str):
+    def __init__(self, app, conf, worker_id: str, state):
         super().__init__(app, conf)
         self.runner_id = worker_id
         self.worker = f"{os.getpid()}"
+        self._state = state
+        self._live: set[str] = set()  # claimed here and not yet done
+        self._reconnects = 0
+        # the invocation whose body may be interrupted, and what a signal wants raised in it
+        self._running: Claimed | None = None
+        self._timeout_sec: float | None = None
+        self._pending: BaseException | None = None
+        self._term_raised = self._timeout_raised = False
+        self._depth = 0  # how deep this thread is in backend calls
 
-    def _runner_loop_iteration(self) -> None:
-        for claimed in self.app.backend.claim(self.runner_id, self.worker, 1,
-                                              self.conf.runner_loop_sleep_time_sec):
-            self._run(claimed)
+    def live_invocations(self) -> set[str]:
+        return set(self._live)
 
-    def _run(self, claimed) -> None:
-        """Run one invocation; a task with timeout_sec gets a SIGALRM timer that
-        raises TaskTimeoutError inside its body (an outer timer keeps running)."""
+    # -- the loop ----------------------------------------------------------------------
+
+    def _runner_loop_iteration(self) -> None:  # pragma: no cover - serve() is the loop
+        raise RuntimeError("a persistent worker runs serve(), not the runner loop")
+
+    def serve(self) -> None:
+        """Claim one invocation, run it, repeat; until stopped or asked to retire."""
+        self._reconnects = self.app.backend.reconnects
+        sleep = self.conf.runner_loop_sleep_time_sec
+        while not self._stop.is_set() and not self._state[RETIRE]:
+            try:
+                self._reconcile_if_reconnected()
+                claimed = self.app.backend.claim(self.runner_id, self.worker, 1, sleep)
+            except Exception:
+                if self._stop.is_set():  # an outage cut short by the stop: nothing held
+                    break
+                log.exception("worker %s could not claim; trying again", self.runner_id)
+                self._stop.wait(sleep)
+                continue
+            if not claimed:
+                continue
+            self._live.update(c.invocation_id for c in claimed)
+            self._reconcile_if_reconnected()  # the claim itself may have reconnected
+            for c in claimed:
+                if self._stop.is_set():  # claimed as the stop came: hand it back unstarted
+                    self._hand_back([c.invocation_id])
+                    self._live.discard(c.invocation_id)
+                else:
+                    self._run(c)  # on a stop it hands its invocation back itself
+
+    def _run(self, claimed: Claimed) -> None:
+        """Run one invocation, or hand it back if the worker is told to stop
+        meanwhile. A task with timeout_sec gets a SIGALRM timer that raises
+        TaskTimeoutError inside its body."""
+        inv_id = claimed.invocation_id
         task = self.app.get_task(claimed.task_id)
-        sec = task.options.timeout_sec if task else None
-        outer_left = signal.getitimer(signal.ITIMER_REAL)[0]
-        outer_handler = signal.getsignal(signal.SIGALRM)
-        start = time.monotonic()
-        if sec:
-            def on_alarm(*_):
-                ctx = current.get()
-                if ctx is not None and ctx.invocation_id == claimed.invocation_id:
-                    raise timeout_error(claimed.task_id, claimed.invocation_id, sec)
-
-            signal.signal(signal.SIGALRM, on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, sec)
-        elif outer_left:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+        self._timeout_sec = task.options.timeout_sec if task else None
+        self._pending, self._term_raised, self._timeout_raised = None, False, False
+        self._depth = 0  # between runs this thread is in no backend call
+        token = current.set(None)  # restored below, even if the run unwinds past its own reset
+        self._state[BUSY] = 1
+        self._running = claimed
         try:
+            if self._timeout_sec:
+                signal.setitimer(signal.ITIMER_REAL, self._timeout_sec)
             run_invocation(self.app, self, claimed, self.worker)
+        except WorkerStopping:
+            self._running = None
+            log.info("worker %s stopping: handing back %s", self.runner_id, inv_id)
+            self._hand_back([inv_id])
+        except Exception:  # the executor stores task errors; this is a fault around it
+            self._running = None
+            if not self._stop.is_set():  # (when stopping: an outage cut short, expected)
+                log.exception("worker %s failed around %s; handing it back", self.runner_id,
+                              inv_id)
+            self._hand_back([inv_id])
         finally:
+            self._running = None
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, outer_handler)
-            if outer_left:
-                signal.setitimer(signal.ITIMER_REAL,
-                                 max(outer_left - (time.monotonic() - start), 0.001))
+            self._pending = None
+            current.reset(token)
+            self._live.discard(inv_id)
+            self._state[BUSY] = 0
+
+    def _hand_back(self, ids: list[str]) -> None:
+        """A clean hand-back: REROUTED and queued again, not counted as a death."""
+        if not ids:
+            return
+        try:
+            self.app.backend.reroute_owned(self.runner_id, self.runner_id, ids)
+        except Exception:  # Redis down while stopping: the parent reroutes after we exit
+            log.warning("worker %s could not hand back %s; its runner will", self.runner_id, ids)
+
+    def _reconcile_if_reconnected(self) -> None:
+        """After a reconnect, hand back what the backend says we own but we do
+        not run (a claim whose reply was lost)."""
+        n = self.app.backend.reconnects
+        if n == self._reconnects:
+            return
+        try:
+            self.reconcile()
+            self._reconnects = n
+        except Exception:  # Redis went away again: reconcile after the next reconnect
+            if not self._stop.is_set():
+                log.warning("worker %s could not reconcile after a reconnect; will retry",
+                            self.runner_id, exc_info=True)
+
+    # -- signals: SIGTERM (stop) and SIGALRM (a task's timeout) --------------------------------
+    #
+    # Either may raise an exception inside the running task body, but never inside a
+    # backend call (a half-read reply, a half-made move): there it is held, and raised
+    # the moment the call returns to the task. Backend methods called by this thread
+    # are wrapped to count how deep in them it is (guard_backend); a task that uses
+    # redis-py directly is recognised by its frames and retried every REDELIVER_SEC.
+
+    def guard_backend(self, backend) -> None:
+        """Wrap the backend's public methods (on this instance only) so that a
+        signal arriving inside one is delivered when it returns."""
+        for name in dir(type(backend)):
+            if name.startswith("_") or not inspect.isfunction(getattr(type(backend), name)):
+                continue
+            setattr(backend, name, self._guarded(getattr(backend, name)))
+
+    def _guarded(self, method):
+        main = threading.get_ident()
+
+        @functools.wraps(method)
+        def call(*args, **kwargs):
+            if threading.get_ident() != main:  # e.g. the backend's listener thread
+                return method(*args, **kwargs)
+            self._depth += 1
+            try:
+                result = method(*args, **kwargs)
+            finally:
+                self._leave()
+            return self._guarded_iter(result) if inspect.isgenerator(result) else result
+        return call
+
+    def _guarded_iter(self, gen):
+        try:
+            while True:
+                self._depth += 1
+                try:
+                    item = next(gen)
+                except StopIteration:
+                    return
+                finally:
+                    self._leave()
+                yield item
+        finally:
+            gen.close()
+
+    def _leave(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._pending is not None:
+            self._deliver()
+
+    def on_signal(self, signum: int, frame) -> None:
+        """SIGTERM stops the loop and, mid-task, raises WorkerStopping in the
+        body; SIGALRM raises the task's TaskTimeoutError (or is the retry of a
+        held one). At most one of each per run."""
+        if signum == signal.SIGTERM:
+            self._stop.set()
+        run = self._running
+        if run is None:
+            return
+        if signum == signal.SIGTERM:
+            if not self._term_raised:
+                self._pending = WorkerStopping(f"worker {self.runner_id} is stopping")
+        elif (self._pending is None and self._timeout_sec and not self._timeout_raised
+              and not self._term_raised):  # a run unwinding for a stop is not timed out
+            self._pending = timeout_error(run.task_id, run.invocation_id, self._timeout_sec)
+        if self._pending is None or self._depth > 0:  # held: raised when the call returns
+            return
+        if _in_backend_call(frame):  # redis-py used directly by the task: try again soon
+            signal.setitimer(signal.ITIMER_REAL, REDELIVER_SEC)
+            return
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """Raise the held exception if the task body runs now, else try again
+        shortly (the run may be just before its body; its end drops it)."""
+        run, ctx = self._running, current.get()
+        if run is None or ctx is None or ctx.invocation_id != run.invocation_id:
+            if run is not None:
+                signal.setitimer(signal.ITIMER_REAL, REDELIVER_SEC)
+            return
+        exc, self._pending = self._pending, None
+        if isinstance(exc, WorkerStopping):
+            self._term_raised = True
+        else:
+            self._timeout_raised = True
+        raise exc
+
+    # -- waiting -------------------------------------------------------------------------
 
     def waiting_for_results(self, ctx: ExecutionContext, invocation_ids: Sequence[str],
                             timeout: float | None) -> bool:
-        """Sleep-poll, running queued invocations inline meanwhile (see module doc)."""
-        backend, poll = self.app.backend, self.conf.invocation_wait_results_sleep_time_sec
+        """Lend this worker's slot: flag it waiting (the parent starts another
+        worker meanwhile) and block on the results in short slices, so a stop
+        or a timeout reaches the task between them. Claims nothing. A wait that
+        ends within its first slice lends nothing (no process started for it)."""
+        backend, ids = self.app.backend, list(invocation_ids)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with _alarm_blocked():  # a timeout fires in task code, never mid backend call
-                if len(backend.final_results(invocation_ids)) == len(invocation_ids):
+        step = min(self.conf.invocation_wait_results_sleep_time_sec, WAIT_SLICE_MAX_SEC)
+        try:
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if backend.wait_final(ids, step if left is None else min(step, left)):
                     return True
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            if not self._stop.is_set():
-                with _alarm_blocked():
-                    claimed = backend.claim(self.runner_id, self.worker, 1, 0)
-                if claimed:
-                    self._run(claimed[0])
-                    continue
-            time.sleep(poll)
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                if self._stop.is_set():  # a SIGTERM whose exception was held: deliver it now
+                    self._pending = None
+                    self._term_raised = True
+                    raise WorkerStopping(f"worker {self.runner_id} is stopping")
+                self._reconcile_if_reconnected()
+                self._state[WAITING] = 1
+        finally:
+            self._state[WAITING] = 0
 
 
-@contextlib.contextmanager
-def _alarm_blocked():
-    """Hold SIGALRM (a task's timeout) until the block ends; it is delivered then."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
-
-
-def _worker_main(app_path: str, config: dict[str, Any], worker_id: str, parent_pid: int) -> None:
+def _worker_main(app_path: str, config: dict[str, Any], worker_id: str, parent_pid: int,
+                 state) -> None:
+    early_stop = threading.Event()  # a SIGTERM while the app still loads
+    signal.signal(signal.SIGTERM, lambda *_: early_stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     die_with_parent(parent_pid)
     app = load_app(app_path, config)
-    worker = _Worker(app, app.config.runner, worker_id)
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop_runner_loop())
-    worker._stop.clear()
+    worker = _Worker(app, app.config.runner, worker_id, state)
+    worker.guard_backend(app.backend)
+    signal.signal(signal.SIGALRM, worker.on_signal)
+    signal.signal(signal.SIGTERM, worker.on_signal)
+    if early_stop.is_set():
+        worker.stop_runner_loop()
     try:
-        while not worker._stop.is_set():
-            worker._runner_loop_iteration()
+        with patient(worker._stop):  # backend calls retry until Redis is back or we stop
+            worker.serve()
     finally:
         app.backend.close()

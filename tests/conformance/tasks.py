@@ -165,3 +165,29 @@ def parent(i: int) -> int:
 def runs_of(key: str) -> int:
     """How often count_run(key) has started (its body, not just its status)."""
     return int(app.backend.client.get(f"test:{app.app_id}:runs:{key}") or 0)
+
+
+@app.task
+def await_sleep(sec: float) -> float:
+    """Submits sleep(sec) and waits on it: a task whose worker waits on a subtask."""
+    return sleep(sec).result
+
+
+@app.task
+def hammer(sec: float) -> int:
+    """Backend calls back to back for ``sec`` seconds (a signal almost always lands
+    inside one); returns how many it made."""
+    me = current.get().invocation_id
+    n, end = 0, time.monotonic() + sec
+    while time.monotonic() < end:
+        app.backend.status(me)
+        n += 1
+    return n
+
+
+@app.task(timeout_sec=0.3)
+def hammer_past_timeout() -> None:
+    """Backend calls back to back until its timeout stops it."""
+    me = current.get().invocation_id
+    while True:
+        app.backend.status(me)
