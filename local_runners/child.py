@@ -37,12 +37,16 @@ def parent_spec(app: Pynenc) -> tuple[str, dict[str, Any]]:
 
 def load_app(app_path: str, config: dict[str, Any]) -> Pynenc:
     """Import the app by path and give it exactly the parent's config (env set in
-    the parent after start-up would not reach us otherwise)."""
+    the parent after start-up would not reach us otherwise). Quietly: the parent
+    has already warned about ignored runner fields, once for all its workers."""
     import importlib
 
+    from pynenc_ray.config import quiet_ignored_warnings
+
     module, _, attr = app_path.partition(":")
-    app = getattr(importlib.import_module(module), attr)
-    app.reconfigure(replace=True, **config)
+    with quiet_ignored_warnings():
+        app = getattr(importlib.import_module(module), attr)
+        app.reconfigure(replace=True, **config)
     return app
 
 

@@ -14,11 +14,13 @@ import logging
 import os
 import threading
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -32,6 +34,7 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigError
+from .redis_url import mask_url, normalize_redis_url, url_problem
 
 log = logging.getLogger("pynenc_ray.config")
 
@@ -45,17 +48,17 @@ class RunnerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    invocation_wait_results_sleep_time_sec: float = Field(0.1, description="Poll interval of a worker that waits on results and cannot block (PersistentProcessRunner)")
-    runner_loop_sleep_time_sec: float = Field(0.1, description="Longest a runner loop blocks waiting for work before checking for stop")
-    min_parallel_slots: int = Field(1, description="Lower bound on concurrent slots (ProcessRunner: max(cpu count, this))")
-    runner_heartbeat_interval_sec: float = Field(1.0, description="How often a runner says it is alive")
-    runner_dead_after_sec: float = Field(10.0, description="Silence after which a runner's work is rerouted by a live runner")
-    max_reroutes: int = Field(3, description="Reroutes after which an invocation fails as poison")
+    invocation_wait_results_sleep_time_sec: float = Field(0.1, gt=0, description="Poll interval of a worker that waits on results and cannot block (PersistentProcessRunner)")
+    runner_loop_sleep_time_sec: float = Field(0.1, gt=0, description="Longest a runner loop blocks waiting for work before checking for stop")
+    min_parallel_slots: int = Field(1, ge=1, description="Lower bound on concurrent slots (ProcessRunner: max(cpu count, this))")
+    runner_heartbeat_interval_sec: float = Field(1.0, gt=0, description="How often a runner says it is alive")
+    runner_dead_after_sec: float = Field(10.0, gt=0, description="Silence after which a runner's work is rerouted by a live runner")
+    max_reroutes: int = Field(3, ge=0, description="Reroutes after which an invocation fails as poison")
 
 
 class ThreadRunnerConfig(RunnerConfig):
-    min_threads: int = Field(1, description="Worker threads started up front")
-    max_threads: int = Field(0, description="Most invocations busy at once; 0 = cpu count")
+    min_threads: int = Field(1, ge=0, description="Worker threads started up front")
+    max_threads: int = Field(0, ge=0, description="Most invocations busy at once; 0 = cpu count")
 
 
 class ProcessRunnerConfig(RunnerConfig):
@@ -63,19 +66,19 @@ class ProcessRunnerConfig(RunnerConfig):
 
 
 class PersistentProcessRunnerConfig(ThreadRunnerConfig):
-    num_processes: int = Field(0, description="Long-lived worker processes; 0 = cpu count")
+    num_processes: int = Field(0, ge=0, description="Long-lived worker processes; 0 = cpu count")
 
 
 class MultiThreadRunnerConfig(RunnerConfig):
-    min_threads: int = Field(1, description="Threads started up front in each actor")
-    max_threads: int = Field(1, description="Threads per actor (its ThreadRunner's max_threads)")
-    min_processes: int = Field(1, description="Actors kept when idle")
-    max_processes: int = Field(0, description="Most actors; 0 = the cluster's CPUs / actor_num_cpus")
-    idle_timeout_process_sec: float = Field(4.0, description="Idle time after which an actor above min_processes is retired")
+    min_threads: int = Field(1, ge=0, description="Threads started up front in each actor")
+    max_threads: int = Field(1, ge=0, description="Threads per actor (its ThreadRunner's max_threads)")
+    min_processes: int = Field(1, ge=0, description="Actors kept when idle")
+    max_processes: int = Field(0, ge=0, description="Most actors; 0 = the cluster's CPUs / actor_num_cpus")
+    idle_timeout_process_sec: float = Field(4.0, ge=0, description="Idle time after which an actor above min_processes is retired")
     enforce_max_processes: bool = Field(True, description="Always run max_processes actors")
     ray_address: str | None = Field(None, description="Ray to connect to (else RAY_ADDRESS, else a local Ray)")
-    actor_num_cpus: float = Field(1.0, description="CPUs each actor asks of Ray")
-    scaling_interval_sec: float = Field(1.0, description="How often actors are polled and the policy applied")
+    actor_num_cpus: float = Field(1.0, ge=0, description="CPUs each actor asks of Ray")
+    scaling_interval_sec: float = Field(1.0, gt=0, description="How often actors are polled and the policy applied")
     ray_local_mode: bool = Field(False, description="Host the actors in-process without Ray (development, tests, memory backend)")
 
 
@@ -95,6 +98,17 @@ RUNNER_CONFIGS: dict[str, type[RunnerConfig]] = {
 # -- the top-level settings --------------------------------------------------------
 
 SECRET_FIELDS = ("redis_password", "signing_key")
+SECRET_MASK = "**********"
+
+
+def _shown(field_name: str, value: Any) -> Any:
+    """A config value as error messages may print it: secrets masked, and the
+    password inside a Redis URL replaced."""
+    if field_name in SECRET_FIELDS and value is not None:
+        return SECRET_MASK
+    if field_name == "redis_url" and isinstance(value, str):
+        return mask_url(value)
+    return value
 
 
 class PynencSettings(BaseSettings):
@@ -111,21 +125,34 @@ class PynencSettings(BaseSettings):
 
     app_id: str = Field("pynenc", description="Namespace of the app: Redis keys, actor names")
     backend: Literal["memory", "redis"] = Field("memory", description="Embedded in-process backend, or Redis")
-    redis_url: str = Field("redis://localhost:6379/0", description="redis:// or rediss:// (TLS) URL, user and password may be inside")
+    redis_url: str = Field("redis://localhost:6379/0", description="redis:// or rediss:// (TLS) URL; user and password may be inside, raw or percent-encoded (the password is masked by config show)")
     redis_username: str | None = Field(None, description="ACL user, if not in the URL")
     redis_password: SecretStr | None = Field(None, description="Password, if not in the URL (masked by config show)")
     redis_ssl_ca_certs: str | None = Field(None, description="CA file for rediss://")
-    redis_retry_timeout_sec: float = Field(10.0, description="How long a submit retries an unreachable Redis before raising (runners retry forever)")
+    redis_retry_timeout_sec: float = Field(10.0, gt=0, description="How long a submit retries an unreachable Redis before raising (runners retry forever)")
     runner_cls: str = Field("ThreadRunner", description="Runner name, or a module:Class path")
     app_path: str | None = Field(None, description="module:attr by which workers and actors import the app (the CLI sets it)")
+    task_modules: list[str] = Field(default_factory=list, description="Modules workers import at start so tasks defined outside the app's module are registered; a stored task id is imported only from these or app_path's module (env: a JSON list)")
     serializer: Literal["json", "pickle"] = Field("json", description="Payload format of arguments and results")
     signing_key: SecretStr | None = Field(None, description="HMAC key for pickle payloads (masked by config show)")
     allow_unsigned_pickle: bool = Field(False, description="Load unsigned pickle (only if nobody untrusted can write to the backend)")
-    max_result_bytes: int = Field(16 * MiB, description="Largest serialised result; a larger one fails the invocation")
-    result_ttl_sec: int = Field(86400, description="Finished records expire after this long (Redis)")
+    max_result_bytes: int = Field(16 * MiB, gt=0, description="Largest serialised result; a larger one fails the invocation")
+    result_ttl_sec: int = Field(86400, gt=0, description="Finished records expire after this long (Redis)")
     dev_mode_force_sync_tasks: bool = Field(False, description="Run tasks inline at call time, without a runner")
     config_file: str | None = Field(None, description="A TOML/YAML/JSON file with these keys (PYNENC__CONFIG_FILE)")
     runner: dict[str, Any] = Field(default_factory=dict, description="Fields of the selected runner ([tool.pynenc.runner])")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _usable_redis_url(cls, url: str) -> str:
+        """Percent-encode the user-info (a ``#`` or ``/`` in a password would break
+        parsing), so every consumer sees a URL redis-py reads right; refuse a URL
+        that still does not parse, without repeating its password."""
+        url = normalize_redis_url(url)
+        problem = url_problem(url)
+        if problem:
+            raise ValueError(f"not a usable Redis URL: {problem}")
+        return url
 
     @classmethod
     def settings_customise_sources(
@@ -225,7 +252,8 @@ class EffectiveConfig:
         data = self.settings.model_dump(mode="json", exclude={"runner"})
         for name in SECRET_FIELDS:
             if data.get(name) is not None:
-                data[name] = "**********"
+                data[name] = SECRET_MASK
+        data["redis_url"] = mask_url(data["redis_url"])
         return {
             "config": data,
             "runner": self.runner.model_dump(mode="json"),
@@ -234,14 +262,43 @@ class EffectiveConfig:
         }
 
 
-def load_config(**kwargs: Any) -> EffectiveConfig:
+def load_config(*, warned: Sequence[dict[str, Any]] = (), **kwargs: Any) -> EffectiveConfig:
     """Layer every source, validate, and resolve the runner's fields.
 
     Raises ConfigError naming the field, the value and the source for an unknown
-    field, a wrong type, or an unknown ``runner_cls``.
+    field, a wrong type, or an unknown ``runner_cls``. Each ignored runner field
+    is logged as a warning, except those in ``warned`` (an earlier config's
+    ``ignored``: a reconfigure does not repeat them) and all of them inside
+    ``quiet_ignored_warnings()``.
     """
     with _LOAD_LOCK:
-        return _load_config(kwargs)
+        cfg = _load_config(kwargs)
+    _warn_ignored(cfg, warned)
+    return cfg
+
+
+_QUIET_IGNORED: ContextVar[bool] = ContextVar("pynenc_quiet_ignored", default=False)
+
+
+@contextmanager
+def quiet_ignored_warnings() -> Iterator[None]:
+    """Config loads in this block (this thread) do not warn about ignored runner
+    fields: a worker rebuilding its parent's config, whose parent already warned,
+    would otherwise repeat the warning once per worker."""
+    token = _QUIET_IGNORED.set(True)
+    try:
+        yield
+    finally:
+        _QUIET_IGNORED.reset(token)
+
+
+def _warn_ignored(cfg: EffectiveConfig, warned: Sequence[dict[str, Any]]) -> None:
+    """Warn once about each runner field the selected runner does not take."""
+    for item in cfg.ignored:
+        loud = not _QUIET_IGNORED.get() and item not in warned
+        log.log(logging.WARNING if loud else logging.DEBUG,
+                "config field '%s' = %r (from %s) is not taken by %s and is ignored",
+                item["field"], item["value"], item["source"], cfg.runner_cls)
 
 
 _LOAD_LOCK = threading.Lock()  # the provenance sink is shared by all loads
@@ -316,7 +373,7 @@ def _explain(exc: ValidationError, seen: dict[str, dict[str, Any]], prefix: str)
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         key = f"{prefix}{loc}"
-        value = err.get("input")
+        value = _shown(key.lower(), err.get("input"))
         src = _source_of(sources, key.lower())
         if err["type"] == "extra_forbidden":
             known = ", ".join(sorted(PynencSettings.model_fields)) if not prefix else ""
@@ -364,10 +421,6 @@ def _resolve_runner(
             taken[key_l] = value
         elif key_l in any_runner:
             ignored.append({"field": f"runner.{key_l}", "value": value, "source": src})
-            log.warning(
-                "config field 'runner.%s' = %r (from %s) is not taken by %s and is ignored",
-                key_l, value, src, runner_cls,
-            )
         else:
             raise ConfigError(
                 f"unknown config field 'runner.{key_l}' = {value!r} (from {src}): no runner "

@@ -19,6 +19,16 @@ def _type(model: type[BaseModel], name: str) -> str:
     return text.replace("|", "\\|")  # a pipe would end the Markdown table cell
 
 
+def _bounds(model: type[BaseModel], name: str) -> str:
+    """The field's lower bound as text (" >= 0", " > 0"), or "" if it has none."""
+    parts = []
+    for meta in model.model_fields[name].metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">")):
+            if getattr(meta, attr, None) is not None:
+                parts.append(f" {sign} {getattr(meta, attr)}")
+    return "".join(parts)
+
+
 def _default(model: type[BaseModel], name: str) -> str:
     field = model.model_fields[name]
     if field.default_factory is not None:
@@ -27,10 +37,11 @@ def _default(model: type[BaseModel], name: str) -> str:
 
 
 def _table(model: type[BaseModel], names: list[str], env: str) -> list[str]:
-    rows = ["| field | type | default | env | description |", "|---|---|---|---|---|"]
+    rows = ["| field | type (bound) | default | env | description |", "|---|---|---|---|---|"]
     for name in names:
         f = model.model_fields[name]
-        rows.append(f"| `{name}` | `{_type(model, name)}` | `{_default(model, name)}` | "
+        rows.append(f"| `{name}` | `{_type(model, name)}`{_bounds(model, name)} | "
+                    f"`{_default(model, name)}` | "
                     f"`{env}{name.upper()}` | {f.description or ''} |")
     return rows
 

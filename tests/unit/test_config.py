@@ -259,3 +259,170 @@ def test_explicit_kwargs_rebuild_the_same_config(monkeypatch):
     again = load_config(**cfg.explicit_kwargs())
     assert again.show()["config"] == cfg.show()["config"]
     assert again.runner == cfg.runner and again.runner_cls == "PersistentProcessRunner"
+
+
+# -- task_modules -------------------------------------------------------------------------
+
+
+def test_task_modules_defaults_to_empty_and_reads_a_json_list_from_env(monkeypatch):
+    assert load_config().settings.task_modules == []
+    monkeypatch.setenv("PYNENC__TASK_MODULES", '["pkg.tasks", "pkg.more"]')
+    cfg = load_config()
+    assert cfg.settings.task_modules == ["pkg.tasks", "pkg.more"]
+    assert cfg.sources["task_modules"] == "environment PYNENC__TASK_MODULES"
+    assert load_config(**cfg.explicit_kwargs()).settings.task_modules == ["pkg.tasks", "pkg.more"]
+
+
+# -- numbers that make no sense are refused -----------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("redis_retry_timeout_sec", 0), ("redis_retry_timeout_sec", -1),
+    ("max_result_bytes", 0), ("max_result_bytes", -5),
+    ("result_ttl_sec", 0), ("result_ttl_sec", -60),
+])
+def test_top_level_numbers_out_of_range_are_refused(name, value):
+    with pytest.raises(ConfigError) as info:
+        load_config(**{name: value})
+    assert_names(info.value, name, repr(value), "argument", "greater than 0")
+
+
+RUNNER_BOUNDS = [  # (runner_cls, field, first refused value)
+    ("ThreadRunner", "max_threads", -3), ("ThreadRunner", "min_threads", -1),
+    ("PersistentProcessRunner", "num_processes", -1),
+    ("MultiThreadRunner", "min_processes", -1), ("MultiThreadRunner", "max_processes", -1),
+    ("MultiThreadRunner", "idle_timeout_process_sec", -0.5),
+    ("MultiThreadRunner", "actor_num_cpus", -1), ("MultiThreadRunner", "scaling_interval_sec", 0),
+    ("ThreadRunner", "runner_heartbeat_interval_sec", 0),
+    ("ThreadRunner", "runner_dead_after_sec", 0), ("ThreadRunner", "max_reroutes", -1),
+    ("ThreadRunner", "runner_loop_sleep_time_sec", 0),
+    ("ThreadRunner", "invocation_wait_results_sleep_time_sec", 0),
+    ("ProcessRunner", "min_parallel_slots", 0),
+]
+
+
+@pytest.mark.parametrize(("runner_cls", "name", "value"), RUNNER_BOUNDS)
+def test_runner_numbers_out_of_range_are_refused(runner_cls, name, value):
+    with pytest.raises(ConfigError) as info:
+        load_config(runner_cls=runner_cls, runner={name: value})
+    assert_names(info.value, f"runner.{name}", repr(value), "argument", runner_cls)
+
+
+def test_negative_count_from_environment_names_the_variable(monkeypatch):
+    monkeypatch.setenv("PYNENC__RUNNER__MAX_THREADS", "-3")
+    with pytest.raises(ConfigError) as info:
+        load_config()
+    assert_names(info.value, "runner.max_threads", "'-3'", "PYNENC__RUNNER__MAX_THREADS",
+                 "greater than or equal to 0")
+
+
+def test_zero_where_zero_means_cpu_count_is_still_accepted():
+    assert load_config(runner={"max_threads": 0}).runner.max_threads == 0
+    cfg = load_config(runner_cls="MultiThreadRunner",
+                      runner={"min_processes": 0, "actor_num_cpus": 0, "max_reroutes": 0,
+                              "idle_timeout_process_sec": 0})
+    assert cfg.runner.min_processes == 0 and cfg.runner.actor_num_cpus == 0
+
+
+# -- redis_url: passwords with any character, never printed --------------------------------
+
+
+def test_password_in_redis_url_is_masked_in_show():
+    cfg = load_config(redis_url="redis://alice:hunter2@db.example:6380/2")
+    view = cfg.show()
+    assert view["config"]["redis_url"] == "redis://alice:***@db.example:6380/2"
+    assert "hunter2" not in json.dumps(view)
+    assert "hunter2" in cfg.explicit_kwargs()["redis_url"]  # children still connect
+
+
+@pytest.mark.parametrize(("raw", "password"), [
+    ("redis://:S3#cr/et@db.example:6379/0", "S3#cr/et"),
+    ("redis://bob:a@b?c:d@db.example:6379/0", "a@b?c:d"),
+    ("redis://bob:100%@db.example:6379/0", "100%"),
+    ("redis://bob:p%23w@db.example:6379/0", "p#w"),  # already encoded: kept
+])
+def test_reserved_characters_in_a_url_password_reach_redis_intact(raw, password):
+    from redis.connection import parse_url
+
+    url = load_config(redis_url=raw).settings.redis_url
+    parsed = parse_url(url)
+    assert parsed["password"] == password
+    assert (parsed["host"], parsed["port"], parsed["db"]) == ("db.example", 6379, 0)
+    assert load_config(redis_url=url).settings.redis_url == url  # normalizing is idempotent
+
+
+def test_already_encoded_password_is_not_encoded_twice():
+    url = "redis://bob:p%23w%2F@db.example:6379/0"
+    assert load_config(redis_url=url).settings.redis_url == url
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("http://:hunter2@db.example:6379/0", "scheme 'http'"),
+    ("redis://:hunter2@db.example:63x9/0", "port"),
+    ("db.example:6379", "no scheme"),
+])
+def test_unusable_redis_url_is_a_config_error_without_the_password(monkeypatch, url, why):
+    monkeypatch.setenv("PYNENC__REDIS_URL", url)
+    with pytest.raises(ConfigError) as info:
+        load_config()
+    assert_names(info.value, "redis_url", "PYNENC__REDIS_URL", why)
+    assert "hunter2" not in str(info.value)
+
+
+def test_secret_of_a_wrong_type_is_not_echoed():
+    with pytest.raises(ConfigError) as info:
+        load_config(signing_key=["k3y-s3cret"])
+    assert_names(info.value, "signing_key", "argument")
+    assert "k3y-s3cret" not in str(info.value)
+
+
+# -- an ignored runner field is warned about once, by the parent ----------------------------
+
+
+def _ignored_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and "is ignored" in r.getMessage()]
+
+
+def test_reconfigure_does_not_repeat_the_warning(caplog, monkeypatch):
+    from pynenc_ray import Pynenc
+
+    monkeypatch.setenv("PYNENC__RUNNER__NUM_PROCESSES", "2")
+    with caplog.at_level(logging.WARNING, logger="pynenc_ray.config"):
+        app = Pynenc(app_id="warn-once")
+        app.reconfigure(app_path="tests.unit.tasks_for_unit:app")
+        app.reconfigure(result_ttl_sec=5)
+    assert len(_ignored_warnings(caplog)) == 1
+
+
+@pytest.fixture
+def app_module(tmp_path, monkeypatch):
+    """An app module on sys.path, not yet imported, as a worker would import it."""
+    import sys
+    import uuid
+
+    name = f"warn_app_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text("from pynenc_ray import Pynenc\n"
+                                         "app = Pynenc(app_id='warn-child')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_a_worker_loading_the_app_does_not_warn_again(caplog, monkeypatch, app_module):
+    """ProcessRunner children rebuild the parent's config: one warning per child
+    (24 in one run) came from there."""
+    from local_runners.child import load_app
+
+    monkeypatch.setenv("PYNENC__RUNNER__NUM_PROCESSES", "2")
+    parent = load_config(app_path=f"{app_module}:app")
+    parent_kwargs = parent.explicit_kwargs()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pynenc_ray.config"):
+        child = load_app(f"{app_module}:app", parent_kwargs)
+    assert child.config.ignored  # still listed by config show in the child
+    assert _ignored_warnings(caplog) == []
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pynenc_ray.config"):
+        load_config()  # outside a worker's load, a config load warns as before
+    assert len(_ignored_warnings(caplog)) == 1
