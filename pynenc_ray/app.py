@@ -15,9 +15,17 @@ from . import context
 from .backends import build_backend
 from .backends.base import Backend, Claimed, NewInvocation
 from .config import EffectiveConfig, load_config
-from .errors import ConfigError, CycleError, MemCompatibilityError, TaskDefinitionError
+from .errors import (
+    ConfigError,
+    CycleError,
+    InvocationNotFoundError,
+    MemCompatibilityError,
+    PynencError,
+    SerializationError,
+    TaskDefinitionError,
+)
 from .invocation import Invocation
-from .serializer import Serializer, payload_to_error
+from .serializer import Serializer, args_bind, payload_to_error, result_bind
 from .status import InvocationStatus
 from .task import Task, TaskOptions
 
@@ -55,7 +63,9 @@ class Pynenc:
     # -- configuration ------------------------------------------------------------------
 
     def _configure(self) -> None:
-        self.config: EffectiveConfig = load_config(**self._explicit)
+        previous = getattr(self, "config", None)  # its ignored fields were warned about already
+        self.config: EffectiveConfig = load_config(
+            warned=previous.ignored if previous else (), **self._explicit)
         s = self.config.settings
         self.serializer = Serializer(
             s.serializer,
@@ -145,16 +155,48 @@ class Pynenc:
         return register(func) if func is not None else register
 
     def get_task(self, task_id: str) -> Task | None:
-        """Find a task, importing its module if this process has not yet."""
+        """Find a registered task. A task id comes from the backend, where anyone
+        with access can write, so its module is imported only when the config
+        names it: in ``task_modules`` or as the module of ``app_path``."""
         t = self.tasks.get(task_id)
-        if t is None and ":" in task_id:
+        if t is not None or ":" not in task_id:
+            return t
+        module = task_id.partition(":")[0]
+        if module not in self.task_module_names():
+            log.warning("task %s is not registered in app %r and its module is not in "
+                        "task_modules (nor app_path's module), so it is not imported; add "
+                        "%r to task_modules if workers should load it",
+                        task_id, self.app_id, module)
+            return None
+        try:
+            importlib.import_module(module)
+        except Exception:  # any import failure: the task is unknown here
+            log.exception("importing the module of task %s failed", task_id)
+            return None
+        return self.tasks.get(task_id)
+
+    def task_module_names(self) -> list[str]:
+        """The modules a task id may make this process import: ``task_modules``
+        and the module of ``app_path``."""
+        s = self.config.settings
+        names = list(s.task_modules)
+        if s.app_path:
+            names.append(s.app_path.partition(":")[0])
+        return names
+
+    def import_task_modules(self) -> None:
+        """Import every module of ``task_modules``, so tasks defined outside the
+        app's module are registered before a worker claims work. Runners call
+        this at start; a module that fails to import is a ConfigError."""
+        source = self.config.sources.get("task_modules", "default")
+        for name in self.config.settings.task_modules:
             try:
-                importlib.import_module(task_id.partition(":")[0])
-            except Exception:  # any import failure: the task is unknown here
-                log.exception("importing the module of task %s failed", task_id)
-                return None
-            t = self.tasks.get(task_id)
-        return t
+                importlib.import_module(name)
+            except Exception as exc:
+                raise ConfigError(
+                    f"config field 'task_modules' names {name!r} (from {source}), which "
+                    f"cannot be imported: {type(exc).__name__}: {exc}. Fix the module name "
+                    "or make it importable on every worker (PYTHONPATH)") from exc
 
     def import_path(self) -> str:
         """``module:attr`` by which another process imports this app: ``app_path``,
@@ -173,10 +215,22 @@ class Pynenc:
             "--app sets it)")
 
     def get_invocation(self, invocation_id: str) -> Invocation:
+        """A handle to an invocation submitted by any process; raises
+        InvocationNotFoundError when its record is not in the backend."""
         rec = self.backend.get(invocation_id)
         if rec is None:
-            raise KeyError(f"invocation {invocation_id} is unknown to app {self.app_id!r}")
+            raise self.invocation_not_found(invocation_id)
         return Invocation(self, invocation_id, rec.task_id)
+
+    def invocation_not_found(self, invocation_id: str) -> InvocationNotFoundError:
+        """The error for a record that is gone, naming the likely causes."""
+        s = self.config.settings
+        return InvocationNotFoundError(
+            f"invocation {invocation_id} is not in the {s.backend} backend of app "
+            f"{self.app_id!r}: it was never submitted to this app (check app_id and the "
+            f"backend), or its record expired {s.result_ttl_sec} s after it finished "
+            "(result_ttl_sec), or it was lost when Redis restarted without persistence or "
+            "was flushed. Submit the call again if you still need its result")
 
     # -- submit, wait, read -----------------------------------------------------------------
 
@@ -185,9 +239,7 @@ class Pynenc:
         parent = ctx.invocation_id if ctx is not None and ctx.app is self else None
         runner_id, worker = (ctx.runner.runner_id, ctx.worker) if parent else (
             external_runner_id(), threading.current_thread().name)
-        dumps, what = self.serializer.dumps, f"arguments of task {task.task_id}"
-        new = [NewInvocation(uuid.uuid4().hex, task.task_id, dumps([list(a), kw], what), parent)
-               for a, kw in calls]
+        new = [self._new_invocation(task, a, kw, parent) for a, kw in calls]
         sync = self.config.settings.dev_mode_force_sync_tasks
         self.backend.enqueue(new, runner_id, worker, push=not sync)
         if sync:
@@ -197,11 +249,22 @@ class Pynenc:
                 run_sync(self, n)
         return [Invocation(self, n.invocation_id, task.task_id) for n in new]
 
-    def _inside_task(self) -> bool:
+    def _new_invocation(self, task: Task, args: tuple, kwargs: dict,
+                        parent: str | None) -> NewInvocation:
+        """An invocation record whose arguments are signed for this id only."""
+        inv_id = uuid.uuid4().hex
+        payload = self.serializer.dumps([list(args), kwargs], f"arguments of task {task.task_id}",
+                                        bind=args_bind(inv_id))
+        return NewInvocation(inv_id, task.task_id, payload, parent)
+
+    def inside_task(self) -> bool:
+        """True when called from a task body that this app's runner executes."""
         ctx = context.current.get()
         return ctx is not None and ctx.app is self
 
-    def _wait(self, invocation_ids: list[str], timeout: float | None) -> bool:
+    def wait_invocations(self, invocation_ids: list[str], timeout: float | None) -> bool:
+        """Block until all are final (True) or ``timeout`` passes (False). Inside a
+        task the runner is told (it lends the slot) and a wait cycle is refused."""
         ctx = context.current.get()
         if ctx is None or ctx.app is not self:
             return self.backend.wait_final(invocation_ids, timeout)
@@ -230,19 +293,50 @@ class Pynenc:
                 seen.add(inv)
                 stack.extend(self.backend.waiting_on(inv))
 
-    def _decode_final(self, invocation_id: str) -> Any:
-        status, payload = self.backend.final_results([invocation_id])[invocation_id]
-        return self._decode_payload(invocation_id, status, payload)
+    def final_value(self, invocation_id: str) -> Any:
+        """The value of a final invocation, or its error raised."""
+        found = self.backend.final_results([invocation_id]).get(invocation_id)
+        if found is None:
+            status = self.backend.status(invocation_id)
+            if status is None:
+                raise self.invocation_not_found(invocation_id)
+            raise PynencError(f"invocation {invocation_id} is {status}, not final; wait for "
+                              "it before reading its result")
+        return self.decode_final(invocation_id, *found)
 
-    def _decode_payload(self, invocation_id: str, status: InvocationStatus, payload: bytes) -> Any:
+    def decode_final(self, invocation_id: str, status: InvocationStatus, payload: bytes) -> Any:
+        """A final record's value; its error raised for FAILED. A signed result
+        must have been signed for this invocation."""
         if status == S.SUCCESS:
-            return self.serializer.loads(payload, f"result of invocation {invocation_id}")
+            return self.serializer.loads(payload, f"result of invocation {invocation_id}",
+                                         bind=result_bind(invocation_id))
         raise payload_to_error(payload)
 
     def decode_args(self, claimed: Claimed) -> tuple[list, dict]:
-        args, kwargs = self.serializer.loads(claimed.args, f"arguments of invocation "
-                                             f"{claimed.invocation_id} ({claimed.task_id})")
-        return args, kwargs
+        """The stored ``[args, kwargs]`` of a claimed invocation. Anything else
+        (valid JSON of the wrong shape included) is a SerializationError, which
+        fails the invocation at once instead of letting a TypeError reroute it."""
+        what = f"arguments of invocation {claimed.invocation_id} ({claimed.task_id})"
+        value = self.serializer.loads(claimed.args, what, bind=args_bind(claimed.invocation_id))
+        if not _is_call(value):
+            raise SerializationError(
+                f"{what} are stored as {_brief(value)}, not [list_of_args, dict_of_kwargs] "
+                "(keyword names as strings); the record was not written by pynenc-ray's "
+                "submit, so it is failed instead of run")
+        return value[0], value[1]
 
     def __repr__(self) -> str:
         return f"<Pynenc app_id={self.app_id!r} backend={self.config.settings.backend}>"
+
+
+def _is_call(value: Any) -> bool:
+    """True for ``[list, dict with str keys]``, the shape submit stores."""
+    return (isinstance(value, (list, tuple)) and len(value) == 2
+            and isinstance(value[0], (list, tuple)) and isinstance(value[1], dict)
+            and all(isinstance(k, str) for k in value[1]))
+
+
+def _brief(value: Any) -> str:
+    """A short description of a stored value for an error message."""
+    text = repr(value)
+    return f"{type(value).__name__} {text[:80]}{'...' if len(text) > 80 else ''}"

@@ -20,21 +20,22 @@ class Invocation:
 
     @property
     def status(self) -> InvocationStatus:
+        """The current status; InvocationNotFoundError if the record is gone."""
         st = self.app.backend.status(self.invocation_id)
         if st is None:
-            raise KeyError(f"invocation {self.invocation_id} is unknown to this backend "
-                           "(expired, or submitted to another app or backend)")
+            raise self.app.invocation_not_found(self.invocation_id)
         return st
 
     @property
     def result(self) -> Any:
-        """Block until final; return the value, or raise the task's exception."""
-        self.app._wait([self.invocation_id], None)
-        return self.app._decode_final(self.invocation_id)
+        """Block until final; return the value, or raise the task's exception.
+        InvocationNotFoundError if the record is gone (expired, lost, never stored)."""
+        self.app.wait_invocations([self.invocation_id], None)
+        return self.app.final_value(self.invocation_id)
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once final (success or failure); never raises the task's error."""
-        return self.app._wait([self.invocation_id], timeout)
+        return self.app.wait_invocations([self.invocation_id], timeout)
 
     @property
     def history(self) -> list["HistoryEntry"]:
@@ -57,21 +58,21 @@ class InvocationGroup:
         return iter(self.invocations)
 
     def wait(self, timeout: float | None = None) -> bool:
-        return self.app._wait([i.invocation_id for i in self.invocations], timeout)
+        return self.app.wait_invocations([i.invocation_id for i in self.invocations], timeout)
 
     @property
     def results(self) -> Iterator[Any]:
         """Yield each result in submission order; raise at the first failed member.
         Final results are read many per round trip; only a wait blocks."""
         ids = [i.invocation_id for i in self.invocations]
-        ctx_wait = self.app._inside_task()
+        ctx_wait = self.app.inside_task()
         if ctx_wait:  # inside a task: the runner must know it waits (slots, cycles)
-            self.app._wait(ids, None)
+            self.app.wait_invocations(ids, None)
         ready: dict[str, tuple] = {}
         pos = 0
         for done in self.app.backend.finals_as_completed(ids):
             ready.update(done)
             while pos < len(ids) and ids[pos] in ready:
                 status, payload = ready.pop(ids[pos])
-                yield self.app._decode_payload(ids[pos], status, payload)
+                yield self.app.decode_final(ids[pos], status, payload)
                 pos += 1

@@ -3,8 +3,11 @@
 JSON is the default: safe to load from any source. Pickle is loaded only when
 the payload carries a valid HMAC (``signing_key``) or the user opted into
 ``allow_unsigned_pickle``; anyone who can write to the backend could otherwise
-run code on the workers. Exceptions always travel as JSON (class path, args,
-message, traceback text) and are re-created on the reading side when possible.
+run code on the workers. The HMAC also covers where the payload belongs (its
+``bind``), so a signed payload cannot be moved to another record. Exceptions
+always travel as JSON (class path, args, message, traceback text) and are
+re-created on the reading side only when that imports nothing and cannot end
+the reading process.
 """
 
 from __future__ import annotations
@@ -12,20 +15,37 @@ from __future__ import annotations
 import builtins
 import hashlib
 import hmac
-import importlib
+import inspect
 import json
 import pickle
+import sys
 import traceback
 from typing import Any
 
 from .errors import PayloadSignatureError, SerializationError, TaskFailedError
 
-SIGNED_TAG = b"HMAC1"
+SIGNED_TAG = b"HMAC2"  # HMAC over bind + NUL + body: a payload is valid only where it belongs
+_OLD_TAG = b"HMAC1"  # earlier versions: HMAC over the body alone, refused
 _MAC_LEN = 32
 
 
+def args_bind(invocation_id: str) -> str:
+    """Where an invocation's arguments belong, for ``dumps``/``loads(bind=...)``."""
+    return f"{invocation_id}:args"
+
+
+def result_bind(invocation_id: str) -> str:
+    """Where an invocation's result belongs, for ``dumps``/``loads(bind=...)``."""
+    return f"{invocation_id}:result"
+
+
 class Serializer:
-    """Encodes payloads for one app; ``name`` is "json" or "pickle"."""
+    """Encodes payloads for one app; ``name`` is "json" or "pickle".
+
+    ``bind`` names where a payload belongs (e.g. ``"<invocation_id>:result"``)
+    and is mixed into a signed pickle's HMAC, so a payload copied from one
+    record into another is refused. JSON payloads carry no HMAC and ignore it.
+    """
 
     def __init__(self, name: str = "json", signing_key: str | None = None,
                  allow_unsigned_pickle: bool = False):
@@ -35,7 +55,7 @@ class Serializer:
 
     # -- values ------------------------------------------------------------------
 
-    def dumps(self, value: Any, what: str) -> bytes:
+    def dumps(self, value: Any, what: str, *, bind: str = "") -> bytes:
         """Encode ``value``; ``what`` names it in errors ("arguments of task x")."""
         if self.name == "json":
             try:
@@ -51,35 +71,34 @@ class Serializer:
         except Exception as exc:  # pickle raises many types
             raise SerializationError(f"{what} cannot be pickled: {exc}") from None
         if self._key:
-            return SIGNED_TAG + hmac.new(self._key, data, hashlib.sha256).digest() + data
+            return SIGNED_TAG + self._mac(bind, data) + data
         return data
 
-    def loads(self, data: bytes, what: str) -> Any:
-        if data[:1] == b"\x80" or data.startswith(SIGNED_TAG):
-            return self._load_pickle(data, what)
+    def loads(self, data: bytes, what: str, *, bind: str = "") -> Any:
+        """Decode ``data``; a signed pickle must have been signed with the same
+        key for the same ``bind``."""
+        if data[:1] == b"\x80" or data.startswith((SIGNED_TAG, _OLD_TAG)):
+            return self._load_pickle(data, what, bind)
         try:
             return json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise SerializationError(
                 f"{what} is not valid JSON ({exc}); the stored payload is corrupt or was "
                 "written by another serializer"
             ) from None
 
-    def _load_pickle(self, data: bytes, what: str) -> Any:
+    def _mac(self, bind: str, body: bytes) -> bytes:
+        """HMAC-SHA256 of the place the payload belongs and the payload itself."""
+        assert self._key is not None
+        return hmac.new(self._key, bind.encode() + b"\0" + body, hashlib.sha256).digest()
+
+    def _load_pickle(self, data: bytes, what: str, bind: str) -> Any:
+        if data.startswith(_OLD_TAG):
+            raise PayloadSignatureError(
+                f"{what} was signed by an older pynenc-ray whose signature does not say where "
+                "the payload belongs; it was not unpickled. Submit the call again")
         if data.startswith(SIGNED_TAG):
-            if not self._key:
-                raise PayloadSignatureError(
-                    f"{what} is a signed pickle but this app has no signing_key; set the "
-                    "same signing_key on every producer and worker"
-                )
-            mac = data[len(SIGNED_TAG):len(SIGNED_TAG) + _MAC_LEN]
-            body = data[len(SIGNED_TAG) + _MAC_LEN:]
-            good = hmac.new(self._key, body, hashlib.sha256).digest()
-            if not hmac.compare_digest(mac, good):
-                raise PayloadSignatureError(
-                    f"{what} failed its HMAC check: it was tampered with or signed with "
-                    "another signing_key; it was not unpickled"
-                )
+            body = self._verified_body(data, what, bind)
         else:
             if self._key or not self._allow_unsigned:
                 raise PayloadSignatureError(
@@ -93,8 +112,28 @@ class Serializer:
         except Exception as exc:
             raise SerializationError(f"{what} cannot be unpickled: {exc}") from None
 
+    def _verified_body(self, data: bytes, what: str, bind: str) -> bytes:
+        """The pickle inside a signed payload, once its HMAC matches."""
+        if not self._key:
+            raise PayloadSignatureError(
+                f"{what} is a signed pickle but this app has no signing_key; set the "
+                "same signing_key on every producer and worker"
+            )
+        mac = data[len(SIGNED_TAG):len(SIGNED_TAG) + _MAC_LEN]
+        body = data[len(SIGNED_TAG) + _MAC_LEN:]
+        if not hmac.compare_digest(mac, self._mac(bind, body)):
+            raise PayloadSignatureError(
+                f"{what} failed its HMAC check: it was tampered with, signed with another "
+                "signing_key, or copied from another record; it was not unpickled"
+            )
+        return body
+
 
 # -- exceptions ---------------------------------------------------------------------
+
+# Exception subclasses that still must not be raised from data: StopIteration
+# (and its async twin) would silently end whatever loop reads the result.
+_NEVER_RECREATED = (StopIteration, StopAsyncIteration)
 
 
 def _class_path(cls: type) -> str:
@@ -112,26 +151,72 @@ def error_to_payload(exc: BaseException) -> bytes:
     return json.dumps(doc).encode()
 
 
-def payload_to_error(data: bytes) -> BaseException:
-    """Re-create the remote exception when its class imports and accepts its args;
-    otherwise a TaskFailedError carrying the class path and remote traceback."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return TaskFailedError(f"the task failed and its stored error is unreadable: {data[:200]!r}")
-    cls_path, tb = doc.get("cls", ""), doc.get("traceback", "")
-    module, _, qual = cls_path.partition(":")
-    try:
-        obj: Any = builtins if module == "builtins" else importlib.import_module(module)
-        for part in qual.split("."):
-            obj = getattr(obj, part)
-        if not (isinstance(obj, type) and issubclass(obj, BaseException)):
-            raise TypeError(cls_path)
-        exc = obj(*doc.get("args", []))
-    except Exception:
-        exc = TaskFailedError(
-            f"{cls_path}: {doc.get('message', '')}", remote_class=cls_path, remote_traceback=tb
-        )
-    if tb and isinstance(exc, BaseException):
+def payload_to_error(data: bytes) -> Exception:
+    """Re-create the remote exception when that is safe, else a TaskFailedError
+    carrying the class path and remote traceback.
+
+    The stored error is data anyone with backend access can write, so reading it
+    never imports a module: only an ``Exception`` subclass of a module this
+    process has already imported (the task's own module is, once the task is
+    registered) is re-created. BaseException-only classes (SystemExit,
+    KeyboardInterrupt) never are: raising them would end the reader.
+    """
+    doc = _error_doc(data)
+    if isinstance(doc, TaskFailedError):
+        return doc
+    cls_path, args, message, tb = doc
+    cls = _loaded_exception_class(cls_path)
+    exc: Exception | None = None
+    if cls is not None:
+        try:
+            exc = cls(*args)
+        except Exception:
+            exc = None
+    if not isinstance(exc, Exception):
+        exc = TaskFailedError(f"{cls_path}: {message}", remote_class=cls_path,
+                              remote_traceback=tb)
+    if tb:
         exc.add_note("remote traceback:\n" + tb.rstrip())
     return exc
+
+
+def _error_doc(data: bytes) -> tuple[str, list, str, str] | TaskFailedError:
+    """The fields of a stored error document (class path, args, message,
+    traceback), or a TaskFailedError saying why it cannot be read."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return TaskFailedError(f"the task failed and its stored error is unreadable: {data[:200]!r}")
+    if not isinstance(doc, dict):
+        return TaskFailedError(
+            f"the task failed and its stored error is a JSON {type(doc).__name__}, not an "
+            f"object with cls, args, message and traceback: {data[:200]!r}")
+    fields = {"cls": str, "args": list, "message": str, "traceback": str}
+    defaults = {"cls": "", "args": [], "message": "", "traceback": ""}
+    wrong = [f"{k} ({type(doc[k]).__name__})" for k, t in fields.items()
+             if k in doc and not isinstance(doc[k], t)]
+    if wrong:
+        return TaskFailedError(
+            f"the task failed and its stored error has fields of the wrong type: "
+            f"{', '.join(wrong)}; expected cls, message and traceback as strings and args "
+            f"as a list: {data[:200]!r}")
+    return tuple(doc.get(k, defaults[k]) for k in fields)  # type: ignore[return-value]
+
+
+def _loaded_exception_class(cls_path: str) -> type[Exception] | None:
+    """The class named by ``module:qualname`` if its module is already imported
+    and it is an Exception subclass that is safe to raise; never imports."""
+    module_name, _, qualname = cls_path.partition(":")
+    obj: Any = builtins if module_name == "builtins" else sys.modules.get(module_name)
+    if obj is None or not qualname:
+        return None
+    for part in qualname.split("."):
+        # static lookup: a module's __getattr__ could import (e.g. a lazy attribute)
+        obj = inspect.getattr_static(obj, part, None)
+        if obj is None:
+            return None
+    if not (isinstance(obj, type) and issubclass(obj, Exception)):
+        return None
+    if issubclass(obj, _NEVER_RECREATED):
+        return None
+    return obj

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import importlib
+import json
+import pickle
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
 import pytest
 
 from pynenc_ray import (
@@ -11,7 +21,13 @@ from pynenc_ray import (
     SerializationError,
     TaskFailedError,
 )
-from pynenc_ray.serializer import Serializer, error_to_payload, payload_to_error
+from pynenc_ray.serializer import (
+    Serializer,
+    args_bind,
+    error_to_payload,
+    payload_to_error,
+    result_bind,
+)
 from tests.unit import tasks_for_unit as t
 from tests.unit.support import isolate_config
 
@@ -157,3 +173,122 @@ def test_exception_with_unserialisable_args_keeps_its_message():
 
 def test_unreadable_error_payload_is_a_task_failed_error():
     assert isinstance(payload_to_error(b"\x00garbage"), TaskFailedError)
+
+
+# -- stored data never imports, never ends the reader -----------------------------------
+
+
+def _doc(cls: str, args=("x",)) -> bytes:
+    return json.dumps({"cls": cls, "args": list(args), "message": "m",
+                       "traceback": "Traceback...remote"}).encode()
+
+
+@pytest.fixture
+def marker_module(tmp_path, monkeypatch):
+    """A module on sys.path, not yet imported, that leaves a file when imported."""
+    name = f"marker_{uuid.uuid4().hex[:8]}"
+    marker = tmp_path / "imported"
+    (tmp_path / f"{name}.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nclass Boom(Exception):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name, marker
+    sys.modules.pop(name, None)
+
+
+def test_error_of_a_module_not_yet_imported_does_not_import_it(marker_module):
+    name, marker = marker_module
+    back = payload_to_error(_doc(f"{name}:Boom"))
+    assert isinstance(back, TaskFailedError) and back.remote_class == f"{name}:Boom"
+    assert back.remote_traceback == "Traceback...remote"
+    assert not marker.exists() and name not in sys.modules
+
+
+def test_error_of_an_already_imported_module_is_recreated(marker_module):
+    name, _ = marker_module
+    module = importlib.import_module(name)
+    assert type(payload_to_error(_doc(f"{name}:Boom"))) is module.Boom
+
+
+@pytest.mark.parametrize("cls", ["builtins:SystemExit", "builtins:KeyboardInterrupt",
+                                 "builtins:GeneratorExit", "builtins:BaseException",
+                                 "builtins:StopIteration", "builtins:StopAsyncIteration"])
+def test_exceptions_that_would_end_the_reader_are_never_recreated(cls):
+    back = payload_to_error(_doc(cls, args=[0]))
+    assert isinstance(back, TaskFailedError) and back.remote_class == cls
+
+
+def test_a_stored_system_exit_does_not_end_the_producer():
+    """What the review saw: .result of a stored builtins:SystemExit exited with 0."""
+    with pytest.raises(TaskFailedError) as info:
+        raise payload_to_error(_doc("builtins:SystemExit", args=[0]))
+    assert "SystemExit" in str(info.value)
+
+
+@pytest.mark.parametrize("cls", ["os:system", "builtins:len", "tests.unit.tasks_for_unit:app",
+                                 "tests.unit.tasks_for_unit:", "builtins:ValueError.__init__"])
+def test_a_class_path_naming_something_else_is_a_task_failed_error(cls):
+    assert isinstance(payload_to_error(_doc(cls)), TaskFailedError)
+
+
+def test_a_lazy_module_attribute_is_not_resolved_on_read():
+    """``pynenc_ray:MultiThreadRunner`` is a lazy attribute that imports a module."""
+    code = ("import sys, json\n"
+            "from pynenc_ray.serializer import payload_to_error\n"
+            "from pynenc_ray.errors import TaskFailedError\n"
+            "doc = json.dumps({'cls': 'pynenc_ray:MultiThreadRunner', 'args': []}).encode()\n"
+            "assert isinstance(payload_to_error(doc), TaskFailedError)\n"
+            "lazy = 'pynenc_ray.runners.ray_runner'\n"
+            "assert lazy not in sys.modules, 'reading an error imported ' + lazy\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=str(Path(__file__).parents[2]))
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("data", [b"[1, 2]", b"5", b'"text"', b"null", b"true",
+                                  b"[" * 100000])
+def test_an_error_document_that_is_not_an_object_is_a_task_failed_error(data):
+    back = payload_to_error(data)
+    assert isinstance(back, TaskFailedError) and "stored error" in str(back)
+
+
+@pytest.mark.parametrize("doc", [{"cls": 5}, {"cls": "builtins:ValueError", "args": "abc"},
+                                 {"cls": "builtins:ValueError", "args": {"a": 1}},
+                                 {"cls": "builtins:ValueError", "traceback": 3},
+                                 {"cls": "builtins:ValueError", "message": ["m"]}])
+def test_an_error_document_with_fields_of_the_wrong_type_is_a_task_failed_error(doc):
+    back = payload_to_error(json.dumps(doc).encode())
+    assert isinstance(back, TaskFailedError)
+    assert "wrong type" in str(back)
+
+
+# -- signatures bound to where a payload belongs ----------------------------------------
+
+
+def test_signed_pickle_is_valid_only_where_it_was_bound():
+    s = Serializer("pickle", signing_key="k1")
+    data = s.dumps({"v": 1}, "result", bind=result_bind("inv-a"))
+    assert s.loads(data, "result", bind=result_bind("inv-a")) == {"v": 1}
+    for elsewhere in (result_bind("inv-b"), args_bind("inv-a"), ""):
+        with pytest.raises(PayloadSignatureError, match="copied from another record"):
+            s.loads(data, "result of inv-b", bind=elsewhere)
+
+
+def test_bind_strings_name_the_invocation_and_the_part():
+    assert args_bind("abc") == "abc:args" and result_bind("abc") == "abc:result"
+
+
+def test_json_payloads_ignore_bind():
+    s = Serializer("json")
+    assert s.loads(s.dumps([1], "v", bind="a:result"), "v", bind="b:result") == [1]
+
+
+def test_payload_signed_by_the_unbound_format_is_refused_clearly():
+    body = pickle.dumps(1)
+    old = b"HMAC1" + hmac.new(b"k1", body, hashlib.sha256).digest() + body
+    with pytest.raises(PayloadSignatureError, match="older pynenc-ray"):
+        Serializer("pickle", signing_key="k1").loads(old, "result of x")
+
+
+def test_deeply_nested_json_is_a_serialization_error():
+    with pytest.raises(SerializationError):
+        Serializer("json").loads(b"[" * 100000, "arguments of x")

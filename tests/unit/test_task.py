@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+import uuid
+
 import pytest
 
-from pynenc_ray import Pynenc, TaskDefinitionError
+from pynenc_ray import ConfigError, Pynenc, TaskDefinitionError
 from pynenc_ray.task import task_id_of
 from tests.unit import tasks_for_unit as t
 from tests.unit.support import isolate_config
@@ -70,6 +73,63 @@ def test_task_id_is_module_colon_qualname():
     assert task_id_of(_a_function) == "tests.unit.test_task:_a_function"
     assert t.app.tasks["tests.unit.tasks_for_unit:add"] is t.add
     assert t.app.get_task("tests.unit.tasks_for_unit:echo") is t.echo
+
+
+# -- a stored task id imports only what the config names ----------------------------------
+
+
+@pytest.fixture
+def task_module(tmp_path, monkeypatch):
+    """A module of tasks for ``t.app`` on sys.path, not yet imported (as on a fresh
+    worker), that leaves a file behind when imported; ``t.app`` is restored after."""
+    name = f"lazy_tasks_{uuid.uuid4().hex[:8]}"
+    marker = tmp_path / "imported"
+    (tmp_path / f"{name}.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "from tests.unit.tasks_for_unit import app\n\n"
+        "@app.task\ndef lazy_double(x):\n    return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(t.app, "tasks", dict(t.app.tasks))
+    yield name, marker
+    sys.modules.pop(name, None)
+    t.app.reconfigure(task_modules=[], app_path=None)
+
+
+def test_a_task_module_named_in_task_modules_is_imported_on_first_use(task_module):
+    name, marker = task_module
+    t.app.reconfigure(task_modules=[name])
+    assert not marker.exists()
+    task = t.app.get_task(f"{name}:lazy_double")
+    assert task is not None and task.func(4) == 8 and marker.exists()
+
+
+def test_the_module_of_app_path_is_imported_on_first_use(task_module):
+    name, marker = task_module
+    t.app.reconfigure(app_path=f"{name}:app")
+    assert t.app.get_task(f"{name}:lazy_double") is not None and marker.exists()
+
+
+def test_a_task_id_from_the_backend_does_not_import_other_modules(task_module):
+    """A task id is data (anyone with Redis access writes it): ``antigravity:x``
+    must not make a worker import antigravity."""
+    name, marker = task_module
+    assert t.app.get_task(f"{name}:lazy_double") is None
+    assert not marker.exists() and name not in sys.modules
+    assert t.app.get_task("tests.unit.tasks_for_unit:no_such_task") is None
+
+
+def test_import_task_modules_registers_their_tasks(task_module):
+    name, marker = task_module
+    t.app.reconfigure(task_modules=[name])
+    t.app.import_task_modules()
+    assert marker.exists() and f"{name}:lazy_double" in t.app.tasks
+
+
+def test_import_task_modules_names_a_module_that_does_not_import(task_module):
+    t.app.reconfigure(task_modules=["no_such_module_for_tasks"])
+    with pytest.raises(ConfigError) as info:
+        t.app.import_task_modules()
+    assert "task_modules" in str(info.value) and "no_such_module_for_tasks" in str(info.value)
 
 
 def test_options_are_kept():
