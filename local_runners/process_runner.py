@@ -77,15 +77,17 @@ class ProcessRunner(BaseRunner):
             sentinels = [c.process.sentinel for c in self._children.values()]
             multiprocessing.connection.wait(sentinels, self.conf.runner_loop_sleep_time_sec)
             return
-        claimed = self.app.backend.claim(self.runner_id, f"{os.getpid()}:loop", free,
-                                         self.conf.runner_loop_sleep_time_sec)
-        for c in claimed:
-            p = self._ctx.Process(target=_child_main, args=(*self._spec, self.runner_id, os.getpid(), c),
-                                  name=f"pynenc-{c.invocation_id[:8]}", daemon=True)
-            p.start()
-            task = self.app.get_task(c.task_id)
-            self._children[c.invocation_id] = _Child(
-                p, c, timeout_sec=task.options.timeout_sec if task else None)
+        with self.claiming():  # reconcile waits until these are registered as children
+            claimed = self.app.backend.claim(self.runner_id, f"{os.getpid()}:loop", free,
+                                             self.conf.runner_loop_sleep_time_sec)
+            for c in claimed:
+                p = self._ctx.Process(target=_child_main,
+                                      args=(*self._spec, self.runner_id, os.getpid(), c),
+                                      name=f"pynenc-{c.invocation_id[:8]}", daemon=True)
+                p.start()
+                task = self.app.get_task(c.task_id)
+                self._children[c.invocation_id] = _Child(
+                    p, c, timeout_sec=task.options.timeout_sec if task else None)
 
     def _reap(self) -> None:
         """Forget finished children; reroute at once what a dead child held; kill

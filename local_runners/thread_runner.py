@@ -108,12 +108,14 @@ class ThreadRunner(BaseRunner):
         if free <= 0 or self._stop.is_set():
             return
         # start=True: a free thread takes each at once, so claim and start are one step
-        claimed = self.app.backend.claim(self.runner_id, f"{self._worker_prefix}:loop", free, sleep,
-                                         start=True)
+        with self.claiming():
+            claimed = self.app.backend.claim(self.runner_id, f"{self._worker_prefix}:loop", free,
+                                             sleep, start=True)
+            with self._cv:
+                self._live.update(c.invocation_id for c in claimed)
         for c in claimed:
             with self._cv:
                 self._busy += 1
-                self._live.add(c.invocation_id)
                 self.last_busy = time.monotonic()
                 reserve = self._idle > 0
                 if reserve:

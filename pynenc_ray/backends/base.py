@@ -120,8 +120,11 @@ class Backend(abc.ABC):
     reconnects: int = 0  # connection faults recovered from; a runner reconciles on change
 
     @abc.abstractmethod
-    def heartbeat(self, runner_id: str, info: dict[str, Any]) -> None:
-        """Record that ``runner_id`` is alive, with a small JSON-able ``info``."""
+    def heartbeat(self, runner_id: str, info: dict[str, Any], dead_after_sec: float = 10.0,
+                  ) -> None:
+        """Record that ``runner_id`` is alive, with a small JSON-able ``info``.
+        ``dead_after_sec`` tells a shared backend how long a silence of every
+        runner must be to count as an outage (after which recovery waits)."""
 
     @abc.abstractmethod
     def remove_runner(self, runner_id: str) -> None:

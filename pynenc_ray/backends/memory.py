@@ -212,7 +212,8 @@ class MemoryBackend(Backend):
         with self._lock:
             return set(self._owned.get(runner_id, ()))
 
-    def heartbeat(self, runner_id: str, info: dict[str, Any]) -> None:
+    def heartbeat(self, runner_id: str, info: dict[str, Any], dead_after_sec: float = 10.0,
+                  ) -> None:
         with self._lock:
             self._runners[runner_id] = {**info, "last_seen": time.time()}
 

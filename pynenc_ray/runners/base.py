@@ -7,6 +7,7 @@ imports what it needs (Ray, multiprocessing) until it is really built.
 from __future__ import annotations
 
 import abc
+import contextlib
 import importlib
 import logging
 import os
@@ -15,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ..backends import patience
 from ..config import RunnerConfig
@@ -75,6 +76,8 @@ class BaseRunner(abc.ABC):
         self._ready = threading.Event()  # set once _on_start is done: work is being taken
         self._heartbeat_thread: threading.Thread | None = None
         self._abandoned = False  # set to simulate a crash: stop without handing work back
+        self._claims = threading.Condition()
+        self._claims_in_flight = 0  # claim calls whose ids are not yet in live_invocations
 
     @property
     def is_running(self) -> bool:
@@ -195,19 +198,40 @@ class BaseRunner(abc.ABC):
                 "pid": os.getpid()}
 
     def _beat(self) -> None:
-        self.app.backend.heartbeat(self.runner_id, self.heartbeat_info())
+        self.app.backend.heartbeat(self.runner_id, self.heartbeat_info(),
+                                   self.conf.runner_dead_after_sec)
 
     def live_invocations(self) -> set[str] | None:
         """Ids this runner is executing right now; None if it cannot tell."""
         return None
 
-    def reconcile(self) -> list[str]:
+    @contextlib.contextmanager
+    def claiming(self) -> Iterator[None]:
+        """Wrap a claim and the registration of what it returned as live: while
+        one is in flight, reconcile cannot tell a fresh claim from a lost one."""
+        with self._claims:
+            self._claims_in_flight += 1
+        try:
+            yield
+        finally:
+            with self._claims:
+                self._claims_in_flight -= 1
+                self._claims.notify_all()
+
+    def reconcile(self, settle_sec: float = 1.0) -> list[str] | None:
         """After a reconnect: reroute what the backend says we own but we do not
-        run (a claim whose reply was lost, a restored snapshot)."""
-        live = self.live_invocations()
-        if live is None:
+        run (a claim whose reply was lost, a restored snapshot). The owned set is
+        read first, then live work once no claim is in flight, so a claim that
+        lands meanwhile is never mistaken for a lost one. None: claims did not
+        settle within ``settle_sec``; try again later."""
+        if self.live_invocations() is None:
             return []
-        stale = self.app.backend.owned_by(self.runner_id) - live
+        owned = self.app.backend.owned_by(self.runner_id)
+        with self._claims:
+            if not self._claims.wait_for(lambda: self._claims_in_flight == 0, settle_sec):
+                return None
+            live = self.live_invocations() or set()
+        stale = owned - live
         ids = self.app.backend.reroute_owned(self.runner_id, self.runner_id, stale) if stale else []
         if ids:
             log.warning("runner %s reconciled after a reconnect: rerouted %d it did not run",
@@ -224,9 +248,9 @@ class BaseRunner(abc.ABC):
             while not self._stop.is_set():
                 try:
                     self._beat()
-                    if self.app.backend.reconnects != reconnects:
-                        reconnects = self.app.backend.reconnects
-                        self.reconcile()
+                    seen = self.app.backend.reconnects
+                    if seen != reconnects and self.reconcile() is not None:
+                        reconnects = seen
                     if time.monotonic() - last_check >= every:
                         last_check = time.monotonic()
                         rerouted = self.app.backend.recover_dead(

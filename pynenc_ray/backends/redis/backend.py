@@ -347,8 +347,9 @@ class RedisBackend(Backend):
         raw = self._call(lambda: self.client.smembers(self._k("owned", runner_id)), "read owned ids")
         return {r.decode() for r in raw}
 
-    def heartbeat(self, runner_id: str, info: dict[str, Any]) -> None:
-        self._script("heartbeat", [runner_id, json.dumps(info)])
+    def heartbeat(self, runner_id: str, info: dict[str, Any], dead_after_sec: float = 10.0,
+                  ) -> None:
+        self._script("heartbeat", [runner_id, json.dumps(info), repr(float(dead_after_sec))])
 
     def remove_runner(self, runner_id: str) -> None:
         def remove() -> None:

@@ -1,8 +1,17 @@
 -- heartbeat: a runner says it is alive, on the server's clock so that hosts
--- with skewed clocks agree on who is dead.
--- ARGV[3..]: runner, info_json.
+-- with skewed clocks agree on who is dead. When no runner of the app has beaten
+-- for over half of dead_after_sec (Redis was down or frozen, or the network
+-- cut everyone off), nobody could beat, so recovery waits one dead_after_sec
+-- (key 'grace') for the live runners to beat again before judging any dead.
+-- ARGV[3..]: runner, info_json, dead_after_sec.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local dead_after = tonumber(ARGV[5])
+local last = tonumber(redis.call('GET', P .. 'lastbeat') or '0')
+if last > 0 and now - last > dead_after / 2 then
+  redis.call('SET', P .. 'grace', tostring(now + dead_after), 'PX', math.ceil(dead_after * 1000))
+end
+redis.call('SET', P .. 'lastbeat', tostring(now))
 redis.call('HSET', P .. 'runners', ARGV[3], ARGV[4])
 redis.call('ZADD', P .. 'beats', now, ARGV[3])
 return tostring(now)

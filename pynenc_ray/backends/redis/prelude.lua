@@ -25,6 +25,8 @@
 --   index            ZSET  invocation ids scored by registration time (for timelines),
 --                          pruned past result_ttl_sec by recover
 --   lease:recovery   STRING  which runner is rerouting dead runners' work, with a TTL
+--   lastbeat         STRING  server time of the app's last heartbeat, from any runner
+--   grace            STRING  until when recovery waits after an outage (see heartbeat)
 --   final            channel: PUBLISHed, comma-separated ids that became final
 --
 -- Every script validates what it reads before it writes anything, so it either

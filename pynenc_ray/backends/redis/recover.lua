@@ -11,7 +11,11 @@ if holder and holder ~= checker then return {} end
 redis.call('SET', lease, checker, 'PX', lease_ms)
 redis.call('ZREMRANGEBYSCORE', P .. 'index', '-inf', tonumber(now) - TTL)
 local t = redis.call('TIME')
-local cutoff = tonumber(t[1]) + tonumber(t[2]) / 1e6 - dead_after
+local server_now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+if server_now < tonumber(redis.call('GET', P .. 'grace') or '0') then
+  return {}  -- after an outage every runner gets dead_after_sec to beat again
+end
+local cutoff = server_now - dead_after
 local dead = redis.call('ZRANGEBYSCORE', P .. 'beats', '-inf', cutoff)
 local out = {}
 for _, runner in ipairs(dead) do
