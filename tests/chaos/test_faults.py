@@ -1,0 +1,307 @@
+"""Faults on every runner kind: corrupt records, a Redis restarted (AOF) or
+frozen (SIGSTOP) mid-run, SIGTERM while Redis is frozen, rolling restarts.
+
+Each test gets its own redis-server (it is the thing being broken) and runs
+the runner as its own process. Task bodies append a line per start to a file,
+so executions are counted outside the Redis under test.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from pynenc_ray import BackendUnavailableError, CorruptRecordError, InvocationNotFoundError
+from pynenc_ray import InvocationStatus as S
+from tests.chaos import fault_tasks
+from tests.chaos.fault_tasks import logged, runs
+from tests.conftest import running, unique_app_id, wait_for
+from tests.conformance import tasks
+from tests.faults import Frozen, RunnerProcess, corrupt
+from tests.redis_server import RedisServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(240)]
+
+LOOP_SLEEP = 0.05
+COMMON = {"runner_heartbeat_interval_sec": 0.2, "runner_dead_after_sec": 3.0,
+          "runner_loop_sleep_time_sec": LOOP_SLEEP}
+RUNNERS = {
+    "ThreadRunner": {"max_threads": 4},
+    "ProcessRunner": {"min_parallel_slots": 4},
+    "PersistentProcessRunner": {"num_processes": 2},
+    "MultiThreadRunner": {"max_threads": 2, "min_processes": 1, "max_processes": 2,
+                          "actor_num_cpus": 0.5, "scaling_interval_sec": 0.2},
+}
+
+
+@pytest.fixture(params=list(RUNNERS))
+def kind(request) -> str:
+    if request.param == "MultiThreadRunner":
+        request.getfixturevalue("ray_session")
+    return request.param
+
+
+@pytest.fixture
+def server():
+    srv = RedisServer(persist=True).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def app(kind, server):
+    tasks.app.reconfigure(
+        replace=True, backend="redis", redis_url=server.url, app_id=unique_app_id("fault"),
+        runner_cls=kind, app_path="tests.conformance.tasks:app", redis_retry_timeout_sec=2.0,
+        task_modules=["tests.chaos.fault_tasks"], runner={**COMMON, **RUNNERS[kind]})
+    yield tasks.app
+    tasks.app.backend.close()
+
+
+@pytest.fixture
+def runner_log(tmp_path):
+    return tmp_path / "runner.log"
+
+
+@pytest.fixture
+def started(tmp_path):
+    return tmp_path / "started.txt"
+
+
+def _one_success_each(invs) -> None:
+    for inv in invs:
+        finals = [h.status for h in inv.history if h.status.is_final]
+        assert finals == [S.SUCCESS], (inv.invocation_id, [h.status for h in inv.history])
+
+
+def test_corrupt_records_fail_alone(app, server, runner_log, started):
+    """Four records damaged among ten queued: each fails with CorruptRecordError,
+    the other six succeed, the runner keeps running and the counts add up."""
+    invs = [logged(f"k{i}", 0.0, str(started)) for i in range(10)]
+    damaged = {2: "string", 4: "bad_status", 6: "bad_hn", 8: "no_args"}
+    client = server.client()
+    for i, how in damaged.items():
+        corrupt(client, app, invs[i].invocation_id, how)
+    corrupt(client, app, invs[9].invocation_id, "bad_history")  # harmless to running it
+    runner = RunnerProcess(app, runner_log)
+    try:
+        assert all(inv.wait(60) for inv in invs), runner.log()[-3000:]
+        for i, inv in enumerate(invs):
+            if i in damaged:
+                with pytest.raises(CorruptRecordError, match=inv.invocation_id):
+                    inv.result
+            else:
+                assert inv.result == f"k{i}"
+        with pytest.raises(CorruptRecordError, match="history entry 0"):
+            invs[9].history
+        assert app.backend.status(invs[2].invocation_id) == S.FAILED  # failed in place
+        assert set(app.backend.corrupt()) == {invs[i].invocation_id for i in damaged}
+        counts = app.backend.status_counts()
+        assert counts == {"SUCCESS": 6, "FAILED": 4, "CORRUPT": 4}, counts
+        for rid in app.backend.runners():
+            assert app.backend.owned_by(rid) == set()
+        assert runner.proc.poll() is None, "the runner died"
+        assert logged("after", 0.0, str(started)).wait(30)  # and it still takes work
+    finally:
+        runner.kill()
+    assert not [k for k, n in runs(started).items() if n > 1]
+
+
+def test_redis_restart_runs_nothing_twice(app, server, runner_log, started):
+    """Redis SHUTDOWN (AOF) and restarted mid-run: every invocation succeeds and
+    no task body runs twice, since the runner stays alive."""
+    app.reconfigure(redis_retry_timeout_sec=30.0)
+    invs = list(logged.parallelize([(f"k{i}", 0.02, str(started)) for i in range(200)]))
+    runner = RunnerProcess(app, runner_log)
+    try:
+        assert wait_for(lambda: len(runs(started)) >= 40, 60)
+        server.shutdown()
+        server.start()
+        assert all(inv.wait(120) for inv in invs), runner.log()[-3000:]
+        assert runner.proc.poll() is None
+    finally:
+        runner.kill()
+    twice = {k: n for k, n in runs(started).items() if n > 1}
+    assert not twice, (twice, runner.log()[-3000:])
+    _one_success_each(invs)
+
+
+def test_frozen_redis_kills_no_worker(app, server, runner_log, started):
+    """Redis frozen (SIGSTOP) for 6 s, three times redis_retry_timeout_sec, with
+    tasks mid-run: no worker dies and nothing runs twice."""
+    invs = list(logged.parallelize([(f"k{i}", 0.5, str(started)) for i in range(12)]))
+    runner = RunnerProcess(app, runner_log)
+    try:
+        assert wait_for(lambda: len(runs(started)) >= 2, 60)
+        with Frozen(server, 6.0):
+            pass
+        app.reconfigure(redis_retry_timeout_sec=30.0)
+        assert all(inv.wait(120) for inv in invs), runner.log()[-3000:]
+        assert runner.proc.poll() is None
+    finally:
+        runner.kill()
+    twice = {k: n for k, n in runs(started).items() if n > 1}
+    assert not twice, (twice, [[(h.status.value, h.runner_id[-8:], h.worker) for h in inv.history]
+                               for inv in invs], runner.log()[-3000:])
+    # a claim whose reply was lost in the freeze may be handed back by reconcile,
+    # but no worker died: nothing counts a death
+    died = [inv.invocation_id for inv in invs if app.backend.get(inv.invocation_id).deaths]
+    assert not died, runner.log()[-3000:]
+    assert "died" not in runner.log()
+    _one_success_each(invs)
+
+
+def test_sigterm_stops_the_runner_while_redis_is_frozen(app, server, runner_log, started):
+    """SIGTERM with Redis frozen: the runner process exits within
+    runner_loop_sleep_time_sec + 1 s (plus interpreter exit); once Redis is back,
+    its in-flight work is recovered by another runner and only that reruns."""
+    invs = list(logged.parallelize([(f"k{i}", 1.0, str(started)) for i in range(6)]))
+    runner = RunnerProcess(app, runner_log)
+    try:
+        assert wait_for(lambda: len(runs(started)) >= 2, 60)
+        with Frozen(server, 3.0):
+            took = runner.terminate()
+        assert took < LOOP_SLEEP + 1.0 + 1.0, (took, runner.log()[-3000:])
+        app.reconfigure(redis_retry_timeout_sec=30.0)
+        second = RunnerProcess(app, runner_log)
+        try:
+            assert all(inv.wait(90) for inv in invs), runner.log()[-3000:]
+        finally:
+            second.kill()
+    finally:
+        runner.kill()
+    _one_success_each(invs)
+
+
+def test_rolling_sigterm_restarts_are_not_poison(app, runner_log, started):
+    """A 1.5 s task handed back by five graceful restarts in a row (more than
+    max_reroutes = 3) still runs to SUCCESS: only a worker's death counts."""
+    inv = logged("slow", 1.5, str(started))
+    for n in range(1, 6):
+        runner = RunnerProcess(app, runner_log)
+        try:
+            assert wait_for(lambda: runs(started).get("slow", 0) >= n, 60), runner.log()[-3000:]
+            runner.terminate()
+        finally:
+            runner.kill()
+    runner = RunnerProcess(app, runner_log)
+    try:
+        assert inv.wait(60), runner.log()[-3000:]
+        assert inv.result == "slow"
+    finally:
+        runner.kill()
+    rec = app.backend.get(inv.invocation_id)
+    assert rec.reroutes >= 5 and rec.deaths == 0, (rec.reroutes, rec.deaths)
+
+
+# -- the producer's side: one runner kind is enough --------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["ThreadRunner"], indirect=True)
+def test_a_record_gone_from_a_group_raises_instead_of_blocking(app, server):
+    group = tasks.add.parallelize([(i, i) for i in range(3)])
+    server.client().delete(f"pynenc:{app.app_id}:inv:{group.invocations[1].invocation_id}")
+    app.reconfigure(runner={"max_threads": 2})
+    with running(app):
+        t0 = time.monotonic()
+        with pytest.raises(InvocationNotFoundError, match=group.invocations[1].invocation_id):
+            list(group.results)
+        assert time.monotonic() - t0 < 10
+        with pytest.raises(InvocationNotFoundError, match="result_ttl_sec"):
+            group.invocations[1].result
+
+
+@pytest.mark.parametrize("kind", ["ThreadRunner"], indirect=True)
+def test_a_producer_beside_a_running_runner_keeps_its_timeout(app, server):
+    """The runner in this process retries forever; a producer thread here still
+    gives up after redis_retry_timeout_sec with BackendUnavailableError."""
+    with running(app):
+        server.shutdown()
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(BackendUnavailableError, match="unreachable"):
+                tasks.add(1, 2).result
+            assert time.monotonic() - t0 < 2.0 + 3.0
+        finally:
+            server.start()
+
+
+@pytest.mark.parametrize("kind", ["ThreadRunner"], indirect=True)
+def test_group_results_across_restarts_only_raise_backend_unavailable(app, server):
+    """Iterating group.results while Redis restarts (AOF) again and again: a
+    producer sees its results or BackendUnavailableError, never a redis-py error."""
+    app.reconfigure(redis_retry_timeout_sec=5.0)
+    stop = threading.Event()
+
+    def restarts() -> None:
+        while not stop.wait(0.4):
+            server.shutdown()
+            server.start()
+
+    seen: list[str] = []
+    with running(app):
+        bouncer = threading.Thread(target=restarts, daemon=True)
+        bouncer.start()
+        try:
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                try:
+                    assert list(tasks.add.parallelize([(i, 1) for i in range(50)]).results) == \
+                        [i + 1 for i in range(50)]
+                    seen.append("ok")
+                except BackendUnavailableError:
+                    seen.append("unavailable")
+        finally:
+            stop.set()
+            bouncer.join(30)
+    assert "ok" in seen, seen
+
+
+def test_outage_is_logged_when_it_starts_and_while_it_lasts(server, caplog, monkeypatch):
+    from pynenc_ray.backends import patience
+    from pynenc_ray.backends.redis import backend as redis_backend
+
+    monkeypatch.setattr(redis_backend, "OUTAGE_LOG_EVERY_SEC", 0.3)
+    tasks.app.reconfigure(replace=True, backend="redis", redis_url=server.url,
+                          app_id=unique_app_id("outage"))
+    backend = tasks.app.backend
+    backend.status("warm-up")
+    server.shutdown()
+    stop = threading.Event()
+    with caplog.at_level("WARNING", logger="pynenc_ray.backends.redis"):
+        def patient_read() -> None:
+            with patience.patient(stop):
+                backend.status("x")  # a runner thread: retries until Redis is back
+
+        t = threading.Thread(target=patient_read)
+        t.start()
+        time.sleep(2.5)  # the outage itself
+        server.start()
+        t.join(30)
+    text = "\n".join(r.getMessage() for r in caplog.records
+                     if r.name == "pynenc_ray.backends.redis")
+    assert text.count("is unreachable (") == 1, text
+    assert text.count("still unreachable") >= 2, text
+    assert "reachable again" in text
+    backend.close()
+
+
+def test_a_wrong_password_fails_at_once():
+    srv = RedisServer("--requirepass", "right").start()
+    try:
+        url = f"redis://:wrong@127.0.0.1:{srv.port}/0"
+        tasks.app.reconfigure(replace=True, backend="redis", redis_url=url,
+                              app_id=unique_app_id("auth"))
+        t0 = time.monotonic()
+        with pytest.raises(BackendUnavailableError, match="credentials"):
+            tasks.add(1, 2)
+        assert time.monotonic() - t0 < 3.0
+        tasks.app.backend.close()
+    finally:
+        srv.stop()
+
+
+def test_fault_tasks_module_is_importable():
+    assert fault_tasks.logged.task_id == "tests.chaos.fault_tasks:logged"
