@@ -275,23 +275,24 @@ class Pynenc:
             self.backend.set_waiting(ctx.invocation_id, [])
 
     def _refuse_cycle(self, waiter: str, awaited: list[str]) -> None:
-        """Record the wait, then look for a path back to ``waiter``."""
+        """Record the wait, then look for a path back to ``waiter``: a breadth-first
+        walk of the wait graph, one backend round trip per level (not per id)."""
         if waiter in awaited:
             raise CycleError(f"invocation {waiter} waits on its own result, which can never "
                              "arrive; submit a new invocation instead")
         self.backend.set_waiting(waiter, awaited)
-        seen, stack = set(), list(awaited)
-        while stack:
-            inv = stack.pop()
-            if inv == waiter:
+        seen: set[str] = set()
+        level = list(dict.fromkeys(awaited))
+        while level:
+            if waiter in level:
                 self.backend.set_waiting(waiter, [])
                 raise CycleError(
                     f"invocation {waiter} would wait on {awaited[0] if len(awaited) == 1 else awaited}, "
                     "which (directly or through others) waits on it: neither could finish"
                 )
-            if inv not in seen:
-                seen.add(inv)
-                stack.extend(self.backend.waiting_on(inv))
+            seen.update(level)
+            waits = self.backend.waiting_on_many(level)
+            level = list(dict.fromkeys(i for ids in waits.values() for i in ids if i not in seen))
 
     def final_value(self, invocation_id: str) -> Any:
         """The value of a final invocation, or its error raised."""

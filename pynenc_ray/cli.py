@@ -71,12 +71,16 @@ def status_snapshot(app: Pynenc) -> dict[str, Any]:
                for rid, info in backend.runners().items()}
     return {"app_id": app.app_id, "backend": app.config.settings.backend,
             "queue_depth": backend.queue_depth(), "statuses": backend.status_counts(),
-            "runners": runners}
+            "corrupt": backend.corrupt(), "runners": runners}
 
 
 def format_status(snap: dict[str, Any]) -> str:
     lines = [f"app {snap['app_id']} on {snap['backend']}: queue depth {snap['queue_depth']}"]
     lines += [f"  {st:<10} {n}" for st, n in sorted(snap["statuses"].items())]
+    corrupt = snap.get("corrupt") or {}
+    if corrupt:
+        lines.append(f"corrupt records set aside (failed with CorruptRecordError): {len(corrupt)}")
+        lines += [f"  {inv_id}: {why}" for inv_id, why in sorted(corrupt.items())[:20]]
     lines.append(f"runners: {len(snap['runners'])}")
     for rid, info in sorted(snap["runners"].items()):
         busy = f"  busy {info['busy']}/{info['slots']}" if "slots" in info and "busy" in info else ""

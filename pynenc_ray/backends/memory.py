@@ -331,6 +331,10 @@ class MemoryBackend(Backend):
         with self._lock:
             return list(self._waits.get(invocation_id, ()))
 
+    def waiting_on_many(self, invocation_ids: Sequence[str]) -> dict[str, list[str]]:
+        with self._lock:
+            return {i: list(self._waits.get(i, ())) for i in invocation_ids}
+
     def missing(self, invocation_ids: Sequence[str]) -> list[str]:
         with self._lock:
             return [i for i in invocation_ids if i not in self._records]

@@ -218,3 +218,12 @@ def _pings(app) -> bool:
         return True
     except Exception:
         return False
+
+
+def test_a_redis_older_than_6_2_is_refused_with_its_version(app, monkeypatch):
+    from pynenc_ray import BackendUnavailableError
+
+    backend = app.backend
+    monkeypatch.setattr(backend.client, "info", lambda *a, **k: {"redis_version": "6.0.16"})
+    with pytest.raises(BackendUnavailableError, match=r"version 6\.0\.16; pynenc-ray needs Redis 6\.2"):
+        tasks.add(1, 2)

@@ -18,7 +18,6 @@ import threading
 import time
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -31,6 +30,7 @@ from ...errors import (
     InvocationOwnershipError,
     InvocationStatusTransitionError,
 )
+from ...redis_url import mask_url
 from ...serializer import error_to_payload
 from ...status import FINAL, OWNED, InvocationStatus
 from .. import patience
@@ -72,18 +72,6 @@ class _BoundedSet:
 
     def __contains__(self, item: str) -> bool:
         return item in self._d
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced, for messages and ``config show``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:" if parts.username else ":"
-    return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
 
 
 def _status(invocation_id: str, raw: Any) -> InvocationStatus:
