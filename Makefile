@@ -19,8 +19,18 @@ $(VENV)/.test: $(VENV)/.core
 demo: $(VENV)/.core
 	$(PY) examples/quickstart.py
 
+# System packages the tests use, installed with apt-get when missing (command:package):
+# redis-server for the Redis backend; sshd, rsync and nc for tests/ray/test_ray_up.py,
+# which brings cluster-local.yaml up with the real `ray up` through an sshd of its own.
+# (On a machine run by systemd, installing openssh-server also enables the system's
+# own sshd; the test does not use it.)
+SYSTEM_PACKAGES := redis-server:redis-server sshd:openssh-server rsync:rsync nc:netcat-openbsd
+
 redis-server:
-	@command -v redis-server >/dev/null 2>&1 || (apt-get update && apt-get install -y redis-server)
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${pair%%:*} ] || missing="$$missing $${pair#*:}"; \
+	done; \
+	[ -z "$$missing" ] || (apt-get update && apt-get install -y $$missing)
 
 test: $(VENV)/.test redis-server
 	$(PY) -m pytest
