@@ -16,6 +16,8 @@ from .errors import (
     CorruptRecordError,
     CycleError,
     InvocationNotFoundError,
+    RayConnectionError,
+    ResultTimeoutError,
     InvocationOwnershipError,
     InvocationStatusTransitionError,
     MemCompatibilityError,
@@ -58,5 +60,5 @@ __all__ = [
     "PayloadSignatureError", "BackendUnavailableError", "InvocationStatusTransitionError",
     "InvocationOwnershipError", "RunnerNotExecutableError", "MemCompatibilityError",
     "TaskFailedError", "TaskTimeoutError", "CycleError", "InvocationNotFoundError",
-    "CorruptRecordError", *_LAZY,
+    "CorruptRecordError", "RayConnectionError", "ResultTimeoutError", *_LAZY,
 ]

@@ -75,9 +75,10 @@ class MultiThreadRunnerConfig(RunnerConfig):
     min_processes: int = Field(1, ge=0, description="Actors kept when idle")
     max_processes: int = Field(0, ge=0, description="Most actors; 0 = the cluster's CPUs / actor_num_cpus")
     idle_timeout_process_sec: float = Field(4.0, ge=0, description="Idle time after which an actor above min_processes is retired")
-    enforce_max_processes: bool = Field(True, description="Always run max_processes actors")
+    enforce_max_processes: bool = Field(False, description="Always run max_processes actors; false (the default, unlike Pynenc's true) scales actors with the queue")
     ray_address: str | None = Field(None, description="Ray to connect to (else RAY_ADDRESS, else a local Ray)")
     actor_num_cpus: float = Field(1.0, ge=0, description="CPUs each actor asks of Ray")
+    actor_start_timeout_sec: float = Field(30.0, gt=0, description="How long an actor may wait to be placed before the runner warns, naming the missing resources (it keeps waiting)")
     scaling_interval_sec: float = Field(1.0, gt=0, description="How often actors are polled and the policy applied")
     ray_local_mode: bool = Field(False, description="Host the actors in-process without Ray (development, tests, memory backend)")
 

@@ -65,6 +65,16 @@ class CycleError(PynencError):
     """A task waited on its own invocation, or on one that (transitively) waits on it."""
 
 
+class RayConnectionError(PynencError):
+    """The runner could not connect to the Ray cluster it was pointed at; the
+    message names the address and the likely cause (auth token, address, version)."""
+
+
+class ResultTimeoutError(PynencError, TimeoutError):
+    """``inv.get(timeout=...)`` ran out of time before the invocation was final;
+    the message names the invocation and its status. Also a ``TimeoutError``."""
+
+
 class InvocationNotFoundError(PynencError, KeyError):
     """An invocation's record is not in the backend: never submitted to this app,
     expired after ``result_ttl_sec``, or lost (a Redis flushed or restarted
@@ -103,4 +113,6 @@ __all__ = [
     "CycleError",
     "InvocationNotFoundError",
     "CorruptRecordError",
+    "RayConnectionError",
+    "ResultTimeoutError",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterator
 
+from .errors import PynencError, ResultTimeoutError
 from .status import InvocationStatus
 
 if TYPE_CHECKING:
@@ -31,6 +32,21 @@ class Invocation:
         """Block until final; return the value, or raise the task's exception.
         InvocationNotFoundError if the record is gone (expired, lost, never stored)."""
         self.app.wait_invocations([self.invocation_id], None)
+        return self.app.final_value(self.invocation_id)
+
+    def get(self, timeout: float | None = None) -> Any:
+        """``.result`` with a limit: the value, or the task's exception raised; after
+        ``timeout`` seconds without a final status, ResultTimeoutError naming the
+        invocation and the status it is in (the invocation itself goes on)."""
+        if not self.app.wait_invocations([self.invocation_id], timeout):
+            try:
+                status = str(self.status)
+            except PynencError as exc:  # gone or unreadable meanwhile: say so
+                status = f"unreadable ({exc})"
+            raise ResultTimeoutError(
+                f"invocation {self.invocation_id} of {self.task_id or 'its task'} is not final "
+                f"after {timeout:g}s (it is {status}); is a runner serving app "
+                f"{self.app.app_id!r}? `pynenc-ray --app ... status` shows the runners")
         return self.app.final_value(self.invocation_id)
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -14,16 +14,18 @@ import itertools
 import logging
 import math
 import os
+import sys
 import time
 from typing import Any
 
 from ..config import MultiThreadRunnerConfig
 from .actor_host import ActorHost
+from .ray_connect import connect
 from .base import BaseRunner
 from .scaling import ActorView, Decision, ScalingConfig, decide
 
 log = logging.getLogger("pynenc_ray.runner.multithread")
-START_GRACE_SEC = 120.0  # an actor may take this long to be placed and import the app
+START_GRACE_SEC = 120.0  # an actor placed may take this long to import the app and answer
 ACTOR_STOP_SEC = 0.6  # on shutdown, all actors together get this long to hand back
 MISSED_PINGS_DEAD = 6  # consecutive unanswered stats calls (about 3 s) that mean a dead actor
 
@@ -109,6 +111,7 @@ class MultiThreadRunner(BaseRunner):
         self._started_ray = False
         self._gauges: dict[str, Any] = {}
         self._requested = 0  # CPUs last asked of the autoscaler
+        self._warned_unplaced = time.monotonic()  # last warning about actors Ray cannot place
         self.max_processes = conf.max_processes
 
     @property
@@ -137,25 +140,38 @@ class MultiThreadRunner(BaseRunner):
         self.max_processes = self.conf.max_processes or self._cluster_cpus()
         first = self.max_processes if self.conf.enforce_max_processes else self.conf.min_processes
         self._start_actors(max(first, 0))
-        if not self.local:  # ready means the first actors take work
+        if not self.local:  # ready means the first actors take work (or we said why not)
             pings = [a.handle.ping.remote() for a in self.actors.values()]
-            ready, _ = self._ray.wait(pings, num_returns=len(pings), timeout=START_GRACE_SEC)
+            ready, _ = self._ray.wait(pings, num_returns=len(pings),
+                                      timeout=self.conf.actor_start_timeout_sec)
             if len(ready) < len(pings):
-                log.warning("%d of %d actors are not up after %ss (no room in the cluster?)",
-                            len(pings) - len(ready), len(pings), START_GRACE_SEC)
+                self._warn_unplaced([a for a in self.actors.values()], len(pings) - len(ready))
 
     def _connect_ray(self) -> None:
-        import ray
-
-        self._ray = ray
-        if ray.is_initialized():
+        """Join the Ray this process already runs, else ``ray_address`` /
+        ``RAY_ADDRESS`` (token auth found as Ray's clients find it), else start a
+        local Ray that ``_on_stop`` shuts down again."""
+        if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+            self._ray = sys.modules["ray"]
             return
-        address = self.conf.ray_address or os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address)
-        else:
-            ray.init(address="local", include_dashboard=False)
+        self._ray = connect(self.conf.ray_address or os.environ.get("RAY_ADDRESS"))
         self._started_ray = True
+
+    def _warn_unplaced(self, actors: list["_Actor"], n: int) -> None:
+        """Actors Ray has not placed for actor_start_timeout_sec: say what they
+        need and what the cluster has free; the runner keeps waiting for them."""
+        try:
+            free, total = self._ray.available_resources(), self._ray.cluster_resources()
+        except Exception:  # the numbers are a courtesy
+            free, total = {}, {}
+        want = {"CPU": self.conf.actor_num_cpus}
+        log.warning(
+            "%d of %d actors of runner %s are not placed after %gs: each needs %s, the cluster "
+            "has %s free of %s. Still waiting; add nodes (cluster.yaml worker types, "
+            "max_workers), lower actor_num_cpus or max_processes, or see `ray status`",
+            n, len(actors), self.runner_id, self.conf.actor_start_timeout_sec, want,
+            {k: round(v, 2) for k, v in free.items() if k in ("CPU", "GPU", "memory")},
+            {k: round(v, 2) for k, v in total.items() if k in ("CPU", "GPU", "memory")})
 
     def _cluster_cpus(self) -> int:
         if self.local:
@@ -245,6 +261,11 @@ class MultiThreadRunner(BaseRunner):
         ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
         ready_set = set(ready)
         now = time.monotonic()
+        unplaced = [a for r, a in refs.items() if r not in ready_set and a.report is None
+                    and now - a.created > self.conf.actor_start_timeout_sec]
+        if unplaced and now - self._warned_unplaced >= self.conf.actor_start_timeout_sec:
+            self._warned_unplaced = now
+            self._warn_unplaced(list(refs.values()), len(unplaced))
         for ref, actor in refs.items():
             if ref in ready_set:
                 try:

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.redis, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
-def app(ray_session, redis_url):
+def app(pynenc_ray, redis_url):
     tasks.app.reconfigure(
         replace=True, backend="redis", redis_url=redis_url, app_id=unique_app_id("ray"),
         runner_cls="MultiThreadRunner", app_path="tests.conformance.tasks:app",
@@ -40,7 +40,7 @@ def _actor_pids(runner) -> list[int]:
     return [a.report["pid"] for a in runner.actors.values() if a.report]
 
 
-def test_tasks_run_inside_named_actors_with_the_parents_thread_settings(app, ray_session):
+def test_tasks_run_inside_named_actors_with_the_parents_thread_settings(app, pynenc_ray):
     with running(app) as runner:
         who = tasks.whoami().result
         [actor] = runner.actors.values()
@@ -68,14 +68,14 @@ def test_one_thread_per_actor_completes_tasks_that_await_subtasks(app):
 
 
 @pytest.mark.parametrize("how", ["ray.kill", "SIGKILL"])
-def test_actor_killed_mid_task_is_rerouted_and_replaced(app, ray_session, how):
+def test_actor_killed_mid_task_is_rerouted_and_replaced(app, pynenc_ray, how):
     with running(app) as runner:
         inv = tasks.count_run(f"ray-victim-{how}", 2.0)
         assert wait_for(lambda: tasks.runs_of(f"ray-victim-{how}") == 1, 30)  # body started
         [actor] = runner.actors.values()
         assert wait_for(lambda: actor.report is not None, 10)
         if how == "ray.kill":
-            ray_session.kill(actor.handle, no_restart=True)
+            pynenc_ray.kill(actor.handle, no_restart=True)
         else:
             os.kill(actor.report["pid"], signal.SIGKILL)
         t0 = time.monotonic()
@@ -109,3 +109,17 @@ def test_scaling_tells_the_autoscaler(app, monkeypatch):
         assert wait_for(lambda: len(runner.actors) == 1, 30)
     assert asked and max(asked) >= 2, asked  # 3 actors x 0.5 CPU asked for on the way up
     assert asked[-1] == 0, asked  # and cleared on the way down / at stop
+
+
+def test_actors_that_cannot_be_placed_are_reported_and_waited_for(app, caplog):
+    """No room for an actor: after actor_start_timeout_sec the runner says what is
+    missing (and keeps running and waiting); a task submitted meanwhile stays queued."""
+    app.reconfigure(runner={"actor_num_cpus": 64, "actor_start_timeout_sec": 1.0,
+                            "max_processes": 1})
+    with caplog.at_level("WARNING", logger="pynenc_ray.runner.multithread"):
+        with running(app) as runner:
+            inv = tasks.add(1, 2)
+            assert wait_for(lambda: "not placed after 1s" in caplog.text, 30), caplog.text
+            assert "each needs {'CPU': 64" in caplog.text and "Still waiting" in caplog.text
+            assert runner.is_running and inv.status == S.REGISTERED
+    assert not runner.actors

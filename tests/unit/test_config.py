@@ -49,8 +49,9 @@ COMMON = dict(invocation_wait_results_sleep_time_sec=0.1, runner_loop_sleep_time
 @pytest.mark.parametrize(("runner_cls", "expected"), [
     ("ThreadRunner", dict(min_threads=1, max_threads=0)),
     ("MultiThreadRunner", dict(min_threads=1, max_threads=1, min_processes=1, max_processes=0,
-                               idle_timeout_process_sec=4, enforce_max_processes=True,
+                               idle_timeout_process_sec=4, enforce_max_processes=False,
                                ray_address=None, actor_num_cpus=1, scaling_interval_sec=1,
+                               actor_start_timeout_sec=30,
                                ray_local_mode=False)),
     ("PersistentProcessRunner", dict(num_processes=0)),
 ])
@@ -426,3 +427,12 @@ def test_a_worker_loading_the_app_does_not_warn_again(caplog, monkeypatch, app_m
     with caplog.at_level(logging.WARNING, logger="pynenc_ray.config"):
         load_config()  # outside a worker's load, a config load warns as before
     assert len(_ignored_warnings(caplog)) == 1
+
+
+def test_multithread_runner_autoscales_by_default_and_config_show_says_so():
+    """A documented difference from Pynenc, whose default is true."""
+    from pynenc_ray.config import load_config
+
+    cfg = load_config(runner_cls="MultiThreadRunner")
+    assert cfg.runner.enforce_max_processes is False
+    assert cfg.show()["runner"]["enforce_max_processes"] is False

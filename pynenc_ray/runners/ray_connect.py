@@ -1,0 +1,121 @@
+"""Connecting a MultiThreadRunner to Ray: a running cluster (``ray_address`` or
+``RAY_ADDRESS``, token authentication included) or a local Ray of its own.
+
+Ray 2.60 runs clusters with token authentication by default, but a driver
+given an explicit address only sends a token when ``RAY_AUTH_MODE=token`` is
+set before Ray is imported. Ray's own clients find the token in
+``RAY_AUTH_TOKEN``, the file named by ``RAY_AUTH_TOKEN_PATH`` or
+``~/.ray/auth_token``; so do we, and turn token mode on when one is there and
+the mode is not set. A failure to connect is one ``RayConnectionError`` naming
+the address and the likely cause, not twenty retries and a traceback. Nothing
+here imports Ray before it has to.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import RayConnectionError
+
+log = logging.getLogger("pynenc_ray.runner.multithread")
+PROBE_SEC = 2.0  # how long the address gets to accept a TCP connection
+
+
+def token_source() -> str | None:
+    """Where Ray's clients would find an auth token here, or None."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path:
+        return f"RAY_AUTH_TOKEN_PATH={path}" if Path(path).is_file() else None
+    default = Path.home() / ".ray" / "auth_token"
+    return str(default) if default.is_file() else None
+
+
+def enable_token_auth_if_available() -> str | None:
+    """Turn on Ray's token mode for this process when a token is available and
+    RAY_AUTH_MODE is unset; returns where the token is. Must run before Ray
+    reads its config (its import); a Ray imported earlier is told to re-read it."""
+    source = token_source()
+    if source is None or os.environ.get("RAY_AUTH_MODE") is not None:
+        return source
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if "ray" in sys.modules:  # imported already (a test session, a user's script)
+        try:
+            from ray._raylet import Config  # Ray's own way to re-read RAY_AUTH_MODE
+
+            Config.initialize("")
+        except Exception as exc:  # pragma: no cover - depends on the Ray build
+            log.debug("could not refresh Ray's config for token mode: %s", exc)
+    return source
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    if "://" in address or address in ("auto", "local"):
+        return None  # ray:// (Ray client) and auto-discovery: let Ray resolve them
+    host, _, port = address.rpartition(":")
+    try:
+        return (host or "127.0.0.1"), int(port)
+    except ValueError:
+        return None
+
+
+def _why(address: str, exc: BaseException, token: str | None, mode: str | None) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    import ray  # only reached once ray.init has failed
+
+    if "auth" in text.lower() or "token" in text.lower():
+        if token is None:
+            return ("the cluster requires an auth token and none was found here (RAY_AUTH_TOKEN, "
+                    "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token): copy the head node's "
+                    "~/.ray/auth_token to this machine, or set RAY_AUTH_TOKEN")
+        return (f"the cluster refused the auth token from {token} (RAY_AUTH_MODE={mode}): it "
+                "is not the token the cluster was started with; copy the head node's "
+                "~/.ray/auth_token")
+    if "version" in text.lower():
+        return (f"this process runs Ray {ray.__version__} and the cluster another version: "
+                "install the same Ray version on both sides")
+    if token is None:  # a driver without a token only sees the GCS refuse it
+        return (f"something answers there but the connection failed ({text}). Most likely the "
+                "cluster requires an auth token (Ray's default since 2.60) and none was found "
+                "here (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token): copy the head "
+                "node's ~/.ray/auth_token to this machine, or set RAY_AUTH_TOKEN. Else check "
+                f"that the cluster runs Ray {ray.__version__} like this process")
+    return (f"Ray answered but the connection failed ({text}); check that the cluster runs "
+            f"Ray {ray.__version__} like this process and that `ray status --address "
+            f"{address}` works here")
+
+
+def connect(address: str | None) -> Any:
+    """``ray.init`` against ``address`` (else a local Ray on this machine, without
+    dashboard); returns the ray module. Raises RayConnectionError."""
+    if not address:
+        import ray
+
+        ray.init(address="local", include_dashboard=False)
+        return ray
+    hp = _host_port(address)
+    if hp is not None:
+        try:
+            socket.create_connection(hp, timeout=PROBE_SEC).close()
+        except OSError as exc:
+            raise RayConnectionError(
+                f"cannot reach the Ray cluster at {address}: {exc}. Nothing accepts "
+                "connections there: check ray_address / RAY_ADDRESS (the head's GCS address, "
+                "host:port as `ray start --head` printed it) and that the head is up "
+                "(`ray status` on it)") from None
+    token = enable_token_auth_if_available()
+    import ray
+
+    try:
+        ray.init(address=address)
+    except Exception as exc:
+        raise RayConnectionError(
+            f"cannot connect to the Ray cluster at {address}: "
+            f"{_why(address, exc, token, os.environ.get('RAY_AUTH_MODE'))}") from None
+    return ray
