@@ -4,7 +4,7 @@ bug or an attacker does to the Redis under a running app.
 - ``corrupt(client, app, inv_id, how)``: damage one stored record in place.
 - ``Frozen(server)``: SIGSTOP the redis-server for a while (a stalled host, a
   long fork or swap storm), then SIGCONT it.
-- ``RedisServer.shutdown()/start()`` (tests/redis_server.py) restart it; with
+- ``RedisServer.shutdown()/start()`` (pynenc_ray.testing) restart it; with
   ``persist=True`` it keeps its data in an append-only file across restarts.
 - ``RunnerProcess``: a runner as its own process (``pynenc-ray runner start``),
   for faults that need a process: SIGTERM, SIGKILL, rolling restarts.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import redis
 
-from tests.redis_server import RedisServer
+from pynenc_ray.testing import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

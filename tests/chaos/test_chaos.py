@@ -17,7 +17,7 @@ import pytest
 from pynenc_ray import InvocationStatus as S
 from tests.conftest import running, unique_app_id, wait_for
 from tests.conformance import tasks
-from tests.redis_server import RedisServer
+from pynenc_ray.testing import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 2000
@@ -134,7 +134,7 @@ def test_sigkilled_persistent_workers(redis_url):
 
 
 @pytest.mark.ray
-def test_sigkilled_ray_actors(redis_url, ray_session):
+def test_sigkilled_ray_actors(redis_url, pynenc_ray):
     app = _app(redis_url, "MultiThreadRunner", max_threads=4, min_processes=2, max_processes=2,
                enforce_max_processes=True, actor_num_cpus=0.5, scaling_interval_sec=0.2)
     with running(app) as runner:

@@ -20,7 +20,7 @@ from tests.chaos.fault_tasks import logged, runs
 from tests.conftest import running, unique_app_id, wait_for
 from tests.conformance import tasks
 from tests.faults import Frozen, RunnerProcess, corrupt
-from tests.redis_server import RedisServer
+from pynenc_ray.testing import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(240)]
 
@@ -39,7 +39,7 @@ RUNNERS = {
 @pytest.fixture(params=list(RUNNERS))
 def kind(request) -> str:
     if request.param == "MultiThreadRunner":
-        request.getfixturevalue("ray_session")
+        request.getfixturevalue("pynenc_ray")
     return request.param
 
 

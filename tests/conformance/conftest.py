@@ -58,7 +58,7 @@ def app(pair, request):
     backend, label = pair
     runner_cls, runner_fields = RUNNERS[label]
     if label == "MultiThreadRunner":
-        request.getfixturevalue("ray_session")
+        request.getfixturevalue("pynenc_ray")
     fields = {"backend": backend, "app_id": unique_app_id("conf"), "runner_cls": runner_cls,
               "app_path": "tests.conformance.tasks:app",
               "runner": {**runner_fields, "runner_heartbeat_interval_sec": 0.2,

@@ -306,7 +306,7 @@ def test_pool_worker_reconciles_after_a_reconnect(pool_app, redis_url):
 @pytest.mark.timeout(90)
 def test_pool_workers_ride_out_a_redis_outage():
     """Redis down for longer than redis_retry_timeout_sec: no worker gives up."""
-    from tests.redis_server import RedisServer
+    from pynenc_ray.testing import RedisServer
 
     server = RedisServer(persist=True).start()
     try:

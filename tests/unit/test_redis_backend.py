@@ -15,7 +15,7 @@ from pynenc_ray import BackendUnavailableError, Pynenc
 from pynenc_ray import InvocationStatus as S
 from tests.conftest import running, unique_app_id, wait_for
 from tests.conformance import tasks
-from tests.redis_server import RedisServer, free_port
+from pynenc_ray.testing import RedisServer, free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(90)]
 
@@ -41,12 +41,12 @@ def test_two_apps_on_one_redis_do_not_see_each_other(redis_url):
     assert b.backend.get("id1") is None
 
 
-def test_finished_records_expire_after_result_ttl(app, redis_server):
+def test_finished_records_expire_after_result_ttl(app, pynenc_redis):
     app.reconfigure(result_ttl_sec=1)
     with running(app):
         inv = tasks.add(1, 2)
         assert inv.result == 3
-    ttl = redis_server.client().ttl(app.backend._k("inv", inv.invocation_id))
+    ttl = pynenc_redis.client().ttl(app.backend._k("inv", inv.invocation_id))
     assert 0 < ttl <= 1
     assert wait_for(lambda: app.backend.get(inv.invocation_id) is None, 5)
 
@@ -96,8 +96,8 @@ def test_wrong_password_is_a_clear_error():
         server.stop()
 
 
-def test_idle_runner_blocks_instead_of_polling(app, redis_server):
-    client = redis_server.client()
+def test_idle_runner_blocks_instead_of_polling(app, pynenc_redis):
+    client = pynenc_redis.client()
     with running(app):
         time.sleep(0.3)  # let it settle into its idle loop
         before = client.info("stats")["total_commands_processed"]
@@ -125,9 +125,9 @@ def test_runner_survives_a_redis_restart():
         server.stop()
 
 
-def test_result_waits_are_woken_by_publish_not_polling(app, redis_server):
+def test_result_waits_are_woken_by_publish_not_polling(app, pynenc_redis):
     """Many waiters on one slow task cost no more than a few commands a second."""
-    client = redis_server.client()
+    client = pynenc_redis.client()
     with running(app):
         inv = tasks.sleep(1.0)
         threads = [threading.Thread(target=inv.wait, args=(5,)) for _ in range(10)]

@@ -1,0 +1,71 @@
+"""pytest fixtures for testing tasks, loaded automatically when pynenc-ray is
+installed (entry point ``pytest11``). See README "Testing your tasks".
+
+- ``pynenc_run``: ``pynenc_run(app)`` runs the app's runner on a thread of
+  this process until the test ends (ThreadRunner on the memory backend, or
+  MultiThreadRunner with ``ray_local_mode``) and returns the runner.
+- ``pynenc_dev_mode``: ``pynenc_dev_mode(app)`` makes calls run at once, in the
+  caller, for this test (``dev_mode_force_sync_tasks``), then restores the app.
+- ``pynenc_redis``: a throwaway redis-server on a free loopback port, for the
+  session (``.url``; ``.restart()``).
+- ``pynenc_ray``: a local Ray on loopback for the session (no dashboard, 2 CPUs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from . import testing
+
+
+@pytest.fixture
+def pynenc_run() -> Iterator[Callable[..., Any]]:
+    """Start ``app``'s runner for the rest of the test; stopped (and checked
+    stopped) at teardown. Keyword arguments reconfigure the app first (e.g.
+    ``backend="redis", redis_url=...`` or ``runner_cls=...``); the app's config
+    is restored after the runner stops."""
+    with contextlib.ExitStack() as stack:
+        def run(app: Any, **fields: Any) -> Any:
+            if fields:
+                before = app.config.explicit_kwargs()
+                stack.callback(lambda: app.reconfigure(replace=True, **before))
+                app.reconfigure(**fields)
+            return stack.enter_context(testing.running(app))
+        yield run
+
+
+@pytest.fixture
+def pynenc_dev_mode() -> Iterator[Callable[[Any], Any]]:
+    """Switch an app to dev mode (tasks run at call time) for this test."""
+    restore: list[tuple[Any, bool]] = []
+
+    def dev_mode(app: Any) -> Any:
+        restore.append((app, app.config.settings.dev_mode_force_sync_tasks))
+        return app.reconfigure(dev_mode_force_sync_tasks=True)
+
+    yield dev_mode
+    for app, was in reversed(restore):
+        app.reconfigure(dev_mode_force_sync_tasks=was)
+
+
+@pytest.fixture(scope="session")
+def pynenc_redis() -> Iterator[testing.RedisServer]:
+    """A redis-server of this test session on a free loopback port."""
+    server = testing.RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pynenc_ray() -> Iterator[Any]:
+    """A local Ray on loopback for the session; skips the test if Ray is not
+    installed (``pip install "pynenc-ray[ray]"``)."""
+    pytest.importorskip("ray", reason="install pynenc-ray[ray] for Ray tests")
+    already = __import__("ray").is_initialized()
+    ray = testing.local_ray()
+    yield ray
+    if not already:
+        ray.shutdown()

@@ -1,0 +1,66 @@
+"""The pytest plugin users get with the package: its fixtures, run by a
+pytest of their own (pytester), as a user's test suite would use them."""
+
+from __future__ import annotations
+
+pytest_plugins = ["pytester"]
+
+USER_TASKS = '''
+from pynenc_ray import Pynenc
+
+app = Pynenc(app_id="user-tests")
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task
+def total(n: int) -> int:
+    return sum(add.parallelize([(i, i) for i in range(n)]).results)
+'''
+
+USER_TESTS = '''
+import pytest
+from usertasks import app, add, total
+
+
+def test_with_a_runner(pynenc_run):
+    runner = pynenc_run(app)
+    assert runner.is_running
+    assert total(10).result == 90
+
+
+def test_in_dev_mode(pynenc_dev_mode):
+    pynenc_dev_mode(app)
+    inv = add(2, 3)
+    assert inv.status == "SUCCESS" and inv.result == 5
+
+
+def test_dev_mode_is_restored():
+    assert app.config.settings.dev_mode_force_sync_tasks is False
+
+
+def test_on_a_throwaway_redis(pynenc_redis, pynenc_run):
+    pynenc_run(app, backend="redis", redis_url=pynenc_redis.url)
+    assert add(20, 22).result == 42
+    assert pynenc_redis.url.startswith("redis://127.0.0.1:")
+
+
+def test_multithread_runner_in_local_mode(pynenc_run):
+    runner = pynenc_run(app, runner_cls="MultiThreadRunner", runner={"ray_local_mode": True})
+    assert type(runner).__name__ == "MultiThreadRunner"
+    assert add(1, 1).result == 2
+
+
+def test_each_test_gets_the_app_back():
+    assert app.config.settings.backend == "memory"
+    assert app.config.runner_cls == "ThreadRunner"
+'''
+
+
+def test_the_plugin_is_loaded_by_entry_point_and_its_fixtures_work(pytester):
+    pytester.makepyfile(usertasks=USER_TASKS, test_user=USER_TESTS)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
