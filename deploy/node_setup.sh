@@ -188,7 +188,7 @@ cmd_ray_start() {
         # The previous head's watcher stops Redis once that head is gone: let it
         # finish, then bring Redis back before the new head starts.
         if [ -f "$STATE/watch.pid" ]; then
-            for _ in $(seq 300); do kill -0 "$(cat "$STATE/watch.pid")" 2>/dev/null || break; sleep 0.1; done
+            for _ in $(seq 600); do kill -0 "$(cat "$STATE/watch.pid")" 2>/dev/null || break; sleep 0.1; done
         fi
         [ "$(redis_service)" = process ] && [ -f "$STATE/redis.conf" ] && start_redis_process
     fi

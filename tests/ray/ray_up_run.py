@@ -208,6 +208,7 @@ def main(root: Path) -> dict:
         out["setup_lines"] = [ln.strip() for ln in up["output"].splitlines()
                               if "node_setup.sh:" in ln]
         out["bootstrap_files"] = sorted(p.name for p in HOME.glob("ray_bootstrap_*"))
+        out["ray_auth_token_file"] = (HOME / ".ray" / "auth_token").is_file()
         out["project_copied"] = (HOME / "pynenc-ray" / "pyproject.toml").is_file() and not (
             HOME / "pynenc-ray" / ".venv").exists() and not (HOME / "pynenc-ray" / ".git").exists()
         if up["rc"] != 0:
