@@ -26,6 +26,7 @@ from .scaling import ActorView, Decision, ScalingConfig, decide
 
 log = logging.getLogger("pynenc_ray.runner.multithread")
 START_GRACE_SEC = 120.0  # an actor placed may take this long to import the app and answer
+START_BACKOFF_MAX_SEC = 60.0  # longest pause between tries when actors die at start
 ACTOR_STOP_SEC = 0.6  # on shutdown, all actors together get this long to hand back
 MISSED_PINGS_DEAD = 6  # consecutive unanswered stats calls (about 3 s) that mean a dead actor
 
@@ -112,6 +113,8 @@ class MultiThreadRunner(BaseRunner):
         self._gauges: dict[str, Any] = {}
         self._requested = 0  # CPUs last asked of the autoscaler
         self._warned_unplaced = time.monotonic()  # last warning about actors Ray cannot place
+        self._start_failures = 0  # actors in a row that died before they ever answered
+        self._start_backoff_until = 0.0
         self.max_processes = conf.max_processes
 
     @property
@@ -223,6 +226,8 @@ class MultiThreadRunner(BaseRunner):
             if actor is not None:
                 actor.stop(10.0)
                 self._forget(actor, "retired (idle)")
+        if decision.start and time.monotonic() < self._start_backoff_until:
+            return  # actors keep dying before they come up: wait before the next try
         if decision.start:
             self._request_cpus(decision.wanted * self.conf.actor_num_cpus)
             self._start_actors(decision.start)
@@ -273,8 +278,9 @@ class MultiThreadRunner(BaseRunner):
                     if not actor.report["running"]:
                         raise ActorGone(f"actor {actor.name}: its ThreadRunner stopped")
                 except Exception as exc:  # RayActorError and its kin: the actor is gone
-                    log.warning("actor %s failed: %s", actor.name, exc)
-                    self._replace_dead(actor)
+                    if actor.report is not None:
+                        log.warning("actor %s failed: %s", actor.name, exc)
+                    self._replace_dead(actor, str(exc)[-2000:])
             elif actor.report is not None or now - actor.created > START_GRACE_SEC:
                 actor.missed += 1
                 if actor.missed >= MISSED_PINGS_DEAD:
@@ -282,12 +288,24 @@ class MultiThreadRunner(BaseRunner):
                                 actor.missed)
                     self._replace_dead(actor)
 
-    def _replace_dead(self, actor: _Actor) -> None:
+    def _replace_dead(self, actor: _Actor, why: str = "") -> None:
         """Reroute a dead actor's work at once; the policy starts a replacement
-        in this same pass if it still wants one."""
+        in this same pass if it still wants one. Actors that die before they
+        ever answer (the app does not import on the node, a bad runtime_env)
+        are retried with a growing pause and one clear error, not in a loop."""
         if not self.local:
             actor.kill()
         self._forget(actor, "died", died=True)
+        if self.local or actor.report is not None:
+            self._start_failures = 0
+            return
+        self._start_failures += 1
+        pause = min(START_BACKOFF_MAX_SEC, 2.0 ** self._start_failures)
+        self._start_backoff_until = time.monotonic() + pause
+        log.error("actor %s died before it came up (%d in a row); next try in %.0fs. Can the "
+                  "nodes import app_path %r (the project installed there, or a runtime_env "
+                  "working_dir)? %s", actor.name, self._start_failures, pause,
+                  self._spec[0], why)
 
     # -- the cluster ------------------------------------------------------------------------
 

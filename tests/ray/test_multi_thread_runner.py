@@ -123,3 +123,16 @@ def test_actors_that_cannot_be_placed_are_reported_and_waited_for(app, caplog):
             assert "each needs {'CPU': 64" in caplog.text and "Still waiting" in caplog.text
             assert runner.is_running and inv.status == S.REGISTERED
     assert not runner.actors
+
+
+def test_actors_that_die_at_start_are_retried_with_a_pause_and_one_clear_error(app, caplog):
+    """The app does not import on the nodes: each actor dies before it answers.
+    The runner says why and pauses between tries instead of replacing actors in a loop."""
+    app.reconfigure(app_path="tests.ray.broken_app:app", runner={"min_processes": 1,
+                                                                  "max_processes": 1})
+    with caplog.at_level("ERROR", logger="pynenc_ray.runner.multithread"):
+        with running(app) as runner:
+            assert wait_for(lambda: "(2 in a row)" in caplog.text, 60), caplog.text
+            assert "died before it came up" in caplog.text and "broken_app" in caplog.text
+            started = next(runner._names)
+    assert started <= 4, started  # three tries and the peek, not hundreds
