@@ -83,6 +83,14 @@ class _RayActor(_Actor):
             name=name, num_cpus=runner.conf.actor_num_cpus, max_concurrency=4,
         ).remote(name, runner.runner_id, None, app_path, config)
         self.stopping: Any = None  # the ref of a stop call in flight
+        self.stats_call: Any = None  # the ref of a stats call not answered yet
+
+    def ask_stats(self) -> Any:
+        """The pending stats call, or a new one: an actor still waiting for a node
+        gets one call, not one per polling pass."""
+        if self.stats_call is None:
+            self.stats_call = self.handle.stats.remote()
+        return self.stats_call
 
     def ask_stop(self) -> None:
         self.stopping = self.handle.stop.remote(ACTOR_STOP_SEC)
@@ -259,7 +267,7 @@ class MultiThreadRunner(BaseRunner):
                     self._replace_dead(actor)
             return
         ray = self._ray
-        refs = {a.handle.stats.remote(): a for a in self.actors.values()}
+        refs = {a.ask_stats(): a for a in self.actors.values()}
         if not refs:
             return
         timeout = min(max(self.conf.scaling_interval_sec, 0.2), 0.5)  # a stop is noticed soon
@@ -273,6 +281,7 @@ class MultiThreadRunner(BaseRunner):
             self._warn_unplaced(list(refs.values()), len(unplaced))
         for ref, actor in refs.items():
             if ref in ready_set:
+                actor.stats_call = None
                 try:
                     actor.report, actor.missed = ray.get(ref), 0
                     if not actor.report["running"]:
