@@ -128,7 +128,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def remove_runner(self, runner_id: str) -> None:
-        """Forget a runner that stopped cleanly."""
+        """Forget a runner that stopped cleanly; one that still owns invocations
+        stays listed, so that recovery reroutes them."""
 
     @abc.abstractmethod
     def runners(self) -> dict[str, dict[str, Any]]:

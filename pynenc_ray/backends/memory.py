@@ -219,7 +219,8 @@ class MemoryBackend(Backend):
 
     def remove_runner(self, runner_id: str) -> None:
         with self._lock:
-            self._runners.pop(runner_id, None)
+            if not self._owned.get(runner_id):  # else recovery still needs to see it
+                self._runners.pop(runner_id, None)
 
     def runners(self) -> dict[str, dict[str, Any]]:
         with self._lock:

@@ -150,15 +150,17 @@ class BaseRunner(abc.ABC):
                 self._runner_loop_iteration()
         finally:
             self._stop.set()
+            handed_back = False
             try:
                 if not self._abandoned:
                     self._on_stop()
+                    handed_back = True
             except Exception as exc:
                 log.error("runner %s could not hand back all its work (%s); another runner's "
                           "recovery will reroute it once its heartbeat is %gs old",
                           self.runner_id, exc, self.conf.runner_dead_after_sec)
             self._heartbeat_thread.join(5)
-            if not self._abandoned:
+            if handed_back:  # else it must stay listed for recovery to find its work
                 try:
                     self.app.backend.remove_runner(self.runner_id)
                 except Exception as exc:  # never hides why the runner stopped

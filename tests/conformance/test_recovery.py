@@ -163,3 +163,19 @@ def test_status_and_invocations_visible_from_another_process(app):
         [sys.executable, "-m", "pynenc_ray", "--app", "tests.conformance.tasks:app", "status",
          "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert '"SUCCESS": 1' in status.stdout, status.stderr
+
+
+@pytest.mark.only(runners=["ThreadRunner"])
+def test_a_runner_that_still_owns_work_is_not_forgotten(app):
+    """A runner whose hand-back never reached the backend (it stopped during an
+    outage) stays listed, so that recovery finds and reroutes its work."""
+    backend = app.backend
+    backend.heartbeat("leaving", {"pid": 0})
+    inv = tasks.add(3, 4)
+    backend.claim("leaving", "w", 1, 1.0)
+    backend.remove_runner("leaving")
+    assert "leaving" in backend.runners()
+    assert backend.recover_dead("live", 0.0) == [inv.invocation_id] or \
+        wait_for(lambda: backend.recover_dead("live", 0.0) != [], 5)
+    backend.remove_runner("leaving")
+    assert "leaving" not in backend.runners()

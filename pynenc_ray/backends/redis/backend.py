@@ -340,12 +340,10 @@ class RedisBackend(Backend):
         self._script("heartbeat", [runner_id, json.dumps(info), repr(float(dead_after_sec))])
 
     def remove_runner(self, runner_id: str) -> None:
-        def remove() -> None:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hdel(self._k("runners"), runner_id)
-            pipe.zrem(self._k("beats"), runner_id)
-            pipe.execute()
-        self._call(remove, "remove a runner")
+        """Forget a runner, unless it still owns work (then recovery needs it)."""
+        if not self._script("forget", [runner_id]):
+            log.warning("runner %s still owns invocations in Redis; it stays listed so that "
+                        "recovery reroutes them once its heartbeat is old", runner_id)
 
     def runners(self) -> dict[str, dict[str, Any]]:
         def read() -> tuple[dict, list]:

@@ -9,7 +9,8 @@ from pathlib import Path
 from ...status import CLAIMABLE, FINAL, OWNED, TRANSITIONS
 
 HERE = Path(__file__).parent
-NAMES = ("enqueue", "claim", "transition", "finish", "retry", "reroute", "heartbeat", "recover")
+NAMES = ("enqueue", "claim", "transition", "finish", "retry", "reroute", "heartbeat", "recover",
+         "forget")
 
 
 def _lua_set(statuses) -> str:

@@ -1,0 +1,13 @@
+-- forget: drop a runner that stopped cleanly from the runner list, but only
+-- when it holds nothing: a runner whose hand-back did not reach Redis (it
+-- stopped during an outage) must stay visible to recovery, which reroutes its
+-- work once its last heartbeat is dead_after_sec old.
+-- ARGV[3..]: runner. Returns 1 when forgotten, 0 when left for recovery.
+local runner = ARGV[3]
+if redis.call('SCARD', P .. 'owned:' .. runner) > 0
+    or redis.call('LLEN', P .. 'inflight:' .. runner) > 0 then
+  return 0
+end
+redis.call('HDEL', P .. 'runners', runner)
+redis.call('ZREM', P .. 'beats', runner)
+return 1
