@@ -32,7 +32,6 @@ import platform
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # Every Ray process of this run stays on loopback. Set before Ray is imported.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -48,6 +47,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import psutil  # noqa: E402
 
 from pynenc_ray import Pynenc  # noqa: E402
+from pynenc_ray.testing import free_port, wait_for  # noqa: E402
 
 if __name__ == "__main__":
     # Run as a script, hand over to this module imported under its own name and
@@ -74,21 +74,6 @@ def where(sec: float) -> str:
     import ray
 
     return ray.get_runtime_context().get_node_id()
-
-
-def wait_for(cond: Callable[[], object], timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(interval)
-    return bool(cond())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- the cluster --------------------------------------------------------------------------

@@ -199,11 +199,17 @@ def test_the_runner_as_a_ray_job_and_ray_job_stop(head, redis_url, tmp_path):
                    '"PYNENC__APP_ID": "%s", "PYNENC__RUNNER__ACTOR_NUM_CPUS": "0.5", '
                    '"PYNENC__RUNNER__RUNNER_HEARTBEAT_INTERVAL_SEC": "0.2"}}' % (redis_url, app_id))
     job_id = f"pynenc-{app_id}"
-    sub = head.job("submit", "--working-dir", str(work),
-                   "--submission-id", job_id, "--runtime-env-json", runtime_env, "--no-wait",
-                   "--", sys.executable, "-m", "pynenc_ray", "--app", "jobtasks:app",
-                   "runner", "start", "--runner", "MultiThreadRunner")
-    assert sub.returncode == 0, sub.stdout[-2000:] + sub.stderr[-2000:]
+    def submit() -> subprocess.CompletedProcess:
+        return head.job("submit", "--working-dir", str(work), "--submission-id", job_id,
+                        "--runtime-env-json", runtime_env, "--no-wait", "--", sys.executable,
+                        "-m", "pynenc_ray", "--app", "jobtasks:app", "runner", "start",
+                        "--runner", "MultiThreadRunner")
+
+    tries: list[subprocess.CompletedProcess] = []
+    # the head's job agent may still be starting: Ray answers "No available agent"
+    assert wait_for(lambda: tries.append(submit()) or tries[-1].returncode == 0
+                    or "No available agent" not in _said(tries[-1]), 90, 1.0)
+    assert tries[-1].returncode == 0, _said(tries[-1])[-3000:]
 
     sys.path.insert(0, str(work))
     try:
