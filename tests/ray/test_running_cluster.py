@@ -83,7 +83,10 @@ class HeadNode:
         out = self.ray("start", "--head", f"--port={self.port}", "--node-ip-address=127.0.0.1",
                        "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
                        f"--dashboard-port={self.dashboard}", f"--temp-dir={self.temp}",
-                       "--disable-usage-stats")
+                       # ports Ray fixes by default, which the session's own Ray may hold
+                       f"--dashboard-agent-listen-port={free_port()}",
+                       f"--ray-client-server-port={free_port()}",
+                       f"--metrics-export-port={free_port()}", "--disable-usage-stats")
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
         return self
 
