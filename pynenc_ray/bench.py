@@ -26,6 +26,8 @@ import psutil
 from .local_redis import throwaway_redis
 
 WORKLOADS = ("noop", "submit-each", "sleep", "fanout", "latency")
+# workloads whose tasks/s compares with the floor's (the others measure waits)
+THROUGHPUT_WORKLOADS = ("floor", "noop", "submit-each")
 RUNNERS = ("ThreadRunner", "ProcessRunner", "PersistentProcessRunner", "MultiThreadRunner")
 # Runner fields per runner, sized for the workloads (sleep wants 16 slots).
 RUNNER_FIELDS: dict[str, dict[str, Any]] = {
@@ -168,6 +170,7 @@ class Session:
         if self.thread is not None:
             self.app.runner.stop_runner_loop()
             self.thread.join(30)
+        self.app.backend.close()  # its result listener goes before the throwaway Redis does
 
     def measure(self, workload: str, n: int, tick: Callable[[int], None]) -> Result:
         meter = CpuMeter(self.proc.pid if self.proc else None, self.redis,
@@ -222,16 +225,48 @@ def w_noop(n: int, tick) -> tuple[int, float, list[float]]:
 
 
 def w_submit_each(n: int, tick) -> tuple[int, float, list[float]]:
+    """What a user does: submit ``add(i, i)`` one call at a time, then read every
+    ``.result`` in order (not ``.wait()``: reading the result is part of the cost)."""
     from .bench_tasks import add
 
     t0 = time.perf_counter()
     invs = [add(i, i) for i in range(n)]
     for k, inv in enumerate(invs):
-        inv.wait(None)
+        if inv.result != 2 * k:
+            raise AssertionError(f"add({k}, {k}) returned {inv.result!r}")
         if k % 500 == 0:
             tick(500 if k else 0)
     wall = time.perf_counter() - t0
     return n, wall, lambda: _latencies(invs)
+
+
+# The floor: the same Redis driven by bare redis-py, no task queue at all. Per
+# task one EVALSHA of a two-command script (store the call, queue its id), then
+# one HGET per result: the round trips any Redis task queue needs at least.
+FLOOR_SCRIPT = """
+redis.call('HSET', KEYS[1], 'args', ARGV[1], 'result', ARGV[1])
+return redis.call('RPUSH', KEYS[2], ARGV[2])
+"""
+
+
+def measure_floor(redis_url: str, n: int) -> Result:
+    """Bare redis-py on the bench's Redis: the baseline each workload is a ratio of."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    script = client.register_script(FLOOR_SCRIPT)
+    prefix, queue = f"floor:{uuid.uuid4().hex[:8]}:", "floor:queue"
+    try:
+        t0 = time.perf_counter()
+        for i in range(n):
+            script(keys=[f"{prefix}{i}", queue], args=[f"[[{i},{i}],{{}}]", str(i)])
+        for i in range(n):
+            client.hget(f"{prefix}{i}", "result")
+        wall = time.perf_counter() - t0
+    finally:
+        client.delete(queue, *[f"{prefix}{i}" for i in range(n)])
+        client.close()
+    return Result("bare redis-py (floor)", "redis", "floor", n, wall, n / wall)
 
 
 def w_sleep(n: int, tick) -> tuple[int, float, list[float]]:
@@ -304,19 +339,29 @@ def run(backend: str, redis_url: str | None, runners: list[str], workloads: list
                     results.append(r)
             finally:
                 session.stop()
+        if backend == "redis":
+            bar.set_description("floor")
+            results.insert(0, measure_floor(redis_url, n))
     return results
 
 
 def format_table(results: list[Result]) -> str:
-    head = ["runner", "backend", "workload", "n", "tasks/s", "wall s", "p50 ms", "p99 ms",
-            "CPU ms/task (producer, workers, redis = total)", "redis cmds/task", "start-up s"]
+    """One row per result; with a floor measured in the same run, each row's
+    throughput is also given as a ratio of it (figures vary between machines,
+    ratios measured together much less)."""
+    floor = next((r for r in results if r.workload == "floor"), None)
+    head = ["runner", "backend", "workload", "n", "tasks/s", "x floor", "wall s", "p50 ms",
+            "p99 ms", "CPU ms/task (producer, workers, redis = total)", "redis cmds/task",
+            "start-up s"]
     rows = []
     for r in results:
         cpu = r.cpu_ms_per_task
         parts = ", ".join(f"{v:.3f}" for k, v in cpu.items() if k != "total")
+        ratio = (f"{r.tasks_per_sec / floor.tasks_per_sec:.2f}"
+                 if floor and r.workload in THROUGHPUT_WORKLOADS else "-")
         rows.append([r.runner, r.backend, r.workload, str(r.n), f"{r.tasks_per_sec:,.0f}",
-                     f"{r.wall_sec:.3f}", _f(r.p50_ms), _f(r.p99_ms),
-                     f"{parts} = {cpu.get('total', 0):.3f}",
+                     ratio, f"{r.wall_sec:.3f}", _f(r.p50_ms), _f(r.p99_ms),
+                     f"{parts} = {cpu.get('total', 0):.3f}" if cpu else "-",
                      _f(r.redis_cmds_per_task, 1), _f(r.startup_sec, 2)])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
