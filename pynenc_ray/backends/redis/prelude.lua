@@ -8,7 +8,7 @@
 --                          deaths (hand-backs because the worker died: what
 --                          max_reroutes counts), parent, result, error, and the
 --                          status history: hn entries h0 .. h<hn-1>, each JSON
---                          [status, runner_id, worker, timestamp]. One HSET moves
+--                          [status, runner_id, worker, server timestamp]. One HSET moves
 --                          the status and appends its history entry.
 --   corrupt:<id>     any   a record that could not be read, renamed aside for
 --                          inspection (expires after result_ttl_sec)
@@ -58,8 +58,14 @@ local function commit()
   if #finals > 0 then redis.call('PUBLISH', P .. 'final', table.concat(finals, ',')) end
 end
 
-local function entry(status, runner, worker, now)
-  return cjson.encode({status, runner, worker, tonumber(now)})
+-- History timestamps come from the server's clock, not the caller's `now`: two
+-- processes' clocks (or one process pre-empted between reading its clock and
+-- its call) could otherwise write a record's history out of order. Redis runs
+-- scripts one at a time, so server time orders every record's entries.
+local CLOCK = redis.call('TIME')
+local SERVER_NOW = tonumber(CLOCK[1]) + tonumber(CLOCK[2]) / 1e6
+local function entry(status, runner, worker, _)
+  return cjson.encode({status, runner, worker, SERVER_NOW})
 end
 
 -- Read fields of a record and check the ones every step relies on. Returns
