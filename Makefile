@@ -38,5 +38,10 @@ test: $(VENV)/.test redis-server
 test-fast: $(VENV)/.test redis-server
 	$(PY) -m pytest -m "not slow"
 
+# Peer benchmark (benchmarks/peers/README.md): Huey and Dramatiq venvs, then the driver.
+bench-peers: $(VENV)/.test redis-server
+	PYTHON=$(PYTHON) benchmarks/peers/setup.sh
+	$(PY) benchmarks/peers/driver.py $(BENCH_PEERS_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

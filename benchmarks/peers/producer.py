@@ -1,0 +1,129 @@
+"""The producer side of one benchmark run, executed by the system's own venv python.
+
+    <venv>/bin/python producer.py {huey,dramatiq,pynenc,floor} -n N
+
+Talks to driver.py over stdin/stdout, one line each way:
+  -> READY             after a warm-up task has gone through (the worker is up)
+  <- GO                the driver has sampled CPU times and Redis command counts
+  -> {"enqueue_s":..}  the workload's timings, as JSON
+  <- EXIT              the driver has sampled again; clean up and exit
+
+The workload is the same for every system: enqueue add(i, i) for i in range(N),
+one call at a time, then read each result once, in order, through the
+system's public result API, and check it equals 2*i.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "tasks"))
+
+WARMUP = 20  # tasks sent before GO, so each worker has connected and imported
+
+
+def _huey():
+    from peers_huey import add, huey  # noqa: F401
+
+    def submit(i):
+        return add(i, i)
+
+    def read(handle):
+        return handle.get(blocking=True, timeout=600)
+
+    return submit, read, lambda: huey.storage.pool.disconnect()
+
+
+def _dramatiq():
+    from peers_dramatiq import add, broker
+
+    def submit(i):
+        return add.send(i, i)
+
+    def read(message):
+        return message.get_result(block=True, timeout=600_000)  # ms
+
+    return submit, read, broker.close
+
+
+def _pynenc():
+    from pynenc_ray.bench_tasks import add, app  # config from PYNENC__* (set by the driver)
+
+    def submit(i):
+        return add(i, i)
+
+    def read(inv):
+        return inv.result  # blocks until the result is in; not .wait()
+
+    return submit, read, app.backend.close
+
+
+# The floor: bare redis-py on the same Redis, no task queue. Per task one EVALSHA
+# of a two-command script (store the call and its result, queue its id), then one
+# HGET per result: the fewest round trips any Redis task queue could manage.
+FLOOR_LUA = """
+redis.call('HSET', KEYS[1], 'args', ARGV[1], 'result', ARGV[2])
+return redis.call('RPUSH', KEYS[2], ARGV[3])
+"""
+
+
+def _floor():
+    import redis
+
+    client = redis.Redis.from_url(os.environ["PEERS_REDIS_URL"])
+    script = client.register_script(FLOOR_LUA)
+
+    def submit(i):
+        key = f"floor:call:{i}"
+        script(keys=[key, "floor:queue"], args=[json.dumps([i, i]), 2 * i, i])
+        return key
+
+    def read(key):
+        return int(client.hget(key, "result"))
+
+    return submit, read, client.close
+
+
+SYSTEMS = {"huey": _huey, "dramatiq": _dramatiq, "pynenc": _pynenc, "floor": _floor}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("kind", choices=sorted(SYSTEMS))
+    p.add_argument("-n", type=int, required=True)
+    args = p.parse_args()
+    submit, read, close = SYSTEMS[args.kind]()
+
+    handles = [submit(i) for i in range(WARMUP)]  # warm-up, outside the measured window
+    for i, h in enumerate(handles):
+        assert read(h) == 2 * i
+    print("READY", flush=True)
+    if sys.stdin.readline().strip() != "GO":
+        return 1
+
+    n = args.n
+    t0 = time.perf_counter()
+    handles = [submit(i) for i in range(n)]
+    t1 = time.perf_counter()
+    for i, h in enumerate(handles):
+        value = read(h)
+        if value != 2 * i:
+            raise AssertionError(f"add({i}, {i}) returned {value!r}")
+    t2 = time.perf_counter()
+    print(json.dumps({"n": n, "enqueue_s": t1 - t0, "wall_s": t2 - t0}), flush=True)
+
+    sys.stdin.readline()  # EXIT (or EOF)
+    try:
+        close()
+    except Exception:  # noqa: BLE001 - cleanup only
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

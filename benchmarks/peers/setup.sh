@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Creates one virtualenv per peer under benchmarks/peers/.venvs/ from pinned
+# versions. Idempotent: a venv whose stamp matches its pins is left alone.
+# pynenc-ray itself runs from the repository's .venv (make's $(VENV)/.test).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PYTHON="${PYTHON:-python3}"
+VENVS="$HERE/.venvs"
+
+# name -> pip requirements. redis-py is pinned to one version for every peer (the
+# one the repository .venv had when this was written); the driver measures, so the
+# peer venvs need no psutil.
+declare -A PINS=(
+  [huey]="huey==3.5.4 redis==8.1.0"
+  [dramatiq]="dramatiq[redis]==2.2.1 redis==8.1.0"
+)
+
+mkdir -p "$VENVS"
+for name in "${!PINS[@]}"; do
+  venv="$VENVS/$name"
+  want="${PINS[$name]}"
+  if [ -f "$venv/.installed" ] && [ "$(cat "$venv/.installed")" = "$want" ] \
+     && [ -x "$venv/bin/python" ]; then
+    echo "peers: $name up to date ($want)"
+    continue
+  fi
+  echo "peers: creating $venv with $want"
+  rm -rf "$venv"
+  "$PYTHON" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  # shellcheck disable=SC2086
+  "$venv/bin/python" -m pip install -q $want
+  echo "$want" > "$venv/.installed"
+done
