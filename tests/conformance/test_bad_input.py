@@ -11,6 +11,7 @@ import pytest
 from pynenc_ray import InvocationStatus as S
 from pynenc_ray import PynencError, SerializationError, TaskTimeoutError
 from pynenc_ray.backends.base import NewInvocation
+from pynenc_ray.backends.redis.announcements import INLINE_MAX_BYTES
 from tests.conftest import running
 from tests.conformance import tasks
 
@@ -69,8 +70,9 @@ def test_corrupt_payloads_in_redis_fail_clearly(app):
     with running(app):
         with pytest.raises(SerializationError, match="not valid JSON"):
             inv.result
-        ok = tasks.add(2, 2)
-        assert ok.result == 4
+        # too big to travel with its announcement, so .result reads it from Redis
+        ok = tasks.big_result(INLINE_MAX_BYTES + 1)
+        assert len(ok.result) == INLINE_MAX_BYTES + 1
     app.backend.client.hset(app.backend._k("inv", ok.invocation_id), "result", b"{broken")
     with pytest.raises(SerializationError, match="corrupt"):
         ok.result

@@ -116,8 +116,11 @@ def test_a_signed_result_copied_into_another_record_is_refused(redis_url):
     stolen = client.hget(key + a.invocation_id, "result")
     assert stolen and client.hget(key + b.invocation_id, "result") != stolen
     client.hset(key + b.invocation_id, "result", stolen)
+    # a reader in another process (which did not hear b's result announced) reads Redis
+    reader = Pynenc(app_id=app.app_id, backend="redis", redis_url=redis_url,
+                    serializer="pickle", signing_key="k")
     with pytest.raises(PayloadSignatureError, match=b.invocation_id):
-        app.get_invocation(b.invocation_id).result
+        reader.get_invocation(b.invocation_id).result
     assert a.result == (1, 2)  # where it belongs, it still reads
     client.close()
 

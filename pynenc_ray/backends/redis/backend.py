@@ -35,6 +35,7 @@ from ...serializer import error_to_payload
 from ...status import FINAL, OWNED, InvocationStatus
 from .. import patience
 from ..base import Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
+from .announcements import MalformedAnnouncement, ResultCache, parse
 from .scripts import NAMES, source
 
 log = logging.getLogger("pynenc_ray.backends.redis")
@@ -428,8 +429,17 @@ class RedisBackend(Backend):
     def final_results(self, invocation_ids: Sequence[str]
                       ) -> dict[str, tuple[InvocationStatus, bytes]]:
         """(status, payload) of the final ones; a corrupt record is reported as a
-        failure carrying CorruptRecordError, so a waiter gets an answer."""
+        failure carrying CorruptRecordError, so a waiter gets an answer. Results
+        the listener heard with their payload are served without a read."""
         out: dict[str, tuple[InvocationStatus, bytes]] = {}
+        if self._listener_pid == os.getpid():
+            with self._cv:
+                for inv_id in invocation_ids:
+                    hit = self._results.get(inv_id)
+                    if hit is not None:
+                        out[inv_id] = hit
+            if out:
+                invocation_ids = [i for i in invocation_ids if i not in out]
         for start in range(0, len(invocation_ids), _READ_CHUNK):
             chunk = invocation_ids[start:start + _READ_CHUNK]
             replies = self._read(lambda p, k: p.hmget(k, "status", "result", "error"), chunk,
@@ -487,6 +497,8 @@ class RedisBackend(Backend):
     # "final" channel. It is subscribed before this process enqueues anything, so
     # the finals of its own submissions are seen without asking Redis; ids it
     # cannot vouch for (submitted elsewhere, or while it reconnected) are checked.
+    # It also keeps the small results announced for this process's own
+    # submissions (announcements.ResultCache, bounded), which final_results serves.
 
     RECENT_FINALS = 200_000
 
@@ -601,6 +613,7 @@ class RedisBackend(Backend):
             self._arrived: set[str] = set()
             self._recent: OrderedDict[str, None] = OrderedDict()
             self._mine: _BoundedSet = _BoundedSet(self.RECENT_FINALS)
+            self._results = ResultCache()  # small results of this process's submissions
             self._epoch = 0  # subscriptions so far; >1 means a reconnect happened
             self._subscribed = threading.Event()  # set while subscribed
             self._settled = threading.Event()  # set once the first attempt is over
@@ -632,7 +645,7 @@ class RedisBackend(Backend):
                         self._subscribed.set()
                         self._settled.set()
                     elif msg["type"] == "message":
-                        self._heard(msg["data"].decode().split(","))
+                        self._heard(msg["data"])
             except Exception as exc:
                 self._subscribed.clear()
                 if self._closed or _EXITING:
@@ -650,11 +663,19 @@ class RedisBackend(Backend):
                 except Exception:
                     pass
 
-    def _heard(self, ids: list[str]) -> None:
+    def _heard(self, message: bytes) -> None:
+        try:
+            finals = parse(message)
+        except MalformedAnnouncement as exc:  # untrusted: keep what parsed, say so
+            finals = exc.args[1]
+            log.warning("ignored the rest of a malformed message on %s (%s); waiters "
+                        "re-check their invocations in Redis", self._k("final"), exc.args[0])
         with self._cv:
             recent = self._recent
-            for inv_id in ids:
+            for inv_id, status, payload in finals:
                 recent[inv_id] = None
+                if status is not None and inv_id in self._mine:
+                    self._results.put(inv_id, status, payload)
                 if inv_id in self._watch:
                     self._arrived.add(inv_id)
             while len(recent) > self.RECENT_FINALS:

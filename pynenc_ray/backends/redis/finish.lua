@@ -3,7 +3,7 @@
 -- write wins: a late one from a former owner is dropped. Every item is read and
 -- checked before anything is written (a refused move raises with nothing
 -- half-done); a corrupt record is failed in place and reported as dropped. One
--- PUBLISH wakes the waiters of the whole batch.
+-- PUBLISH wakes the waiters of the whole batch and carries the small payloads.
 -- ARGV[3..]: runner, now, then (id, status, payload, worker) per invocation.
 -- Returns 'OK' or 'DROP' per invocation, in order.
 local runner, now = ARGV[3], ARGV[4]
@@ -26,7 +26,7 @@ for _, row in ipairs(rows) do
     {new == 'SUCCESS' and 'result' or 'error', payload})
   redis.call('EXPIRE', ikey(id), TTL)
   done[#done + 1] = id
-  finals[#finals + 1] = id
+  announce(id, new, payload)
 end
 for _, b in ipairs(bad) do fail_corrupt(b[1], b[2], 'RUNNING', runner, runner, now) end
 if #done > 0 then push_all('SREM', P .. 'owned:' .. runner, done) end

@@ -27,7 +27,10 @@
 --   lease:recovery   STRING  which runner is rerouting dead runners' work, with a TTL
 --   lastbeat         STRING  server time of the app's last heartbeat, from any runner
 --   grace            STRING  until when recovery waits after an outage (see heartbeat)
---   final            channel: PUBLISHed, comma-separated ids that became final
+--   final            channel: ids that became final, each announced as a line
+--                          "<id>\n", or "<id> <status> <n>\n" followed by the n
+--                          bytes of its payload when n <= INLINE_MAX (the
+--                          listener then serves .result without a read)
 --
 -- Every script validates what it reads before it writes anything, so it either
 -- completes or changes nothing: Redis does not roll back a script that fails
@@ -44,28 +47,45 @@ local ALLOWED = __ALLOWED__
 local OWNED = __OWNED__
 local FINAL = __FINAL__
 local CLAIMABLE = __CLAIMABLE__
+local INLINE_MAX = __INLINE_MAX__
 
 local function ikey(id) return P .. 'inv:' .. id end
 
 -- Status count changes and newly final ids, applied once per script by commit().
+-- A final announced with a small payload (announce) carries it in the PUBLISH.
 local delta = {}
 local finals = {}
+local inline = {}
 local function count(status, n) delta[status] = (delta[status] or 0) + n end
+local function announce(id, status, payload)
+  finals[#finals + 1] = id
+  if payload and #payload <= INLINE_MAX then inline[id] = {status, payload} end
+end
 local function commit()
   for status, n in pairs(delta) do
     if n ~= 0 then redis.call('HINCRBY', P .. 'counts', status, n) end
   end
-  if #finals > 0 then redis.call('PUBLISH', P .. 'final', table.concat(finals, ',')) end
+  if #finals == 0 then return end
+  local lines = {}
+  for i, id in ipairs(finals) do
+    local x = inline[id]
+    lines[i] = x and (id .. ' ' .. x[1] .. ' ' .. #x[2] .. '\n' .. x[2]) or (id .. '\n')
+  end
+  redis.call('PUBLISH', P .. 'final', table.concat(lines))
 end
 
 -- History timestamps come from the server's clock, not the caller's `now`: two
--- processes' clocks (or one process pre-empted between reading its clock and
--- its call) could otherwise write a record's history out of order. Redis runs
--- scripts one at a time, so server time orders every record's entries.
-local CLOCK = redis.call('TIME')
-local SERVER_NOW = tonumber(CLOCK[1]) + tonumber(CLOCK[2]) / 1e6
+-- hosts' clocks (or one process pre-empted between reading its clock and its
+-- call) could otherwise write a record's history out of order. Redis runs
+-- scripts one at a time, so server time orders every record's entries. Read
+-- once per script, and only by a script that writes history.
+local server_now
 local function entry(status, runner, worker, _)
-  return cjson.encode({status, runner, worker, SERVER_NOW})
+  if not server_now then
+    local t = redis.call('TIME')
+    server_now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+  end
+  return cjson.encode({status, runner, worker, server_now})
 end
 
 -- Read fields of a record and check the ones every step relies on. Returns
@@ -73,12 +93,14 @@ end
 -- the record is corrupt; or nil, nil when there is no record at all.
 local function read(id, extra)
   local key = ikey(id)
-  local kind = redis.call('TYPE', key)['ok']
-  if kind == 'none' then return nil, nil end
-  if kind ~= 'hash' then return nil, 'the key holds a ' .. kind .. ', not a hash' end
   local fields = {'status', 'owner', 'hn'}
   for _, f in ipairs(extra or {}) do fields[#fields + 1] = f end
-  local v = redis.call('HMGET', key, unpack(fields))
+  -- one HMGET on the hot path; its error reply (WRONGTYPE) is a corrupt record
+  local v = redis.pcall('HMGET', key, unpack(fields))
+  if v.err then
+    return nil, 'the key holds a ' .. redis.call('TYPE', key)['ok'] .. ', not a hash'
+  end
+  if not v[1] and not v[3] and redis.call('EXISTS', key) == 0 then return nil, nil end
   if not v[1] or not ALLOWED[v[1]] then
     return nil, 'unknown status ' .. (v[1] and string.format('%q', string.sub(v[1], 1, 40)) or '(none)')
   end
@@ -119,7 +141,7 @@ local function fail_corrupt(id, why, was, owner, actor, now)
   if was then count(was, -1) end
   count('FAILED', 1)
   count('CORRUPT', 1)
-  finals[#finals + 1] = id
+  announce(id)
 end
 
 -- Move id from `cur` to each status of `moves` in turn (one HSET: status, owner,

@@ -1,5 +1,6 @@
 """Loads the ``.lua`` files beside this module, each behind the shared prelude,
-with the status tables compiled in from ``pynenc_ray/status.py``."""
+with the status tables compiled in from ``pynenc_ray/status.py`` and the
+size limit of announced payloads from ``announcements.py``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from functools import cache
 from pathlib import Path
 
 from ...status import CLAIMABLE, FINAL, OWNED, TRANSITIONS
+from .announcements import INLINE_MAX_BYTES
 
 HERE = Path(__file__).parent
 NAMES = ("enqueue", "claim", "transition", "finish", "retry", "reroute", "heartbeat", "recover",
@@ -20,7 +22,7 @@ def _lua_set(statuses) -> str:
 def _lua_tables() -> dict[str, str]:
     allowed = "{" + ", ".join(f"{src.value} = {_lua_set(dst)}" for src, dst in TRANSITIONS.items()) + "}"
     return {"__ALLOWED__": allowed, "__OWNED__": _lua_set(OWNED), "__FINAL__": _lua_set(FINAL),
-            "__CLAIMABLE__": _lua_set(CLAIMABLE)}
+            "__CLAIMABLE__": _lua_set(CLAIMABLE), "__INLINE_MAX__": str(INLINE_MAX_BYTES)}
 
 
 @cache
