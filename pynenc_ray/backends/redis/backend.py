@@ -46,6 +46,7 @@ _CONN_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, Time
 OUTAGE_LOG_EVERY_SEC = 30.0  # while Redis stays unreachable, say so this often
 SOCKET_TIMEOUT_SEC = 5.0  # a frozen Redis is a fault after this long, not a hang
 MAX_BLOCK_SEC = 2.0  # a blocking pop never outlasts the socket timeout
+PROMOTE_EVERY_SEC = 0.1  # due delayed retries are queued at most this late by a busy runner
 MIN_REDIS = (6, 2)  # LPOP with a count, BLMOVE
 _ENQUEUE_CHUNK = 1000
 _READ_CHUNK = 500
@@ -120,6 +121,10 @@ class RedisBackend(Backend):
         self._closed = False
         self._hot: dict[str, bool] = {}  # runner -> its last claim got work
         self._promoted: dict[str, float] = {}  # runner -> when it last ran the claim script
+        self._delayed_checked: dict[str, float] = {}  # runner -> when a claim last promoted
+        # runners whose in-flight list a claim emptied since their last BLMOVE (any
+        # other, a runner's first claim included, may have ids parked there)
+        self._inflight_empty: set[str] = set()
         self._listener_pid: int | None = None
         self._outage_lock = threading.Lock()
         self._outage_since: float | None = None  # monotonic time of the first fault
@@ -252,9 +257,8 @@ class RedisBackend(Backend):
         with self._cv:
             if self._subscribed.is_set():  # else their finals could pass unheard
                 self._mine.add_all(c.invocation_id for c in calls)
-        now = repr(time.time())
         for start in range(0, len(calls), _ENQUEUE_CHUNK):
-            args: list[Any] = [runner_id, worker, now, "1" if push else "0"]
+            args: list[Any] = [runner_id, worker, "1" if push else "0"]
             for c in calls[start:start + _ENQUEUE_CHUNK]:
                 args += [c.invocation_id, c.task_id, c.args, c.parent_id or ""]
             self._script("enqueue", args)
@@ -264,25 +268,38 @@ class RedisBackend(Backend):
         """The claim script runs first only when work is likely (the last claim got
         some) or delayed retries may be due; otherwise an idle runner costs one
         blocking BLMOVE per ``timeout``."""
-        args: list[Any] = [runner_id, worker, repr(time.time()), n, "1" if start else "0"]
         now = time.monotonic()
         flat: list = []
         if (timeout <= 0 or self._hot.get(runner_id)
                 or now - self._promoted.get(runner_id, 0.0) > 0.5):
             self._promoted[runner_id] = now
-            flat = self._script("claim", args)
+            flat = self._claim_script(runner_id, worker, n, start, now)
         if not flat and timeout > 0:
             block = min(timeout, MAX_BLOCK_SEC)
+            self._inflight_empty.discard(runner_id)  # before: a lost reply may have moved one
             moved = self._call(lambda: self.client.blmove(
                 self._k("queue"), self._k("inflight", runner_id), block, "LEFT", "RIGHT"),
                 "wait for work")
             if moved is None:
                 return []
-            args[2] = repr(time.time())
-            flat = self._script("claim", args)
+            flat = self._claim_script(runner_id, worker, n, start, time.monotonic())
         self._hot[runner_id] = bool(flat)  # work came: more is likely, try the script first
         return [Claimed(flat[i].decode(), flat[i + 1].decode(), flat[i + 2], int(flat[i + 3]),
                         int(flat[i + 4]), start) for i in range(0, len(flat), 5)]
+
+    def _claim_script(self, runner_id: str, worker: str, n: int, start: bool, now: float) -> list:
+        """The claim step, looking at delayed retries a few times a second and at
+        the runner's in-flight list only when a BLMOVE may have parked an id there."""
+        promote = now - self._delayed_checked.get(runner_id, 0.0) >= PROMOTE_EVERY_SEC
+        inflight = runner_id not in self._inflight_empty
+        flat = self._script("claim", [runner_id, worker, repr(time.time()), n,
+                                      "1" if start else "0", "1" if promote else "0",
+                                      "1" if inflight else "0"])
+        if promote:
+            self._delayed_checked[runner_id] = now
+        if inflight and len(flat) < 5 * n:  # not filled up: it drained the in-flight list
+            self._inflight_empty.add(runner_id)
+        return flat
 
     def queue_depth(self) -> int:
         def depth() -> int:

@@ -1,23 +1,31 @@
 -- claim: take up to n invocations as PENDING owned by runner, in one step, so a
 -- crash never leaves an id popped but unowned. With start = 1 (a runner that
--- starts them at once) they go on to RUNNING in the same step. Due delayed
--- retries are queued first; ids the runner's BLMOVE parked in inflight:<runner>
--- come before the queue. Ids no longer claimable (final, expired) are skipped;
--- a corrupt record is failed in place (fail_corrupt) and the claim goes on.
--- Each id is read and checked before anything about it is written.
--- ARGV[3..]: runner, worker, now, n, start.
+-- starts them at once) they go on to RUNNING in the same step. With promote = 1,
+-- due delayed retries are queued first (the caller asks for it a few times a
+-- second, not on every claim). With inflight = 1, ids the runner's BLMOVE parked
+-- in inflight:<runner> come before the queue (the caller asks after a BLMOVE,
+-- and until a claim that looked there has succeeded). Ids no longer claimable
+-- (final, expired) are skipped; a corrupt record is failed in place
+-- (fail_corrupt) and the claim goes on. Each id is read and checked before
+-- anything about it is written.
+-- ARGV[3..]: runner, worker, now, n, start, promote, inflight.
 -- Returns a flat list: id, task, args, retries, deaths per claimed invocation.
 local runner, worker, now, n = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local moves = ARGV[7] == '1' and {'PENDING', 'RUNNING'} or {'PENDING'}
-local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)
-if #due > 0 then
-  redis.call('ZREM', P .. 'delayed', unpack(due))
-  push_all('RPUSH', P .. 'queue', due)
+if ARGV[8] == '1' then
+  local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)
+  if #due > 0 then
+    redis.call('ZREM', P .. 'delayed', unpack(due))
+    push_all('RPUSH', P .. 'queue', due)
+  end
 end
+local sources = {P .. 'queue'}
+if ARGV[9] == '1' then sources = {P .. 'inflight:' .. runner, P .. 'queue'} end
 local out, owned = {}, {}
-for _, src in ipairs({P .. 'inflight:' .. runner, P .. 'queue'}) do
+for _, src in ipairs(sources) do
   while #owned < n do
-    local ids = redis.call('LPOP', src, n - #owned)
+    local want = n - #owned
+    local ids = redis.call('LPOP', src, want)
     if not ids then break end
     for _, id in ipairs(ids) do
       local v, why = read(id, {'task', 'args', 'retries', 'deaths'})
@@ -33,6 +41,7 @@ for _, src in ipairs({P .. 'inflight:' .. runner, P .. 'queue'}) do
         fail_corrupt(id, why, 'REGISTERED', nil, runner, now)
       end
     end
+    if #ids < want then break end  -- the list is empty now: no second LPOP to learn it
   end
 end
 if #owned > 0 then push_all('SADD', P .. 'owned:' .. runner, owned) end

@@ -1,11 +1,13 @@
 -- enqueue: store each call as REGISTERED and (if push = 1) append them to the
 -- queue. One HSET per call; the queue and the index get one command per batch.
 -- An id already stored is left alone: a retried enqueue never resets a record.
--- ARGV[3..]: runner, worker, now, push, then (id, task, args, parent) per call.
-local runner, worker, now, push = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+-- The index is scored by the server's clock, as the history is.
+-- ARGV[3..]: runner, worker, push, then (id, task, args, parent) per call.
+local runner, worker, push = ARGV[3], ARGV[4], ARGV[5]
 local ids, index = {}, {}
-local h0 = entry('REGISTERED', runner, worker, now)
-for i = 7, #ARGV, 4 do
+local h0 = entry('REGISTERED', runner, worker)
+local now = clock()
+for i = 6, #ARGV, 4 do
   local id = ARGV[i]
   if redis.call('EXISTS', ikey(id)) == 0 then
     if ARGV[i + 3] == '' then  -- retries, reroutes and deaths read as 0 until set

@@ -4,8 +4,7 @@
 -- cut everyone off), nobody could beat, so recovery waits one dead_after_sec
 -- (key 'grace') for the live runners to beat again before judging any dead.
 -- ARGV[3..]: runner, info_json, dead_after_sec.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local now = clock()
 local dead_after = tonumber(ARGV[5])
 local last = tonumber(redis.call('GET', P .. 'lastbeat') or '0')
 if last > 0 and now - last > dead_after / 2 then

@@ -80,12 +80,15 @@ end
 -- scripts one at a time, so server time orders every record's entries. Read
 -- once per script, and only by a script that writes history.
 local server_now
-local function entry(status, runner, worker, _)
+local function clock()
   if not server_now then
     local t = redis.call('TIME')
     server_now = tonumber(t[1]) + tonumber(t[2]) / 1e6
   end
-  return cjson.encode({status, runner, worker, server_now})
+  return server_now
+end
+local function entry(status, runner, worker, _)
+  return cjson.encode({status, runner, worker, clock()})
 end
 
 -- Read fields of a record and check the ones every step relies on. Returns

@@ -9,9 +9,8 @@ local lease = P .. 'lease:recovery'
 local holder = redis.call('GET', lease)
 if holder and holder ~= checker then return {} end
 redis.call('SET', lease, checker, 'PX', lease_ms)
-redis.call('ZREMRANGEBYSCORE', P .. 'index', '-inf', tonumber(now) - TTL)
-local t = redis.call('TIME')
-local server_now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local server_now = clock()
+redis.call('ZREMRANGEBYSCORE', P .. 'index', '-inf', server_now - TTL)
 if server_now < tonumber(redis.call('GET', P .. 'grace') or '0') then
   return {}  -- after an outage every runner gets dead_after_sec to beat again
 end
