@@ -271,7 +271,9 @@ class _Worker(BaseRunner):
         while not self._stop.is_set() and not self._state[RETIRE]:
             try:
                 self._reconcile_if_reconnected()
-                claimed = self.app.backend.claim(self.runner_id, self.worker, 1, sleep)
+                # start=True: this worker runs it at once, so claim and start are one step
+                claimed = self.app.backend.claim(self.runner_id, self.worker, 1, sleep,
+                                                 start=True)
             except Exception:
                 if self._stop.is_set():  # an outage cut short by the stop: nothing held
                     break
