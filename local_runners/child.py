@@ -36,16 +36,20 @@ def parent_spec(app: Pynenc) -> tuple[str, dict[str, Any]]:
 
 
 def load_app(app_path: str, config: dict[str, Any]) -> Pynenc:
-    """Import the app by path and give it exactly the parent's config (env set in
-    the parent after start-up would not reach us otherwise). Quietly: the parent
-    has already warned about ignored runner fields, once for all its workers."""
-    import importlib
+    """Import the app by its ``module:attr`` path and give it exactly the parent's
+    config (env set in the parent after start-up would not reach us otherwise).
+    Quietly: the parent has already warned about ignored runner fields, once for
+    all its workers.
 
+    Raises ConfigError when ``app_path`` cannot be resolved, or the config is invalid.
+    """
     from pynenc_ray.config import quiet_ignored_warnings
+    from pynenc_ray.resolve import resolve
 
-    module, _, attr = app_path.partition(":")
     with quiet_ignored_warnings():
-        app = getattr(importlib.import_module(module), attr)
+        app = resolve(app_path, f"worker process: app_path {app_path!r}",
+                      "make the app's module importable in worker processes (run from "
+                      "its folder, set PYTHONPATH, or install its package)")
         app.reconfigure(replace=True, **config)
     return app
 

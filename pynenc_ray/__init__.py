@@ -6,6 +6,7 @@ first access.
 
 from __future__ import annotations
 
+import pkgutil
 from typing import Any
 
 from .app import Pynenc
@@ -30,27 +31,25 @@ from .errors import (
     TaskTimeoutError,
 )
 from .invocation import Invocation, InvocationGroup
+from .registry import runner_paths
 from .status import InvocationStatus
 from .task import Task
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "MultiThreadRunner": "pynenc_ray.runners.ray_runner",
-    "DummyRunner": "pynenc_ray.runners.dummy",
-    "ExternalRunner": "pynenc_ray.runners.dummy",
-    "BaseRunner": "pynenc_ray.runners.base",
-    "ThreadRunner": "local_runners.thread_runner",
-    "ProcessRunner": "local_runners.process_runner",
-    "PersistentProcessRunner": "local_runners.persistent_process_runner",
-}
+# Attributes imported on first access ("module:attr"): every registered runner, and
+# BaseRunner, so that naming them imports no runner module (and never Ray) early.
+_LAZY = {**runner_paths(), "BaseRunner": "pynenc_ray.runners.base:BaseRunner"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+    """A runner class (or BaseRunner), imported on first access.
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+    Raises AttributeError for any other name, and whatever importing the runner's
+    module raises (ImportError for MultiThreadRunner without Ray installed).
+    """
+    if name in _LAZY:
+        return pkgutil.resolve_name(_LAZY[name])
     raise AttributeError(f"module 'pynenc_ray' has no attribute {name!r}")
 
 

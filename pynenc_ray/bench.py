@@ -23,13 +23,14 @@ from typing import Any, Callable
 
 import psutil
 
+from . import registry
 from .local_redis import throwaway_redis
 
 WORKLOADS = ("noop", "submit-each", "sleep", "fanout", "latency")
 # workloads whose tasks/s compares with the floor's (the others measure waits)
 THROUGHPUT_WORKLOADS = ("floor", "noop", "submit-each")
-RUNNERS = ("ThreadRunner", "ProcessRunner", "PersistentProcessRunner", "MultiThreadRunner")
-# Runner fields per runner, sized for the workloads (sleep wants 16 slots).
+# Runner fields per registered runner bench can start, sized for the workloads (sleep
+# wants 16 slots). DummyRunner and ExternalRunner execute nothing, so have no entry.
 RUNNER_FIELDS: dict[str, dict[str, Any]] = {
     "ThreadRunner": {"max_threads": 16},
     "ProcessRunner": {"min_parallel_slots": 16},
@@ -37,6 +38,8 @@ RUNNER_FIELDS: dict[str, dict[str, Any]] = {
     "MultiThreadRunner": {"min_processes": 2, "max_processes": 2, "max_threads": 8,
                           "enforce_max_processes": True, "actor_num_cpus": 0.5},
 }
+# The runners bench can start, in registry order.
+RUNNERS = tuple(name for name in registry.RUNNERS if name in RUNNER_FIELDS)
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -12,7 +11,9 @@ import time
 from typing import Any, Sequence
 
 from .app import Pynenc
-from .errors import PynencError
+from .errors import ConfigError, PynencError
+from .registry import RUNNERS
+from .resolve import resolve
 
 
 class CliError(Exception):
@@ -20,23 +21,23 @@ class CliError(Exception):
 
 
 def load_app(path: str) -> Pynenc:
-    """Import ``module:attr`` (the current folder is importable, as for ``python -m``)."""
-    module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr:
-        raise CliError(f"--app {path!r} must look like 'module:attribute', e.g. 'tasks:app'")
+    """Import the app ``--app`` names as ``module:attr`` (the current folder is
+    importable, as for ``python -m``) and record that path as its ``app_path``.
+
+    Raises CliError when the path is malformed, its module cannot be imported,
+    or what it names is missing or not a Pynenc app.
+    """
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CliError(
-            f"--app {path!r}: cannot import module {module_name!r} ({exc}); run from the "
-            "folder that holds it or install the package that does"
-        ) from None
-    app = getattr(module, attr, None)
+        app = resolve(path, f"--app {path!r}", "give it as --app module:attribute (e.g. "
+                      "tasks:app), run from the folder that holds the module, or install the "
+                      "package that does")
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
     if not isinstance(app, Pynenc):
-        raise CliError(f"--app {path!r}: {module_name}.{attr} is "
-                       f"{'missing' if app is None else type(app).__name__}, not a Pynenc app")
+        raise CliError(f"--app {path!r}: {path.replace(':', '.', 1)} is "
+                       f"{type(app).__name__}, not a Pynenc app")
     if app.config.settings.app_path != path:
         app.reconfigure(app_path=path)
     return app
@@ -173,6 +174,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``pynenc-ray`` argument parser; runner names in its help come from the
+    runner registry (and, for ``bench``, the runners bench can start). Raises nothing."""
+    from .bench import RUNNERS as BENCH_RUNNERS
+
     p = argparse.ArgumentParser(prog="pynenc-ray", description=__doc__)
     p.add_argument("--app", help="the app to use, as module:attribute (e.g. tasks:app)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -180,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     runner = sub.add_parser("runner", help="run a runner").add_subparsers(dest="action", required=True)
     start = runner.add_parser("start", help="claim and execute invocations until stopped")
-    start.add_argument("--runner", help="runner class name, overriding runner_cls")
+    start.add_argument("--runner", help=f"runner, overriding runner_cls: {', '.join(RUNNERS)}, "
+                       "or a module:Class path")
     start.set_defaults(func=cmd_runner_start)
 
     status = sub.add_parser("status", help="queue depth, invocations per status, live runners")
@@ -207,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure throughput, latency, CPU and Redis commands")
     bench.add_argument("--backend", choices=["memory", "redis"], default="redis")
     bench.add_argument("--redis-url", help="use this Redis (default: a throwaway redis-server)")
-    bench.add_argument("--runner", action="append", help="ThreadRunner (default), ProcessRunner, "
-                       "PersistentProcessRunner, MultiThreadRunner; repeat for several")
+    bench.add_argument("--runner", action="append", help=f"one of {', '.join(BENCH_RUNNERS)} "
+                       "(default ThreadRunner); repeat for several")
     bench.add_argument("--workload", action="append",
                        choices=["noop", "submit-each", "sleep", "fanout", "latency"])
     bench.add_argument("-n", type=int, default=10_000, help="tasks of noop and submit-each")

@@ -9,7 +9,6 @@ the model of the selected ``runner_cls``.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import threading
@@ -18,9 +17,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from types import MappingProxyType
+from typing import Any, Iterator, Literal, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -35,66 +35,25 @@ from pydantic_settings import (
 
 from .errors import ConfigError
 from .redis_url import mask_url, normalize_redis_url, url_problem
+from .registry import RUNNERS, all_runner_fields, runner_configs
+from .resolve import resolve
+from .runner_config import (  # noqa: F401  (re-exported: runners import their models from here)
+    DummyRunnerConfig,
+    MultiThreadRunnerConfig,
+    PersistentProcessRunnerConfig,
+    ProcessRunnerConfig,
+    RunnerConfig,
+    ThreadRunnerConfig,
+)
 
 log = logging.getLogger("pynenc_ray.config")
 
 MiB = 1024 * 1024
 
-# -- runner models ---------------------------------------------------------------
+# -- runner models (defined in runner_config, listed in registry) --------------------
 
-
-class RunnerConfig(BaseModel):
-    """Fields every runner takes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    invocation_wait_results_sleep_time_sec: float = Field(0.1, gt=0, description="Poll interval of a worker that waits on results and cannot block (PersistentProcessRunner)")
-    runner_loop_sleep_time_sec: float = Field(0.1, gt=0, description="Longest a runner loop blocks waiting for work before checking for stop")
-    min_parallel_slots: int = Field(1, ge=1, description="Lower bound on concurrent slots (ProcessRunner: max(cpu count, this))")
-    runner_heartbeat_interval_sec: float = Field(1.0, gt=0, description="How often a runner says it is alive")
-    runner_dead_after_sec: float = Field(10.0, gt=0, description="Silence after which a runner's work is rerouted by a live runner")
-    max_reroutes: int = Field(3, ge=0, description="Reroutes after which an invocation fails as poison")
-
-
-class ThreadRunnerConfig(RunnerConfig):
-    min_threads: int = Field(1, ge=0, description="Worker threads started up front")
-    max_threads: int = Field(0, ge=0, description="Most invocations busy at once; 0 = cpu count")
-
-
-class ProcessRunnerConfig(RunnerConfig):
-    pass
-
-
-class PersistentProcessRunnerConfig(ThreadRunnerConfig):
-    num_processes: int = Field(0, ge=0, description="Long-lived worker processes; 0 = cpu count")
-
-
-class MultiThreadRunnerConfig(RunnerConfig):
-    min_threads: int = Field(1, ge=0, description="Threads started up front in each actor")
-    max_threads: int = Field(1, ge=0, description="Threads per actor (its ThreadRunner's max_threads)")
-    min_processes: int = Field(1, ge=0, description="Actors kept when idle")
-    max_processes: int = Field(0, ge=0, description="Most actors; 0 = the cluster's CPUs / actor_num_cpus")
-    idle_timeout_process_sec: float = Field(4.0, ge=0, description="Idle time after which an actor above min_processes is retired")
-    enforce_max_processes: bool = Field(False, description="Always run max_processes actors; false (the default, unlike Pynenc's true) scales actors with the queue")
-    ray_address: str | None = Field(None, description="Ray to connect to (else RAY_ADDRESS, else a local Ray)")
-    actor_num_cpus: float = Field(1.0, ge=0, description="CPUs each actor asks of Ray")
-    actor_start_timeout_sec: float = Field(30.0, gt=0, description="How long an actor may wait to be placed before the runner warns, naming the missing resources (it keeps waiting)")
-    scaling_interval_sec: float = Field(1.0, gt=0, description="How often actors are polled and the policy applied")
-    ray_local_mode: bool = Field(False, description="Host the actors in-process without Ray (development, tests, memory backend)")
-
-
-class DummyRunnerConfig(RunnerConfig):
-    pass
-
-
-RUNNER_CONFIGS: dict[str, type[RunnerConfig]] = {
-    "ThreadRunner": ThreadRunnerConfig,
-    "ProcessRunner": ProcessRunnerConfig,
-    "PersistentProcessRunner": PersistentProcessRunnerConfig,
-    "MultiThreadRunner": MultiThreadRunnerConfig,
-    "DummyRunner": DummyRunnerConfig,
-    "ExternalRunner": DummyRunnerConfig,
-}
+# Read-only alias of the registry's runner name -> config model, for older imports.
+RUNNER_CONFIGS: Mapping[str, type[RunnerConfig]] = MappingProxyType(runner_configs())
 
 # -- the top-level settings --------------------------------------------------------
 
@@ -388,31 +347,32 @@ def _explain(exc: ValidationError, seen: dict[str, dict[str, Any]], prefix: str)
 
 
 def runner_config_model(runner_cls: str, source: str = "default") -> type[RunnerConfig]:
-    """The config model of a runner, by registry name or ``module:Class`` path."""
-    if runner_cls in RUNNER_CONFIGS:
-        return RUNNER_CONFIGS[runner_cls]
-    if ":" in runner_cls:
-        module, _, attr = runner_cls.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(
-                f"config field 'runner_cls' = {runner_cls!r} (from {source}) cannot be "
-                f"imported: {exc}"
-            ) from None
-        return getattr(cls, "config_cls", RunnerConfig)
-    known = ", ".join(sorted(RUNNER_CONFIGS))
-    raise ConfigError(
-        f"config field 'runner_cls' = {runner_cls!r} (from {source}) is not a known runner; "
-        f"use one of {known}, or a 'module:Class' import path"
-    )
+    """The config model of a runner: the registry's for a registered name, else the
+    ``config_cls`` of the class a ``module:Class`` path names (RunnerConfig if it
+    has none). ``source`` says where ``runner_cls`` was set, for messages.
+
+    Raises ConfigError when ``runner_cls`` is neither a registered name nor a
+    ``module:Class`` path, or when that path cannot be imported.
+    """
+    spec = RUNNERS.get(runner_cls)
+    if spec is not None:
+        return spec.config
+    known = ", ".join(sorted(RUNNERS))
+    if ":" not in runner_cls:
+        raise ConfigError(
+            f"config field 'runner_cls' = {runner_cls!r} (from {source}) is not a known runner; "
+            f"use one of {known}, or a 'module:Class' import path"
+        )
+    cls = resolve(runner_cls, f"config field 'runner_cls' = {runner_cls!r} (from {source})",
+                  f"fix the import path, make its module importable, or use one of {known}")
+    return getattr(cls, "config_cls", RunnerConfig)
 
 
 def _resolve_runner(
     runner_cls: str, raw: dict[str, Any], sources: dict[str, str]
 ) -> tuple[RunnerConfig, list[dict[str, Any]]]:
     model = runner_config_model(runner_cls, _source_of(sources, "runner_cls"))
-    any_runner = set().union(*(m.model_fields for m in RUNNER_CONFIGS.values()))
+    any_runner = all_runner_fields()
     taken: dict[str, Any] = {}
     ignored: list[dict[str, Any]] = []
     for key, value in raw.items():

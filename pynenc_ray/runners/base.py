@@ -1,14 +1,14 @@
-"""BaseRunner (the loop, heartbeats, recovery, signals) and the runner registry.
+"""BaseRunner (the loop, heartbeats, recovery, signals) and ``load_runner_class``.
 
-The registry holds import paths, loaded on first use, so naming a runner never
-imports what it needs (Ray, multiprocessing) until it is really built.
+Runners are named in ``pynenc_ray.registry`` by import path and loaded on first
+use, so naming a runner never imports what it needs (Ray, multiprocessing) until
+it is really built.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
-import importlib
 import logging
 import os
 import signal
@@ -16,11 +16,14 @@ import socket
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from ..backends import patience
 from ..config import RunnerConfig
 from ..errors import ConfigError
+from ..registry import RUNNERS, runner_paths
+from ..resolve import resolve
 
 if TYPE_CHECKING:
     from ..app import Pynenc
@@ -30,27 +33,31 @@ if TYPE_CHECKING:
 log = logging.getLogger("pynenc_ray.runner")
 STOP_BUDGET_SEC = 1.0  # after the loop notices a stop: time left to hand work back
 
-RUNNER_PATHS: dict[str, str] = {
-    "ThreadRunner": "local_runners.thread_runner:ThreadRunner",
-    "ProcessRunner": "local_runners.process_runner:ProcessRunner",
-    "PersistentProcessRunner": "local_runners.persistent_process_runner:PersistentProcessRunner",
-    "MultiThreadRunner": "pynenc_ray.runners.ray_runner:MultiThreadRunner",
-    "DummyRunner": "pynenc_ray.runners.dummy:DummyRunner",
-    "ExternalRunner": "pynenc_ray.runners.dummy:ExternalRunner",
-}
+# Read-only alias of the registry's runner name -> "module:Class", for older imports.
+RUNNER_PATHS: Mapping[str, str] = MappingProxyType(runner_paths())
 
 
 def load_runner_class(name: str) -> type["BaseRunner"]:
-    """A runner class by registry name or ``module:Class`` path."""
-    path = RUNNER_PATHS.get(name, name)
-    module, _, attr = path.partition(":")
-    if not attr:
+    """The runner class that ``name`` (a registered runner name, or a
+    ``module:Class`` path) stands for, imported on this first use.
+
+    Raises ConfigError when ``name`` is neither a registered name nor a
+    ``module:Class`` path, when the class cannot be imported, or when what it
+    names is not a BaseRunner subclass.
+    """
+    spec = RUNNERS.get(name)
+    path = spec.path if spec is not None else name
+    known = ", ".join(RUNNERS)
+    if spec is None and ":" not in name:
         raise ConfigError(f"runner_cls {name!r} is not a known runner; use one of "
-                          f"{', '.join(RUNNER_PATHS)} or a 'module:Class' path")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"runner_cls {name!r} cannot be loaded from {path!r}: {exc}") from None
+                          f"{known} or a 'module:Class' path")
+    if spec is not None:  # a built-in runner that does not import lacks a dependency
+        what = f"runner_cls {name!r} ({path})"
+        fix = "install what it needs (MultiThreadRunner: pip install 'pynenc-ray[ray]')"
+    else:
+        what = f"runner_cls {name!r}"
+        fix = f"fix the import path, make its module importable, or use one of {known}"
+    cls = resolve(path, what, fix)
     if not (isinstance(cls, type) and issubclass(cls, BaseRunner)):
         raise ConfigError(f"runner_cls {name!r} ({path}) is not a BaseRunner subclass")
     return cls
