@@ -4,19 +4,16 @@ Each multi-key step is one Lua script (see the ``.lua`` files and the key map
 in ``prelude.lua``), so a crash between steps never loses or doubles work.
 Idle runners block in BLMOVE (into their own in-flight list) rather than
 polling; result waiters block on a condition fed by one pub/sub listener per
-process. Connection faults are retried with backoff: for a producer up to
+process (``listener.py``). Connection faults are retried with backoff: for a producer up to
 ``redis_retry_timeout_sec``, for a runner until Redis is back.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
-import os
 import threading
 import time
-from collections import OrderedDict
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import redis
@@ -35,7 +32,7 @@ from ...serializer import error_to_payload
 from ...status import FINAL, OWNED, InvocationStatus
 from .. import patience
 from ..base import Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
-from .announcements import MalformedAnnouncement, ResultCache, parse
+from .listener import ResultListener
 from .scripts import NAMES, source
 
 log = logging.getLogger("pynenc_ray.backends.redis")
@@ -50,32 +47,6 @@ PROMOTE_EVERY_SEC = 0.1  # due delayed retries are queued at most this late by a
 MIN_REDIS = (6, 2)  # LPOP with a count, BLMOVE
 _ENQUEUE_CHUNK = 1000
 _READ_CHUNK = 500
-_LISTENER_START = threading.Lock()
-_EXITING = False  # set at interpreter exit: listeners stop quietly
-
-
-@atexit.register
-def _exiting() -> None:
-    global _EXITING
-    _EXITING = True
-
-
-class _BoundedSet:
-    """The last ``size`` ids added: which submissions this process made."""
-
-    def __init__(self, size: int):
-        self.size, self._d = size, OrderedDict()
-
-    def add_all(self, ids: Iterable[str]) -> None:
-        for i in ids:
-            self._d[i] = None
-        while len(self._d) > self.size:
-            self._d.popitem(last=False)
-
-    def __contains__(self, item: str) -> bool:
-        return item in self._d
-
-
 def _status(invocation_id: str, raw: Any) -> InvocationStatus:
     """A stored status, checked: untrusted bytes become a CorruptRecordError."""
     try:
@@ -118,14 +89,14 @@ class RedisBackend(Backend):
         self._retry = Retry(ExponentialWithJitterBackoff(cap=2.0, base=0.05), -1,
                             supported_errors=_CONN_ERRORS)
         self._scripts = {name: self.client.register_script(source(name)) for name in NAMES}
-        self._closed = False
         self._hot: dict[str, bool] = {}  # runner -> its last claim got work
         self._promoted: dict[str, float] = {}  # runner -> when it last ran the claim script
         self._delayed_checked: dict[str, float] = {}  # runner -> when a claim last promoted
         # runners whose in-flight list a claim emptied since their last BLMOVE (any
         # other, a runner's first claim included, may have ids parked there)
         self._inflight_empty: set[str] = set()
-        self._listener_pid: int | None = None
+        self.listener = ResultListener(self.client, self._k("final"), self.safe_url,
+                                       self.retry_timeout, self._note_fault)
         self._outage_lock = threading.Lock()
         self._outage_since: float | None = None  # monotonic time of the first fault
         self._outage_logged = 0.0
@@ -253,10 +224,8 @@ class RedisBackend(Backend):
 
     def enqueue(self, calls: Sequence[NewInvocation], runner_id: str, worker: str,
                 push: bool = True) -> None:
-        self._ensure_listener()  # subscribed before any of these can become final
-        with self._cv:
-            if self._subscribed.is_set():  # else their finals could pass unheard
-                self._mine.add_all(c.invocation_id for c in calls)
+        # subscribed before any of these can become final
+        self.listener.track(c.invocation_id for c in calls)
         for start in range(0, len(calls), _ENQUEUE_CHUNK):
             args: list[Any] = [runner_id, worker, "1" if push else "0"]
             for c in calls[start:start + _ENQUEUE_CHUNK]:
@@ -448,15 +417,9 @@ class RedisBackend(Backend):
         """(status, payload) of the final ones; a corrupt record is reported as a
         failure carrying CorruptRecordError, so a waiter gets an answer. Results
         the listener heard with their payload are served without a read."""
-        out: dict[str, tuple[InvocationStatus, bytes]] = {}
-        if self._listener_pid == os.getpid():
-            with self._cv:
-                for inv_id in invocation_ids:
-                    hit = self._results.get(inv_id)
-                    if hit is not None:
-                        out[inv_id] = hit
-            if out:
-                invocation_ids = [i for i in invocation_ids if i not in out]
+        out = self.listener.cached(invocation_ids)
+        if out:
+            invocation_ids = [i for i in invocation_ids if i not in out]
         for start in range(0, len(invocation_ids), _READ_CHUNK):
             chunk = invocation_ids[start:start + _READ_CHUNK]
             replies = self._read(lambda p, k: p.hmget(k, "status", "result", "error"), chunk,
@@ -508,196 +471,21 @@ class RedisBackend(Backend):
                     done.add(inv_id)
         return done
 
-    # -- waiting: one pub/sub listener per process ------------------------------------------
-    #
-    # The listener remembers the last RECENT_FINALS ids announced on the app's
-    # "final" channel. It is subscribed before this process enqueues anything, so
-    # the finals of its own submissions are seen without asking Redis; ids it
-    # cannot vouch for (submitted elsewhere, or while it reconnected) are checked.
-    # It also keeps the small results announced for this process's own
-    # submissions (announcements.ResultCache, bounded), which final_results serves.
-
-    RECENT_FINALS = 200_000
+    # -- waiting: see listener.py ------------------------------------------------------------
 
     def wait_final(self, invocation_ids: Sequence[str], timeout: float | None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pending = set(invocation_ids)
-        self._ensure_listener()
-        with self._cv:
-            self._watch_ids(pending)
-            pending = {i for i in pending if i not in self._recent}  # O(len(pending))
-        try:
-            if pending and not self._vouched(list(pending)):
-                pending -= self._final_among(pending)
-            epoch = self._epoch
-            while pending:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                with self._cv:
-                    arrived = pending & self._arrived
-                    if not arrived:
-                        self._cv.wait(1.0 if left is None else min(left, 1.0))
-                        arrived = pending & self._arrived
-                if arrived:
-                    pending -= arrived
-                elif self._epoch != epoch or left is None or left > 1.0:
-                    epoch = self._epoch  # a safety net for messages lost in a reconnect
-                    pending -= self._final_among(pending)
-            return True
-        finally:
-            with self._cv:
-                self._unwatch_ids(invocation_ids)
+        return self.listener.wait_final(invocation_ids, timeout, self._final_among)
 
     def finals_as_completed(self, invocation_ids: Sequence[str]
                             ) -> Iterator[dict[str, tuple[InvocationStatus, bytes]]]:
-        """Results are read once each: right away for ids already known final, else
-        when the listener hears they are. Unknown ids are checked once up front."""
-        want = set(invocation_ids)
-        self._ensure_listener()
-        with self._cv:
-            self._watch_ids(want)
-            known = [i for i in invocation_ids if i in self._recent]
-        try:
-            unknown = [i for i in invocation_ids if i not in self._recent]
-            first = self.final_results(known)
-            if unknown and not self._vouched(unknown):
-                first.update(self.final_results(unknown))
-                self._raise_missing([i for i in unknown if i not in first])
-            quiet_since = time.monotonic()
-            done = first
-            while True:
-                if done:
-                    want.difference_update(done)
-                    yield done
-                    quiet_since = time.monotonic()
-                if not want:
-                    return
-                with self._cv:
-                    arrived = want & self._arrived
-                    if not arrived:
-                        self._cv.wait(1.0)
-                        arrived = want & self._arrived
-                    self._arrived.difference_update(arrived)
-                if arrived:
-                    done = self.final_results(list(arrived))
-                elif time.monotonic() - quiet_since > 1.0:  # safety net, at most once a second
-                    quiet_since = time.monotonic()
-                    done = self.final_results(list(want))
-                    self._raise_missing([i for i in want if i not in done])
-                else:
-                    done = {}
-        finally:
-            with self._cv:
-                self._unwatch_ids(invocation_ids)
+        return self.listener.finals_as_completed(invocation_ids, self.final_results,
+                                                 self._raise_missing)
 
     def _raise_missing(self, ids: Sequence[str]) -> None:
         """A record that is gone will never become final: say so rather than wait."""
         gone = self.missing(ids) if ids else []
         if gone:
             raise self._not_found(gone[0])
-
-    def _vouched(self, ids: Sequence[str]) -> bool:
-        """True when the listener has been subscribed, without a gap, since before
-        these ids were enqueued by this process (so their finals cannot be missed)."""
-        with self._cv:
-            return self._epoch == 1 and all(i in self._mine for i in ids)
-
-    def _watch_ids(self, ids: Iterable[str]) -> None:  # lock held
-        for i in ids:
-            self._watch[i] = self._watch.get(i, 0) + 1
-
-    def _unwatch_ids(self, ids: Iterable[str]) -> None:  # lock held
-        for i in ids:
-            n = self._watch.get(i, 0) - 1
-            if n <= 0:
-                self._watch.pop(i, None)
-                self._arrived.discard(i)
-            else:
-                self._watch[i] = n
-
-    def _ensure_listener(self) -> None:
-        """Start this process's result listener once and wait for its first
-        attempt: a wrong password fails here at once, an outage lets the caller
-        go on (its own call then retries or times out)."""
-        if self._listener_pid == os.getpid():
-            return
-        with _LISTENER_START:
-            if self._listener_pid == os.getpid():
-                return
-            self._cv = threading.Condition()
-            self._watch: dict[str, int] = {}
-            self._arrived: set[str] = set()
-            self._recent: OrderedDict[str, None] = OrderedDict()
-            self._mine: _BoundedSet = _BoundedSet(self.RECENT_FINALS)
-            self._results = ResultCache()  # small results of this process's submissions
-            self._epoch = 0  # subscriptions so far; >1 means a reconnect happened
-            self._subscribed = threading.Event()  # set while subscribed
-            self._settled = threading.Event()  # set once the first attempt is over
-            self._listener_error: Exception | None = None
-            self._listener_pid = os.getpid()  # a forked child starts its own listener
-            threading.Thread(target=self._listen, name="pynenc-redis-finals", daemon=True).start()
-        self._settled.wait(self.retry_timeout)
-        if isinstance(self._listener_error, redis.AuthenticationError):
-            raise BackendUnavailableError(
-                f"Redis at {self.safe_url} refused the credentials: {self._listener_error}. "
-                "Check redis_url's user and password (or redis_username / redis_password)")
-
-    def _listen(self) -> None:
-        channel = self._k("final").encode()
-        pid = os.getpid()
-        while not self._closed and self._listener_pid == pid:
-            pubsub = self.client.pubsub()
-            try:
-                pubsub.subscribe(channel)
-                while not self._closed and self._listener_pid == pid:
-                    msg = pubsub.get_message(timeout=1.0)
-                    if msg is None:
-                        continue
-                    if msg["type"] == "subscribe":
-                        with self._cv:
-                            self._epoch += 1
-                            self._cv.notify_all()  # waiters re-check what they may have missed
-                        self._listener_error = None
-                        self._subscribed.set()
-                        self._settled.set()
-                    elif msg["type"] == "message":
-                        self._heard(msg["data"])
-            except Exception as exc:
-                self._subscribed.clear()
-                if self._closed or _EXITING:
-                    return
-                self._listener_error = exc
-                self._settled.set()
-                if not isinstance(exc, _CONN_ERRORS):
-                    log.exception("result listener failed; restarting")
-                else:
-                    self._note_fault(exc, "listen for results")
-                time.sleep(0.5)
-            finally:
-                try:
-                    pubsub.close()
-                except Exception:
-                    pass
-
-    def _heard(self, message: bytes) -> None:
-        try:
-            finals = parse(message)
-        except MalformedAnnouncement as exc:  # untrusted: keep what parsed, say so
-            finals = exc.args[1]
-            log.warning("ignored the rest of a malformed message on %s (%s); waiters "
-                        "re-check their invocations in Redis", self._k("final"), exc.args[0])
-        with self._cv:
-            recent = self._recent
-            for inv_id, status, payload in finals:
-                recent[inv_id] = None
-                if status is not None and inv_id in self._mine:
-                    self._results.put(inv_id, status, payload)
-                if inv_id in self._watch:
-                    self._arrived.add(inv_id)
-            while len(recent) > self.RECENT_FINALS:
-                recent.popitem(last=False)
-            self._cv.notify_all()
 
     def history(self, invocation_id: str) -> list[HistoryEntry]:
         """Its status history; CorruptRecordError when an entry does not parse."""
@@ -788,7 +576,7 @@ class RedisBackend(Backend):
         return {i: [r.decode() for r in members] for i, members in zip(invocation_ids, raw)}
 
     def close(self) -> None:
-        self._closed = True
+        self.listener.closed = True
         self.client.close()
 
 

@@ -1,0 +1,276 @@
+"""The result listener: one pub/sub subscription per backend per process to the
+app's ``final`` channel, and the waits it serves.
+
+It remembers the last RECENT_FINALS ids announced as final. It subscribes
+before this process enqueues anything (``track``), so the finals of its own
+submissions are seen without asking Redis, and it keeps their small results
+(``announcements.ResultCache``) so ``.result`` needs no read. Ids it cannot
+vouch for (submitted elsewhere, or while it reconnected) are checked in Redis;
+so is every pending id about once a second, a safety net for messages lost in
+a reconnect.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import redis
+
+from ...errors import BackendUnavailableError
+from ...status import InvocationStatus
+from .announcements import MalformedAnnouncement, ResultCache, parse
+
+log = logging.getLogger("pynenc_ray.backends.redis")
+RECENT_FINALS = 200_000  # ids remembered as final, and submissions remembered as ours
+_START = threading.Lock()
+_EXITING = False  # set at interpreter exit: listeners stop quietly
+
+Finals = dict[str, tuple[InvocationStatus, bytes]]
+
+
+@atexit.register
+def _exiting() -> None:
+    global _EXITING
+    _EXITING = True
+
+
+class _BoundedSet:
+    """The last ``size`` ids added: which submissions this process made."""
+
+    def __init__(self, size: int):
+        self.size, self._d = size, OrderedDict()
+
+    def add_all(self, ids: Iterable[str]) -> None:
+        for i in ids:
+            self._d[i] = None
+        while len(self._d) > self.size:
+            self._d.popitem(last=False)
+
+    def __contains__(self, item: str) -> bool:
+        return item in self._d
+
+
+class ResultListener:
+    """Waits for invocations to become final, woken by the ``final`` channel.
+
+    ``reads`` are the backend's: ``final_among(ids)`` (the final ones, raising
+    InvocationNotFoundError for a missing record), ``final_results(ids)`` and
+    ``raise_missing(ids)``. ``on_fault(exc, what)`` reports a connection fault.
+    """
+
+    def __init__(self, client: redis.Redis, channel: str, where: str, start_timeout: float,
+                 on_fault: Callable[[Exception, str], None]):
+        self.client, self.channel, self.where = client, channel.encode(), where
+        self.start_timeout, self.on_fault = start_timeout, on_fault
+        self.closed = False
+        self._pid: int | None = None
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start this process's listener once and wait for its first attempt: a
+        wrong password fails here at once, an outage lets the caller go on (its
+        own call then retries or times out)."""
+        if self._pid == os.getpid():
+            return
+        with _START:
+            if self._pid == os.getpid():
+                return
+            self._cv = threading.Condition()
+            self._watch: dict[str, int] = {}
+            self._arrived: set[str] = set()
+            self._recent: OrderedDict[str, None] = OrderedDict()
+            self._mine = _BoundedSet(RECENT_FINALS)
+            self._results = ResultCache()  # small results of this process's submissions
+            self._epoch = 0  # subscriptions so far; >1 means a reconnect happened
+            self._subscribed = threading.Event()  # set while subscribed
+            self._settled = threading.Event()  # set once the first attempt is over
+            self._error: Exception | None = None
+            self._pid = os.getpid()  # a forked child starts its own listener
+            threading.Thread(target=self._listen, name="pynenc-redis-finals", daemon=True).start()
+        self._settled.wait(self.start_timeout)
+        if isinstance(self._error, redis.AuthenticationError):
+            raise BackendUnavailableError(
+                f"Redis at {self.where} refused the credentials: {self._error}. Check "
+                "redis_url's user and password (or redis_username / redis_password)")
+
+    def track(self, ids: Iterable[str]) -> None:
+        """Before enqueueing: start listening, and remember these ids as this
+        process's own (only while subscribed, else their finals could pass unheard)."""
+        self.start()
+        with self._cv:
+            if self._subscribed.is_set():
+                self._mine.add_all(ids)
+
+    def cached(self, ids: Sequence[str]) -> Finals:
+        """The announced results among these that this process still holds."""
+        if self._pid != os.getpid():
+            return {}
+        out: Finals = {}
+        with self._cv:
+            for inv_id in ids:
+                hit = self._results.get(inv_id)
+                if hit is not None:
+                    out[inv_id] = hit
+        return out
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    def wait_final(self, invocation_ids: Sequence[str], timeout: float | None,
+                   final_among: Callable[[Iterable[str]], set[str]]) -> bool:
+        """True once all are final, False when ``timeout`` passes first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pending = set(invocation_ids)
+        self.start()
+        with self._cv:
+            self._watch_ids(pending)
+            pending = {i for i in pending if i not in self._recent}  # O(len(pending))
+        try:
+            if pending and not self._vouched(list(pending)):
+                pending -= final_among(pending)
+            epoch = self._epoch
+            while pending:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                with self._cv:
+                    arrived = pending & self._arrived
+                    if not arrived:
+                        self._cv.wait(1.0 if left is None else min(left, 1.0))
+                        arrived = pending & self._arrived
+                if arrived:
+                    pending -= arrived
+                elif self._epoch != epoch or left is None or left > 1.0:
+                    epoch = self._epoch  # a safety net for messages lost in a reconnect
+                    pending -= final_among(pending)
+            return True
+        finally:
+            with self._cv:
+                self._unwatch_ids(invocation_ids)
+
+    def finals_as_completed(self, invocation_ids: Sequence[str],
+                            final_results: Callable[[Sequence[str]], Finals],
+                            raise_missing: Callable[[Sequence[str]], None]) -> Iterator[Finals]:
+        """Results are read once each: right away for ids already known final, else
+        when the listener hears they are. Unknown ids are checked once up front."""
+        want = set(invocation_ids)
+        self.start()
+        with self._cv:
+            self._watch_ids(want)
+            known = [i for i in invocation_ids if i in self._recent]
+        try:
+            unknown = [i for i in invocation_ids if i not in self._recent]
+            first = final_results(known)
+            if unknown and not self._vouched(unknown):
+                first.update(final_results(unknown))
+                raise_missing([i for i in unknown if i not in first])
+            quiet_since = time.monotonic()
+            done = first
+            while True:
+                if done:
+                    want.difference_update(done)
+                    yield done
+                    quiet_since = time.monotonic()
+                if not want:
+                    return
+                with self._cv:
+                    arrived = want & self._arrived
+                    if not arrived:
+                        self._cv.wait(1.0)
+                        arrived = want & self._arrived
+                    self._arrived.difference_update(arrived)
+                if arrived:
+                    done = final_results(list(arrived))
+                elif time.monotonic() - quiet_since > 1.0:  # safety net, at most once a second
+                    quiet_since = time.monotonic()
+                    done = final_results(list(want))
+                    raise_missing([i for i in want if i not in done])
+                else:
+                    done = {}
+        finally:
+            with self._cv:
+                self._unwatch_ids(invocation_ids)
+
+    def _vouched(self, ids: Sequence[str]) -> bool:
+        """True when the listener has been subscribed, without a gap, since before
+        these ids were enqueued by this process (so their finals cannot be missed)."""
+        with self._cv:
+            return self._epoch == 1 and all(i in self._mine for i in ids)
+
+    def _watch_ids(self, ids: Iterable[str]) -> None:  # lock held
+        for i in ids:
+            self._watch[i] = self._watch.get(i, 0) + 1
+
+    def _unwatch_ids(self, ids: Iterable[str]) -> None:  # lock held
+        for i in ids:
+            n = self._watch.get(i, 0) - 1
+            if n <= 0:
+                self._watch.pop(i, None)
+                self._arrived.discard(i)
+            else:
+                self._watch[i] = n
+
+    # -- the subscription ----------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        pid = os.getpid()
+        while not self.closed and self._pid == pid:
+            pubsub = self.client.pubsub()
+            try:
+                pubsub.subscribe(self.channel)
+                while not self.closed and self._pid == pid:
+                    msg = pubsub.get_message(timeout=1.0)
+                    if msg is None:
+                        continue
+                    if msg["type"] == "subscribe":
+                        with self._cv:
+                            self._epoch += 1
+                            self._cv.notify_all()  # waiters re-check what they may have missed
+                        self._error = None
+                        self._subscribed.set()
+                        self._settled.set()
+                    elif msg["type"] == "message":
+                        self._heard(msg["data"])
+            except Exception as exc:
+                self._subscribed.clear()
+                if self.closed or _EXITING:
+                    return
+                self._error = exc
+                self._settled.set()
+                if not isinstance(exc, (redis.ConnectionError, redis.TimeoutError,
+                                        ConnectionError, TimeoutError)):
+                    log.exception("result listener failed; restarting")
+                else:
+                    self.on_fault(exc, "listen for results")
+                time.sleep(0.5)
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:
+                    pass
+
+    def _heard(self, message: Any) -> None:
+        try:
+            finals = parse(message)
+        except MalformedAnnouncement as exc:  # untrusted: keep what parsed, say so
+            finals = exc.args[1]
+            log.warning("ignored the rest of a malformed message on %s (%s); waiters "
+                        "re-check their invocations in Redis", self.channel.decode(),
+                        exc.args[0])
+        with self._cv:
+            recent = self._recent
+            for inv_id, status, payload in finals:
+                recent[inv_id] = None
+                if status is not None and inv_id in self._mine:
+                    self._results.put(inv_id, status, payload)
+                if inv_id in self._watch:
+                    self._arrived.add(inv_id)
+            while len(recent) > RECENT_FINALS:
+                recent.popitem(last=False)
+            self._cv.notify_all()
