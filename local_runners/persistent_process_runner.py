@@ -15,7 +15,7 @@ Each worker owns what it claims under its own id; the parent heartbeats for
 every worker (and itself), respawns dead workers and reroutes their work at
 once (a death, counted toward ``max_reroutes``); a worker exits at once if the
 runner dies. A worker rides out Redis outages: its loop runs under
-``patient(stop)``, and after a reconnect it hands back what the backend says it
+``worker.patient()``, and after a reconnect it hands back what the backend says it
 owns but it is not running.
 
 Stopping is quick: SIGTERM stops an idle worker's loop; in a worker mid-task it
@@ -41,7 +41,6 @@ import redis
 
 import pynenc_ray.backends as _backends_pkg
 from pynenc_ray.backends.base import Claimed
-from pynenc_ray.backends.patience import patient
 from pynenc_ray.config import PersistentProcessRunnerConfig
 from pynenc_ray.context import ExecutionContext, current
 from pynenc_ray.runners.base import BaseRunner
@@ -477,7 +476,7 @@ def _worker_main(app_path: str, config: dict[str, Any], worker_id: str, parent_p
     if early_stop.is_set():
         worker.stop_runner_loop()
     try:
-        with patient(worker._stop):  # backend calls retry until Redis is back or we stop
+        with worker.patient():  # backend calls retry until Redis is back or we stop
             worker.serve()
     finally:
         app.backend.close()

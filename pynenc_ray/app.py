@@ -234,7 +234,15 @@ class Pynenc:
 
     # -- submit, wait, read -----------------------------------------------------------------
 
-    def _submit(self, task: Task, calls: Sequence[tuple[tuple, dict]]) -> list[Invocation]:
+    def submit_calls(self, task: Task, calls: Sequence[tuple[tuple, dict]]) -> list[Invocation]:
+        """Register one invocation of ``task`` per ``(args, kwargs)`` in ``calls``, in
+        one backend round trip, and return their handles in the same order. Inside
+        a task of this app the new invocations are its children; with
+        ``dev_mode_force_sync_tasks`` each one runs here before this returns.
+
+        Raises SerializationError when arguments cannot be serialized (nothing is
+        registered then), and the backend's errors (BackendUnavailableError).
+        """
         ctx = context.current.get()
         parent = ctx.invocation_id if ctx is not None and ctx.app is self else None
         runner_id, worker = (ctx.runner.runner_id, ctx.worker) if parent else (

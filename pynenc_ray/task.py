@@ -70,7 +70,9 @@ class Task:
         functools.update_wrapper(self, func)
 
     def __call__(self, *args: Any, **kwargs: Any) -> "Invocation":
-        return self.app._submit(self, [(args, kwargs)])[0]
+        """Submit one invocation of this task and return its handle at once.
+        Raises what ``submit_calls`` raises (SerializationError, backend errors)."""
+        return self.app.submit_calls(self, [(args, kwargs)])[0]
 
     def parallelize(self, items: Iterable[Any]) -> "InvocationGroup":
         """Submit one invocation per item in one backend round trip: a tuple is
@@ -85,7 +87,7 @@ class Task:
                 calls.append(((), item))
             else:
                 calls.append(((item,), {}))
-        return InvocationGroup(self.app, self.app._submit(self, calls))
+        return InvocationGroup(self.app, self.app.submit_calls(self, calls))
 
     def __repr__(self) -> str:
         return f"<Task {self.task_id}>"

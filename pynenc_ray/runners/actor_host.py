@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from ..config import MultiThreadRunnerConfig, ThreadRunnerConfig
+from .base import load_runner_class
 
 # MultiThreadRunner fields that the hosted ThreadRunner takes as its own.
 _THREAD_FIELDS = set(ThreadRunnerConfig.model_fields)
@@ -38,7 +39,12 @@ class ActorHost:
 
     ``app`` is the parent's app object in local mode; on Ray the actor imports
     it from ``app_path`` and applies the parent's effective ``config``.
+    ``runner_cls`` names the hosted runner (a registered name or ``module:Class``
+    of a ThreadRunner subclass). Raises ConfigError when the app or the runner
+    class cannot be loaded.
     """
+
+    runner_cls: str = "ThreadRunner"
 
     def __init__(self, name: str, parent_id: str, app: Any = None, app_path: str | None = None,
                  config: dict[str, Any] | None = None):
@@ -46,10 +52,8 @@ class ActorHost:
             from local_runners.child import load_app
 
             app = load_app(app_path, config or {})
-        from local_runners.thread_runner import ThreadRunner
-
         self.name, self.parent_id, self.app = name, parent_id, app
-        self.runner = ThreadRunner(app, thread_config(app.config.runner))
+        self.runner = load_runner_class(self.runner_cls)(app, thread_config(app.config.runner))
         self.runner.runner_id = f"{parent_id}/{name}"
         self._thread = threading.Thread(target=self.runner.run, name=f"host-{name}", daemon=True)
         self._thread.start()
@@ -75,9 +79,3 @@ class ActorHost:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def die(self) -> None:
-        """Test hook (local mode): stop as a crash would, leaving owned work and the
-        last heartbeat behind for the parent to notice."""
-        self.runner._abandoned = True
-        self.runner.stop_runner_loop()
-        self._thread.join(5)

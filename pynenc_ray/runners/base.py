@@ -82,7 +82,6 @@ class BaseRunner(abc.ABC):
         self._running = threading.Event()
         self._ready = threading.Event()  # set once _on_start is done: work is being taken
         self._heartbeat_thread: threading.Thread | None = None
-        self._abandoned = False  # set to simulate a crash: stop without handing work back
         self._claims = threading.Condition()
         self._claims_in_flight = 0  # claim calls whose ids are not yet in live_invocations
 
@@ -134,10 +133,17 @@ class BaseRunner(abc.ABC):
         if failure:
             raise failure[0]
 
+    def patient(self) -> contextlib.AbstractContextManager[None]:
+        """A block in which the calling thread's backend calls ride out an outage:
+        they retry until they succeed or this runner is told to stop (then they
+        raise the backend's error, e.g. BackendUnavailableError). Raises nothing
+        itself."""
+        return patience.patient(self._stop)
+
     def _life(self, failure: list[BaseException], done: threading.Event) -> None:
         """The runner's life on its own thread: start, loop, hand back, forget."""
         try:
-            with patience.patient(self._stop):
+            with self.patient():
                 self._serve()
         except BaseException as exc:  # re-raised by run() in the caller's thread
             failure.append(exc)
@@ -159,9 +165,8 @@ class BaseRunner(abc.ABC):
             self._stop.set()
             handed_back = False
             try:
-                if not self._abandoned:
-                    self._on_stop()
-                    handed_back = True
+                self._on_stop()
+                handed_back = True
             except Exception as exc:
                 log.error("runner %s could not hand back all its work (%s); another runner's "
                           "recovery will reroute it once its heartbeat is %gs old",

@@ -47,7 +47,8 @@ def enable_token_auth_if_available() -> str | None:
     os.environ["RAY_AUTH_MODE"] = "token"
     if "ray" in sys.modules:  # imported already (a test session, a user's script)
         try:
-            from ray._raylet import Config  # Ray's own way to re-read RAY_AUTH_MODE
+            # Ray's own way to re-read RAY_AUTH_MODE; it has no public call for that
+            from ray._raylet import Config
 
             Config.initialize("")
         except Exception as exc:  # pragma: no cover - depends on the Ray build

@@ -53,13 +53,11 @@ class _Actor:
 
 
 class _LocalActor(_Actor):
-    def __init__(self, name: str, runner: "MultiThreadRunner"):
-        self.host = ActorHost(name, runner.runner_id, app=runner.app)
-        super().__init__(name, self.host.runner.runner_id)
+    def __init__(self, name: str, host: ActorHost):
+        self.host = host
+        super().__init__(name, host.runner.runner_id)
 
     def poll(self) -> None:
-        if self.host.runner._abandoned:
-            raise ActorGone(f"local actor {self.name} died")
         self.report = self.host.stats()
         if not self.report["running"]:
             raise ActorGone(f"local actor {self.name}: its ThreadRunner stopped")
@@ -70,18 +68,11 @@ class _LocalActor(_Actor):
     def stop(self, timeout: float) -> None:
         self.host.stop(timeout)
 
-    def kill(self) -> None:
-        self.host.die()
-
 
 class _RayActor(_Actor):
-    def __init__(self, name: str, runner: "MultiThreadRunner"):
-        super().__init__(name, f"{runner.runner_id}/{name}")
-        self.ray = runner._ray
-        app_path, config = runner._spec
-        self.handle = runner._actor_cls.options(
-            name=name, num_cpus=runner.conf.actor_num_cpus, max_concurrency=4,
-        ).remote(name, runner.runner_id, None, app_path, config)
+    def __init__(self, name: str, runner_id: str, ray: Any, handle: Any):
+        super().__init__(name, runner_id)
+        self.ray, self.handle = ray, handle
         self.stopping: Any = None  # the ref of a stop call in flight
         self.stats_call: Any = None  # the ref of a stats call not answered yet
 
@@ -111,6 +102,7 @@ class _RayActor(_Actor):
 
 class MultiThreadRunner(BaseRunner):
     config_cls = MultiThreadRunnerConfig
+    host_cls: type[ActorHost] = ActorHost  # what each actor is (a subclass may add to it)
 
     def __init__(self, app, conf: MultiThreadRunnerConfig):
         super().__init__(app, conf)
@@ -147,7 +139,7 @@ class MultiThreadRunner(BaseRunner):
             from local_runners.child import parent_spec
 
             self._spec = parent_spec(self.app)
-            self._actor_cls = self._ray.remote(ActorHost)
+            self._actor_cls = self._ray.remote(self.host_cls)
         self.max_processes = self.conf.max_processes or self._cluster_cpus()
         first = self.max_processes if self.conf.enforce_max_processes else self.conf.min_processes
         self._start_actors(max(first, 0))
@@ -245,8 +237,19 @@ class MultiThreadRunner(BaseRunner):
     def _start_actors(self, n: int) -> None:
         for _ in range(n):
             name = f"pynenc-{self.app.app_id}-{self.runner_id.rsplit('-', 1)[-1]}-{next(self._names)}"
-            actor = _LocalActor(name, self) if self.local else _RayActor(name, self)
+            if self.local:
+                actor: _Actor = _LocalActor(name, self.host_cls(name, self.runner_id, app=self.app))
+            else:
+                actor = _RayActor(name, f"{self.runner_id}/{name}", self._ray,
+                                  self._new_ray_actor(name))
             self.actors[name] = actor
+
+    def _new_ray_actor(self, name: str) -> Any:
+        """Ask Ray for the actor ``name`` (placed when the cluster has room); its handle."""
+        app_path, config = self._spec
+        return self._actor_cls.options(
+            name=name, num_cpus=self.conf.actor_num_cpus, max_concurrency=4,
+        ).remote(name, self.runner_id, None, app_path, config)
 
     def _forget(self, actor: _Actor, why: str, died: bool = False) -> None:
         """Drop an actor; whatever its ThreadRunner still owned is rerouted now

@@ -64,16 +64,18 @@ def test_enforced_max_keeps_max_processes(app):
 
 
 def test_dead_actor_is_rerouted_at_once_and_replaced(app):
-    app.reconfigure(runner={"runner_dead_after_sec": 60})
+    app.reconfigure(runner_cls="tests.unit.actor_faults:CrashableMultiThreadRunner",
+                    runner={"runner_dead_after_sec": 60})
     with running(app) as runner:
         inv = tasks.sleep(0.5)
         assert wait_for(lambda: inv.status == S.RUNNING, 5)
         [actor] = runner.actors.values()
-        actor.kill()  # the test hook: a crash, not a clean stop
+        actor.host.crash()  # a crash, not a clean stop: the actor hands nothing back
         assert wait_for(lambda: S.REROUTED in [h.status for h in inv.history], 2)
         assert wait_for(lambda: len(runner.actors) == 1 and actor.name not in runner.actors, 5)
         assert inv.result == 0.5
     assert [h.status for h in inv.history if h.status.is_final] == [S.SUCCESS]
+    assert app.backend.get(inv.invocation_id).deaths == 1  # rerouted as a death
 
 
 def test_one_thread_per_actor_completes_tasks_that_await_subtasks(app):
@@ -89,7 +91,7 @@ def test_stop_stops_every_actor(app):
         assert wait_for(lambda: all(i.status == S.RUNNING for i in invs), 5)
         hosts = [a.host for a in runner.actors.values()]
     assert runner.actors == {}
-    assert all(not h._thread.is_alive() for h in hosts)
+    assert all(not h.stats()["running"] for h in hosts)
     assert all(i.status == S.REROUTED for i in invs)
 
 

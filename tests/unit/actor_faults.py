@@ -1,0 +1,43 @@
+"""A MultiThreadRunner whose local actors can crash, for tests: named by
+``runner_cls = "tests.unit.actor_faults:CrashableMultiThreadRunner"``.
+
+A crashed actor's ThreadRunner stops without handing anything back, leaving its
+owned work and last heartbeat for the parent to find, as a dead actor would.
+"""
+
+from __future__ import annotations
+
+from local_runners.thread_runner import ThreadRunner
+from pynenc_ray.runners.actor_host import ActorHost
+from pynenc_ray.runners.ray_runner import MultiThreadRunner
+
+
+class CrashableThreadRunner(ThreadRunner):
+    """A ThreadRunner whose hand-back fails once ``crashed`` is set."""
+
+    crashed = False
+
+    def _on_stop(self) -> None:
+        """Hand back as usual, unless crashed: then raise RuntimeError and hand
+        back nothing (the runner logs it and stays listed, as after a crash)."""
+        if self.crashed:
+            raise RuntimeError("simulated crash: nothing handed back")
+        super()._on_stop()
+
+
+class CrashableHost(ActorHost):
+    """An actor host whose ThreadRunner can be crashed."""
+
+    runner_cls = f"{__name__}:CrashableThreadRunner"
+
+    def crash(self, timeout: float = 5.0) -> None:
+        """Stop the hosted runner as a crash would: nothing handed back. Returns
+        once its thread has ended (or ``timeout``). Raises nothing."""
+        self.runner.crashed = True
+        self.stop(timeout)
+
+
+class CrashableMultiThreadRunner(MultiThreadRunner):
+    """A MultiThreadRunner whose actors are CrashableHosts."""
+
+    host_cls = CrashableHost
