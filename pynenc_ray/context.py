@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, Sequence
 
-if TYPE_CHECKING:
-    from .runners.base import BaseRunner
+
+class ContextRunner(Protocol):
+    """What a task body's context needs of the runner executing it (every
+    BaseRunner is one): its id, recorded as the owner of the calls it makes, and
+    the hook told when the body waits on results."""
+
+    runner_id: str
+
+    def waiting_for_results(self, ctx: "ExecutionContext", invocation_ids: Sequence[str],
+                            timeout: float | None) -> bool:
+        """Block until all are final (True) or ``timeout`` passes (False)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
 class ExecutionContext:
     app: Any
-    runner: "BaseRunner"
+    runner: ContextRunner
     invocation_id: str
     worker: str
 

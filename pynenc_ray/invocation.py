@@ -2,21 +2,57 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 from .errors import PynencError, ResultTimeoutError
 from .status import InvocationStatus
 
 if TYPE_CHECKING:
-    from .app import Pynenc
-    from .backends.base import HistoryEntry
+    from .backends.base import Backend, HistoryEntry
+
+
+class ResultsApp(Protocol):
+    """What a handle needs of its app (``Pynenc`` is one): the backend, waiting
+    and decoding. Handles are typed against it so this module does not import
+    the app, which creates handles."""
+
+    @property
+    def app_id(self) -> str:
+        """The app's id."""
+        ...
+
+    @property
+    def backend(self) -> "Backend":
+        """The app's backend."""
+        ...
+
+    def invocation_not_found(self, invocation_id: str) -> Exception:
+        """The error for a record that is gone."""
+        ...
+
+    def wait_invocations(self, invocation_ids: list[str], timeout: float | None) -> bool:
+        """Block until all are final (True) or ``timeout`` passes (False)."""
+        ...
+
+    def final_value(self, invocation_id: str) -> Any:
+        """The value of a final invocation, or its error raised."""
+        ...
+
+    def inside_task(self) -> bool:
+        """True when called from a task body that this app's runner executes."""
+        ...
+
+    def decode_final(self, invocation_id: str, status: InvocationStatus, payload: bytes) -> Any:
+        """A final record's value; its error raised for FAILED."""
+        ...
+
 
 class Invocation:
     """One call of a task. Cheap: it holds only the app and the id."""
 
     __slots__ = ("app", "invocation_id", "task_id")
 
-    def __init__(self, app: "Pynenc", invocation_id: str, task_id: str | None = None):
+    def __init__(self, app: ResultsApp, invocation_id: str, task_id: str | None = None):
         self.app, self.invocation_id, self.task_id = app, invocation_id, task_id
 
     @property
@@ -64,7 +100,7 @@ class Invocation:
 class InvocationGroup:
     """The invocations of one ``parallelize`` call, in submission order."""
 
-    def __init__(self, app: "Pynenc", invocations: list[Invocation]):
+    def __init__(self, app: ResultsApp, invocations: list[Invocation]):
         self.app, self.invocations = app, invocations
 
     def __len__(self) -> int:

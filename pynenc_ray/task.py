@@ -6,13 +6,10 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from .errors import TaskDefinitionError
-
-if TYPE_CHECKING:
-    from .app import Pynenc
-    from .invocation import Invocation, InvocationGroup
+from .invocation import Invocation, InvocationGroup, ResultsApp
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +53,20 @@ def task_id_of(func: Callable[..., Any]) -> str:
     return f"{module}:{name}"
 
 
+class TaskApp(ResultsApp, Protocol):
+    """What a task needs of its app (``Pynenc`` is one): submitting calls, and
+    what the handles it returns need. Tasks are typed against it so this module
+    does not import the app, which creates tasks."""
+
+    def submit_calls(self, task: "Task", calls: Sequence[tuple[tuple, dict]]) -> list[Invocation]:
+        """Register one invocation per ``(args, kwargs)``; their handles in order."""
+        ...
+
+
 class Task:
     """The decorated function. ``task(*args)`` returns an Invocation at once."""
 
-    def __init__(self, app: "Pynenc", func: Callable[..., Any], options: TaskOptions):
+    def __init__(self, app: TaskApp, func: Callable[..., Any], options: TaskOptions):
         self.task_id = task_id_of(func)
         opts = TaskOptions(
             options.max_retries, tuple(options.retry_for), options.retry_delay_sec,
@@ -69,16 +76,14 @@ class Task:
         self.app, self.func, self.options = app, func, opts
         functools.update_wrapper(self, func)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> "Invocation":
+    def __call__(self, *args: Any, **kwargs: Any) -> Invocation:
         """Submit one invocation of this task and return its handle at once.
         Raises what ``submit_calls`` raises (SerializationError, backend errors)."""
         return self.app.submit_calls(self, [(args, kwargs)])[0]
 
-    def parallelize(self, items: Iterable[Any]) -> "InvocationGroup":
+    def parallelize(self, items: Iterable[Any]) -> InvocationGroup:
         """Submit one invocation per item in one backend round trip: a tuple is
         positional arguments, a dict keyword arguments, anything else one argument."""
-        from .invocation import InvocationGroup
-
         calls = []
         for item in items:
             if isinstance(item, tuple):

@@ -26,9 +26,9 @@ from ..registry import RUNNERS, runner_paths
 from ..resolve import resolve
 
 if TYPE_CHECKING:
-    from ..app import Pynenc
-    from ..status import InvocationStatus
     from ..context import ExecutionContext
+    from ..status import InvocationStatus
+    from .app_protocol import RunnerApp
 
 log = logging.getLogger("pynenc_ray.runner")
 STOP_BUDGET_SEC = 1.0  # after the loop notices a stop: time left to hand work back
@@ -74,7 +74,7 @@ class BaseRunner(abc.ABC):
     mem_compatible: bool = False
     executes_inline: bool = False  # True: retries are re-run by the caller, not queued
 
-    def __init__(self, app: "Pynenc", conf: RunnerConfig):
+    def __init__(self, app: "RunnerApp", conf: RunnerConfig):
         self.app, self.conf = app, conf
         self.runner_id = (f"{type(self).__name__}@{socket.gethostname()}-{os.getpid()}"
                           f"-{uuid.uuid4().hex[:6]}")

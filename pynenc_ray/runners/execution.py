@@ -19,7 +19,7 @@ from ..serializer import error_to_payload, result_bind
 from ..status import InvocationStatus
 
 if TYPE_CHECKING:
-    from ..app import Pynenc
+    from .app_protocol import RunnerApp
     from .base import BaseRunner
 
 log = logging.getLogger("pynenc_ray.execution")
@@ -48,7 +48,7 @@ def timeout_error(task_id: str, invocation_id: str, timeout_sec: float) -> Excep
         "and was failed; raise timeout_sec or make the task faster")
 
 
-def fail_timed_out(app: "Pynenc", runner_id: str, worker: str, task_id: str,
+def fail_timed_out(app: "RunnerApp", runner_id: str, worker: str, task_id: str,
                    invocation_id: str, timeout_sec: float) -> bool:
     """Store TaskTimeoutError as the final status (as the owner); False if the run
     had already finished."""
@@ -57,7 +57,8 @@ def fail_timed_out(app: "Pynenc", runner_id: str, worker: str, task_id: str,
     return app.backend.finish(invocation_id, S.FAILED, error_to_payload(err), runner_id, worker)
 
 
-def run_invocation(app: "Pynenc", runner: "BaseRunner", claimed: Claimed, worker: str) -> None:
+def run_invocation(app: "RunnerApp", runner: "BaseRunner", claimed: Claimed,
+                   worker: str) -> None:
     """Execute one claimed (PENDING) invocation to a final status or a retry."""
     runner_id, backend = runner.runner_id, app.backend
     inv_id = claimed.invocation_id
@@ -104,7 +105,7 @@ def run_invocation(app: "Pynenc", runner: "BaseRunner", claimed: Claimed, worker
     runner.finish(inv_id, S.SUCCESS, payload, worker)
 
 
-def _failed(app: "Pynenc", runner: "BaseRunner", task, claimed: Claimed, worker: str,
+def _failed(app: "RunnerApp", runner: "BaseRunner", task, claimed: Claimed, worker: str,
             exc: Exception) -> None:
     runner_id = runner.runner_id
     opts = task.options
@@ -120,7 +121,7 @@ def _failed(app: "Pynenc", runner: "BaseRunner", task, claimed: Claimed, worker:
     runner.finish(claimed.invocation_id, S.FAILED, error_to_payload(exc), worker)
 
 
-def run_sync(app: "Pynenc", new: NewInvocation) -> None:
+def run_sync(app: "RunnerApp", new: NewInvocation) -> None:
     """``dev_mode_force_sync_tasks``: run a just-registered invocation in the caller,
     as the ExternalRunner, retries included; it is final when this returns."""
     from .dummy import ExternalRunner

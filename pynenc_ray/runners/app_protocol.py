@@ -1,0 +1,54 @@
+"""What runners need of an app, as a Protocol.
+
+``Pynenc`` is one. Runners are typed against this rather than the app class, so
+the runner modules never import ``pynenc_ray.app``, which builds runners: the
+app depends on its runners, not the other way round.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..backends.base import Backend, Claimed
+    from ..config import EffectiveConfig
+    from ..serializer import Serializer
+    from ..task import Task
+
+
+class RunnerApp(Protocol):
+    """The app a runner serves: its config, backend, serializer and tasks."""
+
+    config: "EffectiveConfig"
+    serializer: "Serializer"
+    tasks: dict[str, "Task"]
+
+    @property
+    def app_id(self) -> str:
+        """The app's id (config field ``app_id``)."""
+        ...
+
+    @property
+    def backend(self) -> "Backend":
+        """The app's backend, built on first use."""
+        ...
+
+    def check_mem_compatible(self) -> None:
+        """Raise MemCompatibilityError when the runner needs a shared backend."""
+        ...
+
+    def import_task_modules(self) -> None:
+        """Import ``task_modules``; ConfigError for one that does not import."""
+        ...
+
+    def get_task(self, task_id: str) -> "Task | None":
+        """The registered task ``task_id``, or None when it is unknown here."""
+        ...
+
+    def decode_args(self, claimed: "Claimed") -> tuple[list, dict]:
+        """A claimed invocation's ``[args, kwargs]``; SerializationError if unreadable."""
+        ...
+
+    def import_path(self) -> str:
+        """``module:attr`` by which another process imports the app; ConfigError if none."""
+        ...
