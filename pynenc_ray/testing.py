@@ -17,7 +17,6 @@ redis-py until it is used.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
@@ -27,9 +26,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-# Ray turns 127.0.0.1 into this host's network address unless it is told this is
-# not a cluster; tests keep every Ray process on loopback. Read when Ray starts.
-LOOPBACK_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# Ray is started where the MultiThreadRunner meets Ray; importing it imports no Ray.
+from .runners.ray_connect import LOOPBACK_RAY_ENV, local_ray  # noqa: F401 (part of this API)
 
 
 def free_port() -> int:
@@ -162,16 +160,3 @@ def running(app: Any, join_timeout: float = 15.0, start_timeout: float = 120.0) 
     if errors:
         raise errors[0]
 
-
-def local_ray(num_cpus: int = 2) -> Any:
-    """Start (or join, if this process already runs one) a local Ray on loopback:
-    no dashboard, ``num_cpus`` CPUs, token authentication left to Ray's default
-    for a new local cluster. Returns the ray module; ``ray.shutdown()`` ends it."""
-    for key, value in LOOPBACK_RAY_ENV.items():
-        os.environ.setdefault(key, value)
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                 log_to_driver=False, _node_ip_address="127.0.0.1")
-    return ray

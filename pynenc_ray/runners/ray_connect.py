@@ -24,6 +24,9 @@ from ..errors import RayConnectionError
 
 log = logging.getLogger("pynenc_ray.runner.multithread")
 PROBE_SEC = 2.0  # how long the address gets to accept a TCP connection
+# Ray turns 127.0.0.1 into this host's network address unless it is told this is
+# not a cluster; tests keep every Ray process on loopback. Read when Ray starts.
+LOOPBACK_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def token_source() -> str | None:
@@ -119,4 +122,20 @@ def connect(address: str | None) -> Any:
         raise RayConnectionError(
             f"cannot connect to the Ray cluster at {address}: "
             f"{_why(address, exc, token, os.environ.get('RAY_AUTH_MODE'))}") from None
+    return ray
+
+
+def local_ray(num_cpus: int = 2) -> Any:
+    """Start (or join, if this process already runs one) a local Ray on loopback,
+    for tests: no dashboard, ``num_cpus`` CPUs, token authentication left to
+    Ray's default for a new local cluster. Returns the ray module;
+    ``ray.shutdown()`` ends it. Raises ImportError without Ray installed, and
+    what ``ray.init`` raises."""
+    for key, value in LOOPBACK_RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                 log_to_driver=False, _node_ip_address="127.0.0.1")
     return ray
