@@ -57,53 +57,75 @@ class InvocationRecord:
 
 class Backend(abc.ABC):
     """Every method is safe to call from many threads (and, for shared backends,
-    many processes). Status changes go through ``status.check_transition``."""
+    many processes). Status changes go through ``status.check_transition``.
+
+    Errors every method may raise: a shared backend raises BackendUnavailableError
+    when it cannot be reached within ``redis_retry_timeout_sec`` (a runner's own
+    threads retry until it is back or the runner stops), and CorruptRecordError
+    where a record it must read does not parse. What else each method raises is
+    in its docstring."""
 
     shared: bool = False  # True when other processes see the same data
+    reconnects: int = 0  # connection faults recovered from; a runner reconciles on change
 
     # -- broker -----------------------------------------------------------------------
 
     @abc.abstractmethod
     def enqueue(self, calls: Sequence[NewInvocation], runner_id: str, worker: str,
                 push: bool = True) -> None:
-        """Store each call as REGISTERED and (with ``push``) append it to the queue."""
+        """Store each call as REGISTERED, recorded as done by ``runner_id`` /
+        ``worker``, and (with ``push``) append it to the queue; without ``push`` the
+        caller runs them itself (dev mode)."""
 
     @abc.abstractmethod
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
               start: bool = False) -> list[Claimed]:
         """Take up to ``n`` queued invocations as PENDING owned by ``runner_id``,
-        waiting up to ``timeout`` for the first; ids no longer claimable are skipped.
-        With ``start`` (a runner that starts them at once) they are moved on to
-        RUNNING in the same step."""
+        waiting up to ``timeout`` seconds for the first (0: do not wait); delayed
+        retries that are due are queued as part of it. Ids no longer claimable (final,
+        or claimed meanwhile) are skipped. With ``start`` (a runner that starts
+        them at once) they are moved on to RUNNING in the same step. Returns []
+        when nothing came within ``timeout``."""
 
     @abc.abstractmethod
     def queue_depth(self) -> int:
-        """How many invocations wait in the queue (O(1))."""
+        """How many invocations wait in the queue, delayed retries included (O(1))."""
 
     # -- orchestrator -----------------------------------------------------------------
 
     @abc.abstractmethod
     def transition(self, invocation_id: str, new: InvocationStatus, runner_id: str,
                    worker: str, *, recovery: bool = False) -> bool:
-        """Move one invocation; False when the move was a dropped late final write."""
+        """Move one invocation to ``new`` as ``runner_id`` (``recovery``: on behalf
+        of a dead owner); REROUTED also re-queues it. False when the move was a
+        late final write by a former owner, dropped and logged.
+
+        Raises InvocationNotFoundError (a KeyError) when the id has no record,
+        InvocationStatusTransitionError when the status table forbids the move,
+        and InvocationOwnershipError when another runner owns the invocation."""
 
     def finish(self, invocation_id: str, status: InvocationStatus, payload: bytes,
                runner_id: str, worker: str) -> bool:
         """Store the result or error and the final status at once; False if dropped
-        (the runner no longer owns it: a late write after a reroute)."""
+        (the runner no longer owns it: a late write after a reroute). Raises as
+        ``finish_many`` does."""
         return self.finish_many([(invocation_id, status, payload, worker)], runner_id)[0]
 
     @abc.abstractmethod
     def finish_many(self, items: Sequence[tuple[str, InvocationStatus, bytes, str]],
                     runner_id: str) -> list[bool]:
         """``finish`` for several (id, status, payload, worker) in one step (a runner
-        batching its finished work); one bool per item."""
+        batching its finished work); one bool per item, False for an item that is
+        dropped (a late write, or an id with no record). Every item is checked
+        before any is written: InvocationStatusTransitionError or
+        InvocationOwnershipError for a refused move leaves all of them as they were."""
 
     @abc.abstractmethod
     def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float,
               push: bool = True) -> bool:
-        """RUNNING -> RETRY -> REGISTERED, re-queued after ``delay_sec`` (not queued
-        with ``push=False``: the caller runs it again itself, as dev mode does)."""
+        """RUNNING -> RETRY -> REGISTERED with one more retry counted, re-queued
+        after ``delay_sec`` (not queued with ``push=False``: the caller runs it
+        again itself, as dev mode does). False and raises as ``transition``."""
 
     @abc.abstractmethod
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
@@ -111,13 +133,12 @@ class Backend(abc.ABC):
         """Take back what ``owner`` holds (or just ``invocation_ids`` of it): REROUTED
         and re-queued. ``by`` is the runner doing it (recovery when it is not owner).
         ``died``: the worker holding them died, which counts toward ``max_reroutes``;
-        a clean hand-back (shutdown, reconcile) does not."""
+        a clean hand-back (shutdown, reconcile) does not. Returns the rerouted ids;
+        ids ``owner`` does not hold are left alone."""
 
     @abc.abstractmethod
     def owned_by(self, runner_id: str) -> set[str]:
         """The ids the backend says ``runner_id`` owns (for reconciling)."""
-
-    reconnects: int = 0  # connection faults recovered from; a runner reconciles on change
 
     @abc.abstractmethod
     def heartbeat(self, runner_id: str, info: dict[str, Any], dead_after_sec: float = 10.0,
@@ -143,10 +164,13 @@ class Backend(abc.ABC):
     # -- state --------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def get(self, invocation_id: str) -> InvocationRecord | None: ...
+    def get(self, invocation_id: str) -> InvocationRecord | None:
+        """A copy of the whole record (payloads and history included); None when
+        the id has no record."""
 
     @abc.abstractmethod
-    def status(self, invocation_id: str) -> InvocationStatus | None: ...
+    def status(self, invocation_id: str) -> InvocationStatus | None:
+        """The current status; None when the id has no record."""
 
     @abc.abstractmethod
     def statuses(self, invocation_ids: Sequence[str]) -> list[InvocationStatus | None]:
@@ -155,31 +179,30 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def final_results(self, invocation_ids: Sequence[str]
                       ) -> dict[str, tuple[InvocationStatus, bytes]]:
-        """For the final ones among ``invocation_ids``: (status, result or error)."""
+        """For the final ones among ``invocation_ids``: (status, result or error).
+        Ids not final, or with no record, are left out."""
 
+    @abc.abstractmethod
     def finals_as_completed(self, invocation_ids: Sequence[str]
                             ) -> Iterator[dict[str, tuple[InvocationStatus, bytes]]]:
         """Yield (status, result or error) of the given ids as they become final,
-        a batch at a time, until all have been yielded."""
-        pending = list(invocation_ids)
-        while pending:
-            done = self.final_results(pending)
-            if done:
-                yield done
-                pending = [i for i in pending if i not in done]
-            elif pending:
-                self.wait_final(pending[:1], None)
+        a batch at a time, until all have been yielded; blocks (woken by final
+        writes, never spinning) while none is new. Raises InvocationNotFoundError
+        for an id with no record, which would never become final."""
 
     @abc.abstractmethod
     def wait_final(self, invocation_ids: Sequence[str], timeout: float | None) -> bool:
-        """Block until every id is final (True) or ``timeout`` passes (False).
-        Woken by the write of a final status, never by spinning."""
+        """Block until every id is final (True) or ``timeout`` passes (False; 0
+        just looks). Woken by the write of a final status, never by spinning.
+        Raises InvocationNotFoundError for an id with no record."""
 
     @abc.abstractmethod
-    def history(self, invocation_id: str) -> list[HistoryEntry]: ...
+    def history(self, invocation_id: str) -> list[HistoryEntry]:
+        """Its status history, oldest first; [] when the id has no record."""
 
     @abc.abstractmethod
-    def status_counts(self) -> dict[str, int]: ...
+    def status_counts(self) -> dict[str, int]:
+        """How many stored invocations are in each status (by status name)."""
 
     @abc.abstractmethod
     def recent(self, since: float) -> list[InvocationRecord]:
@@ -192,19 +215,21 @@ class Backend(abc.ABC):
         so that a wait that closes a cycle is refused instead of hanging."""
 
     @abc.abstractmethod
-    def waiting_on(self, invocation_id: str) -> list[str]: ...
+    def waiting_on(self, invocation_id: str) -> list[str]:
+        """What ``invocation_id`` waits on right now ([] when nothing)."""
 
+    @abc.abstractmethod
     def waiting_on_many(self, invocation_ids: Sequence[str]) -> dict[str, list[str]]:
-        """What each of these waits on (a shared backend reads them in one round trip)."""
-        return {i: self.waiting_on(i) for i in invocation_ids}
+        """``waiting_on`` of each of these, in one round trip: id -> awaited ids."""
 
     @abc.abstractmethod
     def missing(self, invocation_ids: Sequence[str]) -> list[str]:
         """The ids among these with no record at all (never stored, expired, lost)."""
 
     def corrupt(self) -> dict[str, str]:
-        """Invocations whose records were set aside as unreadable: id -> why."""
+        """Invocations whose records were set aside as unreadable: id -> why. A
+        backend that cannot hold a corrupt record (memory) has none."""
         return {}
 
     def close(self) -> None:
-        """Release connections and threads."""
+        """Release connections and threads; the default holds none."""

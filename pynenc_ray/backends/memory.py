@@ -100,9 +100,8 @@ class MemoryBackend(Backend):
                                        parent_id=c.parent_id,
                                        history=[HistoryEntry(S.REGISTERED, runner_id, worker, now)])
                 self._records[c.invocation_id] = rec
-                if push:
-                    self._queue.append(c.invocation_id)
             if push:
+                self._queue.extend(c.invocation_id for c in calls)
                 self._queued.notify(len(calls))
 
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
@@ -129,6 +128,17 @@ class MemoryBackend(Backend):
     def queue_depth(self) -> int:
         with self._lock:
             return len(self._queue) + len(self._delayed)
+
+    def release_delayed(self) -> int:
+        """Queue every retry waiting out its ``retry_delay_sec`` now, due or not,
+        soonest first; returns how many. For ``pynenc_ray.testing.run_pending``,
+        which runs retries without sleeping."""
+        with self._lock:
+            due = sorted(self._delayed)
+            self._delayed.clear()
+            for _, invocation_id in due:
+                self._push(invocation_id)
+            return len(due)
 
     # -- orchestrator --------------------------------------------------------------------
 
@@ -189,10 +199,12 @@ class MemoryBackend(Backend):
             rec = self._records[invocation_id]
             rec.retries += 1
             self._set(rec, S.REGISTERED, runner_id, worker, None)
-            if push and delay_sec > 0:
+            if not push:  # the caller runs it again itself
+                return True
+            if delay_sec > 0:
                 heapq.heappush(self._delayed, (time.time() + delay_sec, invocation_id))
-                self._queued.notify()
-            elif push:
+                self._queued.notify()  # a waiting claim recomputes when to wake
+            else:
                 self._push(invocation_id)
             return True
 
