@@ -9,6 +9,9 @@ installed (entry point ``pytest11``). See README "Testing your tasks".
 - ``pynenc_redis``: a throwaway redis-server on a free loopback port, for the
   session (``.url``; ``.restart()``).
 - ``pynenc_ray``: a local Ray on loopback for the session (no dashboard, 2 CPUs).
+
+For a deterministic step without a runner, call ``pynenc_ray.testing.run_pending(app)``
+(a plain function: it needs no fixture).
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@
 - ``local_ray()``: a local Ray on loopback for a test session: no dashboard,
   fixed CPUs, token authentication handled.
 - ``wait_for(cond, timeout)``: poll a condition nothing signals, with a limit.
+- ``run_pending(app)``: run what is queued on the app's memory backend, here and
+  now, in the calling thread (no runner, no threads, no sleeps), including the
+  work those tasks submit; returns how many runs it made.
 
 The pytest plugin (``pynenc_ray.pytest_plugin``, loaded automatically when the
 package is installed) wraps these as fixtures. Nothing here imports Ray or
@@ -24,10 +27,19 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+from .backends.memory import MemoryBackend
+from .errors import ConfigError, PynencError
+from .runners.dummy import DummyRunner
+from .runners.execution import run_invocation
 
 # Ray is started where the MultiThreadRunner meets Ray; importing it imports no Ray.
 from .runners.ray_connect import LOOPBACK_RAY_ENV, local_ray  # noqa: F401 (part of this API)
+
+if TYPE_CHECKING:
+    from .app import Pynenc
+    from .context import ExecutionContext
 
 
 def free_port() -> int:
@@ -160,3 +172,133 @@ def running(app: Any, join_timeout: float = 15.0, start_timeout: float = 120.0) 
     if errors:
         raise errors[0]
 
+
+# -- a deterministic step on the memory backend -------------------------------------------------
+
+class InlineWaitError(PynencError):
+    """A task run by ``run_pending`` waits on invocations that nothing in this
+    thread can run: not queued, not delayed, not final."""
+
+
+class StepRunner(DummyRunner):
+    """The runner ``run_pending`` executes invocations as: it has no loop and no
+    threads; it claims from the memory backend and runs each invocation in the
+    calling thread, and when a task waits on others it runs the queue inline
+    until they are final. Retries are queued like any runner's (then run by the
+    same step)."""
+
+    WORKER = "run_pending"
+
+    def __init__(self, app: Any, backend: MemoryBackend, skip_delays: bool):
+        super().__init__(app, app.config.runner)
+        self.backend, self.skip_delays = backend, skip_delays
+        self.ran = 0
+
+    def step(self) -> bool:
+        """Run one queued invocation (with ``skip_delays``, queue the delayed
+        retries first when nothing else is queued); False when there was none."""
+        if self._take(0):
+            return True
+        return self.skip_delays and self.backend.release_delayed() > 0 and self._take(0)
+
+    def _take(self, timeout: float) -> bool:
+        """Claim one invocation (waiting up to ``timeout``) and run it here."""
+        claimed = self.backend.claim(self.runner_id, self.WORKER, 1, timeout)
+        if not claimed:
+            return False
+        run_invocation(self.app, self, claimed[0], self.WORKER)
+        self.ran += 1
+        return True
+
+    def waiting_for_results(self, ctx: "ExecutionContext", invocation_ids: Sequence[str],
+                            timeout: float | None) -> bool:
+        """Run the queue inline (first in, first run) until every awaited id is
+        final, whatever ``timeout``: running cannot be cut short. ``timeout``
+        bounds only the wait for a delayed retry that is not due (``skip_delays``
+        off). Raises InlineWaitError when they can never become final here:
+        nothing is queued or delayed and they are not final."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.backend.wait_final(invocation_ids, 0):
+            if self.step():
+                continue
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if self.backend.queue_depth():  # delayed retries, not due yet: wait for one
+                self._take(1.0 if left is None else min(left, 1.0))
+                continue
+            raise InlineWaitError(
+                f"invocation {ctx.invocation_id} waits on "
+                f"{_describe(self._not_final(invocation_ids))}, which run_pending cannot "
+                "run: they are not queued, and run_pending runs everything in this one "
+                "thread, so nothing else would finish them. This happens when a task run "
+                "inline waits on an invocation still running further up this thread (e.g. "
+                "the one that submitted it, while that one waits on something else). Run "
+                "this test with a real runner instead: pynenc_ray.testing.running(app) or "
+                "the pynenc_run fixture")
+
+    def _not_final(self, invocation_ids: Sequence[str]) -> list[tuple[str, Any]]:
+        final = self.backend.final_results(invocation_ids)
+        return [(i, st) for i, st in zip(invocation_ids, self.backend.statuses(invocation_ids))
+                if i not in final]
+
+
+def _describe(pending: list[tuple[str, Any]]) -> str:
+    shown = ", ".join(f"{i} ({st})" for i, st in pending[:3])
+    return shown + (f" and {len(pending) - 3} more" if len(pending) > 3 else "")
+
+
+def run_pending(app: "Pynenc", limit: int | None = None, *, skip_delays: bool = True) -> int:
+    """Run what is queued on ``app``'s memory backend in the calling thread,
+    until the queue is empty or ``limit`` runs were made; return how many runs
+    were made (a retry is a run of its own). No runner, no threads, and (with
+    ``skip_delays``) no sleeps: after it returns, every invocation it ran is
+    final, or queued for a retry when ``limit`` stopped it. The app's
+    middleware runs around each run as on any runner.
+
+    - Work the tasks submit is queued and run by the same call, in submission
+      order. A task that waits on results (``.result``, ``.results``) has the
+      queue run inline, in the same thread, until they are final; those runs
+      count too, so a wait is never cut short by ``limit`` (the count may then
+      exceed it). A wait that can never end here (on an invocation still running
+      further up this thread) fails that task with InlineWaitError.
+    - Retries: with ``skip_delays`` (the default) a retry runs as soon as the
+      queue has nothing else, without waiting out its delay (``retry_delay_sec``
+      and backoff). With
+      ``skip_delays=False`` a retry not yet due stays scheduled and is not run
+      (call again later), unless a task waits on it: then that wait sleeps until
+      it is due.
+    - ``timeout_sec`` (and any middleware time limit) is not enforced: nothing
+      can stop a function running in the caller's thread.
+
+    Raises ConfigError when the app is not on the memory backend (a Redis queue
+    is shared with runners in other processes), PynencError when the app's own
+    runner is running (it would take the same queue), ValueError for a negative
+    ``limit``.
+    """
+    if limit is not None and limit < 0:
+        raise ValueError(f"run_pending(limit={limit}): limit must be None or >= 0")
+    settings = app.config.settings
+    backend = app.backend
+    if not isinstance(backend, MemoryBackend):
+        source = app.config.sources.get("backend", "default")
+        raise ConfigError(
+            f"run_pending(app) runs the queue of the memory backend in the calling "
+            f"thread, but app {settings.app_id!r} uses backend={settings.backend!r} (from "
+            f"{source}), whose queue runners in other processes share. For a test, use "
+            "the memory backend (Pynenc(..., backend=\"memory\") or "
+            "app.reconfigure(backend=\"memory\")), or run a real runner on Redis: "
+            "pynenc_ray.testing.running(app) or the pynenc_run fixture")
+    if app.runner.is_running:
+        raise PynencError(
+            f"run_pending(app) cannot run while app {settings.app_id!r}'s runner "
+            f"{app.runner.runner_id} is running in this process: both would take from the "
+            "same queue. Stop the runner first, or wait on results instead")
+    app.import_task_modules()
+    runner = StepRunner(app, backend, skip_delays)
+    try:
+        while (limit is None or runner.ran < limit) and runner.step():
+            pass
+    finally:  # an error escaping a run (not the task's own: that is stored) hands back
+        backend.reroute_owned(runner.runner_id, runner.runner_id)
+    return runner.ran

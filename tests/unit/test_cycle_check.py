@@ -1,15 +1,16 @@
 """The wait-cycle check costs one backend round trip per level of the wait
-graph, not one per awaited invocation."""
+graph, not one per awaited invocation. Run by ``run_pending``: what is measured
+is the check, not a runner."""
 
 from __future__ import annotations
 
-from tests.conftest import running, unique_app_id
+from pynenc_ray.testing import run_pending
+from tests.conftest import unique_app_id
 from tests.conformance import tasks
 
 
 def test_a_fan_out_of_200_checks_cycles_in_one_read_per_level(monkeypatch):
-    tasks.app.reconfigure(replace=True, app_id=unique_app_id("cycle"),
-                          runner={"max_threads": 4})
+    tasks.app.reconfigure(replace=True, app_id=unique_app_id("cycle"))
     backend = tasks.app.backend
     calls: list[int] = []
     many = backend.waiting_on_many
@@ -23,6 +24,7 @@ def test_a_fan_out_of_200_checks_cycles_in_one_read_per_level(monkeypatch):
 
     monkeypatch.setattr(backend, "waiting_on_many", counting)
     monkeypatch.setattr(backend, "waiting_on", one_by_one)
-    with running(tasks.app):
-        assert tasks.fan_out(200).result == sum(2 * i for i in range(200))
+    inv = tasks.fan_out(200)
+    assert run_pending(tasks.app) == 201
+    assert inv.result == sum(2 * i for i in range(200))
     assert calls and calls[0] == 200 and len(calls) <= 2, calls
