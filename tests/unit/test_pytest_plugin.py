@@ -1,5 +1,6 @@
 """The pytest plugin users get with the package: its fixtures, run by a
-pytest of their own (pytester), as a user's test suite would use them."""
+pytest of their own (pytester), as a user's test suite would use them. The user test on a throwaway
+Redis is in tests/redis/test_pytest_plugin.py (unit tests need no redis-server)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def total(n: int) -> int:
 
 USER_TESTS = '''
 import pytest
+from pynenc_ray.testing import run_pending
 from usertasks import app, add, total
 
 
@@ -42,10 +44,10 @@ def test_dev_mode_is_restored():
     assert app.config.settings.dev_mode_force_sync_tasks is False
 
 
-def test_on_a_throwaway_redis(pynenc_redis, pynenc_run):
-    pynenc_run(app, backend="redis", redis_url=pynenc_redis.url)
-    assert add(20, 22).result == 42
-    assert pynenc_redis.url.startswith("redis://127.0.0.1:")
+def test_step_by_step_without_a_runner():
+    inv = total(4)
+    assert run_pending(app) == 5
+    assert inv.result == 12
 
 
 def test_multithread_runner_in_local_mode(pynenc_run):

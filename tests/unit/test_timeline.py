@@ -1,4 +1,5 @@
-"""The timeline: segments cut from status history, and an SVG drawn from a real run."""
+"""The timeline: segments cut from status history, and an SVG drawn from a real run.
+(The CLI on Redis is in tests/redis/test_timeline.py.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from pynenc_ray.backends.base import HistoryEntry, InvocationRecord
-from pynenc_ray.cli import main
 from pynenc_ray.status import InvocationStatus as S
 from pynenc_ray.timeline import COLORS, QUEUE_LANE, render_svg, segments
 from tests.conftest import running, unique_app_id
@@ -64,17 +64,3 @@ def test_svg_from_a_real_run_has_lanes_bars_colours_and_titles(app, tmp_path):
     assert all(i.invocation_id in titles for i in invs) and tasks.sleep.task_id in titles
     assert len(root.findall(".//s:rect[@class='legend']", NS)) == len(COLORS)
     assert any((t.text or "").endswith("s") for t in root.findall(".//s:text[@class='tick']", NS))
-
-
-def test_cli_writes_svg_and_html(redis_url, tmp_path, capsys):
-    tasks.app.reconfigure(replace=True, backend="redis", redis_url=redis_url,
-                          app_id=unique_app_id("tlr"), runner={"max_threads": 2})
-    with running(tasks.app):
-        assert list(tasks.add.parallelize([(1, 1)] * 4).results) == [2] * 4
-    for name in ("t.svg", "t.html"):
-        out = tmp_path / name
-        assert main(["--app", "tests.conformance.tasks:app", "timeline", "--out", str(out)]) == 0
-        text = out.read_text()
-        assert text.count('class="bar success"') == 4
-        assert "http" not in text.replace("http://www.w3.org/2000/svg", "")  # self-contained
-    assert "wrote" in capsys.readouterr().out
