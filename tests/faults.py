@@ -36,7 +36,7 @@ CORRUPTIONS = {
 
 
 def inv_key(app, inv_id: str) -> str:
-    return f"pynenc:{app.app_id}:inv:{inv_id}"
+    return app.backend.key("inv", inv_id)
 
 
 def corrupt(client: redis.Redis, app, inv_id: str, how: str) -> None:

@@ -202,7 +202,7 @@ def test_rolling_sigterm_restarts_are_not_poison(app, runner_log, started):
 @pytest.mark.parametrize("kind", ["ThreadRunner"], indirect=True)
 def test_a_record_gone_from_a_group_raises_instead_of_blocking(app, server):
     group = tasks.add.parallelize([(i, i) for i in range(3)])
-    server.client().delete(f"pynenc:{app.app_id}:inv:{group.invocations[1].invocation_id}")
+    server.client().delete(app.backend.key("inv", group.invocations[1].invocation_id))
     app.reconfigure(runner={"max_threads": 2})
     with running(app):
         t0 = time.monotonic()

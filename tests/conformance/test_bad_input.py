@@ -66,14 +66,14 @@ def test_unknown_task_id_fails_with_a_message_not_a_crash(app):
 @pytest.mark.only(backends=["redis"])
 def test_corrupt_payloads_in_redis_fail_clearly(app):
     inv = tasks.add(1, 2)
-    app.backend.client.hset(app.backend._k("inv", inv.invocation_id), "args", b"\x00garbage{")
+    app.backend.client.hset(app.backend.key("inv", inv.invocation_id), "args", b"\x00garbage{")
     with running(app):
         with pytest.raises(SerializationError, match="not valid JSON"):
             inv.result
         # too big to travel with its announcement, so .result reads it from Redis
         ok = tasks.big_result(INLINE_MAX_BYTES + 1)
         assert len(ok.result) == INLINE_MAX_BYTES + 1
-    app.backend.client.hset(app.backend._k("inv", ok.invocation_id), "result", b"{broken")
+    app.backend.client.hset(app.backend.key("inv", ok.invocation_id), "result", b"{broken")
     with pytest.raises(SerializationError, match="corrupt"):
         ok.result
 

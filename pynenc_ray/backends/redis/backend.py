@@ -64,7 +64,8 @@ class RedisBackend(Backend):
     shared = True
 
     def __init__(self, settings: Any):
-        self.prefix = f"pynenc:{settings.app_id}:"
+        # the hash tag {app_id} keeps every key of the app in one Redis Cluster slot
+        self.prefix = f"pynenc:{{{settings.app_id}}}:"
         self.url = settings.redis_url
         self.safe_url = mask_url(settings.redis_url)
         self.retry_timeout = settings.redis_retry_timeout_sec
@@ -95,7 +96,7 @@ class RedisBackend(Backend):
         # runners whose in-flight list a claim emptied since their last BLMOVE (any
         # other, a runner's first claim included, may have ids parked there)
         self._inflight_empty: set[str] = set()
-        self.listener = ResultListener(self.client, self._k("final"), self.safe_url,
+        self.listener = ResultListener(self.client, self.key("final"), self.safe_url,
                                        self.retry_timeout, self._note_fault)
         self._outage_lock = threading.Lock()
         self._outage_since: float | None = None  # monotonic time of the first fault
@@ -104,7 +105,9 @@ class RedisBackend(Backend):
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _k(self, *parts: str) -> str:
+    def key(self, *parts: str) -> str:
+        """The full name of one of this app's keys (see the key map in
+        ``prelude.lua``), e.g. ``key("inv", id)``: for inspection and tests."""
         return self.prefix + ":".join(parts)
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
@@ -204,11 +207,11 @@ class RedisBackend(Backend):
         def run() -> Any:
             conn = pool.get_connection()
             try:
-                conn.send_command("EVALSHA", script.sha, 0, self.prefix, self.ttl, *args)
+                conn.send_command("EVALSHA", script.sha, 1, self.prefix, self.ttl, *args)
                 reply = conn.read_response()
             except redis.exceptions.NoScriptError:  # a restarted Redis: load, then again
                 script.sha = self.client.script_load(script.script)
-                conn.send_command("EVALSHA", script.sha, 0, self.prefix, self.ttl, *args)
+                conn.send_command("EVALSHA", script.sha, 1, self.prefix, self.ttl, *args)
                 reply = conn.read_response()
             except redis.ResponseError:  # a whole error reply was read: the connection is fine
                 raise
@@ -247,7 +250,7 @@ class RedisBackend(Backend):
             block = min(timeout, MAX_BLOCK_SEC)
             self._inflight_empty.discard(runner_id)  # before: a lost reply may have moved one
             moved = self._call(lambda: self.client.blmove(
-                self._k("queue"), self._k("inflight", runner_id), block, "LEFT", "RIGHT"),
+                self.key("queue"), self.key("inflight", runner_id), block, "LEFT", "RIGHT"),
                 "wait for work")
             if moved is None:
                 return []
@@ -273,8 +276,8 @@ class RedisBackend(Backend):
     def queue_depth(self) -> int:
         def depth() -> int:
             pipe = self.client.pipeline(transaction=False)
-            pipe.llen(self._k("queue"))
-            pipe.zcard(self._k("delayed"))
+            pipe.llen(self.key("queue"))
+            pipe.zcard(self.key("delayed"))
             return sum(pipe.execute())
         return self._call(depth, "read the queue depth")
 
@@ -319,7 +322,7 @@ class RedisBackend(Backend):
         return [r.decode() for r in res]
 
     def owned_by(self, runner_id: str) -> set[str]:
-        raw = self._call(lambda: self.client.smembers(self._k("owned", runner_id)), "read owned ids")
+        raw = self._call(lambda: self.client.smembers(self.key("owned", runner_id)), "read owned ids")
         return {r.decode() for r in raw}
 
     def heartbeat(self, runner_id: str, info: dict[str, Any], dead_after_sec: float = 10.0,
@@ -335,8 +338,8 @@ class RedisBackend(Backend):
     def runners(self) -> dict[str, dict[str, Any]]:
         def read() -> tuple[dict, list]:
             pipe = self.client.pipeline(transaction=False)
-            pipe.hgetall(self._k("runners"))
-            pipe.zrange(self._k("beats"), 0, -1, withscores=True)
+            pipe.hgetall(self.key("runners"))
+            pipe.zrange(self.key("beats"), 0, -1, withscores=True)
             return tuple(pipe.execute())  # type: ignore[return-value]
         infos, beats = self._call(read, "list runners")
         seen = {k.decode(): v for k, v in beats}
@@ -357,7 +360,7 @@ class RedisBackend(Backend):
         def read() -> list:
             pipe = self.client.pipeline(transaction=False)
             for i in ids:
-                fn(pipe, self._k("inv", i))
+                fn(pipe, self.key("inv", i))
             return pipe.execute(raise_on_error=False)
         out = []
         for inv_id, reply in zip(ids, self._call(read, what)):
@@ -505,7 +508,7 @@ class RedisBackend(Backend):
             except ValueError:
                 hns.append(CorruptRecordError(inv_id, "history length hn is not a number"))
         ok = [(i, hn) for i, hn in zip(ids, hns) if not isinstance(hn, Exception)]
-        length = {self._k("inv", i): hn for i, hn in ok}
+        length = {self.key("inv", i): hn for i, hn in ok}
         raws = self._read(lambda p, k: p.hmget(k, [f"h{j}" for j in range(length[k])] or ["h0"]),
                           [i for i, _ in ok], "read histories")
         parsed: dict[str, Any] = {}
@@ -518,19 +521,19 @@ class RedisBackend(Backend):
         return [parsed.get(i, hn) for i, hn in zip(ids, hns)]
 
     def status_counts(self) -> dict[str, int]:
-        raw = self._call(lambda: self.client.hgetall(self._k("counts")), "read status counts")
+        raw = self._call(lambda: self.client.hgetall(self.key("counts")), "read status counts")
         return {k.decode(): int(v) for k, v in raw.items() if int(v) > 0}
 
     def corrupt(self) -> dict[str, str]:
         """Invocations whose records were set aside as corrupt: id -> why."""
-        raw = self._call(lambda: self.client.hgetall(self._k("corrupt")), "read corrupt records")
+        raw = self._call(lambda: self.client.hgetall(self.key("corrupt")), "read corrupt records")
         return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
 
     def recent(self, since: float) -> list[InvocationRecord]:
         """Records registered since ``since``; corrupt ones are skipped (they are
         listed by ``corrupt()``), so one bad record never hides the rest."""
         ids = [i.decode() for i in self._call(
-            lambda: self.client.zrangebyscore(self._k("index"), since, "+inf"), "read the index")]
+            lambda: self.client.zrangebyscore(self.key("index"), since, "+inf"), "read the index")]
         out = []
         for start in range(0, len(ids), _READ_CHUNK):
             chunk = ids[start:start + _READ_CHUNK]
@@ -554,7 +557,7 @@ class RedisBackend(Backend):
     def set_waiting(self, waiter_id: str, awaited: Sequence[str]) -> None:
         def write() -> None:
             pipe = self.client.pipeline(transaction=True)
-            key = self._k("waits", waiter_id)
+            key = self.key("waits", waiter_id)
             pipe.delete(key)
             if awaited:
                 pipe.sadd(key, *awaited)
@@ -570,7 +573,7 @@ class RedisBackend(Backend):
         def read() -> list:
             pipe = self.client.pipeline(transaction=False)
             for i in invocation_ids:
-                pipe.smembers(self._k("waits", i))
+                pipe.smembers(self.key("waits", i))
             return pipe.execute()
         raw = self._call(read, "read waits")
         return {i: [r.decode() for r in members] for i, members in zip(invocation_ids, raw)}

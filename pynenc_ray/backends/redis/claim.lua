@@ -8,11 +8,11 @@
 -- (final, expired) are skipped; a corrupt record is failed in place
 -- (fail_corrupt) and the claim goes on. Each id is read and checked before
 -- anything about it is written.
--- ARGV[3..]: runner, worker, now, n, start, promote, inflight.
+-- ARGV[2..]: runner, worker, now, n, start, promote, inflight.
 -- Returns a flat list: id, task, args, retries, deaths per claimed invocation.
-local runner, worker, now, n = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
-local moves = ARGV[7] == '1' and {'PENDING', 'RUNNING'} or {'PENDING'}
-if ARGV[8] == '1' then
+local runner, worker, now, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local moves = ARGV[6] == '1' and {'PENDING', 'RUNNING'} or {'PENDING'}
+if ARGV[7] == '1' then
   local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)
   if #due > 0 then
     redis.call('ZREM', P .. 'delayed', unpack(due))
@@ -20,7 +20,7 @@ if ARGV[8] == '1' then
   end
 end
 local sources = {P .. 'queue'}
-if ARGV[9] == '1' then sources = {P .. 'inflight:' .. runner, P .. 'queue'} end
+if ARGV[8] == '1' then sources = {P .. 'inflight:' .. runner, P .. 'queue'} end
 local out, owned = {}, {}
 for _, src in ipairs(sources) do
   while #owned < n do

@@ -2,12 +2,12 @@
 -- queue. One HSET per call; the queue and the index get one command per batch.
 -- An id already stored is left alone: a retried enqueue never resets a record.
 -- The index is scored by the server's clock, as the history is.
--- ARGV[3..]: runner, worker, push, then (id, task, args, parent) per call.
-local runner, worker, push = ARGV[3], ARGV[4], ARGV[5]
+-- ARGV[2..]: runner, worker, push, then (id, task, args, parent) per call.
+local runner, worker, push = ARGV[2], ARGV[3], ARGV[4]
 local ids, index = {}, {}
 local h0 = entry('REGISTERED', runner, worker)
 local now = clock()
-for i = 6, #ARGV, 4 do
+for i = 5, #ARGV, 4 do
   local id = ARGV[i]
   if redis.call('EXISTS', ikey(id)) == 0 then
     if ARGV[i + 3] == '' then  -- retries, reroutes and deaths read as 0 until set

@@ -4,11 +4,11 @@
 -- checked before anything is written (a refused move raises with nothing
 -- half-done); a corrupt record is failed in place and reported as dropped. One
 -- PUBLISH wakes the waiters of the whole batch and carries the small payloads.
--- ARGV[3..]: runner, now, then (id, status, payload, worker) per invocation.
+-- ARGV[2..]: runner, now, then (id, status, payload, worker) per invocation.
 -- Returns 'OK' or 'DROP' per invocation, in order.
-local runner, now = ARGV[3], ARGV[4]
+local runner, now = ARGV[2], ARGV[3]
 local out, done, rows, bad = {}, {}, {}, {}
-for i = 5, #ARGV, 4 do
+for i = 4, #ARGV, 4 do
   local id, new = ARGV[i], ARGV[i + 1]
   local v, why = read(id)
   if v and check(id, v[1], new, v[2], runner, false) == 'APPLY' then

@@ -2,8 +2,8 @@
 -- when it holds nothing: a runner whose hand-back did not reach Redis (it
 -- stopped during an outage) must stay visible to recovery, which reroutes its
 -- work once its last heartbeat is dead_after_sec old.
--- ARGV[3..]: runner. Returns 1 when forgotten, 0 when left for recovery.
-local runner = ARGV[3]
+-- ARGV[2..]: runner. Returns 1 when forgotten, 0 when left for recovery.
+local runner = ARGV[2]
 if redis.call('SCARD', P .. 'owned:' .. runner) > 0
     or redis.call('LLEN', P .. 'inflight:' .. runner) > 0 then
   return 0

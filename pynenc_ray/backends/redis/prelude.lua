@@ -1,7 +1,11 @@
 -- Shared by every script (prepended when the scripts are loaded).
 --
--- Every script takes the key prefix "pynenc:<app_id>:" as ARGV[1] and the
--- record lifetime result_ttl_sec as ARGV[2]; its own arguments start at ARGV[3].
+-- Every script takes one key, KEYS[1]: the app's key prefix "pynenc:{<app_id>}:".
+-- Every key below starts with it, so the hash tag {<app_id>} puts all of an
+-- app's keys in one slot of a Redis Cluster (or one shard behind a key-aware
+-- proxy), which KEYS[1] names. Keys of invocations a script only learns as it
+-- runs (claim pops ids) cannot be listed up front; they share the slot. ARGV[1]
+-- is the record lifetime result_ttl_sec; a script's own arguments start at ARGV[2].
 -- Keys under the prefix:
 --   inv:<id>         HASH  task, args, status, owner (meaningful while PENDING,
 --                          RUNNING or PAUSED), retries, reroutes (every hand-back),
@@ -41,8 +45,8 @@
 -- The status tables below are generated from pynenc_ray/status.py: one
 -- declaration for Python and Lua alike.
 
-local P = ARGV[1]
-local TTL = tonumber(ARGV[2])
+local P = KEYS[1]
+local TTL = tonumber(ARGV[1])
 local ALLOWED = __ALLOWED__
 local OWNED = __OWNED__
 local FINAL = __FINAL__

@@ -3,8 +3,8 @@
 -- max_reroutes). One checker at a time: the caller must hold lease:recovery
 -- (taken here with NX and a TTL) or nothing is done.
 -- Also prunes the timeline index of records older than result_ttl_sec.
--- ARGV[3..]: checker, dead_after_sec, lease_ms, now. Returns rerouted ids.
-local checker, dead_after, lease_ms, now = ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
+-- ARGV[2..]: checker, dead_after_sec, lease_ms, now. Returns rerouted ids.
+local checker, dead_after, lease_ms, now = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local lease = P .. 'lease:recovery'
 local holder = redis.call('GET', lease)
 if holder and holder ~= checker then return {} end

@@ -1,11 +1,11 @@
 -- reroute: take back what `owner` holds (all of it, or the ids given) and
 -- queue it again; `by` is the owner itself (shutdown) or another runner (a
 -- parent whose worker died, recovery). died = '1' counts a death each.
--- ARGV[3..]: owner, by, worker, now, died, then optional ids. Returns the rerouted ids.
-local owner, by, worker, now, died = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7] == '1'
+-- ARGV[2..]: owner, by, worker, now, died, then optional ids. Returns the rerouted ids.
+local owner, by, worker, now, died = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6] == '1'
 local ids = {}
-if #ARGV > 7 then
-  for i = 8, #ARGV do ids[#ids + 1] = ARGV[i] end
+if #ARGV > 6 then
+  for i = 7, #ARGV do ids[#ids + 1] = ARGV[i] end
 else
   ids = redis.call('SMEMBERS', P .. 'owned:' .. owner)
   return_inflight(owner)

@@ -1,9 +1,9 @@
 -- transition: one checked status change (PENDING from REGISTERED for a direct
 -- run, RUNNING, PAUSED, REROUTED). Returns 'OK', 'DROP' (a late final write, or
 -- a corrupt record, which is failed in place), or an error reply from check().
--- ARGV[3..]: id, new, runner, worker, now, recovery ('1' or '0').
-local id, new, runner, worker, now = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local recovery = ARGV[8] == '1'
+-- ARGV[2..]: id, new, runner, worker, now, recovery ('1' or '0').
+local id, new, runner, worker, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local recovery = ARGV[7] == '1'
 local v, why = read(id)
 if not v then
   if not why then return redis.error_reply('PYNENC_MISSING invocation ' .. id .. ' is not stored') end

@@ -46,7 +46,7 @@ def test_finished_records_expire_after_result_ttl(app, pynenc_redis):
     with running(app):
         inv = tasks.add(1, 2)
         assert inv.result == 3
-    ttl = pynenc_redis.client().ttl(app.backend._k("inv", inv.invocation_id))
+    ttl = pynenc_redis.client().ttl(app.backend.key("inv", inv.invocation_id))
     assert 0 < ttl <= 1
     assert wait_for(lambda: app.backend.get(inv.invocation_id) is None, 5)
 
@@ -227,3 +227,20 @@ def test_a_redis_older_than_6_2_is_refused_with_its_version(app, monkeypatch):
     monkeypatch.setattr(backend.client, "info", lambda *a, **k: {"redis_version": "6.0.16"})
     with pytest.raises(BackendUnavailableError, match=r"version 6\.0\.16; pynenc-ray needs Redis 6\.2"):
         tasks.add(1, 2)
+
+
+def test_every_key_of_an_app_shares_one_cluster_slot(app):
+    """The hash tag {app_id} keeps an app's keys together, so its scripts (which
+    name the prefix as their key) can run on a Redis Cluster or behind a proxy."""
+    from redis.crc import key_slot
+
+    with running(app):
+        assert tasks.add(1, 2).result == 3
+        assert tasks.add.parallelize([(i, i) for i in range(5)]).wait(20)
+        with pytest.raises(Exception):
+            tasks.fail("boom").result
+    client = app.backend.client
+    keys = list(client.scan_iter(match=f"pynenc:{{{app.app_id}}}:*"))
+    assert len(keys) > 8  # records, queue, index, counts, runners, beats...
+    assert {key_slot(k) for k in keys} == {key_slot(app.backend.key("queue").encode())}
+    assert not list(client.scan_iter(match=f"pynenc:{app.app_id}:*"))  # nothing untagged
