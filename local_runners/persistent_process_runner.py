@@ -44,7 +44,7 @@ from pynenc_ray.backends.base import Claimed
 from pynenc_ray.config import PersistentProcessRunnerConfig
 from pynenc_ray.context import ExecutionContext, current
 from pynenc_ray.runners.base import BaseRunner
-from pynenc_ray.runners.execution import run_invocation, timeout_error
+from pynenc_ray.runners.execution import run_invocation, time_limit, timeout_error
 
 from .child import die_with_parent, load_app, mp_context, parent_spec
 
@@ -282,6 +282,7 @@ class _Worker(BaseRunner):
             if not claimed:
                 continue
             self._live.update(c.invocation_id for c in claimed)
+            self.app.middleware.notify("after_claim", self.app, self, claimed)
             self._reconcile_if_reconnected()  # the claim itself may have reconnected
             for c in claimed:
                 if self._stop.is_set():  # claimed as the stop came: hand it back unstarted
@@ -295,8 +296,7 @@ class _Worker(BaseRunner):
         meanwhile. A task with timeout_sec gets a SIGALRM timer that raises
         TaskTimeoutError inside its body."""
         inv_id = claimed.invocation_id
-        task = self.app.get_task(claimed.task_id)
-        self._timeout_sec = task.options.timeout_sec if task else None
+        self._timeout_sec = time_limit(self.app, claimed)
         self._pending, self._term_raised, self._timeout_raised = None, False, False
         self._depth = 0  # between runs this thread is in no backend call
         token = current.set(None)  # restored below, even if the run unwinds past its own reset

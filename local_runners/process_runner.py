@@ -26,7 +26,7 @@ from pynenc_ray.backends.base import Claimed
 from pynenc_ray.config import ProcessRunnerConfig
 from pynenc_ray.context import ExecutionContext
 from pynenc_ray.runners.base import BaseRunner
-from pynenc_ray.runners.execution import fail_timed_out, run_invocation
+from pynenc_ray.runners.execution import fail_timed_out, run_invocation, time_limit
 from pynenc_ray.status import InvocationStatus
 
 from .child import die_with_parent, load_app, mp_context, parent_spec, reset_signals
@@ -80,14 +80,14 @@ class ProcessRunner(BaseRunner):
         with self.claiming():  # reconcile waits until these are registered as children
             claimed = self.app.backend.claim(self.runner_id, f"{os.getpid()}:loop", free,
                                              self.conf.runner_loop_sleep_time_sec)
+            if claimed:
+                self.app.middleware.notify("after_claim", self.app, self, claimed)
             for c in claimed:
                 p = self._ctx.Process(target=_child_main,
                                       args=(*self._spec, self.runner_id, os.getpid(), c),
                                       name=f"pynenc-{c.invocation_id[:8]}", daemon=True)
                 p.start()
-                task = self.app.get_task(c.task_id)
-                self._children[c.invocation_id] = _Child(
-                    p, c, timeout_sec=task.options.timeout_sec if task else None)
+                self._children[c.invocation_id] = _Child(p, c, timeout_sec=time_limit(self.app, c))
 
     def _reap(self) -> None:
         """Forget finished children; reroute at once what a dead child held; kill
@@ -102,8 +102,7 @@ class ProcessRunner(BaseRunner):
                     worker = f"{child.process.pid}"
                     if child.paused:  # PAUSED -> FAILED is not a move: resume it first
                         self.app.backend.transition(inv_id, S.RUNNING, self.runner_id, worker)
-                    fail_timed_out(self.app, self.runner_id, worker, child.claimed.task_id,
-                                   inv_id, child.timeout_sec)
+                    fail_timed_out(self.app, self, worker, child.claimed, child.timeout_sec)
                 continue
             child.process.join()
             del self._children[inv_id]

@@ -24,7 +24,7 @@ from pynenc_ray.backends import patience
 from pynenc_ray.backends.base import Claimed
 from pynenc_ray.config import ThreadRunnerConfig
 from pynenc_ray.runners.base import BaseRunner
-from pynenc_ray.runners.execution import fail_timed_out, run_invocation
+from pynenc_ray.runners.execution import fail_timed_out, run_invocation, time_limit
 
 if TYPE_CHECKING:
     from pynenc_ray.context import ExecutionContext
@@ -113,6 +113,8 @@ class ThreadRunner(BaseRunner):
                                              sleep, start=True)
             with self._cv:
                 self._live.update(c.invocation_id for c in claimed)
+        if claimed:
+            self.app.middleware.notify("after_claim", self.app, self, claimed)
         for c in claimed:
             with self._cv:
                 self._busy += 1
@@ -150,11 +152,10 @@ class ThreadRunner(BaseRunner):
             if claimed is None:
                 return
             inv_id = claimed.invocation_id
-            task = self.app.get_task(claimed.task_id)
-            if task is not None and task.options.timeout_sec:
-                sec = task.options.timeout_sec
+            sec = time_limit(self.app, claimed)
+            if sec:
                 with self._cv:
-                    self._deadlines[inv_id] = (time.monotonic() + sec, claimed.task_id, sec, worker)
+                    self._deadlines[inv_id] = (time.monotonic() + sec, claimed, sec, worker)
             try:
                 run_invocation(self.app, self, claimed, worker)
             except BaseException:  # the executor stores task errors; this is a fault around it
@@ -181,8 +182,8 @@ class ThreadRunner(BaseRunner):
             overdue = [(i, d) for i, d in self._deadlines.items() if d[0] <= now]
             for inv_id, _ in overdue:
                 del self._deadlines[inv_id]
-        for inv_id, (_, task_id, sec, worker) in overdue:
-            if not fail_timed_out(self.app, self.runner_id, worker, task_id, inv_id, sec):
+        for inv_id, (_, claimed, sec, worker) in overdue:
+            if not fail_timed_out(self.app, self, worker, claimed, sec):
                 continue  # it finished meanwhile
             with self._cv:
                 if inv_id in self._live:  # still running: its thread must not free the slot again

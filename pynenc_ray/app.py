@@ -25,6 +25,8 @@ from .errors import (
     TaskDefinitionError,
 )
 from .invocation import Invocation
+from .middleware import MiddlewareStack, default_middleware
+from .resolve import resolve
 from .serializer import Serializer, args_bind, payload_to_error, result_bind
 from .status import InvocationStatus
 from .task import Task, TaskOptions
@@ -55,6 +57,7 @@ class Pynenc:
         if runner is not None:
             self._explicit["runner"] = dict(runner)
         self.tasks: dict[str, Task] = {}
+        self._added_middleware: list[Any] = []
         self._lock = threading.Lock()
         self._backend: Backend | None = None
         self._runner: "BaseRunner | None" = None
@@ -72,6 +75,12 @@ class Pynenc:
             s.signing_key.get_secret_value() if s.signing_key else None,
             s.allow_unsigned_pickle,
         )
+        self.middleware = MiddlewareStack([
+            *default_middleware(),
+            *(resolve(path, f"config field 'middleware' entry {path!r}",
+                      "list 'module:Class' paths of middleware classes")()
+              for path in s.middleware),
+            *self._added_middleware])
         key = self._backend_key()
         if self._backend is not None and key != getattr(self, "_built_for", None):
             self._backend.close()
@@ -100,6 +109,13 @@ class Pynenc:
             self._explicit["runner"] = {**self._explicit.get("runner", {}), **runner}
         self._configure()
         return self
+
+    def add_middleware(self, middleware: Any) -> None:
+        """Add a middleware (see ``pynenc_ray.middleware``) after those there are.
+        Call it where the app is defined, so workers that import the app have it
+        too; it stays through ``reconfigure``."""
+        self._added_middleware.append(middleware)
+        self.middleware.add(middleware)
 
     @property
     def app_id(self) -> str:
@@ -139,13 +155,17 @@ class Pynenc:
 
     def task(self, func: Callable[..., Any] | None = None, *, max_retries: int = 0,
              retry_for: tuple[type[BaseException], ...] = (), retry_delay_sec: float = 0.0,
-             timeout_sec: float | None = None) -> Any:
-        """``@app.task`` or ``@app.task(max_retries=3, retry_for=(TimeoutError,))``."""
+             timeout_sec: float | None = None, retry_backoff: float = 1.0,
+             retry_max_delay_sec: float | None = None, retry_jitter: float = 0.0) -> Any:
+        """``@app.task`` or ``@app.task(max_retries=3, retry_for=(TimeoutError,))``;
+        see TaskOptions for the retry schedule. Raises TaskDefinitionError for an
+        option out of range or a function workers could not import."""
         if not isinstance(retry_for, (tuple, list)):
             raise TaskDefinitionError(
                 f"@app.task(retry_for={retry_for!r}): retry_for must be a tuple of exception "
                 "classes, e.g. retry_for=(TimeoutError,)")
-        options = TaskOptions(max_retries, tuple(retry_for), retry_delay_sec, timeout_sec)
+        options = TaskOptions(max_retries, tuple(retry_for), retry_delay_sec, timeout_sec,
+                              retry_backoff, retry_max_delay_sec, retry_jitter)
 
         def register(f: Callable[..., Any]) -> Task:
             t = Task(self, f, options)
@@ -248,8 +268,10 @@ class Pynenc:
         runner_id, worker = (ctx.runner.runner_id, ctx.worker) if parent else (
             external_runner_id(), threading.current_thread().name)
         new = [self._new_invocation(task, a, kw, parent) for a, kw in calls]
+        self.middleware.before_enqueue(self, new)
         sync = self.config.settings.dev_mode_force_sync_tasks
         self.backend.enqueue(new, runner_id, worker, push=not sync)
+        self.middleware.notify("after_enqueue", self, new)
         if sync:
             from .runners.execution import run_sync
 

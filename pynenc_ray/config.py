@@ -93,6 +93,7 @@ class PynencSettings(BaseSettings):
     runner_cls: str = Field("ThreadRunner", description="Runner name, or a module:Class path")
     app_path: str | None = Field(None, description="module:attr by which workers and actors import the app (the CLI sets it)")
     task_modules: list[str] = Field(default_factory=list, description="Modules workers import at start so tasks defined outside the app's module are registered; a stored task id is imported only from these or app_path's module (env: a JSON list)")
+    middleware: list[str] = Field(default_factory=list, description="Middleware classes ('module:Class', built with no arguments) added after the defaults (Retries, TimeLimits); see pynenc_ray.middleware (env: a JSON list)")
     serializer: Literal["json", "pickle"] = Field("json", description="Payload format of arguments and results")
     signing_key: SecretStr | None = Field(None, description="HMAC key for pickle payloads (masked by config show)")
     allow_unsigned_pickle: bool = Field(False, description="Load unsigned pickle (only if nobody untrusted can write to the backend)")

@@ -3,6 +3,7 @@ options. Calling it submits an invocation; ``parallelize`` submits many at once.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from dataclasses import dataclass
@@ -14,10 +15,18 @@ from .invocation import Invocation, InvocationGroup, ResultsApp
 
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
+    """How a task is retried and limited (applied by ``middleware.Retries`` and
+    ``middleware.TimeLimits``). Retry n (from 0) waits ``retry_delay_sec *
+    retry_backoff ** n``, at most ``retry_max_delay_sec``, spread by
+    ``retry_jitter`` (a fraction, 0 to 1)."""
+
     max_retries: int = 0  # max_retries=3 means up to 4 runs
     retry_for: tuple[type[BaseException], ...] = ()
     retry_delay_sec: float = 0.0
     timeout_sec: float | None = None
+    retry_backoff: float = 1.0  # 2.0: each retry waits twice as long as the one before
+    retry_max_delay_sec: float | None = None
+    retry_jitter: float = 0.0
 
 
 def _check_options(name: str, options: TaskOptions) -> None:
@@ -32,6 +41,14 @@ def _check_options(name: str, options: TaskOptions) -> None:
         raise TaskDefinitionError(f"task {name}: retry_delay_sec must be >= 0")
     if options.timeout_sec is not None and options.timeout_sec <= 0:
         raise TaskDefinitionError(f"task {name}: timeout_sec must be > 0 or None")
+    if options.retry_backoff < 1:
+        raise TaskDefinitionError(f"task {name}: retry_backoff={options.retry_backoff} must be "
+                                  ">= 1 (1: the same delay each time, 2: doubling)")
+    if options.retry_max_delay_sec is not None and options.retry_max_delay_sec < 0:
+        raise TaskDefinitionError(f"task {name}: retry_max_delay_sec must be >= 0 or None")
+    if not 0 <= options.retry_jitter <= 1:
+        raise TaskDefinitionError(f"task {name}: retry_jitter={options.retry_jitter} must be "
+                                  "between 0 and 1 (a fraction of the delay)")
 
 
 def task_id_of(func: Callable[..., Any]) -> str:
@@ -68,10 +85,7 @@ class Task:
 
     def __init__(self, app: TaskApp, func: Callable[..., Any], options: TaskOptions):
         self.task_id = task_id_of(func)
-        opts = TaskOptions(
-            options.max_retries, tuple(options.retry_for), options.retry_delay_sec,
-            options.timeout_sec,
-        )
+        opts = dataclasses.replace(options, retry_for=tuple(options.retry_for))
         _check_options(self.task_id, opts)
         self.app, self.func, self.options = app, func, opts
         functools.update_wrapper(self, func)

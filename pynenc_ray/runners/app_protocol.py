@@ -12,16 +12,19 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from ..backends.base import Backend, Claimed
     from ..config import EffectiveConfig
+    from ..middleware import MiddlewareStack
     from ..serializer import Serializer
     from ..task import Task
 
 
 class RunnerApp(Protocol):
-    """The app a runner serves: its config, backend, serializer and tasks."""
+    """The app a runner serves: its config, backend, serializer, tasks and
+    middleware."""
 
     config: "EffectiveConfig"
     serializer: "Serializer"
     tasks: dict[str, "Task"]
+    middleware: "MiddlewareStack"
 
     @property
     def app_id(self) -> str:

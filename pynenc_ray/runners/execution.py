@@ -26,10 +26,19 @@ log = logging.getLogger("pynenc_ray.execution")
 S = InvocationStatus
 
 
-def _reject(runner: "BaseRunner", claimed: Claimed, worker: str, exc: Exception) -> None:
+def _reject(app: "RunnerApp", runner: "BaseRunner", claimed: Claimed, worker: str,
+            exc: Exception) -> None:
     """-> FAILED: the invocation cannot be run here at all."""
     log.error("invocation %s (%s) rejected: %s", claimed.invocation_id, claimed.task_id, exc)
+    _fail(app, runner, claimed, worker, exc)
+
+
+def _fail(app: "RunnerApp", runner: "BaseRunner", claimed: Claimed, worker: str,
+          exc: BaseException) -> None:
+    """Store FAILED with ``exc``, and tell the middleware."""
     runner.finish(claimed.invocation_id, S.FAILED, error_to_payload(exc), worker)
+    app.middleware.notify("after_failure", app, runner, claimed, worker, exc)
+    app.middleware.notify("after_finish", app, runner, claimed.invocation_id, S.FAILED, worker)
 
 
 class UnknownTaskError(PynencError):
@@ -48,48 +57,66 @@ def timeout_error(task_id: str, invocation_id: str, timeout_sec: float) -> Excep
         "and was failed; raise timeout_sec or make the task faster")
 
 
-def fail_timed_out(app: "RunnerApp", runner_id: str, worker: str, task_id: str,
-                   invocation_id: str, timeout_sec: float) -> bool:
+def time_limit(app: "RunnerApp", claimed: Claimed) -> float | None:
+    """Seconds this run may last (the middleware's smallest limit), or None. The
+    runner enforces it: a thread's deadline, a process killed, a signal."""
+    task = app.get_task(claimed.task_id)
+    return app.middleware.time_limit(task, claimed) if task is not None else None
+
+
+def fail_timed_out(app: "RunnerApp", runner: "BaseRunner", worker: str, claimed: Claimed,
+                   timeout_sec: float) -> bool:
     """Store TaskTimeoutError as the final status (as the owner); False if the run
     had already finished."""
-    log.warning("invocation %s of %s timed out after %gs", invocation_id, task_id, timeout_sec)
-    err = timeout_error(task_id, invocation_id, timeout_sec)
-    return app.backend.finish(invocation_id, S.FAILED, error_to_payload(err), runner_id, worker)
+    inv_id, task_id = claimed.invocation_id, claimed.task_id
+    log.warning("invocation %s of %s timed out after %gs", inv_id, task_id, timeout_sec)
+    err = timeout_error(task_id, inv_id, timeout_sec)
+    if not app.backend.finish(inv_id, S.FAILED, error_to_payload(err), runner.runner_id, worker):
+        return False
+    app.middleware.notify("after_failure", app, runner, claimed, worker, err)
+    app.middleware.notify("after_finish", app, runner, inv_id, S.FAILED, worker)
+    return True
 
 
 def run_invocation(app: "RunnerApp", runner: "BaseRunner", claimed: Claimed,
-                   worker: str) -> None:
-    """Execute one claimed (PENDING) invocation to a final status or a retry."""
+                   worker: str) -> float | None:
+    """Execute one claimed (PENDING) invocation to a final status or a retry, with
+    the app's middleware around it. Returns the retry's delay when one was
+    scheduled, else None. Task errors are stored, never raised; backend faults
+    (BackendUnavailableError) propagate to the runner, which hands the
+    invocation back."""
     runner_id, backend = runner.runner_id, app.backend
     inv_id = claimed.invocation_id
     if claimed.deaths > runner.conf.max_reroutes:
-        return _reject(runner, claimed, worker, PoisonInvocationError(
+        return _reject(app, runner, claimed, worker, PoisonInvocationError(
             f"invocation {inv_id} of {claimed.task_id} was rerouted {claimed.deaths} times "
             f"because the worker running it died (max_reroutes={runner.conf.max_reroutes}); it "
             "likely kills its worker, so it is failed instead of run again"))
     task = app.get_task(claimed.task_id)
     if task is None:
-        return _reject(runner, claimed, worker, UnknownTaskError(
+        return _reject(app, runner, claimed, worker, UnknownTaskError(
             f"task {claimed.task_id} is not defined in app {app.app_id!r} on this worker "
             "(is the worker running an older or different version of the code?)"))
     try:
         args, kwargs = app.decode_args(claimed)
     except SerializationError as exc:
-        return _reject(runner, claimed, worker, exc)
+        return _reject(app, runner, claimed, worker, exc)
     if not claimed.started:
         try:
             backend.transition(inv_id, S.RUNNING, runner_id, worker)
         except (InvocationOwnershipError, InvocationStatusTransitionError) as exc:
             log.warning("not running invocation %s: %s", inv_id, exc)
-            return
+            return None
+    app.middleware.notify("before_execute", app, runner, claimed, worker)
     token = context.current.set(context.ExecutionContext(app, runner, inv_id, worker))
     try:
         value = task.func(*args, **kwargs)
     except Exception as exc:
         context.current.reset(token)
-        _failed(app, runner, task, claimed, worker, exc)
-        return
+        app.middleware.notify("after_execute", app, runner, claimed, worker, exc=exc)
+        return _failed(app, runner, task, claimed, worker, exc)
     context.current.reset(token)
+    app.middleware.notify("after_execute", app, runner, claimed, worker, result=value)
     try:
         payload = app.serializer.dumps(value, f"result of task {task.task_id} ({inv_id})",
                                        bind=result_bind(inv_id))
@@ -100,25 +127,31 @@ def run_invocation(app: "RunnerApp", runner: "BaseRunner", claimed: Claimed,
                 f"max_result_bytes={limit}; return less (store large data elsewhere and "
                 "return a reference) or raise max_result_bytes")
     except SerializationError as exc:
-        runner.finish(inv_id, S.FAILED, error_to_payload(exc), worker)
-        return
+        _fail(app, runner, claimed, worker, exc)
+        return None
     runner.finish(inv_id, S.SUCCESS, payload, worker)
+    app.middleware.notify("after_finish", app, runner, inv_id, S.SUCCESS, worker)
+    return None
 
 
 def _failed(app: "RunnerApp", runner: "BaseRunner", task, claimed: Claimed, worker: str,
-            exc: Exception) -> None:
-    runner_id = runner.runner_id
-    opts = task.options
-    if isinstance(exc, opts.retry_for) and claimed.retries < opts.max_retries:
-        log.info("invocation %s raised %r; retry %d of %d", claimed.invocation_id, exc,
-                 claimed.retries + 1, opts.max_retries)
-        try:
-            app.backend.retry(claimed.invocation_id, runner_id, worker, opts.retry_delay_sec,
-                              push=not runner.executes_inline)
-        except (InvocationOwnershipError, InvocationStatusTransitionError) as err:
-            log.warning("retry of %s not scheduled: %s", claimed.invocation_id, err)
-        return
-    runner.finish(claimed.invocation_id, S.FAILED, error_to_payload(exc), worker)
+            exc: Exception) -> float | None:
+    """A run raised: schedule the retry the middleware asks for (and return its
+    delay), or store the failure (and return None)."""
+    delay = app.middleware.retry_delay(task, claimed, exc)
+    if delay is None:
+        _fail(app, runner, claimed, worker, exc)
+        return None
+    log.info("invocation %s raised %r; retry %d of %d in %.3gs", claimed.invocation_id, exc,
+             claimed.retries + 1, task.options.max_retries, delay)
+    try:
+        app.backend.retry(claimed.invocation_id, runner.runner_id, worker, delay,
+                          push=not runner.executes_inline)
+    except (InvocationOwnershipError, InvocationStatusTransitionError) as err:
+        log.warning("retry of %s not scheduled: %s", claimed.invocation_id, err)
+        return None
+    app.middleware.notify("after_retry", app, runner, claimed, worker, exc, delay)
+    return delay
 
 
 def run_sync(app: "RunnerApp", new: NewInvocation) -> None:
@@ -131,11 +164,10 @@ def run_sync(app: "RunnerApp", new: NewInvocation) -> None:
     retries = 0
     while True:
         app.backend.transition(new.invocation_id, S.PENDING, runner.runner_id, worker)
-        run_invocation(app, runner, Claimed(new.invocation_id, new.task_id, new.args, retries, 0),
-                       worker)
+        delay = run_invocation(app, runner, Claimed(new.invocation_id, new.task_id, new.args,
+                                                    retries, 0), worker)
         if app.backend.status(new.invocation_id) in (S.SUCCESS, S.FAILED):
             return
         retries += 1
-        delay = app.tasks[new.task_id].options.retry_delay_sec
         if delay:
             time.sleep(delay)

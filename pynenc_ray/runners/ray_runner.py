@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from ..config import MultiThreadRunnerConfig
+from ..middleware import Middleware
 from .actor_host import ActorHost
 from .ray_connect import connect
 from .base import BaseRunner
@@ -138,7 +139,10 @@ class MultiThreadRunner(BaseRunner):
             self._connect_ray()
             from local_runners.child import parent_spec
 
-            self._spec = parent_spec(self.app)
+            app_path, config = parent_spec(self.app)
+            # each actor counts its invocations through Ray's metrics (RayTaskMetrics)
+            config["middleware"] = [*config.get("middleware", []), RAY_METRICS_MIDDLEWARE]
+            self._spec = (app_path, config)
             self._actor_cls = self._ray.remote(self.host_cls)
         self.max_processes = self.conf.max_processes or self._cluster_cpus()
         first = self.max_processes if self.conf.enforce_max_processes else self.conf.min_processes
@@ -334,6 +338,8 @@ class MultiThreadRunner(BaseRunner):
             log.debug("request_resources(%s) not delivered: %s", cpus, exc)
 
     def _export_metrics(self, depth: int) -> None:
+        """The runner's own gauges (queue, actors, busy threads); the per-task
+        counters come from each actor's RayTaskMetrics middleware."""
         if self.local:
             return
         try:
@@ -353,3 +359,45 @@ class MultiThreadRunner(BaseRunner):
                                             for a in self.actors.values()), tags=tag)
         except Exception as exc:
             log.debug("metrics not exported: %s", exc)
+
+
+RAY_METRICS_MIDDLEWARE = "pynenc_ray.runners.ray_runner:RayTaskMetrics"
+
+
+class RayTaskMetrics(Middleware):
+    """Middleware each Ray actor runs: ``pynenc_invocations`` counted through
+    Ray's metrics (Prometheus via the Ray dashboard agent), tagged with the app,
+    the task and the outcome: ``success``, ``error`` (the body raised),
+    ``retry`` (scheduled again) or ``failed`` (for good). Outside a Ray worker,
+    or if Ray's metrics cannot be used, it does nothing (said once at debug)."""
+
+    def __init__(self) -> None:
+        self._counter: Any = None
+        self._off = False
+
+    def _count(self, app: Any, task_id: str, outcome: str) -> None:
+        if self._off:
+            return
+        try:
+            if self._counter is None:
+                import ray
+                from ray.util.metrics import Counter
+
+                if not ray.is_initialized():
+                    raise RuntimeError("not in a Ray worker")
+                self._counter = Counter("pynenc_invocations", "invocations run, by outcome",
+                                        tag_keys=("app_id", "task", "outcome"))
+            self._counter.inc(1, tags={"app_id": app.app_id, "task": task_id,
+                                       "outcome": outcome})
+        except Exception as exc:
+            self._off = True
+            log.debug("per-task metrics off: %s", exc)
+
+    def after_execute(self, app, runner, claimed, worker, result=None, exc=None) -> None:
+        self._count(app, claimed.task_id, "error" if exc is not None else "success")
+
+    def after_retry(self, app, runner, claimed, worker, exc, delay_sec) -> None:
+        self._count(app, claimed.task_id, "retry")
+
+    def after_failure(self, app, runner, claimed, worker, exc) -> None:
+        self._count(app, claimed.task_id, "failed")

@@ -1,0 +1,68 @@
+"""Middleware runs where the work runs, on every runner: the hooks around
+claim, execute, retry, failure and finish; a broken middleware loses nothing;
+a middleware's time limit is enforced by each runner's own mechanism."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pynenc_ray import TaskTimeoutError
+from tests.conftest import running
+from tests.conformance import tasks
+from tests.conformance.middleware_probe import log_path
+from tests.conformance.tasks import CustomError
+
+pytestmark = pytest.mark.timeout(90)
+PROBE = "tests.conformance.middleware_probe"
+
+
+def _events(app) -> list[list[str]]:
+    path = log_path(app.app_id)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [line.split() for line in f]
+
+
+def test_hooks_run_around_every_step_on_every_runner(app):
+    app.reconfigure(middleware=[f"{PROBE}:Recorder"])
+    try:
+        with running(app):
+            ok = tasks.add(1, 2)
+            flaky = tasks.flaky(f"mw-{app.app_id}", 1)  # fails once, succeeds on its retry
+            bad = tasks.fail("boom")
+            assert ok.result == 3 and flaky.result == 2
+            with pytest.raises(CustomError):
+                bad.result
+        events = _events(app)
+        mine = lambda inv: [e[0:1] + e[2:] for e in events if e[1] == inv.invocation_id]
+        assert mine(ok) == [["claim"], ["before"], ["after", "ok"], ["finish", "SUCCESS"]]
+        seen = mine(flaky)
+        # after_retry follows the retry's write, so the next claim (another thread's)
+        # may be logged before it: its place is only after the failed run
+        assert seen.index(["retry"]) > seen.index(["after", "CustomError"])
+        assert [e for e in seen if e != ["retry"]] == [
+            ["claim"], ["before"], ["after", "CustomError"],
+            ["claim"], ["before"], ["after", "ok"], ["finish", "SUCCESS"]]
+        assert mine(bad) == [["claim"], ["before"], ["after", "CustomError"],
+                             ["failure", "CustomError"], ["finish", "FAILED"]]
+    finally:
+        if os.path.exists(log_path(app.app_id)):
+            os.remove(log_path(app.app_id))
+
+
+def test_a_broken_middleware_loses_no_work(app, caplog):
+    app.reconfigure(middleware=[f"{PROBE}:Broken"])
+    with running(app):
+        assert [tasks.add(i, i).result for i in range(3)] == [0, 2, 4]
+
+
+def test_a_middleware_time_limit_is_enforced_by_each_runner(app):
+    app.reconfigure(middleware=[f"{PROBE}:QuickLimit"])
+    with running(app):
+        slow = tasks.sleep(5.0)
+        with pytest.raises(TaskTimeoutError, match="timeout_sec=0.3"):
+            slow.get(timeout=30)
+        assert tasks.add(1, 1).result == 2  # the runner goes on
