@@ -139,24 +139,25 @@ class MiddlewareStack:
                 log.exception("middleware %s failed in %s; going on", type(m).__name__,
                               hook_name)
 
-    def retry_delay(self, task: "Task", claimed: "Claimed", exc: BaseException) -> float | None:
-        """The first delay a middleware gives, or None: no retry."""
+    def _ask(self, hook_name: str, *args: Any) -> Iterable[float]:
+        """The numbers the middleware give for a policy hook, in order; one that
+        raises (or answers with something not a number) is logged and skipped."""
         for m in self.items:
-            hook = getattr(m, "retry_delay", None)
+            hook = getattr(m, hook_name, None)
             if hook is None:
                 continue
-            delay = hook(task, claimed, exc)
-            if delay is not None:
-                return float(delay)
-        return None
+            try:
+                answer = hook(*args)
+                if answer is not None:
+                    yield float(answer)
+            except Exception:
+                log.exception("middleware %s failed in %s; ignoring its answer",
+                              type(m).__name__, hook_name)
+
+    def retry_delay(self, task: "Task", claimed: "Claimed", exc: BaseException) -> float | None:
+        """The first delay a middleware gives, or None: no retry."""
+        return next(iter(self._ask("retry_delay", task, claimed, exc)), None)
 
     def time_limit(self, task: "Task", claimed: "Claimed") -> float | None:
         """The smallest limit any middleware gives, or None."""
-        limits = []
-        for m in self.items:
-            hook = getattr(m, "time_limit", None)
-            if hook is not None:
-                sec = hook(task, claimed)
-                if sec is not None:
-                    limits.append(float(sec))
-        return min(limits) if limits else None
+        return min(self._ask("time_limit", task, claimed), default=None)

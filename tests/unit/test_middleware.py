@@ -110,3 +110,18 @@ def test_the_readme_example_counts_failures_per_task():
         boom()
     add(1, 2)
     assert counter.failures == {boom.task_id: 3}
+
+
+def test_a_policy_hook_that_raises_is_skipped_not_fatal(caplog):
+    class Broken(Middleware):
+        def retry_delay(self, task, claimed, exc):
+            raise RuntimeError("broken policy")
+
+        def time_limit(self, task, claimed):
+            return "not a number"
+
+    task = _task(max_retries=1, retry_for=(ValueError,), retry_delay_sec=2.0, timeout_sec=5.0)
+    stack = MiddlewareStack([Broken(), Retries()])
+    assert stack.retry_delay(task, _claimed(0), ValueError()) == 2.0
+    assert MiddlewareStack([Broken()]).time_limit(task, _claimed(0)) is None
+    assert "broken policy" in caplog.text and "time_limit" in caplog.text
