@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-fast redis-server clean
+.PHONY: demo test test-fast lint redis-server clean
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,14 @@ redis-server:
 	done; \
 	[ -z "$$missing" ] || (apt-get update && apt-get install -y $$missing)
 
-test: $(VENV)/.test redis-server
+# Lint (rules in pyproject.toml [tool.ruff]); `test` and `test-fast` run it first.
+lint: $(VENV)/.test
+	$(PY) -m ruff check pynenc_ray local_runners tests
+
+test: $(VENV)/.test redis-server lint
 	$(PY) -m pytest
 
-test-fast: $(VENV)/.test redis-server
+test-fast: $(VENV)/.test redis-server lint
 	$(PY) -m pytest -m "not slow"
 
 # Peer benchmark (benchmarks/peers/README.md): Huey and Dramatiq venvs, then the driver.

@@ -35,7 +35,8 @@ import os
 import signal
 import threading
 import time
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import redis
 

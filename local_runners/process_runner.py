@@ -16,8 +16,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import psutil
 
@@ -117,7 +118,7 @@ class ProcessRunner(BaseRunner):
     def _track_pauses(self) -> None:
         """Mark children that stopped themselves as paused; resume those whose
         awaited results are all final, while slots allow."""
-        for inv_id, child in self._children.items():
+        for child in self._children.values():
             if not child.paused and _is_stopped(child.process.pid):
                 child.paused = True
         for inv_id, child in self._children.items():

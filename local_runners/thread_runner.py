@@ -18,7 +18,8 @@ import os
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from pynenc_ray.backends import patience
 from pynenc_ray.backends.base import Claimed
@@ -49,7 +50,8 @@ class ThreadRunner(BaseRunner):
         self._threads: list[threading.Thread] = []
         self._worker_prefix = f"{os.getpid()}"
         self.last_busy = time.monotonic()  # when a slot was last taken or given back
-        self._deadlines: dict[str, tuple[float, str, float, str]] = {}  # id -> (due, task, sec, worker)
+        # id -> (due, task, sec, worker)
+        self._deadlines: dict[str, tuple[float, str, float, str]] = {}
         self._timed_out: set[str] = set()  # failed by the watchdog; their threads still run
         self._live: set[str] = set()  # claimed and not yet finished here
         self._waiting_ids: set[str] = set()  # live ones that lent their slot while waiting
@@ -159,7 +161,8 @@ class ThreadRunner(BaseRunner):
             try:
                 run_invocation(self.app, self, claimed, worker)
             except BaseException:  # the executor stores task errors; this is a fault around it
-                log.exception("runner %s failed to execute %s; rerouting it", self.runner_id, inv_id)
+                log.exception("runner %s failed to execute %s; rerouting it",
+                              self.runner_id, inv_id)
                 self._give_back([inv_id])
             finally:
                 with self._cv:
@@ -199,7 +202,8 @@ class ThreadRunner(BaseRunner):
         go out in one backend step; a lone invocation writes its own at once (no
         thread hop on the latency path)."""
         finisher = self._finisher
-        if (self._busy <= 1 and self._finished.empty()) or finisher is None or not finisher.is_alive():
+        if ((self._busy <= 1 and self._finished.empty())
+                or finisher is None or not finisher.is_alive()):
             self.app.backend.finish(invocation_id, status, payload, self.runner_id, worker)
         else:
             with self._cv:
@@ -252,7 +256,7 @@ class ThreadRunner(BaseRunner):
 
     # -- waiting -------------------------------------------------------------------------
 
-    def waiting_for_results(self, ctx: "ExecutionContext", invocation_ids: Sequence[str],
+    def waiting_for_results(self, ctx: ExecutionContext, invocation_ids: Sequence[str],
                             timeout: float | None) -> bool:
         """Lend this thread's slot while it waits; take one back before returning."""
         if ctx.invocation_id in self._timed_out:  # holds no slot any more

@@ -9,7 +9,8 @@ import socket
 import sys
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import context
 from .backends import build_backend
@@ -60,7 +61,7 @@ class Pynenc:
         self._added_middleware: list[Any] = []
         self._lock = threading.Lock()
         self._backend: Backend | None = None
-        self._runner: "BaseRunner | None" = None
+        self._runner: BaseRunner | None = None
         self._configure()
 
     # -- configuration ------------------------------------------------------------------
@@ -95,7 +96,7 @@ class Pynenc:
         return (s.backend, s.app_id, s.redis_url, s.redis_username, secret,
                 s.redis_ssl_ca_certs, s.redis_retry_timeout_sec, s.result_ttl_sec)
 
-    def reconfigure(self, *, replace: bool = False, **fields: Any) -> "Pynenc":
+    def reconfigure(self, *, replace: bool = False, **fields: Any) -> Pynenc:
         """Change explicit fields (e.g. ``runner_cls`` from the CLI, or the config a
         parent hands its workers) and rebuild backend and runner from them.
         With ``replace``, earlier explicit fields are dropped first."""
@@ -130,7 +131,7 @@ class Pynenc:
         return self._backend
 
     @property
-    def runner(self) -> "BaseRunner":
+    def runner(self) -> BaseRunner:
         """The one runner instance of this app, built from ``runner_cls``."""
         if self._runner is None:
             from .runners.base import load_runner_class
@@ -317,7 +318,8 @@ class Pynenc:
             if waiter in level:
                 self.backend.set_waiting(waiter, [])
                 raise CycleError(
-                    f"invocation {waiter} would wait on {awaited[0] if len(awaited) == 1 else awaited}, "
+                    f"invocation {waiter} would wait on "
+                    f"{awaited[0] if len(awaited) == 1 else awaited}, "
                     "which (directly or through others) waits on it: neither could finish"
                 )
             seen.update(level)

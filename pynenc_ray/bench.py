@@ -18,8 +18,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
@@ -74,7 +75,8 @@ class CpuMeter:
                 root = psutil.Process(self.runner_pid)
                 procs = [root, *root.children(recursive=True)]
         if self.ray_workers:
-            procs += [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("ray::")]
+            procs += [p for p in psutil.process_iter(["name"])
+                      if (p.info["name"] or "").startswith("ray::")]
         out = {}
         for p in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
@@ -146,7 +148,7 @@ class Session:
         else:
             env = {**os.environ, **_env(self.fields)}
             env.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-            self.log = tempfile.TemporaryFile()
+            self.log = tempfile.TemporaryFile()  # noqa: SIM115 - the child's stderr while it runs
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "pynenc_ray", "--app", "pynenc_ray.bench_tasks:app",
                  "runner", "start"], env=env, stdout=subprocess.DEVNULL, stderr=self.log)
@@ -300,7 +302,7 @@ def w_latency(n: int, tick) -> tuple[int, float, list[float]]:
     t_all = time.perf_counter()
     for i in range(50):
         t0 = time.perf_counter()
-        add(i, i).result
+        _ = add(i, i).result  # blocks until the result is in
         lat.append(time.perf_counter() - t0)
         time.sleep(0.005)  # idle between round trips, as the workload asks
     tick(50)

@@ -8,7 +8,8 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .app import Pynenc
 from .errors import ConfigError, PynencError
@@ -84,10 +85,12 @@ def format_status(snap: dict[str, Any]) -> str:
         lines += [f"  {inv_id}: {why}" for inv_id, why in sorted(corrupt.items())[:20]]
     lines.append(f"runners: {len(snap['runners'])}")
     for rid, info in sorted(snap["runners"].items()):
-        busy = f"  busy {info['busy']}/{info['slots']}" if "slots" in info and "busy" in info else ""
+        has_busy = "slots" in info and "busy" in info
+        busy = f"  busy {info['busy']}/{info['slots']}" if has_busy else ""
         lines.append(f"  {rid}  heartbeat {info['heartbeat_age_sec']}s ago{busy}")
         for actor, threads in sorted((info.get("actors") or {}).items()):
-            lines.append(f"    actor {actor}: {threads if threads is not None else '?'} active threads")
+            active = threads if threads is not None else "?"
+            lines.append(f"    actor {actor}: {active} active threads")
     return "\n".join(lines)
 
 
@@ -183,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
-    runner = sub.add_parser("runner", help="run a runner").add_subparsers(dest="action", required=True)
+    runner = sub.add_parser("runner", help="run a runner").add_subparsers(
+        dest="action", required=True)
     start = runner.add_parser("start", help="claim and execute invocations until stopped")
     start.add_argument("--runner", help=f"runner, overriding runner_cls: {', '.join(RUNNERS)}, "
                        "or a module:Class path")

@@ -8,8 +8,9 @@ refuse waits that close a cycle).
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 
 class ContextRunner(Protocol):
@@ -19,7 +20,7 @@ class ContextRunner(Protocol):
 
     runner_id: str
 
-    def waiting_for_results(self, ctx: "ExecutionContext", invocation_ids: Sequence[str],
+    def waiting_for_results(self, ctx: ExecutionContext, invocation_ids: Sequence[str],
                             timeout: float | None) -> bool:
         """Block until all are final (True) or ``timeout`` passes (False)."""
         ...

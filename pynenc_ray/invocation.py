@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Protocol
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import PynencError, ResultTimeoutError
 from .status import InvocationStatus
@@ -22,7 +23,7 @@ class ResultsApp(Protocol):
         ...
 
     @property
-    def backend(self) -> "Backend":
+    def backend(self) -> Backend:
         """The app's backend."""
         ...
 
@@ -90,7 +91,7 @@ class Invocation:
         return self.app.wait_invocations([self.invocation_id], timeout)
 
     @property
-    def history(self) -> list["HistoryEntry"]:
+    def history(self) -> list[HistoryEntry]:
         return self.app.backend.history(self.invocation_id)
 
     def __repr__(self) -> str:

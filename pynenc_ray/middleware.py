@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # types only: this module imports nothing of the app at run time
     from .backends.base import Claimed, NewInvocation
@@ -36,40 +37,40 @@ class Middleware:
     ``app`` is the Pynenc app; ``runner`` the runner executing (with
     ``runner_id``); ``worker`` names the thread or process within it."""
 
-    def before_enqueue(self, app: Any, calls: "Sequence[NewInvocation]") -> None:
+    def before_enqueue(self, app: Any, calls: Sequence[NewInvocation]) -> None:
         """Before invocations are stored. Raise to refuse the whole submit."""
 
-    def after_enqueue(self, app: Any, calls: "Sequence[NewInvocation]") -> None:
+    def after_enqueue(self, app: Any, calls: Sequence[NewInvocation]) -> None:
         """After invocations are stored and queued."""
 
-    def after_claim(self, app: Any, runner: Any, claimed: "Sequence[Claimed]") -> None:
+    def after_claim(self, app: Any, runner: Any, claimed: Sequence[Claimed]) -> None:
         """After a runner claimed these invocations, before any of them runs."""
 
-    def before_execute(self, app: Any, runner: Any, claimed: "Claimed", worker: str) -> None:
+    def before_execute(self, app: Any, runner: Any, claimed: Claimed, worker: str) -> None:
         """Right before the task function is called."""
 
-    def after_execute(self, app: Any, runner: Any, claimed: "Claimed", worker: str,
+    def after_execute(self, app: Any, runner: Any, claimed: Claimed, worker: str,
                       result: Any = None, exc: BaseException | None = None) -> None:
         """Right after the task function returned ``result`` or raised ``exc``."""
 
-    def retry_delay(self, task: "Task", claimed: "Claimed", exc: BaseException) -> float | None:
+    def retry_delay(self, task: Task, claimed: Claimed, exc: BaseException) -> float | None:
         """Seconds to wait before running a failed invocation again, or None for
         no retry. The first middleware that returns a number decides."""
         return None
 
-    def after_retry(self, app: Any, runner: Any, claimed: "Claimed", worker: str,
+    def after_retry(self, app: Any, runner: Any, claimed: Claimed, worker: str,
                     exc: BaseException, delay_sec: float) -> None:
         """After a retry was scheduled ``delay_sec`` from now."""
 
-    def after_failure(self, app: Any, runner: Any, claimed: "Claimed", worker: str,
+    def after_failure(self, app: Any, runner: Any, claimed: Claimed, worker: str,
                       exc: BaseException) -> None:
         """After an invocation failed for good (no retry left, or not retried)."""
 
     def after_finish(self, app: Any, runner: Any, invocation_id: str,
-                     status: "InvocationStatus", worker: str) -> None:
+                     status: InvocationStatus, worker: str) -> None:
         """After a runner asked for a final status (SUCCESS or FAILED) to be stored."""
 
-    def time_limit(self, task: "Task", claimed: "Claimed") -> float | None:
+    def time_limit(self, task: Task, claimed: Claimed) -> float | None:
         """Seconds a run may last, or None for no limit. The smallest limit that
         any middleware gives is enforced by the runner."""
         return None
@@ -82,7 +83,7 @@ class Retries(Middleware):
     ``retry_jitter`` (a fraction: 0.1 means up to 10% either way) so that many
     failures do not all come back at once."""
 
-    def retry_delay(self, task: "Task", claimed: "Claimed", exc: BaseException) -> float | None:
+    def retry_delay(self, task: Task, claimed: Claimed, exc: BaseException) -> float | None:
         opts = task.options
         if not isinstance(exc, opts.retry_for) or claimed.retries >= opts.max_retries:
             return None
@@ -97,7 +98,7 @@ class Retries(Middleware):
 class TimeLimits(Middleware):
     """The time limit policy: a task's ``timeout_sec``."""
 
-    def time_limit(self, task: "Task", claimed: "Claimed") -> float | None:
+    def time_limit(self, task: Task, claimed: Claimed) -> float | None:
         return task.options.timeout_sec
 
 
@@ -119,7 +120,7 @@ class MiddlewareStack:
     def __iter__(self):
         return iter(self.items)
 
-    def before_enqueue(self, app: Any, calls: "Sequence[NewInvocation]") -> None:
+    def before_enqueue(self, app: Any, calls: Sequence[NewInvocation]) -> None:
         """Raises what a middleware raised: the submit is refused."""
         for m in self.items:
             hook = getattr(m, "before_enqueue", None)
@@ -154,10 +155,10 @@ class MiddlewareStack:
                 log.exception("middleware %s failed in %s; ignoring its answer",
                               type(m).__name__, hook_name)
 
-    def retry_delay(self, task: "Task", claimed: "Claimed", exc: BaseException) -> float | None:
+    def retry_delay(self, task: Task, claimed: Claimed, exc: BaseException) -> float | None:
         """The first delay a middleware gives, or None: no retry."""
         return next(iter(self._ask("retry_delay", task, claimed, exc)), None)
 
-    def time_limit(self, task: "Task", claimed: "Claimed") -> float | None:
+    def time_limit(self, task: Task, claimed: Claimed) -> float | None:
         """The smallest limit any middleware gives, or None."""
         return min(self._ask("time_limit", task, claimed), default=None)

@@ -17,7 +17,8 @@ For a deterministic step without a runner, call ``pynenc_ray.testing.run_pending
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 

@@ -74,7 +74,7 @@ def url_problem(url: str) -> str | None:
     if scheme == "unix":
         return None
     try:
-        urlsplit(f"{head}{rest}").port  # the host part alone: no password in the reason
+        _ = urlsplit(f"{head}{rest}").port  # the host part alone: no password in the reason
     except ValueError as exc:
         return f"its host:port part {rest.split('/', 1)[0]!r} has a bad port ({exc})"
     return None

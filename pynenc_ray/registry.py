@@ -9,9 +9,9 @@ module (or naming a runner) imports no runner module, and never Ray.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 from .runner_config import (
     DummyRunnerConfig,

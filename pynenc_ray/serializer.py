@@ -186,7 +186,8 @@ def _error_doc(data: bytes) -> tuple[str, list, str, str] | TaskFailedError:
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        return TaskFailedError(f"the task failed and its stored error is unreadable: {data[:200]!r}")
+        return TaskFailedError(
+            f"the task failed and its stored error is unreadable: {data[:200]!r}")
     if not isinstance(doc, dict):
         return TaskFailedError(
             f"the task failed and its stored error is a JSON {type(doc).__name__}, not an "

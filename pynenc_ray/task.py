@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 from .errors import TaskDefinitionError
 from .invocation import Invocation, InvocationGroup, ResultsApp
@@ -75,7 +76,7 @@ class TaskApp(ResultsApp, Protocol):
     what the handles it returns need. Tasks are typed against it so this module
     does not import the app, which creates tasks."""
 
-    def submit_calls(self, task: "Task", calls: Sequence[tuple[tuple, dict]]) -> list[Invocation]:
+    def submit_calls(self, task: Task, calls: Sequence[tuple[tuple, dict]]) -> list[Invocation]:
         """Register one invocation per ``(args, kwargs)``; their handles in order."""
         ...
 

@@ -26,8 +26,9 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .backends.memory import MemoryBackend
 from .errors import ConfigError, PynencError
@@ -88,7 +89,7 @@ class RedisServer:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         import redis
 
         persist = (["--appendonly", "yes", "--save", ""] if self.persist
@@ -103,9 +104,9 @@ class RedisServer:
             try:
                 client.ping()
                 break
-            except redis.ConnectionError:
+            except redis.ConnectionError as exc:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server on port {self.port} did not start")
+                    raise RuntimeError(f"redis-server on port {self.port} did not start") from exc
                 time.sleep(0.02)
         client.close()
         return self
@@ -210,7 +211,7 @@ class StepRunner(DummyRunner):
         self.ran += 1
         return True
 
-    def waiting_for_results(self, ctx: "ExecutionContext", invocation_ids: Sequence[str],
+    def waiting_for_results(self, ctx: ExecutionContext, invocation_ids: Sequence[str],
                             timeout: float | None) -> bool:
         """Run the queue inline (first in, first run) until every awaited id is
         final, whatever ``timeout``: running cannot be cut short. ``timeout``
@@ -248,7 +249,7 @@ def _describe(pending: list[tuple[str, Any]]) -> str:
     return shown + (f" and {len(pending) - 3} more" if len(pending) > 3 else "")
 
 
-def run_pending(app: "Pynenc", limit: int | None = None, *, skip_delays: bool = True) -> int:
+def run_pending(app: Pynenc, limit: int | None = None, *, skip_delays: bool = True) -> int:
     """Run what is queued on ``app``'s memory backend in the calling thread,
     until the queue is empty or ``limit`` runs were made; return how many runs
     were made (a retry is a run of its own). No runner, no threads, and (with

@@ -7,8 +7,8 @@ from __future__ import annotations
 import html
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .backends.base import InvocationRecord
 from .status import InvocationStatus
@@ -102,7 +102,8 @@ def render_svg(records: Iterable[InvocationRecord], title: str = "pynenc-ray tim
     for lane, i in lane_y.items():
         y = top + i * lane_h
         fill = "#f4f4f4" if i % 2 else "#ffffff"
-        out.append(f'<rect class="lane" x="0" y="{y}" width="{width}" height="{lane_h}" fill="{fill}"/>')
+        out.append(f'<rect class="lane" x="0" y="{y}" width="{width}" height="{lane_h}" '
+                   f'fill="{fill}"/>')
         runner, worker = lane
         sub = runner.rsplit("/", 1)[-1] if "/" in runner else ""  # a worker or actor id
         label = " ".join(p for p in (runner.split("@")[0], sub, worker) if p)
@@ -120,21 +121,25 @@ def render_svg(records: Iterable[InvocationRecord], title: str = "pynenc-ray tim
         tip = (f"{s.task_id}\ninvocation {s.invocation_id}\n{s.kind} "
                f"{(s.end - s.start) * 1000:.1f} ms")
         out.append(f'<rect class="bar {s.kind}" x="{x(s.start):.1f}" y="{y}" width="{w:.1f}" '
-                   f'height="{h}" fill="{COLORS[s.kind]}" stroke="white" stroke-width="0.5" data-invocation="{s.invocation_id}">'
+                   f'height="{h}" fill="{COLORS[s.kind]}" stroke="white" stroke-width="0.5" '
+                   f'data-invocation="{s.invocation_id}">'
                    f'<title>{html.escape(tip)}</title></rect>')
     axis_y = top + lane_h * max(len(lanes), 1) + 6
-    out.append(f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" stroke="#333"/>')
+    out.append(f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" '
+               'stroke="#333"/>')
     step = _nice_step(span)
     k = 0
     while k * step <= span + 1e-9:
         tx = x(t0 + k * step)
-        out.append(f'<line x1="{tx:.1f}" y1="{axis_y}" x2="{tx:.1f}" y2="{axis_y + 5}" stroke="#333"/>'
+        out.append(f'<line x1="{tx:.1f}" y1="{axis_y}" x2="{tx:.1f}" y2="{axis_y + 5}" '
+                   'stroke="#333"/>'
                    f'<text class="tick" x="{tx:.1f}" y="{axis_y + 17}" text-anchor="middle">'
                    f'{k * step:.3g}s</text>')
         k += 1
     lx = left
     for kind, color in COLORS.items():
-        out.append(f'<rect class="legend" x="{lx}" y="{axis_y + 32}" width="12" height="12" fill="{color}"/>'
+        out.append(f'<rect class="legend" x="{lx}" y="{axis_y + 32}" width="12" height="12" '
+                   f'fill="{color}"/>'
                    f'<text x="{lx + 16}" y="{axis_y + 42}">{kind}</text>')
         lx += 90
     out.append("</svg>")
@@ -156,7 +161,8 @@ def stack_svgs(svgs: list[str]) -> str:
 
 def render_html(svgs: list[tuple[str, str]]) -> str:
     """One page with several timelines, e.g. one per runner, one above the other."""
-    body = "\n".join(f"<section><h2>{html.escape(name)}</h2>\n{svg}\n</section>" for name, svg in svgs)
+    body = "\n".join(f"<section><h2>{html.escape(name)}</h2>\n{svg}\n</section>"
+                     for name, svg in svgs)
     return ("<!doctype html><html><head><meta charset='utf-8'><title>pynenc-ray timelines</title>"
             "<style>body{font-family:sans-serif;margin:20px}</style></head><body>\n"
             f"{body}\n</body></html>\n")

@@ -64,7 +64,7 @@ class Frozen:
     def __init__(self, server: RedisServer, sec: float):
         self.server, self.sec = server, sec
 
-    def __enter__(self) -> "Frozen":
+    def __enter__(self) -> Frozen:
         assert self.server.proc is not None
         os.kill(self.server.proc.pid, signal.SIGSTOP)
         self.t0 = time.monotonic()

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from ..config import EffectiveConfig
 
 
-def build_backend(config: "EffectiveConfig") -> Backend:
+def build_backend(config: EffectiveConfig) -> Backend:
     """The backend named by ``config.settings.backend``; Redis is imported lazily."""
     if config.settings.backend == "redis":
         from .redis.backend import RedisBackend
@@ -21,4 +21,6 @@ def build_backend(config: "EffectiveConfig") -> Backend:
     return MemoryBackend(config.settings.app_id, config.settings.result_ttl_sec)
 
 
-__all__ = ["Backend", "Claimed", "HistoryEntry", "InvocationRecord", "NewInvocation", "build_backend"]
+__all__ = [
+    "Backend", "Claimed", "HistoryEntry", "InvocationRecord", "NewInvocation", "build_backend",
+]

@@ -5,8 +5,9 @@ that each multi-part step (enqueue, claim, finish, reroute) can be atomic."""
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from ..status import InvocationStatus
 
@@ -231,5 +232,5 @@ class Backend(abc.ABC):
         backend that cannot hold a corrupt record (memory) has none."""
         return {}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional; holds nothing here
         """Release connections and threads; the default holds none."""

@@ -13,7 +13,8 @@ import collections
 import heapq
 import threading
 import time
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from ..errors import InvocationNotFoundError
 from ..status import CLAIMABLE, FINAL, OWNED, InvocationStatus, Verdict, check_transition
@@ -328,7 +329,8 @@ class MemoryBackend(Backend):
 
     def recent(self, since: float) -> list[InvocationRecord]:
         with self._lock:
-            recs = [r for r in self._records.values() if r.history and r.history[0].timestamp >= since]
+            recs = [r for r in self._records.values()
+                    if r.history and r.history[0].timestamp >= since]
             return [InvocationRecord(r.invocation_id, r.task_id, b"", r.status, r.owner, r.retries,
                                      r.reroutes, r.deaths, r.parent_id, history=list(r.history))
                     for r in recs]

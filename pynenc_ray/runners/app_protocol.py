@@ -21,10 +21,10 @@ class RunnerApp(Protocol):
     """The app a runner serves: its config, backend, serializer, tasks and
     middleware."""
 
-    config: "EffectiveConfig"
-    serializer: "Serializer"
-    tasks: dict[str, "Task"]
-    middleware: "MiddlewareStack"
+    config: EffectiveConfig
+    serializer: Serializer
+    tasks: dict[str, Task]
+    middleware: MiddlewareStack
 
     @property
     def app_id(self) -> str:
@@ -32,7 +32,7 @@ class RunnerApp(Protocol):
         ...
 
     @property
-    def backend(self) -> "Backend":
+    def backend(self) -> Backend:
         """The app's backend, built on first use."""
         ...
 
@@ -44,11 +44,11 @@ class RunnerApp(Protocol):
         """Import ``task_modules``; ConfigError for one that does not import."""
         ...
 
-    def get_task(self, task_id: str) -> "Task | None":
+    def get_task(self, task_id: str) -> Task | None:
         """The registered task ``task_id``, or None when it is unknown here."""
         ...
 
-    def decode_args(self, claimed: "Claimed") -> tuple[list, dict]:
+    def decode_args(self, claimed: Claimed) -> tuple[list, dict]:
         """A claimed invocation's ``[args, kwargs]``; SerializationError if unreadable."""
         ...
 

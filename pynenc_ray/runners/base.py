@@ -16,8 +16,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..backends import patience
 from ..config import RunnerConfig
@@ -37,7 +38,7 @@ STOP_BUDGET_SEC = 1.0  # after the loop notices a stop: time left to hand work b
 RUNNER_PATHS: Mapping[str, str] = MappingProxyType(runner_paths())
 
 
-def load_runner_class(name: str) -> type["BaseRunner"]:
+def load_runner_class(name: str) -> type[BaseRunner]:
     """The runner class that ``name`` (a registered runner name, or a
     ``module:Class`` path) stands for, imported on this first use.
 
@@ -74,7 +75,7 @@ class BaseRunner(abc.ABC):
     mem_compatible: bool = False
     executes_inline: bool = False  # True: retries are re-run by the caller, not queued
 
-    def __init__(self, app: "RunnerApp", conf: RunnerConfig):
+    def __init__(self, app: RunnerApp, conf: RunnerConfig):
         self.app, self.conf = app, conf
         self.runner_id = (f"{type(self).__name__}@{socket.gethostname()}-{os.getpid()}"
                           f"-{uuid.uuid4().hex[:6]}")
@@ -196,8 +197,8 @@ class BaseRunner(abc.ABC):
         """One pass: claim what there is room for and hand it out. Must return
         within about ``runner_loop_sleep_time_sec``."""
 
-    def _on_start(self) -> None:
-        pass
+    def _on_start(self) -> None:  # noqa: B027 - optional hook
+        """Prepare before the loop's first pass; nothing by default."""
 
     def _on_stop(self) -> None:
         """Reroute what this runner still holds."""
@@ -278,14 +279,14 @@ class BaseRunner(abc.ABC):
                     log.exception("heartbeat of runner %s failed; retrying", self.runner_id)
                 self._stop.wait(self.conf.runner_heartbeat_interval_sec)
 
-    def finish(self, invocation_id: str, status: "InvocationStatus", payload: bytes,
+    def finish(self, invocation_id: str, status: InvocationStatus, payload: bytes,
                worker: str) -> None:
         """Write a final status and result (runners may batch these)."""
         self.app.backend.finish(invocation_id, status, payload, self.runner_id, worker)
 
     # -- waiting ---------------------------------------------------------------------------
 
-    def waiting_for_results(self, ctx: "ExecutionContext", invocation_ids: Sequence[str],
+    def waiting_for_results(self, ctx: ExecutionContext, invocation_ids: Sequence[str],
                             timeout: float | None) -> bool:
         """Called when a task this runner executes waits on other invocations.
         Runners override it to free the waiter's slot (or pause its process)."""

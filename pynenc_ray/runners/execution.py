@@ -26,14 +26,14 @@ log = logging.getLogger("pynenc_ray.execution")
 S = InvocationStatus
 
 
-def _reject(app: "RunnerApp", runner: "BaseRunner", claimed: Claimed, worker: str,
+def _reject(app: RunnerApp, runner: BaseRunner, claimed: Claimed, worker: str,
             exc: Exception) -> None:
     """-> FAILED: the invocation cannot be run here at all."""
     log.error("invocation %s (%s) rejected: %s", claimed.invocation_id, claimed.task_id, exc)
     _fail(app, runner, claimed, worker, exc)
 
 
-def _fail(app: "RunnerApp", runner: "BaseRunner", claimed: Claimed, worker: str,
+def _fail(app: RunnerApp, runner: BaseRunner, claimed: Claimed, worker: str,
           exc: BaseException) -> None:
     """Store FAILED with ``exc``, and tell the middleware."""
     runner.finish(claimed.invocation_id, S.FAILED, error_to_payload(exc), worker)
@@ -57,14 +57,14 @@ def timeout_error(task_id: str, invocation_id: str, timeout_sec: float) -> Excep
         "and was failed; raise timeout_sec or make the task faster")
 
 
-def time_limit(app: "RunnerApp", claimed: Claimed) -> float | None:
+def time_limit(app: RunnerApp, claimed: Claimed) -> float | None:
     """Seconds this run may last (the middleware's smallest limit), or None. The
     runner enforces it: a thread's deadline, a process killed, a signal."""
     task = app.get_task(claimed.task_id)
     return app.middleware.time_limit(task, claimed) if task is not None else None
 
 
-def fail_timed_out(app: "RunnerApp", runner: "BaseRunner", worker: str, claimed: Claimed,
+def fail_timed_out(app: RunnerApp, runner: BaseRunner, worker: str, claimed: Claimed,
                    timeout_sec: float) -> bool:
     """Store TaskTimeoutError as the final status (as the owner); False if the run
     had already finished."""
@@ -78,7 +78,7 @@ def fail_timed_out(app: "RunnerApp", runner: "BaseRunner", worker: str, claimed:
     return True
 
 
-def run_invocation(app: "RunnerApp", runner: "BaseRunner", claimed: Claimed,
+def run_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed,
                    worker: str) -> float | None:
     """Execute one claimed (PENDING) invocation to a final status or a retry, with
     the app's middleware around it. Returns the retry's delay when one was
@@ -134,7 +134,7 @@ def run_invocation(app: "RunnerApp", runner: "BaseRunner", claimed: Claimed,
     return None
 
 
-def _failed(app: "RunnerApp", runner: "BaseRunner", task, claimed: Claimed, worker: str,
+def _failed(app: RunnerApp, runner: BaseRunner, task, claimed: Claimed, worker: str,
             exc: Exception) -> float | None:
     """A run raised: schedule the retry the middleware asks for (and return its
     delay), or store the failure (and return None)."""
@@ -154,7 +154,7 @@ def _failed(app: "RunnerApp", runner: "BaseRunner", task, claimed: Claimed, work
     return delay
 
 
-def run_sync(app: "RunnerApp", new: NewInvocation) -> None:
+def run_sync(app: RunnerApp, new: NewInvocation) -> None:
     """``dev_mode_force_sync_tasks``: run a just-registered invocation in the caller,
     as the ExternalRunner, retries included; it is final when this returns."""
     from .dummy import ExternalRunner

@@ -21,8 +21,8 @@ from typing import Any
 from ..config import MultiThreadRunnerConfig
 from ..middleware import Middleware
 from .actor_host import ActorHost
-from .ray_connect import connect
 from .base import BaseRunner
+from .ray_connect import connect
 from .scaling import ActorView, Decision, ScalingConfig, decide
 
 log = logging.getLogger("pynenc_ray.runner.multithread")
@@ -164,7 +164,7 @@ class MultiThreadRunner(BaseRunner):
         self._ray = connect(self.conf.ray_address or os.environ.get("RAY_ADDRESS"))
         self._started_ray = True
 
-    def _warn_unplaced(self, actors: list["_Actor"], n: int) -> None:
+    def _warn_unplaced(self, actors: list[_Actor], n: int) -> None:
         """Actors Ray has not placed for actor_start_timeout_sec: say what they
         need and what the cluster has free; the runner keeps waiting for them."""
         try:
@@ -240,7 +240,8 @@ class MultiThreadRunner(BaseRunner):
 
     def _start_actors(self, n: int) -> None:
         for _ in range(n):
-            name = f"pynenc-{self.app.app_id}-{self.runner_id.rsplit('-', 1)[-1]}-{next(self._names)}"
+            runner_tail = self.runner_id.rsplit("-", 1)[-1]
+            name = f"pynenc-{self.app.app_id}-{runner_tail}-{next(self._names)}"
             if self.local:
                 actor: _Actor = _LocalActor(name, self.host_cls(name, self.runner_id, app=self.app))
             else:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from pynenc_ray import InvocationStatus as S
-from tests.conftest import running, unique_app_id, wait_for
-from tests.conformance import tasks
 from pynenc_ray.testing import RedisServer
+from tests.conformance import tasks
+from tests.conftest import running, unique_app_id, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 2000

@@ -15,12 +15,12 @@ import pytest
 
 from pynenc_ray import BackendUnavailableError, CorruptRecordError, InvocationNotFoundError
 from pynenc_ray import InvocationStatus as S
+from pynenc_ray.testing import RedisServer
 from tests.chaos import fault_tasks
 from tests.chaos.fault_tasks import logged, runs
-from tests.conftest import running, unique_app_id, wait_for
 from tests.conformance import tasks
+from tests.conftest import running, unique_app_id, wait_for
 from tests.faults import Frozen, RunnerProcess, corrupt
-from pynenc_ray.testing import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(240)]
 

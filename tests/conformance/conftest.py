@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import unique_app_id
 from tests.conformance import tasks
+from tests.conftest import unique_app_id
 
 PAIRS = [
     ("memory", "ThreadRunner"),

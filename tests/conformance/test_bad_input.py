@@ -12,8 +12,8 @@ from pynenc_ray import InvocationStatus as S
 from pynenc_ray import PynencError, SerializationError, TaskTimeoutError
 from pynenc_ray.backends.base import NewInvocation
 from pynenc_ray.backends.redis.announcements import INLINE_MAX_BYTES
-from tests.conftest import running
 from tests.conformance import tasks
+from tests.conftest import running
 
 pytestmark = pytest.mark.timeout(90)
 

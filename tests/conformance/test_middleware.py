@@ -9,10 +9,10 @@ import os
 import pytest
 
 from pynenc_ray import TaskTimeoutError
-from tests.conftest import running
 from tests.conformance import tasks
 from tests.conformance.middleware_probe import log_path
 from tests.conformance.tasks import CustomError
+from tests.conftest import running
 
 pytestmark = pytest.mark.timeout(90)
 PROBE = "tests.conformance.middleware_probe"
@@ -37,7 +37,9 @@ def test_hooks_run_around_every_step_on_every_runner(app):
             with pytest.raises(CustomError):
                 bad.result
         events = _events(app)
-        mine = lambda inv: [e[0:1] + e[2:] for e in events if e[1] == inv.invocation_id]
+        def mine(inv):
+            return [e[0:1] + e[2:] for e in events if e[1] == inv.invocation_id]
+
         assert mine(ok) == [["claim"], ["before"], ["after", "ok"], ["finish", "SUCCESS"]]
         seen = mine(flaky)
         # after_retry follows the retry's write, so the next claim (another thread's)

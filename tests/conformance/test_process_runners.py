@@ -11,8 +11,8 @@ import pytest
 
 from pynenc_ray import InvocationStatus as S
 from pynenc_ray import MemCompatibilityError, Pynenc
-from tests.conftest import running, unique_app_id, wait_for
 from tests.conformance import tasks
+from tests.conftest import running, unique_app_id, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
@@ -69,7 +69,8 @@ def test_child_killed_from_outside_is_rerouted_at_once(app):
     app.reconfigure(runner={"runner_dead_after_sec": 60})
     with running(app) as runner:
         inv = tasks.count_run("victim", 1.5)
-        assert wait_for(lambda: tasks.runs_of("victim") == 1 and inv.invocation_id in runner._children, 10)
+        assert wait_for(lambda: tasks.runs_of("victim") == 1
+                        and inv.invocation_id in runner._children, 10)
         os.kill(runner._children[inv.invocation_id].process.pid, signal.SIGKILL)
         assert wait_for(lambda: S.REROUTED in [h.status for h in inv.history], 3)
         assert inv.result == 2  # ran twice: at-least-once delivery

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from pynenc_ray import InvocationStatus as S
-from tests.conftest import running, wait_for
 from tests.conformance import tasks
+from tests.conftest import running, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,9 +8,9 @@ import pytest
 
 from pynenc_ray import InvocationStatus as S
 from pynenc_ray import TaskFailedError
-from tests.conftest import running
 from tests.conformance import tasks
 from tests.conformance.tasks import CustomError
+from tests.conftest import running
 
 pytestmark = pytest.mark.timeout(60)
 

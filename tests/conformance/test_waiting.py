@@ -10,8 +10,8 @@ import pytest
 
 from pynenc_ray import CycleError
 from pynenc_ray import InvocationStatus as S
-from tests.conftest import running
 from tests.conformance import tasks
+from tests.conftest import running
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -93,8 +93,9 @@ def start_sshd() -> tuple[subprocess.Popen, int, Path]:
     ssh.mkdir(parents=True)
     key, host_key = ssh / "client_ed25519", ssh / "host_ed25519"
     for path, comment in ((key, "pynenc-ray test_ray_up"), (host_key, "pynenc-ray test sshd")):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-                       check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+            check=True)
     authorized = ssh / "authorized_keys"
     shutil.copy(key.with_suffix(".pub"), authorized)
     authorized.chmod(0o600)
@@ -129,7 +130,8 @@ def start_sshd() -> tuple[subprocess.Popen, int, Path]:
         if proc.poll() is not None:
             break
         time.sleep(0.05)
-    raise RuntimeError(f"the test's sshd did not listen on 127.0.0.1:{port}:\n{tail(ssh / 'sshd.log')}")
+    raise RuntimeError(
+        f"the test's sshd did not listen on 127.0.0.1:{port}:\n{tail(ssh / 'sshd.log')}")
 
 
 def local_config(root: Path, key: Path, sshd_port: int) -> tuple[Path, dict]:

@@ -10,8 +10,8 @@ import psutil
 import pytest
 
 from pynenc_ray import InvocationStatus as S
-from tests.conftest import running, unique_app_id, wait_for
 from tests.conformance import tasks
+from tests.conftest import running, unique_app_id, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.redis, pytest.mark.timeout(180)]
 

@@ -14,6 +14,7 @@ processes this test started (found by that temp dir), never with `ray stop`.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -77,7 +78,7 @@ class HeadNode:
                               env={**self.env, "RAY_AUTH_MODE": "token"}, capture_output=True,
                               text=True, timeout=120)
 
-    def start(self) -> "HeadNode":
+    def start(self) -> HeadNode:
         made = self.ray("get-auth-token", "--generate")  # the token the cluster will use
         assert (self.home / ".ray" / "auth_token").is_file(), made.stdout + made.stderr
         out = self.ray("start", "--head", f"--port={self.port}", "--node-ip-address=127.0.0.1",
@@ -198,9 +199,10 @@ def test_the_runner_as_a_ray_job_and_ray_job_stop(head, redis_url, tmp_path):
     work.mkdir()
     (work / "jobtasks.py").write_text(JOB_TASKS)
     app_id = unique_app_id("job")
-    runtime_env = ('{"env_vars": {"PYNENC__BACKEND": "redis", "PYNENC__REDIS_URL": "%s", '
-                   '"PYNENC__APP_ID": "%s", "PYNENC__RUNNER__ACTOR_NUM_CPUS": "0.5", '
-                   '"PYNENC__RUNNER__RUNNER_HEARTBEAT_INTERVAL_SEC": "0.2"}}' % (redis_url, app_id))
+    runtime_env = json.dumps({"env_vars": {
+        "PYNENC__BACKEND": "redis", "PYNENC__REDIS_URL": redis_url, "PYNENC__APP_ID": app_id,
+        "PYNENC__RUNNER__ACTOR_NUM_CPUS": "0.5",
+        "PYNENC__RUNNER__RUNNER_HEARTBEAT_INTERVAL_SEC": "0.2"}})
     job_id = f"pynenc-{app_id}"
     def submit() -> subprocess.CompletedProcess:
         return head.job("submit", "--working-dir", str(work), "--submission-id", job_id,

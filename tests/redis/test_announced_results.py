@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 
 from pynenc_ray.backends.redis.announcements import INLINE_MAX_BYTES
-from tests.conftest import running, unique_app_id
 from tests.conformance import tasks
-
+from tests.conftest import running, unique_app_id
 
 # -- on a real Redis -------------------------------------------------------------------------
 

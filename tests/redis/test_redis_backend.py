@@ -13,9 +13,9 @@ import pytest
 
 from pynenc_ray import BackendUnavailableError, Pynenc
 from pynenc_ray import InvocationStatus as S
-from tests.conftest import running, unique_app_id, wait_for
-from tests.conformance import tasks
 from pynenc_ray.testing import RedisServer, free_port
+from tests.conformance import tasks
+from tests.conftest import running, unique_app_id, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(90)]
 
@@ -225,7 +225,8 @@ def test_a_redis_older_than_6_2_is_refused_with_its_version(app, monkeypatch):
 
     backend = app.backend
     monkeypatch.setattr(backend.client, "info", lambda *a, **k: {"redis_version": "6.0.16"})
-    with pytest.raises(BackendUnavailableError, match=r"version 6\.0\.16; pynenc-ray needs Redis 6\.2"):
+    with pytest.raises(BackendUnavailableError,
+                       match=r"version 6\.0\.16; pynenc-ray needs Redis 6\.2"):
         tasks.add(1, 2)
 
 
@@ -237,7 +238,7 @@ def test_every_key_of_an_app_shares_one_cluster_slot(app):
     with running(app):
         assert tasks.add(1, 2).result == 3
         assert tasks.add.parallelize([(i, i) for i in range(5)]).wait(20)
-        with pytest.raises(Exception):
+        with pytest.raises(tasks.CustomError):
             tasks.fail("boom").result
     client = app.backend.client
     keys = list(client.scan_iter(match=f"pynenc:{{{app.app_id}}}:*"))

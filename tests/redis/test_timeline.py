@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from pynenc_ray.cli import main
-from tests.conftest import running, unique_app_id
 from tests.conformance import tasks
+from tests.conftest import running, unique_app_id
 
 pytestmark = pytest.mark.redis
 

@@ -79,7 +79,8 @@ def test_dummy_runner_and_dev_mode():
     app = PynencBuilder().dummy_runner().dev_mode().build()
     assert app.config.runner_cls == "DummyRunner"
     assert app.config.settings.dev_mode_force_sync_tasks is True
-    assert PynencBuilder().dev_mode(False).build().config.settings.dev_mode_force_sync_tasks is False
+    settings = PynencBuilder().dev_mode(False).build().config.settings
+    assert settings.dev_mode_force_sync_tasks is False
 
 
 def test_runner_tuning_sets_common_fields():

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import signal
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +16,6 @@ from pynenc_ray import Pynenc, RunnerNotExecutableError
 from pynenc_ray.cli import main
 from pynenc_ray.runners.dummy import DummyRunner, ExternalRunner
 from tests.unit.support import isolate_config
-
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,8 +5,8 @@ is the check, not a runner."""
 from __future__ import annotations
 
 from pynenc_ray.testing import run_pending
-from tests.conftest import unique_app_id
 from tests.conformance import tasks
+from tests.conftest import unique_app_id
 
 
 def test_a_fan_out_of_200_checks_cycles_in_one_read_per_level(monkeypatch):

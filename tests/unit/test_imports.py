@@ -37,7 +37,8 @@ def test_building_and_using_a_thread_runner_app_does_not_import_ray():
         "from pynenc_ray.config import load_config\n"
         "app = Pynenc(app_id='x')\n"
         "app.runner, app.backend, load_config(runner_cls='MultiThreadRunner')\n"
-        "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray imported'\n"
+        "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], "
+        "'ray imported'\n"
     )
     assert proc.returncode == 0, proc.stderr
 

@@ -8,8 +8,8 @@ import pytest
 from pynenc_ray import InvocationStatus as S
 from pynenc_ray import MemCompatibilityError, Pynenc
 from pynenc_ray.runners.actor_host import ActorHost, thread_config
-from tests.conftest import running, unique_app_id, wait_for
 from tests.conformance import tasks
+from tests.conftest import running, unique_app_id, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

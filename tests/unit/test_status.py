@@ -31,8 +31,8 @@ ALLOWED = [(cur, new) for cur, nexts in EXPECTED_TABLE.items() for new in sorted
 
 def test_table_matches_the_design():
     assert {k: set(v) for k, v in TRANSITIONS.items()} == EXPECTED_TABLE
-    assert OWNED == {S.PENDING, S.RUNNING, S.PAUSED}
-    assert FINAL == {S.SUCCESS, S.FAILED}
+    assert {S.PENDING, S.RUNNING, S.PAUSED} == OWNED
+    assert {S.SUCCESS, S.FAILED} == FINAL
 
 
 @pytest.mark.parametrize(("current", "new"), ALLOWED, ids=lambda s: str(s))

@@ -10,8 +10,8 @@ import pytest
 from pynenc_ray.backends.base import HistoryEntry, InvocationRecord
 from pynenc_ray.status import InvocationStatus as S
 from pynenc_ray.timeline import COLORS, QUEUE_LANE, render_svg, segments
-from tests.conftest import running, unique_app_id
 from tests.conformance import tasks
+from tests.conftest import running, unique_app_id
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 

@@ -14,7 +14,8 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -193,7 +194,8 @@ class RedisBackend(Backend):
             if msg.startswith(tag):
                 return cls(msg[len(tag):])
         if "NOAUTH" in msg or "WRONGPASS" in msg:
-            return BackendUnavailableError(f"Redis at {mask_url(msg)} refused the credentials: {msg}")
+            return BackendUnavailableError(
+                f"Redis at {mask_url(msg)} refused the credentials: {msg}")
         return exc
 
     def _script(self, name: str, args: Sequence[Any]) -> Any:
@@ -322,7 +324,8 @@ class RedisBackend(Backend):
         return [r.decode() for r in res]
 
     def owned_by(self, runner_id: str) -> set[str]:
-        raw = self._call(lambda: self.client.smembers(self.key("owned", runner_id)), "read owned ids")
+        raw = self._call(lambda: self.client.smembers(self.key("owned", runner_id)),
+                         "read owned ids")
         return {r.decode() for r in raw}
 
     def heartbeat(self, runner_id: str, info: dict[str, Any], dead_after_sec: float = 10.0,

@@ -18,7 +18,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import redis
 

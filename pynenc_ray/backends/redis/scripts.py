@@ -20,7 +20,8 @@ def _lua_set(statuses) -> str:
 
 
 def _lua_tables() -> dict[str, str]:
-    allowed = "{" + ", ".join(f"{src.value} = {_lua_set(dst)}" for src, dst in TRANSITIONS.items()) + "}"
+    allowed = "{" + ", ".join(
+        f"{src.value} = {_lua_set(dst)}" for src, dst in TRANSITIONS.items()) + "}"
     return {"__ALLOWED__": allowed, "__OWNED__": _lua_set(OWNED), "__FINAL__": _lua_set(FINAL),
             "__CLAIMABLE__": _lua_set(CLAIMABLE), "__INLINE_MAX__": str(INLINE_MAX_BYTES)}
 
