@@ -237,6 +237,7 @@ class StepRunner(DummyRunner):
                 "the one that submitted it, while that one waits on something else). Run "
                 "this test with a real runner instead: pynenc_ray.testing.running(app) or "
                 "the pynenc_run fixture")
+        return True
 
     def _not_final(self, invocation_ids: Sequence[str]) -> list[tuple[str, Any]]:
         final = self.backend.final_results(invocation_ids)

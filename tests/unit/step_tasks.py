@@ -100,3 +100,9 @@ def wait_cycle() -> str:
     """Submits a child that waits on this invocation, then waits on the child."""
     child = wait_on(current.get().invocation_id)
     return child.result
+
+
+@app.task
+def get_child(x: int) -> int:
+    """Waits on a subtask with a timeout (``.get``), which needs the wait's True."""
+    return add(x, x).get(5)

@@ -160,3 +160,9 @@ def test_a_running_runner_of_the_app_is_refused(app):
     with running(app):
         with pytest.raises(PynencError, match="runner .* is running"):
             run_pending(app)
+
+
+def test_a_timed_wait_on_a_subtask_run_inline_reports_it_final(app):
+    inv = t.get_child(2)
+    run_pending(app)
+    assert inv.result == 4
