@@ -32,9 +32,11 @@ redis-server:
 	done; \
 	[ -z "$$missing" ] || (apt-get update && apt-get install -y $$missing)
 
-# Lint (rules in pyproject.toml [tool.ruff]); `test` and `test-fast` run it first.
+# Lint and type-check (pyproject.toml [tool.ruff], [tool.mypy]); `test` and `test-fast`
+# run it first.
 lint: $(VENV)/.test
 	$(PY) -m ruff check pynenc_ray local_runners tests
+	$(PY) -m mypy
 
 test: $(VENV)/.test redis-server lint
 	$(PY) -m pytest

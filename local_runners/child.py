@@ -13,10 +13,13 @@ from functools import cache
 from typing import Any
 
 from pynenc_ray.app import Pynenc
+from pynenc_ray.runners.app_protocol import RunnerApp
 
 
 @cache
-def mp_context(preload: tuple[str, ...] = ()) -> multiprocessing.context.BaseContext:
+def mp_context(
+    preload: tuple[str, ...] = (),
+) -> multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext:
     """forkserver on Linux (a single-threaded server forks each child cheaply, with
     the app preloaded), spawn on macOS and elsewhere."""
     if sys.platform.startswith("linux"):
@@ -28,7 +31,7 @@ def mp_context(preload: tuple[str, ...] = ()) -> multiprocessing.context.BaseCon
     return multiprocessing.get_context("spawn")
 
 
-def parent_spec(app: Pynenc) -> tuple[str, dict[str, Any]]:
+def parent_spec(app: RunnerApp) -> tuple[str, dict[str, Any]]:
     """What a child needs to rebuild the parent's app: import path and config."""
     config = app.config.explicit_kwargs()
     config["dev_mode_force_sync_tasks"] = False

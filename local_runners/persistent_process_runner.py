@@ -36,7 +36,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import redis
 
@@ -74,6 +74,7 @@ class _Handle(NamedTuple):
 
 class PersistentProcessRunner(BaseRunner):
     config_cls = PersistentProcessRunnerConfig
+    conf: PersistentProcessRunnerConfig
     mem_compatible = False
 
     def __init__(self, app, conf: PersistentProcessRunnerConfig):
@@ -225,7 +226,8 @@ class PersistentProcessRunner(BaseRunner):
 
 # -- inside a worker process ----------------------------------------------------------------
 
-_BACKEND_CODE = tuple(os.path.dirname(m.__file__) + os.sep for m in (_backends_pkg, redis))
+_BACKEND_CODE = tuple(os.path.dirname(cast(str, m.__file__)) + os.sep
+                      for m in (_backends_pkg, redis))
 
 
 def _in_backend_call(frame) -> bool:
@@ -241,6 +243,7 @@ class _Worker(BaseRunner):
     """The loop inside one worker process."""
 
     config_cls = PersistentProcessRunnerConfig
+    conf: PersistentProcessRunnerConfig
 
     def __init__(self, app, conf, worker_id: str, state):
         super().__init__(app, conf)
@@ -250,7 +253,7 @@ class _Worker(BaseRunner):
         self._live: set[str] = set()  # claimed here and not yet done
         self._reconnects = 0
         # the invocation whose body may be interrupted, and what a signal wants raised in it
-        self._running: Claimed | None = None
+        self._current: Claimed | None = None
         self._timeout_sec: float | None = None
         self._pending: BaseException | None = None
         self._term_raised = self._timeout_raised = False
@@ -302,23 +305,23 @@ class _Worker(BaseRunner):
         self._depth = 0  # between runs this thread is in no backend call
         token = current.set(None)  # restored below, even if the run unwinds past its own reset
         self._state[BUSY] = 1
-        self._running = claimed
+        self._current = claimed
         try:
             if self._timeout_sec:
                 signal.setitimer(signal.ITIMER_REAL, self._timeout_sec)
             run_invocation(self.app, self, claimed, self.worker)
         except WorkerStopping:
-            self._running = None
+            self._current = None
             log.info("worker %s stopping: handing back %s", self.runner_id, inv_id)
             self._hand_back([inv_id])
         except Exception:  # the executor stores task errors; this is a fault around it
-            self._running = None
+            self._current = None
             if not self._stop.is_set():  # (when stopping: an outage cut short, expected)
                 log.exception("worker %s failed around %s; handing it back", self.runner_id,
                               inv_id)
             self._hand_back([inv_id])
         finally:
-            self._running = None
+            self._current = None
             signal.setitimer(signal.ITIMER_REAL, 0)
             self._pending = None
             current.reset(token)
@@ -404,7 +407,7 @@ class _Worker(BaseRunner):
         held one). At most one of each per run."""
         if signum == signal.SIGTERM:
             self._stop.set()
-        run = self._running
+        run = self._current
         if run is None:
             return
         if signum == signal.SIGTERM:
@@ -423,12 +426,14 @@ class _Worker(BaseRunner):
     def _deliver(self) -> None:
         """Raise the held exception if the task body runs now, else try again
         shortly (the run may be just before its body; its end drops it)."""
-        run, ctx = self._running, current.get()
+        run, ctx = self._current, current.get()
         if run is None or ctx is None or ctx.invocation_id != run.invocation_id:
             if run is not None:
                 signal.setitimer(signal.ITIMER_REAL, REDELIVER_SEC)
             return
         exc, self._pending = self._pending, None
+        if exc is None:  # raised meanwhile, by a signal between the caller's check and here
+            return
         if isinstance(exc, WorkerStopping):
             self._term_raised = True
         else:

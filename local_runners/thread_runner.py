@@ -37,6 +37,7 @@ MIN_THREAD_CAP = 256
 
 class ThreadRunner(BaseRunner):
     config_cls = ThreadRunnerConfig
+    conf: ThreadRunnerConfig
     mem_compatible = True
 
     def __init__(self, app, conf: ThreadRunnerConfig):
@@ -50,8 +51,8 @@ class ThreadRunner(BaseRunner):
         self._threads: list[threading.Thread] = []
         self._worker_prefix = f"{os.getpid()}"
         self.last_busy = time.monotonic()  # when a slot was last taken or given back
-        # id -> (due, task, sec, worker)
-        self._deadlines: dict[str, tuple[float, str, float, str]] = {}
+        # id -> (due, claimed, sec, worker)
+        self._deadlines: dict[str, tuple[float, Claimed, float, str]] = {}
         self._timed_out: set[str] = set()  # failed by the watchdog; their threads still run
         self._live: set[str] = set()  # claimed and not yet finished here
         self._waiting_ids: set[str] = set()  # live ones that lent their slot while waiting

@@ -266,7 +266,7 @@ class Pynenc:
         """
         ctx = context.current.get()
         parent = ctx.invocation_id if ctx is not None and ctx.app is self else None
-        runner_id, worker = (ctx.runner.runner_id, ctx.worker) if parent else (
+        runner_id, worker = (ctx.runner.runner_id, ctx.worker) if ctx and parent else (
             external_runner_id(), threading.current_thread().name)
         new = [self._new_invocation(task, a, kw, parent) for a, kw in calls]
         self.middleware.before_enqueue(self, new)

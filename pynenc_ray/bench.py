@@ -20,12 +20,18 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import psutil
 
 from . import registry
 from .local_redis import throwaway_redis
+
+if TYPE_CHECKING:
+    from .backends.redis.backend import RedisBackend
+
+# a workload's latencies in seconds, or a call that reads them once it is measured
+Latencies = list[float] | Callable[[], list[float]]
 
 WORKLOADS = ("noop", "submit-each", "sleep", "fanout", "latency")
 # workloads whose tasks/s compares with the floor's (the others measure waits)
@@ -132,7 +138,8 @@ class Session:
         self.app.reconfigure(replace=True, **fields)
         self.proc: subprocess.Popen | None = None
         self.thread: threading.Thread | None = None
-        self.redis = self.app.backend.client if backend == "redis" else None
+        self.redis = (cast("RedisBackend", self.app.backend).client if backend == "redis"
+                      else None)
 
     @property
     def in_process(self) -> bool:
@@ -217,7 +224,7 @@ def _latencies(invs) -> list[float]:
     return out
 
 
-def w_noop(n: int, tick) -> tuple[int, float, list[float]]:
+def w_noop(n: int, tick) -> tuple[int, float, Latencies]:
     from .bench_tasks import add
 
     t0 = time.perf_counter()
@@ -229,7 +236,7 @@ def w_noop(n: int, tick) -> tuple[int, float, list[float]]:
     return n, wall, lambda: _latencies(group.invocations)
 
 
-def w_submit_each(n: int, tick) -> tuple[int, float, list[float]]:
+def w_submit_each(n: int, tick) -> tuple[int, float, Latencies]:
     """What a user does: submit ``add(i, i)`` one call at a time, then read every
     ``.result`` in order (not ``.wait()``: reading the result is part of the cost)."""
     from .bench_tasks import add
@@ -274,7 +281,7 @@ def measure_floor(redis_url: str, n: int) -> Result:
     return Result("bare redis-py (floor)", "redis", "floor", n, wall, n / wall)
 
 
-def w_sleep(n: int, tick) -> tuple[int, float, list[float]]:
+def w_sleep(n: int, tick) -> tuple[int, float, Latencies]:
     from .bench_tasks import nap
 
     t0 = time.perf_counter()
@@ -285,7 +292,7 @@ def w_sleep(n: int, tick) -> tuple[int, float, list[float]]:
     return 200, wall, lambda: _latencies(group.invocations)
 
 
-def w_fanout(n: int, tick) -> tuple[int, float, list[float]]:
+def w_fanout(n: int, tick) -> tuple[int, float, Latencies]:
     from .bench_tasks import fanout
 
     t0 = time.perf_counter()
@@ -295,7 +302,7 @@ def w_fanout(n: int, tick) -> tuple[int, float, list[float]]:
     return 101, wall, []
 
 
-def w_latency(n: int, tick) -> tuple[int, float, list[float]]:
+def w_latency(n: int, tick) -> tuple[int, float, Latencies]:
     from .bench_tasks import add
 
     lat = []
@@ -344,7 +351,7 @@ def run(backend: str, redis_url: str | None, runners: list[str], workloads: list
                     results.append(r)
             finally:
                 session.stop()
-        if backend == "redis":
+        if backend == "redis" and redis_url:  # (set above for redis)
             bar.set_description("floor")
             results.insert(0, measure_floor(redis_url, n))
     return results

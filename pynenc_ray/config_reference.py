@@ -32,10 +32,7 @@ def _bounds(model: type[BaseModel], name: str) -> str:
 
 
 def _default(model: type[BaseModel], name: str) -> str:
-    field = model.model_fields[name]
-    if field.default_factory is not None:
-        return repr(field.default_factory())
-    return repr(field.default)
+    return repr(model.model_fields[name].get_default(call_default_factory=True))
 
 
 def _table(model: type[BaseModel], names: list[str], env: str) -> list[str]:

@@ -201,7 +201,7 @@ def _error_doc(data: bytes) -> tuple[str, list, str, str] | TaskFailedError:
             f"the task failed and its stored error has fields of the wrong type: "
             f"{', '.join(wrong)}; expected cls, message and traceback as strings and args "
             f"as a list: {data[:200]!r}")
-    return tuple(doc.get(k, defaults[k]) for k in fields)  # type: ignore[return-value]
+    return tuple(doc.get(k, defaults[k]) for k in fields)
 
 
 def _loaded_exception_class(cls_path: str) -> type[Exception] | None:

@@ -99,7 +99,7 @@ class Task:
     def parallelize(self, items: Iterable[Any]) -> InvocationGroup:
         """Submit one invocation per item in one backend round trip: a tuple is
         positional arguments, a dict keyword arguments, anything else one argument."""
-        calls = []
+        calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
         for item in items:
             if isinstance(item, tuple):
                 calls.append((item, {}))

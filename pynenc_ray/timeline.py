@@ -49,13 +49,13 @@ def segments(rec: InvocationRecord, now: float) -> list[Segment]:
             # the worker that reported the end of the run ran it (a runner that claims
             # and starts in one step records RUNNING from its claiming loop)
             same = nxt is not None and nxt.runner_id == h.runner_id
-            lane = (h.runner_id, nxt.worker if same else h.worker)
+            lane = (h.runner_id, nxt.worker if nxt is not None and same else h.worker)
             if waiting_since is not None:
                 out.append(Segment(lane, waiting_since, h.timestamp, "pending", rec.task_id,
                                    rec.invocation_id))
                 waiting_since = None
             outcome = {S.SUCCESS: "success", S.FAILED: "failed", S.RETRY: "failed",
-                       S.REROUTED: "rerouted"}.get(nxt.status if nxt else None, "running")
+                       S.REROUTED: "rerouted"}.get(nxt.status, "running") if nxt else "running"
             out.append(Segment(lane, h.timestamp, end, outcome, rec.task_id, rec.invocation_id))
         elif h.status == S.PAUSED:
             out.append(Segment((h.runner_id, h.worker), h.timestamp, end, "paused", rec.task_id,
@@ -147,12 +147,16 @@ def render_svg(records: Iterable[InvocationRecord], title: str = "pynenc-ray tim
 
 
 def stack_svgs(svgs: list[str]) -> str:
-    """Several timelines one above the other, as one SVG (e.g. to render one PNG)."""
+    """Several timelines one above the other, as one SVG (e.g. to render one PNG).
+    Raises ValueError for an SVG without width and height (not from render_svg)."""
     import re
 
     parts, y, width = [], 0, 0
     for svg in svgs:
-        w, h = (int(v) for v in re.search(r'width="(\d+)" height="(\d+)"', svg).groups())
+        size = re.search(r'width="(\d+)" height="(\d+)"', svg)
+        if size is None:
+            raise ValueError("an SVG without width and height: not one from render_svg")
+        w, h = (int(v) for v in size.groups())
         parts.append(svg.replace("<svg ", f'<svg x="0" y="{y}" ', 1))
         y, width = y + h, max(width, w)
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" '

@@ -14,7 +14,7 @@ import heapq
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from ..errors import InvocationNotFoundError
 from ..status import CLAIMABLE, FINAL, OWNED, InvocationStatus, Verdict, check_transition
@@ -179,7 +179,7 @@ class MemoryBackend(Backend):
                     invocation_id, rec.status, status, rec.owner, runner_id) is Verdict.APPLY)
             for ok, (invocation_id, status, payload, worker) in zip(verdicts, items):
                 rec = self._records.get(invocation_id)
-                if not ok:
+                if not ok or rec is None:  # (ok means rec is there)
                     if rec is not None:
                         _log_drop(invocation_id, rec, status, runner_id)
                     out.append(False)
@@ -275,15 +275,14 @@ class MemoryBackend(Backend):
             for inv_id in invocation_ids:
                 rec = self._records.get(inv_id)
                 if rec is not None and rec.status in FINAL:
-                    out[inv_id] = (rec.status, rec.result if rec.status == S.SUCCESS else rec.error)
+                    out[inv_id] = _final(rec)
         return out
 
     def finals_as_completed(self, invocation_ids: Sequence[str]
                             ) -> Iterator[dict[str, tuple[InvocationStatus, bytes]]]:
         """Reads only what became final since the last look (the final log), so a
         large group costs O(n), not O(n) per wake-up."""
-        def result(rec: InvocationRecord) -> tuple[InvocationStatus, bytes]:
-            return rec.status, rec.result if rec.status == S.SUCCESS else rec.error
+        result = _final
 
         want = set(invocation_ids)
         with self._lock:
@@ -362,3 +361,9 @@ def _log_drop(invocation_id: str, rec: InvocationRecord, new: InvocationStatus, 
         "dropped late %s of invocation %s from runner %s: it is %s (owner %s)",
         new, invocation_id, by, rec.status, rec.owner,
     )
+
+
+def _final(rec: InvocationRecord) -> tuple[InvocationStatus, bytes]:
+    """A final record's status and payload: its result, or its error when it failed
+    (a final record always holds the one its status names)."""
+    return rec.status, cast(bytes, rec.result if rec.status == S.SUCCESS else rec.error)

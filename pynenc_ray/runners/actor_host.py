@@ -12,10 +12,13 @@ import os
 import socket
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..config import MultiThreadRunnerConfig, ThreadRunnerConfig
 from .base import load_runner_class
+
+if TYPE_CHECKING:
+    from local_runners.thread_runner import ThreadRunner
 
 # MultiThreadRunner fields that the hosted ThreadRunner takes as its own.
 _THREAD_FIELDS = set(ThreadRunnerConfig.model_fields)
@@ -41,7 +44,7 @@ class ActorHost:
     it from ``app_path`` and applies the parent's effective ``config``.
     ``runner_cls`` names the hosted runner (a registered name or ``module:Class``
     of a ThreadRunner subclass). Raises ConfigError when the app or the runner
-    class cannot be loaded.
+    class cannot be loaded; ValueError when given neither ``app`` nor ``app_path``.
     """
 
     runner_cls: str = "ThreadRunner"
@@ -51,9 +54,12 @@ class ActorHost:
         if app is None:
             from local_runners.child import load_app
 
+            if app_path is None:
+                raise ValueError("an ActorHost needs the app or its app_path")
             app = load_app(app_path, config or {})
         self.name, self.parent_id, self.app = name, parent_id, app
-        self.runner = load_runner_class(self.runner_cls)(app, thread_config(app.config.runner))
+        runner_cls = load_runner_class(self.runner_cls)  # a ThreadRunner (sub)class
+        self.runner = cast("ThreadRunner", runner_cls(app, thread_config(app.config.runner)))
         self.runner.runner_id = f"{parent_id}/{name}"
         self._thread = threading.Thread(target=self.runner.run, name=f"host-{name}", daemon=True)
         self._thread.start()

@@ -88,19 +88,22 @@ def run_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed,
     runner_id, backend = runner.runner_id, app.backend
     inv_id = claimed.invocation_id
     if claimed.deaths > runner.conf.max_reroutes:
-        return _reject(app, runner, claimed, worker, PoisonInvocationError(
+        _reject(app, runner, claimed, worker, PoisonInvocationError(
             f"invocation {inv_id} of {claimed.task_id} was rerouted {claimed.deaths} times "
             f"because the worker running it died (max_reroutes={runner.conf.max_reroutes}); it "
             "likely kills its worker, so it is failed instead of run again"))
+        return None
     task = app.get_task(claimed.task_id)
     if task is None:
-        return _reject(app, runner, claimed, worker, UnknownTaskError(
+        _reject(app, runner, claimed, worker, UnknownTaskError(
             f"task {claimed.task_id} is not defined in app {app.app_id!r} on this worker "
             "(is the worker running an older or different version of the code?)"))
+        return None
     try:
         args, kwargs = app.decode_args(claimed)
     except SerializationError as exc:
-        return _reject(app, runner, claimed, worker, exc)
+        _reject(app, runner, claimed, worker, exc)
+        return None
     if not claimed.started:
         try:
             backend.transition(inv_id, S.RUNNING, runner_id, worker)

@@ -51,7 +51,7 @@ def enable_token_auth_if_available() -> str | None:
     if "ray" in sys.modules:  # imported already (a test session, a user's script)
         try:
             # Ray's own way to re-read RAY_AUTH_MODE; it has no public call for that
-            from ray._raylet import Config
+            from ray._raylet import Config  # type: ignore[attr-defined]  # not in its .pyi
 
             Config.initialize("")
         except Exception as exc:  # pragma: no cover - depends on the Ray build

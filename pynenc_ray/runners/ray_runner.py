@@ -16,7 +16,7 @@ import math
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 from ..config import MultiThreadRunnerConfig
 from ..middleware import Middleware
@@ -51,6 +51,14 @@ class _Actor:
             return ActorView(self.name, starting=True)
         idle_since = now - r["idle_sec"] if r["active_threads"] == 0 else None
         return ActorView(self.name, r["active_threads"], idle_since)
+
+    def ask_stop(self) -> None:
+        """Ask the actor to stop, without waiting."""
+        raise NotImplementedError
+
+    def stop(self, timeout: float) -> None:
+        """Stop the actor within about ``timeout`` seconds."""
+        raise NotImplementedError
 
 
 class _LocalActor(_Actor):
@@ -103,6 +111,7 @@ class _RayActor(_Actor):
 
 class MultiThreadRunner(BaseRunner):
     config_cls = MultiThreadRunnerConfig
+    conf: MultiThreadRunnerConfig
     host_cls: type[ActorHost] = ActorHost  # what each actor is (a subclass may add to it)
 
     def __init__(self, app, conf: MultiThreadRunnerConfig):
@@ -112,7 +121,7 @@ class MultiThreadRunner(BaseRunner):
         self._ray: Any = None
         self._started_ray = False
         self._gauges: dict[str, Any] = {}
-        self._requested = 0  # CPUs last asked of the autoscaler
+        self._requested: float = 0  # CPUs last asked of the autoscaler
         self._warned_unplaced = time.monotonic()  # last warning about actors Ray cannot place
         self._start_failures = 0  # actors in a row that died before they ever answered
         self._start_backoff_until = 0.0
@@ -148,7 +157,7 @@ class MultiThreadRunner(BaseRunner):
         first = self.max_processes if self.conf.enforce_max_processes else self.conf.min_processes
         self._start_actors(max(first, 0))
         if not self.local:  # ready means the first actors take work (or we said why not)
-            pings = [a.handle.ping.remote() for a in self.actors.values()]
+            pings = [cast(_RayActor, a).handle.ping.remote() for a in self.actors.values()]
             ready, _ = self._ray.wait(pings, num_returns=len(pings),
                                       timeout=self.conf.actor_start_timeout_sec)
             if len(ready) < len(pings):
@@ -270,12 +279,12 @@ class MultiThreadRunner(BaseRunner):
         if self.local:
             for actor in list(self.actors.values()):
                 try:
-                    actor.poll()
+                    cast(_LocalActor, actor).poll()
                 except ActorGone:
                     self._replace_dead(actor)
             return
         ray = self._ray
-        refs = {a.ask_stats(): a for a in self.actors.values()}
+        refs = {a.ask_stats(): a for a in cast("list[_RayActor]", list(self.actors.values()))}
         if not refs:
             return
         timeout = min(max(self.conf.scaling_interval_sec, 0.2), 0.5)  # a stop is noticed soon
@@ -311,7 +320,7 @@ class MultiThreadRunner(BaseRunner):
         ever answer (the app does not import on the node, a bad runtime_env)
         are retried with a growing pause and one clear error, not in a loop."""
         if not self.local:
-            actor.kill()
+            cast(_RayActor, actor).kill()
         self._forget(actor, "died", died=True)
         if self.local or actor.report is not None:
             self._start_failures = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,7 @@ def decide(queue_depth: int, actors: list[ActorView], cfg: ScalingConfig, now: f
         idle = sorted(
             (a for a in actors if not a.starting and a.active_threads == 0
              and a.idle_since is not None and now - a.idle_since >= cfg.idle_timeout_process_sec),
-            key=lambda a: a.idle_since,  # the longest idle goes first
+            key=lambda a: cast(float, a.idle_since),  # the longest idle goes first (none is None)
         )
         retire = [a.actor_id for a in idle[:max(spare, 0)]]
     return Decision(start=start, retire=retire, wanted=wanted)

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -86,6 +86,8 @@ class RedisBackend(Backend):
             kwargs["password"] = settings.redis_password.get_secret_value()
         if settings.redis_ssl_ca_certs:
             kwargs["ssl_ca_certs"] = settings.redis_ssl_ca_certs
+        # replies are bytes (no decode_responses); redis-py types them bytes | str,
+        # hence the casts where they are decoded
         self.client = redis.Redis.from_url(self.url, **kwargs)
         # the retry _call applies: forever unless a producer's deadline ends it
         self._retry = Retry(ExponentialWithJitterBackoff(cap=2.0, base=0.05), -1,
@@ -251,8 +253,10 @@ class RedisBackend(Backend):
         if not flat and timeout > 0:
             block = min(timeout, MAX_BLOCK_SEC)
             self._inflight_empty.discard(runner_id)  # before: a lost reply may have moved one
+            # redis-py types the timeout int; BLMOVE takes seconds with decimals
             moved = self._call(lambda: self.client.blmove(
-                self.key("queue"), self.key("inflight", runner_id), block, "LEFT", "RIGHT"),
+                self.key("queue"), self.key("inflight", runner_id),
+                block, "LEFT", "RIGHT"),  # type: ignore[arg-type]
                 "wait for work")
             if moved is None:
                 return []
@@ -324,8 +328,8 @@ class RedisBackend(Backend):
         return [r.decode() for r in res]
 
     def owned_by(self, runner_id: str) -> set[str]:
-        raw = self._call(lambda: self.client.smembers(self.key("owned", runner_id)),
-                         "read owned ids")
+        raw = cast("set[bytes]", self._call(
+            lambda: self.client.smembers(self.key("owned", runner_id)), "read owned ids"))
         return {r.decode() for r in raw}
 
     def heartbeat(self, runner_id: str, info: dict[str, Any], dead_after_sec: float = 10.0,
@@ -343,7 +347,7 @@ class RedisBackend(Backend):
             pipe = self.client.pipeline(transaction=False)
             pipe.hgetall(self.key("runners"))
             pipe.zrange(self.key("beats"), 0, -1, withscores=True)
-            return tuple(pipe.execute())  # type: ignore[return-value]
+            return tuple(pipe.execute())
         infos, beats = self._call(read, "list runners")
         seen = {k.decode(): v for k, v in beats}
         return {rid.decode(): {**json.loads(info), "last_seen": seen.get(rid.decode(), 0.0)}
@@ -357,7 +361,7 @@ class RedisBackend(Backend):
 
     # -- state -------------------------------------------------------------------------------
 
-    def _read(self, fn: Callable[[Any], None], ids: Sequence[str], what: str) -> list[Any]:
+    def _read(self, fn: Callable[[Any, str], Any], ids: Sequence[str], what: str) -> list[Any]:
         """One pipelined read, a command per id; a reply that is an error (a key
         of the wrong type) comes back as a CorruptRecordError for its id."""
         def read() -> list:
@@ -524,19 +528,22 @@ class RedisBackend(Backend):
         return [parsed.get(i, hn) for i, hn in zip(ids, hns)]
 
     def status_counts(self) -> dict[str, int]:
-        raw = self._call(lambda: self.client.hgetall(self.key("counts")), "read status counts")
+        raw = cast("dict[bytes, bytes]", self._call(
+            lambda: self.client.hgetall(self.key("counts")), "read status counts"))
         return {k.decode(): int(v) for k, v in raw.items() if int(v) > 0}
 
     def corrupt(self) -> dict[str, str]:
         """Invocations whose records were set aside as corrupt: id -> why."""
-        raw = self._call(lambda: self.client.hgetall(self.key("corrupt")), "read corrupt records")
+        raw = cast("dict[bytes, bytes]", self._call(
+            lambda: self.client.hgetall(self.key("corrupt")), "read corrupt records"))
         return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
 
     def recent(self, since: float) -> list[InvocationRecord]:
         """Records registered since ``since``; corrupt ones are skipped (they are
         listed by ``corrupt()``), so one bad record never hides the rest."""
-        ids = [i.decode() for i in self._call(
-            lambda: self.client.zrangebyscore(self.key("index"), since, "+inf"), "read the index")]
+        ids = [i.decode() for i in cast("list[bytes]", self._call(
+            lambda: self.client.zrangebyscore(self.key("index"), since, "+inf"),
+            "read the index"))]
         out = []
         for start in range(0, len(ids), _READ_CHUNK):
             chunk = ids[start:start + _READ_CHUNK]

@@ -45,7 +45,8 @@ class _BoundedSet:
     """The last ``size`` ids added: which submissions this process made."""
 
     def __init__(self, size: int):
-        self.size, self._d = size, OrderedDict()
+        self.size = size
+        self._d: OrderedDict[str, None] = OrderedDict()
 
     def add_all(self, ids: Iterable[str]) -> None:
         for i in ids:
@@ -268,7 +269,7 @@ class ResultListener:
             recent = self._recent
             for inv_id, status, payload in finals:
                 recent[inv_id] = None
-                if status is not None and inv_id in self._mine:
+                if status is not None and payload is not None and inv_id in self._mine:
                     self._results.put(inv_id, status, payload)
                 if inv_id in self._watch:
                     self._arrived.add(inv_id)
