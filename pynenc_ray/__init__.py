@@ -35,7 +35,7 @@ from .registry import runner_paths
 from .status import InvocationStatus
 from .task import Task
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the package's version: pyproject.toml reads it from here
 
 # Attributes imported on first access ("module:attr"): every registered runner, and
 # BaseRunner, so that naming them imports no runner module (and never Ray) early.
