@@ -73,6 +73,9 @@ class _Handle(NamedTuple):
 
 
 class PersistentProcessRunner(BaseRunner):
+    """Runs invocations in ``num_processes`` long-lived worker processes (0 = cpu count),
+    each with its own threads; a worker whose task waits lends its slot to a new one."""
+
     config_cls = PersistentProcessRunnerConfig
     conf: PersistentProcessRunnerConfig
     mem_compatible = False
@@ -100,6 +103,7 @@ class PersistentProcessRunner(BaseRunner):
         return sum(bool(st[WAITING]) for st in list(self._states.values()))
 
     def heartbeat_info(self) -> dict[str, Any]:
+        """The base heartbeat plus worker counts and how many workers wait on results."""
         return {**super().heartbeat_info(), "workers": len(self._workers),
                 "extra_workers": len(self._extras), "waiting": self.waiting}
 

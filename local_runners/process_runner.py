@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
+from typing_extensions import override
 
 from pynenc_ray.backends import patience
 from pynenc_ray.backends.base import Claimed
@@ -46,6 +47,9 @@ class _Child:
 
 
 class ProcessRunner(BaseRunner):
+    """Runs each invocation in a process of its own, at most ``slots`` at once; a child
+    waiting on results is paused (SIGSTOP) and holds no slot."""
+
     config_cls = ProcessRunnerConfig
     mem_compatible = False
 
@@ -59,10 +63,12 @@ class ProcessRunner(BaseRunner):
         """Children holding a slot (not paused)."""
         return sum(not c.paused for c in self._children.values())
 
+    @override
     def live_invocations(self) -> set[str]:
         return set(self._children)
 
     def heartbeat_info(self) -> dict[str, Any]:
+        """The base heartbeat plus slots, running children and paused children."""
         return {**super().heartbeat_info(), "slots": self.slots, "running": self.active,
                 "paused": len(self._children) - self.active}
 

@@ -36,6 +36,9 @@ MIN_THREAD_CAP = 256
 
 
 class ThreadRunner(BaseRunner):
+    """Runs invocations on a pool of daemon threads of this process, at most
+    ``max_threads`` busy at once; a thread waiting on results lends its slot."""
+
     config_cls = ThreadRunnerConfig
     conf: ThreadRunnerConfig
     mem_compatible = True
@@ -81,6 +84,7 @@ class ThreadRunner(BaseRunner):
             return self._live | self._writing
 
     def heartbeat_info(self) -> dict[str, Any]:
+        """The base heartbeat plus slots, busy and waiting threads, and the pool size."""
         return {**super().heartbeat_info(), "slots": self.slots, "busy": self._busy,
                 "waiting": self._waiting, "threads": len(self._threads)}
 

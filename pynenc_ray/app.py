@@ -40,6 +40,7 @@ S = InvocationStatus
 
 
 def external_runner_id() -> str:
+    """The owner id recorded for calls made outside any task (a script, a shell)."""
     return f"ExternalRunner@{socket.gethostname()}-{os.getpid()}"
 
 
@@ -120,10 +121,12 @@ class Pynenc:
 
     @property
     def app_id(self) -> str:
+        """The app's namespace (``app_id`` setting): its backend keys and actor names."""
         return self.config.settings.app_id
 
     @property
     def backend(self) -> Backend:
+        """The app's backend, built once, on first use, from the config."""
         if self._backend is None:
             with self._lock:
                 if self._backend is None:

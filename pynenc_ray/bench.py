@@ -51,6 +51,8 @@ RUNNERS = tuple(name for name in registry.RUNNERS if name in RUNNER_FIELDS)
 
 @dataclass
 class Result:
+    """One measured workload: throughput, latency percentiles, CPU and Redis commands."""
+
     runner: str
     backend: str
     workload: str
@@ -91,6 +93,7 @@ class CpuMeter:
         return out
 
     def sample(self) -> dict[str, Any]:
+        """CPU seconds so far of this process, the runner's processes and Redis."""
         t = psutil.Process().cpu_times()
         redis_cpu = None
         if self.redis is not None:
@@ -100,6 +103,7 @@ class CpuMeter:
 
     @staticmethod
     def delta(a: dict, b: dict, n: int, in_process: bool) -> dict[str, float]:
+        """CPU milliseconds per task between two samples, split by who spent them."""
         workers = sum(v - a["tree"].get(pid, 0.0) for pid, v in b["tree"].items())
         out = {"producer+workers" if in_process else "producer":
                (b["producer"] - a["producer"]) * 1000 / n}
@@ -143,6 +147,7 @@ class Session:
 
     @property
     def in_process(self) -> bool:
+        """True when the runner runs in this process (the memory backend)."""
         return self.backend_name == "memory"
 
     def start(self) -> float:
@@ -173,6 +178,7 @@ class Session:
         return time.perf_counter() - t0
 
     def stop(self) -> None:
+        """Stop the runner (terminate, then kill, a runner process) and close the backend."""
         if self.proc is not None:
             self.proc.terminate()
             try:
@@ -185,6 +191,7 @@ class Session:
         self.app.backend.close()  # its result listener goes before the throwaway Redis does
 
     def measure(self, workload: str, n: int, tick: Callable[[int], None]) -> Result:
+        """Run one workload of ``n`` tasks and return its Result."""
         meter = CpuMeter(self.proc.pid if self.proc else None, self.redis,
                          self.runner_name == "MultiThreadRunner" and not self.in_process)
         cmds0 = redis_commands(self.redis) if self.redis is not None else None
@@ -225,6 +232,7 @@ def _latencies(invs) -> list[float]:
 
 
 def w_noop(n: int, tick) -> tuple[int, float, Latencies]:
+    """Workload: ``n`` trivial tasks submitted in one call; latencies read afterwards."""
     from .bench_tasks import add
 
     t0 = time.perf_counter()
@@ -282,6 +290,7 @@ def measure_floor(redis_url: str, n: int) -> Result:
 
 
 def w_sleep(n: int, tick) -> tuple[int, float, Latencies]:
+    """Workload: 200 tasks that sleep 50 ms each (measures concurrency, not ``n``)."""
     from .bench_tasks import nap
 
     t0 = time.perf_counter()
@@ -293,6 +302,7 @@ def w_sleep(n: int, tick) -> tuple[int, float, Latencies]:
 
 
 def w_fanout(n: int, tick) -> tuple[int, float, Latencies]:
+    """Workload: one task that submits 100 subtasks and waits on them."""
     from .bench_tasks import fanout
 
     t0 = time.perf_counter()
@@ -303,6 +313,7 @@ def w_fanout(n: int, tick) -> tuple[int, float, Latencies]:
 
 
 def w_latency(n: int, tick) -> tuple[int, float, Latencies]:
+    """Workload: 50 round trips one at a time, each timed from submit to result."""
     from .bench_tasks import add
 
     lat = []
@@ -325,6 +336,9 @@ WORKLOAD_FNS = {"noop": w_noop, "submit-each": w_submit_each, "sleep": w_sleep,
 
 def run(backend: str, redis_url: str | None, runners: list[str], workloads: list[str], n: int,
         progress: bool = True) -> list[Result]:
+    """Measure ``workloads`` on each runner on ``backend`` (a throwaway Redis when none
+    is given) and return the results, the floor first on Redis. Raises RuntimeError
+    when a runner does not start."""
     from tqdm import tqdm
 
     total = sum(n if w in ("noop", "submit-each") else {"sleep": 200, "fanout": 1, "latency": 50}[w]
@@ -385,6 +399,7 @@ def _f(v: float | None, digits: int = 2) -> str:
 
 
 def main(args) -> int:
+    """The ``bench`` command: run, print the table, optionally write JSON; exit code."""
     runners = args.runner or ["ThreadRunner"]
     workloads = args.workload or list(WORKLOADS)
     results = run(args.backend, args.redis_url, runners, workloads, args.n,

@@ -12,11 +12,13 @@ app = Pynenc()  # app_id and the rest come from the bench (arguments or PYNENC__
 
 @app.task
 def add(x: int, y: int) -> int:
+    """Return ``x + y``: the no-op task of the bench."""
     return x + y
 
 
 @app.task
 def nap(sec: float) -> None:
+    """Sleep ``sec`` seconds: a task that only holds its slot."""
     time.sleep(sec)
 
 

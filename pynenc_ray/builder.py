@@ -12,6 +12,9 @@ from .app import Pynenc
 
 
 class PynencBuilder:
+    """Builds a Pynenc app by chained calls; ``build()`` makes it. Unset fields keep
+    their configured (or default) values."""
+
     def __init__(self) -> None:
         self._fields: dict[str, Any] = {}
         self._runner: dict[str, Any] = {}
@@ -26,26 +29,32 @@ class PynencBuilder:
         return self
 
     def app_id(self, app_id: str) -> PynencBuilder:
+        """Set the app's namespace."""
         return self._set(app_id=app_id)
 
     def app_path(self, app_path: str) -> PynencBuilder:
+        """Set the ``module:attr`` by which workers import the app."""
         return self._set(app_path=app_path)
 
     def memory(self) -> PynencBuilder:
+        """Use the in-process memory backend."""
         return self._set(backend="memory")
 
     def redis(self, url: str | None = None, *, username: str | None = None,
               password: str | None = None, ssl_ca_certs: str | None = None) -> PynencBuilder:
+        """Use Redis, at ``url`` and with these credentials when given."""
         return self._set(backend="redis", redis_url=url, redis_username=username,
                          redis_password=password, redis_ssl_ca_certs=ssl_ca_certs)
 
     def serializer(self, name: str, *, signing_key: str | None = None,
                    allow_unsigned_pickle: bool | None = None) -> PynencBuilder:
+        """Choose the payload format (json or pickle) and its signing settings."""
         return self._set(serializer=name, signing_key=signing_key,
                          allow_unsigned_pickle=allow_unsigned_pickle)
 
     def thread_runner(self, min_threads: int | None = None,
                       max_threads: int | None = None) -> PynencBuilder:
+        """Use ThreadRunner, with these thread bounds when given."""
         return self._runner_fields("ThreadRunner", min_threads=min_threads, max_threads=max_threads)
 
     def multi_thread_runner(self, min_threads: int | None = None, max_threads: int | None = None,
@@ -57,15 +66,19 @@ class PynencBuilder:
                                    max_threads=max_threads, **fields)
 
     def process_runner(self) -> PynencBuilder:
+        """Use ProcessRunner (one process per invocation)."""
         return self._runner_fields("ProcessRunner")
 
     def persistent_process_runner(self, num_processes: int | None = None) -> PynencBuilder:
+        """Use PersistentProcessRunner, with ``num_processes`` workers when given."""
         return self._runner_fields("PersistentProcessRunner", num_processes=num_processes)
 
     def dummy_runner(self) -> PynencBuilder:
+        """Use DummyRunner: this process only submits, other processes execute."""
         return self._runner_fields("DummyRunner")
 
     def dev_mode(self, force_sync_tasks: bool = True) -> PynencBuilder:
+        """Run tasks inline at call time (or stop doing so), without a runner."""
         return self._set(dev_mode_force_sync_tasks=force_sync_tasks)
 
     def runner_tuning(self, **fields: Any) -> PynencBuilder:

@@ -54,6 +54,8 @@ def _app(args: argparse.Namespace) -> Pynenc:
 
 
 def cmd_runner_start(args: argparse.Namespace) -> int:
+    """``runner start``: run the app's runner until stopped. Raises CliError without
+    ``--app`` or when the app does not load."""
     if not args.app:
         raise CliError("runner start needs --app module:attr so workers can import your tasks")
     app = load_app(args.app)
@@ -67,6 +69,8 @@ def cmd_runner_start(args: argparse.Namespace) -> int:
 
 
 def status_snapshot(app: Pynenc) -> dict[str, Any]:
+    """The app's queue depth, status counts, runners (with heartbeat ages) and corrupt
+    records, as a JSON-ready dict. Raises the backend's errors."""
     backend = app.backend
     now = time.time()
     runners = {rid: {**info, "heartbeat_age_sec": round(now - info["last_seen"], 2)}
@@ -77,6 +81,7 @@ def status_snapshot(app: Pynenc) -> dict[str, Any]:
 
 
 def format_status(snap: dict[str, Any]) -> str:
+    """A status snapshot as the text ``status`` prints."""
     lines = [f"app {snap['app_id']} on {snap['backend']}: queue depth {snap['queue_depth']}"]
     lines += [f"  {st:<10} {n}" for st, n in sorted(snap["statuses"].items())]
     corrupt = snap.get("corrupt") or {}
@@ -95,6 +100,7 @@ def format_status(snap: dict[str, Any]) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """``status``: print the snapshot once, as JSON, or every ``--interval`` (``--watch``)."""
     app = _app(args)
     if app.config.settings.backend == "memory":
         print("warning: the memory backend lives inside one process; this command sees only "
@@ -122,6 +128,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
+    """``timeline``: write recent invocations as an SVG or HTML timeline. Raises
+    OSError when the file cannot be written."""
     from .timeline import render_html, render_svg
 
     app = _app(args)
@@ -139,6 +147,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
+    """``config show``: print each effective setting and its source, secrets masked."""
     app = _app(args)
     view = app.config.show()
     if args.json:
@@ -157,6 +166,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_config_reference(args: argparse.Namespace) -> int:
+    """``config reference``: print the settings table, or update it in a README."""
     from .config_reference import reference, update_readme
 
     if args.write:
@@ -168,6 +178,7 @@ def cmd_config_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """``bench``: measure runners. Raises CliError for a runner bench cannot start."""
     from . import bench
 
     for name in args.runner or []:
@@ -229,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``pynenc-ray`` command on ``argv``; return its exit code (2 after
+    printing a CliError or PynencError)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -33,6 +33,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
     YamlConfigSettingsSource,
 )
+from typing_extensions import override
 
 from .errors import ConfigError
 from .redis_url import mask_url, normalize_redis_url, url_problem
@@ -117,6 +118,7 @@ class PynencSettings(BaseSettings):
         return url
 
     @classmethod
+    @override
     def settings_customise_sources(
         cls,
         settings_cls: type[BaseSettings],
@@ -125,6 +127,9 @@ class PynencSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The setting sources, highest precedence first: arguments, environment, the
+        config file (when one is named), pyproject; each records which keys it gave.
+        Raises ConfigError when the named config file is missing or of an unknown kind."""
         sink: dict[str, dict[str, Any]] = _PROVENANCE_SINK.setdefault(id(settings_cls), {})
         init_data = init_settings.init_kwargs if isinstance(init_settings, InitSettingsSource) else {}
         sources: list[tuple[str, PydanticBaseSettingsSource]] = [

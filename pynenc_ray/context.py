@@ -28,6 +28,8 @@ class ContextRunner(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ExecutionContext:
+    """What a running task body sees: its app, runner, invocation id and worker."""
+
     app: Any
     runner: ContextRunner
     invocation_id: str

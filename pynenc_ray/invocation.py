@@ -92,6 +92,7 @@ class Invocation:
 
     @property
     def history(self) -> list[HistoryEntry]:
+        """The invocation's status changes, oldest first. Raises the backend's errors."""
         return self.app.backend.history(self.invocation_id)
 
     def __repr__(self) -> str:
@@ -111,6 +112,7 @@ class InvocationGroup:
         return iter(self.invocations)
 
     def wait(self, timeout: float | None = None) -> bool:
+        """True once every member is final, False after ``timeout``; never raises a task's error."""
         return self.app.wait_invocations([i.invocation_id for i in self.invocations], timeout)
 
     @property

@@ -23,6 +23,8 @@ import random
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from typing_extensions import override
+
 if TYPE_CHECKING:  # types only: this module imports nothing of the app at run time
     from .backends.base import Claimed, NewInvocation
     from .status import InvocationStatus
@@ -83,6 +85,7 @@ class Retries(Middleware):
     ``retry_jitter`` (a fraction: 0.1 means up to 10% either way) so that many
     failures do not all come back at once."""
 
+    @override
     def retry_delay(self, task: Task, claimed: Claimed, exc: BaseException) -> float | None:
         opts = task.options
         if not isinstance(exc, opts.retry_for) or claimed.retries >= opts.max_retries:
@@ -98,6 +101,7 @@ class Retries(Middleware):
 class TimeLimits(Middleware):
     """The time limit policy: a task's ``timeout_sec``."""
 
+    @override
     def time_limit(self, task: Task, claimed: Claimed) -> float | None:
         return task.options.timeout_sec
 

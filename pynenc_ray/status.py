@@ -13,6 +13,8 @@ from .errors import InvocationOwnershipError, InvocationStatusTransitionError
 
 
 class InvocationStatus(StrEnum):
+    """The status of an invocation; ``check_transition`` says which changes are allowed."""
+
     REGISTERED = "REGISTERED"  # stored and queued
     PENDING = "PENDING"  # claimed by a runner, not started
     RUNNING = "RUNNING"  # executing, owned by a runner
@@ -24,6 +26,7 @@ class InvocationStatus(StrEnum):
 
     @property
     def is_final(self) -> bool:
+        """True for SUCCESS and FAILED: nothing changes it any more."""
         return self in FINAL
 
 
@@ -49,6 +52,8 @@ CLAIMABLE: frozenset[InvocationStatus] = frozenset({S.REGISTERED, S.REROUTED})
 
 
 class Verdict(enum.Enum):
+    """What to do with a status write: apply it, or drop it (a late final write)."""
+
     APPLY = "apply"
     DROP = "drop"  # a late final write from a former owner: ignored and logged
 

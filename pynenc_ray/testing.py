@@ -86,10 +86,13 @@ class RedisServer:
 
     @property
     def url(self) -> str:
+        """The ``redis://`` URL of this server, with its password when it has one."""
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        """Start redis-server and wait until it answers; return self. Raises RuntimeError
+        when it does not start within 10 s."""
         import redis
 
         persist = (["--appendonly", "yes", "--save", ""] if self.persist
@@ -132,6 +135,7 @@ class RedisServer:
         self.proc = None
 
     def restart(self) -> None:
+        """Shut the server down (persisting when ``persist``) and start it again."""
         self.shutdown()
         self.start()
 

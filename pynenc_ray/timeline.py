@@ -27,6 +27,8 @@ QUEUE_LANE = ("(queue)", "not started")
 
 @dataclass(frozen=True, slots=True)
 class Segment:
+    """One bar of the timeline: a lane, a time span and what happened in it."""
+
     lane: tuple[str, str]  # (runner_id, worker)
     start: float
     end: float
@@ -81,6 +83,7 @@ def _nice_step(span: float, ticks: int = 8) -> float:
 
 def render_svg(records: Iterable[InvocationRecord], title: str = "pynenc-ray timeline",
                now: float | None = None, width: int = 1200) -> str:
+    """Records as an SVG timeline: one lane per runner worker, bars for waits and runs."""
     now = time.time() if now is None else now
     segs = [s for r in records for s in segments(r, now)]
     lanes = sorted({s.lane for s in segs}, key=lambda lane: (lane == QUEUE_LANE, lane))

@@ -14,6 +14,8 @@ from ..status import InvocationStatus
 
 @dataclass(frozen=True, slots=True)
 class NewInvocation:
+    """An invocation to store and queue: its id, task, serialized arguments and parent."""
+
     invocation_id: str
     task_id: str
     args: bytes
@@ -34,6 +36,8 @@ class Claimed:
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
+    """One status change of an invocation: the status, who wrote it and when."""
+
     status: InvocationStatus
     runner_id: str
     worker: str
@@ -42,6 +46,9 @@ class HistoryEntry:
 
 @dataclass(slots=True)
 class InvocationRecord:
+    """Everything a backend holds about one invocation: arguments, status, owner,
+    counters, payloads and history."""
+
     invocation_id: str
     task_id: str
     args: bytes

@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
+from typing_extensions import override
+
 from ..errors import InvocationNotFoundError
 from ..status import CLAIMABLE, FINAL, OWNED, InvocationStatus, Verdict, check_transition
 from .base import Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
@@ -25,6 +27,8 @@ log_name = "pynenc_ray.backends.memory"
 
 
 class MemoryBackend(Backend):
+    """The in-process backend (see the module docstring); not shared between processes."""
+
     shared = False
 
     def __init__(self, app_id: str = "pynenc", ttl_sec: float = 86400):
@@ -90,6 +94,7 @@ class MemoryBackend(Backend):
             del self._final_log[:drop]
             self._final_base += drop
 
+    @override
     def enqueue(self, calls: Sequence[NewInvocation], runner_id: str, worker: str,
                 push: bool = True) -> None:
         now = time.time()
@@ -105,6 +110,7 @@ class MemoryBackend(Backend):
                 self._queue.extend(c.invocation_id for c in calls)
                 self._queued.notify(len(calls))
 
+    @override
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
               start: bool = False) -> list[Claimed]:
         deadline = time.monotonic() + timeout
@@ -126,6 +132,7 @@ class MemoryBackend(Backend):
                     return out
                 self._queued.wait(min(left, next_due) if next_due is not None else left)
 
+    @override
     def queue_depth(self) -> int:
         with self._lock:
             return len(self._queue) + len(self._delayed)
@@ -152,6 +159,7 @@ class MemoryBackend(Backend):
                 f"result_ttl_sec={self.ttl_sec:g}")
         return rec
 
+    @override
     def transition(self, invocation_id: str, new: InvocationStatus, runner_id: str,
                    worker: str, *, recovery: bool = False) -> bool:
         with self._lock:
@@ -168,6 +176,7 @@ class MemoryBackend(Backend):
                 self._push(invocation_id)
             return True
 
+    @override
     def finish_many(self, items: Sequence[tuple[str, InvocationStatus, bytes, str]],
                     runner_id: str) -> list[bool]:
         out = []
@@ -192,6 +201,7 @@ class MemoryBackend(Backend):
                 out.append(True)
         return out
 
+    @override
     def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float,
               push: bool = True) -> bool:
         with self._lock:
@@ -209,6 +219,7 @@ class MemoryBackend(Backend):
                 self._push(invocation_id)
             return True
 
+    @override
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
                       *, died: bool = False) -> list[str]:
         worker = "died" if died else ("stop" if by == owner else "hand-back")
@@ -221,24 +232,29 @@ class MemoryBackend(Backend):
                     self._records[inv_id].deaths += 1
             return ids
 
+    @override
     def owned_by(self, runner_id: str) -> set[str]:
         with self._lock:
             return set(self._owned.get(runner_id, ()))
 
+    @override
     def heartbeat(self, runner_id: str, info: dict[str, Any], dead_after_sec: float = 10.0,
                   ) -> None:
         with self._lock:
             self._runners[runner_id] = {**info, "last_seen": time.time()}
 
+    @override
     def remove_runner(self, runner_id: str) -> None:
         with self._lock:
             if not self._owned.get(runner_id):  # else recovery still needs to see it
                 self._runners.pop(runner_id, None)
 
+    @override
     def runners(self) -> dict[str, dict[str, Any]]:
         with self._lock:
             return {k: dict(v) for k, v in self._runners.items()}
 
+    @override
     def recover_dead(self, checker_id: str, dead_after_sec: float) -> list[str]:
         out: list[str] = []
         with self._lock:
@@ -251,6 +267,7 @@ class MemoryBackend(Backend):
 
     # -- state -------------------------------------------------------------------------
 
+    @override
     def get(self, invocation_id: str) -> InvocationRecord | None:
         with self._lock:
             rec = self._records.get(invocation_id)
@@ -260,14 +277,17 @@ class MemoryBackend(Backend):
             copy.history = list(rec.history)
             return copy
 
+    @override
     def status(self, invocation_id: str) -> InvocationStatus | None:
         rec = self._records.get(invocation_id)
         return rec.status if rec else None
 
+    @override
     def statuses(self, invocation_ids: Sequence[str]) -> list[InvocationStatus | None]:
         with self._lock:
             return [r.status if (r := self._records.get(i)) else None for i in invocation_ids]
 
+    @override
     def final_results(self, invocation_ids: Sequence[str]
                       ) -> dict[str, tuple[InvocationStatus, bytes]]:
         out = {}
@@ -304,6 +324,7 @@ class MemoryBackend(Backend):
                 pos = self._final_base + len(self._final_log)
                 done = {i: result(self._records[i]) for i in new if i in want}
 
+    @override
     def wait_final(self, invocation_ids: Sequence[str], timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
@@ -316,16 +337,19 @@ class MemoryBackend(Backend):
                 pending = [i for i in pending if self._record(i).status not in FINAL]
             return True
 
+    @override
     def history(self, invocation_id: str) -> list[HistoryEntry]:
         with self._lock:
             rec = self._records.get(invocation_id)
             return list(rec.history) if rec else []
 
+    @override
     def status_counts(self) -> dict[str, int]:
         with self._lock:
             counts = collections.Counter(r.status.value for r in self._records.values())
         return dict(counts)
 
+    @override
     def recent(self, since: float) -> list[InvocationRecord]:
         with self._lock:
             recs = [r for r in self._records.values()
@@ -334,6 +358,7 @@ class MemoryBackend(Backend):
                                      r.reroutes, r.deaths, r.parent_id, history=list(r.history))
                     for r in recs]
 
+    @override
     def set_waiting(self, waiter_id: str, awaited: Sequence[str]) -> None:
         with self._lock:
             if awaited:
@@ -341,14 +366,17 @@ class MemoryBackend(Backend):
             else:
                 self._waits.pop(waiter_id, None)
 
+    @override
     def waiting_on(self, invocation_id: str) -> list[str]:
         with self._lock:
             return list(self._waits.get(invocation_id, ()))
 
+    @override
     def waiting_on_many(self, invocation_ids: Sequence[str]) -> dict[str, list[str]]:
         with self._lock:
             return {i: list(self._waits.get(i, ())) for i in invocation_ids}
 
+    @override
     def missing(self, invocation_ids: Sequence[str]) -> list[str]:
         with self._lock:
             return [i for i in invocation_ids if i not in self._records]

@@ -75,6 +75,7 @@ class ActorHost:
                 "max_threads": self.runner.slots}
 
     def ping(self) -> str:
+        """The actor's name: answers once the actor is placed and constructed."""
         return self.name
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -88,6 +88,7 @@ class BaseRunner(abc.ABC):
 
     @property
     def is_running(self) -> bool:
+        """True while ``run()`` serves."""
         return self._running.is_set()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
@@ -209,6 +210,8 @@ class BaseRunner(abc.ABC):
     # -- heartbeats and recovery ---------------------------------------------------------------
 
     def heartbeat_info(self) -> dict[str, Any]:
+        """What this runner's heartbeat says about it: class, host and pid (subclasses add
+        their load)."""
         return {"runner_cls": type(self).__name__, "host": socket.gethostname(),
                 "pid": os.getpid()}
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import socket
 
+from typing_extensions import override
+
 from ..config import DummyRunnerConfig
 from ..errors import RunnerNotExecutableError
 from .base import BaseRunner
@@ -16,7 +18,9 @@ class DummyRunner(BaseRunner):
     config_cls = DummyRunnerConfig
     mem_compatible = True  # it never executes, so it cannot mismatch a backend
 
+    @override
     def run(self) -> None:
+        """Refuse: a DummyRunner only submits. Raises RunnerNotExecutableError."""
         raise RunnerNotExecutableError(
             f"{type(self).__name__} cannot execute invocations; start a real runner "
             "(runner_cls = \"ThreadRunner\", ...) with `pynenc-ray --app X runner start`"

@@ -50,6 +50,7 @@ class PoisonInvocationError(PynencError):
 
 
 def timeout_error(task_id: str, invocation_id: str, timeout_sec: float) -> Exception:
+    """The TaskTimeoutError stored for an invocation that ran past ``timeout_sec``."""
     from ..errors import TaskTimeoutError
 
     return TaskTimeoutError(

@@ -18,6 +18,8 @@ import sys
 import time
 from typing import Any, cast
 
+from typing_extensions import override
+
 from ..config import MultiThreadRunnerConfig
 from ..middleware import Middleware
 from .actor_host import ActorHost
@@ -110,6 +112,9 @@ class _RayActor(_Actor):
 
 
 class MultiThreadRunner(BaseRunner):
+    """Runs invocations on Ray actors, each hosting a ThreadRunner, and scales the
+    actors with the queue. Starting raises RayConnectionError when Ray cannot be reached."""
+
     config_cls = MultiThreadRunnerConfig
     conf: MultiThreadRunnerConfig
     host_cls: type[ActorHost] = ActorHost  # what each actor is (a subclass may add to it)
@@ -134,9 +139,11 @@ class MultiThreadRunner(BaseRunner):
 
     @property
     def local(self) -> bool:
+        """True in ``ray_local_mode``: the actors are hosted in this process, without Ray."""
         return self.conf.ray_local_mode
 
     def heartbeat_info(self) -> dict[str, Any]:
+        """The base heartbeat plus local mode and each actor's active threads."""
         return {**super().heartbeat_info(), "local_mode": self.local,
                 "actors": {a.name: (a.report or {}).get("active_threads") for a in
                            list(self.actors.values())}}
@@ -403,11 +410,14 @@ class RayTaskMetrics(Middleware):
             self._off = True
             log.debug("per-task metrics off: %s", exc)
 
+    @override
     def after_execute(self, app, runner, claimed, worker, result=None, exc=None) -> None:
         self._count(app, claimed.task_id, "error" if exc is not None else "success")
 
+    @override
     def after_retry(self, app, runner, claimed, worker, exc, delay_sec) -> None:
         self._count(app, claimed.task_id, "retry")
 
+    @override
     def after_failure(self, app, runner, claimed, worker, exc) -> None:
         self._count(app, claimed.task_id, "failed")

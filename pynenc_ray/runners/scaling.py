@@ -26,6 +26,8 @@ class ActorView:
 
 @dataclass(frozen=True, slots=True)
 class ScalingConfig:
+    """The runner fields the scaling policy reads, ``max_processes`` resolved."""
+
     min_processes: int
     max_processes: int  # resolved: never 0 here
     max_threads: int  # threads per actor
@@ -35,12 +37,16 @@ class ScalingConfig:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """What the policy wants done: actors to start, actor ids to retire, and the target."""
+
     start: int = 0
     retire: list[str] = field(default_factory=list)
     wanted: int = 0
 
 
 def wanted_actors(queue_depth: int, cfg: ScalingConfig) -> int:
+    """Actors the queue needs at ``max_threads`` each, within min and max processes
+    (``max_processes`` when ``enforce_max_processes``)."""
     if cfg.enforce_max_processes:
         return cfg.max_processes
     need = math.ceil(queue_depth / max(cfg.max_threads, 1))

@@ -25,6 +25,9 @@ _FINAL_NAMES = {s.value.encode(): s for s in FINAL}
 
 
 class Final(NamedTuple):
+    """One announced final invocation: its id, and its status and payload when they
+    travelled with the announcement."""
+
     invocation_id: str
     status: InvocationStatus | None  # None: announced without its payload
     payload: bytes | None
@@ -74,6 +77,7 @@ class ResultCache:
         self.bytes = 0
 
     def put(self, inv_id: str, status: InvocationStatus, payload: bytes) -> None:
+        """Keep ``payload`` as ``inv_id``'s result, evicting the oldest over the bounds."""
         old = self._d.pop(inv_id, None)
         if old is not None:
             self.bytes -= len(old[1])
@@ -84,6 +88,7 @@ class ResultCache:
             self.bytes -= len(dropped)
 
     def get(self, inv_id: str) -> tuple[InvocationStatus, bytes] | None:
+        """The cached status and payload of ``inv_id``, or None when not cached."""
         return self._d.get(inv_id)
 
     def __len__(self) -> int:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
+from typing_extensions import override
 
 from ...errors import (
     BackendUnavailableError,
@@ -62,6 +63,9 @@ def _corrupt_payload(exc: CorruptRecordError) -> tuple[InvocationStatus, bytes]:
 
 
 class RedisBackend(Backend):
+    """The shared backend on Redis (see the module docstring); connection faults
+    surface as BackendUnavailableError once retries give up."""
+
     shared = True
 
     def __init__(self, settings: Any):
@@ -229,6 +233,7 @@ class RedisBackend(Backend):
 
     # -- broker ---------------------------------------------------------------------------
 
+    @override
     def enqueue(self, calls: Sequence[NewInvocation], runner_id: str, worker: str,
                 push: bool = True) -> None:
         # subscribed before any of these can become final
@@ -279,6 +284,7 @@ class RedisBackend(Backend):
             self._inflight_empty.add(runner_id)
         return flat
 
+    @override
     def queue_depth(self) -> int:
         def depth() -> int:
             pipe = self.client.pipeline(transaction=False)
@@ -289,12 +295,14 @@ class RedisBackend(Backend):
 
     # -- orchestrator ---------------------------------------------------------------------
 
+    @override
     def transition(self, invocation_id: str, new: InvocationStatus, runner_id: str,
                    worker: str, *, recovery: bool = False) -> bool:
         res = self._script("transition", [invocation_id, new.value, runner_id, worker,
                                           repr(time.time()), "1" if recovery else "0"])
         return self._applied(res, invocation_id, new, runner_id)
 
+    @override
     def finish_many(self, items: Sequence[tuple[str, InvocationStatus, bytes, str]],
                     runner_id: str) -> list[bool]:
         args: list[Any] = [runner_id, repr(time.time())]
@@ -303,6 +311,7 @@ class RedisBackend(Backend):
         res = self._script("finish", args)
         return [self._applied(r, item[0], item[1], runner_id) for r, item in zip(res, items)]
 
+    @override
     def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float,
               push: bool = True) -> bool:
         res = self._script("retry", [invocation_id, runner_id, worker, repr(time.time()),
@@ -317,6 +326,7 @@ class RedisBackend(Backend):
             return False
         return True
 
+    @override
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
                       *, died: bool = False) -> list[str]:
         worker = "died" if died else ("stop" if by == owner else "hand-back")
@@ -327,11 +337,13 @@ class RedisBackend(Backend):
                                        *ids])
         return [r.decode() for r in res]
 
+    @override
     def owned_by(self, runner_id: str) -> set[str]:
         raw = cast("set[bytes]", self._call(
             lambda: self.client.smembers(self.key("owned", runner_id)), "read owned ids"))
         return {r.decode() for r in raw}
 
+    @override
     def heartbeat(self, runner_id: str, info: dict[str, Any], dead_after_sec: float = 10.0,
                   ) -> None:
         self._script("heartbeat", [runner_id, json.dumps(info), repr(float(dead_after_sec))])
@@ -342,6 +354,7 @@ class RedisBackend(Backend):
             log.warning("runner %s still owns invocations in Redis; it stays listed so that "
                         "recovery reroutes them once its heartbeat is old", runner_id)
 
+    @override
     def runners(self) -> dict[str, dict[str, Any]]:
         def read() -> tuple[dict, list]:
             pipe = self.client.pipeline(transaction=False)
@@ -353,6 +366,7 @@ class RedisBackend(Backend):
         return {rid.decode(): {**json.loads(info), "last_seen": seen.get(rid.decode(), 0.0)}
                 for rid, info in infos.items()}
 
+    @override
     def recover_dead(self, checker_id: str, dead_after_sec: float) -> list[str]:
         lease_ms = int(max(1000, dead_after_sec * 500))
         res = self._script("recover", [checker_id, repr(float(dead_after_sec)), lease_ms,
@@ -401,6 +415,7 @@ class RedisBackend(Backend):
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             raise CorruptRecordError(invocation_id, f"a field does not parse: {exc!r}") from None
 
+    @override
     def status(self, invocation_id: str) -> InvocationStatus | None:
         [raw] = self._read(lambda p, k: p.hget(k, "status"), [invocation_id], "read a status")
         if isinstance(raw, Exception):
@@ -483,9 +498,11 @@ class RedisBackend(Backend):
 
     # -- waiting: see listener.py ------------------------------------------------------------
 
+    @override
     def wait_final(self, invocation_ids: Sequence[str], timeout: float | None) -> bool:
         return self.listener.wait_final(invocation_ids, timeout, self._final_among)
 
+    @override
     def finals_as_completed(self, invocation_ids: Sequence[str]
                             ) -> Iterator[dict[str, tuple[InvocationStatus, bytes]]]:
         return self.listener.finals_as_completed(invocation_ids, self.final_results,
@@ -527,6 +544,7 @@ class RedisBackend(Backend):
                 parsed[inv_id] = exc
         return [parsed.get(i, hn) for i, hn in zip(ids, hns)]
 
+    @override
     def status_counts(self) -> dict[str, int]:
         raw = cast("dict[bytes, bytes]", self._call(
             lambda: self.client.hgetall(self.key("counts")), "read status counts"))
@@ -564,6 +582,7 @@ class RedisBackend(Backend):
                     continue
         return out
 
+    @override
     def set_waiting(self, waiter_id: str, awaited: Sequence[str]) -> None:
         def write() -> None:
             pipe = self.client.pipeline(transaction=True)
@@ -575,6 +594,7 @@ class RedisBackend(Backend):
             pipe.execute()
         self._call(write, "record a wait")
 
+    @override
     def waiting_on(self, invocation_id: str) -> list[str]:
         return self.waiting_on_many([invocation_id])[invocation_id]
 
@@ -588,6 +608,7 @@ class RedisBackend(Backend):
         raw = self._call(read, "read waits")
         return {i: [r.decode() for r in members] for i, members in zip(invocation_ids, raw)}
 
+    @override
     def close(self) -> None:
         self.listener.closed = True
         self.client.close()
