@@ -40,16 +40,16 @@ def test_hooks_run_around_every_step_on_every_runner(app):
         def mine(inv):
             return [e[0:1] + e[2:] for e in events if e[1] == inv.invocation_id]
 
-        assert mine(ok) == [["claim"], ["before"], ["after", "ok"], ["finish", "SUCCESS"]]
+        assert mine(ok) == [["claim"], ["before"], ["after", "ok"], ["finish", "SUCCESS"]], events
         seen = mine(flaky)
         # after_retry follows the retry's write, so the next claim (another thread's)
         # may be logged before it: its place is only after the failed run
-        assert seen.index(["retry"]) > seen.index(["after", "CustomError"])
+        assert seen.index(["retry"]) > seen.index(["after", "CustomError"]), events
         assert [e for e in seen if e != ["retry"]] == [
             ["claim"], ["before"], ["after", "CustomError"],
-            ["claim"], ["before"], ["after", "ok"], ["finish", "SUCCESS"]]
+            ["claim"], ["before"], ["after", "ok"], ["finish", "SUCCESS"]], events
         assert mine(bad) == [["claim"], ["before"], ["after", "CustomError"],
-                             ["failure", "CustomError"], ["finish", "FAILED"]]
+                             ["failure", "CustomError"], ["finish", "FAILED"]], events
     finally:
         if os.path.exists(log_path(app.app_id)):
             os.remove(log_path(app.app_id))
