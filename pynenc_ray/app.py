@@ -272,10 +272,13 @@ class Pynenc:
         runner_id, worker = (ctx.runner.runner_id, ctx.worker) if ctx and parent else (
             external_runner_id(), threading.current_thread().name)
         new = [self._new_invocation(task, a, kw, parent) for a, kw in calls]
-        self.middleware.before_enqueue(self, new)
+        hooks = self.middleware.hooks  # tested first: most apps have no enqueue hooks
+        if hooks["before_enqueue"]:
+            self.middleware.before_enqueue(self, new)
         sync = self.config.settings.dev_mode_force_sync_tasks
         self.backend.enqueue(new, runner_id, worker, push=not sync)
-        self.middleware.notify("after_enqueue", self, new)
+        if hooks["after_enqueue"]:
+            self.middleware.notify("after_enqueue", self, new)
         if sync:
             from .runners.execution import run_sync
 

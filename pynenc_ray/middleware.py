@@ -111,33 +111,52 @@ def default_middleware() -> list[Middleware]:
     return [Retries(), TimeLimits()]
 
 
+HOOKS = tuple(name for name in vars(Middleware) if not name.startswith("_"))
+
+
+def _real_hook(middleware: Any, name: str) -> Any:
+    """``middleware``'s bound hook ``name``, or None when it has none or only
+    inherits ``Middleware``'s no-op (so a call path skips it entirely)."""
+    hook = getattr(middleware, name, None)
+    if hook is None or getattr(type(middleware), name, None) is vars(Middleware)[name]:
+        return None
+    return hook
+
+
 class MiddlewareStack:
-    """The app's middleware in order, and how each hook is called on all of them."""
+    """The app's middleware in order, and how each hook is called on all of them.
+
+    ``hooks[name]`` holds ``(middleware, bound hook)`` for each hook that does
+    something, in order; a caller on a hot path may test it before calling
+    (``if stack.hooks["before_enqueue"]``) to skip the stack when no middleware
+    has that hook."""
 
     def __init__(self, middleware: Iterable[Any] = ()):
-        self.items: list[Any] = list(middleware)
+        self.items: list[Any] = []
+        self.hooks: dict[str, tuple[tuple[Any, Any], ...]] = {name: () for name in HOOKS}
+        for m in middleware:
+            self.add(m)
 
     def add(self, middleware: Any) -> None:
         """Append one; it sees every hook after the ones added before it."""
         self.items.append(middleware)
+        for name in HOOKS:
+            hook = _real_hook(middleware, name)
+            if hook is not None:
+                self.hooks[name] += ((middleware, hook),)
 
     def __iter__(self):
         return iter(self.items)
 
     def before_enqueue(self, app: Any, calls: Sequence[NewInvocation]) -> None:
         """Raises what a middleware raised: the submit is refused."""
-        for m in self.items:
-            hook = getattr(m, "before_enqueue", None)
-            if hook is not None:
-                hook(app, calls)
+        for _, hook in self.hooks["before_enqueue"]:
+            hook(app, calls)
 
     def notify(self, hook_name: str, *args: Any, **kwargs: Any) -> None:
         """Call ``hook_name`` on each middleware that has it; an exception is
         logged with the middleware's name and the rest still run."""
-        for m in self.items:
-            hook = getattr(m, hook_name, None)
-            if hook is None:
-                continue
+        for m, hook in self.hooks.get(hook_name, ()):
             try:
                 hook(*args, **kwargs)
             except Exception:
@@ -147,10 +166,7 @@ class MiddlewareStack:
     def _ask(self, hook_name: str, *args: Any) -> Iterable[float]:
         """The numbers the middleware give for a policy hook, in order; one that
         raises (or answers with something not a number) is logged and skipped."""
-        for m in self.items:
-            hook = getattr(m, hook_name, None)
-            if hook is None:
-                continue
+        for m, hook in self.hooks.get(hook_name, ()):
             try:
                 answer = hook(*args)
                 if answer is not None:

@@ -72,6 +72,26 @@ def test_the_first_delay_decides_and_the_smallest_limit_wins():
     assert MiddlewareStack().time_limit(task, _claimed(0)) is None
 
 
+def test_only_hooks_that_do_something_are_called_and_any_object_can_be_middleware():
+    calls = []
+
+    class Counts(Middleware):  # inherits every other hook's no-op
+        def after_enqueue(self, app, new):
+            calls.append(("counts", len(new)))
+
+    class Duck:  # not a Middleware subclass: its hooks are found by name
+        def after_enqueue(self, app, new):
+            calls.append(("duck", len(new)))
+
+    stack = MiddlewareStack([Retries(), Counts()])
+    stack.add(Duck())
+    assert [type(m).__name__ for m, _ in stack.hooks["after_enqueue"]] == ["Counts", "Duck"]
+    assert stack.hooks["before_enqueue"] == () and len(stack.hooks["retry_delay"]) == 1
+    stack.notify("after_enqueue", None, [1, 2])
+    stack.notify("no_such_hook", None)  # nothing has it: nothing happens
+    assert calls == [("counts", 2), ("duck", 2)]
+
+
 def test_a_middleware_can_refuse_a_submit_and_nothing_is_stored():
     class Refuse(Middleware):
         def before_enqueue(self, app, calls):
