@@ -125,13 +125,18 @@ class RedisBackend(Backend):
         ``redis_retry_timeout_sec`` with BackendUnavailableError. This is the only
         retry layer, so every recovered fault is counted (``reconnects``) and a
         runner reconciles what it owns."""
-        stop = patience.runner_stop()
-        deadline = None if stop is not None else time.monotonic() + self.retry_timeout
-        failed = []
+        started = time.monotonic()
+        failed: list[Exception] = []
+        stop: threading.Event | None = None
+        deadline: float | None = None
 
         def on_failure(exc: Exception) -> None:
+            nonlocal stop, deadline
             if isinstance(exc, redis.AuthenticationError):  # a ConnectionError, but final
                 raise exc
+            if not failed:  # who this thread works for matters only once a call fails
+                stop = patience.runner_stop()
+                deadline = None if stop is not None else started + self.retry_timeout
             if stop is not None and stop.is_set():
                 raise BackendUnavailableError(
                     f"Redis at {self.safe_url} is unreachable and the runner is stopping; "
