@@ -11,7 +11,7 @@ import pytest
 from pynenc_ray import InvocationStatus as S
 from pynenc_ray import PynencError, SerializationError, TaskTimeoutError
 from pynenc_ray.backends.base import NewInvocation
-from pynenc_ray.backends.redis.announcements import INLINE_MAX_BYTES
+from pynenc_ray.backends.redis.listener import INLINE_MAX_BYTES
 from tests.conformance import tasks
 from tests.conftest import running
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pynenc_ray.backends.redis.announcements import INLINE_MAX_BYTES
+from pynenc_ray.backends.redis.listener import INLINE_MAX_BYTES
 from tests.conformance import tasks
 from tests.conftest import running, unique_app_id
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pynenc_ray import InvocationStatus as S
-from pynenc_ray.backends.redis.announcements import (
+from pynenc_ray.backends.redis.listener import (
     Final,
     MalformedAnnouncement,
     ResultCache,

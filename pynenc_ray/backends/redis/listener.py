@@ -1,13 +1,20 @@
 """The result listener: one pub/sub subscription per backend per process to the
-app's ``final`` channel, and the waits it serves.
+app's ``final`` channel, what that channel carries, and the waits it serves.
 
-It remembers the last RECENT_FINALS ids announced as final. It subscribes
-before this process enqueues anything (``track``), so the finals of its own
-submissions are seen without asking Redis, and it keeps their small results
-(``announcements.ResultCache``) so ``.result`` needs no read. Ids it cannot
-vouch for (submitted elsewhere, or while it reconnected) are checked in Redis;
-so is every pending id about once a second, a safety net for messages lost in
-a reconnect.
+Every step that makes invocations final PUBLISHes them in one message (see
+``commit()`` in ``prelude.lua``): a line ``<id>\\n`` each, or ``<id> <status>
+<n>\\n`` followed by the ``n`` bytes of its payload when the payload is at most
+INLINE_MAX_BYTES. The message is data from Redis, so it is untrusted: ``parse``
+checks every header and stops at the first that does not hold (the ids after it
+are then found by the waiters' periodic re-check, as if the message had been
+lost).
+
+The listener remembers the last RECENT_FINALS ids announced as final. It
+subscribes before this process enqueues anything (``track``), so the finals of
+its own submissions are seen without asking Redis, and it keeps their small
+results (``ResultCache``) so ``.result`` needs no read. Ids it cannot vouch for
+(submitted elsewhere, or while it reconnected) are checked in Redis; so is every
+pending id about once a second, a safety net for messages lost in a reconnect.
 """
 
 from __future__ import annotations
@@ -19,15 +26,96 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
 from ...errors import BackendUnavailableError
-from ...status import InvocationStatus
-from .announcements import MalformedAnnouncement, ResultCache, parse
+from ...status import FINAL, InvocationStatus
 
 log = logging.getLogger("pynenc_ray.backends.redis")
+
+# -- what the final channel carries ------------------------------------------------------------
+
+INLINE_MAX_BYTES = 2048  # payloads up to this size travel with their announcement
+CACHE_MAX_ENTRIES = 20_000  # results a listener keeps at most...
+CACHE_MAX_BYTES = 16 * 1024 * 1024  # ...and their payload bytes at most
+_FINAL_NAMES = {s.value.encode(): s for s in FINAL}
+
+
+class Final(NamedTuple):
+    """One announced final invocation: its id, and its status and payload when they
+    travelled with the announcement."""
+
+    invocation_id: str
+    status: InvocationStatus | None  # None: announced without its payload
+    payload: bytes | None
+
+
+class MalformedAnnouncement(ValueError):
+    """A message on the final channel that is not in the format above."""
+
+
+def parse(message: bytes) -> list[Final]:
+    """The finals of one message, in order. Raises MalformedAnnouncement with the
+    ones before the fault in ``args[1]``."""
+    out: list[Final] = []
+    pos, end = 0, len(message)
+    while pos < end:
+        nl = message.find(b"\n", pos)
+        if nl < 0:
+            raise MalformedAnnouncement("a line without its end", out)
+        head = message[pos:nl].split(b" ")
+        pos = nl + 1
+        try:
+            inv_id = head[0].decode("ascii")
+        except UnicodeDecodeError:
+            raise MalformedAnnouncement("an id that is not ASCII", out) from None
+        if not inv_id:
+            raise MalformedAnnouncement("an empty id", out)
+        if len(head) == 1:
+            out.append(Final(inv_id, None, None))
+            continue
+        status = _FINAL_NAMES.get(head[1]) if len(head) == 3 else None
+        size = int(head[2]) if status is not None and head[2].isdigit() else -1
+        if size < 0 or pos + size > end:
+            raise MalformedAnnouncement(f"a bad header for {inv_id}", out)
+        out.append(Final(inv_id, status, message[pos:pos + size]))
+        pos += size
+    return out
+
+
+class ResultCache:
+    """The most recent announced results, bounded by entries and payload bytes:
+    at most CACHE_MAX_ENTRIES results and CACHE_MAX_BYTES of payload (plus about
+    200 bytes of bookkeeping per entry). Oldest out first. Callers hold a lock."""
+
+    def __init__(self, max_entries: int = CACHE_MAX_ENTRIES, max_bytes: int = CACHE_MAX_BYTES):
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._d: OrderedDict[str, tuple[InvocationStatus, bytes]] = OrderedDict()
+        self.bytes = 0
+
+    def put(self, inv_id: str, status: InvocationStatus, payload: bytes) -> None:
+        """Keep ``payload`` as ``inv_id``'s result, evicting the oldest over the bounds."""
+        old = self._d.pop(inv_id, None)
+        if old is not None:
+            self.bytes -= len(old[1])
+        self._d[inv_id] = (status, payload)
+        self.bytes += len(payload)
+        while self._d and (len(self._d) > self.max_entries or self.bytes > self.max_bytes):
+            _, (_, dropped) = self._d.popitem(last=False)
+            self.bytes -= len(dropped)
+
+    def get(self, inv_id: str) -> tuple[InvocationStatus, bytes] | None:
+        """The cached status and payload of ``inv_id``, or None when not cached."""
+        return self._d.get(inv_id)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+# -- the listener -------------------------------------------------------------------------------
+
 RECENT_FINALS = 200_000  # ids remembered as final, and submissions remembered as ours
 _START = threading.Lock()
 _EXITING = False  # set at interpreter exit: listeners stop quietly

@@ -1,6 +1,6 @@
 """Loads the ``.lua`` files beside this module, each behind the shared prelude,
 with the status tables compiled in from ``pynenc_ray/status.py`` and the
-size limit of announced payloads from ``announcements.py``."""
+size limit of announced payloads from ``listener.py``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 
 from ...status import CLAIMABLE, FINAL, OWNED, TRANSITIONS
-from .announcements import INLINE_MAX_BYTES
+from .listener import INLINE_MAX_BYTES
 
 HERE = Path(__file__).parent
 NAMES = ("enqueue", "claim", "transition", "finish", "retry", "reroute", "heartbeat", "recover",
