@@ -280,7 +280,7 @@ class _Worker(BaseRunner):
                 self._reconcile_if_reconnected()
                 # start=True: this worker runs it at once, so claim and start are one step
                 claimed = self.app.backend.claim(self.runner_id, self.worker, 1, sleep,
-                                                 start=True)
+                                                 start=True, queues=self.conf.queues)
             except Exception:
                 if self._stop.is_set():  # an outage cut short by the stop: nothing held
                     break

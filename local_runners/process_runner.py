@@ -86,7 +86,8 @@ class ProcessRunner(BaseRunner):
             return
         with self.claiming():  # reconcile waits until these are registered as children
             claimed = self.app.backend.claim(self.runner_id, f"{os.getpid()}:loop", free,
-                                             self.conf.runner_loop_sleep_time_sec)
+                                             self.conf.runner_loop_sleep_time_sec,
+                                             queues=self.conf.queues)
             if claimed:
                 self.app.middleware.notify("after_claim", self.app, self, claimed)
             for c in claimed:

@@ -27,6 +27,7 @@ from .errors import (
 )
 from .invocation import Invocation
 from .middleware import MiddlewareStack, default_middleware
+from .queues import DEFAULT_QUEUE
 from .resolve import resolve
 from .serializer import Serializer, args_bind, payload_to_error, result_bind
 from .status import InvocationStatus
@@ -160,16 +161,20 @@ class Pynenc:
     def task(self, func: Callable[..., Any] | None = None, *, max_retries: int = 0,
              retry_for: tuple[type[BaseException], ...] = (), retry_delay_sec: float = 0.0,
              timeout_sec: float | None = None, retry_backoff: float = 1.0,
-             retry_max_delay_sec: float | None = None, retry_jitter: float = 0.0) -> Any:
+             retry_max_delay_sec: float | None = None, retry_jitter: float = 0.0,
+             queue: str = DEFAULT_QUEUE, priority: int = 0) -> Any:
         """``@app.task`` or ``@app.task(max_retries=3, retry_for=(TimeoutError,))``;
-        see TaskOptions for the retry schedule. Raises TaskDefinitionError for an
-        option out of range or a function workers could not import."""
+        see TaskOptions for the retry schedule. ``queue`` names the queue its
+        invocations wait in (runners serve the queues in ``runner.queues``) and
+        ``priority`` (0-9, higher first) their level there; ``task.with_options(...)``
+        overrides both per call. Raises TaskDefinitionError for an option out of
+        range or a function workers could not import."""
         if not isinstance(retry_for, (tuple, list)):
             raise TaskDefinitionError(
                 f"@app.task(retry_for={retry_for!r}): retry_for must be a tuple of exception "
                 "classes, e.g. retry_for=(TimeoutError,)")
         options = TaskOptions(max_retries, tuple(retry_for), retry_delay_sec, timeout_sec,
-                              retry_backoff, retry_max_delay_sec, retry_jitter)
+                              retry_backoff, retry_max_delay_sec, retry_jitter, queue, priority)
 
         def register(f: Callable[..., Any]) -> Task:
             t = Task(self, f, options)
@@ -292,7 +297,8 @@ class Pynenc:
         inv_id = uuid.uuid4().hex
         payload = self.serializer.dumps([list(args), kwargs], f"arguments of task {task.task_id}",
                                         bind=args_bind(inv_id))
-        return NewInvocation(inv_id, task.task_id, payload, parent)
+        opts = task.options
+        return NewInvocation(inv_id, task.task_id, payload, parent, opts.queue, opts.priority)
 
     def inside_task(self) -> bool:
         """True when called from a task body that this app's runner executes."""

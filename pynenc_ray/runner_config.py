@@ -4,7 +4,9 @@ here, so the runner registry can name these models without importing a runner.""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .queues import DEFAULT_QUEUE, check_queue_list, parse_queue_list
 
 
 class RunnerConfig(BaseModel):
@@ -18,6 +20,17 @@ class RunnerConfig(BaseModel):
     runner_heartbeat_interval_sec: float = Field(1.0, gt=0, description="How often a runner says it is alive")
     runner_dead_after_sec: float = Field(10.0, gt=0, description="Silence after which a runner's work is rerouted by a live runner")
     max_reroutes: int = Field(3, ge=0, description="Reroutes after which an invocation fails as poison")
+    queues: list[str] = Field(default_factory=lambda: [DEFAULT_QUEUE], description="Queues this runner takes work from, highest priority first across them (env: a JSON list, '[\"default\", \"gpu\"]')")
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _queue_list(cls, value: object) -> object:
+        return parse_queue_list(value)
+
+    @field_validator("queues")
+    @classmethod
+    def _valid_queues(cls, value: list[str]) -> list[str]:
+        return check_queue_list(value)
 
 
 class ThreadRunnerConfig(RunnerConfig):

@@ -3,6 +3,7 @@ options. Calling it submits an invocation; ``parallelize`` submits many at once.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import inspect
@@ -12,14 +13,16 @@ from typing import Any, Protocol
 
 from .errors import TaskDefinitionError
 from .invocation import Invocation, InvocationGroup, ResultsApp
+from .queues import DEFAULT_QUEUE, check_priority, check_queue
 
 
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
     """How a task is retried and limited (applied by ``middleware.Retries`` and
-    ``middleware.TimeLimits``). Retry n (from 0) waits ``retry_delay_sec *
-    retry_backoff ** n``, at most ``retry_max_delay_sec``, spread by
-    ``retry_jitter`` (a fraction, 0 to 1)."""
+    ``middleware.TimeLimits``), and where its invocations wait. Retry n (from 0)
+    waits ``retry_delay_sec * retry_backoff ** n``, at most
+    ``retry_max_delay_sec``, spread by ``retry_jitter`` (a fraction, 0 to 1).
+    ``queue`` and ``priority`` (0-9, higher first): see ``pynenc_ray.queues``."""
 
     max_retries: int = 0  # max_retries=3 means up to 4 runs
     retry_for: tuple[type[BaseException], ...] = ()
@@ -28,6 +31,8 @@ class TaskOptions:
     retry_backoff: float = 1.0  # 2.0: each retry waits twice as long as the one before
     retry_max_delay_sec: float | None = None
     retry_jitter: float = 0.0
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
 
 
 def _check_options(name: str, options: TaskOptions) -> None:
@@ -50,6 +55,16 @@ def _check_options(name: str, options: TaskOptions) -> None:
     if not 0 <= options.retry_jitter <= 1:
         raise TaskDefinitionError(f"task {name}: retry_jitter={options.retry_jitter} must be "
                                   "between 0 and 1 (a fraction of the delay)")
+    _check_placement(name, options.queue, options.priority)
+
+
+def _check_placement(name: str, queue: Any, priority: Any) -> None:
+    """TaskDefinitionError naming the task when its queue or priority is not valid."""
+    try:
+        check_queue(queue)
+        check_priority(priority)
+    except ValueError as exc:
+        raise TaskDefinitionError(f"task {name}: {exc}") from None
 
 
 def task_id_of(func: Callable[..., Any]) -> str:
@@ -95,6 +110,20 @@ class Task:
         """Submit one invocation of this task and return its handle at once.
         Raises what ``submit_calls`` raises (SerializationError, backend errors)."""
         return self.app.submit_calls(self, [(args, kwargs)])[0]
+
+    def with_options(self, *, queue: str | None = None, priority: int | None = None) -> Task:
+        """This task with another queue or priority for the calls made through what
+        it returns: ``add.with_options(priority=9)(1, 2)``,
+        ``add.with_options(queue="gpu").parallelize(items)``. The retry and time
+        limit options stay the task's (workers read them from its definition).
+        Raises TaskDefinitionError for a queue name or priority that is not valid."""
+        opts = dataclasses.replace(
+            self.options, queue=self.options.queue if queue is None else queue,
+            priority=self.options.priority if priority is None else priority)
+        _check_placement(self.task_id, opts.queue, opts.priority)
+        variant = copy.copy(self)
+        variant.options = opts
+        return variant
 
     def parallelize(self, items: Iterable[Any]) -> InvocationGroup:
         """Submit one invocation per item in one backend round trip: a tuple is

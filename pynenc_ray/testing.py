@@ -208,7 +208,8 @@ class StepRunner(DummyRunner):
 
     def _take(self, timeout: float) -> bool:
         """Claim one invocation (waiting up to ``timeout``) and run it here."""
-        claimed = self.backend.claim(self.runner_id, self.WORKER, 1, timeout)
+        queues = list(self.backend.queue_depths()) or self.conf.queues  # every queue
+        claimed = self.backend.claim(self.runner_id, self.WORKER, 1, timeout, queues=queues)
         if not claimed:
             return False
         run_invocation(self.app, self, claimed[0], self.WORKER)
@@ -255,8 +256,9 @@ def _describe(pending: list[tuple[str, Any]]) -> str:
 
 
 def run_pending(app: Pynenc, limit: int | None = None, *, skip_delays: bool = True) -> int:
-    """Run what is queued on ``app``'s memory backend in the calling thread,
-    until the queue is empty or ``limit`` runs were made; return how many runs
+    """Run what is queued on ``app``'s memory backend in the calling thread (every
+    queue, higher priority first), until nothing is queued or ``limit`` runs
+    were made; return how many runs
     were made (a retry is a run of its own). No runner, no threads, and (with
     ``skip_delays``) no sleeps: after it returns, every invocation it ran is
     final, or queued for a retry when ``limit`` stopped it. The app's

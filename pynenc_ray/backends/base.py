@@ -9,17 +9,24 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..queues import DEFAULT_QUEUE
 from ..status import InvocationStatus
+
+SERVE_DEFAULT = (DEFAULT_QUEUE,)
 
 
 @dataclass(frozen=True, slots=True)
 class NewInvocation:
-    """An invocation to store and queue: its id, task, serialized arguments and parent."""
+    """An invocation to store and queue: its id, task, serialized arguments, parent,
+    and where it waits: its queue and priority (0-9, higher first), both checked
+    by the caller (``pynenc_ray.queues``)."""
 
     invocation_id: str
     task_id: str
     args: bytes
     parent_id: str | None = None
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +65,8 @@ class InvocationRecord:
     reroutes: int = 0  # every hand-back, clean or not
     deaths: int = 0  # hand-backs because its worker died
     parent_id: str | None = None
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
     result: bytes | None = None  # SUCCESS payload
     error: bytes | None = None  # FAILED payload (JSON error document)
     history: list[HistoryEntry] = field(default_factory=list)
@@ -87,17 +96,25 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
-              start: bool = False) -> list[Claimed]:
-        """Take up to ``n`` queued invocations as PENDING owned by ``runner_id``,
-        waiting up to ``timeout`` seconds for the first (0: do not wait); delayed
-        retries that are due are queued as part of it. Ids no longer claimable (final,
-        or claimed meanwhile) are skipped. With ``start`` (a runner that starts
-        them at once) they are moved on to RUNNING in the same step. Returns []
-        when nothing came within ``timeout``."""
+              start: bool = False, queues: Sequence[str] = SERVE_DEFAULT) -> list[Claimed]:
+        """Take up to ``n`` invocations waiting in ``queues`` as PENDING owned by
+        ``runner_id``, waiting up to ``timeout`` seconds for the first (0: do not
+        wait); delayed retries of those queues that are due are queued as part of
+        it. The highest priority level with work in any of ``queues`` goes first,
+        first in first out within a level; queues at one level are taken in turn.
+        Ids no longer claimable (final, or claimed meanwhile) are skipped. With
+        ``start`` (a runner that starts them at once) they are moved on to RUNNING
+        in the same step. Returns [] when nothing came within ``timeout``."""
 
     @abc.abstractmethod
-    def queue_depth(self) -> int:
-        """How many invocations wait in the queue, delayed retries included (O(1))."""
+    def queue_depth(self, queues: Sequence[str] | None = None) -> int:
+        """How many invocations wait in ``queues`` (None: in every queue), delayed
+        retries included."""
+
+    @abc.abstractmethod
+    def queue_depths(self) -> dict[str, int]:
+        """Queue name -> invocations waiting there (delayed retries included), for
+        every queue that has held work."""
 
     # -- orchestrator -----------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import heapq
+import itertools
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,8 +20,9 @@ from typing import Any, cast
 from typing_extensions import override
 
 from ..errors import InvocationNotFoundError
+from ..queues import MAX_PRIORITY, PRIORITIES
 from ..status import CLAIMABLE, FINAL, OWNED, InvocationStatus, Verdict, check_transition
-from .base import Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
+from .base import SERVE_DEFAULT, Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
 
 S = InvocationStatus
 log_name = "pynenc_ray.backends.memory"
@@ -38,7 +40,9 @@ class MemoryBackend(Backend):
         self._queued = threading.Condition(self._lock)  # notified on push
         self._finals = threading.Condition(self._lock)  # notified on a final status
         self._records: dict[str, InvocationRecord] = {}
-        self._queue: collections.deque[str] = collections.deque()
+        # queue name -> one FIFO per priority (index = priority)
+        self._queues: dict[str, list[collections.deque[str]]] = {}
+        self._turn = itertools.count()  # which served queue a claim looks at first
         self._delayed: list[tuple[float, str]] = []  # heap of (due, id) for retries
         self._owned: dict[str, set[str]] = collections.defaultdict(set)
         self._runners: dict[str, dict[str, Any]] = {}
@@ -62,8 +66,24 @@ class MemoryBackend(Backend):
             self._finals.notify_all()
 
     def _push(self, invocation_id: str) -> None:
-        self._queue.append(invocation_id)
-        self._queued.notify()
+        """Queue an id at the back of its queue's level (from its record)."""
+        rec = self._records[invocation_id]
+        levels = self._queues.get(rec.queue)
+        if levels is None:
+            levels = self._queues[rec.queue] = [collections.deque()
+                                                for _ in range(MAX_PRIORITY + 1)]
+        levels[rec.priority].append(invocation_id)
+        self._queued.notify_all()  # claims serving other queues wait here too
+
+    def _pop(self, queues: Sequence[str], first: int) -> str | None:
+        """The next id for a runner serving ``queues``: highest level first, the
+        queues at one level in turn from ``first``."""
+        for level in PRIORITIES:
+            for i in range(len(queues)):
+                levels = self._queues.get(queues[(first + i) % len(queues)])
+                if levels is not None and levels[level]:
+                    return levels[level].popleft()
+        return None
 
     def _promote_due(self) -> float | None:
         """Queue delayed retries that are due; return seconds to the next one."""
@@ -103,23 +123,27 @@ class MemoryBackend(Backend):
                 self._prune()
             for c in calls:
                 rec = InvocationRecord(c.invocation_id, c.task_id, c.args, S.REGISTERED,
-                                       parent_id=c.parent_id,
+                                       parent_id=c.parent_id, queue=c.queue,
+                                       priority=c.priority,
                                        history=[HistoryEntry(S.REGISTERED, runner_id, worker, now)])
                 self._records[c.invocation_id] = rec
-            if push:
-                self._queue.extend(c.invocation_id for c in calls)
-                self._queued.notify(len(calls))
+                if push:
+                    self._push(c.invocation_id)
 
     @override
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
-              start: bool = False) -> list[Claimed]:
+              start: bool = False, queues: Sequence[str] = SERVE_DEFAULT) -> list[Claimed]:
         deadline = time.monotonic() + timeout
         out: list[Claimed] = []
+        first = next(self._turn) % len(queues)
         with self._lock:
             while True:
                 next_due = self._promote_due()
-                while self._queue and len(out) < n:
-                    rec = self._records.get(self._queue.popleft())
+                while len(out) < n:
+                    inv_id = self._pop(queues, first)
+                    if inv_id is None:
+                        break
+                    rec = self._records.get(inv_id)
                     if rec is None or rec.status not in CLAIMABLE:
                         continue
                     self._set(rec, S.PENDING, runner_id, worker, runner_id)
@@ -133,9 +157,19 @@ class MemoryBackend(Backend):
                 self._queued.wait(min(left, next_due) if next_due is not None else left)
 
     @override
-    def queue_depth(self) -> int:
+    def queue_depth(self, queues: Sequence[str] | None = None) -> int:
+        depths = self.queue_depths()
+        return sum(depths.values()) if queues is None else sum(depths.get(q, 0) for q in queues)
+
+    @override
+    def queue_depths(self) -> dict[str, int]:
         with self._lock:
-            return len(self._queue) + len(self._delayed)
+            out = {name: sum(map(len, levels)) for name, levels in self._queues.items()}
+            for _, inv_id in self._delayed:
+                rec = self._records.get(inv_id)
+                if rec is not None:
+                    out[rec.queue] = out.get(rec.queue, 0) + 1
+            return out
 
     def release_delayed(self) -> int:
         """Queue every retry waiting out its ``retry_delay_sec`` now, due or not,

@@ -77,9 +77,10 @@ def test_claim_skips_ids_that_are_not_claimable(app):
     app.backend.finish(inv_id, S.SUCCESS, b"1", "A", "w")
     # a stale copy of the id in the queue (e.g. a retry's old entry) is skipped
     if hasattr(app.backend, "client"):
-        app.backend.client.rpush(app.backend.key("queue"), inv_id)
+        app.backend.client.rpush(app.backend.key("queue", "default", "0"), inv_id)
     else:
-        app.backend._queue.append(inv_id)
+        with app.backend._lock:
+            app.backend._push(inv_id)
     assert app.backend.claim("B", "w", 5, 0.05) == []
 
 

@@ -220,13 +220,13 @@ def _pings(app) -> bool:
         return False
 
 
-def test_a_redis_older_than_6_2_is_refused_with_its_version(app, monkeypatch):
+def test_a_redis_older_than_7_0_is_refused_with_its_version(app, monkeypatch):
     from pynenc_ray import BackendUnavailableError
 
     backend = app.backend
-    monkeypatch.setattr(backend.client, "info", lambda *a, **k: {"redis_version": "6.0.16"})
+    monkeypatch.setattr(backend.client, "info", lambda *a, **k: {"redis_version": "6.2.14"})
     with pytest.raises(BackendUnavailableError,
-                       match=r"version 6\.0\.16; pynenc-ray needs Redis 6\.2"):
+                       match=r"version 6\.2\.14; pynenc-ray needs Redis 7\.0"):
         tasks.add(1, 2)
 
 
@@ -243,5 +243,5 @@ def test_every_key_of_an_app_shares_one_cluster_slot(app):
     client = app.backend.client
     keys = list(client.scan_iter(match=f"pynenc:{{{app.app_id}}}:*"))
     assert len(keys) > 8  # records, queue, index, counts, runners, beats...
-    assert {key_slot(k) for k in keys} == {key_slot(app.backend.key("queue").encode())}
+    assert {key_slot(k) for k in keys} == {key_slot(app.backend.key("queues").encode())}
     assert not list(client.scan_iter(match=f"pynenc:{app.app_id}:*"))  # nothing untagged

@@ -2,9 +2,10 @@
 
 Each multi-key step is one Lua script (see the ``.lua`` files and the key map
 in ``prelude.lua``), so a crash between steps never loses or doubles work.
-Idle runners block in BLMOVE (into their own in-flight list) rather than
-polling; result waiters block on a condition fed by one pub/sub listener per
-process (``listener.py``). Connection faults are retried with backoff: for a producer up to
+Idle runners block on their queues' bells (BLMPOP of a wake-up token, see
+``ring`` in ``prelude.lua``) rather than polling; result waiters block on a
+condition fed by one pub/sub listener per process (``listener.py``). Connection
+faults are retried with backoff: for a producer up to
 ``redis_retry_timeout_sec``, for a runner until Redis is back.
 """
 
@@ -29,11 +30,12 @@ from ...errors import (
     InvocationOwnershipError,
     InvocationStatusTransitionError,
 )
+from ...queues import MAX_PRIORITY, queue_name_error
 from ...redis_url import mask_url
 from ...serializer import error_to_payload
 from ...status import FINAL, OWNED, InvocationStatus
 from .. import patience
-from ..base import Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
+from ..base import SERVE_DEFAULT, Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
 from .listener import ResultListener
 from .scripts import NAMES, source
 
@@ -46,7 +48,7 @@ OUTAGE_LOG_EVERY_SEC = 30.0  # while Redis stays unreachable, say so this often
 SOCKET_TIMEOUT_SEC = 5.0  # a frozen Redis is a fault after this long, not a hang
 MAX_BLOCK_SEC = 2.0  # a blocking pop never outlasts the socket timeout
 PROMOTE_EVERY_SEC = 0.1  # due delayed retries are queued at most this late by a busy runner
-MIN_REDIS = (6, 2)  # LPOP with a count, BLMOVE
+MIN_REDIS = (7, 0)  # LMPOP (one claim over every queue and level), BLMPOP
 _ENQUEUE_CHUNK = 1000
 _READ_CHUNK = 500
 def _status(invocation_id: str, raw: Any) -> InvocationStatus:
@@ -100,9 +102,7 @@ class RedisBackend(Backend):
         self._hot: dict[str, bool] = {}  # runner -> its last claim got work
         self._promoted: dict[str, float] = {}  # runner -> when it last ran the claim script
         self._delayed_checked: dict[str, float] = {}  # runner -> when a claim last promoted
-        # runners whose in-flight list a claim emptied since their last BLMOVE (any
-        # other, a runner's first claim included, may have ids parked there)
-        self._inflight_empty: set[str] = set()
+        self._turn = 0  # rotates which served queue a claim looks at first
         self.listener = ResultListener(self.client, self.key("final"), self.safe_url,
                                        self.retry_timeout, self._note_fault)
         self._outage_lock = threading.Lock()
@@ -192,7 +192,7 @@ class RedisBackend(Backend):
         if parts < MIN_REDIS:
             raise BackendUnavailableError(
                 f"Redis at {self.safe_url} is version {version}; pynenc-ray needs Redis "
-                f"{'.'.join(map(str, MIN_REDIS))} or newer (LPOP with a count, BLMOVE). "
+                f"{'.'.join(map(str, MIN_REDIS))} or newer (LMPOP, BLMPOP). "
                 "Upgrade the server")
         self._server_checked = True
 
@@ -243,59 +243,82 @@ class RedisBackend(Backend):
                 push: bool = True) -> None:
         # subscribed before any of these can become final
         self.listener.track(c.invocation_id for c in calls)
-        for start in range(0, len(calls), _ENQUEUE_CHUNK):
-            args: list[Any] = [runner_id, worker, "1" if push else "0"]
-            for c in calls[start:start + _ENQUEUE_CHUNK]:
-                args += [c.invocation_id, c.task_id, c.args, c.parent_id or ""]
-            self._script("enqueue", args)
+        groups: dict[tuple[str, int], list[NewInvocation]] = {}
+        for c in calls:  # one script per queue and priority (a batch has one of each)
+            groups.setdefault((c.queue, c.priority), []).append(c)
+        for (queue, priority), group in groups.items():
+            for start in range(0, len(group), _ENQUEUE_CHUNK):
+                args: list[Any] = [runner_id, worker, "1" if push else "0", queue, priority]
+                for c in group[start:start + _ENQUEUE_CHUNK]:
+                    args += [c.invocation_id, c.task_id, c.args, c.parent_id or ""]
+                self._script("enqueue", args)
 
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
-              start: bool = False) -> list[Claimed]:
+              start: bool = False, queues: Sequence[str] = SERVE_DEFAULT) -> list[Claimed]:
         """The claim script runs first only when work is likely (the last claim got
         some) or delayed retries may be due; otherwise an idle runner costs one
-        blocking BLMOVE per ``timeout``."""
+        blocking BLMPOP on its queues' bells per ``timeout``. The token it pops is
+        only a wake-up: losing one (a crash, a lost reply) costs a runner at most
+        half a second before its next claim looks anyway."""
         now = time.monotonic()
+        self._turn += 1
+        k = self._turn % len(queues)
+        served = list(queues[k:]) + list(queues[:k])
         flat: list = []
         if (timeout <= 0 or self._hot.get(runner_id)
                 or now - self._promoted.get(runner_id, 0.0) > 0.5):
             self._promoted[runner_id] = now
-            flat = self._claim_script(runner_id, worker, n, start, now)
+            flat = self._claim_script(runner_id, worker, n, start, now, served)
         if not flat and timeout > 0:
             block = min(timeout, MAX_BLOCK_SEC)
-            self._inflight_empty.discard(runner_id)  # before: a lost reply may have moved one
-            # redis-py types the timeout int; BLMOVE takes seconds with decimals
-            moved = self._call(lambda: self.client.blmove(
-                self.key("queue"), self.key("inflight", runner_id),
-                block, "LEFT", "RIGHT"),  # type: ignore[arg-type]
+            bells = [self.key("bell", q) for q in served]
+            rang = self._call(lambda: self.client.blmpop(
+                block, len(bells), *bells, direction="LEFT", count=100),
                 "wait for work")
-            if moved is None:
+            if rang is None:
                 return []
-            flat = self._claim_script(runner_id, worker, n, start, time.monotonic())
+            flat = self._claim_script(runner_id, worker, n, start, time.monotonic(), served)
         self._hot[runner_id] = bool(flat)  # work came: more is likely, try the script first
         return [Claimed(flat[i].decode(), flat[i + 1].decode(), flat[i + 2], int(flat[i + 3]),
                         int(flat[i + 4]), start) for i in range(0, len(flat), 5)]
 
-    def _claim_script(self, runner_id: str, worker: str, n: int, start: bool, now: float) -> list:
-        """The claim step, looking at delayed retries a few times a second and at
-        the runner's in-flight list only when a BLMOVE may have parked an id there."""
+    def _claim_script(self, runner_id: str, worker: str, n: int, start: bool, now: float,
+                      queues: Sequence[str]) -> list:
+        """The claim step, looking at delayed retries a few times a second."""
         promote = now - self._delayed_checked.get(runner_id, 0.0) >= PROMOTE_EVERY_SEC
-        inflight = runner_id not in self._inflight_empty
         flat = self._script("claim", [runner_id, worker, repr(time.time()), n,
-                                      "1" if start else "0", "1" if promote else "0",
-                                      "1" if inflight else "0"])
+                                      "1" if start else "0", "1" if promote else "0", *queues])
         if promote:
             self._delayed_checked[runner_id] = now
-        if inflight and len(flat) < 5 * n:  # not filled up: it drained the in-flight list
-            self._inflight_empty.add(runner_id)
         return flat
 
     @override
-    def queue_depth(self) -> int:
-        def depth() -> int:
+    def queue_depth(self, queues: Sequence[str] | None = None) -> int:
+        if queues is None:
+            return sum(self.queue_depths().values())
+        return sum(self._depths(list(queues)).values())
+
+    @override
+    def queue_depths(self) -> dict[str, int]:
+        names = cast(set[bytes], self._call(lambda: self.client.smembers(self.key("queues")),
+                                            "list the queues"))
+        listed = (n.decode(errors="replace") for n in names)  # untrusted: valid names only
+        return self._depths(sorted(n for n in listed if queue_name_error(n) is None))
+
+    def _depths(self, queues: list[str]) -> dict[str, int]:
+        """Each queue's waiting ids (every level) plus its delayed retries: one
+        pipelined round trip."""
+        levels = MAX_PRIORITY + 1
+
+        def depth() -> dict[str, int]:
             pipe = self.client.pipeline(transaction=False)
-            pipe.llen(self.key("queue"))
-            pipe.zcard(self.key("delayed"))
-            return sum(pipe.execute())
+            for q in queues:
+                for p in range(levels):
+                    pipe.llen(self.key("queue", q, str(p)))
+                pipe.zcard(self.key("delayed", q))
+            counts = pipe.execute()
+            return {q: sum(counts[i * (levels + 1):(i + 1) * (levels + 1)])
+                    for i, q in enumerate(queues)}
         return self._call(depth, "read the queue depth")
 
     # -- orchestrator ---------------------------------------------------------------------

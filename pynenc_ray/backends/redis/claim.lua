@@ -1,49 +1,65 @@
 -- claim: take up to n invocations as PENDING owned by runner, in one step, so a
 -- crash never leaves an id popped but unowned. With start = 1 (a runner that
 -- starts them at once) they go on to RUNNING in the same step. With promote = 1,
--- due delayed retries are queued first (the caller asks for it a few times a
--- second, not on every claim). With inflight = 1, ids the runner's BLMOVE parked
--- in inflight:<runner> come before the queue (the caller asks after a BLMOVE,
--- and until a claim that looked there has succeeded). Ids no longer claimable
--- (final, expired) are skipped; a corrupt record is failed in place
+-- due delayed retries of the served queues are queued first (the caller asks
+-- for it a few times a second, not on every claim). Ids come from the served
+-- queues' highest non-empty priority level, oldest first; at one level the
+-- queues are taken in the order given (the caller rotates it). Ids no longer
+-- claimable (final, expired) are skipped; a corrupt record is failed in place
 -- (fail_corrupt) and the claim goes on. Each id is read and checked before
--- anything about it is written.
--- ARGV[2..]: runner, worker, now, n, start, promote, inflight.
+-- anything about it is written. A claim that filled up may leave work behind:
+-- it rings the served queues' bells so that another idle runner looks.
+-- ARGV[2..]: runner, worker, now, n, start, promote, then the served queues.
 -- Returns a flat list: id, task, args, retries, deaths per claimed invocation.
 local runner, worker, now, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local moves = ARGV[6] == '1' and {'PENDING', 'RUNNING'} or {'PENDING'}
+local queues = {}
+for i = 8, #ARGV do queues[#queues + 1] = ARGV[i] end
 if ARGV[7] == '1' then
-  local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)
-  if #due > 0 then
-    redis.call('ZREM', P .. 'delayed', unpack(due))
-    push_all('RPUSH', P .. 'queue', due)
-  end
-end
-local sources = {P .. 'queue'}
-if ARGV[8] == '1' then sources = {P .. 'inflight:' .. runner, P .. 'queue'} end
-local out, owned = {}, {}
-for _, src in ipairs(sources) do
-  while #owned < n do
-    local want = n - #owned
-    local ids = redis.call('LPOP', src, want)
-    if not ids then break end
-    for _, id in ipairs(ids) do
-      local v, why = read(id, {'task', 'args', 'retries', 'deaths'})
-      if v and CLAIMABLE[v[1]] then
-        move(id, v[3], v[1], moves, runner, worker, now, runner)
-        owned[#owned + 1] = id
-        out[#out + 1] = id
-        out[#out + 1] = v[4]
-        out[#out + 1] = v[5]
-        out[#out + 1] = v[6] or 0
-        out[#out + 1] = v[7] or 0
-      elseif why then
-        fail_corrupt(id, why, 'REGISTERED', nil, runner, now)
+  for _, q in ipairs(queues) do
+    local key = P .. 'delayed:' .. q
+    local due = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, 1000)
+    if #due > 0 then
+      redis.call('ZREM', key, unpack(due))
+      for _, id in ipairs(due) do  -- each back at its own level
+        local p = redis.call('HGET', ikey(id), 'prio')
+        queue_ids(q, (p and tonumber(p) and PRIO[tonumber(p)]) and p or 0, {id})
       end
     end
-    if #ids < want then break end  -- the list is empty now: no second LPOP to learn it
+  end
+end
+-- LMPOP's arguments: every served list, highest level first
+local pop = {0}
+for p = 9, 0, -1 do
+  for _, q in ipairs(queues) do pop[#pop + 1] = qkey(q, p) end
+end
+pop[1] = #pop - 1
+pop[#pop + 1] = 'LEFT'
+pop[#pop + 1] = 'COUNT'
+pop[#pop + 1] = 0
+local out, owned = {}, {}
+while #owned < n do
+  pop[#pop] = n - #owned
+  local got = redis.call('LMPOP', unpack(pop))
+  if not got then break end  -- every served level is empty
+  for _, id in ipairs(got[2]) do
+    local v, why = read(id, {'task', 'args', 'retries', 'deaths'})
+    if v and CLAIMABLE[v[1]] then
+      move(id, v[3], v[1], moves, runner, worker, now, runner)
+      owned[#owned + 1] = id
+      out[#out + 1] = id
+      out[#out + 1] = v[4]
+      out[#out + 1] = v[5]
+      out[#out + 1] = v[6] or 0
+      out[#out + 1] = v[7] or 0
+    elseif why then
+      fail_corrupt(id, why, 'REGISTERED', nil, runner, now)
+    end
   end
 end
 if #owned > 0 then push_all('SADD', P .. 'owned:' .. runner, owned) end
+if #owned >= n then
+  for _, q in ipairs(queues) do ring(q) end
+end
 commit()
 return out

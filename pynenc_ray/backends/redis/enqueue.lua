@@ -1,29 +1,34 @@
--- enqueue: store each call as REGISTERED and (if push = 1) append them to the
--- queue. One HSET per call; the queue and the index get one command per batch.
--- An id already stored is left alone: a retried enqueue never resets a record.
--- The index is scored by the server's clock, as the history is.
--- ARGV[2..]: runner, worker, push, then (id, task, args, parent) per call.
-local runner, worker, push = ARGV[2], ARGV[3], ARGV[4]
+-- enqueue: store each call as REGISTERED and (if push = 1) append them to their
+-- queue's level. One HSET per call; the queue and the index get one command per
+-- batch. An id already stored is left alone: a retried enqueue never resets a
+-- record. The index is scored by the server's clock, as the history is.
+-- ARGV[2..]: runner, worker, push, queue, prio, then (id, task, args, parent) per
+-- call: every call of one batch waits in the same queue at the same priority.
+local runner, worker, push, queue, prio = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local ids, index = {}, {}
 local h0 = entry('REGISTERED', runner, worker)
 local now = clock()
-for i = 5, #ARGV, 4 do
+local where = {}  -- queue and prio are stored only when they are not the defaults
+if queue ~= 'default' then where[#where + 1] = 'queue'; where[#where + 1] = queue end
+if prio ~= '0' then where[#where + 1] = 'prio'; where[#where + 1] = prio end
+for i = 7, #ARGV, 4 do
   local id = ARGV[i]
   if redis.call('EXISTS', ikey(id)) == 0 then
-    if ARGV[i + 3] == '' then  -- retries, reroutes and deaths read as 0 until set
-      redis.call('HSET', ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2],
-        'status', 'REGISTERED', 'h0', h0, 'hn', 1)
-    else
-      redis.call('HSET', ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2],
-        'status', 'REGISTERED', 'parent', ARGV[i + 3], 'h0', h0, 'hn', 1)
+    local fields = {ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2],
+      'status', 'REGISTERED', 'h0', h0, 'hn', 1}
+    if ARGV[i + 3] ~= '' then  -- retries, reroutes and deaths read as 0 until set
+      fields[#fields + 1] = 'parent'
+      fields[#fields + 1] = ARGV[i + 3]
     end
+    for _, x in ipairs(where) do fields[#fields + 1] = x end
+    redis.call('HSET', unpack(fields))
     ids[#ids + 1] = id
     index[#index + 1] = now
     index[#index + 1] = id
   end
 end
 if #ids == 0 then return 0 end
-if push == '1' then push_all('RPUSH', P .. 'queue', ids) end
+if push == '1' then queue_ids(queue, prio, ids) end
 push_all('ZADD', P .. 'index', index)
 count('REGISTERED', #ids)
 commit()

@@ -4,10 +4,7 @@
 -- work once its last heartbeat is dead_after_sec old.
 -- ARGV[2..]: runner. Returns 1 when forgotten, 0 when left for recovery.
 local runner = ARGV[2]
-if redis.call('SCARD', P .. 'owned:' .. runner) > 0
-    or redis.call('LLEN', P .. 'inflight:' .. runner) > 0 then
-  return 0
-end
+if redis.call('SCARD', P .. 'owned:' .. runner) > 0 then return 0 end
 redis.call('HDEL', P .. 'runners', runner)
 redis.call('ZREM', P .. 'beats', runner)
 return 1

@@ -8,7 +8,8 @@
 -- is the record lifetime result_ttl_sec; a script's own arguments start at ARGV[2].
 -- Keys under the prefix:
 --   inv:<id>         HASH  task, args, status, owner (meaningful while PENDING,
---                          RUNNING or PAUSED), retries, reroutes (every hand-back),
+--                          RUNNING or PAUSED), queue and prio (written only when
+--                          not "default" and 0), retries, reroutes (every hand-back),
 --                          deaths (hand-backs because the worker died: what
 --                          max_reroutes counts), parent, result, error, and the
 --                          status history: hn entries h0 .. h<hn-1>, each JSON
@@ -18,9 +19,12 @@
 --                          inspection (expires after result_ttl_sec)
 --   corrupt          HASH  id -> why its record was set aside (what `status` lists)
 --   waits:<id>       SET   invocations that <id> is waiting on (cycle detection)
---   queue            LIST  ids to run, oldest at the head
---   delayed          ZSET  ids of retries waiting for their delay, scored by due time
---   inflight:<run>   LIST  ids a runner's blocking BLMOVE took, not yet claimed
+--   queue:<q>:<p>    LIST  ids to run in queue <q> at priority <p> (0-9), oldest first
+--   queues           SET   names of the queues that have held work (for status)
+--   bell:<q>         LIST  a token when queue <q> may have work no runner is about
+--                          to claim; idle runners block on their queues' bells
+--   delayed:<q>      ZSET  ids of queue <q>'s retries waiting out their delay,
+--                          scored by due time
 --   owned:<run>      SET   ids a runner owns (PENDING, RUNNING, PAUSED)
 --   runners          HASH  runner_id -> JSON info from its last heartbeat
 --   beats            ZSET  runner_id scored by its last heartbeat (server time)
@@ -52,8 +56,41 @@ local OWNED = __OWNED__
 local FINAL = __FINAL__
 local CLAIMABLE = __CLAIMABLE__
 local INLINE_MAX = __INLINE_MAX__
+local PRIO = {[0] = true, true, true, true, true, true, true, true, true, true}  -- 0 .. 9
 
 local function ikey(id) return P .. 'inv:' .. id end
+local function qkey(queue, prio) return P .. 'queue:' .. queue .. ':' .. prio end
+
+-- Wake one idle runner of `queue`: it pops the token, then claims. A token is
+-- left whenever a queue may hold work that no runner is about to claim (a push
+-- into an empty level, a claim that filled up and left work behind), so idle
+-- runners need not poll. Spare tokens only cost a runner an empty claim.
+local function ring(queue)
+  local bell = P .. 'bell:' .. queue
+  if redis.call('RPUSH', bell, '1') > 1 then redis.call('LTRIM', bell, 0, 0) end
+end
+
+-- Push many values with as few commands as Lua's unpack allows.
+local function push_all(cmd, key, values)
+  for i = 1, #values, 1000 do
+    redis.call(cmd, key, unpack(values, i, math.min(i + 999, #values)))
+  end
+end
+
+-- Append ids to the back of `queue` at `prio`. A level that was empty gets the
+-- queue listed (for status) and its bell rung.
+local function queue_ids(queue, prio, ids)
+  local key = qkey(queue, tonumber(prio))
+  local was_empty = false
+  for i = 1, #ids, 1000 do
+    local last = math.min(i + 999, #ids)
+    if redis.call('RPUSH', key, unpack(ids, i, last)) == last - i + 1 then was_empty = true end
+  end
+  if was_empty then
+    redis.call('SADD', P .. 'queues', queue)
+    ring(queue)
+  end
+end
 
 -- Status count changes and newly final ids, applied once per script by commit().
 -- A final announced with a small payload (announce) carries it in the PUBLISH.
@@ -116,6 +153,12 @@ local function read(id, extra)
     local x = v[3 + i]
     if (f == 'retries' or f == 'reroutes' or f == 'deaths') and x and not tonumber(x) then
       return nil, f .. ' is not a number'
+    end
+    if f == 'queue' and x and (#x > 64 or not string.find(x, '^[%w][%w_%.%-]*$')) then
+      return nil, 'queue is not a valid queue name'
+    end
+    if f == 'prio' and x and not (tonumber(x) and PRIO[tonumber(x)]) then
+      return nil, 'prio is not a priority from 0 to 9'
     end
     if (f == 'task' or f == 'args') and not x then return nil, 'field ' .. f .. ' is missing' end
   end
@@ -192,7 +235,7 @@ end
 -- (shutdown, reconcile) does not.
 -- `from` is the runner whose owned set listed it.
 local function reroute(id, from, by, worker, now, recovery, died)
-  local v, why = read(id, {'reroutes', 'deaths'})
+  local v, why = read(id, {'reroutes', 'deaths', 'queue', 'prio'})
   if not v then
     if why then fail_corrupt(id, why, 'RUNNING', from, by, now) end
     redis.call('SREM', P .. 'owned:' .. from, id)
@@ -208,19 +251,6 @@ local function reroute(id, from, by, worker, now, recovery, died)
     extra[4] = tonumber(deaths or 0) + 1
   end
   move(id, hn, cur, {'REROUTED'}, by, worker, now, nil, extra)
-  redis.call('RPUSH', P .. 'queue', id)
+  queue_ids(v[6] or 'default', v[7] or 0, {id})
   return true
-end
-
--- Put back what a runner's blocking pop had moved but not yet claimed.
-local function return_inflight(runner)
-  local key = P .. 'inflight:' .. runner
-  while redis.call('LMOVE', key, P .. 'queue', 'RIGHT', 'LEFT') do end
-end
-
--- Push many values with as few commands as Lua's unpack allows.
-local function push_all(cmd, key, values)
-  for i = 1, #values, 1000 do
-    redis.call(cmd, key, unpack(values, i, math.min(i + 999, #values)))
-  end
 end

@@ -8,7 +8,6 @@ if #ARGV > 6 then
   for i = 7, #ARGV do ids[#ids + 1] = ARGV[i] end
 else
   ids = redis.call('SMEMBERS', P .. 'owned:' .. owner)
-  return_inflight(owner)
 end
 local out = {}
 for _, id in ipairs(ids) do

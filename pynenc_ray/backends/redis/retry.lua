@@ -1,7 +1,7 @@
 -- retry: RUNNING -> RETRY -> REGISTERED, queued now or after a delay.
 -- ARGV[2..]: id, runner, worker, now, delay_sec, push ('0': the caller re-runs it inline).
 local id, runner, worker, now, delay = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
-local v, why = read(id, {'retries'})
+local v, why = read(id, {'retries', 'queue', 'prio'})
 if not v then
   if not why then return redis.error_reply('PYNENC_MISSING invocation ' .. id .. ' is not stored') end
   fail_corrupt(id, why, 'RUNNING', runner, runner, now)
@@ -15,9 +15,9 @@ move(id, v[3], v[1], {'RETRY', 'REGISTERED'}, runner, worker, now, nil,
 if ARGV[7] == '0' then
   -- the caller runs it again itself
 elseif delay > 0 then
-  redis.call('ZADD', P .. 'delayed', tonumber(now) + delay, id)
+  redis.call('ZADD', P .. 'delayed:' .. (v[5] or 'default'), tonumber(now) + delay, id)
 else
-  redis.call('RPUSH', P .. 'queue', id)
+  queue_ids(v[5] or 'default', v[6] or 0, {id})
 end
 commit()
 return 'OK'
