@@ -13,6 +13,7 @@ from typing import Any
 
 from .app import Pynenc
 from .errors import ConfigError, PynencError
+from .queues import DEFAULT_QUEUE
 from .registry import RUNNERS
 from .resolve import resolve
 
@@ -69,20 +70,35 @@ def cmd_runner_start(args: argparse.Namespace) -> int:
 
 
 def status_snapshot(app: Pynenc) -> dict[str, Any]:
-    """The app's queue depth, status counts, runners (with heartbeat ages) and corrupt
-    records, as a JSON-ready dict. Raises the backend's errors."""
+    """The app's queue depth (in all and per queue, with how many runners serve
+    each), status counts, runners (with heartbeat ages) and corrupt records, as a
+    JSON-ready dict. Raises the backend's errors."""
     backend = app.backend
     now = time.time()
     runners = {rid: {**info, "heartbeat_age_sec": round(now - info["last_seen"], 2)}
                for rid, info in backend.runners().items()}
+    queues = {name: {"depth": depth, "runners": 0} for name, depth in backend.queue_depths().items()}
+    for info in runners.values():
+        if "parent" in info:  # a worker its parent runner speaks for (counted there)
+            continue
+        served = info.get("queues")
+        for name in served if isinstance(served, list) else [DEFAULT_QUEUE]:
+            if isinstance(name, str):
+                queues.setdefault(name, {"depth": 0, "runners": 0})["runners"] += 1
     return {"app_id": app.app_id, "backend": app.config.settings.backend,
-            "queue_depth": backend.queue_depth(), "statuses": backend.status_counts(),
-            "corrupt": backend.corrupt(), "runners": runners}
+            "queue_depth": sum(q["depth"] for q in queues.values()), "queues": queues,
+            "statuses": backend.status_counts(), "corrupt": backend.corrupt(),
+            "runners": runners}
 
 
 def format_status(snap: dict[str, Any]) -> str:
     """A status snapshot as the text ``status`` prints."""
     lines = [f"app {snap['app_id']} on {snap['backend']}: queue depth {snap['queue_depth']}"]
+    for name, q in sorted(snap.get("queues", {}).items()):
+        served = f"served by {q['runners']} runner(s)" if q["runners"] else (
+            f"NO RUNNER SERVES IT: its work stays REGISTERED until a runner with "
+            f"{name!r} in runner.queues starts" if q["depth"] else "no runner serves it")
+        lines.append(f"  queue {name:<12} {q['depth']:>6} waiting, {served}")
     lines += [f"  {st:<10} {n}" for st, n in sorted(snap["statuses"].items())]
     corrupt = snap.get("corrupt") or {}
     if corrupt:
@@ -92,7 +108,9 @@ def format_status(snap: dict[str, Any]) -> str:
     for rid, info in sorted(snap["runners"].items()):
         has_busy = "slots" in info and "busy" in info
         busy = f"  busy {info['busy']}/{info['slots']}" if has_busy else ""
-        lines.append(f"  {rid}  heartbeat {info['heartbeat_age_sec']}s ago{busy}")
+        served = info.get("queues")
+        serves = f"  queues {','.join(map(str, served))}" if isinstance(served, list) else ""
+        lines.append(f"  {rid}  heartbeat {info['heartbeat_age_sec']}s ago{busy}{serves}")
         for actor, threads in sorted((info.get("actors") or {}).items()):
             active = threads if threads is not None else "?"
             lines.append(f"    actor {actor}: {active} active threads")

@@ -210,10 +210,10 @@ class BaseRunner(abc.ABC):
     # -- heartbeats and recovery ---------------------------------------------------------------
 
     def heartbeat_info(self) -> dict[str, Any]:
-        """What this runner's heartbeat says about it: class, host and pid (subclasses add
-        their load)."""
+        """What this runner's heartbeat says about it: class, host, pid and the queues
+        it serves (subclasses add their load)."""
         return {"runner_cls": type(self).__name__, "host": socket.gethostname(),
-                "pid": os.getpid()}
+                "pid": os.getpid(), "queues": list(self.conf.queues)}
 
     def _beat(self) -> None:
         self.app.backend.heartbeat(self.runner_id, self.heartbeat_info(),

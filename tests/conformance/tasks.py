@@ -191,3 +191,8 @@ def hammer_past_timeout() -> None:
     me = current.get().invocation_id
     while True:
         app.backend.status(me)
+
+
+@app.task(queue="urgent", priority=7)
+def on_urgent_queue(x: int) -> int:
+    return x + 1

@@ -103,7 +103,7 @@ def test_idle_runner_blocks_instead_of_polling(app, pynenc_redis):
         before = client.info("stats")["total_commands_processed"]
         time.sleep(1.0)
         after = client.info("stats")["total_commands_processed"]
-    # loop sleep 0.1 s: ~10 BLMOVE + ~10 claim scripts + 5 heartbeats and recoveries
+    # loop sleep 0.1 s: ~10 BLMPOP + ~10 claim scripts + 5 heartbeats and recoveries
     assert after - before < 60, after - before
 
 

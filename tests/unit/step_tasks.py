@@ -106,3 +106,10 @@ def wait_cycle() -> str:
 def get_child(x: int) -> int:
     """Waits on a subtask with a timeout (``.get``), which needs the wait's True."""
     return add(x, x).get(5)
+
+
+@app.task(queue="io", priority=2)
+def record_io(key: str, value: int) -> int:
+    """``record`` on the io queue at priority 2."""
+    order.setdefault(key, []).append(value)
+    return value

@@ -43,7 +43,7 @@ def test_top_level_defaults_match_the_contract():
 
 COMMON = dict(invocation_wait_results_sleep_time_sec=0.1, runner_loop_sleep_time_sec=0.1,
               min_parallel_slots=1, runner_heartbeat_interval_sec=1, runner_dead_after_sec=10,
-              max_reroutes=3)
+              max_reroutes=3, queues=["default"])
 
 
 @pytest.mark.parametrize(("runner_cls", "expected"), [

@@ -30,7 +30,7 @@ from ...errors import (
     InvocationOwnershipError,
     InvocationStatusTransitionError,
 )
-from ...queues import MAX_PRIORITY, queue_name_error
+from ...queues import MAX_PRIORITY, check_priority, check_queue, queue_name_error
 from ...redis_url import mask_url
 from ...serializer import error_to_payload
 from ...status import FINAL, OWNED, InvocationStatus
@@ -437,6 +437,8 @@ class RedisBackend(Backend):
                 retries=int(s.get("retries", 0)), reroutes=int(s.get("reroutes", 0)),
                 deaths=int(s.get("deaths", 0)),
                 parent_id=s.get("parent", b"").decode() or None,
+                queue=check_queue(s.get("queue", b"default").decode()),
+                priority=check_priority(int(s.get("prio", 0))),
                 result=s.get("result"), error=s.get("error"),
                 history=_history(invocation_id, [s[f"h{i}"] for i in range(int(s.get("hn", 0)))
                                                  if f"h{i}" in s]))
