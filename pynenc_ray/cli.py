@@ -77,7 +77,8 @@ def status_snapshot(app: Pynenc) -> dict[str, Any]:
     now = time.time()
     runners = {rid: {**info, "heartbeat_age_sec": round(now - info["last_seen"], 2)}
                for rid, info in backend.runners().items()}
-    queues = {name: {"depth": depth, "runners": 0} for name, depth in backend.queue_depths().items()}
+    queues = {name: {"depth": depth, "runners": 0}
+              for name, depth in backend.queue_depths().items()}
     for info in runners.values():
         if "parent" in info:  # a worker its parent runner speaks for (counted there)
             continue
