@@ -59,11 +59,30 @@ class PynencBuilder:
 
     def multi_thread_runner(self, min_threads: int | None = None, max_threads: int | None = None,
                             **fields: Any) -> PynencBuilder:
-        """Also takes min_processes, max_processes, idle_timeout_process_sec,
-        enforce_max_processes, ray_address, actor_num_cpus, scaling_interval_sec,
-        ray_local_mode."""
+        """Use MultiThreadRunner. Also takes min_processes, max_processes,
+        idle_timeout_process_sec, enforce_max_processes, ray_address,
+        actor_num_cpus, scaling_interval_sec, ray_local_mode and pools (or add
+        pools one by one with ``pool()``)."""
         return self._runner_fields("MultiThreadRunner", min_threads=min_threads,
                                    max_threads=max_threads, **fields)
+
+    def pool(self, name: str, queues: list[str] | None = None, *,
+             min_processes: int | None = None, max_processes: int | None = None,
+             min_threads: int | None = None, max_threads: int | None = None,
+             num_cpus: float | None = None, num_gpus: float | None = None,
+             memory: int | None = None, resources: dict[str, float] | None = None,
+             runtime_env: dict[str, Any] | None = None) -> PynencBuilder:
+        """Add an actor pool to MultiThreadRunner (and select that runner): its
+        name, the queues it serves (default: one queue named like the pool), its
+        bounds, threads per actor and what each actor asks of Ray. Call once per
+        pool; the fields are those of ``[[tool.pynenc.runner.pools]]``. A bad
+        pool is a ConfigError at ``build()``."""
+        fields = {"name": name, "queues": queues, "min_processes": min_processes,
+                  "max_processes": max_processes, "min_threads": min_threads,
+                  "max_threads": max_threads, "num_cpus": num_cpus, "num_gpus": num_gpus,
+                  "memory": memory, "resources": resources, "runtime_env": runtime_env}
+        pools = [*self._runner.get("pools", []), {k: v for k, v in fields.items() if v is not None}]
+        return self._runner_fields("MultiThreadRunner", pools=pools)
 
     def process_runner(self) -> PynencBuilder:
         """Use ProcessRunner (one process per invocation)."""

@@ -12,9 +12,11 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from ..config import MultiThreadRunnerConfig, ThreadRunnerConfig
+from ..runner_config import DEFAULT_POOL
 from .base import load_runner_class
 
 if TYPE_CHECKING:
@@ -24,9 +26,23 @@ if TYPE_CHECKING:
 _THREAD_FIELDS = set(ThreadRunnerConfig.model_fields)
 
 
-def thread_config(conf: MultiThreadRunnerConfig) -> ThreadRunnerConfig:
-    """The hosted ThreadRunner's config: per-actor threads plus the common fields."""
-    return ThreadRunnerConfig(**{k: v for k, v in conf.model_dump().items() if k in _THREAD_FIELDS})
+_POOL_OF: dict[str, str] = {}  # hosted runner id -> its pool, for the actor's middleware
+_POOL_LOCK = threading.Lock()
+
+
+def thread_config(conf: MultiThreadRunnerConfig,
+                  overrides: Mapping[str, Any] | None = None) -> ThreadRunnerConfig:
+    """The hosted ThreadRunner's config: per-actor threads plus the common fields,
+    with ``overrides`` (a pool's queues and threads) over them. Raises
+    pydantic's ValidationError for an override the ThreadRunner does not take."""
+    fields = {k: v for k, v in conf.model_dump().items() if k in _THREAD_FIELDS}
+    return ThreadRunnerConfig(**{**fields, **(overrides or {})})
+
+
+def pool_of(runner_id: str) -> str | None:
+    """The pool of the actor whose hosted ThreadRunner is ``runner_id``, while
+    that actor lives in this process; None otherwise. Raises nothing."""
+    return _POOL_OF.get(runner_id)
 
 
 def _ray_node_id() -> str | None:
@@ -41,26 +57,33 @@ class ActorHost:
     """One actor: a ThreadRunner running in the actor's own threads.
 
     ``app`` is the parent's app object in local mode; on Ray the actor imports
-    it from ``app_path`` and applies the parent's effective ``config``.
-    ``runner_cls`` names the hosted runner (a registered name or ``module:Class``
+    it from ``app_path`` and applies the parent's effective ``config``. ``pool``
+    is the pool the actor belongs to and ``runner_fields`` what that pool sets
+    for the hosted ThreadRunner over the runner's fields (its queues and
+    threads). ``runner_cls`` names the hosted runner (a registered name or ``module:Class``
     of a ThreadRunner subclass). Raises ConfigError when the app or the runner
-    class cannot be loaded; ValueError when given neither ``app`` nor ``app_path``.
+    class cannot be loaded; ValueError when given neither ``app`` nor ``app_path``;
+    pydantic's ValidationError for ``runner_fields`` a ThreadRunner does not take.
     """
 
     runner_cls: str = "ThreadRunner"
 
     def __init__(self, name: str, parent_id: str, app: Any = None, app_path: str | None = None,
-                 config: dict[str, Any] | None = None):
+                 config: dict[str, Any] | None = None, pool: str = DEFAULT_POOL,
+                 runner_fields: Mapping[str, Any] | None = None):
         if app is None:
             from local_runners.child import load_app
 
             if app_path is None:
                 raise ValueError("an ActorHost needs the app or its app_path")
             app = load_app(app_path, config or {})
-        self.name, self.parent_id, self.app = name, parent_id, app
+        self.name, self.parent_id, self.app, self.pool = name, parent_id, app, pool
         runner_cls = load_runner_class(self.runner_cls)  # a ThreadRunner (sub)class
-        self.runner = cast("ThreadRunner", runner_cls(app, thread_config(app.config.runner)))
+        conf = thread_config(app.config.runner, runner_fields)
+        self.runner = cast("ThreadRunner", runner_cls(app, conf))
         self.runner.runner_id = f"{parent_id}/{name}"
+        with _POOL_LOCK:
+            _POOL_OF[self.runner.runner_id] = pool
         self._thread = threading.Thread(target=self.runner.run, name=f"host-{name}", daemon=True)
         self._thread.start()
 
@@ -72,7 +95,8 @@ class ActorHost:
                 "active_threads": self.runner.active_threads, "idle_sec": self.runner.idle_sec,
                 "running": self._thread.is_alive(),
                 "pid": os.getpid(), "host": socket.gethostname(), "node_id": _ray_node_id(),
-                "max_threads": self.runner.slots}
+                "max_threads": self.runner.slots, "pool": self.pool,
+                "queues": list(self.runner.conf.queues)}
 
     def ping(self) -> str:
         """The actor's name: answers once the actor is placed and constructed."""
@@ -84,5 +108,7 @@ class ActorHost:
         """Stop claiming, reroute what is still live, wait for the loop to end."""
         self.runner.stop_runner_loop()
         self._thread.join(timeout)
+        with _POOL_LOCK:
+            _POOL_OF.pop(self.runner.runner_id, None)
         return not self._thread.is_alive()
 

@@ -1,18 +1,22 @@
-"""MultiThreadRunner: a parent that owns actors, each hosting a ThreadRunner,
-and scales them with the broker's queue depth.
+"""MultiThreadRunner: a parent that owns pools of actors, each actor hosting a
+ThreadRunner, and scales every pool with the depth of the queues it serves.
 
-On Ray each actor is a Ray actor asking for ``actor_num_cpus``; when the
-cluster has no room the Ray autoscaler (cluster.yaml) adds nodes, told in
-advance through ``request_resources``. In local mode (``ray_local_mode``) the
-same ActorHost objects live in this process and no Ray is started. Ray is
-imported only when a non-local runner starts.
+A pool (``runner.pools``; without any, one pool ``default`` from the runner's
+own fields) is a kind of actor: the queues it serves, its bounds and threads,
+and what each actor asks of Ray (CPUs, GPUs, memory, custom resources,
+runtime_env). When the cluster has no room the Ray autoscaler (cluster.yaml)
+adds nodes, told in advance through ``request_resources`` with one bundle of
+each pool's shape per actor wanted, so it starts the node types that hold them.
+In local mode (``ray_local_mode``) the same ActorHost objects live in this
+process and no Ray is started (resources are then not enforced). Ray is
+imported only when a non-local runner starts. The pool bookkeeping is pure and
+lives in pools.py.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import math
 import os
 import sys
 import time
@@ -22,16 +26,32 @@ from typing_extensions import override
 
 from ..config import MultiThreadRunnerConfig
 from ..middleware import Middleware
-from .actor_host import ActorHost
+from .actor_host import ActorHost, pool_of
 from .base import BaseRunner
+from .pools import (
+    PoolState,
+    actor_name,
+    actor_options,
+    bundle,
+    decide_pools,
+    missing_resources,
+    resolve_max_processes,
+    resource_bundles,
+    scaling_config,
+    served_queues,
+    thread_fields,
+)
 from .ray_connect import connect
-from .scaling import ActorView, Decision, ScalingConfig, decide
+from .scaling import ActorView, Decision
 
 log = logging.getLogger("pynenc_ray.runner.multithread")
 START_GRACE_SEC = 120.0  # an actor placed may take this long to import the app and answer
 START_BACKOFF_MAX_SEC = 60.0  # longest pause between tries when actors die at start
 ACTOR_STOP_SEC = 0.6  # on shutdown, all actors together get this long to hand back
 MISSED_PINGS_DEAD = 6  # consecutive unanswered stats calls (about 3 s) that mean a dead actor
+# Runner fields that describe the default pool: unused once runner.pools is set.
+POOL_FIELDS = ("queues", "min_processes", "max_processes", "min_threads", "max_threads",
+               "actor_num_cpus")
 
 
 class ActorGone(Exception):
@@ -39,10 +59,10 @@ class ActorGone(Exception):
 
 
 class _Actor:
-    """The parent's record of one actor, local or on Ray."""
+    """The parent's record of one actor of a pool, local or on Ray."""
 
-    def __init__(self, name: str, runner_id: str):
-        self.name, self.runner_id = name, runner_id
+    def __init__(self, name: str, runner_id: str, pool: str):
+        self.name, self.runner_id, self.pool = name, runner_id, pool
         self.created = time.monotonic()
         self.report: dict[str, Any] | None = None
         self.missed = 0
@@ -66,7 +86,7 @@ class _Actor:
 class _LocalActor(_Actor):
     def __init__(self, name: str, host: ActorHost):
         self.host = host
-        super().__init__(name, host.runner.runner_id)
+        super().__init__(name, host.runner.runner_id, host.pool)
 
     def poll(self) -> None:
         self.report = self.host.stats()
@@ -81,8 +101,8 @@ class _LocalActor(_Actor):
 
 
 class _RayActor(_Actor):
-    def __init__(self, name: str, runner_id: str, ray: Any, handle: Any):
-        super().__init__(name, runner_id)
+    def __init__(self, name: str, runner_id: str, ray: Any, handle: Any, pool: str):
+        super().__init__(name, runner_id, pool)
         self.ray, self.handle = ray, handle
         self.stopping: Any = None  # the ref of a stop call in flight
         self.stats_call: Any = None  # the ref of a stats call not answered yet
@@ -112,8 +132,9 @@ class _RayActor(_Actor):
 
 
 class MultiThreadRunner(BaseRunner):
-    """Runs invocations on Ray actors, each hosting a ThreadRunner, and scales the
-    actors with the queue. Starting raises RayConnectionError when Ray cannot be reached."""
+    """Runs invocations on pools of Ray actors, each actor hosting a ThreadRunner
+    that serves its pool's queues, and scales each pool with its queues' depth.
+    Starting raises RayConnectionError when Ray cannot be reached."""
 
     config_cls = MultiThreadRunnerConfig
     conf: MultiThreadRunnerConfig
@@ -126,11 +147,11 @@ class MultiThreadRunner(BaseRunner):
         self._ray: Any = None
         self._started_ray = False
         self._gauges: dict[str, Any] = {}
-        self._requested: float = 0  # CPUs last asked of the autoscaler
-        self._warned_unplaced = time.monotonic()  # last warning about actors Ray cannot place
-        self._start_failures = 0  # actors in a row that died before they ever answered
-        self._start_backoff_until = 0.0
-        self.max_processes = conf.max_processes
+        self._requested: list[dict] = []  # the bundles last asked of the autoscaler
+        # each pool's record; max_processes 0 is resolved from the cluster at start
+        self.pools: dict[str, PoolState] = {p.name: PoolState(p, p.max_processes)
+                                            for p in conf.effective_pools()}
+        self.max_processes = sum(p.max_processes for p in self.pools.values())
 
     @property
     def mem_compatible(self) -> bool:  # type: ignore[override]
@@ -143,10 +164,15 @@ class MultiThreadRunner(BaseRunner):
         return self.conf.ray_local_mode
 
     def heartbeat_info(self) -> dict[str, Any]:
-        """The base heartbeat plus local mode and each actor's active threads."""
+        """The base heartbeat plus local mode, each actor's active threads, the
+        queues the pools serve and each pool's queues and actor count."""
+        actors = list(self.actors.values())
         return {**super().heartbeat_info(), "local_mode": self.local,
-                "actors": {a.name: (a.report or {}).get("active_threads") for a in
-                           list(self.actors.values())}}
+                "queues": served_queues(p.conf for p in self.pools.values()),
+                "actors": {a.name: (a.report or {}).get("active_threads") for a in actors},
+                "pools": {name: {"queues": list(p.conf.queues),
+                                 "actors": sum(a.pool == name for a in actors)}
+                          for name, p in self.pools.items()}}
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -160,15 +186,27 @@ class MultiThreadRunner(BaseRunner):
             config["middleware"] = [*config.get("middleware", []), RAY_METRICS_MIDDLEWARE]
             self._spec = (app_path, config)
             self._actor_cls = self._ray.remote(self.host_cls)
-        self.max_processes = self.conf.max_processes or self._cluster_cpus()
-        first = self.max_processes if self.conf.enforce_max_processes else self.conf.min_processes
-        self._start_actors(max(first, 0))
+        unused = sorted(set(POOL_FIELDS) & self.conf.model_fields_set) if self.conf.pools else []
+        if unused:
+            log.warning("runner %s: runner.pools is set, so runner fields %s (which describe the "
+                        "default pool) are unused; set them in each pool", self.runner_id, unused)
+        cluster = self._cluster_resources()
+        for pool in self.pools.values():
+            pool.max_processes = resolve_max_processes(pool.conf, cluster)
+        self.max_processes = sum(p.max_processes for p in self.pools.values())
+        for pool in self.pools.values():
+            enforced = self.conf.enforce_max_processes
+            self._start_actors(pool, pool.max_processes if enforced else pool.conf.min_processes)
         if not self.local:  # ready means the first actors take work (or we said why not)
-            pings = [cast(_RayActor, a).handle.ping.remote() for a in self.actors.values()]
-            ready, _ = self._ray.wait(pings, num_returns=len(pings),
+            pings = {cast(_RayActor, a).handle.ping.remote(): a for a in self.actors.values()}
+            ready, _ = self._ray.wait(list(pings), num_returns=len(pings),
                                       timeout=self.conf.actor_start_timeout_sec)
-            if len(ready) < len(pings):
-                self._warn_unplaced([a for a in self.actors.values()], len(pings) - len(ready))
+            late = [a for ref, a in pings.items() if ref not in set(ready)]
+            for pool in self.pools.values():
+                of_pool = [a for a in late if a.pool == pool.name]
+                if of_pool:
+                    self._warn_unplaced(pool, [a for a in pings.values() if a.pool == pool.name],
+                                        len(of_pool))
 
     def _connect_ray(self) -> None:
         """Join the Ray this process already runs, else ``ray_address`` /
@@ -180,27 +218,41 @@ class MultiThreadRunner(BaseRunner):
         self._ray = connect(self.conf.ray_address or os.environ.get("RAY_ADDRESS"))
         self._started_ray = True
 
-    def _warn_unplaced(self, actors: list[_Actor], n: int) -> None:
-        """Actors Ray has not placed for actor_start_timeout_sec: say what they
-        need and what the cluster has free; the runner keeps waiting for them."""
+    def _warn_unplaced(self, pool: PoolState, actors: list[_Actor], n: int) -> None:
+        """Actors of ``pool`` Ray has not placed for actor_start_timeout_sec: name
+        the pool, what each actor needs and which of it the cluster lacks; the
+        runner keeps waiting for them."""
         try:
             free, total = self._ray.available_resources(), self._ray.cluster_resources()
         except Exception:  # the numbers are a courtesy
             free, total = {}, {}
-        want = {"CPU": self.conf.actor_num_cpus}
+        need = bundle(pool.conf)
+        missing = missing_resources(need, free, total)
+        if missing:
+            lack = "; ".join(
+                f"{k} (needs {m['need']:g}, {m['free']:g} free of {m['total']:g}"
+                + (", and no node has any" if not m["total"] else "") + ")"
+                for k, m in missing.items())
+        else:
+            lack = "nothing in total, but no single node has all of it free"
+        fix = ("lower the pool's num_cpus, num_gpus, memory or resources, or its max_processes"
+               if self.conf.pools else "lower actor_num_cpus or max_processes")
         log.warning(
-            "%d of %d actors of runner %s are not placed after %gs: each needs %s, the cluster "
-            "has %s free of %s. Still waiting; add nodes (cluster.yaml worker types, "
-            "max_workers), lower actor_num_cpus or max_processes, or see `ray status`",
-            n, len(actors), self.runner_id, self.conf.actor_start_timeout_sec, want,
-            {k: round(v, 2) for k, v in free.items() if k in ("CPU", "GPU", "memory")},
-            {k: round(v, 2) for k, v in total.items() if k in ("CPU", "GPU", "memory")})
+            "pool %r: %d of %d actors of runner %s are not placed after %gs: each needs %s; the "
+            "cluster lacks %s. Still waiting; add nodes with these resources (cluster.yaml worker "
+            "types, max_workers), %s, or see `ray status`",
+            pool.name, n, len(actors), self.runner_id, self.conf.actor_start_timeout_sec, need,
+            lack, fix)
 
-    def _cluster_cpus(self) -> int:
+    def _cluster_resources(self) -> dict[str, float]:
+        """The cluster's total resources (this machine's CPUs in local mode)."""
         if self.local:
-            return os.cpu_count() or 1
-        cpus = self._ray.cluster_resources().get("CPU", 1)
-        return max(1, int(cpus // max(self.conf.actor_num_cpus, 1e-9)))
+            return {"CPU": float(os.cpu_count() or 1)}
+        try:
+            return dict(self._ray.cluster_resources())
+        except Exception as exc:  # sized as the smallest cluster: one actor per pool
+            log.warning("cluster resources unknown (%s): pools with max_processes = 0 get 1", exc)
+            return {}
 
     def _on_stop(self) -> None:
         """All actors are asked at once and share ACTOR_STOP_SEC to hand their work
@@ -212,7 +264,7 @@ class MultiThreadRunner(BaseRunner):
         for actor in actors:
             actor.stop(max(0.05, deadline - time.monotonic()))
             self._forget(actor, "stopped")
-        self._request_cpus(0)
+        self._request_resources([])
         super()._on_stop()
         if self._started_ray:
             self._ray.shutdown()
@@ -221,56 +273,73 @@ class MultiThreadRunner(BaseRunner):
     # -- the loop -----------------------------------------------------------------------------
 
     def _runner_loop_iteration(self) -> None:
+        """One pass: poll the actors, then per pool decide from the depth of its
+        own queues, retire and start its actors; tell the autoscaler what every
+        pool wants, in one request; export the gauges."""
         self._poll_actors()
         now = time.monotonic()
-        depth = self.app.backend.queue_depth()
-        views = [a.view(now) for a in self.actors.values()]
-        decision = decide(depth, views, self._scaling_config(), now)
-        if decision.start or decision.retire:
-            log.info("scaling %s: queue_depth=%d actors=%d busy=%d starting=%d wanted=%d -> "
-                     "start %d, retire %s", self.runner_id, depth, len(views),
-                     sum(v.active_threads > 0 for v in views), sum(v.starting for v in views),
-                     decision.wanted, decision.start, decision.retire)
-        self._apply(decision)
-        self._export_metrics(depth)
+        depths = {name: self.app.backend.queue_depth(p.conf.queues)
+                  for name, p in self.pools.items()}
+        views: dict[str, list[ActorView]] = {name: [] for name in self.pools}
+        for actor in list(self.actors.values()):
+            views.setdefault(actor.pool, []).append(actor.view(now))
+        configs = {name: scaling_config(p.conf, p.max_processes, self.conf.idle_timeout_process_sec,
+                                        self.conf.enforce_max_processes)
+                   for name, p in self.pools.items()}
+        decisions = decide_pools(depths, views, configs, now)
+        for name, decision in decisions.items():
+            if decision.start or decision.retire:
+                v = views[name]
+                log.info("scaling %s pool %r: queue_depth=%d actors=%d busy=%d starting=%d "
+                         "wanted=%d -> start %d, retire %s", self.runner_id, name, depths[name],
+                         len(v), sum(a.active_threads > 0 for a in v), sum(a.starting for a in v),
+                         decision.wanted, decision.start, decision.retire)
+            self._apply(self.pools[name], decision)
+        self._request_resources(resource_bundles(self._asked(decisions),
+                                                 {n: p.conf for n, p in self.pools.items()}))
+        self._export_metrics(depths)
         self._stop.wait(self.conf.scaling_interval_sec)
 
-    def _scaling_config(self) -> ScalingConfig:
-        c = self.conf
-        return ScalingConfig(c.min_processes, self.max_processes, max(c.max_threads, 1),
-                             c.idle_timeout_process_sec, c.enforce_max_processes)
+    def _asked(self, decisions: dict[str, Decision]) -> dict[str, int]:
+        """Actors per pool to ask the autoscaler room for: what the policy wants,
+        but no more than the pool has while its starts are paused (actors dying
+        at start), so a broken pool does not hold nodes up."""
+        now = time.monotonic()
+        return {name: (d.wanted if now >= self.pools[name].backoff_until else
+                       min(d.wanted, sum(a.pool == name for a in self.actors.values())))
+                for name, d in decisions.items()}
 
-    def _apply(self, decision: Decision) -> None:
+    def _apply(self, pool: PoolState, decision: Decision) -> None:
         for name in decision.retire:
             actor = self.actors.get(name)
             if actor is not None:
                 actor.stop(10.0)
                 self._forget(actor, "retired (idle)")
-        if decision.start and time.monotonic() < self._start_backoff_until:
-            return  # actors keep dying before they come up: wait before the next try
+        if decision.start and time.monotonic() < pool.backoff_until:
+            return  # the pool's actors keep dying before they come up: wait before the next try
         if decision.start:
-            self._request_cpus(decision.wanted * self.conf.actor_num_cpus)
-            self._start_actors(decision.start)
-        elif decision.retire:
-            self._request_cpus(0)
+            self._start_actors(pool, decision.start)
 
-    def _start_actors(self, n: int) -> None:
+    def _start_actors(self, pool: PoolState, n: int) -> None:
+        runner_tail = self.runner_id.rsplit("-", 1)[-1]
         for _ in range(n):
-            runner_tail = self.runner_id.rsplit("-", 1)[-1]
-            name = f"pynenc-{self.app.app_id}-{runner_tail}-{next(self._names)}"
+            name = actor_name(self.app.app_id, runner_tail, pool.name, next(self._names))
             if self.local:
-                actor: _Actor = _LocalActor(name, self.host_cls(name, self.runner_id, app=self.app))
+                host = self.host_cls(name, self.runner_id, app=self.app, pool=pool.name,
+                                     runner_fields=thread_fields(pool.conf))
+                actor: _Actor = _LocalActor(name, host)
             else:
                 actor = _RayActor(name, f"{self.runner_id}/{name}", self._ray,
-                                  self._new_ray_actor(name))
+                                  self._new_ray_actor(name, pool), pool.name)
             self.actors[name] = actor
 
-    def _new_ray_actor(self, name: str) -> Any:
-        """Ask Ray for the actor ``name`` (placed when the cluster has room); its handle."""
+    def _new_ray_actor(self, name: str, pool: PoolState) -> Any:
+        """Ask Ray for the actor ``name`` of ``pool``, with the pool's resources
+        (placed when the cluster has room); its handle."""
         app_path, config = self._spec
         return self._actor_cls.options(
-            name=name, num_cpus=self.conf.actor_num_cpus, max_concurrency=4,
-        ).remote(name, self.runner_id, None, app_path, config)
+            name=name, max_concurrency=4, **actor_options(pool.conf),
+        ).remote(name, self.runner_id, None, app_path, config, pool.name, thread_fields(pool.conf))
 
     def _forget(self, actor: _Actor, why: str, died: bool = False) -> None:
         """Drop an actor; whatever its ThreadRunner still owned is rerouted now
@@ -300,9 +369,12 @@ class MultiThreadRunner(BaseRunner):
         now = time.monotonic()
         unplaced = [a for r, a in refs.items() if r not in ready_set and a.report is None
                     and now - a.created > self.conf.actor_start_timeout_sec]
-        if unplaced and now - self._warned_unplaced >= self.conf.actor_start_timeout_sec:
-            self._warned_unplaced = now
-            self._warn_unplaced(list(refs.values()), len(unplaced))
+        for pool in self.pools.values():
+            of_pool = [a for a in unplaced if a.pool == pool.name]
+            if of_pool and now - pool.warned_unplaced >= self.conf.actor_start_timeout_sec:
+                pool.warned_unplaced = now
+                self._warn_unplaced(pool, [a for a in refs.values() if a.pool == pool.name],
+                                    len(of_pool))
         for ref, actor in refs.items():
             if ref in ready_set:
                 actor.stats_call = None
@@ -323,57 +395,68 @@ class MultiThreadRunner(BaseRunner):
 
     def _replace_dead(self, actor: _Actor, why: str = "") -> None:
         """Reroute a dead actor's work at once; the policy starts a replacement
-        in this same pass if it still wants one. Actors that die before they
-        ever answer (the app does not import on the node, a bad runtime_env)
-        are retried with a growing pause and one clear error, not in a loop."""
+        in its pool in this same pass if the pool still wants one. Actors that
+        die before they ever answer (the app does not import on the node, a bad
+        runtime_env) are retried with a growing pause, per pool, and one clear
+        error, not in a loop."""
         if not self.local:
             cast(_RayActor, actor).kill()
         self._forget(actor, "died", died=True)
-        if self.local or actor.report is not None:
-            self._start_failures = 0
+        pool = self.pools.get(actor.pool)
+        if pool is None:
             return
-        self._start_failures += 1
-        pause = min(START_BACKOFF_MAX_SEC, 2.0 ** self._start_failures)
-        self._start_backoff_until = time.monotonic() + pause
-        log.error("actor %s died before it came up (%d in a row); next try in %.0fs. Can the "
-                  "nodes import app_path %r (the project installed there, or a runtime_env "
-                  "working_dir)? %s", actor.name, self._start_failures, pause,
-                  self._spec[0], why)
+        if self.local or actor.report is not None:
+            pool.start_failures = 0
+            return
+        pool.start_failures += 1
+        pause = min(START_BACKOFF_MAX_SEC, 2.0 ** pool.start_failures)
+        pool.backoff_until = time.monotonic() + pause
+        env = pool.conf.runtime_env
+        log.error("actor %s of pool %r died before it came up (%d in a row); next try in %.0fs. "
+                  "Can the nodes import app_path %r (the project installed there, or a "
+                  "runtime_env working_dir)?%s %s", actor.name, pool.name, pool.start_failures,
+                  pause, self._spec[0], f" The pool's runtime_env is {env}." if env else "", why)
 
     # -- the cluster ------------------------------------------------------------------------
 
-    def _request_cpus(self, cpus: float) -> None:
-        """Tell the Ray autoscaler what is about to be needed (0 clears the request)."""
-        if self.local or cpus == self._requested:
+    def _request_resources(self, bundles: list[dict]) -> None:
+        """Tell the Ray autoscaler what every pool is about to need, one bundle of
+        the pool's shape per actor, in one call (each call replaces the last
+        request); an empty list clears it. Sent only when it changed."""
+        if self.local or bundles == self._requested:
             return
         try:
             from ray.autoscaler.sdk import request_resources
 
-            request_resources(num_cpus=int(math.ceil(cpus)))
-            self._requested = cpus
+            request_resources(bundles=bundles)
+            self._requested = bundles
         except Exception as exc:  # no autoscaler (local Ray): nothing to tell
-            log.debug("request_resources(%s) not delivered: %s", cpus, exc)
+            log.debug("request_resources(%d bundles) not delivered: %s", len(bundles), exc)
 
-    def _export_metrics(self, depth: int) -> None:
-        """The runner's own gauges (queue, actors, busy threads); the per-task
-        counters come from each actor's RayTaskMetrics middleware."""
+    def _export_metrics(self, depths: dict[str, int]) -> None:
+        """The runner's own gauges per pool (its queues' depth, actors, busy
+        threads); the per-task counters come from each actor's RayTaskMetrics."""
         if self.local:
             return
         try:
             if not self._gauges:
                 from ray.util.metrics import Gauge
 
-                tags = ("app_id",)
+                tags = ("app_id", "pool")
                 self._gauges = {
-                    "queue": Gauge("pynenc_queue_depth", "invocations waiting", tag_keys=tags),
-                    "actors": Gauge("pynenc_actors", "actors of the runner", tag_keys=tags),
+                    "queue": Gauge("pynenc_queue_depth", "invocations waiting in the pool's "
+                                   "queues", tag_keys=tags),
+                    "actors": Gauge("pynenc_actors", "actors of the pool", tag_keys=tags),
                     "threads": Gauge("pynenc_active_threads", "busy threads", tag_keys=tags),
                 }
-            tag = {"app_id": self.app.app_id}
-            self._gauges["queue"].set(depth, tags=tag)
-            self._gauges["actors"].set(len(self.actors), tags=tag)
-            self._gauges["threads"].set(sum((a.report or {}).get("active_threads", 0)
-                                            for a in self.actors.values()), tags=tag)
+            actors = list(self.actors.values())
+            for name, depth in depths.items():
+                tag = {"app_id": self.app.app_id, "pool": name}
+                mine = [a for a in actors if a.pool == name]
+                self._gauges["queue"].set(depth, tags=tag)
+                self._gauges["actors"].set(len(mine), tags=tag)
+                self._gauges["threads"].set(sum((a.report or {}).get("active_threads", 0)
+                                                for a in mine), tags=tag)
         except Exception as exc:
             log.debug("metrics not exported: %s", exc)
 
@@ -384,7 +467,7 @@ RAY_METRICS_MIDDLEWARE = "pynenc_ray.runners.ray_runner:RayTaskMetrics"
 class RayTaskMetrics(Middleware):
     """Middleware each Ray actor runs: ``pynenc_invocations`` counted through
     Ray's metrics (Prometheus via the Ray dashboard agent), tagged with the app,
-    the task and the outcome: ``success``, ``error`` (the body raised),
+    the actor's pool, the task and the outcome: ``success``, ``error`` (the body raised),
     ``retry`` (scheduled again) or ``failed`` (for good). Outside a Ray worker,
     or if Ray's metrics cannot be used, it does nothing (said once at debug)."""
 
@@ -392,7 +475,7 @@ class RayTaskMetrics(Middleware):
         self._counter: Any = None
         self._off = False
 
-    def _count(self, app: Any, task_id: str, outcome: str) -> None:
+    def _count(self, app: Any, runner: Any, task_id: str, outcome: str) -> None:
         if self._off:
             return
         try:
@@ -403,8 +486,9 @@ class RayTaskMetrics(Middleware):
                 if not ray.is_initialized():
                     raise RuntimeError("not in a Ray worker")
                 self._counter = Counter("pynenc_invocations", "invocations run, by outcome",
-                                        tag_keys=("app_id", "task", "outcome"))
-            self._counter.inc(1, tags={"app_id": app.app_id, "task": task_id,
+                                        tag_keys=("app_id", "pool", "task", "outcome"))
+            pool = pool_of(getattr(runner, "runner_id", "")) or "unknown"
+            self._counter.inc(1, tags={"app_id": app.app_id, "pool": pool, "task": task_id,
                                        "outcome": outcome})
         except Exception as exc:
             self._off = True
@@ -412,12 +496,12 @@ class RayTaskMetrics(Middleware):
 
     @override
     def after_execute(self, app, runner, claimed, worker, result=None, exc=None) -> None:
-        self._count(app, claimed.task_id, "error" if exc is not None else "success")
+        self._count(app, runner, claimed.task_id, "error" if exc is not None else "success")
 
     @override
     def after_retry(self, app, runner, claimed, worker, exc, delay_sec) -> None:
-        self._count(app, claimed.task_id, "retry")
+        self._count(app, runner, claimed.task_id, "retry")
 
     @override
     def after_failure(self, app, runner, claimed, worker, exc) -> None:
-        self._count(app, claimed.task_id, "failed")
+        self._count(app, runner, claimed.task_id, "failed")

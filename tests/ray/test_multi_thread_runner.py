@@ -100,15 +100,19 @@ def test_stop_leaves_no_actor_process_and_nothing_running(app):
 def test_scaling_tells_the_autoscaler(app, monkeypatch):
     import ray.autoscaler.sdk as sdk
 
-    asked: list[int] = []
-    monkeypatch.setattr(sdk, "request_resources", lambda num_cpus=None, **_: asked.append(num_cpus))
+    asked: list[list[dict]] = []
+    monkeypatch.setattr(sdk, "request_resources",
+                        lambda num_cpus=None, bundles=None, **_: asked.append(bundles))
     with running(app) as runner:
         group = tasks.sleep.parallelize([0.4] * 18)
         assert wait_for(lambda: len(runner.actors) == 3, 30)
         list(group.results)
         assert wait_for(lambda: len(runner.actors) == 1, 30)
-    assert asked and max(asked) >= 2, asked  # 3 actors x 0.5 CPU asked for on the way up
-    assert asked[-1] == 0, asked  # and cleared on the way down / at stop
+    # one bundle of the (default) pool's shape per actor wanted, 3 x 0.5 CPU on the way up
+    assert [{"CPU": 0.5}] * 3 in asked, asked
+    assert all(b == {"CPU": 0.5} for request in asked for b in request), asked
+    assert [{"CPU": 0.5}] in asked[asked.index([{"CPU": 0.5}] * 3):], asked  # down to min
+    assert asked[-1] == [], asked  # and cleared at stop
 
 
 def test_actors_that_cannot_be_placed_are_reported_and_waited_for(app, caplog):

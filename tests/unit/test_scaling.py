@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pynenc_ray.runners.pools import decide_pools
 from pynenc_ray.runners.scaling import ActorView, ScalingConfig, decide, wanted_actors
 
 
@@ -80,3 +81,31 @@ def test_hovering_queue_does_not_flap():
         actors = [busy(i) if step % 3 else idle(i, now) for i, _ in enumerate(actors)]
         now += 0.5
     assert started == 2 and retired == 0
+
+
+# -- pools: the same policy, each pool from its own queues ---------------------------------------
+
+
+def test_each_pool_is_decided_from_its_own_depth_and_actors():
+    configs = {"io": cfg(max_threads=4, max_processes=3),
+               "gpu": cfg(max_threads=1, max_processes=2, min_processes=0)}
+    views = {"io": [busy(0)], "gpu": []}
+    d = decide_pools({"io": 40, "gpu": 0}, views, configs, now=0.0)
+    assert (d["io"].start, d["io"].wanted) == (2, 3)  # 40 / 4 threads, capped at 3
+    assert (d["gpu"].start, d["gpu"].wanted) == (0, 0)  # nothing queued for gpu: stays at 0
+    d = decide_pools({"io": 0, "gpu": 5}, views, configs, now=0.0)
+    assert (d["io"].start, d["gpu"].start, d["gpu"].wanted) == (0, 2, 2)
+
+
+def test_one_pools_idle_actors_retire_while_another_pool_is_busy():
+    configs = {"io": cfg(min_processes=1), "cpu": cfg(min_processes=1, max_threads=1)}
+    views = {"io": [idle(0, 0.0), idle(1, 0.0)],
+             "cpu": [ActorView("c0", active_threads=0, idle_since=0.0), busy(9)]}
+    d = decide_pools({"io": 0, "cpu": 2}, views, configs, now=100.0)
+    assert d["io"].retire == ["a0"]  # down to its min
+    assert d["cpu"].retire == [] and d["cpu"].start == 0  # its queue still wants both
+
+
+def test_a_pool_without_depth_or_actors_is_decided_from_nothing():
+    d = decide_pools({}, {}, {"new": cfg(min_processes=2)}, now=0.0)
+    assert (d["new"].start, d["new"].wanted) == (2, 2)
