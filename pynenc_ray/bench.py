@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 import psutil
 
 from . import registry
+from .config import as_env
 from .local_redis import throwaway_redis
 
 if TYPE_CHECKING:
@@ -207,9 +208,7 @@ class Session:
 
 
 def _env(fields: dict[str, Any]) -> dict[str, str]:
-    env = {f"PYNENC__{k.upper()}": str(v) for k, v in fields.items() if k != "runner"}
-    env.update({f"PYNENC__RUNNER__{k.upper()}": str(v) for k, v in fields["runner"].items()})
-    return env
+    return as_env(fields)
 
 
 def _percentiles(lat: list[float]) -> tuple[float | None, float | None]:

@@ -9,6 +9,7 @@ the model of the selected ``runner_cls``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -142,6 +143,24 @@ class PynencSettings(BaseSettings):
         pyproject = PyprojectTomlConfigSettingsSource(settings_cls)
         sources.append((f"pyproject {pyproject.toml_file_path}", pyproject))
         return tuple(_Recorded(settings_cls, label, src, sink) for label, src in sources)
+
+
+def env_value(value: Any) -> str:
+    """A config value as a ``PYNENC__*`` variable holds it: lists and mappings as
+    JSON (how pydantic-settings reads them back), everything else as text."""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def as_env(fields: dict[str, Any]) -> dict[str, str]:
+    """Explicit fields (``runner`` a mapping of runner fields) as the ``PYNENC__*``
+    variables that give a child process the same config; None values are left out."""
+    env = {f"PYNENC__{k.upper()}": env_value(v) for k, v in fields.items()
+           if k != "runner" and v is not None}
+    env.update({f"PYNENC__RUNNER__{k.upper()}": env_value(v)
+                for k, v in (fields.get("runner") or {}).items() if v is not None})
+    return env
 
 
 def _env_lookup(name: str) -> str | None:

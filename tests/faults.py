@@ -21,6 +21,7 @@ from pathlib import Path
 
 import redis
 
+from pynenc_ray.config import as_env
 from pynenc_ray.testing import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,8 +89,7 @@ class RunnerProcess:
                "PYNENC__REDIS_URL": s.redis_url, "PYNENC__RUNNER_CLS": app.config.runner_cls,
                "PYNENC__TASK_MODULES": '["tests.chaos.fault_tasks"]',
                "PYNENC__REDIS_RETRY_TIMEOUT_SEC": str(s.redis_retry_timeout_sec),
-               **{f"PYNENC__RUNNER__{k.upper()}": str(v) for k, v in runner.items()
-                  if v is not None and k != "ray_address"},
+               **as_env({"runner": {k: v for k, v in runner.items() if k != "ray_address"}}),
                **(extra_env or {})}
         if app.config.runner_cls == "MultiThreadRunner":  # join the session's Ray
             import ray
