@@ -3,6 +3,10 @@ cluster): a Ray cluster whose autoscaler adds and removes real local raylets
 (the ``fake_multinode`` provider), and a MultiThreadRunner driven by a queue
 burst. Prints one ``RESULT {json}`` line.
 
+Two modes (``MODES``): ``cpu``, one pool from the runner's plain fields and one
+worker node type; ``pools``, a cpu pool and a gpu pool with a node type each
+(the gpu type the only one with a GPU), the burst on the gpu pool's queue.
+
 The cluster is started here rather than with ``ray.cluster_utils.AutoscalingCluster``,
 which runs ``ray stop --force`` (killing every Ray process on the host) and, in
 Ray 2.60, reads an ``example.yaml`` the wheel does not ship. Instead:
@@ -65,6 +69,24 @@ app = Pynenc()
 FAKE_HEAD_NODE_ID = "f" * 51 + "00000"
 HEAD_TYPE = "ray.head.default"  # the provider tags its head with this type name
 WORKER_TYPE = "cpu1.worker"
+GPU_WORKER_TYPE = "gpu1.worker"  # a CPU and a (declared, deviceless) GPU
+
+# What each mode's runner is and where its burst goes. In "pools" only the gpu
+# pool's actors need a GPU, which only the gpu node type has.
+RUNNER_COMMON = {"enforce_max_processes": False, "idle_timeout_process_sec": 2,
+                 "scaling_interval_sec": 0.5, "runner_heartbeat_interval_sec": 0.5,
+                 "runner_dead_after_sec": 120}
+MODES: dict[str, dict[str, Any]] = {
+    "cpu": {"gpu_workers": 0, "queue": "default",
+            "runner": {"min_processes": 0, "max_processes": 3, "min_threads": 1,
+                       "max_threads": 2, "actor_num_cpus": 1}},
+    "pools": {"gpu_workers": 2, "queue": "gpu",
+              "runner": {"pools": [
+                  {"name": "cpu", "queues": ["default"], "min_processes": 0, "max_processes": 3,
+                   "max_threads": 2, "num_cpus": 1},
+                  {"name": "gpu", "queues": ["gpu"], "min_processes": 0, "max_processes": 2,
+                   "max_threads": 2, "num_cpus": 1, "num_gpus": 1}]}},
+}
 
 
 @app.task
@@ -80,12 +102,22 @@ def where(sec: float) -> str:
 
 
 def autoscaler_config(gcs_address: str, head_cpus: int, worker_cpus: int, max_workers: int,
-                      idle_timeout_minutes: float) -> dict[str, Any]:
+                      idle_timeout_minutes: float, gpu_workers: int = 0) -> dict[str, Any]:
     """A complete v1 autoscaler config for the fake_multinode provider (v1 reads
-    the file as given: no defaults are merged in, so every key it uses is here)."""
+    the file as given: no defaults are merged in, so every key it uses is here).
+    With ``gpu_workers``, a second worker type with a CPU and a GPU, up to that many."""
+    types: dict[str, Any] = {
+        HEAD_TYPE: {"resources": {"CPU": head_cpus}, "node_config": {}, "max_workers": 0},
+        WORKER_TYPE: {"resources": {"CPU": worker_cpus, "object_store_memory": 100 * 1024 * 1024},
+                      "node_config": {}, "min_workers": 0, "max_workers": max_workers},
+    }
+    if gpu_workers:
+        types[GPU_WORKER_TYPE] = {
+            "resources": {"CPU": worker_cpus, "GPU": 1, "object_store_memory": 100 * 1024 * 1024},
+            "node_config": {}, "min_workers": 0, "max_workers": gpu_workers}
     return {
         "cluster_name": "pynenc-autoscale-test",
-        "max_workers": max_workers,
+        "max_workers": max_workers + gpu_workers,
         "upscaling_speed": 1.0,
         "idle_timeout_minutes": idle_timeout_minutes,
         "provider": {
@@ -100,12 +132,7 @@ def autoscaler_config(gcs_address: str, head_cpus: int, worker_cpus: int, max_wo
             "disable_launch_config_check": True,
         },
         "head_node_type": HEAD_TYPE,
-        "available_node_types": {
-            HEAD_TYPE: {"resources": {"CPU": head_cpus}, "node_config": {}, "max_workers": 0},
-            WORKER_TYPE: {"resources": {"CPU": worker_cpus,
-                                        "object_store_memory": 100 * 1024 * 1024},
-                          "node_config": {}, "min_workers": 0, "max_workers": max_workers},
-        },
+        "available_node_types": types,
         "auth": {},
         "docker": {},
         "initialization_commands": [],
@@ -229,13 +256,14 @@ class FakeAutoscalingCluster:
     """A head on loopback whose autoscaler launches local raylets as nodes."""
 
     def __init__(self, workdir: Path, state_file: Path, head_cpus: int = 0,
-                 worker_cpus: int = 1, max_workers: int = 3, idle_timeout_minutes: float = 0.1):
+                 worker_cpus: int = 1, max_workers: int = 3, idle_timeout_minutes: float = 0.1,
+                 gpu_workers: int = 0):
         self.workdir, self.state_file = workdir, state_file
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.head_cpus = head_cpus
         self.config = autoscaler_config(self.address, head_cpus, worker_cpus, max_workers,
-                                        idle_timeout_minutes)
+                                        idle_timeout_minutes, gpu_workers)
         self.proc: subprocess.Popen | None = None
         self.procs: OwnProcesses | None = None
         # token authentication with a token of this cluster's own: the head, the
@@ -329,8 +357,9 @@ def _die_with_parent() -> None:
 
 
 class Sampler:
-    """Samples, every ``every`` seconds, which worker nodes are alive and which
-    node each actor reported, with times relative to ``t0`` once it is set."""
+    """Samples, every ``every`` seconds, which worker nodes are alive (and their
+    CPUs and GPUs), which node each actor reported and the most actors each pool
+    had, with times relative to ``t0`` once it is set."""
 
     def __init__(self, ray: Any, runner: Any, every: float = 0.2):
         self.ray, self.runner, self.every = ray, runner, every
@@ -341,6 +370,8 @@ class Sampler:
         self.first_actor_report: float | None = None
         self.peak_nodes = 0
         self.alive_workers: set[str] = set()
+        self.node_resources: dict[str, dict[str, float]] = {}  # worker node -> CPU, GPU
+        self.pool_peaks: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
 
@@ -362,12 +393,20 @@ class Sampler:
 
     def sample(self) -> None:
         now = time.monotonic()
-        alive = {n["NodeID"] for n in self.ray.nodes()
-                 if n["Alive"] and n["NodeID"] != FAKE_HEAD_NODE_ID}
+        workers = [n for n in self.ray.nodes()
+                   if n["Alive"] and n["NodeID"] != FAKE_HEAD_NODE_ID]
+        alive = {n["NodeID"] for n in workers}
+        for n in workers:
+            self.node_resources.setdefault(n["NodeID"], {
+                k: v for k, v in n["Resources"].items() if k in ("CPU", "GPU")})
         self.alive_workers = alive
         self.worker_nodes_seen |= alive
         self.peak_nodes = max(self.peak_nodes, len(alive))
-        for actor in list(self.runner.actors.values()):
+        actors = list(self.runner.actors.values())
+        for pool in self.runner.pools:
+            self.pool_peaks[pool] = max(self.pool_peaks.get(pool, 0),
+                                        sum(a.pool == pool for a in actors))
+        for actor in actors:
             report = actor.report
             if report and report.get("node_id"):
                 self.actor_nodes[actor.runner_id] = report["node_id"]
@@ -388,13 +427,17 @@ def machine() -> dict[str, Any]:
 
 
 def main(redis_url: str, app_id: str, state_file: str, tasks: int = 30,
-         task_sec: float = 0.5, out: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The run; fills ``out`` as it goes (so a caller has the partial record
-    when something fails) and returns it."""
+         task_sec: float = 0.5, out: dict[str, Any] | None = None,
+         mode: str = "cpu") -> dict[str, Any]:
+    """The run in one of ``MODES``; fills ``out`` as it goes (so a caller has
+    the partial record when something fails) and returns it. Raises KeyError
+    for an unknown mode."""
     out = {} if out is None else out
+    spec = MODES[mode]
     workdir = Path(tempfile.mkdtemp(prefix="pyas-", dir="/tmp"))  # short: socket paths
     cluster = FakeAutoscalingCluster(workdir, Path(state_file), head_cpus=0, worker_cpus=1,
-                                     max_workers=3, idle_timeout_minutes=0.1)
+                                     max_workers=3, idle_timeout_minutes=0.1,
+                                     gpu_workers=spec["gpu_workers"])
     out.update(machine=machine(), workdir=str(workdir))
     sampler: Sampler | None = None
     runner_thread: threading.Thread | None = None
@@ -407,18 +450,16 @@ def main(redis_url: str, app_id: str, state_file: str, tasks: int = 30,
 
         ray.init(address=cluster.address, log_to_driver=False)
         out["machine"]["ray"] = ray.__version__
-        out["config"] = {"tasks": tasks, "task_sec": task_sec, "head_cpus": 0,
-                         "worker_node_cpus": 1, "max_workers": 3, "idle_timeout_minutes": 0.1}
+        out["config"] = {"mode": mode, "tasks": tasks, "task_sec": task_sec, "head_cpus": 0,
+                         "worker_node_cpus": 1, "max_workers": 3,
+                         "gpu_workers": spec["gpu_workers"], "idle_timeout_minutes": 0.1}
         head = [n for n in ray.nodes() if n["Alive"]]
         out["nodes_at_start"] = [(n["NodeID"], n["Resources"].get("CPU", 0)) for n in head]
 
         app.reconfigure(
             replace=True, backend="redis", redis_url=redis_url, app_id=app_id,
             runner_cls="MultiThreadRunner", app_path="tests.ray.autoscale_run:app",
-            runner={"enforce_max_processes": False, "min_processes": 0, "max_processes": 3,
-                    "min_threads": 1, "max_threads": 2, "actor_num_cpus": 1,
-                    "idle_timeout_process_sec": 2, "scaling_interval_sec": 0.5,
-                    "runner_heartbeat_interval_sec": 0.5, "runner_dead_after_sec": 120})
+            runner={**RUNNER_COMMON, **spec["runner"]})
         runner = app.runner
         errors: list[BaseException] = []
 
@@ -436,7 +477,7 @@ def main(redis_url: str, app_id: str, state_file: str, tasks: int = 30,
 
         t0 = time.monotonic()
         sampler.t0 = t0
-        invs = list(where.parallelize([task_sec] * tasks))
+        invs = list(where.with_options(queue=spec["queue"]).parallelize([task_sec] * tasks))
         out["all_final"] = all(inv.wait(max(1.0, 240 - (time.monotonic() - t0)))
                                for inv in invs)
         out["t_queue_drained"] = time.monotonic() - t0
@@ -460,6 +501,8 @@ def main(redis_url: str, app_id: str, state_file: str, tasks: int = 30,
         out["t_first_actor_report"] = sampler.first_actor_report
         out["peak_worker_nodes"] = sampler.peak_nodes
         out["worker_nodes_seen"] = sorted(sampler.worker_nodes_seen)
+        out["worker_node_resources"] = sampler.node_resources
+        out["pool_peaks"] = sampler.pool_peaks
         out["actor_nodes"] = sampler.actor_nodes
         out["history_nodes"] = sorted({sampler.actor_nodes.get(r, f"unreported:{r}")
                                        for r in set(runners_of)})
@@ -489,11 +532,12 @@ def main(redis_url: str, app_id: str, state_file: str, tasks: int = 30,
 
 
 def cli(args: list[str]) -> None:
-    """``python -m tests.ray.autoscale_run REDIS_URL APP_ID STATE_FILE [TASKS TASK_SEC]``"""
+    """``python -m tests.ray.autoscale_run REDIS_URL APP_ID STATE_FILE [TASKS TASK_SEC [MODE]]``"""
     extra = [int(args[3]), float(args[4])] if len(args) > 3 else []
+    mode = args[5] if len(args) > 5 else "cpu"
     out: dict[str, Any] = {}
     try:
-        main(*args[:3], *extra, out=out)
+        main(*args[:3], *extra, out=out, mode=mode)
     except BaseException:
         out["error"] = traceback.format_exc()
     print("RESULT " + json.dumps(out), flush=True)
