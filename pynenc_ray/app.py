@@ -31,7 +31,7 @@ from .queues import DEFAULT_QUEUE
 from .resolve import resolve
 from .serializer import Serializer, args_bind, payload_to_error, result_bind
 from .status import InvocationStatus
-from .task import Task, TaskOptions
+from .task import Task, TaskOptions, same_definition, where_defined
 
 if TYPE_CHECKING:
     from .runners.base import BaseRunner
@@ -178,6 +178,12 @@ class Pynenc:
 
         def register(f: Callable[..., Any]) -> Task:
             t = Task(self, f, options)
+            old = self.tasks.get(t.task_id)
+            if old is not None and not same_definition(old.func, f):
+                raise TaskDefinitionError(
+                    f"task id {t.task_id} is already registered in app {self.app_id!r} to "
+                    f"another function (defined at {where_defined(old.func)}; this one at "
+                    f"{where_defined(f)}). Give one of them another name")
             self.tasks[t.task_id] = t
             return t
 

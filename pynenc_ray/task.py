@@ -73,6 +73,10 @@ def task_id_of(func: Callable[..., Any]) -> str:
     module = getattr(func, "__module__", None)
     if not inspect.isfunction(func):
         raise TaskDefinitionError(f"@app.task takes a plain function; got {func!r}")
+    if func.__name__ == "<lambda>":
+        raise TaskDefinitionError(
+            f"a lambda in {module} cannot be a task: every lambda of a module would get "
+            f"the same id {module}:<lambda>. Define it with def at module level")
     if module in (None, "__main__"):
         raise TaskDefinitionError(
             f"task {name} is defined in __main__, which workers cannot import. Move it to "
@@ -84,6 +88,18 @@ def task_id_of(func: Callable[..., Any]) -> str:
             "Define it at module level"
         )
     return f"{module}:{name}"
+
+
+def where_defined(func: Callable[..., Any]) -> str:
+    """``file:line`` of a function's definition, for messages."""
+    code = getattr(func, "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code else repr(func)
+
+
+def same_definition(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """True for one function, or the same source definition made again (a module
+    reloaded, or imported under two names by a test runner)."""
+    return a is b or where_defined(a) == where_defined(b)
 
 
 class TaskApp(ResultsApp, Protocol):

@@ -72,3 +72,22 @@ def fail_if_negative(x: int) -> int:
     if x < 0:
         raise CustomError(f"negative: {x}")
     return x
+
+
+lambda_task = lambda x: x  # noqa: E731 - what @app.task must refuse
+
+
+@app.task
+def wait_on(invocation_id: str) -> int:
+    """Waits on the invocation ``invocation_id`` and returns its result."""
+    return app.get_invocation(invocation_id).result
+
+
+@app.task
+def ask_child_to_wait_on_me() -> int:
+    """Submits a child that waits on this very invocation: a wait cycle."""
+    from pynenc_ray import current_invocation
+
+    me = current_invocation()
+    assert me is not None
+    return wait_on(me.invocation_id).result

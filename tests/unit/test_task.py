@@ -174,3 +174,41 @@ def test_parallelize_results_raise_at_first_failure(app):
     assert next(results) == 1
     with pytest.raises(t.CustomError, match="negative: -2"):
         next(results)
+
+
+def test_a_lambda_is_refused_with_why():
+    app = Pynenc(app_id="defs")
+    with pytest.raises(TaskDefinitionError, match="lambda"):
+        app.task(t.lambda_task)
+
+
+def test_a_second_function_under_a_registered_id_is_refused_the_same_one_is_fine():
+    app = Pynenc(app_id="defs")
+    first = app.task(t.plain)
+    again = app.task(max_retries=1)(t.plain)  # the same function, decorated again
+    assert app.tasks[first.task_id] is again
+
+    def impostor(x):
+        return x
+
+    impostor.__module__, impostor.__qualname__ = t.plain.__module__, t.plain.__qualname__
+    with pytest.raises(TaskDefinitionError, match="already registered") as info:
+        app.task(impostor)
+    assert "tasks_for_unit.py" in str(info.value) and "test_task.py" in str(info.value)
+    assert app.tasks[first.task_id] is again  # nothing replaced
+
+
+def test_current_invocation_tells_a_task_its_id_attempt_and_runner():
+    from pynenc_ray import current_invocation
+    from pynenc_ray.testing import run_pending
+    from tests.unit import step_tasks as st
+
+    assert current_invocation() is None  # outside a task
+    st.app.reconfigure(replace=True, app_id=f"who-{uuid.uuid4().hex[:6]}")
+    key = uuid.uuid4().hex
+    inv = st.who_am_i(key)
+    run_pending(st.app)
+    inv_id, task_id, attempt, runner_id, worker = inv.result
+    assert (inv_id, task_id, attempt) == (inv.invocation_id, st.who_am_i.task_id, 2)
+    assert runner_id and worker == "run_pending"
+    st.app.reconfigure(replace=True)
