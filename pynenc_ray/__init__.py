@@ -11,6 +11,7 @@ from typing import Any
 
 from .app import Pynenc
 from .builder import PynencBuilder
+from .context import CurrentInvocation, current_invocation
 from .errors import (
     BackendUnavailableError,
     ConfigError,
@@ -55,6 +56,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Pynenc", "PynencBuilder", "Task", "Invocation", "InvocationGroup", "InvocationStatus",
+    "current_invocation", "CurrentInvocation",
     "PynencError", "ConfigError", "TaskDefinitionError", "SerializationError",
     "PayloadSignatureError", "BackendUnavailableError", "InvocationStatusTransitionError",
     "InvocationOwnershipError", "RunnerNotExecutableError", "MemCompatibilityError",

@@ -28,12 +28,37 @@ class ContextRunner(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ExecutionContext:
-    """What a running task body sees: its app, runner, invocation id and worker."""
+    """What a running task body sees: its app, runner, invocation id and worker,
+    the task's id and which run of the invocation this is (1, then 2 on its
+    first retry or rerun)."""
 
     app: Any
     runner: ContextRunner
     invocation_id: str
     worker: str
+    task_id: str = ""
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentInvocation:
+    """What ``current_invocation()`` tells a task body about its own run."""
+
+    invocation_id: str
+    task_id: str
+    attempt: int  # 1 for the first run; each retry or rerun after a death adds one
+    runner_id: str
+    worker: str
+
+
+def current_invocation() -> CurrentInvocation | None:
+    """The invocation the calling task body is running as, or None outside a task
+    (the caller's code, a thread the body started without copying its context)."""
+    ctx = current.get()
+    if ctx is None:
+        return None
+    return CurrentInvocation(ctx.invocation_id, ctx.task_id, ctx.attempt,
+                             ctx.runner.runner_id, ctx.worker)
 
 
 current: contextvars.ContextVar[ExecutionContext | None] = contextvars.ContextVar(

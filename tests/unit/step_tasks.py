@@ -113,3 +113,15 @@ def record_io(key: str, value: int) -> int:
     """``record`` on the io queue at priority 2."""
     order.setdefault(key, []).append(value)
     return value
+
+
+@app.task(max_retries=2, retry_for=(Flaky,))
+def who_am_i(key: str) -> list:
+    """Returns what current_invocation() says; fails its first run."""
+    from pynenc_ray import current_invocation
+
+    me = current_invocation()
+    assert me is not None
+    if bump(key) == 1:
+        raise Flaky("first run")
+    return [me.invocation_id, me.task_id, me.attempt, me.runner_id, me.worker]
