@@ -112,7 +112,8 @@ def run_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed,
             log.warning("not running invocation %s: %s", inv_id, exc)
             return None
     app.middleware.notify("before_execute", app, runner, claimed, worker)
-    token = context.current.set(context.ExecutionContext(app, runner, inv_id, worker))
+    token = context.current.set(context.ExecutionContext(
+        app, runner, inv_id, worker, claimed.task_id, claimed.retries + claimed.deaths + 1))
     try:
         value = task.func(*args, **kwargs)
     except Exception as exc:
@@ -161,15 +162,16 @@ def _failed(app: RunnerApp, runner: BaseRunner, task, claimed: Claimed, worker: 
 def run_sync(app: RunnerApp, new: NewInvocation) -> None:
     """``dev_mode_force_sync_tasks``: run a just-registered invocation in the caller,
     as the ExternalRunner, retries included; it is final when this returns."""
-    from .dummy import ExternalRunner
+    from .dummy import ExternalRunner, running_inline
 
     runner = ExternalRunner(app, app.config.runner)
     worker = "sync"
     retries = 0
     while True:
         app.backend.transition(new.invocation_id, S.PENDING, runner.runner_id, worker)
-        delay = run_invocation(app, runner, Claimed(new.invocation_id, new.task_id, new.args,
-                                                    retries, 0), worker)
+        with running_inline(new.invocation_id):
+            delay = run_invocation(app, runner, Claimed(new.invocation_id, new.task_id,
+                                                        new.args, retries, 0), worker)
         if app.backend.status(new.invocation_id) in (S.SUCCESS, S.FAILED):
             return
         retries += 1

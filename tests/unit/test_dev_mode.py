@@ -90,3 +90,13 @@ def test_dev_mode_retries_leave_nothing_in_the_queue(app):
     before = app.backend.queue_depth()
     t.always_times_out("x")
     assert app.backend.queue_depth() == before
+
+
+@pytest.mark.timeout(10)
+def test_a_wait_cycle_is_a_clear_cycle_error_not_a_hang():
+    from pynenc_ray import CycleError
+
+    inv = t.ask_child_to_wait_on_me()  # its child waits on it: a cycle
+    assert inv.status == S.FAILED
+    with pytest.raises(CycleError, match="running inline further up this call stack"):
+        inv.result
