@@ -139,6 +139,16 @@ def missing_resources(need: Mapping[str, float], free: Mapping[str, float],
             for k, v in need.items() if free.get(k, 0.0) + 1e-9 < v}
 
 
+def describe_lack(missing: Mapping[str, Mapping[str, float]]) -> str:
+    """``missing_resources`` as words for a warning: each resource with what one
+    actor needs and what is free of how much, and when no node has any. Raises nothing."""
+    if not missing:
+        return "nothing in total, but no single node has all of it free"
+    return "; ".join(f"{k} (needs {m['need']:g}, {m['free']:g} free of {m['total']:g}"
+                     + (", and no node has any" if not m["total"] else "") + ")"
+                     for k, m in missing.items())
+
+
 def served_queues(pools: Iterable[PoolConfig]) -> list[str]:
     """Every queue some pool serves, each once, in pool order. Raises nothing."""
     out: list[str] = []

@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any, cast
 
 from typing_extensions import override
@@ -34,6 +35,7 @@ from .pools import (
     actor_options,
     bundle,
     decide_pools,
+    describe_lack,
     missing_resources,
     resolve_max_processes,
     resource_bundles,
@@ -202,11 +204,7 @@ class MultiThreadRunner(BaseRunner):
             ready, _ = self._ray.wait(list(pings), num_returns=len(pings),
                                       timeout=self.conf.actor_start_timeout_sec)
             late = [a for ref, a in pings.items() if ref not in set(ready)]
-            for pool in self.pools.values():
-                of_pool = [a for a in late if a.pool == pool.name]
-                if of_pool:
-                    self._warn_unplaced(pool, [a for a in pings.values() if a.pool == pool.name],
-                                        len(of_pool))
+            self._warn_unplaced_pools(late, list(pings.values()), every=0.0)
 
     def _connect_ray(self) -> None:
         """Join the Ray this process already runs, else ``ray_address`` /
@@ -218,7 +216,19 @@ class MultiThreadRunner(BaseRunner):
         self._ray = connect(self.conf.ray_address or os.environ.get("RAY_ADDRESS"))
         self._started_ray = True
 
-    def _warn_unplaced(self, pool: PoolState, actors: list[_Actor], n: int) -> None:
+    def _warn_unplaced_pools(self, late: Sequence[_Actor], actors: Sequence[_Actor],
+                             every: float) -> None:
+        """For each pool with actors in ``late`` (not placed in time), warn about
+        them, at most once per ``every`` seconds per pool."""
+        now = time.monotonic()
+        for pool in self.pools.values():
+            of_pool = [a for a in late if a.pool == pool.name]
+            if of_pool and now - pool.warned_unplaced >= every:
+                pool.warned_unplaced = now
+                self._warn_unplaced(pool, [a for a in actors if a.pool == pool.name],
+                                    len(of_pool))
+
+    def _warn_unplaced(self, pool: PoolState, actors: Sequence[_Actor], n: int) -> None:
         """Actors of ``pool`` Ray has not placed for actor_start_timeout_sec: name
         the pool, what each actor needs and which of it the cluster lacks; the
         runner keeps waiting for them."""
@@ -227,14 +237,7 @@ class MultiThreadRunner(BaseRunner):
         except Exception:  # the numbers are a courtesy
             free, total = {}, {}
         need = bundle(pool.conf)
-        missing = missing_resources(need, free, total)
-        if missing:
-            lack = "; ".join(
-                f"{k} (needs {m['need']:g}, {m['free']:g} free of {m['total']:g}"
-                + (", and no node has any" if not m["total"] else "") + ")"
-                for k, m in missing.items())
-        else:
-            lack = "nothing in total, but no single node has all of it free"
+        lack = describe_lack(missing_resources(need, free, total))
         fix = ("lower the pool's num_cpus, num_gpus, memory or resources, or its max_processes"
                if self.conf.pools else "lower actor_num_cpus or max_processes")
         log.warning(
@@ -369,12 +372,8 @@ class MultiThreadRunner(BaseRunner):
         now = time.monotonic()
         unplaced = [a for r, a in refs.items() if r not in ready_set and a.report is None
                     and now - a.created > self.conf.actor_start_timeout_sec]
-        for pool in self.pools.values():
-            of_pool = [a for a in unplaced if a.pool == pool.name]
-            if of_pool and now - pool.warned_unplaced >= self.conf.actor_start_timeout_sec:
-                pool.warned_unplaced = now
-                self._warn_unplaced(pool, [a for a in refs.values() if a.pool == pool.name],
-                                    len(of_pool))
+        self._warn_unplaced_pools(unplaced, list(refs.values()),
+                                  every=self.conf.actor_start_timeout_sec)
         for ref, actor in refs.items():
             if ref in ready_set:
                 actor.stats_call = None

@@ -164,3 +164,27 @@ def test_the_autoscaler_is_asked_for_every_pools_shape_in_one_request(app, monke
     assert [special_shape, {"CPU": 0.25}] in asked, asked  # at start: each pool's min
     assert [special_shape, special_shape, {"CPU": 0.25}] in asked, asked  # the burst
     assert asked[-1] == [], asked  # cleared at stop
+
+
+def test_the_runners_gauges_are_tagged_with_each_pool(app, monkeypatch):
+    import ray.util.metrics as metrics
+
+    sets: list[tuple[str, float, dict]] = []
+
+    class FakeGauge:
+        def __init__(self, name, description="", tag_keys=()):
+            self.name, self.tag_keys = name, tag_keys
+
+        def set(self, value, tags):
+            assert set(tags) == set(self.tag_keys), (tags, self.tag_keys)
+            sets.append((self.name, value, tags))
+
+    monkeypatch.setattr(metrics, "Gauge", FakeGauge)
+    with running(app):
+        pool_tasks.where.with_options(queue="special")().result
+        assert wait_for(lambda: {t["pool"] for n, _, t in sets if n == "pynenc_actors"}
+                        == {"special", "plain"}, 10), sets
+    names = {n for n, _, _ in sets}
+    assert names == {"pynenc_queue_depth", "pynenc_actors", "pynenc_active_threads"}
+    assert all(t["app_id"] == app.app_id for _, _, t in sets)
+    assert ("pynenc_actors", 1, {"app_id": app.app_id, "pool": "plain"}) in sets

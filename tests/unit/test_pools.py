@@ -291,3 +291,33 @@ def test_setting_legacy_pool_fields_beside_pools_is_warned_about(app, caplog):
         with running(app):
             pass
     assert "runner.pools is set, so runner fields ['max_threads']" in caplog.text
+
+
+class _FakeCounter:
+    def __init__(self) -> None:
+        self.tags: list[dict] = []
+
+    def inc(self, n: int, tags: dict) -> None:
+        self.tags.append(tags)
+
+
+def test_ray_task_metrics_are_tagged_with_the_actors_pool(app):
+    """The per-task counter each actor runs finds its pool from the hosted runner
+    (pool_of); a counter stands in for Ray's, which needs a Ray worker."""
+    from types import SimpleNamespace
+
+    from pynenc_ray.runners.actor_host import pool_of
+    from pynenc_ray.runners.ray_runner import RayTaskMetrics
+
+    metrics = RayTaskMetrics()
+    metrics._counter = counter = _FakeCounter()
+    claimed = SimpleNamespace(task_id="tests.conformance.tasks.sleep")
+    with running(app) as runner:
+        by_pool = {a.pool: a.host.runner for a in runner.actors.values()}
+        assert pool_of(by_pool["io"].runner_id) == "io"
+        metrics.after_execute(app, by_pool["io"], claimed, worker=None)
+        metrics.after_failure(app, by_pool["cpu"], claimed, worker=None, exc=ValueError())
+    assert counter.tags == [
+        {"app_id": app.app_id, "pool": "io", "task": claimed.task_id, "outcome": "success"},
+        {"app_id": app.app_id, "pool": "cpu", "task": claimed.task_id, "outcome": "failed"}]
+    assert pool_of(by_pool["io"].runner_id) is None  # forgotten once the actor stopped
