@@ -10,7 +10,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from . import context
 from .backends import build_backend
@@ -32,6 +32,9 @@ from .resolve import resolve
 from .serializer import Serializer, args_bind, payload_to_error, result_bind
 from .status import InvocationStatus
 from .task import Task, TaskOptions, same_definition, where_defined
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 if TYPE_CHECKING:
     from .runners.base import BaseRunner
@@ -158,7 +161,18 @@ class Pynenc:
 
     # -- tasks ----------------------------------------------------------------------------
 
-    def task(self, func: Callable[..., Any] | None = None, *, max_retries: int = 0,
+    @overload
+    def task(self, func: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(self, func: None = None, /, *, max_retries: int = 0,
+             retry_for: tuple[type[BaseException], ...] = (), retry_delay_sec: float = 0.0,
+             timeout_sec: float | None = None, retry_backoff: float = 1.0,
+             retry_max_delay_sec: float | None = None, retry_jitter: float = 0.0,
+             queue: str = DEFAULT_QUEUE, priority: int = 0,
+             ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(self, func: Callable[..., Any] | None = None, /, *, max_retries: int = 0,
              retry_for: tuple[type[BaseException], ...] = (), retry_delay_sec: float = 0.0,
              timeout_sec: float | None = None, retry_backoff: float = 1.0,
              retry_max_delay_sec: float | None = None, retry_jitter: float = 0.0,
@@ -176,7 +190,7 @@ class Pynenc:
         options = TaskOptions(max_retries, tuple(retry_for), retry_delay_sec, timeout_sec,
                               retry_backoff, retry_max_delay_sec, retry_jitter, queue, priority)
 
-        def register(f: Callable[..., Any]) -> Task:
+        def register(f: Callable[P, R]) -> Task[P, R]:
             t = Task(self, f, options)
             old = self.tasks.get(t.task_id)
             if old is not None and not same_definition(old.func, f):

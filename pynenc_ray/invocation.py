@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .errors import PynencError, ResultTimeoutError
 from .status import InvocationStatus
 
 if TYPE_CHECKING:
     from .backends.base import Backend, HistoryEntry
+
+R = TypeVar("R")  # what the task returns
 
 
 class ResultsApp(Protocol):
@@ -48,8 +50,9 @@ class ResultsApp(Protocol):
         ...
 
 
-class Invocation:
-    """One call of a task. Cheap: it holds only the app and the id."""
+class Invocation(Generic[R]):
+    """One call of a task, typed by what the task returns (``add(1, 2)`` is an
+    ``Invocation[int]``). Cheap: it holds only the app and the id."""
 
     __slots__ = ("app", "invocation_id", "task_id")
 
@@ -65,13 +68,14 @@ class Invocation:
         return st
 
     @property
-    def result(self) -> Any:
+    def result(self) -> R:
         """Block until final; return the value, or raise the task's exception.
         InvocationNotFoundError if the record is gone (expired, lost, never stored)."""
         self.app.wait_invocations([self.invocation_id], None)
-        return self.app.final_value(self.invocation_id)
+        value: R = self.app.final_value(self.invocation_id)
+        return value
 
-    def get(self, timeout: float | None = None) -> Any:
+    def get(self, timeout: float | None = None) -> R:
         """``.result`` with a limit: the value, or the task's exception raised; after
         ``timeout`` seconds without a final status, ResultTimeoutError naming the
         invocation and the status it is in (the invocation itself goes on)."""
@@ -84,7 +88,8 @@ class Invocation:
                 f"invocation {self.invocation_id} of {self.task_id or 'its task'} is not final "
                 f"after {timeout:g}s (it is {status}); is a runner serving app "
                 f"{self.app.app_id!r}? `pynenc-ray --app ... status` shows the runners")
-        return self.app.final_value(self.invocation_id)
+        value: R = self.app.final_value(self.invocation_id)
+        return value
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once final (success or failure); never raises the task's error."""
@@ -99,16 +104,16 @@ class Invocation:
         return f"<Invocation {self.task_id or ''} {self.invocation_id}>"
 
 
-class InvocationGroup:
+class InvocationGroup(Generic[R]):
     """The invocations of one ``parallelize`` call, in submission order."""
 
-    def __init__(self, app: ResultsApp, invocations: list[Invocation]):
+    def __init__(self, app: ResultsApp, invocations: list[Invocation[R]]):
         self.app, self.invocations = app, invocations
 
     def __len__(self) -> int:
         return len(self.invocations)
 
-    def __iter__(self) -> Iterator[Invocation]:
+    def __iter__(self) -> Iterator[Invocation[R]]:
         return iter(self.invocations)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -116,7 +121,7 @@ class InvocationGroup:
         return self.app.wait_invocations([i.invocation_id for i in self.invocations], timeout)
 
     @property
-    def results(self) -> Iterator[Any]:
+    def results(self) -> Iterator[R]:
         """Yield each result in submission order; raise at the first failed member.
         Final results are read many per round trip; only a wait blocks."""
         ids = [i.invocation_id for i in self.invocations]

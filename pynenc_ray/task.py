@@ -9,11 +9,14 @@ import functools
 import inspect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from .errors import TaskDefinitionError
 from .invocation import Invocation, InvocationGroup, ResultsApp
 from .queues import DEFAULT_QUEUE, check_priority, check_queue
+
+P = ParamSpec("P")  # the task function's parameters
+R = TypeVar("R")  # what it returns
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,27 +110,34 @@ class TaskApp(ResultsApp, Protocol):
     what the handles it returns need. Tasks are typed against it so this module
     does not import the app, which creates tasks."""
 
-    def submit_calls(self, task: Task, calls: Sequence[tuple[tuple, dict]]) -> list[Invocation]:
+    def submit_calls(self, task: Task[P, R],
+                     calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]]
+                     ) -> list[Invocation[R]]:
         """Register one invocation per ``(args, kwargs)``; their handles in order."""
         ...
 
 
-class Task:
-    """The decorated function. ``task(*args)`` returns an Invocation at once."""
+class Task(Generic[P, R]):
+    """The decorated function. ``task(*args)`` returns an Invocation at once.
 
-    def __init__(self, app: TaskApp, func: Callable[..., Any], options: TaskOptions):
+    Generic over the function's parameters and return type: for ``def add(x: int,
+    y: int) -> int``, ``add(1, 2)`` is an ``Invocation[int]`` and a type checker
+    flags ``add("a")``."""
+
+    def __init__(self, app: TaskApp, func: Callable[P, R], options: TaskOptions):
         self.task_id = task_id_of(func)
         opts = dataclasses.replace(options, retry_for=tuple(options.retry_for))
         _check_options(self.task_id, opts)
         self.app, self.func, self.options = app, func, opts
         functools.update_wrapper(self, func)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Invocation:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
         """Submit one invocation of this task and return its handle at once.
         Raises what ``submit_calls`` raises (SerializationError, backend errors)."""
         return self.app.submit_calls(self, [(args, kwargs)])[0]
 
-    def with_options(self, *, queue: str | None = None, priority: int | None = None) -> Task:
+    def with_options(self, *, queue: str | None = None,
+                     priority: int | None = None) -> Task[P, R]:
         """This task with another queue or priority for the calls made through what
         it returns: ``add.with_options(priority=9)(1, 2)``,
         ``add.with_options(queue="gpu").parallelize(items)``. The retry and time
@@ -141,7 +151,7 @@ class Task:
         variant.options = opts
         return variant
 
-    def parallelize(self, items: Iterable[Any]) -> InvocationGroup:
+    def parallelize(self, items: Iterable[Any]) -> InvocationGroup[R]:
         """Submit one invocation per item in one backend round trip: a tuple is
         positional arguments, a dict keyword arguments, anything else one argument."""
         calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
