@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
@@ -296,7 +297,9 @@ class Pynenc:
         parent = ctx.invocation_id if ctx is not None and ctx.app is self else None
         runner_id, worker = (ctx.runner.runner_id, ctx.worker) if ctx and parent else (
             external_runner_id(), threading.current_thread().name)
-        new = [self._new_invocation(task, a, kw, parent) for a, kw in calls]
+        opts = task.options
+        not_before = opts.eta if opts.delay_sec is None else time.time() + opts.delay_sec
+        new = [self._new_invocation(task, a, kw, parent, not_before) for a, kw in calls]
         hooks = self.middleware.hooks  # tested first: most apps have no enqueue hooks
         if hooks["before_enqueue"]:
             self.middleware.before_enqueue(self, new)
@@ -312,13 +315,14 @@ class Pynenc:
         return [Invocation(self, n.invocation_id, task.task_id) for n in new]
 
     def _new_invocation(self, task: Task, args: tuple, kwargs: dict,
-                        parent: str | None) -> NewInvocation:
+                        parent: str | None, not_before: float | None) -> NewInvocation:
         """An invocation record whose arguments are signed for this id only."""
         inv_id = uuid.uuid4().hex
         payload = self.serializer.dumps([list(args), kwargs], f"arguments of task {task.task_id}",
                                         bind=args_bind(inv_id))
         opts = task.options
-        return NewInvocation(inv_id, task.task_id, payload, parent, opts.queue, opts.priority)
+        return NewInvocation(inv_id, task.task_id, payload, parent, opts.queue, opts.priority,
+                             not_before)
 
     def inside_task(self) -> bool:
         """True when called from a task body that this app's runner executes."""

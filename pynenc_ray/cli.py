@@ -71,35 +71,42 @@ def cmd_runner_start(args: argparse.Namespace) -> int:
 
 def status_snapshot(app: Pynenc) -> dict[str, Any]:
     """The app's queue depth (in all and per queue, with how many runners serve
-    each), status counts, runners (with heartbeat ages) and corrupt records, as a
+    each), the work scheduled for later (delayed calls and retries, apart from the
+    depth), status counts, runners (with heartbeat ages) and corrupt records, as a
     JSON-ready dict. Raises the backend's errors."""
     backend = app.backend
     now = time.time()
     runners = {rid: {**info, "heartbeat_age_sec": round(now - info["last_seen"], 2)}
                for rid, info in backend.runners().items()}
-    queues = {name: {"depth": depth, "runners": 0}
+    queues = {name: {"depth": depth, "scheduled": 0, "runners": 0}
               for name, depth in backend.queue_depths().items()}
+    for name, n in backend.scheduled_depths().items():
+        queues.setdefault(name, {"depth": 0, "scheduled": 0, "runners": 0})["scheduled"] = n
     for info in runners.values():
         if "parent" in info:  # a worker its parent runner speaks for (counted there)
             continue
         served = info.get("queues")
         for name in served if isinstance(served, list) else [DEFAULT_QUEUE]:
             if isinstance(name, str):
-                queues.setdefault(name, {"depth": 0, "runners": 0})["runners"] += 1
+                queues.setdefault(name, {"depth": 0, "scheduled": 0, "runners": 0})["runners"] += 1
     return {"app_id": app.app_id, "backend": app.config.settings.backend,
-            "queue_depth": sum(q["depth"] for q in queues.values()), "queues": queues,
+            "queue_depth": sum(q["depth"] for q in queues.values()),
+            "scheduled": sum(q["scheduled"] for q in queues.values()), "queues": queues,
             "statuses": backend.status_counts(), "corrupt": backend.corrupt(),
             "runners": runners}
 
 
 def format_status(snap: dict[str, Any]) -> str:
     """A status snapshot as the text ``status`` prints."""
-    lines = [f"app {snap['app_id']} on {snap['backend']}: queue depth {snap['queue_depth']}"]
+    lines = [f"app {snap['app_id']} on {snap['backend']}: queue depth {snap['queue_depth']}"
+             f", scheduled for later {snap.get('scheduled', 0)}"]
     for name, q in sorted(snap.get("queues", {}).items()):
+        waiting = q["depth"] + q.get("scheduled", 0)
         served = f"served by {q['runners']} runner(s)" if q["runners"] else (
             f"NO RUNNER SERVES IT: its work stays REGISTERED until a runner with "
-            f"{name!r} in runner.queues starts" if q["depth"] else "no runner serves it")
-        lines.append(f"  queue {name:<12} {q['depth']:>6} waiting, {served}")
+            f"{name!r} in runner.queues starts" if waiting else "no runner serves it")
+        lines.append(f"  queue {name:<12} {q['depth']:>6} waiting, {q.get('scheduled', 0):>6} "
+                     f"scheduled, {served}")
     lines += [f"  {st:<10} {n}" for st, n in sorted(snap["statuses"].items())]
     corrupt = snap.get("corrupt") or {}
     if corrupt:

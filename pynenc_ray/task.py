@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import functools
 import inspect
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
@@ -36,6 +38,9 @@ class TaskOptions:
     retry_jitter: float = 0.0
     queue: str = DEFAULT_QUEUE
     priority: int = 0
+    # per call only (``with_options``): when its invocations become claimable
+    delay_sec: float | None = None
+    eta: float | None = None  # epoch seconds
 
 
 def _check_options(name: str, options: TaskOptions) -> None:
@@ -93,6 +98,26 @@ def task_id_of(func: Callable[..., Any]) -> str:
     return f"{module}:{name}"
 
 
+def _epoch(name: str, delay_sec: Any, eta: Any) -> float | None:
+    """``eta`` as epoch seconds (None without one); TaskDefinitionError for a
+    delay or eta that is not valid."""
+    if delay_sec is not None and eta is not None:
+        raise TaskDefinitionError(f"task {name}: give delay_sec or eta, not both")
+    if delay_sec is not None and (isinstance(delay_sec, bool)
+                                  or not isinstance(delay_sec, (int, float))
+                                  or not math.isfinite(delay_sec) or delay_sec < 0):
+        raise TaskDefinitionError(f"task {name}: delay_sec={delay_sec!r} must be a number of "
+                                  "seconds >= 0")
+    if eta is None:
+        return None
+    if isinstance(eta, datetime.datetime):
+        return eta.timestamp()
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta):
+        raise TaskDefinitionError(f"task {name}: eta={eta!r} must be a datetime or epoch "
+                                  "seconds")
+    return float(eta)
+
+
 def where_defined(func: Callable[..., Any]) -> str:
     """``file:line`` of a function's definition, for messages."""
     code = getattr(func, "__code__", None)
@@ -136,16 +161,23 @@ class Task(Generic[P, R]):
         Raises what ``submit_calls`` raises (SerializationError, backend errors)."""
         return self.app.submit_calls(self, [(args, kwargs)])[0]
 
-    def with_options(self, *, queue: str | None = None,
-                     priority: int | None = None) -> Task[P, R]:
-        """This task with another queue or priority for the calls made through what
-        it returns: ``add.with_options(priority=9)(1, 2)``,
-        ``add.with_options(queue="gpu").parallelize(items)``. The retry and time
-        limit options stay the task's (workers read them from its definition).
-        Raises TaskDefinitionError for a queue name or priority that is not valid."""
+    def with_options(self, *, queue: str | None = None, priority: int | None = None,
+                     delay_sec: float | None = None,
+                     eta: datetime.datetime | float | None = None) -> Task[P, R]:
+        """This task with another queue, priority or start time for the calls made
+        through what it returns: ``add.with_options(priority=9)(1, 2)``,
+        ``add.with_options(queue="gpu").parallelize(items)``,
+        ``add.with_options(delay_sec=60)(1, 2)``. A delayed call is REGISTERED at
+        once and claimable from ``delay_sec`` after the call, or from ``eta`` (a
+        datetime, naive meaning local time as in ``datetime.timestamp``, or epoch
+        seconds). The retry and time limit options stay the task's (workers read
+        them from its definition). Raises TaskDefinitionError for a queue name,
+        priority, delay or eta that is not valid."""
+        when = _epoch(self.task_id, delay_sec, eta)
         opts = dataclasses.replace(
             self.options, queue=self.options.queue if queue is None else queue,
-            priority=self.options.priority if priority is None else priority)
+            priority=self.options.priority if priority is None else priority,
+            delay_sec=delay_sec if when is None else None, eta=when)
         _check_placement(self.task_id, opts.queue, opts.priority)
         variant = copy.copy(self)
         variant.options = opts

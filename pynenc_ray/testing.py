@@ -230,7 +230,7 @@ class StepRunner(DummyRunner):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return False
-            if self.backend.queue_depth():  # delayed retries, not due yet: wait for one
+            if any(self.backend.scheduled_depths().values()):  # not due yet: wait for one
                 self._take(1.0 if left is None else min(left, 1.0))
                 continue
             raise InlineWaitError(

@@ -27,6 +27,7 @@ class NewInvocation:
     parent_id: str | None = None
     queue: str = DEFAULT_QUEUE
     priority: int = 0
+    not_before: float | None = None  # epoch seconds: claimable from then on (a delayed call)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +92,9 @@ class Backend(abc.ABC):
     def enqueue(self, calls: Sequence[NewInvocation], runner_id: str, worker: str,
                 push: bool = True) -> None:
         """Store each call as REGISTERED, recorded as done by ``runner_id`` /
-        ``worker``, and (with ``push``) append it to the queue; without ``push`` the
-        caller runs them itself (dev mode)."""
+        ``worker``, and (with ``push``) append it to its queue, or schedule it for
+        its ``not_before`` time; without ``push`` the caller runs them itself (dev
+        mode)."""
 
     @abc.abstractmethod
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
@@ -108,13 +110,19 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def queue_depth(self, queues: Sequence[str] | None = None) -> int:
-        """How many invocations wait in ``queues`` (None: in every queue), delayed
-        retries included."""
+        """How many invocations in ``queues`` (None: in every queue) a runner could
+        claim now; work scheduled for later (delayed calls, retries waiting out
+        their delay) is not counted, so nothing scales up for it early."""
 
     @abc.abstractmethod
     def queue_depths(self) -> dict[str, int]:
-        """Queue name -> invocations waiting there (delayed retries included), for
-        every queue that has held work."""
+        """Queue name -> invocations claimable there now, for every queue that has
+        held work."""
+
+    @abc.abstractmethod
+    def scheduled_depths(self) -> dict[str, int]:
+        """Queue name -> invocations scheduled for later there (delayed calls and
+        retries waiting out their delay)."""
 
     # -- orchestrator -----------------------------------------------------------------
 

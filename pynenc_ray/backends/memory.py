@@ -127,7 +127,10 @@ class MemoryBackend(Backend):
                                        priority=c.priority,
                                        history=[HistoryEntry(S.REGISTERED, runner_id, worker, now)])
                 self._records[c.invocation_id] = rec
-                if push:
+                if push and c.not_before is not None and c.not_before > now:
+                    heapq.heappush(self._delayed, (c.not_before, c.invocation_id))
+                    self._queued.notify_all()  # a waiting claim recomputes when to wake
+                elif push:
                     self._push(c.invocation_id)
 
     @override
@@ -164,7 +167,14 @@ class MemoryBackend(Backend):
     @override
     def queue_depths(self) -> dict[str, int]:
         with self._lock:
-            out = {name: sum(map(len, levels)) for name, levels in self._queues.items()}
+            self._promote_due()
+            return {name: sum(map(len, levels)) for name, levels in self._queues.items()}
+
+    @override
+    def scheduled_depths(self) -> dict[str, int]:
+        with self._lock:
+            self._promote_due()
+            out: dict[str, int] = {}
             for _, inv_id in self._delayed:
                 rec = self._records.get(inv_id)
                 if rec is not None:
@@ -172,9 +182,9 @@ class MemoryBackend(Backend):
             return out
 
     def release_delayed(self) -> int:
-        """Queue every retry waiting out its ``retry_delay_sec`` now, due or not,
-        soonest first; returns how many. For ``pynenc_ray.testing.run_pending``,
-        which runs retries without sleeping."""
+        """Queue every retry waiting out its ``retry_delay_sec`` and every delayed
+        call now, due or not, soonest first; returns how many. For
+        ``pynenc_ray.testing.run_pending``, which runs them without sleeping."""
         with self._lock:
             due = sorted(self._delayed)
             self._delayed.clear()

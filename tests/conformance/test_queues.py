@@ -4,6 +4,8 @@ within a level (claim order is read from each invocation's PENDING timestamp).""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from pynenc_ray import InvocationStatus as S
@@ -33,7 +35,7 @@ def test_a_runner_takes_only_from_the_queues_it_serves(app):
         assert stays.wait(0.3) is False
         snap = status_snapshot(app)
     assert stays.status == S.REGISTERED
-    assert snap["queues"]["default"] == {"depth": 1, "runners": 0}
+    assert snap["queues"]["default"] == {"depth": 1, "scheduled": 0, "runners": 0}
     assert snap["queues"]["io"]["depth"] == 0
     assert "NO RUNNER SERVES IT" in format_status(snap)
 
@@ -67,3 +69,36 @@ def test_a_task_declared_on_a_queue_goes_there(app):
         assert inv.result == 21
     rec = app.backend.get(inv.invocation_id)
     assert (rec.queue, rec.priority) == ("urgent", 7)
+
+
+def test_a_delayed_call_is_registered_at_once_and_runs_at_its_time(app):
+    delay = 1.5
+    submitted = time.time()
+    later = tasks.add.with_options(delay_sec=delay)(1, 1)
+    past = tasks.add.with_options(eta=submitted - 60)(2, 2)  # due already: queued now
+    assert later.status == S.REGISTERED
+    assert app.backend.queue_depth() == 1  # only the one that is due
+    assert app.backend.scheduled_depths() == {"default": 1}
+    assert "scheduled for later 1" in format_status(status_snapshot(app))
+    with running(app):
+        assert past.result == 4
+        assert later.wait(0.3) is False  # not before its time
+        assert later.get(timeout=30) == 2
+    assert _claimed_at(later) >= submitted + delay - 0.05  # claims see the time it is due
+    assert app.backend.scheduled_depths().get("default", 0) == 0
+
+
+def test_an_eta_as_a_datetime_and_bad_delays_are_refused_clearly(app):
+    import datetime
+
+    from pynenc_ray import TaskDefinitionError
+
+    when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=0.5)
+    inv = tasks.add.with_options(eta=when)(3, 3)
+    with running(app):
+        assert inv.get(timeout=30) == 6
+    assert _claimed_at(inv) >= when.timestamp() - 0.05
+    for bad in ({"delay_sec": -1}, {"delay_sec": float("nan")}, {"eta": "tomorrow"},
+                {"delay_sec": 1, "eta": when}):
+        with pytest.raises(TaskDefinitionError, match="delay_sec|eta"):
+            tasks.add.with_options(**bad)

@@ -106,7 +106,8 @@ def test_without_skip_delays_a_retry_not_due_stays_scheduled(app):
     key = unique_app_id("later")
     inv = t.flaky(key, 1)
     assert run_pending(app, skip_delays=False) == 1
-    assert inv.status == S.REGISTERED and app.backend.queue_depth() == 1
+    assert inv.status == S.REGISTERED and app.backend.queue_depth() == 0
+    assert app.backend.scheduled_depths() == {"default": 1}  # waiting out its delay
     assert run_pending(app) == 1
     assert inv.result == 2
 

@@ -243,12 +243,16 @@ class RedisBackend(Backend):
                 push: bool = True) -> None:
         # subscribed before any of these can become final
         self.listener.track(c.invocation_id for c in calls)
-        groups: dict[tuple[str, int], list[NewInvocation]] = {}
-        for c in calls:  # one script per queue and priority (a batch has one of each)
-            groups.setdefault((c.queue, c.priority), []).append(c)
-        for (queue, priority), group in groups.items():
+        groups: dict[tuple[str, int, float | None], list[NewInvocation]] = {}
+        now = time.time()
+        for c in calls:  # one script per queue, priority and time (a batch has one each)
+            due = c.not_before if c.not_before is not None and c.not_before > now else None
+            groups.setdefault((c.queue, c.priority, due), []).append(c)
+        for (queue, priority, not_before), group in groups.items():
+            when = "" if not_before is None else repr(not_before)
             for start in range(0, len(group), _ENQUEUE_CHUNK):
-                args: list[Any] = [runner_id, worker, "1" if push else "0", queue, priority]
+                args: list[Any] = [runner_id, worker, "1" if push else "0", queue, priority,
+                                   when]
                 for c in group[start:start + _ENQUEUE_CHUNK]:
                     args += [c.invocation_id, c.task_id, c.args, c.parent_id or ""]
                 self._script("enqueue", args)
@@ -294,31 +298,40 @@ class RedisBackend(Backend):
 
     @override
     def queue_depth(self, queues: Sequence[str] | None = None) -> int:
-        if queues is None:
-            return sum(self.queue_depths().values())
-        return sum(self._depths(list(queues)).values())
+        names = self._queue_names() if queues is None else list(queues)
+        return sum(self._depths(names, scheduled=False).values())
 
     @override
     def queue_depths(self) -> dict[str, int]:
+        return self._depths(self._queue_names(), scheduled=False)
+
+    @override
+    def scheduled_depths(self) -> dict[str, int]:
+        return self._depths(self._queue_names(), scheduled=True)
+
+    def _queue_names(self) -> list[str]:
+        """The queues that have held work (untrusted: valid names only)."""
         names = cast(set[bytes], self._call(lambda: self.client.smembers(self.key("queues")),
                                             "list the queues"))
-        listed = (n.decode(errors="replace") for n in names)  # untrusted: valid names only
-        return self._depths(sorted(n for n in listed if queue_name_error(n) is None))
+        listed = (n.decode(errors="replace") for n in names)
+        return sorted(n for n in listed if queue_name_error(n) is None)
 
-    def _depths(self, queues: list[str]) -> dict[str, int]:
-        """Each queue's waiting ids (every level) plus its delayed retries: one
-        pipelined round trip."""
+    def _depths(self, queues: list[str], scheduled: bool) -> dict[str, int]:
+        """Each queue's ids claimable now (every level), or its scheduled ones
+        (delayed calls and retries): one pipelined round trip."""
         levels = MAX_PRIORITY + 1
 
         def depth() -> dict[str, int]:
             pipe = self.client.pipeline(transaction=False)
             for q in queues:
-                for p in range(levels):
-                    pipe.llen(self.key("queue", q, str(p)))
-                pipe.zcard(self.key("delayed", q))
+                if scheduled:
+                    pipe.zcard(self.key("delayed", q))
+                else:
+                    for p in range(levels):
+                        pipe.llen(self.key("queue", q, str(p)))
             counts = pipe.execute()
-            return {q: sum(counts[i * (levels + 1):(i + 1) * (levels + 1)])
-                    for i, q in enumerate(queues)}
+            per = 1 if scheduled else levels
+            return {q: sum(counts[i * per:(i + 1) * per]) for i, q in enumerate(queues)}
         return self._call(depth, "read the queue depth")
 
     # -- orchestrator ---------------------------------------------------------------------

@@ -1,17 +1,21 @@
 -- enqueue: store each call as REGISTERED and (if push = 1) append them to their
--- queue's level. One HSET per call; the queue and the index get one command per
--- batch. An id already stored is left alone: a retried enqueue never resets a
--- record. The index is scored by the server's clock, as the history is.
--- ARGV[2..]: runner, worker, push, queue, prio, then (id, task, args, parent) per
--- call: every call of one batch waits in the same queue at the same priority.
+-- queue's level, or (with a not_before time) schedule them in the queue's
+-- delayed set, from which a claim queues them once due, as it does retries.
+-- One HSET per call; the queue and the index get one command per batch. An id
+-- already stored is left alone: a retried enqueue never resets a record. The
+-- index is scored by the server's clock, as the history is.
+-- ARGV[2..]: runner, worker, push, queue, prio, not_before ('' for now), then
+-- (id, task, args, parent) per call: every call of one batch waits in the same
+-- queue at the same priority from the same time.
 local runner, worker, push, queue, prio = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local not_before = tonumber(ARGV[7])
 local ids, index = {}, {}
 local h0 = entry('REGISTERED', runner, worker)
 local now = clock()
 local where = {}  -- queue and prio are stored only when they are not the defaults
 if queue ~= 'default' then where[#where + 1] = 'queue'; where[#where + 1] = queue end
 if prio ~= '0' then where[#where + 1] = 'prio'; where[#where + 1] = prio end
-for i = 7, #ARGV, 4 do
+for i = 8, #ARGV, 4 do
   local id = ARGV[i]
   if redis.call('EXISTS', ikey(id)) == 0 then
     local fields = {ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2],
@@ -28,7 +32,17 @@ for i = 7, #ARGV, 4 do
   end
 end
 if #ids == 0 then return 0 end
-if push == '1' then queue_ids(queue, prio, ids) end
+if push == '1' and not_before then
+  local due = {}
+  for _, id in ipairs(ids) do
+    due[#due + 1] = not_before
+    due[#due + 1] = id
+  end
+  push_all('ZADD', P .. 'delayed:' .. queue, due)
+  redis.call('SADD', P .. 'queues', queue)
+elseif push == '1' then
+  queue_ids(queue, prio, ids)
+end
 push_all('ZADD', P .. 'index', index)
 count('REGISTERED', #ids)
 commit()
