@@ -93,7 +93,7 @@ def test_an_eta_as_a_datetime_and_bad_delays_are_refused_clearly(app):
 
     from pynenc_ray import TaskDefinitionError
 
-    when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=0.5)
+    when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=0.5)
     inv = tasks.add.with_options(eta=when)(3, 3)
     with running(app):
         assert inv.get(timeout=30) == 6
