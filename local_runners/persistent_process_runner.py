@@ -44,8 +44,10 @@ import pynenc_ray.backends as _backends_pkg
 from pynenc_ray.backends.base import Claimed
 from pynenc_ray.config import PersistentProcessRunnerConfig
 from pynenc_ray.context import ExecutionContext, current
+from pynenc_ray.errors import InvocationCancelledError
 from pynenc_ray.runners.base import BaseRunner
 from pynenc_ray.runners.execution import run_invocation, time_limit, timeout_error
+from pynenc_ray.status import InvocationStatus as S
 
 from .child import die_with_parent, load_app, mp_context, parent_spec
 
@@ -54,6 +56,7 @@ log = logging.getLogger("pynenc_ray.runner.persistent")
 TERM_GRACE_SEC = 0.5  # after SIGTERM, before SIGKILL: a worker unwinds at once
 KILL_JOIN_SEC = 0.2  # a SIGKILLed process is gone within this
 WAIT_SLICE_MAX_SEC = 0.2  # a waiter blocks in the backend this long at most at a time
+CANCEL_CHECK_SEC = 1.0  # a waiting task looks this often whether it was cancelled
 REDELIVER_SEC = 0.02  # a signal deferred during a backend call is retried this often
 
 # the per-worker shared state: the worker writes WAITING and BUSY, the parent RETIRE
@@ -451,12 +454,20 @@ class _Worker(BaseRunner):
         """Lend this worker's slot: flag it waiting (the parent starts another
         worker meanwhile) and block on the results in short slices, so a stop
         or a timeout reaches the task between them. Claims nothing. A wait that
-        ends within its first slice lends nothing (no process started for it)."""
+        ends within its first slice lends nothing (no process started for it).
+        About once a second it looks whether the waiting invocation itself was
+        cancelled, and raises InvocationCancelledError in the task if so."""
         backend, ids = self.app.backend, list(invocation_ids)
         deadline = None if timeout is None else time.monotonic() + timeout
         step = min(self.conf.invocation_wait_results_sleep_time_sec, WAIT_SLICE_MAX_SEC)
+        looked = time.monotonic()
         try:
             while True:
+                if time.monotonic() - looked >= CANCEL_CHECK_SEC:
+                    looked = time.monotonic()
+                    if backend.status(ctx.invocation_id) == S.CANCELLED:
+                        raise InvocationCancelledError(
+                            f"invocation {ctx.invocation_id} was cancelled")
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if backend.wait_final(ids, step if left is None else min(step, left)):
                     return True

@@ -57,6 +57,7 @@ class ProcessRunner(BaseRunner):
         super().__init__(app, conf)
         self.slots = max(os.cpu_count() or 1, conf.min_parallel_slots)
         self._children: dict[str, _Child] = {}  # invocation id -> its process
+        self._to_kill: set[str] = set()  # cancelled while their child runs (heartbeat thread)
 
     @property
     def active(self) -> int:
@@ -66,6 +67,11 @@ class ProcessRunner(BaseRunner):
     @override
     def live_invocations(self) -> set[str]:
         return set(self._children)
+
+    @override
+    def on_cancelled(self, invocation_ids: list[str]) -> None:
+        """Their children are killed by the loop's next reap (within a loop sleep)."""
+        self._to_kill.update(invocation_ids)
 
     def heartbeat_info(self) -> dict[str, Any]:
         """The base heartbeat plus slots, running children and paused children."""
@@ -99,8 +105,16 @@ class ProcessRunner(BaseRunner):
 
     def _reap(self) -> None:
         """Forget finished children; reroute at once what a dead child held; kill
-        children past their task's timeout_sec and fail their invocation."""
+        children past their task's timeout_sec and fail their invocation, and
+        children of cancelled invocations (final already: nothing to write)."""
         now = time.monotonic()
+        while self._to_kill:
+            child = self._children.pop(self._to_kill.pop(), None)
+            if child is not None:
+                child.process.kill()
+                child.process.join(5)
+                log.info("killed child %s: invocation %s was cancelled", child.process.pid,
+                         child.claimed.invocation_id)
         for inv_id, child in list(self._children.items()):
             if child.process.is_alive():
                 if child.timeout_sec and now - child.started > child.timeout_sec:

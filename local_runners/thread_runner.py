@@ -21,9 +21,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from typing_extensions import override
+
 from pynenc_ray.backends import patience
 from pynenc_ray.backends.base import Claimed
 from pynenc_ray.config import ThreadRunnerConfig
+from pynenc_ray.errors import InvocationCancelledError
 from pynenc_ray.runners.base import BaseRunner
 from pynenc_ray.runners.execution import fail_timed_out, run_invocation, time_limit
 
@@ -57,6 +60,7 @@ class ThreadRunner(BaseRunner):
         # id -> (due, claimed, sec, worker)
         self._deadlines: dict[str, tuple[float, Claimed, float, str]] = {}
         self._timed_out: set[str] = set()  # failed by the watchdog; their threads still run
+        self._cancelled: set[str] = set()  # live ones found CANCELLED (see on_cancelled)
         self._live: set[str] = set()  # claimed and not yet finished here
         self._waiting_ids: set[str] = set()  # live ones that lent their slot while waiting
         self._writing: set[str] = set()  # returned, final write queued for the finisher
@@ -172,6 +176,7 @@ class ThreadRunner(BaseRunner):
             finally:
                 with self._cv:
                     self._live.discard(inv_id)
+                    self._cancelled.discard(inv_id)
                     self._deadlines.pop(inv_id, None)
                     if inv_id in self._timed_out:  # its slot was already given back
                         self._timed_out.discard(inv_id)
@@ -261,18 +266,40 @@ class ThreadRunner(BaseRunner):
 
     # -- waiting -------------------------------------------------------------------------
 
+    @override
+    def on_cancelled(self, invocation_ids: list[str]) -> None:
+        """Remember them: a body waiting on results gets InvocationCancelledError
+        within a second (a thread cannot be stopped otherwise)."""
+        with self._cv:
+            self._cancelled.update(i for i in invocation_ids if i in self._live)
+            self._cv.notify_all()
+
+    def _wait_unless_cancelled(self, ctx: ExecutionContext, invocation_ids: Sequence[str],
+                               timeout: float | None) -> bool:
+        """``wait_final`` in slices of a second, raising InvocationCancelledError
+        once the waiting invocation is known to be cancelled."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if ctx.invocation_id in self._cancelled:
+                raise InvocationCancelledError(f"invocation {ctx.invocation_id} was cancelled")
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if self.app.backend.wait_final(invocation_ids, 1.0 if left is None else min(left, 1.0)):
+                return True
+
     def waiting_for_results(self, ctx: ExecutionContext, invocation_ids: Sequence[str],
                             timeout: float | None) -> bool:
         """Lend this thread's slot while it waits; take one back before returning."""
         if ctx.invocation_id in self._timed_out:  # holds no slot any more
-            return self.app.backend.wait_final(invocation_ids, timeout)
+            return self._wait_unless_cancelled(ctx, invocation_ids, timeout)
         with self._cv:
             self._busy -= 1
             self._waiting += 1
             self._waiting_ids.add(ctx.invocation_id)
             self._cv.notify_all()
         try:
-            return self.app.backend.wait_final(invocation_ids, timeout)
+            return self._wait_unless_cancelled(ctx, invocation_ids, timeout)
         finally:
             with self._cv:
                 self._waiting -= 1

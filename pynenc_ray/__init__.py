@@ -11,12 +11,13 @@ from typing import Any
 
 from .app import Pynenc
 from .builder import PynencBuilder
-from .context import CurrentInvocation, current_invocation
+from .context import CurrentInvocation, check_cancelled, current_invocation
 from .errors import (
     BackendUnavailableError,
     ConfigError,
     CorruptRecordError,
     CycleError,
+    InvocationCancelledError,
     InvocationNotFoundError,
     InvocationOwnershipError,
     InvocationStatusTransitionError,
@@ -56,7 +57,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Pynenc", "PynencBuilder", "Task", "Invocation", "InvocationGroup", "InvocationStatus",
-    "current_invocation", "CurrentInvocation",
+    "current_invocation", "CurrentInvocation", "check_cancelled", "InvocationCancelledError",
     "PynencError", "ConfigError", "TaskDefinitionError", "SerializationError",
     "PayloadSignatureError", "BackendUnavailableError", "InvocationStatusTransitionError",
     "InvocationOwnershipError", "RunnerNotExecutableError", "MemCompatibilityError",

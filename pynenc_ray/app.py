@@ -20,6 +20,7 @@ from .config import EffectiveConfig, load_config
 from .errors import (
     ConfigError,
     CycleError,
+    InvocationCancelledError,
     InvocationNotFoundError,
     MemCompatibilityError,
     PynencError,
@@ -30,7 +31,14 @@ from .invocation import Invocation
 from .middleware import MiddlewareStack, default_middleware
 from .queues import DEFAULT_QUEUE
 from .resolve import resolve
-from .serializer import Serializer, args_bind, payload_to_error, result_bind
+from .serializer import (
+    Serializer,
+    args_bind,
+    cancelled_message,
+    error_to_payload,
+    payload_to_error,
+    result_bind,
+)
 from .status import InvocationStatus
 from .task import Task, TaskOptions, same_definition, where_defined
 
@@ -374,12 +382,25 @@ class Pynenc:
         return self.decode_final(invocation_id, *found)
 
     def decode_final(self, invocation_id: str, status: InvocationStatus, payload: bytes) -> Any:
-        """A final record's value; its error raised for FAILED. A signed result
-        must have been signed for this invocation."""
+        """A final record's value; its error raised for FAILED, and
+        InvocationCancelledError for CANCELLED. A signed result must have been
+        signed for this invocation."""
         if status == S.SUCCESS:
             return self.serializer.loads(payload, f"result of invocation {invocation_id}",
                                          bind=result_bind(invocation_id))
+        if status == S.CANCELLED:
+            raise InvocationCancelledError(cancelled_message(invocation_id, payload))
         raise payload_to_error(payload)
+
+    def cancel_invocations(self, invocation_ids: Sequence[str]) -> list[bool]:
+        """Cancel each that is not final yet (see ``Invocation.cancel``); per id,
+        True when this call cancelled it."""
+        ctx = context.current.get()
+        by, worker = (ctx.runner.runner_id, ctx.worker) if ctx and ctx.app is self else (
+            external_runner_id(), threading.current_thread().name)
+        doc = error_to_payload(InvocationCancelledError(
+            f"cancelled by {by} ({worker}) at {time.strftime('%Y-%m-%d %H:%M:%S')}"))
+        return self.backend.cancel(list(invocation_ids), by, worker, doc)
 
     def decode_args(self, claimed: Claimed) -> tuple[list, dict]:
         """The stored ``[args, kwargs]`` of a claimed invocation. Anything else

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .errors import InvocationCancelledError
+from .status import InvocationStatus
+
 
 class ContextRunner(Protocol):
     """What a task body's context needs of the runner executing it (every
@@ -49,6 +52,15 @@ class CurrentInvocation:
     attempt: int  # 1 for the first run; each retry or rerun after a death adds one
     runner_id: str
     worker: str
+
+
+def check_cancelled() -> None:
+    """Raise InvocationCancelledError when the invocation the calling task body
+    runs as was cancelled (one backend read); do nothing outside a task. Call it
+    between steps of a long task so a cancellation stops it there."""
+    ctx = current.get()
+    if ctx is not None and ctx.app.backend.status(ctx.invocation_id) == InvocationStatus.CANCELLED:
+        raise InvocationCancelledError(f"invocation {ctx.invocation_id} was cancelled")
 
 
 def current_invocation() -> CurrentInvocation | None:

@@ -65,6 +65,11 @@ class CycleError(PynencError):
     """A task waited on its own invocation, or on one that (transitively) waits on it."""
 
 
+class InvocationCancelledError(PynencError):
+    """The invocation was cancelled (``inv.cancel()``): its waiters get this, and a
+    running task body gets it at its next wait or ``check_cancelled()``."""
+
+
 class RayConnectionError(PynencError):
     """The runner could not connect to the Ray cluster it was pointed at; the
     message names the address and the likely cause (auth token, address, version)."""

@@ -45,6 +45,10 @@ class ResultsApp(Protocol):
         """True when called from a task body that this app's runner executes."""
         ...
 
+    def cancel_invocations(self, invocation_ids: list[str]) -> list[bool]:
+        """Cancel each that is not final; per id, True when this call cancelled it."""
+        ...
+
     def decode_final(self, invocation_id: str, status: InvocationStatus, payload: bytes) -> Any:
         """A final record's value; its error raised for FAILED."""
         ...
@@ -95,6 +99,17 @@ class Invocation(Generic[R]):
         """True once final (success or failure); never raises the task's error."""
         return self.app.wait_invocations([self.invocation_id], timeout)
 
+    def cancel(self) -> bool:
+        """Cancel it unless it is final: True when this call cancelled it.
+
+        A queued or scheduled invocation never runs. One that runs is stopped
+        where its runner can: ProcessRunner kills its process; ThreadRunner,
+        PersistentProcessRunner and Ray actors raise InvocationCancelledError in
+        the task at its next wait on results or ``check_cancelled()`` (a body
+        that does neither runs to its end, and its result is dropped). Its
+        waiters get InvocationCancelledError."""
+        return self.app.cancel_invocations([self.invocation_id])[0]
+
     @property
     def history(self) -> list[HistoryEntry]:
         """The invocation's status changes, oldest first. Raises the backend's errors."""
@@ -115,6 +130,11 @@ class InvocationGroup(Generic[R]):
 
     def __iter__(self) -> Iterator[Invocation[R]]:
         return iter(self.invocations)
+
+    def cancel(self) -> int:
+        """Cancel every member that is not final (see ``Invocation.cancel``); how
+        many this call cancelled."""
+        return sum(self.app.cancel_invocations([i.invocation_id for i in self.invocations]))
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once every member is final, False after ``timeout``; never raises a task's error."""

@@ -151,6 +151,17 @@ def error_to_payload(exc: BaseException) -> bytes:
     return json.dumps(doc).encode()
 
 
+def cancelled_message(invocation_id: str, data: bytes | None) -> str:
+    """What InvocationCancelledError says of a cancelled invocation: its id, and
+    who cancelled it when, from its stored error document (untrusted: only its
+    message, cut short, is used)."""
+    try:
+        why = str(json.loads(data or b"{}").get("message", ""))[:200]
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        why = ""
+    return f"invocation {invocation_id} was cancelled" + (f": {why}" if why else "")
+
+
 def payload_to_error(data: bytes) -> Exception:
     """Re-create the remote exception when that is safe, else a TaskFailedError
     carrying the class path and remote traceback.

@@ -23,30 +23,35 @@ class InvocationStatus(StrEnum):
     REROUTED = "REROUTED"  # taken back from its runner and re-queued
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"  # cancelled before it finished: by anyone, from any non-final status
 
     @property
     def is_final(self) -> bool:
-        """True for SUCCESS and FAILED: nothing changes it any more."""
+        """True for SUCCESS, FAILED and CANCELLED: nothing changes it any more."""
         return self in FINAL
 
 
 S = InvocationStatus
 
-# status -> the statuses it may move to.
+# status -> the statuses it may move to. CANCELLED is reachable from every status
+# that is not final, and (unlike the other finals) by anyone, owner or not.
 TRANSITIONS: dict[InvocationStatus, frozenset[InvocationStatus]] = {
-    S.REGISTERED: frozenset({S.PENDING}),
-    S.PENDING: frozenset({S.RUNNING, S.REROUTED, S.FAILED}),  # FAILED: rejected at the door
-    S.RUNNING: frozenset({S.SUCCESS, S.FAILED, S.RETRY, S.PAUSED, S.REROUTED}),
-    S.PAUSED: frozenset({S.RUNNING, S.REROUTED}),
-    S.RETRY: frozenset({S.REGISTERED}),
-    S.REROUTED: frozenset({S.PENDING}),
+    S.REGISTERED: frozenset({S.PENDING, S.CANCELLED}),
+    # FAILED: rejected at the door
+    S.PENDING: frozenset({S.RUNNING, S.REROUTED, S.FAILED, S.CANCELLED}),
+    S.RUNNING: frozenset({S.SUCCESS, S.FAILED, S.RETRY, S.PAUSED, S.REROUTED, S.CANCELLED}),
+    S.PAUSED: frozenset({S.RUNNING, S.REROUTED, S.CANCELLED}),
+    S.RETRY: frozenset({S.REGISTERED, S.CANCELLED}),
+    S.REROUTED: frozenset({S.PENDING, S.CANCELLED}),
     S.SUCCESS: frozenset(),
     S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
 }
 
-# Statuses held by one runner (the owner): only it may move them, except recovery.
+# Statuses held by one runner (the owner): only it may move them, except recovery
+# and cancellation.
 OWNED: frozenset[InvocationStatus] = frozenset({S.PENDING, S.RUNNING, S.PAUSED})
-FINAL: frozenset[InvocationStatus] = frozenset({S.SUCCESS, S.FAILED})
+FINAL: frozenset[InvocationStatus] = frozenset({S.SUCCESS, S.FAILED, S.CANCELLED})
 # Statuses a claim takes from the queue; anything else found there is skipped.
 CLAIMABLE: frozenset[InvocationStatus] = frozenset({S.REGISTERED, S.REROUTED})
 
@@ -69,10 +74,13 @@ def check_transition(
 ) -> Verdict:
     """Say whether ``actor`` may move ``invocation_id`` from ``current`` to ``new``.
 
-    Returns DROP for a final write by a runner that no longer owns the invocation
-    (it was rerouted and someone else runs or ran it); raises for anything else
-    the table or the ownership rule forbids.
+    Returns APPLY for a cancellation of anything not final (whoever asks), DROP
+    for a final write by a runner that no longer owns the invocation (it was
+    rerouted, or cancelled, and someone else runs or ran it); raises for
+    anything else the table or the ownership rule forbids.
     """
+    if new == S.CANCELLED and current not in FINAL:
+        return Verdict.APPLY  # anyone may cancel what is not final yet
     owned_by_actor = current in OWNED and owner == actor
     if new in FINAL and not owned_by_actor:
         return Verdict.DROP

@@ -127,6 +127,13 @@ class Backend(abc.ABC):
     # -- orchestrator -----------------------------------------------------------------
 
     @abc.abstractmethod
+    def cancel(self, invocation_ids: Sequence[str], by: str, worker: str,
+               error: bytes) -> list[bool]:
+        """Move each invocation that is not final to CANCELLED (whoever owns it),
+        storing ``error`` (a JSON error document) for its waiters; per id, True
+        when cancelled here, False when it was final already or is missing."""
+
+    @abc.abstractmethod
     def transition(self, invocation_id: str, new: InvocationStatus, runner_id: str,
                    worker: str, *, recovery: bool = False) -> bool:
         """Move one invocation to ``new`` as ``runner_id`` (``recovery``: on behalf

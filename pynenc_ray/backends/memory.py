@@ -221,6 +221,21 @@ class MemoryBackend(Backend):
             return True
 
     @override
+    def cancel(self, invocation_ids: Sequence[str], by: str, worker: str,
+               error: bytes) -> list[bool]:
+        out = []
+        with self._lock:
+            for invocation_id in invocation_ids:
+                rec = self._records.get(invocation_id)
+                if rec is None or rec.status in FINAL:
+                    out.append(False)
+                    continue
+                rec.error = error
+                self._set(rec, S.CANCELLED, by, worker, None)  # releases it from its owner
+                out.append(True)
+        return out
+
+    @override
     def finish_many(self, items: Sequence[tuple[str, InvocationStatus, bytes, str]],
                     runner_id: str) -> list[bool]:
         out = []

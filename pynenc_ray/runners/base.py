@@ -25,10 +25,10 @@ from ..config import RunnerConfig
 from ..errors import ConfigError
 from ..registry import RUNNERS, runner_paths
 from ..resolve import resolve
+from ..status import InvocationStatus
 
 if TYPE_CHECKING:
     from ..context import ExecutionContext
-    from ..status import InvocationStatus
     from .app_protocol import RunnerApp
 
 log = logging.getLogger("pynenc_ray.runner")
@@ -269,6 +269,7 @@ class BaseRunner(abc.ABC):
                     seen = self.app.backend.reconnects
                     if seen != reconnects and self.reconcile() is not None:
                         reconnects = seen
+                    self._watch_cancelled()
                     if time.monotonic() - last_check >= every:
                         last_check = time.monotonic()
                         rerouted = self.app.backend.recover_dead(
@@ -281,6 +282,24 @@ class BaseRunner(abc.ABC):
                         return
                     log.exception("heartbeat of runner %s failed; retrying", self.runner_id)
                 self._stop.wait(self.conf.runner_heartbeat_interval_sec)
+
+    def _watch_cancelled(self) -> None:
+        """With each heartbeat: tell ``on_cancelled`` which invocations this runner
+        executes were cancelled meanwhile (one read of their statuses)."""
+        live = self.live_invocations()
+        if not live:
+            return
+        ids = list(live)
+        cancelled = [i for i, st in zip(ids, self.app.backend.statuses(ids))
+                     if st == InvocationStatus.CANCELLED]
+        if cancelled:
+            self.on_cancelled(cancelled)
+
+    def on_cancelled(self, invocation_ids: list[str]) -> None:  # noqa: B027 - optional hook
+        """Invocations this runner executes were cancelled; called from the
+        heartbeat thread. Runners stop them where they can (a process is killed,
+        a waiting thread is woken with InvocationCancelledError); by default
+        nothing: the body runs on and its final write is dropped."""
 
     def finish(self, invocation_id: str, status: InvocationStatus, payload: bytes,
                worker: str) -> None:

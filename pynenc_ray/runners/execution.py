@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .. import context
 from ..backends.base import Claimed, NewInvocation
 from ..errors import (
+    InvocationCancelledError,
     InvocationOwnershipError,
     InvocationStatusTransitionError,
     PynencError,
@@ -142,7 +143,12 @@ def run_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed,
 def _failed(app: RunnerApp, runner: BaseRunner, task, claimed: Claimed, worker: str,
             exc: Exception) -> float | None:
     """A run raised: schedule the retry the middleware asks for (and return its
-    delay), or store the failure (and return None)."""
+    delay), or store the failure (and return None). A body stopped by its own
+    cancellation is final already: nothing is written."""
+    if (isinstance(exc, InvocationCancelledError)
+            and app.backend.status(claimed.invocation_id) == S.CANCELLED):
+        log.info("invocation %s stopped: it was cancelled", claimed.invocation_id)
+        return None  # (a wait on another, cancelled, invocation fails this one below)
     delay = app.middleware.retry_delay(task, claimed, exc)
     if delay is None:
         _fail(app, runner, claimed, worker, exc)

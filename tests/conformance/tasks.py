@@ -196,3 +196,31 @@ def hammer_past_timeout() -> None:
 @app.task(queue="urgent", priority=7)
 def on_urgent_queue(x: int) -> int:
     return x + 1
+
+
+@app.task
+def cancellable_loop(marker: str, seconds: float) -> str:
+    """Writes ``marker``.started, then loops for ``seconds`` checking whether it was
+    cancelled and appending a tick to ``marker``.ticks each turn; writes
+    ``marker``.finished only if the loop ran to its end."""
+    from pynenc_ray import check_cancelled
+
+    with open(marker + ".started", "w") as f:
+        f.write(str(os.getpid()))
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        check_cancelled()
+        with open(marker + ".ticks", "a") as f:
+            f.write(".")
+        time.sleep(0.05)
+    with open(marker + ".finished", "w") as f:
+        f.write("done")
+    return "finished"
+
+
+@app.task
+def wait_on_far_future(marker: str) -> int:
+    """Writes ``marker``.started, then waits on a call scheduled an hour away."""
+    with open(marker + ".started", "w") as f:
+        f.write(str(os.getpid()))
+    return add.with_options(delay_sec=3600)(1, 1).result

@@ -17,22 +17,32 @@ from pynenc_ray.status import (
 S = InvocationStatus
 
 EXPECTED_TABLE = {
-    S.REGISTERED: {S.PENDING},
-    S.PENDING: {S.RUNNING, S.REROUTED, S.FAILED},
-    S.RUNNING: {S.SUCCESS, S.FAILED, S.RETRY, S.PAUSED, S.REROUTED},
-    S.PAUSED: {S.RUNNING, S.REROUTED},
-    S.RETRY: {S.REGISTERED},
-    S.REROUTED: {S.PENDING},
+    S.REGISTERED: {S.PENDING, S.CANCELLED},
+    S.PENDING: {S.RUNNING, S.REROUTED, S.FAILED, S.CANCELLED},
+    S.RUNNING: {S.SUCCESS, S.FAILED, S.RETRY, S.PAUSED, S.REROUTED, S.CANCELLED},
+    S.PAUSED: {S.RUNNING, S.REROUTED, S.CANCELLED},
+    S.RETRY: {S.REGISTERED, S.CANCELLED},
+    S.REROUTED: {S.PENDING, S.CANCELLED},
     S.SUCCESS: set(),
     S.FAILED: set(),
+    S.CANCELLED: set(),
 }
+RUNNER_FINALS = sorted(FINAL - {S.CANCELLED})  # the finals a runner writes (not cancellation)
 ALLOWED = [(cur, new) for cur, nexts in EXPECTED_TABLE.items() for new in sorted(nexts)]
 
 
 def test_table_matches_the_design():
     assert {k: set(v) for k, v in TRANSITIONS.items()} == EXPECTED_TABLE
     assert {S.PENDING, S.RUNNING, S.PAUSED} == OWNED
-    assert {S.SUCCESS, S.FAILED} == FINAL
+    assert {S.SUCCESS, S.FAILED, S.CANCELLED} == FINAL
+
+
+@pytest.mark.parametrize("current", [s for s in S if s not in FINAL], ids=str)
+def test_anyone_may_cancel_what_is_not_final_and_the_owner_s_late_final_is_dropped(current):
+    owner = "r1" if current in OWNED else None
+    assert check_transition("i", current, S.CANCELLED, owner=owner, actor="someone") \
+        is Verdict.APPLY
+    assert check_transition("i", S.CANCELLED, S.SUCCESS, owner=None, actor="r1") is Verdict.DROP
 
 
 @pytest.mark.parametrize(("current", "new"), ALLOWED, ids=lambda s: str(s))
@@ -91,13 +101,13 @@ def test_non_owner_may_not_move_an_owned_invocation(current, new):
 
 
 @pytest.mark.parametrize("current", sorted(OWNED))
-@pytest.mark.parametrize("final", sorted(FINAL))
+@pytest.mark.parametrize("final", RUNNER_FINALS)
 def test_non_owner_final_write_is_dropped(current, final):
     assert check_transition("inv", current, final, owner="r1", actor="late") is Verdict.DROP
 
 
 @pytest.mark.parametrize("current", [S.REGISTERED, S.REROUTED, S.RETRY])
-@pytest.mark.parametrize("final", sorted(FINAL))
+@pytest.mark.parametrize("final", RUNNER_FINALS)
 def test_final_write_after_reroute_is_dropped(current, final):
     # the former owner finishing late after its invocation was taken back
     assert check_transition("inv", current, final, owner=None, actor="former") is Verdict.DROP

@@ -344,6 +344,16 @@ class RedisBackend(Backend):
         return self._applied(res, invocation_id, new, runner_id)
 
     @override
+    def cancel(self, invocation_ids: Sequence[str], by: str, worker: str,
+               error: bytes) -> list[bool]:
+        out: list[bool] = []
+        for start in range(0, len(invocation_ids), _ENQUEUE_CHUNK):
+            chunk = list(invocation_ids[start:start + _ENQUEUE_CHUNK])
+            res = self._script("cancel", [by, worker, repr(time.time()), error, *chunk])
+            out += [bool(r) for r in res]
+        return out
+
+    @override
     def finish_many(self, items: Sequence[tuple[str, InvocationStatus, bytes, str]],
                     runner_id: str) -> list[bool]:
         args: list[Any] = [runner_id, repr(time.time())]

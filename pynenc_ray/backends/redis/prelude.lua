@@ -215,6 +215,7 @@ end
 -- The rule of status.check_transition. Returns 'APPLY' or 'DROP', or raises
 -- an error reply ("PYNENC_TRANSITION ..." / "PYNENC_OWNERSHIP ...") before any write.
 local function check(id, cur, new, owner, actor, recovery)
+  if new == 'CANCELLED' and not FINAL[cur] then return 'APPLY' end  -- anyone may cancel
   local owned_by_actor = OWNED[cur] and owner == actor
   if FINAL[new] and not owned_by_actor then return 'DROP' end
   if not ALLOWED[cur][new] then

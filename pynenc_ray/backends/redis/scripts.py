@@ -12,7 +12,7 @@ from .listener import INLINE_MAX_BYTES
 
 HERE = Path(__file__).parent
 NAMES = ("enqueue", "claim", "transition", "finish", "retry", "reroute", "heartbeat", "recover",
-         "forget")
+         "forget", "cancel")
 
 
 def _lua_set(statuses) -> str:
