@@ -70,6 +70,17 @@ def started(tmp_path):
     return tmp_path / "started.txt"
 
 
+def _where(app, invs) -> dict:
+    """What a failed wait needs to be explained: each invocation's history, the
+    queues, the runners and their owned sets."""
+    b = app.backend
+    return {"histories": {i.invocation_id[:8]: [(h.status.value, h.runner_id[-6:], h.worker)
+                                                 for h in i.history] for i in invs},
+            "depths": b.queue_depths(), "scheduled": b.scheduled_depths(),
+            "runners": {r: sorted(b.owned_by(r)) for r in b.runners()},
+            "bell": b.client.llen(b.key("bell", "default"))}
+
+
 def _one_success_each(invs) -> None:
     for inv in invs:
         finals = [h.status for h in inv.history if h.status.is_final]
@@ -167,7 +178,8 @@ def test_sigterm_stops_the_runner_while_redis_is_frozen(app, server, runner_log,
         app.reconfigure(redis_retry_timeout_sec=30.0)
         second = RunnerProcess(app, runner_log)
         try:
-            assert all(inv.wait(90) for inv in invs), runner.log()[-3000:]
+            assert all(inv.wait(90) for inv in invs), (
+                runner.log()[-3000:], _where(app, invs))
         finally:
             second.kill()
     finally:

@@ -245,3 +245,17 @@ def test_every_key_of_an_app_shares_one_cluster_slot(app):
     assert len(keys) > 8  # records, queue, index, counts, runners, beats...
     assert {key_slot(k) for k in keys} == {key_slot(app.backend.key("queues").encode())}
     assert not list(client.scan_iter(match=f"pynenc:{app.app_id}:*"))  # nothing untagged
+
+
+def test_a_claim_that_lands_after_its_runner_was_forgotten_is_still_recovered(app):
+    """A frozen Redis runs a dead runner's buffered commands when it resumes, in
+    any order across its connections: its claim may come after its forget.
+    Recovery must still find what that claim took."""
+    backend = app.backend
+    backend.heartbeat("gone", {"pid": 0})
+    backend.remove_runner("gone")  # it owned nothing: forgotten
+    assert "gone" not in backend.runners()
+    inv = tasks.add(1, 1)
+    assert [c.invocation_id for c in backend.claim("gone", "w", 1, 0)] == [inv.invocation_id]
+    assert wait_for(lambda: backend.recover_dead("live", 0.0) == [inv.invocation_id], 5)
+    assert backend.status(inv.invocation_id) == S.REROUTED

@@ -56,7 +56,8 @@ def test_a_delayed_retry_waits_in_its_own_queue(app):
     backend.enqueue([_new("r1", queue="io", priority=4)], "producer", "w")
     [claimed] = backend.claim("A", "w", 1, 0, start=True, queues=["io"])
     assert backend.retry("r1", "A", "w", 0.3)
-    assert backend.queue_depth(["io"]) == 1 and backend.queue_depth(["default"]) == 0
+    assert backend.scheduled_depths() == {"io": 1}  # waiting out its delay, not claimable
+    assert backend.queue_depth(["io"]) == 0 and backend.queue_depth(["default"]) == 0
     assert backend.claim("B", "w", 1, 0.5, queues=["default"]) == []
     deadline = time.monotonic() + 5
     got = []
