@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .app import Pynenc
@@ -272,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return args.func(args)
+        command: Callable[[argparse.Namespace], int] = args.func  # a cmd_* function
+        return command(args)
     except (CliError, PynencError) as exc:
         print(f"pynenc-ray: error: {exc}", file=sys.stderr)
         return 2

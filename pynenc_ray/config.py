@@ -40,7 +40,7 @@ from .errors import ConfigError
 from .redis_url import mask_url, normalize_redis_url, url_problem
 from .registry import RUNNERS, all_runner_fields, runner_configs
 from .resolve import resolve
-from .runner_config import (  # noqa: F401  (re-exported: runners import their models from here)
+from .runner_config import (  # noqa: F401  (re-exported: the models are reachable from here)
     DummyRunnerConfig,
     MultiThreadRunnerConfig,
     PersistentProcessRunnerConfig,
@@ -196,7 +196,8 @@ _PROVENANCE_SINK: dict[int, dict[str, dict[str, Any]]] = {}
 class _Recorded(PydanticBaseSettingsSource):
     """Wraps a source and keeps what it returned, to say where values came from."""
 
-    def __init__(self, settings_cls, label: str, inner: PydanticBaseSettingsSource, sink: dict):
+    def __init__(self, settings_cls: type[BaseSettings], label: str,
+                 inner: PydanticBaseSettingsSource, sink: dict[str, dict[str, Any]]):
         super().__init__(settings_cls)
         self.label, self.inner, self.sink = label, inner, sink
 

@@ -148,7 +148,7 @@ class InvocationGroup(Generic[R]):
         ctx_wait = self.app.inside_task()
         if ctx_wait:  # inside a task: the runner must know it waits (slots, cycles)
             self.app.wait_invocations(ids, None)
-        ready: dict[str, tuple] = {}
+        ready: dict[str, tuple[InvocationStatus, bytes]] = {}
         pos = 0
         for done in self.app.backend.finals_as_completed(ids):
             ready.update(done)

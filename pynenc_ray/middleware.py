@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from typing_extensions import override
@@ -55,7 +55,8 @@ class Middleware:
                       result: Any = None, exc: BaseException | None = None) -> None:
         """Right after the task function returned ``result`` or raised ``exc``."""
 
-    def retry_delay(self, task: Task, claimed: Claimed, exc: BaseException) -> float | None:
+    def retry_delay(self, task: Task[Any, Any], claimed: Claimed,
+                    exc: BaseException) -> float | None:
         """Seconds to wait before running a failed invocation again, or None for
         no retry. The first middleware that returns a number decides."""
         return None
@@ -72,7 +73,7 @@ class Middleware:
                      status: InvocationStatus, worker: str) -> None:
         """After a runner asked for a final status (SUCCESS or FAILED) to be stored."""
 
-    def time_limit(self, task: Task, claimed: Claimed) -> float | None:
+    def time_limit(self, task: Task[Any, Any], claimed: Claimed) -> float | None:
         """Seconds a run may last, or None for no limit. The smallest limit that
         any middleware gives is enforced by the runner."""
         return None
@@ -86,7 +87,8 @@ class Retries(Middleware):
     failures do not all come back at once."""
 
     @override
-    def retry_delay(self, task: Task, claimed: Claimed, exc: BaseException) -> float | None:
+    def retry_delay(self, task: Task[Any, Any], claimed: Claimed,
+                    exc: BaseException) -> float | None:
         opts = task.options
         if not isinstance(exc, opts.retry_for) or claimed.retries >= opts.max_retries:
             return None
@@ -102,7 +104,7 @@ class TimeLimits(Middleware):
     """The time limit policy: a task's ``timeout_sec``."""
 
     @override
-    def time_limit(self, task: Task, claimed: Claimed) -> float | None:
+    def time_limit(self, task: Task[Any, Any], claimed: Claimed) -> float | None:
         return task.options.timeout_sec
 
 
@@ -145,7 +147,7 @@ class MiddlewareStack:
             if hook is not None:
                 self.hooks[name] += ((middleware, hook),)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter(self.items)
 
     def before_enqueue(self, app: Any, calls: Sequence[NewInvocation]) -> None:
@@ -175,10 +177,11 @@ class MiddlewareStack:
                 log.exception("middleware %s failed in %s; ignoring its answer",
                               type(m).__name__, hook_name)
 
-    def retry_delay(self, task: Task, claimed: Claimed, exc: BaseException) -> float | None:
+    def retry_delay(self, task: Task[Any, Any], claimed: Claimed,
+                    exc: BaseException) -> float | None:
         """The first delay a middleware gives, or None: no retry."""
         return next(iter(self._ask("retry_delay", task, claimed, exc)), None)
 
-    def time_limit(self, task: Task, claimed: Claimed) -> float | None:
+    def time_limit(self, task: Task[Any, Any], claimed: Claimed) -> float | None:
         """The smallest limit any middleware gives, or None."""
         return min(self._ask("time_limit", task, claimed), default=None)

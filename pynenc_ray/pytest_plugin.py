@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from . import testing
+from .runners.ray_connect import local_ray
 
 
 @pytest.fixture
@@ -69,7 +70,7 @@ def pynenc_ray() -> Iterator[Any]:
     installed (``pip install "pynenc-ray[ray]"``)."""
     pytest.importorskip("ray", reason="install pynenc-ray[ray] for Ray tests")
     already = __import__("ray").is_initialized()
-    ray = testing.local_ray()
+    ray = local_ray()
     yield ray
     if not already:
         ray.shutdown()

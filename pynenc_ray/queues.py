@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 DEFAULT_QUEUE = "default"
 MIN_PRIORITY, MAX_PRIORITY = 0, 9
@@ -42,7 +42,7 @@ def check_queue(name: Any) -> str:
     why = queue_name_error(name)
     if why:
         raise ValueError(why)
-    return name
+    return cast(str, name)  # a str: queue_name_error checked it
 
 
 def check_priority(priority: Any) -> int:

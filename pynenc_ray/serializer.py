@@ -191,7 +191,7 @@ def payload_to_error(data: bytes) -> Exception:
     return exc
 
 
-def _error_doc(data: bytes) -> tuple[str, list, str, str] | TaskFailedError:
+def _error_doc(data: bytes) -> tuple[str, list[Any], str, str] | TaskFailedError:
     """The fields of a stored error document (class path, args, message,
     traceback), or a TaskFailedError saying why it cannot be read."""
     try:

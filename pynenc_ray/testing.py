@@ -47,7 +47,8 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def wait_for(cond: Callable[[], object], timeout: float, interval: float = 0.01) -> bool:
@@ -74,7 +75,7 @@ class RedisServer:
         self.exe, self.extra, self.persist = exe, list(extra), persist
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="pynenc-redis-"))
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.password: str | None = None
         self.username: str | None = None
         if "--requirepass" in self.extra:

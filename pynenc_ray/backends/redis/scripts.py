@@ -4,10 +4,11 @@ size limit of announced payloads from ``listener.py``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
-from ...status import CLAIMABLE, FINAL, OWNED, TRANSITIONS
+from ...status import CLAIMABLE, FINAL, OWNED, TRANSITIONS, InvocationStatus
 from .listener import INLINE_MAX_BYTES
 
 HERE = Path(__file__).parent
@@ -15,7 +16,7 @@ NAMES = ("enqueue", "claim", "transition", "finish", "retry", "reroute", "heartb
          "forget", "cancel")
 
 
-def _lua_set(statuses) -> str:
+def _lua_set(statuses: Iterable[InvocationStatus]) -> str:
     return "{" + ", ".join(f"{s.value} = true" for s in sorted(statuses)) + "}"
 
 
