@@ -15,8 +15,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from ..config import MultiThreadRunnerConfig, ThreadRunnerConfig
-from ..runner_config import DEFAULT_POOL
+from ..runner_config import DEFAULT_POOL, MultiThreadRunnerConfig, ThreadRunnerConfig
 from .base import load_runner_class
 
 if TYPE_CHECKING:
@@ -50,7 +49,8 @@ def _ray_node_id() -> str | None:
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return None
-    return ray.get_runtime_context().get_node_id()
+    node_id: str = ray.get_runtime_context().get_node_id()  # Ray is untyped
+    return node_id
 
 
 class ActorHost:

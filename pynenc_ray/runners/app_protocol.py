@@ -7,7 +7,7 @@ app depends on its runners, not the other way round.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..backends.base import Backend, Claimed
@@ -23,7 +23,7 @@ class RunnerApp(Protocol):
 
     config: EffectiveConfig
     serializer: Serializer
-    tasks: dict[str, Task]
+    tasks: dict[str, Task[Any, Any]]
     middleware: MiddlewareStack
 
     @property
@@ -44,11 +44,11 @@ class RunnerApp(Protocol):
         """Import ``task_modules``; ConfigError for one that does not import."""
         ...
 
-    def get_task(self, task_id: str) -> Task | None:
+    def get_task(self, task_id: str) -> Task[Any, Any] | None:
         """The registered task ``task_id``, or None when it is unknown here."""
         ...
 
-    def decode_args(self, claimed: Claimed) -> tuple[list, dict]:
+    def decode_args(self, claimed: Claimed) -> tuple[list[Any], dict[str, Any]]:
         """A claimed invocation's ``[args, kwargs]``; SerializationError if unreadable."""
         ...
 

@@ -16,15 +16,15 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..backends import patience
-from ..config import RunnerConfig
 from ..errors import ConfigError
 from ..registry import RUNNERS, runner_paths
 from ..resolve import resolve
+from ..runner_config import RunnerConfig
 from ..status import InvocationStatus
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ class BaseRunner(abc.ABC):
         """Only signals: the loop notices within ``runner_loop_sleep_time_sec``."""
         self._stop.set()
 
-    def _install_signal_handlers(self):
+    def _install_signal_handlers(self) -> Callable[[], object]:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
         handler = lambda signum, frame: self._stop.set()  # noqa: E731 - no heavy work here

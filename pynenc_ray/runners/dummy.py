@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING
 
 from typing_extensions import override
 
-from ..config import DummyRunnerConfig
 from ..errors import CycleError, RunnerNotExecutableError
+from ..runner_config import DummyRunnerConfig
 from .base import BaseRunner
 
 if TYPE_CHECKING:
     from ..context import ExecutionContext
+    from ..runner_config import RunnerConfig
+    from .app_protocol import RunnerApp
 
 # dev mode: the invocations running inline in this call stack, outermost first
 _inline: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
@@ -58,7 +60,7 @@ class ExternalRunner(DummyRunner):
 
     executes_inline = True
 
-    def __init__(self, app, conf):
+    def __init__(self, app: RunnerApp, conf: RunnerConfig):
         super().__init__(app, conf)
         self.runner_id = f"ExternalRunner@{socket.gethostname()}-{os.getpid()}"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import context
 from ..backends.base import Claimed, NewInvocation
@@ -20,6 +20,7 @@ from ..serializer import error_to_payload, result_bind
 from ..status import InvocationStatus
 
 if TYPE_CHECKING:
+    from ..task import Task
     from .app_protocol import RunnerApp
     from .base import BaseRunner
 
@@ -140,8 +141,8 @@ def run_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed,
     return None
 
 
-def _failed(app: RunnerApp, runner: BaseRunner, task, claimed: Claimed, worker: str,
-            exc: Exception) -> float | None:
+def _failed(app: RunnerApp, runner: BaseRunner, task: Task[Any, Any], claimed: Claimed,
+            worker: str, exc: Exception) -> float | None:
     """A run raised: schedule the retry the middleware asks for (and return its
     delay), or store the failure (and return None). A body stopped by its own
     cancellation is final already: nothing is written."""

@@ -115,13 +115,14 @@ def decide_pools(depths: Mapping[str, int], views: Mapping[str, list[ActorView]]
             for name, cfg in configs.items()}
 
 
-def resource_bundles(wanted: Mapping[str, int], pools: Mapping[str, PoolConfig]) -> list[dict]:
+def resource_bundles(wanted: Mapping[str, int],
+                     pools: Mapping[str, PoolConfig]) -> list[dict[str, float]]:
     """What to tell the autoscaler (``request_resources(bundles=...)``), for all
     pools at once since each call replaces the previous request: per pool, one
     bundle of its shape per actor it wants; a pool that asks for no resource adds
     nothing. An empty list clears the request. Raises KeyError for a pool in
     ``wanted`` that is not in ``pools``."""
-    out: list[dict] = []
+    out: list[dict[str, float]] = []
     for name, n in wanted.items():
         shape = bundle(pools[name])
         if shape:

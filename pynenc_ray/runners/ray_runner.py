@@ -21,12 +21,12 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from typing_extensions import override
 
-from ..config import MultiThreadRunnerConfig
 from ..middleware import Middleware
+from ..runner_config import MultiThreadRunnerConfig
 from .actor_host import ActorHost, pool_of
 from .base import BaseRunner
 from .pools import (
@@ -45,6 +45,10 @@ from .pools import (
 )
 from .ray_connect import connect
 from .scaling import ActorView, Decision
+
+if TYPE_CHECKING:
+    from ..backends.base import Claimed
+    from .app_protocol import RunnerApp
 
 log = logging.getLogger("pynenc_ray.runner.multithread")
 START_GRACE_SEC = 120.0  # an actor placed may take this long to import the app and answer
@@ -142,14 +146,14 @@ class MultiThreadRunner(BaseRunner):
     conf: MultiThreadRunnerConfig
     host_cls: type[ActorHost] = ActorHost  # what each actor is (a subclass may add to it)
 
-    def __init__(self, app, conf: MultiThreadRunnerConfig):
+    def __init__(self, app: RunnerApp, conf: MultiThreadRunnerConfig):
         super().__init__(app, conf)
         self.actors: dict[str, _Actor] = {}
         self._names = itertools.count()
         self._ray: Any = None
         self._started_ray = False
         self._gauges: dict[str, Any] = {}
-        self._requested: list[dict] = []  # the bundles last asked of the autoscaler
+        self._requested: list[dict[str, float]] = []  # the bundles last asked of the autoscaler
         # each pool's record; max_processes 0 is resolved from the cluster at start
         self.pools: dict[str, PoolState] = {p.name: PoolState(p, p.max_processes)
                                             for p in conf.effective_pools()}
@@ -418,7 +422,7 @@ class MultiThreadRunner(BaseRunner):
 
     # -- the cluster ------------------------------------------------------------------------
 
-    def _request_resources(self, bundles: list[dict]) -> None:
+    def _request_resources(self, bundles: list[dict[str, float]]) -> None:
         """Tell the Ray autoscaler what every pool is about to need, one bundle of
         the pool's shape per actor, in one call (each call replaces the last
         request); an empty list clears it. Sent only when it changed."""
@@ -494,13 +498,16 @@ class RayTaskMetrics(Middleware):
             log.debug("per-task metrics off: %s", exc)
 
     @override
-    def after_execute(self, app, runner, claimed, worker, result=None, exc=None) -> None:
+    def after_execute(self, app: Any, runner: Any, claimed: Claimed, worker: str,
+                      result: Any = None, exc: BaseException | None = None) -> None:
         self._count(app, runner, claimed.task_id, "error" if exc is not None else "success")
 
     @override
-    def after_retry(self, app, runner, claimed, worker, exc, delay_sec) -> None:
+    def after_retry(self, app: Any, runner: Any, claimed: Claimed, worker: str,
+                    exc: BaseException, delay_sec: float) -> None:
         self._count(app, runner, claimed.task_id, "retry")
 
     @override
-    def after_failure(self, app, runner, claimed, worker, exc) -> None:
+    def after_failure(self, app: Any, runner: Any, claimed: Claimed, worker: str,
+                      exc: BaseException) -> None:
         self._count(app, runner, claimed.task_id, "failed")
