@@ -50,7 +50,7 @@ def load_app(app_path: str, config: dict[str, Any]) -> Pynenc:
     from pynenc_ray.resolve import resolve
 
     with quiet_ignored_warnings():
-        app = resolve(app_path, f"worker process: app_path {app_path!r}",
+        app: Pynenc = resolve(app_path, f"worker process: app_path {app_path!r}",
                       "make the app's module importable in worker processes (run from "
                       "its folder, set PYTHONPATH, or install its package)")
         app.reconfigure(replace=True, **config)

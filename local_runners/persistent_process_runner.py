@@ -35,21 +35,26 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any, NamedTuple, cast
+from collections.abc import Callable, Generator, Iterator, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import redis
 
 import pynenc_ray.backends as _backends_pkg
 from pynenc_ray.backends.base import Claimed
-from pynenc_ray.config import PersistentProcessRunnerConfig
 from pynenc_ray.context import ExecutionContext, current
 from pynenc_ray.errors import InvocationCancelledError
+from pynenc_ray.runner_config import PersistentProcessRunnerConfig, RunnerConfig
 from pynenc_ray.runners.base import BaseRunner
 from pynenc_ray.runners.execution import run_invocation, time_limit, timeout_error
 from pynenc_ray.status import InvocationStatus as S
 
 from .child import die_with_parent, load_app, mp_context, parent_spec
+
+if TYPE_CHECKING:
+    from pynenc_ray.backends.base import Backend
+    from pynenc_ray.runners.app_protocol import RunnerApp
 
 log = logging.getLogger("pynenc_ray.runner.persistent")
 
@@ -83,12 +88,12 @@ class PersistentProcessRunner(BaseRunner):
     conf: PersistentProcessRunnerConfig
     mem_compatible = False
 
-    def __init__(self, app, conf: PersistentProcessRunnerConfig):
+    def __init__(self, app: RunnerApp, conf: PersistentProcessRunnerConfig):
         super().__init__(app, conf)
         self.num_processes = conf.num_processes or os.cpu_count() or 1
         self._workers: dict[int, _Handle] = {}  # the pool: slot -> (worker id, process)
         self._extras: dict[int, _Handle] = {}  # started while pool workers wait
-        self._states: dict[str, Any] = {}  # worker id -> its shared state array
+        self._states: dict[str, ctypes.Array[ctypes.c_int]] = {}  # worker id -> its shared state
         self._generation = 0
         self._beat_lock = threading.Lock()
         self._closing = False  # set by _on_stop: no more worker heartbeats
@@ -237,7 +242,7 @@ _BACKEND_CODE = tuple(os.path.dirname(cast(str, m.__file__)) + os.sep
                       for m in (_backends_pkg, redis))
 
 
-def _in_backend_call(frame) -> bool:
+def _in_backend_call(frame: FrameType | None) -> bool:
     """True when the interrupted code is inside the backend or redis-py."""
     while frame is not None:
         if frame.f_code.co_filename.startswith(_BACKEND_CODE):
@@ -252,7 +257,8 @@ class _Worker(BaseRunner):
     config_cls = PersistentProcessRunnerConfig
     conf: PersistentProcessRunnerConfig
 
-    def __init__(self, app, conf, worker_id: str, state):
+    def __init__(self, app: RunnerApp, conf: RunnerConfig, worker_id: str,
+                 state: ctypes.Array[ctypes.c_int]):
         super().__init__(app, conf)
         self.runner_id = worker_id
         self.worker = f"{os.getpid()}"
@@ -366,7 +372,7 @@ class _Worker(BaseRunner):
     # are wrapped to count how deep in them it is (guard_backend); a task that uses
     # redis-py directly is recognised by its frames and retried every REDELIVER_SEC.
 
-    def guard_backend(self, backend) -> None:
+    def guard_backend(self, backend: Backend) -> None:
         """Wrap the backend's public methods (on this instance only) so that a
         signal arriving inside one is delivered when it returns."""
         for name in dir(type(backend)):
@@ -374,11 +380,11 @@ class _Worker(BaseRunner):
                 continue
             setattr(backend, name, self._guarded(getattr(backend, name)))
 
-    def _guarded(self, method):
+    def _guarded(self, method: Callable[..., Any]) -> Callable[..., Any]:
         main = threading.get_ident()
 
         @functools.wraps(method)
-        def call(*args, **kwargs):
+        def call(*args: Any, **kwargs: Any) -> Any:
             if threading.get_ident() != main:  # e.g. the backend's listener thread
                 return method(*args, **kwargs)
             self._depth += 1
@@ -389,7 +395,7 @@ class _Worker(BaseRunner):
             return self._guarded_iter(result) if inspect.isgenerator(result) else result
         return call
 
-    def _guarded_iter(self, gen):
+    def _guarded_iter(self, gen: Generator[Any, Any, Any]) -> Iterator[Any]:
         try:
             while True:
                 self._depth += 1
@@ -408,7 +414,7 @@ class _Worker(BaseRunner):
         if self._depth == 0 and self._pending is not None:
             self._deliver()
 
-    def on_signal(self, signum: int, frame) -> None:
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
         """SIGTERM stops the loop and, mid-task, raises WorkerStopping in the
         body; SIGALRM raises the task's TaskTimeoutError (or is the retry of a
         held one). At most one of each per run."""
@@ -484,7 +490,7 @@ class _Worker(BaseRunner):
 
 
 def _worker_main(app_path: str, config: dict[str, Any], worker_id: str, parent_pid: int,
-                 state) -> None:
+                 state: ctypes.Array[ctypes.c_int]) -> None:
     early_stop = threading.Event()  # a SIGTERM while the app still loads
     signal.signal(signal.SIGTERM, lambda *_: early_stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle

@@ -18,20 +18,23 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 from typing_extensions import override
 
 from pynenc_ray.backends import patience
 from pynenc_ray.backends.base import Claimed
-from pynenc_ray.config import ProcessRunnerConfig
 from pynenc_ray.context import ExecutionContext
+from pynenc_ray.runner_config import ProcessRunnerConfig, RunnerConfig
 from pynenc_ray.runners.base import BaseRunner
 from pynenc_ray.runners.execution import fail_timed_out, run_invocation, time_limit
 from pynenc_ray.status import InvocationStatus
 
 from .child import die_with_parent, load_app, mp_context, parent_spec, reset_signals
+
+if TYPE_CHECKING:
+    from pynenc_ray.runners.app_protocol import RunnerApp
 
 log = logging.getLogger("pynenc_ray.runner.process")
 S = InvocationStatus
@@ -53,7 +56,7 @@ class ProcessRunner(BaseRunner):
     config_cls = ProcessRunnerConfig
     mem_compatible = False
 
-    def __init__(self, app, conf: ProcessRunnerConfig):
+    def __init__(self, app: RunnerApp, conf: ProcessRunnerConfig):
         super().__init__(app, conf)
         self.slots = max(os.cpu_count() or 1, conf.min_parallel_slots)
         self._children: dict[str, _Child] = {}  # invocation id -> its process
@@ -176,7 +179,7 @@ class _ChildAgent(BaseRunner):
 
     config_cls = ProcessRunnerConfig
 
-    def __init__(self, app, conf, runner_id: str):
+    def __init__(self, app: RunnerApp, conf: RunnerConfig, runner_id: str):
         super().__init__(app, conf)
         self.runner_id = runner_id
 

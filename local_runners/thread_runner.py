@@ -18,20 +18,22 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from typing_extensions import override
 
 from pynenc_ray.backends import patience
 from pynenc_ray.backends.base import Claimed
-from pynenc_ray.config import ThreadRunnerConfig
 from pynenc_ray.errors import InvocationCancelledError
+from pynenc_ray.runner_config import ThreadRunnerConfig
 from pynenc_ray.runners.base import BaseRunner
 from pynenc_ray.runners.execution import fail_timed_out, run_invocation, time_limit
 
 if TYPE_CHECKING:
     from pynenc_ray.context import ExecutionContext
+    from pynenc_ray.runners.app_protocol import RunnerApp
+    from pynenc_ray.status import InvocationStatus
 
 log = logging.getLogger("pynenc_ray.runner.thread")
 THREADS_PER_SLOT_CAP = 32  # threads (busy + waiting) per slot before claims pause
@@ -46,7 +48,7 @@ class ThreadRunner(BaseRunner):
     conf: ThreadRunnerConfig
     mem_compatible = True
 
-    def __init__(self, app, conf: ThreadRunnerConfig):
+    def __init__(self, app: RunnerApp, conf: ThreadRunnerConfig):
         super().__init__(app, conf)
         self.slots = max(conf.max_threads or os.cpu_count() or 1, conf.min_parallel_slots, 1)
         self._cv = threading.Condition()
@@ -66,7 +68,9 @@ class ThreadRunner(BaseRunner):
         self._writing: set[str] = set()  # returned, final write queued for the finisher
         self.thread_cap = max(self.slots * THREADS_PER_SLOT_CAP, MIN_THREAD_CAP)
         self._capped = False  # the cap was hit (logged once per episode)
-        self._finished: queue.SimpleQueue = queue.SimpleQueue()  # final writes to batch
+        # final writes to batch: (id, status, payload, worker); None tells the finisher to stop
+        self._finished: queue.SimpleQueue[tuple[str, InvocationStatus, bytes, str] | None] = (
+            queue.SimpleQueue())
         self._finisher: threading.Thread | None = None
 
     # -- observability -----------------------------------------------------------------
@@ -145,7 +149,7 @@ class ThreadRunner(BaseRunner):
                         "claims nothing new until some finish; the work they wait on needs "
                         "another runner meanwhile", self.runner_id, self._waiting, self.thread_cap)
 
-    def _patient(self, target) -> None:
+    def _patient(self, target: Callable[[], object]) -> None:
         """Run ``target`` with this runner's patience: backend calls ride out outages."""
         with patience.patient(self._stop):
             target()
@@ -207,7 +211,8 @@ class ThreadRunner(BaseRunner):
 
     # -- finishing: results written in batches by one thread -------------------------------
 
-    def finish(self, invocation_id, status, payload: bytes, worker: str) -> None:
+    def finish(self, invocation_id: str, status: InvocationStatus, payload: bytes,
+               worker: str) -> None:
         """Under load, hand the final write to the finisher thread, so many results
         go out in one backend step; a lone invocation writes its own at once (no
         thread hop on the latency path)."""
