@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,7 +29,12 @@ from .config import as_env
 from .local_redis import throwaway_redis
 
 if TYPE_CHECKING:
+    import argparse
+
+    import redis
+
     from .backends.redis.backend import RedisBackend
+    from .invocation import Invocation
 
 # a workload's latencies in seconds, or a call that reads them once it is measured
 Latencies = list[float] | Callable[[], list[float]]
@@ -74,7 +79,8 @@ class CpuMeter:
     """CPU seconds of this process, of the runner's process tree (plus Ray workers
     for MultiThreadRunner) and of Redis (INFO cpu)."""
 
-    def __init__(self, runner_pid: int | None, redis_client, ray_workers: bool):
+    def __init__(self, runner_pid: int | None, redis_client: redis.Redis | None,
+                 ray_workers: bool):
         self.runner_pid, self.redis, self.ray_workers = runner_pid, redis_client, ray_workers
 
     def _tree(self) -> dict[int, float]:
@@ -103,7 +109,7 @@ class CpuMeter:
         return {"producer": t.user + t.system, "tree": self._tree(), "redis": redis_cpu}
 
     @staticmethod
-    def delta(a: dict, b: dict, n: int, in_process: bool) -> dict[str, float]:
+    def delta(a: dict[str, Any], b: dict[str, Any], n: int, in_process: bool) -> dict[str, float]:
         """CPU milliseconds per task between two samples, split by who spent them."""
         workers = sum(v - a["tree"].get(pid, 0.0) for pid, v in b["tree"].items())
         out = {"producer+workers" if in_process else "producer":
@@ -116,7 +122,7 @@ class CpuMeter:
         return out
 
 
-def redis_commands(client) -> int:
+def redis_commands(client: redis.Redis) -> int:
     """Every command Redis ran, those inside scripts included."""
     return sum(v["calls"] for k, v in client.info("commandstats").items())
 
@@ -141,7 +147,7 @@ class Session:
             fields["redis_url"] = redis_url
         self.fields = fields
         self.app.reconfigure(replace=True, **fields)
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.thread: threading.Thread | None = None
         self.redis = (cast("RedisBackend", self.app.backend).client if backend == "redis"
                       else None)
@@ -195,11 +201,13 @@ class Session:
         """Run one workload of ``n`` tasks and return its Result."""
         meter = CpuMeter(self.proc.pid if self.proc else None, self.redis,
                          self.runner_name == "MultiThreadRunner" and not self.in_process)
-        cmds0 = redis_commands(self.redis) if self.redis is not None else None
+        client = self.redis
+        cmds0 = redis_commands(client) if client is not None else None
         before = meter.sample()
         n, wall, lat = WORKLOAD_FNS[workload](n, tick)
         after = meter.sample()
-        cmds = (redis_commands(self.redis) - cmds0) / n if cmds0 is not None else None
+        cmds = ((redis_commands(client) - cmds0) / n
+                if client is not None and cmds0 is not None else None)
         if callable(lat):  # read histories only now, outside the measured window
             lat = lat()
         pct = _percentiles(lat)
@@ -221,8 +229,8 @@ def _percentiles(lat: list[float]) -> tuple[float | None, float | None]:
 # -- workloads: each returns (tasks, wall seconds, per-task latencies) --------------------------
 
 
-def _latencies(invs) -> list[float]:
-    out = []
+def _latencies(invs: Sequence[Invocation[Any]]) -> list[float]:
+    out: list[float] = []
     for inv in invs[:2000]:  # a sample is enough for percentiles
         hist = inv.history
         if hist:
@@ -230,7 +238,7 @@ def _latencies(invs) -> list[float]:
     return out
 
 
-def w_noop(n: int, tick) -> tuple[int, float, Latencies]:
+def w_noop(n: int, tick: Callable[[int], None]) -> tuple[int, float, Latencies]:
     """Workload: ``n`` trivial tasks submitted in one call; latencies read afterwards."""
     from .bench_tasks import add
 
@@ -243,7 +251,7 @@ def w_noop(n: int, tick) -> tuple[int, float, Latencies]:
     return n, wall, lambda: _latencies(group.invocations)
 
 
-def w_submit_each(n: int, tick) -> tuple[int, float, Latencies]:
+def w_submit_each(n: int, tick: Callable[[int], None]) -> tuple[int, float, Latencies]:
     """What a user does: submit ``add(i, i)`` one call at a time, then read every
     ``.result`` in order (not ``.wait()``: reading the result is part of the cost)."""
     from .bench_tasks import add
@@ -288,7 +296,7 @@ def measure_floor(redis_url: str, n: int) -> Result:
     return Result("bare redis-py (floor)", "redis", "floor", n, wall, n / wall)
 
 
-def w_sleep(n: int, tick) -> tuple[int, float, Latencies]:
+def w_sleep(n: int, tick: Callable[[int], None]) -> tuple[int, float, Latencies]:
     """Workload: 200 tasks that sleep 50 ms each (measures concurrency, not ``n``)."""
     from .bench_tasks import nap
 
@@ -300,7 +308,7 @@ def w_sleep(n: int, tick) -> tuple[int, float, Latencies]:
     return 200, wall, lambda: _latencies(group.invocations)
 
 
-def w_fanout(n: int, tick) -> tuple[int, float, Latencies]:
+def w_fanout(n: int, tick: Callable[[int], None]) -> tuple[int, float, Latencies]:
     """Workload: one task that submits 100 subtasks and waits on them."""
     from .bench_tasks import fanout
 
@@ -311,7 +319,7 @@ def w_fanout(n: int, tick) -> tuple[int, float, Latencies]:
     return 101, wall, []
 
 
-def w_latency(n: int, tick) -> tuple[int, float, Latencies]:
+def w_latency(n: int, tick: Callable[[int], None]) -> tuple[int, float, Latencies]:
     """Workload: 50 round trips one at a time, each timed from submit to result."""
     from .bench_tasks import add
 
@@ -389,7 +397,8 @@ def format_table(results: list[Result]) -> str:
                      f"{parts} = {cpu.get('total', 0):.3f}" if cpu else "-",
                      _f(r.redis_cmds_per_task, 1), _f(r.startup_sec, 2)])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    line: Callable[[list[str]], str] = (  # noqa: E731
+        lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)))
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
 
 
@@ -397,7 +406,7 @@ def _f(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-def main(args) -> int:
+def main(args: argparse.Namespace) -> int:
     """The ``bench`` command: run, print the table, optionally write JSON; exit code."""
     runners = args.runner or ["ThreadRunner"]
     workloads = args.workload or list(WORKLOADS)
