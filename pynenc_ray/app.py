@@ -11,11 +11,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 from . import context
 from .backends import build_backend
 from .backends.base import Backend, Claimed, NewInvocation
+from .concurrency import ConcurrencyControlType
+from .concurrency import ConcurrencyControlType as CC
 from .config import EffectiveConfig, load_config
 from .errors import (
     ConfigError,
@@ -179,25 +181,38 @@ class Pynenc:
              timeout_sec: float | None = None, retry_backoff: float = 1.0,
              retry_max_delay_sec: float | None = None, retry_jitter: float = 0.0,
              queue: str = DEFAULT_QUEUE, priority: int = 0,
+             running_concurrency: ConcurrencyControlType | str = CC.DISABLED,
+             registration_concurrency: ConcurrencyControlType | str = CC.DISABLED,
+             key_arguments: Sequence[str] = (),
              ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(self, func: Callable[..., Any] | None = None, /, *, max_retries: int = 0,
              retry_for: tuple[type[BaseException], ...] = (), retry_delay_sec: float = 0.0,
              timeout_sec: float | None = None, retry_backoff: float = 1.0,
              retry_max_delay_sec: float | None = None, retry_jitter: float = 0.0,
-             queue: str = DEFAULT_QUEUE, priority: int = 0) -> Any:
+             queue: str = DEFAULT_QUEUE, priority: int = 0,
+             running_concurrency: ConcurrencyControlType | str = CC.DISABLED,
+             registration_concurrency: ConcurrencyControlType | str = CC.DISABLED,
+             key_arguments: Sequence[str] = ()) -> Any:
         """``@app.task`` or ``@app.task(max_retries=3, retry_for=(TimeoutError,))``;
         see TaskOptions for the retry schedule. ``queue`` names the queue its
         invocations wait in (runners serve the queues in ``runner.queues``) and
         ``priority`` (0-9, higher first) their level there; ``task.with_options(...)``
-        overrides both per call. Raises TaskDefinitionError for an option out of
-        range or a function workers could not import."""
+        overrides both per call. ``running_concurrency`` holds back a run while
+        another with the same key runs, ``registration_concurrency`` returns the
+        invocation already registered under the same key (see
+        ``pynenc_ray.concurrency``; KEYS names ``key_arguments``). Raises
+        TaskDefinitionError for an option out of range or a function workers
+        could not import."""
         if not isinstance(retry_for, (tuple, list)):
             raise TaskDefinitionError(
                 f"@app.task(retry_for={retry_for!r}): retry_for must be a tuple of exception "
                 "classes, e.g. retry_for=(TimeoutError,)")
         options = TaskOptions(max_retries, tuple(retry_for), retry_delay_sec, timeout_sec,
-                              retry_backoff, retry_max_delay_sec, retry_jitter, queue, priority)
+                              retry_backoff, retry_max_delay_sec, retry_jitter, queue, priority,
+                              running_concurrency=cast(CC, running_concurrency),
+                              registration_concurrency=cast(CC, registration_concurrency),
+                              key_arguments=tuple(key_arguments))
 
         def register(f: Callable[P, R]) -> Task[P, R]:
             t = Task(self, f, options)
@@ -312,15 +327,16 @@ class Pynenc:
         if hooks["before_enqueue"]:
             self.middleware.before_enqueue(self, new)
         sync = self.config.settings.dev_mode_force_sync_tasks
-        self.backend.enqueue(new, runner_id, worker, push=not sync)
+        ids = self.backend.enqueue(new, runner_id, worker, push=not sync)
         if hooks["after_enqueue"]:
             self.middleware.notify("after_enqueue", self, new)
         if sync:
             from .runners.execution import run_sync
 
-            for n in new:
-                run_sync(self, n)
-        return [Invocation(self, n.invocation_id, task.task_id) for n in new]
+            for n, inv_id in zip(new, ids):
+                if inv_id == n.invocation_id:  # not an existing one handed back
+                    run_sync(self, n)
+        return [Invocation(self, inv_id, task.task_id) for inv_id in ids]
 
     def _new_invocation(self, task: Task, args: tuple, kwargs: dict,
                         parent: str | None, not_before: float | None) -> NewInvocation:
@@ -329,8 +345,9 @@ class Pynenc:
         payload = self.serializer.dumps([list(args), kwargs], f"arguments of task {task.task_id}",
                                         bind=args_bind(inv_id))
         opts = task.options
+        running_key, registration_key = task.concurrency_keys(args, kwargs)
         return NewInvocation(inv_id, task.task_id, payload, parent, opts.queue, opts.priority,
-                             not_before)
+                             not_before, running_key, registration_key)
 
     def inside_task(self) -> bool:
         """True when called from a task body that this app's runner executes."""

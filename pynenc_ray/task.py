@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
+from .concurrency import ConcurrencyControlType, check_concurrency, concurrency_key
 from .errors import TaskDefinitionError
 from .invocation import Invocation, InvocationGroup, ResultsApp
 from .queues import DEFAULT_QUEUE, check_priority, check_queue
@@ -41,6 +42,10 @@ class TaskOptions:
     # per call only (``with_options``): when its invocations become claimable
     delay_sec: float | None = None
     eta: float | None = None  # epoch seconds
+    # concurrency control (see pynenc_ray.concurrency)
+    running_concurrency: ConcurrencyControlType = ConcurrencyControlType.DISABLED
+    registration_concurrency: ConcurrencyControlType = ConcurrencyControlType.DISABLED
+    key_arguments: tuple[str, ...] = ()
 
 
 def _check_options(name: str, options: TaskOptions) -> None:
@@ -153,6 +158,14 @@ class Task(Generic[P, R]):
         self.task_id = task_id_of(func)
         opts = dataclasses.replace(options, retry_for=tuple(options.retry_for))
         _check_options(self.task_id, opts)
+        try:
+            run, reg, keys = check_concurrency(self.task_id, func, opts.running_concurrency,
+                                               opts.registration_concurrency,
+                                               opts.key_arguments)
+        except ValueError as exc:
+            raise TaskDefinitionError(f"task {self.task_id}: {exc}") from None
+        opts = dataclasses.replace(opts, running_concurrency=run, registration_concurrency=reg,
+                                   key_arguments=keys)
         self.app, self.func, self.options = app, func, opts
         functools.update_wrapper(self, func)
 
@@ -182,6 +195,22 @@ class Task(Generic[P, R]):
         variant = copy.copy(self)
         variant.options = opts
         return variant
+
+    def concurrency_keys(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
+        """The running and registration concurrency keys of one call ('' where that
+        control is off). Raises TypeError when the arguments do not fit the
+        function (the call could never run)."""
+        o = self.options
+        if (o.running_concurrency == o.registration_concurrency
+                == ConcurrencyControlType.DISABLED):
+            return "", ""
+        try:
+            return (concurrency_key(o.running_concurrency, self.task_id, self.func, args,
+                                    kwargs, o.key_arguments),
+                    concurrency_key(o.registration_concurrency, self.task_id, self.func, args,
+                                    kwargs, o.key_arguments))
+        except TypeError as exc:
+            raise TypeError(f"task {self.task_id}: {exc}") from None
 
     def parallelize(self, items: Iterable[Any]) -> InvocationGroup[R]:
         """Submit one invocation per item in one backend round trip: a tuple is

@@ -28,6 +28,8 @@ class NewInvocation:
     queue: str = DEFAULT_QUEUE
     priority: int = 0
     not_before: float | None = None  # epoch seconds: claimable from then on (a delayed call)
+    running_key: str = ""  # runs one at a time with others of this key ('' for any number)
+    registration_key: str = ""  # while one of this key is not final, it is handed back
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,7 @@ class InvocationRecord:
     parent_id: str | None = None
     queue: str = DEFAULT_QUEUE
     priority: int = 0
+    running_key: str = ""  # see NewInvocation
     result: bytes | None = None  # SUCCESS payload
     error: bytes | None = None  # FAILED payload (JSON error document)
     history: list[HistoryEntry] = field(default_factory=list)
@@ -90,11 +93,13 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def enqueue(self, calls: Sequence[NewInvocation], runner_id: str, worker: str,
-                push: bool = True) -> None:
+                push: bool = True) -> list[str]:
         """Store each call as REGISTERED, recorded as done by ``runner_id`` /
         ``worker``, and (with ``push``) append it to its queue, or schedule it for
         its ``not_before`` time; without ``push`` the caller runs them itself (dev
-        mode)."""
+        mode). Returns, per call, the id it is known by: its own, or (with a
+        ``registration_key``) that of the invocation of the same key that is not
+        final yet, in which case nothing was stored for it."""
 
     @abc.abstractmethod
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
@@ -104,7 +109,10 @@ class Backend(abc.ABC):
         wait); delayed retries of those queues that are due are queued as part of
         it. The highest priority level with work in any of ``queues`` goes first,
         first in first out within a level; queues at one level are taken in turn.
-        Ids no longer claimable (final, or claimed meanwhile) are skipped. With
+        Ids no longer claimable (final, or claimed meanwhile) are skipped; one whose
+        ``running_key`` is held by another invocation that is PENDING, RUNNING or
+        PAUSED is set aside and queued again (at the front) once that one leaves
+        those statuses. With
         ``start`` (a runner that starts them at once) they are moved on to RUNNING
         in the same step. Returns [] when nothing came within ``timeout``."""
 

@@ -49,11 +49,18 @@ class MemoryBackend(Backend):
         self._waits: dict[str, list[str]] = {}
         self._final_log: list[str] = []  # ids in the order they became final
         self._final_base = 0  # entries dropped from the head of _final_log by pruning
+        # concurrency control: running key -> the invocation holding it, and the
+        # ids set aside until it is released; registration key -> invocation
+        self._holders: dict[str, str] = {}
+        self._held: dict[str, collections.deque[str]] = collections.defaultdict(collections.deque)
+        self._registered: dict[str, str] = {}
 
     # -- helpers (lock held) -------------------------------------------------------------
 
     def _set(self, rec: InvocationRecord, new: InvocationStatus, runner_id: str, worker: str,
              owner: str | None) -> None:
+        if rec.status in OWNED and new not in OWNED and rec.running_key:
+            self._release(rec.invocation_id, rec.running_key)
         if rec.owner:
             self._owned[rec.owner].discard(rec.invocation_id)
         rec.owner = owner if new in OWNED else None
@@ -65,15 +72,46 @@ class MemoryBackend(Backend):
             self._final_log.append(rec.invocation_id)
             self._finals.notify_all()
 
-    def _push(self, invocation_id: str) -> None:
-        """Queue an id at the back of its queue's level (from its record)."""
+    def _push(self, invocation_id: str, front: bool = False) -> None:
+        """Queue an id at the back (or front) of its queue's level (from its record)."""
         rec = self._records[invocation_id]
         levels = self._queues.get(rec.queue)
         if levels is None:
             levels = self._queues[rec.queue] = [collections.deque()
                                                 for _ in range(MAX_PRIORITY + 1)]
-        levels[rec.priority].append(invocation_id)
+        if front:
+            levels[rec.priority].appendleft(invocation_id)
+        else:
+            levels[rec.priority].append(invocation_id)
         self._queued.notify_all()  # claims serving other queues wait here too
+
+    def _release(self, invocation_id: str, key: str) -> None:
+        """``invocation_id`` no longer runs: free its running key, and queue the
+        oldest invocation set aside for that key (at the front of its level)."""
+        if self._holders.get(key) != invocation_id:
+            return
+        del self._holders[key]
+        held = self._held.get(key)
+        while held:
+            rec = self._records.get(held.popleft())
+            if rec is not None and rec.status in CLAIMABLE:
+                self._push(rec.invocation_id, front=True)
+                break
+        if not held:
+            self._held.pop(key, None)
+
+    def _may_run(self, rec: InvocationRecord) -> bool:
+        """Take ``rec``'s running key for it, or set it aside when another
+        invocation that is PENDING, RUNNING or PAUSED holds the key."""
+        key = rec.running_key
+        if not key:
+            return True
+        holder = self._records.get(self._holders.get(key, ""))
+        if holder is not None and holder is not rec and holder.status in OWNED:
+            self._held[key].append(rec.invocation_id)
+            return False
+        self._holders[key] = rec.invocation_id
+        return True
 
     def _pop(self, queues: Sequence[str], first: int) -> str | None:
         """The next id for a runner serving ``queues``: highest level first, the
@@ -107,6 +145,8 @@ class MemoryBackend(Backend):
         for inv_id in old:
             del self._records[inv_id]
             self._waits.pop(inv_id, None)
+        if old:
+            self._registered = {k: i for k, i in self._registered.items() if i in self._records}
         drop = 0
         while drop < len(self._final_log) and self._final_log[drop] not in self._records:
             drop += 1
@@ -116,15 +156,23 @@ class MemoryBackend(Backend):
 
     @override
     def enqueue(self, calls: Sequence[NewInvocation], runner_id: str, worker: str,
-                push: bool = True) -> None:
+                push: bool = True) -> list[str]:
         now = time.time()
+        out: list[str] = []
         with self._lock:
             if time.monotonic() >= self._next_prune:
                 self._prune()
             for c in calls:
+                if c.registration_key:
+                    known = self._records.get(self._registered.get(c.registration_key, ""))
+                    if known is not None and known.status not in FINAL:
+                        out.append(known.invocation_id)  # the one registered under its key
+                        continue
+                    self._registered[c.registration_key] = c.invocation_id
+                out.append(c.invocation_id)
                 rec = InvocationRecord(c.invocation_id, c.task_id, c.args, S.REGISTERED,
                                        parent_id=c.parent_id, queue=c.queue,
-                                       priority=c.priority,
+                                       priority=c.priority, running_key=c.running_key,
                                        history=[HistoryEntry(S.REGISTERED, runner_id, worker, now)])
                 self._records[c.invocation_id] = rec
                 if push and c.not_before is not None and c.not_before > now:
@@ -132,6 +180,7 @@ class MemoryBackend(Backend):
                     self._queued.notify_all()  # a waiting claim recomputes when to wake
                 elif push:
                     self._push(c.invocation_id)
+        return out
 
     @override
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
@@ -147,7 +196,7 @@ class MemoryBackend(Backend):
                     if inv_id is None:
                         break
                     rec = self._records.get(inv_id)
-                    if rec is None or rec.status not in CLAIMABLE:
+                    if rec is None or rec.status not in CLAIMABLE or not self._may_run(rec):
                         continue
                     self._set(rec, S.PENDING, runner_id, worker, runner_id)
                     if start:

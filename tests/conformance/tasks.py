@@ -224,3 +224,24 @@ def wait_on_far_future(marker: str) -> int:
     with open(marker + ".started", "w") as f:
         f.write(str(os.getpid()))
     return add.with_options(delay_sec=3600)(1, 1).result
+
+
+@app.task(running_concurrency="TASK")
+def one_at_a_time(i: int, sec: float) -> int:
+    """Never runs beside another invocation of itself."""
+    time.sleep(sec)
+    return i
+
+
+@app.task(running_concurrency="KEYS", key_arguments=("user",))
+def per_user(user: str, step: int, sec: float = 0.1) -> str:
+    """Never runs beside another invocation for the same user."""
+    time.sleep(sec)
+    return f"{user}:{step}"
+
+
+@app.task(registration_concurrency="ARGUMENTS")
+def registered_once(x: int, sec: float = 0.0) -> int:
+    """A second call with the same arguments while one is not final gets that one."""
+    time.sleep(sec)
+    return x

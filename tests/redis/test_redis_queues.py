@@ -82,3 +82,30 @@ def test_garbage_in_a_records_queue_fields_fails_it_clearly_and_loses_nothing_el
     status, payload = backend.final_results(["bad"])["bad"]
     assert status == S.FAILED and CorruptRecordError.__name__.encode() in payload
     assert [c.invocation_id for c in backend.claim("B", "w", 5, 0)] == ["good"]
+
+
+def test_a_key_held_by_a_record_gone_bad_is_let_go_by_recovery(app):
+    """The release of a running key is lost when its holder's record is corrupted
+    (garbage instead of its status): recovery's sweep lets the set-aside one go."""
+    backend = app.backend
+    a = NewInvocation("holder", "tests.conformance.tasks:add", b"[[1, 2], {}]", running_key="k")
+    b = NewInvocation("waiter", "tests.conformance.tasks:add", b"[[1, 2], {}]", running_key="k")
+    assert backend.enqueue([a, b], "producer", "w") == ["holder", "waiter"]
+    assert [c.invocation_id for c in backend.claim("R", "w", 2, 0, start=True)] == ["holder"]
+    assert backend.status("waiter") == S.REGISTERED  # set aside while the key is held
+    assert backend.claim("R2", "w", 2, 0) == []
+    backend.client.hset(backend.key("inv", "holder"), "status", "BOGUS")
+    backend.recover_dead("live", 60.0)
+    assert [c.invocation_id for c in backend.claim("R2", "w", 2, 0)] == ["waiter"]
+
+
+def test_registration_hands_back_the_id_of_the_one_not_final(app):
+    backend = app.backend
+    first = NewInvocation("r-1", "tests.conformance.tasks:add", b"[[1, 2], {}]",
+                          registration_key="same")
+    second = NewInvocation("r-2", "tests.conformance.tasks:add", b"[[1, 2], {}]",
+                           registration_key="same")
+    assert backend.enqueue([first, second], "producer", "w") == ["r-1", "r-1"]
+    assert backend.get("r-2") is None  # nothing stored for the second
+    backend.client.hset(backend.key("inv", "r-1"), "status", "SUCCESS")  # as if final
+    assert backend.enqueue([second], "producer", "w") == ["r-2"]

@@ -240,9 +240,10 @@ class RedisBackend(Backend):
 
     @override
     def enqueue(self, calls: Sequence[NewInvocation], runner_id: str, worker: str,
-                push: bool = True) -> None:
+                push: bool = True) -> list[str]:
         # subscribed before any of these can become final
         self.listener.track(c.invocation_id for c in calls)
+        resolved: dict[str, str] = {}
         groups: dict[tuple[str, int, float | None], list[NewInvocation]] = {}
         now = time.time()
         for c in calls:  # one script per queue, priority and time (a batch has one each)
@@ -253,9 +254,13 @@ class RedisBackend(Backend):
             for start in range(0, len(group), _ENQUEUE_CHUNK):
                 args: list[Any] = [runner_id, worker, "1" if push else "0", queue, priority,
                                    when]
-                for c in group[start:start + _ENQUEUE_CHUNK]:
-                    args += [c.invocation_id, c.task_id, c.args, c.parent_id or ""]
-                self._script("enqueue", args)
+                chunk = group[start:start + _ENQUEUE_CHUNK]
+                for c in chunk:
+                    args += [c.invocation_id, c.task_id, c.args, c.parent_id or "",
+                             c.running_key, c.registration_key]
+                reply = self._script("enqueue", args)
+                resolved.update((c.invocation_id, r.decode()) for c, r in zip(chunk, reply))
+        return [resolved[c.invocation_id] for c in calls]
 
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
               start: bool = False, queues: Sequence[str] = SERVE_DEFAULT) -> list[Claimed]:
@@ -462,6 +467,7 @@ class RedisBackend(Backend):
                 parent_id=s.get("parent", b"").decode() or None,
                 queue=check_queue(s.get("queue", b"default").decode()),
                 priority=check_priority(int(s.get("prio", 0))),
+                running_key=s.get("rck", b"").decode(),
                 result=s.get("result"), error=s.get("error"),
                 history=_history(invocation_id, [s[f"h{i}"] for i in range(int(s.get("hn", 0)))
                                                  if f"h{i}" in s]))

@@ -8,7 +8,9 @@
 -- claimable (final, expired) are skipped; a corrupt record is failed in place
 -- (fail_corrupt) and the claim goes on. Each id is read and checked before
 -- anything about it is written. A claim that filled up may leave work behind:
--- it rings the served queues' bells so that another idle runner looks.
+-- it rings the served queues' bells so that another idle runner looks. An id
+-- whose running-concurrency key (rck) another owned invocation holds is set
+-- aside in held:<key> instead; release() in the prelude queues it again.
 -- ARGV[2..]: runner, worker, now, n, start, promote, then the served queues.
 -- Returns a flat list: id, task, args, retries, deaths per claimed invocation.
 local runner, worker, now, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
@@ -28,6 +30,24 @@ if ARGV[7] == '1' then
     end
   end
 end
+-- Take running key `rck` for id, unless another invocation that is owned (PENDING,
+-- RUNNING, PAUSED) holds it: then set id aside and say no. A holder that is no
+-- longer owned (its release was lost with a corrupt record) is taken over.
+local function may_run(id, rck)
+  local lock = P .. 'lock:' .. rck
+  local holder = redis.call('GET', lock)
+  if holder and holder ~= id then
+    local st = redis.pcall('HGET', ikey(holder), 'status')
+    if type(st) == 'string' and OWNED[st] then
+      redis.call('RPUSH', P .. 'held:' .. rck, id)
+      redis.call('SADD', P .. 'heldkeys', rck)
+      return false
+    end
+  end
+  redis.call('SET', lock, id)
+  return true
+end
+
 -- LMPOP's arguments: every served list, highest level first
 local pop = {0}
 for p = 9, 0, -1 do
@@ -43,8 +63,10 @@ while #owned < n do
   local got = redis.call('LMPOP', unpack(pop))
   if not got then break end  -- every served level is empty
   for _, id in ipairs(got[2]) do
-    local v, why = read(id, {'task', 'args', 'retries', 'deaths'})
-    if v and CLAIMABLE[v[1]] then
+    local v, why = read(id, {'task', 'args', 'retries', 'deaths', 'rck'})
+    if v and CLAIMABLE[v[1]] and v[8] and not may_run(id, v[8]) then
+      -- set aside until the invocation holding its key is done
+    elseif v and CLAIMABLE[v[1]] then
       move(id, v[3], v[1], moves, runner, worker, now, runner)
       owned[#owned + 1] = id
       out[#out + 1] = id

@@ -4,9 +4,12 @@
 -- One HSET per call; the queue and the index get one command per batch. An id
 -- already stored is left alone: a retried enqueue never resets a record. The
 -- index is scored by the server's clock, as the history is.
+-- A call with a registration key whose invocation is not final yet is not
+-- stored: the id of that one is returned in its place.
 -- ARGV[2..]: runner, worker, push, queue, prio, not_before ('' for now), then
--- (id, task, args, parent) per call: every call of one batch waits in the same
--- queue at the same priority from the same time.
+-- (id, task, args, parent, running key, registration key) per call: every call
+-- of one batch waits in the same queue at the same priority from the same time.
+-- Returns the id each call is known by, in order.
 local runner, worker, push, queue, prio = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local not_before = tonumber(ARGV[7])
 local ids, index = {}, {}
@@ -15,23 +18,42 @@ local now = clock()
 local where = {}  -- queue and prio are stored only when they are not the defaults
 if queue ~= 'default' then where[#where + 1] = 'queue'; where[#where + 1] = queue end
 if prio ~= '0' then where[#where + 1] = 'prio'; where[#where + 1] = prio end
-for i = 8, #ARGV, 4 do
-  local id = ARGV[i]
-  if redis.call('EXISTS', ikey(id)) == 0 then
-    local fields = {ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2],
-      'status', 'REGISTERED', 'h0', h0, 'hn', 1}
-    if ARGV[i + 3] ~= '' then  -- retries, reroutes and deaths read as 0 until set
-      fields[#fields + 1] = 'parent'
-      fields[#fields + 1] = ARGV[i + 3]
+local resolved = {}
+for i = 8, #ARGV, 6 do
+  local id, rck, regk = ARGV[i], ARGV[i + 4], ARGV[i + 5]
+  local known
+  if regk ~= '' then
+    local ex = redis.call('GET', P .. 'reg:' .. regk)
+    if ex and ex ~= id then  -- a record read here is untrusted: pcall, then check
+      local st = redis.pcall('HGET', ikey(ex), 'status')
+      if type(st) == 'string' and ALLOWED[st] and not FINAL[st] then known = ex end
     end
-    for _, x in ipairs(where) do fields[#fields + 1] = x end
-    redis.call('HSET', unpack(fields))
-    ids[#ids + 1] = id
-    index[#index + 1] = now
-    index[#index + 1] = id
+  end
+  if known then
+    resolved[#resolved + 1] = known
+  else
+    resolved[#resolved + 1] = id
+    if redis.call('EXISTS', ikey(id)) == 0 then
+      local fields = {ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2],
+        'status', 'REGISTERED', 'h0', h0, 'hn', 1}
+      if ARGV[i + 3] ~= '' then  -- retries, reroutes and deaths read as 0 until set
+        fields[#fields + 1] = 'parent'
+        fields[#fields + 1] = ARGV[i + 3]
+      end
+      if rck ~= '' then
+        fields[#fields + 1] = 'rck'
+        fields[#fields + 1] = rck
+      end
+      for _, x in ipairs(where) do fields[#fields + 1] = x end
+      redis.call('HSET', unpack(fields))
+      if regk ~= '' then redis.call('SET', P .. 'reg:' .. regk, id, 'EX', TTL) end
+      ids[#ids + 1] = id
+      index[#index + 1] = now
+      index[#index + 1] = id
+    end
   end
 end
-if #ids == 0 then return 0 end
+if #ids == 0 then return resolved end
 if push == '1' and not_before then
   local due = {}
   for _, id in ipairs(ids) do
@@ -46,4 +68,4 @@ end
 push_all('ZADD', P .. 'index', index)
 count('REGISTERED', #ids)
 commit()
-return #ids
+return resolved

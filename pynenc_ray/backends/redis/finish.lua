@@ -10,9 +10,9 @@ local runner, now = ARGV[2], ARGV[3]
 local out, done, rows, bad = {}, {}, {}, {}
 for i = 4, #ARGV, 4 do
   local id, new = ARGV[i], ARGV[i + 1]
-  local v, why = read(id)
+  local v, why = read(id, {'rck'})
   if v and check(id, v[1], new, v[2], runner, false) == 'APPLY' then
-    rows[#rows + 1] = {i, v[1], v[3]}
+    rows[#rows + 1] = {i, v[1], v[3], v[4]}
     out[#out + 1] = 'OK'
   else
     if why then bad[#bad + 1] = {id, why} end
@@ -20,10 +20,10 @@ for i = 4, #ARGV, 4 do
   end
 end
 for _, row in ipairs(rows) do
-  local i, cur, hn = row[1], row[2], row[3]
+  local i, cur, hn, rck = row[1], row[2], row[3], row[4]
   local id, new, payload, worker = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   move(id, hn, cur, {new}, runner, worker, now, nil,
-    {new == 'SUCCESS' and 'result' or 'error', payload})
+    {new == 'SUCCESS' and 'result' or 'error', payload}, rck)
   redis.call('EXPIRE', ikey(id), TTL)
   done[#done + 1] = id
   announce(id, new, payload)

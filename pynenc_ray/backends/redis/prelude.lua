@@ -25,6 +25,11 @@
 --                          to claim; idle runners block on their queues' bells
 --   delayed:<q>      ZSET  ids of queue <q>'s retries waiting out their delay,
 --                          scored by due time
+--   lock:<key>       STRING  the invocation holding running-concurrency key <key>
+--                          (the record field rck); meaningful while it is owned
+--   held:<key>       LIST  ids a claim set aside while <key> was held, oldest first
+--   heldkeys         SET   keys with ids set aside (recovery sweeps stale locks)
+--   reg:<key>        STRING  the invocation registered under registration key <key>
 --   owned:<run>      SET   ids a runner owns (PENDING, RUNNING, PAUSED)
 --   runners          HASH  runner_id -> JSON info from its last heartbeat
 --   beats            ZSET  runner_id scored by its last heartbeat (server time)
@@ -194,9 +199,49 @@ local function fail_corrupt(id, why, was, owner, actor, now)
   announce(id)
 end
 
+-- Put id back at the front of its queue's level (it waited its turn already).
+local function queue_front(queue, prio, id)
+  if redis.call('LPUSH', qkey(queue, prio), id) == 1 then
+    redis.call('SADD', P .. 'queues', queue)
+    ring(queue)
+  end
+end
+
+-- Queue the oldest claimable id set aside for running key `rck`, now free. An
+-- id found corrupt on the way is failed in place; ids no longer claimable
+-- (cancelled meanwhile) are dropped from the list.
+local function unblock(rck, now)
+  local held = P .. 'held:' .. rck
+  while true do
+    local nid = redis.call('LPOP', held)
+    if not nid then
+      redis.call('SREM', P .. 'heldkeys', rck)
+      return
+    end
+    local v, why = read(nid, {'queue', 'prio'})
+    if v and CLAIMABLE[v[1]] then
+      queue_front(v[4] or 'default', tonumber(v[5] or 0), nid)
+      if redis.call('LLEN', held) == 0 then redis.call('SREM', P .. 'heldkeys', rck) end
+      return
+    elseif why then
+      fail_corrupt(nid, why, 'REGISTERED', nil, 'release', now)
+    end
+  end
+end
+
+-- id no longer runs: free its running key `rck` (if it holds it) and let the
+-- next invocation set aside for that key go.
+local function release(id, rck, now)
+  local lock = P .. 'lock:' .. rck
+  if redis.call('GET', lock) ~= id then return end
+  redis.call('DEL', lock)
+  unblock(rck, now)
+end
+
 -- Move id from `cur` to each status of `moves` in turn (one HSET: status, owner,
 -- history entries and any `extra` field/value pairs). `hn` is its history length.
-local function move(id, hn, cur, moves, runner, worker, now, owner, extra)
+-- Leaving the owned statuses releases its running key `rck`, if it has one.
+local function move(id, hn, cur, moves, runner, worker, now, owner, extra, rck)
   local args = {ikey(id)}
   hn = tonumber(hn)
   for _, new in ipairs(moves) do
@@ -210,6 +255,7 @@ local function move(id, hn, cur, moves, runner, worker, now, owner, extra)
   redis.call('HSET', unpack(args))
   count(cur, -1)
   count(last, 1)
+  if rck and OWNED[cur] and not OWNED[last] then release(id, rck, now) end
 end
 
 -- The rule of status.check_transition. Returns 'APPLY' or 'DROP', or raises
@@ -236,7 +282,7 @@ end
 -- (shutdown, reconcile) does not.
 -- `from` is the runner whose owned set listed it.
 local function reroute(id, from, by, worker, now, recovery, died)
-  local v, why = read(id, {'reroutes', 'deaths', 'queue', 'prio'})
+  local v, why = read(id, {'reroutes', 'deaths', 'queue', 'prio', 'rck'})
   if not v then
     if why then fail_corrupt(id, why, 'RUNNING', from, by, now) end
     redis.call('SREM', P .. 'owned:' .. from, id)
@@ -251,7 +297,7 @@ local function reroute(id, from, by, worker, now, recovery, died)
     extra[3] = 'deaths'
     extra[4] = tonumber(deaths or 0) + 1
   end
-  move(id, hn, cur, {'REROUTED'}, by, worker, now, nil, extra)
+  move(id, hn, cur, {'REROUTED'}, by, worker, now, nil, extra, v[8])
   queue_ids(v[6] or 'default', v[7] or 0, {id})
   return true
 end

@@ -27,5 +27,15 @@ for _, runner in ipairs(dead) do
     redis.call('HDEL', P .. 'runners', runner)
   end
 end
+-- Running keys whose holder is no longer owned (a release lost with a corrupt
+-- record, or a holder that expired) let their oldest set-aside id go.
+for _, rck in ipairs(redis.call('SMEMBERS', P .. 'heldkeys')) do
+  local holder = redis.call('GET', P .. 'lock:' .. rck)
+  local st = holder and redis.pcall('HGET', ikey(holder), 'status')
+  if not (type(st) == 'string' and OWNED[st]) then
+    if holder then redis.call('DEL', P .. 'lock:' .. rck) end
+    unblock(rck, now)
+  end
+end
 commit()
 return out

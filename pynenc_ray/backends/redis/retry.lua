@@ -1,7 +1,7 @@
 -- retry: RUNNING -> RETRY -> REGISTERED, queued now or after a delay.
 -- ARGV[2..]: id, runner, worker, now, delay_sec, push ('0': the caller re-runs it inline).
 local id, runner, worker, now, delay = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
-local v, why = read(id, {'retries', 'queue', 'prio'})
+local v, why = read(id, {'retries', 'queue', 'prio', 'rck'})
 if not v then
   if not why then return redis.error_reply('PYNENC_MISSING invocation ' .. id .. ' is not stored') end
   fail_corrupt(id, why, 'RUNNING', runner, runner, now)
@@ -11,7 +11,7 @@ end
 if check(id, v[1], 'RETRY', v[2], runner, false) == 'DROP' then return 'DROP' end
 redis.call('SREM', P .. 'owned:' .. runner, id)
 move(id, v[3], v[1], {'RETRY', 'REGISTERED'}, runner, worker, now, nil,
-  {'retries', tonumber(v[4] or 0) + 1})
+  {'retries', tonumber(v[4] or 0) + 1}, v[7])
 if ARGV[7] == '0' then
   -- the caller runs it again itself
 elseif delay > 0 then

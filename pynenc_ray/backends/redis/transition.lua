@@ -4,7 +4,7 @@
 -- ARGV[2..]: id, new, runner, worker, now, recovery ('1' or '0').
 local id, new, runner, worker, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local recovery = ARGV[7] == '1'
-local v, why = read(id)
+local v, why = read(id, {'rck'})
 if not v then
   if not why then return redis.error_reply('PYNENC_MISSING invocation ' .. id .. ' is not stored') end
   fail_corrupt(id, why, new == 'PENDING' and 'REGISTERED' or 'RUNNING', runner, runner, now)
@@ -19,7 +19,7 @@ elseif new == 'PENDING' then
   move(id, hn, cur, {new}, runner, worker, now, runner)
   redis.call('SADD', P .. 'owned:' .. runner, id)
 else
-  move(id, hn, cur, {new}, runner, worker, now, owner)
+  move(id, hn, cur, {new}, runner, worker, now, owner, nil, v[4])
 end
 commit()
 return 'OK'
