@@ -73,7 +73,7 @@ class Pynenc:
             self._explicit["app_id"] = app_id
         if runner is not None:
             self._explicit["runner"] = dict(runner)
-        self.tasks: dict[str, Task] = {}
+        self.tasks: dict[str, Task[Any, Any]] = {}
         self._added_middleware: list[Any] = []
         self._lock = threading.Lock()
         self._backend: Backend | None = None
@@ -106,7 +106,7 @@ class Pynenc:
         self._runner = None
         self.check_mem_compatible()
 
-    def _backend_key(self) -> tuple:
+    def _backend_key(self) -> tuple[Any, ...]:
         s = self.config.settings
         secret = s.redis_password.get_secret_value() if s.redis_password else None
         return (s.backend, s.app_id, s.redis_url, s.redis_username, secret,
@@ -227,7 +227,7 @@ class Pynenc:
 
         return register(func) if func is not None else register
 
-    def get_task(self, task_id: str) -> Task | None:
+    def get_task(self, task_id: str) -> Task[Any, Any] | None:
         """Find a registered task. A task id comes from the backend, where anyone
         with access can write, so its module is imported only when the config
         names it: in ``task_modules`` or as the module of ``app_path``."""
@@ -287,7 +287,7 @@ class Pynenc:
             "worker processes cannot import it; set app_path = \"module:attr\" (the CLI's "
             "--app sets it)")
 
-    def get_invocation(self, invocation_id: str) -> Invocation:
+    def get_invocation(self, invocation_id: str) -> Invocation[Any]:
         """A handle to an invocation submitted by any process; raises
         InvocationNotFoundError when its record is not in the backend."""
         rec = self.backend.get(invocation_id)
@@ -307,7 +307,9 @@ class Pynenc:
 
     # -- submit, wait, read -----------------------------------------------------------------
 
-    def submit_calls(self, task: Task, calls: Sequence[tuple[tuple, dict]]) -> list[Invocation]:
+    def submit_calls(self, task: Task[P, R],
+                     calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]]
+                     ) -> list[Invocation[R]]:
         """Register one invocation of ``task`` per ``(args, kwargs)`` in ``calls``, in
         one backend round trip, and return their handles in the same order. Inside
         a task of this app the new invocations are its children; with
@@ -338,7 +340,7 @@ class Pynenc:
                     run_sync(self, n)
         return [Invocation(self, inv_id, task.task_id) for inv_id in ids]
 
-    def _new_invocation(self, task: Task, args: tuple, kwargs: dict,
+    def _new_invocation(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                         parent: str | None, not_before: float | None) -> NewInvocation:
         """An invocation record whose arguments are signed for this id only."""
         inv_id = uuid.uuid4().hex
@@ -419,7 +421,7 @@ class Pynenc:
             f"cancelled by {by} ({worker}) at {time.strftime('%Y-%m-%d %H:%M:%S')}"))
         return self.backend.cancel(list(invocation_ids), by, worker, doc)
 
-    def decode_args(self, claimed: Claimed) -> tuple[list, dict]:
+    def decode_args(self, claimed: Claimed) -> tuple[list[Any], dict[str, Any]]:
         """The stored ``[args, kwargs]`` of a claimed invocation. Anything else
         (valid JSON of the wrong shape included) is a SerializationError, which
         fails the invocation at once instead of letting a TypeError reroute it."""

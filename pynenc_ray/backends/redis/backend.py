@@ -220,16 +220,18 @@ class RedisBackend(Backend):
         def run() -> Any:
             conn = pool.get_connection()
             try:
-                conn.send_command("EVALSHA", script.sha, 1, self.prefix, self.ttl, *args)
+                conn.send_command(  # type: ignore[no-untyped-call]
+                    "EVALSHA", script.sha, 1, self.prefix, self.ttl, *args)
                 reply = conn.read_response()
             except redis.exceptions.NoScriptError:  # a restarted Redis: load, then again
                 script.sha = self.client.script_load(script.script)
-                conn.send_command("EVALSHA", script.sha, 1, self.prefix, self.ttl, *args)
+                conn.send_command(  # type: ignore[no-untyped-call]
+                    "EVALSHA", script.sha, 1, self.prefix, self.ttl, *args)
                 reply = conn.read_response()
             except redis.ResponseError:  # a whole error reply was read: the connection is fine
                 raise
             except BaseException:
-                conn.disconnect()  # a half-read reply must not reach the next user
+                conn.disconnect()  # type: ignore[no-untyped-call]  # no half-read reply for the next user
                 raise
             finally:
                 pool.release(conn)
@@ -273,7 +275,7 @@ class RedisBackend(Backend):
         self._turn += 1
         k = self._turn % len(queues)
         served = list(queues[k:]) + list(queues[:k])
-        flat: list = []
+        flat: list[Any] = []
         if (timeout <= 0 or self._hot.get(runner_id)
                 or now - self._promoted.get(runner_id, 0.0) > 0.5):
             self._promoted[runner_id] = now
@@ -292,11 +294,12 @@ class RedisBackend(Backend):
                         int(flat[i + 4]), start) for i in range(0, len(flat), 5)]
 
     def _claim_script(self, runner_id: str, worker: str, n: int, start: bool, now: float,
-                      queues: Sequence[str]) -> list:
+                      queues: Sequence[str]) -> list[Any]:
         """The claim step, looking at delayed retries a few times a second."""
         promote = now - self._delayed_checked.get(runner_id, 0.0) >= PROMOTE_EVERY_SEC
-        flat = self._script("claim", [runner_id, worker, repr(time.time()), n,
-                                      "1" if start else "0", "1" if promote else "0", *queues])
+        flat: list[Any] = self._script("claim", [runner_id, worker, repr(time.time()), n,
+                                                 "1" if start else "0",
+                                                 "1" if promote else "0", *queues])
         if promote:
             self._delayed_checked[runner_id] = now
         return flat
@@ -412,7 +415,7 @@ class RedisBackend(Backend):
 
     @override
     def runners(self) -> dict[str, dict[str, Any]]:
-        def read() -> tuple[dict, list]:
+        def read() -> tuple[dict[bytes, bytes], list[tuple[bytes, float]]]:
             pipe = self.client.pipeline(transaction=False)
             pipe.hgetall(self.key("runners"))
             pipe.zrange(self.key("beats"), 0, -1, withscores=True)
@@ -434,7 +437,7 @@ class RedisBackend(Backend):
     def _read(self, fn: Callable[[Any, str], Any], ids: Sequence[str], what: str) -> list[Any]:
         """One pipelined read, a command per id; a reply that is an error (a key
         of the wrong type) comes back as a CorruptRecordError for its id."""
-        def read() -> list:
+        def read() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
             for i in ids:
                 fn(pipe, self.key("inv", i))
@@ -659,7 +662,7 @@ class RedisBackend(Backend):
 
     def waiting_on_many(self, invocation_ids: Sequence[str]) -> dict[str, list[str]]:
         """What each of these waits on, in one round trip."""
-        def read() -> list:
+        def read() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
             for i in invocation_ids:
                 pipe.smembers(self.key("waits", i))

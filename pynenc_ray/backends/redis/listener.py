@@ -311,7 +311,7 @@ class ResultListener:
     def _listen(self) -> None:
         pid = os.getpid()
         while not self.closed and self._pid == pid:
-            pubsub = self.client.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
+            pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
             try:
                 pubsub.subscribe(self.channel)
                 while not self.closed and self._pid == pid:
