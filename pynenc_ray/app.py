@@ -183,7 +183,7 @@ class Pynenc:
              queue: str = DEFAULT_QUEUE, priority: int = 0,
              running_concurrency: ConcurrencyControlType | str = CC.DISABLED,
              registration_concurrency: ConcurrencyControlType | str = CC.DISABLED,
-             key_arguments: Sequence[str] = (),
+             key_arguments: Sequence[str] = (), cron: str | None = None,
              ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(self, func: Callable[..., Any] | None = None, /, *, max_retries: int = 0,
@@ -193,7 +193,7 @@ class Pynenc:
              queue: str = DEFAULT_QUEUE, priority: int = 0,
              running_concurrency: ConcurrencyControlType | str = CC.DISABLED,
              registration_concurrency: ConcurrencyControlType | str = CC.DISABLED,
-             key_arguments: Sequence[str] = ()) -> Any:
+             key_arguments: Sequence[str] = (), cron: str | None = None) -> Any:
         """``@app.task`` or ``@app.task(max_retries=3, retry_for=(TimeoutError,))``;
         see TaskOptions for the retry schedule. ``queue`` names the queue its
         invocations wait in (runners serve the queues in ``runner.queues``) and
@@ -201,7 +201,9 @@ class Pynenc:
         overrides both per call. ``running_concurrency`` holds back a run while
         another with the same key runs, ``registration_concurrency`` returns the
         invocation already registered under the same key (see
-        ``pynenc_ray.concurrency``; KEYS names ``key_arguments``). Raises
+        ``pynenc_ray.concurrency``; KEYS names ``key_arguments``). With ``cron``
+        (e.g. ``"*/5 * * * *"``) the runners submit a call at each due time, once
+        across all of them (see ``pynenc_ray.cron``). Raises
         TaskDefinitionError for an option out of range or a function workers
         could not import."""
         if not isinstance(retry_for, (tuple, list)):
@@ -212,7 +214,7 @@ class Pynenc:
                               retry_backoff, retry_max_delay_sec, retry_jitter, queue, priority,
                               running_concurrency=cast(CC, running_concurrency),
                               registration_concurrency=cast(CC, registration_concurrency),
-                              key_arguments=tuple(key_arguments))
+                              key_arguments=tuple(key_arguments), cron=cron)
 
         def register(f: Callable[P, R]) -> Task[P, R]:
             t = Task(self, f, options)
@@ -308,12 +310,16 @@ class Pynenc:
     # -- submit, wait, read -----------------------------------------------------------------
 
     def submit_calls(self, task: Task[P, R],
-                     calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]]
-                     ) -> list[Invocation[R]]:
+                     calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]],
+                     ids: Sequence[str] | None = None) -> list[Invocation[R]]:
         """Register one invocation of ``task`` per ``(args, kwargs)`` in ``calls``, in
         one backend round trip, and return their handles in the same order. Inside
         a task of this app the new invocations are its children; with
         ``dev_mode_force_sync_tasks`` each one runs here before this returns.
+
+        ``ids`` gives the invocation ids (default: new random ones); a call whose id
+        is stored already is not stored again, which makes a submit with chosen
+        ids idempotent (the cron scheduler's once-per-due-time).
 
         Raises SerializationError when arguments cannot be serialized (nothing is
         registered then), and the backend's errors (BackendUnavailableError).
@@ -324,7 +330,9 @@ class Pynenc:
             external_runner_id(), threading.current_thread().name)
         opts = task.options
         not_before = opts.eta if opts.delay_sec is None else time.time() + opts.delay_sec
-        new = [self._new_invocation(task, a, kw, parent, not_before) for a, kw in calls]
+        chosen = list(ids) if ids is not None else [uuid.uuid4().hex for _ in calls]
+        new = [self._new_invocation(task, a, kw, parent, not_before, inv_id)
+               for (a, kw), inv_id in zip(calls, chosen)]
         hooks = self.middleware.hooks  # tested first: most apps have no enqueue hooks
         if hooks["before_enqueue"]:
             self.middleware.before_enqueue(self, new)
@@ -341,9 +349,9 @@ class Pynenc:
         return [Invocation(self, inv_id, task.task_id) for inv_id in ids]
 
     def _new_invocation(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                        parent: str | None, not_before: float | None) -> NewInvocation:
+                        parent: str | None, not_before: float | None,
+                        inv_id: str) -> NewInvocation:
         """An invocation record whose arguments are signed for this id only."""
-        inv_id = uuid.uuid4().hex
         payload = self.serializer.dumps([list(args), kwargs], f"arguments of task {task.task_id}",
                                         bind=args_bind(inv_id))
         opts = task.options

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
+from croniter import croniter
+
 from .concurrency import ConcurrencyControlType, check_concurrency, concurrency_key
 from .errors import TaskDefinitionError
 from .invocation import Invocation, InvocationGroup, ResultsApp
@@ -46,6 +48,7 @@ class TaskOptions:
     running_concurrency: ConcurrencyControlType = ConcurrencyControlType.DISABLED
     registration_concurrency: ConcurrencyControlType = ConcurrencyControlType.DISABLED
     key_arguments: tuple[str, ...] = ()
+    cron: str | None = None  # a cron expression: runners submit a call at each due time
 
 
 def _check_options(name: str, options: TaskOptions) -> None:
@@ -123,6 +126,22 @@ def _epoch(name: str, delay_sec: Any, eta: Any) -> float | None:
     return float(eta)
 
 
+def _check_cron(name: str, func: Callable[..., Any], expression: Any) -> None:
+    """TaskDefinitionError unless ``expression`` is a cron expression croniter reads
+    (5 fields, or 6 with seconds last) and the function can be called with no
+    arguments (a scheduled call has none)."""
+    if not isinstance(expression, str) or not croniter.is_valid(expression):
+        raise TaskDefinitionError(
+            f"task {name}: cron={expression!r} is not a cron expression; write five fields "
+            "'minute hour day month weekday' (e.g. '*/5 * * * *'), or six with seconds last")
+    required = [p.name for p in inspect.signature(func).parameters.values()
+                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if required:
+        raise TaskDefinitionError(
+            f"task {name}: a cron task is called with no arguments, but it requires "
+            f"{required}; give them defaults")
+
+
 def where_defined(func: Callable[..., Any]) -> str:
     """``file:line`` of a function's definition, for messages."""
     code = getattr(func, "__code__", None)
@@ -166,6 +185,8 @@ class Task(Generic[P, R]):
             raise TaskDefinitionError(f"task {self.task_id}: {exc}") from None
         opts = dataclasses.replace(opts, running_concurrency=run, registration_concurrency=reg,
                                    key_arguments=keys)
+        if opts.cron is not None:
+            _check_cron(self.task_id, func, opts.cron)
         self.app, self.func, self.options = app, func, opts
         functools.update_wrapper(self, func)
 

@@ -135,6 +135,19 @@ class Backend(abc.ABC):
     # -- orchestrator -----------------------------------------------------------------
 
     @abc.abstractmethod
+    def lease(self, name: str, holder: str, ttl_sec: float) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` for ``ttl_sec``: True
+        when ``holder`` holds it now, False while another holder's is unexpired."""
+
+    @abc.abstractmethod
+    def cron_marks(self) -> dict[str, float]:
+        """Task id -> the last due time (epoch seconds) its cron schedule fired."""
+
+    @abc.abstractmethod
+    def mark_cron(self, task_id: str, due: float) -> None:
+        """Record ``due`` as the last due time ``task_id``'s schedule fired."""
+
+    @abc.abstractmethod
     def cancel(self, invocation_ids: Sequence[str], by: str, worker: str,
                error: bytes) -> list[bool]:
         """Move each invocation that is not final to CANCELLED (whoever owns it),

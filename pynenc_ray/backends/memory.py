@@ -54,6 +54,8 @@ class MemoryBackend(Backend):
         self._holders: dict[str, str] = {}
         self._held: dict[str, collections.deque[str]] = collections.defaultdict(collections.deque)
         self._registered: dict[str, str] = {}
+        self._leases: dict[str, tuple[str, float]] = {}  # name -> (holder, monotonic expiry)
+        self._cron_marks: dict[str, float] = {}
 
     # -- helpers (lock held) -------------------------------------------------------------
 
@@ -163,6 +165,9 @@ class MemoryBackend(Backend):
             if time.monotonic() >= self._next_prune:
                 self._prune()
             for c in calls:
+                if c.invocation_id in self._records:  # stored already: never reset
+                    out.append(c.invocation_id)
+                    continue
                 if c.registration_key:
                     known = self._records.get(self._registered.get(c.registration_key, ""))
                     if known is not None and known.status not in FINAL:
@@ -268,6 +273,26 @@ class MemoryBackend(Backend):
                 rec.reroutes += 1
                 self._push(invocation_id)
             return True
+
+    @override
+    def lease(self, name: str, holder: str, ttl_sec: float) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            current = self._leases.get(name)
+            if current is not None and current[0] != holder and current[1] > now:
+                return False
+            self._leases[name] = (holder, now + ttl_sec)
+            return True
+
+    @override
+    def cron_marks(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._cron_marks)
+
+    @override
+    def mark_cron(self, task_id: str, due: float) -> None:
+        with self._lock:
+            self._cron_marks[task_id] = due
 
     @override
     def cancel(self, invocation_ids: Sequence[str], by: str, worker: str,

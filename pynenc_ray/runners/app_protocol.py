@@ -7,11 +7,13 @@ app depends on its runners, not the other way round.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..backends.base import Backend, Claimed
     from ..config import EffectiveConfig
+    from ..invocation import Invocation
     from ..middleware import MiddlewareStack
     from ..serializer import Serializer
     from ..task import Task
@@ -50,6 +52,12 @@ class RunnerApp(Protocol):
 
     def decode_args(self, claimed: Claimed) -> tuple[list[Any], dict[str, Any]]:
         """A claimed invocation's ``[args, kwargs]``; SerializationError if unreadable."""
+        ...
+
+    def submit_calls(self, task: Task[Any, Any],
+                     calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]],
+                     ids: Sequence[str] | None = None) -> list[Invocation[Any]]:
+        """Register one invocation per call (with ``ids``: under those ids, once)."""
         ...
 
     def import_path(self) -> str:

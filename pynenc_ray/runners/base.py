@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..backends import patience
+from ..cron import CronScheduler
 from ..errors import ConfigError
 from ..registry import RUNNERS, runner_paths
 from ..resolve import resolve
@@ -85,6 +86,8 @@ class BaseRunner(abc.ABC):
         self._heartbeat_thread: threading.Thread | None = None
         self._claims = threading.Condition()
         self._claims_in_flight = 0  # claim calls whose ids are not yet in live_invocations
+        # periodic tasks: fired with the heartbeat by whichever runner holds the lease
+        self._cron = CronScheduler(app, self.runner_id, conf.runner_dead_after_sec)
 
     @property
     def is_running(self) -> bool:
@@ -270,6 +273,7 @@ class BaseRunner(abc.ABC):
                     if seen != reconnects and self.reconcile() is not None:
                         reconnects = seen
                     self._watch_cancelled()
+                    self._cron.tick()
                     if time.monotonic() - last_check >= every:
                         last_check = time.monotonic()
                         rerouted = self.app.backend.recover_dead(

@@ -352,6 +352,28 @@ class RedisBackend(Backend):
         return self._applied(res, invocation_id, new, runner_id)
 
     @override
+    def lease(self, name: str, holder: str, ttl_sec: float) -> bool:
+        ms = max(1, int(ttl_sec * 1000))
+        return bool(self._script("lease", [name, holder, ms]))
+
+    @override
+    def cron_marks(self) -> dict[str, float]:
+        raw = cast(dict[bytes, bytes], self._call(
+            lambda: self.client.hgetall(self.key("cron")), "read the cron marks"))
+        out: dict[str, float] = {}
+        for task_id, due in raw.items():  # untrusted: a mark that is not a number is skipped
+            try:
+                out[task_id.decode()] = float(due)
+            except (ValueError, UnicodeDecodeError):
+                log.warning("ignored a cron mark that is not a time: %r = %r", task_id, due)
+        return out
+
+    @override
+    def mark_cron(self, task_id: str, due: float) -> None:
+        self._call(lambda: self.client.hset(self.key("cron"), task_id, repr(due)),
+                   "record a cron firing")
+
+    @override
     def cancel(self, invocation_ids: Sequence[str], by: str, worker: str,
                error: bytes) -> list[bool]:
         out: list[bool] = []

@@ -30,6 +30,8 @@
 --   held:<key>       LIST  ids a claim set aside while <key> was held, oldest first
 --   heldkeys         SET   keys with ids set aside (recovery sweeps stale locks)
 --   reg:<key>        STRING  the invocation registered under registration key <key>
+--   lease:<name>     STRING  who holds a lease (recovery, cron), with a TTL
+--   cron             HASH  task id -> the last due time its cron schedule fired
 --   owned:<run>      SET   ids a runner owns (PENDING, RUNNING, PAUSED)
 --   runners          HASH  runner_id -> JSON info from its last heartbeat
 --   beats            ZSET  runner_id scored by its last heartbeat (server time)

@@ -1,0 +1,79 @@
+"""Periodic tasks: ``@app.task(cron="*/5 * * * *")`` is submitted at each due time.
+
+Every runner runs this scheduler with its heartbeat; one of them at a time
+holds the ``cron`` lease (renewed each beat, expiring after
+``runner_dead_after_sec``), so when the holder dies another takes over within
+that time. The holder submits each task's latest due time that was not fired
+yet, under an invocation id made from the app, the task and the due time:
+enqueueing an id that is stored already stores nothing, so a due time is
+submitted once even when two runners fire it across a lease hand-over.
+
+Due times missed while no runner was up are not made up one by one: the next
+tick fires the latest one only (a schedule every minute that was down for an
+hour runs once, not sixty times). A schedule seen for the first time starts
+from its next due time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from croniter import croniter
+
+if TYPE_CHECKING:
+    from .runners.app_protocol import RunnerApp
+    from .task import Task
+
+log = logging.getLogger("pynenc_ray.cron")
+LEASE = "cron"
+_IDS = uuid.UUID("5b0c3a1e-0f5e-4d0e-9a57-c2b1f0e2d4a7")  # namespace of cron invocation ids
+
+
+def due_id(app_id: str, task_id: str, due: float) -> str:
+    """The invocation id of ``task_id``'s firing at ``due``: the same in every process."""
+    return uuid.uuid5(_IDS, f"{app_id}|{task_id}|{due!r}").hex
+
+
+def latest_due(expression: str, now: float) -> float:
+    """The most recent due time of ``expression`` at or before ``now`` (epoch seconds)."""
+    return float(croniter(expression, now).get_prev(float))
+
+
+class CronScheduler:
+    """Fires the app's cron tasks from a runner's heartbeat (see the module docstring)."""
+
+    def __init__(self, app: RunnerApp, runner_id: str, lease_sec: float):
+        self.app, self.runner_id, self.lease_sec = app, runner_id, lease_sec
+        self.fired = 0  # submissions made by this scheduler
+
+    def tick(self, now: float | None = None) -> list[str]:
+        """Take or renew the lease, then fire what is due; the ids submitted."""
+        tasks = [t for t in self.app.tasks.values() if t.options.cron]
+        if not tasks or not self.app.backend.lease(LEASE, self.runner_id, self.lease_sec):
+            return []
+        now = time.time() if now is None else now
+        marks = self.app.backend.cron_marks()
+        fired: list[str] = []
+        for task in tasks:
+            fired += self._fire(task, marks.get(task.task_id), now)
+        return fired
+
+    def _fire(self, task: Task[Any, Any], last: float | None, now: float) -> list[str]:
+        expression = task.options.cron
+        assert expression is not None
+        due = latest_due(expression, now)
+        if last is None:  # first seen: start from the next due time
+            self.app.backend.mark_cron(task.task_id, due)
+            return []
+        if due <= last:
+            return []
+        inv_id = due_id(self.app.app_id, task.task_id, due)
+        self.app.submit_calls(task, [((), {})], ids=[inv_id])
+        self.app.backend.mark_cron(task.task_id, due)
+        self.fired += 1
+        log.info("cron: submitted %s for its due time %s (invocation %s)", task.task_id,
+                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(due)), inv_id)
+        return [inv_id]

@@ -1,0 +1,63 @@
+"""Periodic tasks without a server: the definition rules, and the scheduler's
+ticks on the memory backend (first sight, one firing per due time, only the
+latest of missed ones, the lease, idempotent ids)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pynenc_ray import Pynenc, TaskDefinitionError
+from pynenc_ray import InvocationStatus as S
+from pynenc_ray.cron import CronScheduler, due_id, latest_due
+from pynenc_ray.testing import run_pending
+from tests import cron_tasks as ct
+from tests.conftest import unique_app_id, wait_for
+from tests.unit import tasks_for_unit as t
+
+
+@pytest.fixture
+def app():
+    ct.app.reconfigure(replace=True, app_id=unique_app_id("cron"))
+    yield ct.app
+    ct.app.reconfigure(replace=True)
+
+
+def test_a_bad_expression_or_a_task_that_needs_arguments_is_refused():
+    other = Pynenc(app_id="cron-defs")
+    with pytest.raises(TaskDefinitionError, match="not a cron expression"):
+        other.task(cron="every minute")(t.plain)
+    with pytest.raises(TaskDefinitionError, match="requires \\['x'\\]"):
+        other.task(cron="*/5 * * * *")(t.plain)
+
+
+def test_each_due_time_fires_once_and_missed_ones_collapse_to_the_latest(app):
+    t0 = 1_800_000_000.0  # a whole second
+    s = CronScheduler(app, "r1", lease_sec=30)
+    assert s.tick(t0 + 0.5) == []  # first sight: starts from the next due time
+    [first] = s.tick(t0 + 1.2)
+    assert first == due_id(app.app_id, ct.every_second.task_id, t0 + 1)
+    assert s.tick(t0 + 1.9) == []  # the same due time: nothing more
+    [late] = s.tick(t0 + 5.3)  # 2, 3 and 4 were missed: only 5 fires
+    assert late == due_id(app.app_id, ct.every_second.task_id, t0 + 5)
+    assert latest_due("* * * * * *", t0 + 5.3) == t0 + 5
+    assert run_pending(app) == 2
+    assert app.get_invocation(first).status == S.SUCCESS
+
+
+def test_only_the_lease_holder_fires_and_another_takes_over_when_it_lapses(app):
+    t0 = 1_800_000_100.0
+    a = CronScheduler(app, "a", lease_sec=0.3)
+    b = CronScheduler(app, "b", lease_sec=0.3)
+    a.tick(t0)
+    assert b.tick(t0 + 1.1) == []  # a holds the lease
+    assert len(a.tick(t0 + 1.2)) == 1
+    assert wait_for(lambda: b.tick(t0 + 2.1) != [], 5)  # a stopped renewing: b fires
+    assert a.fired == 1 and b.fired == 1
+
+
+def test_a_due_time_submitted_twice_is_stored_once(app):
+    inv_id = due_id(app.app_id, ct.every_second.task_id, 1_800_000_200.0)
+    first = app.submit_calls(ct.every_second, [((), {})], ids=[inv_id])
+    again = app.submit_calls(ct.every_second, [((), {})], ids=[inv_id])
+    assert first[0].invocation_id == again[0].invocation_id == inv_id
+    assert app.backend.queue_depth() == 1
