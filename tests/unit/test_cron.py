@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from pynenc_ray import Pynenc, TaskDefinitionError
 from pynenc_ray import InvocationStatus as S
+from pynenc_ray import Pynenc, TaskDefinitionError
 from pynenc_ray.cron import CronScheduler, due_id, latest_due
 from pynenc_ray.testing import run_pending
 from tests import cron_tasks as ct
