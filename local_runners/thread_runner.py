@@ -13,6 +13,8 @@ finisher when Redis restarts must not be rerouted and run again.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import os
 import queue
@@ -28,7 +30,13 @@ from pynenc_ray.backends.base import Claimed
 from pynenc_ray.errors import InvocationCancelledError
 from pynenc_ray.runner_config import ThreadRunnerConfig
 from pynenc_ray.runners.base import BaseRunner
-from pynenc_ray.runners.execution import fail_timed_out, run_invocation, time_limit
+from pynenc_ray.runners.execution import (
+    begin_invocation,
+    fail_timed_out,
+    run_invocation,
+    run_invocation_async,
+    time_limit,
+)
 
 if TYPE_CHECKING:
     from pynenc_ray.context import ExecutionContext
@@ -102,6 +110,9 @@ class ThreadRunner(BaseRunner):
         self._finisher = threading.Thread(target=self._patient, args=(self._finish_loop,),
                                           name="pynenc-finisher", daemon=True)
         self._finisher.start()
+        self._loop = asyncio.new_event_loop()  # async tasks: one loop, no thread each
+        threading.Thread(target=self._patient, args=(self._loop.run_forever,),
+                         name="pynenc-async", daemon=True).start()
         for _ in range(max(self.conf.min_threads, 0)):
             with self._cv:
                 self._idle += 1
@@ -134,6 +145,11 @@ class ThreadRunner(BaseRunner):
             with self._cv:
                 self._busy += 1
                 self.last_busy = time.monotonic()
+            task = self.app.get_task(c.task_id)
+            if task is not None and task.is_async:
+                self._start_async(c)  # holds a slot, not a thread
+                continue
+            with self._cv:
                 reserve = self._idle > 0
                 if reserve:
                     self._idle -= 1
@@ -167,10 +183,7 @@ class ThreadRunner(BaseRunner):
             if claimed is None:
                 return
             inv_id = claimed.invocation_id
-            sec = time_limit(self.app, claimed)
-            if sec:
-                with self._cv:
-                    self._deadlines[inv_id] = (time.monotonic() + sec, claimed, sec, worker)
+            self._set_deadline(claimed, worker)
             try:
                 run_invocation(self.app, self, claimed, worker)
             except BaseException:  # the executor stores task errors; this is a fault around it
@@ -178,17 +191,57 @@ class ThreadRunner(BaseRunner):
                               self.runner_id, inv_id)
                 self._give_back([inv_id])
             finally:
-                with self._cv:
-                    self._live.discard(inv_id)
-                    self._cancelled.discard(inv_id)
-                    self._deadlines.pop(inv_id, None)
-                    if inv_id in self._timed_out:  # its slot was already given back
-                        self._timed_out.discard(inv_id)
-                    else:
-                        self._busy -= 1
-                    self.last_busy = time.monotonic()
-                    self._idle += 1
-                    self._cv.notify_all()
+                self._settle(inv_id, thread_free=True)
+
+    def _set_deadline(self, claimed: Claimed, worker: str) -> None:
+        sec = time_limit(self.app, claimed)
+        if sec:
+            with self._cv:
+                self._deadlines[claimed.invocation_id] = (time.monotonic() + sec, claimed, sec,
+                                                          worker)
+
+    def _settle(self, inv_id: str, thread_free: bool) -> None:
+        """An invocation is done here: free its slot (unless the watchdog did) and,
+        for a worker thread, the thread."""
+        with self._cv:
+            self._live.discard(inv_id)
+            self._cancelled.discard(inv_id)
+            self._deadlines.pop(inv_id, None)
+            if inv_id in self._timed_out:  # its slot was already given back
+                self._timed_out.discard(inv_id)
+            else:
+                self._busy -= 1
+            self.last_busy = time.monotonic()
+            if thread_free:
+                self._idle += 1
+            self._cv.notify_all()
+
+    def _start_async(self, claimed: Claimed) -> None:
+        """Begin an ``async def`` invocation here and await it on the runner's loop:
+        it holds its slot until it ends, but no thread while it awaits."""
+        worker = f"{self._worker_prefix}:async"
+        inv_id = claimed.invocation_id
+        self._set_deadline(claimed, worker)
+        try:
+            begun = begin_invocation(self.app, self, claimed, worker)
+        except BaseException:
+            log.exception("runner %s failed to start %s; rerouting it", self.runner_id, inv_id)
+            self._give_back([inv_id])
+            begun = None
+        if begun is None:
+            self._settle(inv_id, thread_free=False)
+            return
+        future = asyncio.run_coroutine_threadsafe(
+            run_invocation_async(self.app, self, claimed, worker, begun), self._loop)
+
+        def done(f: concurrent.futures.Future[float | None]) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                log.error("runner %s failed to execute %s; rerouting it", self.runner_id,
+                          inv_id, exc_info=f.exception())
+                self._give_back([inv_id])
+            self._settle(inv_id, thread_free=False)
+
+        future.add_done_callback(done)
 
     def _expire_overdue(self) -> None:
         """Fail invocations past their timeout_sec and free their slots; a thread
@@ -264,6 +317,9 @@ class ThreadRunner(BaseRunner):
             self._finished.put(None)
             self._finisher.join(30)
         super()._on_stop()
+        loop = getattr(self, "_loop", None)
+        if loop is not None:  # async bodies still awaiting were handed back above
+            loop.call_soon_threadsafe(loop.stop)
         with self._cv:
             self._idle = 0
         for _ in self._threads:  # busy threads take theirs when their task returns

@@ -190,6 +190,11 @@ class Task(Generic[P, R]):
         self.app, self.func, self.options = app, func, opts
         functools.update_wrapper(self, func)
 
+    @property
+    def is_async(self) -> bool:
+        """True for an ``async def`` task: runners await it on an event loop."""
+        return inspect.iscoroutinefunction(self.func)
+
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
         """Submit one invocation of this task and return its handle at once.
         Raises what ``submit_calls`` raises (SerializationError, backend errors)."""

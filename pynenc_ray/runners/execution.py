@@ -3,8 +3,11 @@ function, then store the result, schedule a retry, or store the failure."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import context
@@ -81,13 +84,22 @@ def fail_timed_out(app: RunnerApp, runner: BaseRunner, worker: str, claimed: Cla
     return True
 
 
-def run_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed,
-                   worker: str) -> float | None:
-    """Execute one claimed (PENDING) invocation to a final status or a retry, with
-    the app's middleware around it. Returns the retry's delay when one was
-    scheduled, else None. Task errors are stored, never raised; backend faults
-    (BackendUnavailableError) propagate to the runner, which hands the
-    invocation back."""
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """An invocation ready to call: its task, decoded arguments and the context its
+    body runs in (``begin_invocation``)."""
+
+    task: Task[Any, Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
+    ctx: context.ExecutionContext
+
+
+def begin_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed,
+                     worker: str) -> Begun | None:
+    """Everything before the call: refuse poison and unknown tasks, decode the
+    arguments, move it to RUNNING (unless claimed started), and tell the
+    middleware. None when it is not to run (then it is settled already)."""
     runner_id, backend = runner.runner_id, app.backend
     inv_id = claimed.invocation_id
     if claimed.deaths > runner.conf.max_reroutes:
@@ -114,15 +126,74 @@ def run_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed,
             log.warning("not running invocation %s: %s", inv_id, exc)
             return None
     app.middleware.notify("before_execute", app, runner, claimed, worker)
-    token = context.current.set(context.ExecutionContext(
-        app, runner, inv_id, worker, claimed.task_id, claimed.retries + claimed.deaths + 1))
+    ctx = context.ExecutionContext(app, runner, inv_id, worker, claimed.task_id,
+                                   claimed.retries + claimed.deaths + 1)
+    return Begun(task, args, kwargs, ctx)
+
+
+def run_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed,
+                   worker: str) -> float | None:
+    """Execute one claimed (PENDING) invocation to a final status or a retry, with
+    the app's middleware around it. Returns the retry's delay when one was
+    scheduled, else None. Task errors are stored, never raised; backend faults
+    (BackendUnavailableError) propagate to the runner, which hands the
+    invocation back. An ``async def`` task runs on an event loop of this
+    thread's own for the call (``run_invocation_async`` runs it on a runner's
+    shared loop instead)."""
+    begun = begin_invocation(app, runner, claimed, worker)
+    if begun is None:
+        return None
+    token = context.current.set(begun.ctx)
     try:
-        value = task.func(*args, **kwargs)
+        value = begun.task.func(*begun.args, **begun.kwargs)
+        if inspect.isawaitable(value):
+            value = _await_here(value)
     except Exception as exc:
         context.current.reset(token)
+        return conclude_invocation(app, runner, claimed, worker, begun.task, exc=exc)
+    context.current.reset(token)
+    return conclude_invocation(app, runner, claimed, worker, begun.task, value=value)
+
+
+async def run_invocation_async(app: RunnerApp, runner: BaseRunner, claimed: Claimed,
+                               worker: str, begun: Begun) -> float | None:
+    """``run_invocation`` for an ``async def`` task on a loop the runner shares
+    among many: the body holds no thread while it awaits; the result is stored
+    from a pool thread, off the loop."""
+    token = context.current.set(begun.ctx)
+    try:
+        value = await begun.task.func(*begun.args, **begun.kwargs)
+    except Exception as exc:
+        context.current.reset(token)
+        return await asyncio.to_thread(conclude_invocation, app, runner, claimed, worker,
+                                       begun.task, exc=exc)
+    context.current.reset(token)
+    return await asyncio.to_thread(conclude_invocation, app, runner, claimed, worker,
+                                   begun.task, value=value)
+
+
+def _await_here(awaitable: Any) -> Any:
+    """Run an async task's coroutine to its end on a new event loop in this thread."""
+    async def main() -> Any:
+        return await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    raise PynencError("an async task cannot run inline inside a running event loop (dev "
+                      "mode called from async code); await it under a runner instead")
+
+
+def conclude_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed, worker: str,
+                        task: Task[Any, Any], value: Any = None,
+                        exc: Exception | None = None) -> float | None:
+    """Everything after the call: tell the middleware, then store the result, or
+    schedule the retry (returning its delay), or store the failure."""
+    inv_id = claimed.invocation_id
+    if exc is not None:
         app.middleware.notify("after_execute", app, runner, claimed, worker, exc=exc)
         return _failed(app, runner, task, claimed, worker, exc)
-    context.current.reset(token)
     app.middleware.notify("after_execute", app, runner, claimed, worker, result=value)
     try:
         payload = app.serializer.dumps(value, f"result of task {task.task_id} ({inv_id})",
@@ -133,8 +204,8 @@ def run_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed,
                 f"result of task {task.task_id} ({inv_id}) is {len(payload)} bytes, over "
                 f"max_result_bytes={limit}; return less (store large data elsewhere and "
                 "return a reference) or raise max_result_bytes")
-    except SerializationError as exc:
-        _fail(app, runner, claimed, worker, exc)
+    except SerializationError as err:
+        _fail(app, runner, claimed, worker, err)
         return None
     runner.finish(inv_id, S.SUCCESS, payload, worker)
     app.middleware.notify("after_finish", app, runner, inv_id, S.SUCCESS, worker)

@@ -245,3 +245,27 @@ def registered_once(x: int, sec: float = 0.0) -> int:
     """A second call with the same arguments while one is not final gets that one."""
     time.sleep(sec)
     return x
+
+
+@app.task
+async def async_nap(i: int, sec: float) -> int:
+    """Awaits ``asyncio.sleep(sec)``: holds no thread while it sleeps."""
+    import asyncio
+
+    await asyncio.sleep(sec)
+    return i
+
+
+@app.task
+async def async_fail(message: str) -> None:
+    raise CustomError(message)
+
+
+@app.task
+async def async_parent(n: int) -> int:
+    """Submits n children and awaits them without holding a thread."""
+    children = [add(i, i) for i in range(n)]
+    total = 0
+    for child in children:
+        total += await child
+    return total + await async_nap(1, 0.01).async_result(timeout=30)
