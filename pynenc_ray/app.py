@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 from . import context
@@ -42,7 +42,7 @@ from .serializer import (
     result_bind,
 )
 from .status import InvocationStatus
-from .task import Task, TaskOptions, same_definition, where_defined
+from .task import Task, TaskDecorator, TaskOptions, same_definition, where_defined
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -173,6 +173,10 @@ class Pynenc:
     # -- tasks ----------------------------------------------------------------------------
 
     @overload
+    def task(
+        self, func: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
     def task(self, func: Callable[P, R], /) -> Task[P, R]: ...
 
     @overload
@@ -184,7 +188,7 @@ class Pynenc:
              running_concurrency: ConcurrencyControlType | str = CC.DISABLED,
              registration_concurrency: ConcurrencyControlType | str = CC.DISABLED,
              key_arguments: Sequence[str] = (), cron: str | None = None,
-             ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+             ) -> TaskDecorator: ...
 
     def task(self, func: Callable[..., Any] | None = None, /, *, max_retries: int = 0,
              retry_for: tuple[type[BaseException], ...] = (), retry_delay_sec: float = 0.0,
@@ -216,7 +220,7 @@ class Pynenc:
                               registration_concurrency=cast(CC, registration_concurrency),
                               key_arguments=tuple(key_arguments), cron=cron)
 
-        def register(f: Callable[P, R]) -> Task[P, R]:
+        def register(f: Callable[P, R]) -> Task[P, R]:  # an async f: Task[P, its result]
             t = Task(self, f, options)
             old = self.tasks.get(t.task_id)
             if old is not None and not same_definition(old.func, f):

@@ -9,9 +9,9 @@ import datetime
 import functools
 import inspect
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from croniter import croniter
 
@@ -152,6 +152,19 @@ def same_definition(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
     """True for one function, or the same source definition made again (a module
     reloaded, or imported under two names by a test runner)."""
     return a is b or where_defined(a) == where_defined(b)
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` with options returns: it makes a Task of a function,
+    typed by the function's parameters and result (an ``async def`` by what it
+    returns once awaited)."""
+
+    @overload
+    def __call__(
+        self, func: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> Task[P, R]: ...
 
 
 class TaskApp(ResultsApp, Protocol):

@@ -17,3 +17,15 @@ def add(x: int, y: int) -> int:
 def shout(word: str) -> str:
     """Return ``word`` in capitals."""
     return word.upper()
+
+
+@app.task
+async def fetch(n: int) -> bytes:
+    """An async task: its invocations hold what it returns once awaited."""
+    return b"x" * n
+
+
+@app.task(queue="io")
+async def fetch_io(n: int) -> bytes:
+    """An async task defined with options."""
+    return b"x" * n
