@@ -9,11 +9,16 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from .app import Pynenc
 from .errors import ConfigError, PynencError
-from .queues import DEFAULT_QUEUE
+from .observe import (
+    failed_invocations,
+    format_inspect,
+    format_status,
+    inspect_invocation,
+    status_snapshot,
+)
 from .registry import RUNNERS
 from .resolve import resolve
 
@@ -69,62 +74,6 @@ def cmd_runner_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def status_snapshot(app: Pynenc) -> dict[str, Any]:
-    """The app's queue depth (in all and per queue, with how many runners serve
-    each), the work scheduled for later (delayed calls and retries, apart from the
-    depth), status counts, runners (with heartbeat ages) and corrupt records, as a
-    JSON-ready dict. Raises the backend's errors."""
-    backend = app.backend
-    now = time.time()
-    runners = {rid: {**info, "heartbeat_age_sec": round(now - info["last_seen"], 2)}
-               for rid, info in backend.runners().items()}
-    queues = {name: {"depth": depth, "scheduled": 0, "runners": 0}
-              for name, depth in backend.queue_depths().items()}
-    for name, n in backend.scheduled_depths().items():
-        queues.setdefault(name, {"depth": 0, "scheduled": 0, "runners": 0})["scheduled"] = n
-    for info in runners.values():
-        if "parent" in info:  # a worker its parent runner speaks for (counted there)
-            continue
-        served = info.get("queues")
-        for name in served if isinstance(served, list) else [DEFAULT_QUEUE]:
-            if isinstance(name, str):
-                queues.setdefault(name, {"depth": 0, "scheduled": 0, "runners": 0})["runners"] += 1
-    return {"app_id": app.app_id, "backend": app.config.settings.backend,
-            "queue_depth": sum(q["depth"] for q in queues.values()),
-            "scheduled": sum(q["scheduled"] for q in queues.values()), "queues": queues,
-            "statuses": backend.status_counts(), "corrupt": backend.corrupt(),
-            "runners": runners}
-
-
-def format_status(snap: dict[str, Any]) -> str:
-    """A status snapshot as the text ``status`` prints."""
-    lines = [f"app {snap['app_id']} on {snap['backend']}: queue depth {snap['queue_depth']}"
-             f", scheduled for later {snap.get('scheduled', 0)}"]
-    for name, q in sorted(snap.get("queues", {}).items()):
-        waiting = q["depth"] + q.get("scheduled", 0)
-        served = f"served by {q['runners']} runner(s)" if q["runners"] else (
-            f"NO RUNNER SERVES IT: its work stays REGISTERED until a runner with "
-            f"{name!r} in runner.queues starts" if waiting else "no runner serves it")
-        lines.append(f"  queue {name:<12} {q['depth']:>6} waiting, {q.get('scheduled', 0):>6} "
-                     f"scheduled, {served}")
-    lines += [f"  {st:<10} {n}" for st, n in sorted(snap["statuses"].items())]
-    corrupt = snap.get("corrupt") or {}
-    if corrupt:
-        lines.append(f"corrupt records set aside (failed with CorruptRecordError): {len(corrupt)}")
-        lines += [f"  {inv_id}: {why}" for inv_id, why in sorted(corrupt.items())[:20]]
-    lines.append(f"runners: {len(snap['runners'])}")
-    for rid, info in sorted(snap["runners"].items()):
-        has_busy = "slots" in info and "busy" in info
-        busy = f"  busy {info['busy']}/{info['slots']}" if has_busy else ""
-        served = info.get("queues")
-        serves = f"  queues {','.join(map(str, served))}" if isinstance(served, list) else ""
-        lines.append(f"  {rid}  heartbeat {info['heartbeat_age_sec']}s ago{busy}{serves}")
-        for actor, threads in sorted((info.get("actors") or {}).items()):
-            active = threads if threads is not None else "?"
-            lines.append(f"    actor {actor}: {active} active threads")
-    return "\n".join(lines)
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     """``status``: print the snapshot once, as JSON, or every ``--interval`` (``--watch``)."""
     app = _app(args)
@@ -153,14 +102,44 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """``inspect ID``: one invocation's history and result or traceback. Raises
+    CliError when it is not stored."""
+    app = _app(args)
+    info = inspect_invocation(app, args.invocation_id)
+    if info is None:
+        raise CliError(f"invocation {args.invocation_id} is not stored in app {app.app_id!r} "
+                       "(a wrong id or app, or it expired after result_ttl_sec)")
+    print(json.dumps(info, indent=2) if args.json else format_inspect(info))
+    return 0
+
+
+def cmd_failed(args: argparse.Namespace) -> int:
+    """``failed``: the invocations that failed for good, newest first."""
+    app = _app(args)
+    found = failed_invocations(app, args.task, args.since)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    if not found:
+        print(f"no failed invocations in the last {args.since:g}s"
+              + (f" of task {args.task}" if args.task else ""))
+    for f in found:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f["failed_at"]))
+        print(f"{stamp}  {f['invocation_id']}  {f['task_id']}  {f['error'][:160]}")
+    return 0
+
+
 def cmd_timeline(args: argparse.Namespace) -> int:
     """``timeline``: write recent invocations as an SVG or HTML timeline. Raises
     OSError when the file cannot be written."""
-    from .timeline import render_html, render_svg
+    from .timeline import default_window, render_html, render_svg
 
     app = _app(args)
-    since = time.time() - args.since if args.since else 0.0
-    records = app.backend.recent(since)
+    if args.since:
+        records = app.backend.recent(time.time() - args.since)
+    else:  # the smallest of 1 min, 10 min, 1 h, 6 h that holds any: the recent activity
+        records = default_window(app.backend.recent)
     if not records:
         print("no invocations in that window", file=sys.stderr)
     svg = render_svg(records, title=f"{app.app_id}: {len(records)} invocations")
@@ -237,8 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--iterations", type=int, help=argparse.SUPPRESS)  # for tests
     status.set_defaults(func=cmd_status)
 
+    inspect = sub.add_parser("inspect", help="one invocation: history, result or traceback")
+    inspect.add_argument("invocation_id")
+    inspect.add_argument("--json", action="store_true")
+    inspect.set_defaults(func=cmd_inspect)
+
+    failed = sub.add_parser("failed", help="invocations that failed for good, newest first")
+    failed.add_argument("--task", help="only this task (its id, module:name, or its name)")
+    failed.add_argument("--since", type=float, default=3600.0,
+                        help="registered in the last SEC seconds (default 3600)")
+    failed.add_argument("--json", action="store_true")
+    failed.set_defaults(func=cmd_failed)
+
     timeline = sub.add_parser("timeline", help="draw the status history as an SVG/HTML timeline")
-    timeline.add_argument("--since", type=float, help="only invocations of the last SEC seconds")
+    timeline.add_argument("--since", type=float, help="invocations of the last SEC seconds "
+                          "(default: the smallest of 1 min, 10 min, 1 h, 6 h that has any)")
     timeline.add_argument("--out", default="timeline.svg", help="FILE.svg or FILE.html")
     timeline.set_defaults(func=cmd_timeline)
 

@@ -135,6 +135,14 @@ class Backend(abc.ABC):
     # -- orchestrator -----------------------------------------------------------------
 
     @abc.abstractmethod
+    def snapshot(self, window_sec: float) -> dict[str, Any]:
+        """What ``status`` shows, read at one instant: ``now`` (the backend's
+        clock), ``counts`` (status -> n), ``runners`` (id -> heartbeat info with
+        ``last_seen``), ``depths`` and ``scheduled`` (queue -> n), ``corrupt`` (id
+        -> why) and ``window``: (task id, status, final time or None) of each
+        invocation registered in the last ``window_sec`` seconds (at most 5000)."""
+
+    @abc.abstractmethod
     def lease(self, name: str, holder: str, ttl_sec: float) -> bool:
         """Take or renew the lease ``name`` for ``holder`` for ``ttl_sec``: True
         when ``holder`` holds it now, False while another holder's is unexpired."""

@@ -275,6 +275,19 @@ class MemoryBackend(Backend):
             return True
 
     @override
+    def snapshot(self, window_sec: float) -> dict[str, Any]:
+        with self._lock:
+            now = time.time()
+            window = []
+            for rec in self._records.values():
+                if rec.history and rec.history[0].timestamp >= now - window_sec:
+                    final_at = rec.history[-1].timestamp if rec.status in FINAL else None
+                    window.append((rec.task_id, rec.status.value, final_at))
+            return {"now": now, "counts": self.status_counts(), "runners": self.runners(),
+                    "depths": self.queue_depths(), "scheduled": self.scheduled_depths(),
+                    "corrupt": {}, "window": window[-5000:]}
+
+    @override
     def lease(self, name: str, holder: str, ttl_sec: float) -> bool:
         with self._lock:
             now = time.monotonic()

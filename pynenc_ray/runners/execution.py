@@ -7,6 +7,7 @@ import asyncio
 import inspect
 import logging
 import time
+import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,16 +35,25 @@ S = InvocationStatus
 def _reject(app: RunnerApp, runner: BaseRunner, claimed: Claimed, worker: str,
             exc: Exception) -> None:
     """-> FAILED: the invocation cannot be run here at all."""
-    log.error("invocation %s (%s) rejected: %s", claimed.invocation_id, claimed.task_id, exc)
-    _fail(app, runner, claimed, worker, exc)
+    _fail(app, runner, claimed, worker, exc, why="rejected before running")
 
 
 def _fail(app: RunnerApp, runner: BaseRunner, claimed: Claimed, worker: str,
-          exc: BaseException) -> None:
-    """Store FAILED with ``exc``, and tell the middleware."""
+          exc: BaseException, why: str = "") -> None:
+    """Store FAILED with ``exc``, say so once in the log (task, invocation, the
+    error's last line), and tell the middleware."""
+    log_failed(claimed, exc, why)
     runner.finish(claimed.invocation_id, S.FAILED, error_to_payload(exc), worker)
     app.middleware.notify("after_failure", app, runner, claimed, worker, exc)
     app.middleware.notify("after_finish", app, runner, claimed.invocation_id, S.FAILED, worker)
+
+
+def log_failed(claimed: Claimed, exc: BaseException, why: str = "") -> None:
+    """The one log line of a final failure: task, invocation and the last line of
+    the error's traceback (its class and message)."""
+    last = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
+    log.error("task %s invocation %s FAILED%s: %s", claimed.task_id, claimed.invocation_id,
+              f" ({why})" if why else "", last[-1] if last else repr(exc))
 
 
 class UnknownTaskError(PynencError):
@@ -75,10 +85,10 @@ def fail_timed_out(app: RunnerApp, runner: BaseRunner, worker: str, claimed: Cla
     """Store TaskTimeoutError as the final status (as the owner); False if the run
     had already finished."""
     inv_id, task_id = claimed.invocation_id, claimed.task_id
-    log.warning("invocation %s of %s timed out after %gs", inv_id, task_id, timeout_sec)
     err = timeout_error(task_id, inv_id, timeout_sec)
     if not app.backend.finish(inv_id, S.FAILED, error_to_payload(err), runner.runner_id, worker):
         return False
+    log_failed(claimed, err, f"timed out after {timeout_sec:g}s")
     app.middleware.notify("after_failure", app, runner, claimed, worker, err)
     app.middleware.notify("after_finish", app, runner, inv_id, S.FAILED, worker)
     return True

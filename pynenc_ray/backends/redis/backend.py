@@ -352,6 +352,33 @@ class RedisBackend(Backend):
         return self._applied(res, invocation_id, new, runner_id)
 
     @override
+    def snapshot(self, window_sec: float) -> dict[str, Any]:
+        now, counts, runners, beats, queues, corrupt, window = self._script(
+            "snapshot", [repr(float(window_sec))])
+
+        def pairs(flat: list[bytes]) -> dict[str, bytes]:
+            return {flat[i].decode(errors="replace"): flat[i + 1] for i in range(0, len(flat), 2)}
+
+        seen = {k: float(v) for k, v in pairs(beats).items()}
+        infos: dict[str, dict[str, Any]] = {}
+        for rid, info in pairs(runners).items():  # untrusted: one that does not parse is shown so
+            try:
+                parsed = json.loads(info)
+            except ValueError:
+                parsed = {"unreadable": info[:80].decode(errors="replace")}
+            infos[rid] = {**(parsed if isinstance(parsed, dict) else {}),
+                          "last_seen": seen.get(rid, 0.0)}
+        listed = [(q.decode(errors="replace"), int(d), int(s)) for q, d, s in queues]
+        return {"now": float(now),
+                "counts": {k: int(v) for k, v in pairs(counts).items()},
+                "runners": infos,
+                "depths": {q: d for q, d, _ in listed if queue_name_error(q) is None},
+                "scheduled": {q: s for q, _, s in listed if s and queue_name_error(q) is None},
+                "corrupt": {k: v.decode(errors="replace") for k, v in pairs(corrupt).items()},
+                "window": [(t.decode(errors="replace"), st.decode(errors="replace"),
+                            float(f) if f else None) for t, st, f in window]}
+
+    @override
     def lease(self, name: str, holder: str, ttl_sec: float) -> bool:
         ms = max(1, int(ttl_sec * 1000))
         return bool(self._script("lease", [name, holder, ms]))

@@ -13,7 +13,7 @@ from .listener import INLINE_MAX_BYTES
 
 HERE = Path(__file__).parent
 NAMES = ("enqueue", "claim", "transition", "finish", "retry", "reroute", "heartbeat", "recover",
-         "forget", "cancel", "lease")
+         "forget", "cancel", "lease", "snapshot")
 
 
 def _lua_set(statuses: Iterable[InvocationStatus]) -> str:

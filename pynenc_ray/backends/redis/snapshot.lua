@@ -1,0 +1,32 @@
+-- snapshot: everything `status` shows, read in one step so the numbers agree:
+-- the server's time, status counts, runners and their last beats, each queue's
+-- depth (every level) and scheduled count, the corrupt records set aside, and
+-- for invocations registered in the last `window` seconds (at most 5000): task,
+-- status and, once final, when. Reads only. Numbers go out as strings (a Lua
+-- number would reach the caller truncated to an integer).
+-- ARGV[2..]: window_sec.
+local now = clock()
+local window = tonumber(ARGV[2])
+local queues = {}
+for _, q in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
+  local depth = 0
+  for p = 0, 9 do depth = depth + redis.call('LLEN', qkey(q, p)) end
+  queues[#queues + 1] = {q, tostring(depth), tostring(redis.call('ZCARD', P .. 'delayed:' .. q))}
+end
+local recent = {}
+local ids = redis.call('ZRANGEBYSCORE', P .. 'index', now - window, '+inf', 'LIMIT', 0, 5000)
+for _, id in ipairs(ids) do
+  local v = redis.pcall('HMGET', ikey(id), 'task', 'status', 'hn')
+  if not v.err and v[1] and v[2] and tonumber(v[3]) then
+    local final_at = ''
+    if FINAL[v[2]] then
+      local last = redis.call('HGET', ikey(id), 'h' .. (tonumber(v[3]) - 1))
+      local ok, entry = pcall(cjson.decode, last or '')
+      if ok and type(entry) == 'table' and tonumber(entry[4]) then final_at = tostring(entry[4]) end
+    end
+    recent[#recent + 1] = {v[1], v[2], final_at}
+  end
+end
+local beats = redis.call('ZRANGE', P .. 'beats', 0, -1, 'WITHSCORES')
+return {tostring(now), redis.call('HGETALL', P .. 'counts'), redis.call('HGETALL', P .. 'runners'),
+  beats, queues, redis.call('HGETALL', P .. 'corrupt'), recent}
