@@ -1,13 +1,16 @@
 """The status history drawn as a timeline: one lane per runner worker (thread,
-process or actor), each invocation a bar, coloured by status, with a time axis,
-a legend and a hover title per bar. A self-contained SVG (or HTML around it)."""
+process or actor, in natural order: worker-2 before worker-10), each invocation
+a bar coloured by what became of that run (a retried attempt apart from a final
+failure), named by its task where the bar is wide enough, with a time axis, a
+legend and a hover title per bar. A self-contained SVG (or HTML around it)."""
 
 from __future__ import annotations
 
 import html
 import math
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .backends.base import InvocationRecord
@@ -19,9 +22,12 @@ COLORS = {
     "running": "#4a90d9",
     "paused": "#9b59b6",
     "success": "#2eaa4f",
-    "failed": "#d0021b",
+    "retried": "#e8a0a0",  # this attempt raised and a retry follows
+    "failed": "#d0021b",  # the final failure
+    "cancelled": "#555555",
     "rerouted": "#8e8e8e",
 }
+WINDOWS_SEC = (60.0, 600.0, 3600.0, 6 * 3600.0)  # default windows tried, smallest first
 QUEUE_LANE = ("(queue)", "not started")
 
 
@@ -56,23 +62,64 @@ def segments(rec: InvocationRecord, now: float) -> list[Segment]:
                 out.append(Segment(lane, waiting_since, h.timestamp, "pending", rec.task_id,
                                    rec.invocation_id))
                 waiting_since = None
-            outcome = {S.SUCCESS: "success", S.FAILED: "failed", S.RETRY: "failed",
-                       S.REROUTED: "rerouted"}.get(nxt.status, "running") if nxt else "running"
+            outcome = {S.SUCCESS: "success", S.FAILED: "failed", S.RETRY: "retried",
+                       S.REROUTED: "rerouted", S.CANCELLED: "cancelled",
+                       }.get(nxt.status, "running") if nxt else "running"
             out.append(Segment(lane, h.timestamp, end, outcome, rec.task_id, rec.invocation_id))
         elif h.status == S.PAUSED:
             out.append(Segment((h.runner_id, h.worker), h.timestamp, end, "paused", rec.task_id,
                                rec.invocation_id))
         if h.status == S.RETRY:
             waiting_since = None  # the REGISTERED entry that follows starts the next wait
-        if h.status == S.FAILED and waiting_since is not None:  # rejected before running
-            lane = (h.runner_id, h.worker)
-            out.append(Segment(lane, waiting_since, h.timestamp, "failed", rec.task_id,
-                               rec.invocation_id))
+        if h.status in (S.FAILED, S.CANCELLED) and waiting_since is not None:
+            # rejected, or cancelled, before it ran
+            lane = (h.runner_id, h.worker) if h.status == S.FAILED else QUEUE_LANE
+            out.append(Segment(lane, waiting_since, h.timestamp, h.status.value.lower(),
+                               rec.task_id, rec.invocation_id))
             waiting_since = None
     if waiting_since is not None:  # still waiting for a runner
         out.append(Segment(QUEUE_LANE, waiting_since, now, "pending", rec.task_id,
                            rec.invocation_id))
     return out
+
+
+def natural_key(text: str) -> list[tuple[int, int | str]]:
+    """A sort key reading runs of digits as numbers: worker-2 before worker-10."""
+    return [(0, int(part)) if part.isdigit() else (1, part)
+            for part in re.split(r"(\d+)", text) if part]
+
+
+def lane_label(runner_id: str, worker: str, width: int = 52) -> str:
+    """A lane's label: runner class, the runner's short id, then the worker (an
+    actor or process id after a '/'), cut in the middle only if still too long."""
+    cls, _, rest = runner_id.partition("@")
+    base, _, sub = rest.partition("/")
+    short = base.rsplit("-", 1)[-1] if "-" in base else base
+    label = " ".join(p for p in (cls, short, sub, worker) if p)
+    if len(label) > width:
+        keep = width - 1
+        label = label[:keep // 2] + "…" + label[-(keep - keep // 2):]
+    return label
+
+
+def task_name(task_id: str) -> str:
+    """The function's name of a task id (``module:qualname``), to print on a bar."""
+    return task_id.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+
+
+def default_window(read: Callable[[float], Sequence[InvocationRecord]],
+                   now: float | None = None,
+                   windows: Sequence[float] = WINDOWS_SEC) -> list[InvocationRecord]:
+    """The records of the smallest window in ``windows`` (seconds back from now)
+    that holds any, so a default timeline shows the recent activity rather than
+    the whole retention period. ``read(since)`` is e.g. ``backend.recent``."""
+    now = time.time() if now is None else now
+    records: Sequence[InvocationRecord] = []
+    for sec in windows:
+        records = read(now - sec)
+        if records:
+            break
+    return list(records)
 
 
 def _nice_step(span: float, ticks: int = 8) -> float:
@@ -86,7 +133,9 @@ def render_svg(records: Iterable[InvocationRecord], title: str = "pynenc-ray tim
     """Records as an SVG timeline: one lane per runner worker, bars for waits and runs."""
     now = time.time() if now is None else now
     segs = [s for r in records for s in segments(r, now)]
-    lanes = sorted({s.lane for s in segs}, key=lambda lane: (lane == QUEUE_LANE, lane))
+    lanes = sorted({s.lane for s in segs},
+                   key=lambda lane: (lane == QUEUE_LANE, natural_key(lane[0]),
+                                     natural_key(lane[1])))
     lane_y = {lane: i for i, lane in enumerate(lanes)}
     t0 = min((s.start for s in segs), default=now)
     t1 = max((s.end for s in segs), default=now + 1)
@@ -108,10 +157,7 @@ def render_svg(records: Iterable[InvocationRecord], title: str = "pynenc-ray tim
         out.append(f'<rect class="lane" x="0" y="{y}" width="{width}" height="{lane_h}" '
                    f'fill="{fill}"/>')
         runner, worker = lane
-        sub = runner.rsplit("/", 1)[-1] if "/" in runner else ""  # a worker or actor id
-        label = " ".join(p for p in (runner.split("@")[0], sub, worker) if p)
-        if len(label) > 52:  # keep the end, where workers and actors differ
-            label = label[:20] + "…" + label[-31:]
+        label = "queue (not started)" if lane == QUEUE_LANE else lane_label(runner, worker)
         out.append(f'<text class="lane-label" x="8" y="{y + 14}"><title>{html.escape(runner)} '
                    f'{html.escape(worker)}</title>{html.escape(label)}</text>')
     # waits first, as thin bars, so the runs drawn over them stay visible where
@@ -127,6 +173,10 @@ def render_svg(records: Iterable[InvocationRecord], title: str = "pynenc-ray tim
                    f'height="{h}" fill="{COLORS[s.kind]}" stroke="white" stroke-width="0.5" '
                    f'data-invocation="{s.invocation_id}">'
                    f'<title>{html.escape(tip)}</title></rect>')
+        name = task_name(s.task_id)
+        if not thin and w >= 7 * len(name) + 6:  # the task's name, where it fits
+            out.append(f'<text class="bar-label" x="{x(s.start) + 3:.1f}" y="{y + h - 3}" '
+                       f'fill="white" font-size="10">{html.escape(name)}</text>')
     axis_y = top + lane_h * max(len(lanes), 1) + 6
     out.append(f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" '
                'stroke="#333"/>')

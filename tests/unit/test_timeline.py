@@ -64,3 +64,47 @@ def test_svg_from_a_real_run_has_lanes_bars_colours_and_titles(app, tmp_path):
     assert all(i.invocation_id in titles for i in invs) and tasks.sleep.task_id in titles
     assert len(root.findall(".//s:rect[@class='legend']", NS)) == len(COLORS)
     assert any((t.text or "").endswith("s") for t in root.findall(".//s:text[@class='tick']", NS))
+
+
+def _run(inv_id: str, task: str, worker: str, t: float, *outcomes: S) -> InvocationRecord:
+    hist = [HistoryEntry(S.REGISTERED, "ext", "main", t)]
+    for i, outcome in enumerate(outcomes):
+        at = t + 1 + 2 * i
+        hist += [HistoryEntry(S.RUNNING, "ThreadRunner@h-1-abc", worker, at),
+                 HistoryEntry(outcome, "ThreadRunner@h-1-abc", worker, at + 1.5)]
+        if outcome == S.RETRY:
+            hist.append(HistoryEntry(S.REGISTERED, "ThreadRunner@h-1-abc", worker, at + 1.5))
+    return InvocationRecord(inv_id, task, b"", hist[-1].status, history=hist)
+
+
+def test_lanes_in_natural_order_a_retry_apart_from_a_failure_and_task_names_on_bars():
+    records = [_run(f"i{n}", "tasks:resize_image", f"pynenc-worker-{n}", 0.0, S.SUCCESS)
+               for n in (10, 2, 1)]
+    records.append(_run("r", "tasks:flaky", "pynenc-worker-3", 0.0, S.RETRY, S.FAILED))
+    svg = render_svg(records, now=10.0, width=1600)
+    root = ET.fromstring(svg)
+    labels = [t.find("s:title", NS).tail  # the label follows its hover title
+              for t in root.iterfind(".//s:text[@class='lane-label']", NS)]
+    workers = [label.rsplit(" ", 1)[-1] for label in labels]
+    assert workers == ["pynenc-worker-1", "pynenc-worker-2", "pynenc-worker-3",
+                       "pynenc-worker-10"]
+    assert all(label.startswith("ThreadRunner abc ") for label in labels)
+    kinds = [r.get("class") for r in root.iterfind(".//s:rect", NS)
+             if r.get("data-invocation") == "r"]
+    assert "bar retried" in kinds and "bar failed" in kinds
+    assert COLORS["retried"] != COLORS["failed"]
+    names = {t.text for t in root.iterfind(".//s:text[@class='bar-label']", NS)}
+    assert names == {"resize_image", "flaky"}
+
+
+def test_the_default_window_is_the_smallest_that_holds_recent_activity():
+    from pynenc_ray.timeline import default_window
+
+    asked: list[float] = []
+
+    def read(since: float) -> list[InvocationRecord]:
+        asked.append(since)
+        return [rec((S.REGISTERED, "ext", "main", 990.0))] if since <= 1000.0 - 600 else []
+
+    assert len(default_window(read, now=1000.0)) == 1
+    assert asked == [940.0, 400.0]  # one minute: nothing; ten minutes: found
