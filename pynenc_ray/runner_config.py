@@ -6,11 +6,25 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .queues import DEFAULT_QUEUE, NAME_RE, NAME_RULE, check_queue_list, parse_queue_list
+
+# Queue names as config gives them (a list, or a JSON list from the environment),
+# checked: valid names, none twice, at least one.
+QueueList = Annotated[list[str], BeforeValidator(parse_queue_list),
+                      AfterValidator(check_queue_list)]
 
 DEFAULT_POOL = "default"  # the one pool of a MultiThreadRunner configured without pools
 # Resources a pool asks for with their own fields, never inside ``resources``.
@@ -29,17 +43,7 @@ class RunnerConfig(BaseModel):
     runner_heartbeat_interval_sec: float = Field(1.0, gt=0, description="How often a runner says it is alive")
     runner_dead_after_sec: float = Field(10.0, gt=0, description="Silence after which a runner's work is rerouted by a live runner")
     max_reroutes: int = Field(3, ge=0, description="Reroutes after which an invocation fails as poison")
-    queues: list[str] = Field(default_factory=lambda: [DEFAULT_QUEUE], description="Queues this runner takes work from, highest priority first across them (env: a JSON list, '[\"default\", \"gpu\"]')")
-
-    @field_validator("queues", mode="before")
-    @classmethod
-    def _queue_list(cls, value: object) -> object:
-        return parse_queue_list(value)
-
-    @field_validator("queues")
-    @classmethod
-    def _valid_queues(cls, value: list[str]) -> list[str]:
-        return check_queue_list(value)
+    queues: QueueList = Field(default_factory=lambda: [DEFAULT_QUEUE], description="Queues this runner takes work from, highest priority first across them (env: a JSON list, '[\"default\", \"gpu\"]')")
 
 
 class ThreadRunnerConfig(RunnerConfig):
@@ -68,7 +72,7 @@ class PoolConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(description="Pool name: in actor names and metric tags")
-    queues: list[str] = Field(default_factory=list, description="Queues the pool's actors serve, highest priority first across them; unset = one queue named like the pool")
+    queues: QueueList = Field(default_factory=list, description="Queues the pool's actors serve, highest priority first across them; unset = one queue named like the pool")
     min_processes: int = Field(1, ge=0, description="Actors kept when idle")
     max_processes: int = Field(0, ge=0, description="Most actors; 0 = as many of this pool's shape as the cluster holds at start")
     min_threads: int = Field(1, ge=0, description="Threads started up front in each actor")
@@ -93,16 +97,6 @@ class PoolConfig(BaseModel):
         if not NAME_RE.fullmatch(name):
             raise ValueError(f"pool name {name!r} is not valid: use {NAME_RULE}")
         return name
-
-    @field_validator("queues", mode="before")
-    @classmethod
-    def _queue_list(cls, value: object) -> object:
-        return parse_queue_list(value)
-
-    @field_validator("queues")
-    @classmethod
-    def _valid_queues(cls, value: list[str]) -> list[str]:
-        return check_queue_list(value)
 
     @field_validator("resources")
     @classmethod
