@@ -254,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", help="also write the results to this file")
     bench.add_argument("--no-progress", action="store_true")
     bench.set_defaults(func=cmd_bench)
+
+    from .monitor.cli import add_parser as add_monitor_parser  # imports no web framework
+
+    add_monitor_parser(sub, _app)
     return p
 
 

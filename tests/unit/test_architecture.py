@@ -5,7 +5,10 @@
     ``if TYPE_CHECKING``);
 (b) no package module reads or writes another object's private name
     (``x._name`` where ``x`` is not ``self``, ``cls`` or ``super()``);
-(c) only the MultiThreadRunner modules import ``ray``.
+(c) only the MultiThreadRunner modules import ``ray``;
+(d) only the web monitor (``pynenc_ray.monitor``) imports its web stack
+    (Starlette, Jinja2, uvicorn), and nothing outside it but the CLI's hook
+    imports the monitor: the core runs without the ``monitor`` extra.
 
 Each check is a plain function over source text, so the self-checks at the end
 can feed it a synthetic cycle or private access and see it flagged.
@@ -26,6 +29,11 @@ RAY_MODULES = frozenset({
     "pynenc_ray.runners.ray_connect",
     "pynenc_ray.runners.actor_host",
 })
+
+# The monitor's web stack (the ``monitor`` extra), and who may import it or the monitor.
+WEB_STACK = ("starlette", "jinja2", "uvicorn")
+MONITOR = "pynenc_ray.monitor"
+MONITOR_IMPORTERS = frozenset({"pynenc_ray.cli"})  # builds the `monitor` subcommand's parser
 
 # Private names of other objects that standard conventions make public.
 ALLOWED_PRIVATE = frozenset({
@@ -161,6 +169,35 @@ def imports_ray(module: str, source: str) -> bool:
                for name in imported_modules(module, source))
 
 
+def imports_any(module: str, source: str, roots: tuple[str, ...]) -> bool:
+    """True when ``source`` imports one of the top-level packages ``roots`` (or a
+    submodule of one) anywhere. Raises SyntaxError."""
+    return any(name.split(".")[0] in roots for name in imported_modules(module, source))
+
+
+def imported_on_load(source: str) -> set[str]:
+    """The absolute names ``source`` imports when it is loaded: its import
+    statements outside function bodies (those inside a function run only when
+    it is called). Relative imports are left out. Raises SyntaxError."""
+    found: set[str] = set()
+    stack: list[ast.AST] = [ast.parse(source)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module)
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def in_package(module: str, package: str) -> bool:
+    """True for ``package`` itself and its submodules."""
+    return module == package or module.startswith(package + ".")
+
+
 # -- the rules --------------------------------------------------------------------------------
 
 def test_the_packages_import_each_other_without_a_cycle():
@@ -181,6 +218,23 @@ def test_only_the_multithread_runner_modules_import_ray():
     assert set(sources) >= RAY_MODULES, RAY_MODULES - set(sources)
     offenders = sorted(m for m, s in sources.items() if m not in RAY_MODULES and imports_ray(m, s))
     assert not offenders, offenders
+
+
+def test_only_the_monitor_imports_the_web_stack_and_only_the_cli_imports_the_monitor():
+    sources = package_sources()
+    assert {f"{MONITOR}.web", f"{MONITOR}.cli"} <= set(sources)
+    web = sorted(m for m, s in sources.items()
+                 if not in_package(m, MONITOR) and imports_any(m, s, WEB_STACK))
+    assert not web, web
+    graph = import_graph(sources)
+    importers = sorted(m for m, edges in graph.items() if not in_package(m, MONITOR)
+                       and any(in_package(e, MONITOR) for e in edges))
+    assert set(importers) <= MONITOR_IMPORTERS, importers
+    # the CLI's hook (and the package itself) load without the web stack: only
+    # cmd_monitor imports it, when the command runs
+    for module in (MONITOR, f"{MONITOR}.cli", f"{MONITOR}.data", f"{MONITOR}.actions"):
+        loaded = {name.split(".")[0] for name in imported_on_load(sources[module])}
+        assert not loaded & set(WEB_STACK), module
 
 
 # -- the checks can fail ------------------------------------------------------------------------
@@ -227,3 +281,16 @@ def test_self_check_a_ray_import_is_found_in_a_function():
     assert imports_ray("pkg.m", "def f():\n    from ray.util import x\n")
     assert imports_ray("pkg.m", "import ray\n")
     assert not imports_ray("pkg.m", "import rayon\nfrom .ray import x\n")
+
+
+def test_self_check_a_web_stack_import_is_found_in_a_function():
+    assert imports_any("pkg.m", "def f():\n    from starlette.routing import Route\n",
+                       WEB_STACK)
+    assert imports_any("pkg.m", "import jinja2\n", WEB_STACK)
+    assert not imports_any("pkg.m", "import starlettes\nfrom .uvicorn import x\n", WEB_STACK)
+    assert in_package(MONITOR, MONITOR) and in_package(MONITOR + ".web", MONITOR)
+    assert not in_package("pynenc_ray.monitoring", MONITOR)
+    source = ("import a\nfrom b.c import d\nif x:\n    import e\nfrom . import f\n"
+              "def g():\n    import h\nclass K:\n    import i\n    async def m(self):\n"
+              "        import j\n")
+    assert imported_on_load(source) == {"a", "b.c", "e", "i"}
