@@ -23,8 +23,10 @@ demo: $(VENV)/.core
 # redis-server for the Redis backend; sshd, rsync and nc for tests/ray/test_ray_up.py,
 # which brings cluster-local.yaml up with the real `ray up` through an sshd of its own.
 # (On a machine run by systemd, installing openssh-server also enables the system's
-# own sshd; the test does not use it.)
-SYSTEM_PACKAGES := redis-server:redis-server sshd:openssh-server rsync:rsync nc:netcat-openbsd
+# own sshd; the test does not use it.) chromium for tests/monitor, whose Playwright
+# drives Debian's browser (Playwright's own browser download is not used).
+SYSTEM_PACKAGES := redis-server:redis-server sshd:openssh-server rsync:rsync nc:netcat-openbsd \
+	chromium:chromium
 
 redis-server:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
