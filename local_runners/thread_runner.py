@@ -111,7 +111,7 @@ class ThreadRunner(BaseRunner):
                                           name="pynenc-finisher", daemon=True)
         self._finisher.start()
         self._loop = asyncio.new_event_loop()  # async tasks: one loop, no thread each
-        threading.Thread(target=self._patient, args=(self._loop.run_forever,),
+        threading.Thread(target=self._patient, args=(self._serve_loop,),
                          name="pynenc-async", daemon=True).start()
         for _ in range(max(self.conf.min_threads, 0)):
             with self._cv:
@@ -215,6 +215,13 @@ class ThreadRunner(BaseRunner):
             if thread_free:
                 self._idle += 1
             self._cv.notify_all()
+
+    def _serve_loop(self) -> None:
+        """The async tasks' loop, until ``_on_stop`` stops it; then closed here."""
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.close()
 
     def _start_async(self, claimed: Claimed) -> None:
         """Begin an ``async def`` invocation here and await it on the runner's loop:
