@@ -525,22 +525,6 @@ class InvocationDetail:
     children_note: str = ""
 
 
-def redis_parents(backend: RedisBackend, ids: Sequence[str]) -> dict[str, str | None]:
-    """Invocation id -> its parent id (None for none) for ids on the Redis backend,
-    whose ``recent`` leaves parents out: pipelined reads of each record's
-    ``parent`` field, a few hundred a round trip. Raises redis-py's errors when
-    Redis cannot be reached."""
-    out: dict[str, str | None] = {}
-    for start in range(0, len(ids), _READ_CHUNK):
-        chunk = ids[start:start + _READ_CHUNK]
-        pipe = backend.client.pipeline(transaction=False)
-        for i in chunk:
-            pipe.hget(backend.key("inv", i), "parent")
-        for inv_id, raw in zip(chunk, pipe.execute(raise_on_error=False)):
-            out[inv_id] = raw.decode(errors="replace") if isinstance(raw, bytes) and raw else None
-    return out
-
-
 def children_of(backend: Backend, rec: InvocationRecord, now: float
                 ) -> tuple[list[InvocationRow], str]:
     """The invocations whose parent is ``rec``, among those registered since
@@ -549,11 +533,7 @@ def children_of(backend: Backend, rec: InvocationRecord, now: float
     errors."""
     since = (rec.history[0].timestamp if rec.history else 0.0) - CLOCK_SKEW_SEC
     records = [r for r in backend.recent(since) if r.invocation_id != rec.invocation_id]
-    if isinstance(backend, RedisBackend):
-        parents = redis_parents(backend, [r.invocation_id for r in records])
-    else:
-        parents = {r.invocation_id: r.parent_id for r in records}
-    kids = [r for r in records if parents.get(r.invocation_id) == rec.invocation_id]
+    kids = [r for r in records if r.parent_id == rec.invocation_id]
     kids.sort(key=lambda r: r.history[0].timestamp if r.history else 0.0)
     note = (f"invocations still stored that were registered after this one "
             f"({len(records)} looked at)")

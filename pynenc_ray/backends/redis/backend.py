@@ -676,19 +676,23 @@ class RedisBackend(Backend):
         out = []
         for start in range(0, len(ids), _READ_CHUNK):
             chunk = ids[start:start + _READ_CHUNK]
-            res = self._read(lambda p, k: p.hmget(k, "task", "status", "retries", "reroutes"),
+            res = self._read(lambda p, k: p.hmget(k, "task", "status", "retries", "reroutes",
+                                                  "parent", "queue", "prio"),
                              chunk, "read recent invocations")
             hists = self._histories(chunk)
             for inv_id, reply, hist in zip(chunk, res, hists):
                 if isinstance(reply, Exception) or isinstance(hist, Exception):
                     continue
-                task, st, retries, reroutes = reply
+                task, st, retries, reroutes, parent, queue, prio = reply
                 if st is None:
                     continue  # expired
                 try:
                     out.append(InvocationRecord(
                         inv_id, task.decode(), b"", _status(inv_id, st),
-                        retries=int(retries or 0), reroutes=int(reroutes or 0), history=hist))
+                        retries=int(retries or 0), reroutes=int(reroutes or 0),
+                        parent_id=parent.decode() if parent else None,
+                        queue=check_queue((queue or b"default").decode()),
+                        priority=check_priority(int(prio or 0)), history=hist))
                 except (CorruptRecordError, ValueError, AttributeError, UnicodeDecodeError):
                     continue
         return out
