@@ -28,7 +28,8 @@ WINDOW_SEC = 60.0  # throughput and per-task counts cover this much recent time
 
 def status_snapshot(app: Pynenc) -> dict[str, Any]:
     """The app's queues (depth now, scheduled for later, how many runners serve
-    each), statuses now (what is waiting, claimed, running or paused), the last
+    each), ``statuses`` (every count; finals are totals within result_ttl_sec),
+    ``now_statuses`` (what is waiting, claimed, running or paused), the last
     minute (finished per second, per-task counts by status), the runners with
     their heartbeat ages, and the corrupt records set aside. Raises the backend's
     errors."""
@@ -62,7 +63,8 @@ def status_snapshot(app: Pynenc) -> dict[str, Any]:
     return {"app_id": app.app_id, "backend": app.config.settings.backend, "now": now,
             "queue_depth": sum(q["depth"] for q in queues.values()),
             "scheduled": sum(q["scheduled"] for q in queues.values()), "queues": queues,
-            "statuses": live, "totals": totals, "window_sec": WINDOW_SEC,
+            "statuses": counts, "now_statuses": live, "final_totals": totals,
+            "window_sec": WINDOW_SEC,
             "finished_per_sec": round(finished / WINDOW_SEC, 2), "per_task": per_task,
             "corrupt": snap["corrupt"], "runners": runners}
 
@@ -78,14 +80,17 @@ def format_status(snap: dict[str, Any]) -> str:
             f"{name!r} in runner.queues starts" if waiting else "no runner serves it")
         lines.append(f"  queue {name:<12} {q['depth']:>6} waiting, {q.get('scheduled', 0):>6} "
                      f"scheduled, {served}")
-    statuses = snap.get("statuses") or {}
-    lines.append("now: " + (", ".join(f"{st} {n}" for st, n in sorted(statuses.items()))
-                            or "nothing registered, claimed or running"))
+    if "now_statuses" in snap:
+        now_st = snap["now_statuses"]
+        lines.append("now: " + (", ".join(f"{st} {n}" for st, n in sorted(now_st.items()))
+                                or "nothing registered, claimed or running"))
+    else:  # a snapshot made by hand (tests, older tools): every count as it is
+        lines += [f"  {st:<10} {n}" for st, n in sorted(snap["statuses"].items())]
     if "finished_per_sec" in snap:
         lines.append(f"last {snap['window_sec']:g}s: {snap['finished_per_sec']:g} finished/s")
         for task_id, by in sorted(snap.get("per_task", {}).items()):
             lines.append(f"  {task_id}: " + ", ".join(f"{st} {n}" for st, n in sorted(by.items())))
-    totals = snap.get("totals") or {}
+    totals = snap.get("final_totals") or {}
     if totals:
         lines.append("final, within result_ttl_sec: "
                      + ", ".join(f"{st} {n}" for st, n in sorted(totals.items())))

@@ -12,7 +12,7 @@ from pynenc_ray import TaskTimeoutError
 from tests.conformance import tasks
 from tests.conformance.middleware_probe import log_path
 from tests.conformance.tasks import CustomError
-from tests.conftest import running
+from tests.conftest import running, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 PROBE = "tests.conformance.middleware_probe"
@@ -36,7 +36,11 @@ def test_hooks_run_around_every_step_on_every_runner(app):
             assert ok.result == 3 and flaky.result == 2
             with pytest.raises(CustomError):
                 bad.result
+        # after_failure and after_finish follow the final write, so a reader can see
+        # the result before a child process has logged them: wait for their lines
+        assert wait_for(lambda: ["finish", bad.invocation_id, "FAILED"] in _events(app), 10)
         events = _events(app)
+
         def mine(inv):
             return [e[0:1] + e[2:] for e in events if e[1] == inv.invocation_id]
 

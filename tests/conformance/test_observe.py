@@ -29,8 +29,9 @@ def test_status_inspect_and_failed_tell_what_happened(app, capsys, caplog):
     assert snap["per_task"][tasks.add.task_id] == {"SUCCESS": 3}
     assert snap["per_task"][tasks.fail.task_id] == {"FAILED": 1}
     assert snap["finished_per_sec"] == round(4 / snap["window_sec"], 2)
-    assert snap["statuses"] == {}  # nothing waiting or running now
-    assert snap["totals"]["SUCCESS"] >= 3 and snap["totals"]["FAILED"] >= 1
+    assert snap["now_statuses"] == {}  # nothing waiting or running now
+    assert snap["final_totals"]["SUCCESS"] >= 3 and snap["final_totals"]["FAILED"] >= 1
+    assert snap["statuses"]["SUCCESS"] == snap["final_totals"]["SUCCESS"]  # every count
 
     info = inspect_invocation(app, bad.invocation_id)
     assert info is not None and info["status"] == "FAILED"
