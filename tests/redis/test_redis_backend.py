@@ -259,3 +259,25 @@ def test_a_claim_that_lands_after_its_runner_was_forgotten_is_still_recovered(ap
     assert [c.invocation_id for c in backend.claim("gone", "w", 1, 0)] == [inv.invocation_id]
     assert wait_for(lambda: backend.recover_dead("live", 0.0) == [inv.invocation_id], 5)
     assert backend.status(inv.invocation_id) == S.REROUTED
+
+
+def test_a_transition_sent_again_after_a_lost_reply_is_applied_once(app):
+    """A write whose reply was lost in a freeze is retried by the caller: the
+    second send of the same move by the same runner and worker is 'applied',
+    not an error that would stop the run (seen as a ProcessRunner child exiting
+    without running its task). Another worker sending it is still refused."""
+    from pynenc_ray.errors import InvocationStatusTransitionError
+
+    backend = app.backend
+    inv = tasks.add(1, 1)
+    [claimed] = backend.claim("r1", "w1", 1, 0)
+    assert backend.transition(claimed.invocation_id, S.RUNNING, "r1", "w1")
+    assert backend.transition(claimed.invocation_id, S.RUNNING, "r1", "w1")
+    record = backend.get(inv.invocation_id)
+    assert [h.status for h in record.history].count(S.RUNNING) == 1
+    with pytest.raises(InvocationStatusTransitionError):
+        backend.transition(claimed.invocation_id, S.RUNNING, "r1", "w2")
+    backend.retry(claimed.invocation_id, "r1", "w1", 30.0, push=True)
+    backend.retry(claimed.invocation_id, "r1", "w1", 30.0, push=True)  # sent again: no error
+    record = backend.get(inv.invocation_id)
+    assert record.retries == 1 and record.status == S.REGISTERED

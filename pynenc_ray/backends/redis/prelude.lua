@@ -260,6 +260,15 @@ local function move(id, hn, cur, moves, runner, worker, now, owner, extra, rck)
   if rck and OWNED[cur] and not OWNED[last] then release(id, rck, now) end
 end
 
+-- Whether the last history entry of id is `status` written by runner's worker:
+-- how a write sent again after its reply was lost knows it was applied already.
+local function applied_last(id, hn, status, runner, worker)
+  local raw = redis.call('HGET', ikey(id), 'h' .. (tonumber(hn) - 1))
+  local ok, last = pcall(cjson.decode, raw or '')  -- untrusted: may not parse
+  return ok and type(last) == 'table' and last[1] == status and last[2] == runner
+    and last[3] == worker
+end
+
 -- The rule of status.check_transition. Returns 'APPLY' or 'DROP', or raises
 -- an error reply ("PYNENC_TRANSITION ..." / "PYNENC_OWNERSHIP ...") before any write.
 local function check(id, cur, new, owner, actor, recovery)

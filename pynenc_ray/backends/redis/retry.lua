@@ -8,6 +8,11 @@ if not v then
   commit()
   return 'DROP'
 end
+-- Sent again after a lost reply: the retry is in place already (this runner's
+-- and worker's REGISTERED is the last entry and nobody has claimed it since).
+if v[1] == 'REGISTERED' and applied_last(id, v[3], 'REGISTERED', runner, worker) then
+  return 'OK'
+end
 if check(id, v[1], 'RETRY', v[2], runner, false) == 'DROP' then return 'DROP' end
 redis.call('SREM', P .. 'owned:' .. runner, id)
 move(id, v[3], v[1], {'RETRY', 'REGISTERED'}, runner, worker, now, nil,

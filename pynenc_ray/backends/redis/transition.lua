@@ -12,6 +12,12 @@ if not v then
   return 'DROP'
 end
 local cur, owner, hn = v[1], v[2], v[3]
+-- A write applied whose reply was lost (Redis froze or the link dropped) is sent
+-- again by the caller's retry: same status, same owner, and the last history
+-- entry is this runner's and worker's. It is applied already, so say so.
+if cur == new and owner == runner and OWNED[cur] and applied_last(id, hn, new, runner, worker) then
+  return 'OK'
+end
 if check(id, cur, new, owner, runner, recovery) == 'DROP' then return 'DROP' end
 if new == 'REROUTED' then
   reroute(id, owner, runner, worker, now, recovery, false)
