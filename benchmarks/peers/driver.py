@@ -128,8 +128,10 @@ class RedisServer:
             raise RuntimeError("redis-server did not start")
         self.ps = psutil.Process(self.proc.pid)
 
-    def commands(self) -> int:
-        return sum(v["calls"] for v in self.client.info("commandstats").values())
+    def commands(self) -> dict[str, int]:
+        """Calls so far, by command (scripts' inner commands counted under their own names)."""
+        return {k.removeprefix("cmdstat_"): v["calls"]
+                for k, v in self.client.info("commandstats").items()}
 
     def version(self) -> str:
         return self.client.info("server")["redis_version"]
@@ -294,7 +296,11 @@ def run_once(system: System, n: int) -> dict:
         for pid in cpu1[1]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 names.append(psutil.Process(pid).name())
-        cmds = server.commands() - cmds0 - 1  # less the INFO that took cmds0
+        cmds1 = server.commands()
+        cmds1["info"] = cmds1.get("info", 0) - 1  # less the INFO that took cmds0
+        by_command = {k: (v - cmds0.get(k, 0)) / n for k, v in sorted(cmds1.items())
+                      if v - cmds0.get(k, 0) > 0}
+        cmds = sum(by_command.values()) * n
         producer.send("EXIT")
         cpu = {"producer": (cpu1[0] - cpu0[0]) * 1000 / n,
                "workers": _tree_delta(cpu0[1], cpu1[1]) * 1000 / n,
@@ -303,6 +309,7 @@ def run_once(system: System, n: int) -> dict:
         return {"system": system.name, "n": n, "wall_s": timings["wall_s"],
                 "enqueue_s": timings["enqueue_s"], "tasks_per_sec": n / timings["wall_s"],
                 "cpu_ms_per_task": cpu, "redis_cmds_per_task": cmds / n,
+                "redis_cmds_by_command": by_command,
                 "startup_s": startup, "worker_processes": sorted(names)}
     finally:
         if producer is not None:
@@ -417,6 +424,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {r['tasks_per_sec']:,.0f} tasks/s, enqueue {r['enqueue_s']:.2f} s, "
                   f"CPU {r['cpu_ms_per_task']['total']:.3f} ms/task, "
                   f"{r['redis_cmds_per_task']:.1f} cmds/task", file=sys.stderr, flush=True)
+            print("    per task: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in sorted(r["redis_cmds_by_command"].items(),
+                                                  key=lambda kv: -kv[1]) if v >= 0.01),
+                  file=sys.stderr, flush=True)
 
     rows = summarize(runs, names)
     best = rows[0]["best_peer"] if rows else None
