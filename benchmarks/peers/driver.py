@@ -85,6 +85,8 @@ SYSTEMS: dict[str, System] = {s.name: s for s in [
            describe="RedisBroker + Results(RedisBackend), dramatiq -p 2 -t 8, "
                     "get_result(block=True)"),
     _pynenc("pynenc-thread", "ThreadRunner", {"max_threads": 8}, "ThreadRunner, max_threads 8"),
+    _pynenc("pynenc-thread-nolinger", "ThreadRunner", {"max_threads": 8, "claim_linger_sec": 0},
+            "as pynenc-thread with claim_linger_sec=0: every claim at once (what linger buys)"),
     _pynenc("pynenc-ppr", "PersistentProcessRunner", {"num_processes": 2},
             "PersistentProcessRunner, num_processes 2"),
     _pynenc("pynenc-multi", "MultiThreadRunner",

@@ -103,7 +103,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
-              start: bool = False, queues: Sequence[str] = SERVE_DEFAULT) -> list[Claimed]:
+              start: bool = False, queues: Sequence[str] = SERVE_DEFAULT,
+              linger: float = 0.0) -> list[Claimed]:
         """Take up to ``n`` invocations waiting in ``queues`` as PENDING owned by
         ``runner_id``, waiting up to ``timeout`` seconds for the first (0: do not
         wait); delayed retries of those queues that are due are queued as part of
@@ -114,7 +115,10 @@ class Backend(abc.ABC):
         PAUSED is set aside and queued again (at the front) once that one leaves
         those statuses. With
         ``start`` (a runner that starts them at once) they are moved on to RUNNING
-        in the same step. Returns [] when nothing came within ``timeout``."""
+        in the same step. Returns [] when nothing came within ``timeout``.
+        ``linger`` (the runner's ``claim_linger_sec``): while work streams in, a
+        backend whose every claim is a round trip may wait this long first, so
+        that one claim takes several (the memory backend ignores it)."""
 
     @abc.abstractmethod
     def queue_depth(self, queues: Sequence[str] | None = None) -> int:

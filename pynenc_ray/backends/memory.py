@@ -189,7 +189,9 @@ class MemoryBackend(Backend):
 
     @override
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
-              start: bool = False, queues: Sequence[str] = SERVE_DEFAULT) -> list[Claimed]:
+              start: bool = False, queues: Sequence[str] = SERVE_DEFAULT,
+              linger: float = 0.0) -> list[Claimed]:
+        # no linger: a claim here is a dict lookup under a lock, not a round trip
         deadline = time.monotonic() + timeout
         out: list[Claimed] = []
         first = next(self._turn) % len(queues)

@@ -281,3 +281,32 @@ def test_a_transition_sent_again_after_a_lost_reply_is_applied_once(app):
     backend.retry(claimed.invocation_id, "r1", "w1", 30.0, push=True)  # sent again: no error
     record = backend.get(inv.invocation_id)
     assert record.retries == 1 and record.status == S.REGISTERED
+
+
+def test_claims_linger_only_while_work_streams_in(app):
+    """Two claims in a row that got work, the last fewer than asked: the next
+    waits `linger` first, so it takes what arrived meanwhile in one step. An
+    invocation that arrives after an empty claim (an idle runner, or a caller
+    that submits the next after reading the last result) is taken at once."""
+    backend, linger = app.backend, 1.0
+
+    def claim() -> tuple[int, float]:
+        t0 = time.monotonic()
+        got = backend.claim("r", "w", 8, 2.0, start=True, linger=linger)
+        return len(got), time.monotonic() - t0
+
+    tasks.add(1, 1)
+    assert claim()[0] == 1
+    tasks.add(1, 1)
+    assert claim()[0] == 1  # second claim in a row with work, short of 8: streaming
+    tasks.add(1, 1)
+    n, took = claim()
+    assert n == 1 and took >= linger  # lingered
+    assert backend.claim("r", "w", 8, 0.0, start=True, linger=linger) == []  # lingered; empty
+    late = threading.Timer(0.2, lambda: tasks.add(2, 2))  # the streak is over
+    late.start()
+    t0, got = time.monotonic(), 0
+    while not got and time.monotonic() - t0 < 5:  # a runner's loop (a spare bell token
+        got = claim()[0]                           # may wake it to an empty claim first)
+    late.join()
+    assert got == 1 and time.monotonic() - t0 < linger  # taken as it came, not held back

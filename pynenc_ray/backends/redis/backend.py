@@ -100,6 +100,7 @@ class RedisBackend(Backend):
                             supported_errors=_CONN_ERRORS)
         self._scripts = {name: self.client.register_script(source(name)) for name in NAMES}
         self._hot: dict[str, bool] = {}  # runner -> its last claim got work
+        self._stream: dict[str, bool] = {}  # runner -> work is streaming in (see claim)
         self._promoted: dict[str, float] = {}  # runner -> when it last ran the claim script
         self._delayed_checked: dict[str, float] = {}  # runner -> when a claim last promoted
         self._turn = 0  # rotates which served queue a claim looks at first
@@ -265,12 +266,24 @@ class RedisBackend(Backend):
         return [resolved[c.invocation_id] for c in calls]
 
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
-              start: bool = False, queues: Sequence[str] = SERVE_DEFAULT) -> list[Claimed]:
+              start: bool = False, queues: Sequence[str] = SERVE_DEFAULT,
+              linger: float = 0.0) -> list[Claimed]:
         """The claim script runs first only when work is likely (the last claim got
         some) or delayed retries may be due; otherwise an idle runner costs one
         blocking BLMPOP on its queues' bells per ``timeout``. The token it pops is
         only a wake-up: losing one (a crash, a lost reply) costs a runner at most
-        half a second before its next claim looks anyway."""
+        half a second before its next claim looks anyway.
+
+        Work streams in when the last two claims both got some and the last got
+        fewer than it asked for: the runner keeps up by taking one or two at a
+        time, and each of those costs a claim and a finish round trip, which on a
+        small machine slow the producer more than the work does. Then the claim
+        waits ``linger`` first, so it takes (and later finishes) what arrived
+        meanwhile in one step. A task that arrives while the runner is idle, or
+        one a sequential caller submits after reading the last result (whose
+        claim came back empty in between), is never held back."""
+        if linger > 0 and self._stream.get(runner_id):
+            time.sleep(linger)
         now = time.monotonic()
         self._turn += 1
         k = self._turn % len(queues)
@@ -289,6 +302,8 @@ class RedisBackend(Backend):
             if rang is None:
                 return []
             flat = self._claim_script(runner_id, worker, n, start, time.monotonic(), served)
+        got = len(flat) // 5
+        self._stream[runner_id] = bool(self._hot.get(runner_id)) and 0 < got < n
         self._hot[runner_id] = bool(flat)  # work came: more is likely, try the script first
         return [Claimed(flat[i].decode(), flat[i + 1].decode(), flat[i + 2], int(flat[i + 3]),
                         int(flat[i + 4]), start) for i in range(0, len(flat), 5)]
