@@ -9,11 +9,12 @@ PYTHON="${PYTHON:-python3}"
 VENVS="$HERE/.venvs"
 
 # name -> pip requirements. redis-py is pinned to one version for every peer (the
-# one the repository .venv had when this was written); the driver measures, so the
-# peer venvs need no psutil.
+# one the repository .venv had when this was written), with the same C reply parser
+# (hiredis) that pynenc-ray depends on: every system talks to Redis through the same
+# client stack. The driver measures, so the peer venvs need no psutil.
 declare -A PINS=(
-  [huey]="huey==3.5.4 redis==8.1.0"
-  [dramatiq]="dramatiq[redis]==2.2.1 redis==8.1.0"
+  [huey]="huey==3.5.4 redis==8.1.0 hiredis==3.5.0"
+  [dramatiq]="dramatiq[redis]==2.2.1 redis==8.1.0 hiredis==3.5.0"
 )
 
 mkdir -p "$VENVS"
