@@ -76,6 +76,9 @@ SYSTEMS: dict[str, System] = {s.name: s for s in [
     System("huey", "huey", _venv("huey"),
            [_venv("huey", "huey_consumer"), "peers_huey.huey", "-k", "process", "-w", "2"],
            peer=True, describe="RedisHuey, huey_consumer -k process -w 2, get(blocking=True) polls"),
+    System("huey-plain", "huey", _venv("huey-plain"),
+           [_venv("huey-plain", "huey_consumer"), "peers_huey.huey", "-k", "process", "-w", "2"],
+           peer=True, describe="as huey, without hiredis (redis-py's pure-Python reply parser)"),
     System("huey-notify", "huey", _venv("huey"),
            [_venv("huey", "huey_consumer"), "peers_huey.huey", "-k", "process", "-w", "2"],
            {"PEERS_HUEY_NOTIFY": "1"}, peer=True,
@@ -328,12 +331,10 @@ def run_once(system: System, n: int) -> dict:
 
 def _versions(names: list[str]) -> dict[str, str]:
     out = {}
-    probe = {"huey": ("huey", "huey"), "dramatiq": ("dramatiq", "dramatiq"),
-             "pynenc": (REPO_PY, "pynenc-ray"), "floor": (REPO_PY, "redis")}
+    dists = {"huey": "huey", "dramatiq": "dramatiq", "pynenc": "pynenc-ray", "floor": "redis"}
     for name in names:
         s = SYSTEMS[name]
-        py, dist = probe[s.kind]
-        py = _venv(py) if not py.startswith("/") else py
+        py, dist = s.python, dists[s.kind]
         code = f"import importlib.metadata as m; print(m.version({dist!r}))"
         try:
             v = subprocess.run([py, "-c", code], capture_output=True, text=True,

@@ -14,6 +14,7 @@ VENVS="$HERE/.venvs"
 # client stack. The driver measures, so the peer venvs need no psutil.
 declare -A PINS=(
   [huey]="huey==3.5.4 redis==8.1.0 hiredis==3.5.0"
+  [huey-plain]="huey==3.5.4 redis==8.1.0"  # as pinned in issue 13's first measurement
   [dramatiq]="dramatiq[redis]==2.2.1 redis==8.1.0 hiredis==3.5.0"
 )
 
