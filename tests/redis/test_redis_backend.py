@@ -64,7 +64,37 @@ def test_usable_after_fork(app):
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert app.backend.queue_depth() == 2
+    tasks.add(3, 3)  # the parent's own connection was left alone by the child
+    assert app.backend.queue_depth() == 3
+
+
+def test_each_thread_submits_on_one_connection_of_its_own(app, pynenc_redis):
+    """Scripts go out on a connection per thread: reused call after call, one
+    more per submitting thread, closed when that thread ends."""
+    client = pynenc_redis.client()
+    tasks.add(0, 0)  # this thread's connection and the result listener are up
+    before = len(client.client_list())
+    for i in range(20):
+        tasks.add(i, i)
+    assert len(client.client_list()) == before
+    submitted, release = threading.Barrier(4), threading.Event()
+
+    def submitter() -> None:
+        for i in range(10):
+            tasks.add(i, i)
+        submitted.wait(10)
+        release.wait(10)
+
+    threads = [threading.Thread(target=submitter) for _ in range(3)]
+    for t in threads:
+        t.start()
+    submitted.wait(10)
+    assert len(client.client_list()) == before + 3
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert wait_for(lambda: len(client.client_list()) == before, 5)
+    assert app.backend.queue_depth() == 1 + 20 + 30
 
 
 def test_unreachable_redis_at_submit_is_a_clear_error_with_masked_password():
