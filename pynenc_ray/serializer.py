@@ -27,6 +27,8 @@ from .errors import PayloadSignatureError, SerializationError, TaskFailedError
 SIGNED_TAG = b"HMAC2"  # HMAC over bind + NUL + body: a payload is valid only where it belongs
 _OLD_TAG = b"HMAC1"  # earlier versions: HMAC over the body alone, refused
 _MAC_LEN = 32
+# built once: json.dumps with options builds a new encoder at every call
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
 
 
 def args_bind(invocation_id: str) -> str:
@@ -59,7 +61,7 @@ class Serializer:
         """Encode ``value``; ``what`` names it in errors ("arguments of task x")."""
         if self.name == "json":
             try:
-                return json.dumps(value, separators=(",", ":"), allow_nan=True).encode()
+                return _JSON.encode(value).encode()
             except (TypeError, ValueError) as exc:
                 raise SerializationError(
                     f"{what} cannot be serialised as JSON: {exc}. Pass JSON types "
