@@ -340,3 +340,13 @@ def test_claims_linger_only_while_work_streams_in(app):
         got = claim()[0]                           # may wake it to an empty claim first)
     late.join()
     assert got == 1 and time.monotonic() - t0 < linger  # taken as it came, not held back
+
+
+def test_scripts_go_out_without_hiredis_too(app, monkeypatch):
+    """hiredis packs the scripts' commands when it is installed (a dependency);
+    without it redis-py packs them, and everything works the same."""
+    from pynenc_ray.backends.redis import backend as redis_backend
+
+    monkeypatch.setattr(redis_backend, "pack_command", None)
+    with running(app):
+        assert tasks.add(2, 3).result == 5

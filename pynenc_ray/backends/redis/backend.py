@@ -41,6 +41,12 @@ from ..base import SERVE_DEFAULT, Backend, Claimed, HistoryEntry, InvocationReco
 from .listener import ResultListener
 from .scripts import NAMES, source
 
+pack_command: Any  # hiredis's, or None: a dependency (redis[hiredis]), else redis-py packs
+try:
+    from hiredis import pack_command
+except ImportError:  # pragma: no cover - a platform without hiredis wheels
+    pack_command = None
+
 log = logging.getLogger("pynenc_ray.backends.redis")
 S = InvocationStatus
 T = TypeVar("T")
@@ -233,14 +239,21 @@ class RedisBackend(Backend):
             self._check_server()
         script = self._scripts[name]
 
+        def send(conn: Any) -> None:
+            command = ("EVALSHA", script.sha, 1, self.prefix, self.ttl, *args)
+            if pack_command is None:
+                conn.send_command(*command)
+            else:  # hiredis packs in C what redis-py's packer loops over in Python
+                conn.send_packed_command([pack_command(command)])
+
         def run() -> Any:
             conn = self._conns.get()
             try:
-                conn.send_command("EVALSHA", script.sha, 1, self.prefix, self.ttl, *args)
+                send(conn)
                 return conn.read_response()
             except redis.exceptions.NoScriptError:  # a restarted Redis: load, then again
                 script.sha = self.client.script_load(script.script)
-                conn.send_command("EVALSHA", script.sha, 1, self.prefix, self.ttl, *args)
+                send(conn)
                 return conn.read_response()
             except redis.ResponseError:  # a whole error reply was read: the connection is fine
                 raise
@@ -768,9 +781,9 @@ class ThreadConnections:
 
     The connections are made from the pool's own class and settings (TLS, unix
     sockets, credentials, timeouts, health checks), so they behave as pooled ones
-    do. A thread's connection closes when the thread ends (only that thread
-    refers to it) or when the backend closes; a forked child opens its own
-    rather than write on its parent's socket."""
+    do. A thread's connection closes when the thread ends or when the backend
+    closes; a forked child opens its own rather than write on its parent's
+    socket."""
 
     def __init__(self, pool: Any):
         self._pool = pool
@@ -780,14 +793,13 @@ class ThreadConnections:
 
     def get(self) -> Any:
         """This thread's connection (it connects on its first command)."""
-        local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():
-            conn = self._pool.connection_class(**self._pool.connection_kwargs)
-            local.conn, local.pid = conn, os.getpid()
+        owned = getattr(self._local, "owned", None)
+        if owned is None or owned.pid != os.getpid():
+            owned = _Owned(self._pool.connection_class(**self._pool.connection_kwargs))
+            self._local.owned = owned
             with self._lock:
-                self._made.add(conn)
-        return conn
+                self._made.add(owned.conn)
+        return owned.conn
 
     def close(self) -> None:
         """Disconnect every thread's connection; a later call reconnects."""
@@ -795,6 +807,19 @@ class ThreadConnections:
             made = list(self._made)
         for conn in made:
             conn.disconnect()
+
+
+class _Owned:
+    """A thread's connection, held only by that thread's local storage. When the
+    thread ends, or a forked child replaces it, this goes at once and closes the
+    socket: a connection object sits in reference cycles, so waiting for it to be
+    collected could leave the socket open until the next garbage collection."""
+
+    __slots__ = ("conn", "pid", "__weakref__")
+
+    def __init__(self, conn: Any):
+        self.conn, self.pid = conn, os.getpid()
+        weakref.finalize(self, conn.disconnect)
 
 
 def _history(invocation_id: str, raw: list[bytes]) -> list[HistoryEntry]:
