@@ -232,7 +232,7 @@ class RedisBackend(Backend):
         return exc
 
     def _script(self, name: str, args: Sequence[Any]) -> Any:
-        """EVALSHA on this thread's own connection (see ``connections.py``):
+        """EVALSHA on this thread's own connection (``ThreadConnections``):
         scripts are the hot path, and redis-py's per-command wrapping and pool
         checkout cost as much as the round trip here."""
         if not self._server_checked:
