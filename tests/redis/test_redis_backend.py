@@ -68,33 +68,65 @@ def test_usable_after_fork(app):
     assert app.backend.queue_depth() == 3
 
 
-def test_each_thread_submits_on_one_connection_of_its_own(app, pynenc_redis):
+def test_each_thread_submits_on_one_connection_of_its_own(app, pynenc_redis, monkeypatch):
     """Scripts go out on a connection per thread: reused call after call, one
-    more per submitting thread, closed when that thread ends."""
+    more per submitting thread; when a thread ends its connection waits for the
+    next new thread (at most IDLE_MAX of them wait, the rest are closed)."""
+    from pynenc_ray.backends.redis.backend import ThreadConnections
+
     client = pynenc_redis.client()
     tasks.add(0, 0)  # this thread's connection and the result listener are up
     before = len(client.client_list())
     for i in range(20):
         tasks.add(i, i)
     assert len(client.client_list()) == before
-    submitted, release = threading.Barrier(4), threading.Event()
 
-    def submitter() -> None:
-        for i in range(10):
-            tasks.add(i, i)
+    def submit_in_threads(n: int) -> int:
+        """Clients connected while n threads have submitted and are still alive."""
+        submitted, release = threading.Barrier(n + 1), threading.Event()
+
+        def submitter() -> None:
+            for i in range(10):
+                tasks.add(i, i)
+            submitted.wait(10)
+            release.wait(10)
+
+        threads = [threading.Thread(target=submitter) for _ in range(n)]
+        for t in threads:
+            t.start()
         submitted.wait(10)
-        release.wait(10)
+        during = len(client.client_list())
+        release.set()
+        for t in threads:
+            t.join(10)
+        return during
 
-    threads = [threading.Thread(target=submitter) for _ in range(3)]
-    for t in threads:
-        t.start()
-    submitted.wait(10)
-    assert len(client.client_list()) == before + 3
-    release.set()
-    for t in threads:
-        t.join(10)
-    assert wait_for(lambda: len(client.client_list()) == before, 5)
-    assert app.backend.queue_depth() == 1 + 20 + 30
+    assert submit_in_threads(3) == before + 3
+    assert len(client.client_list()) == before + 3  # the ended threads' connections wait
+    assert submit_in_threads(3) == before + 3  # ...and the next threads take them
+    monkeypatch.setattr(ThreadConnections, "IDLE_MAX", 1)
+    assert submit_in_threads(3) == before + 3
+    assert wait_for(lambda: len(client.client_list()) == before + 1, 5)  # the rest closed
+    assert app.backend.queue_depth() == 1 + 20 + 90
+
+
+def test_a_connection_the_server_closed_while_idle_reconnects_quietly(app, pynenc_redis,
+                                                                      monkeypatch):
+    """A thread's connection that sat idle is looked at before use: one the server
+    closed meanwhile (its idle timeout, CLIENT KILL) reconnects without counting
+    as an outage."""
+    from pynenc_ray.backends.redis.backend import ThreadConnections
+
+    monkeypatch.setattr(ThreadConnections, "IDLE_CHECK_SEC", 0.0)
+    tasks.add(1, 1)
+    reconnects = app.backend.reconnects
+    client = pynenc_redis.client()
+    client.ping()
+    client.client_kill_filter(_type="normal", skipme=True)  # every plain client but this
+    assert wait_for(lambda: len(client.client_list(_type="normal")) == 1, 5)
+    tasks.add(2, 2)
+    assert app.backend.reconnects == reconnects
+    assert app.backend.queue_depth() == 2
 
 
 def test_unreachable_redis_at_submit_is_a_clear_error_with_masked_password():

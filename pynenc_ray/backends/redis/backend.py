@@ -770,7 +770,7 @@ class RedisBackend(Backend):
 
 class ThreadConnections:
     """One Redis connection per thread for the script hot path; ``get()`` returns
-    the calling thread's, made on first use.
+    the calling thread's.
 
     A submit, a claim and a finish are each one EVALSHA. Taken from redis-py's
     shared pool, every such call also pays the pool's lock, a readiness poll of
@@ -781,28 +781,63 @@ class ThreadConnections:
 
     The connections are made from the pool's own class and settings (TLS, unix
     sockets, credentials, timeouts, health checks), so they behave as pooled ones
-    do. A thread's connection closes when the thread ends or when the backend
-    closes; a forked child opens its own rather than write on its parent's
+    do. When a thread ends, its connection waits for the next new thread (up to
+    IDLE_MAX of them wait; more are closed), so a server that starts a thread
+    per request does not connect anew for each. All close when the backend
+    closes. A forked child opens its own rather than write on its parent's
     socket."""
+
+    IDLE_MAX = 8  # connections of ended threads kept for new ones
+    IDLE_CHECK_SEC = 5.0  # a connection unused this long is checked before use
 
     def __init__(self, pool: Any):
         self._pool = pool
         self._local = threading.local()
-        self._lock = threading.Lock()
+        # re-entrant: a finalizer that gives a connection back may run inside a
+        # garbage collection that an allocation under this lock set off
+        self._lock = threading.RLock()
         self._made: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._idle: list[tuple[int, Any]] = []  # (pid, connection) of threads that ended
 
     def get(self) -> Any:
-        """This thread's connection (it connects on its first command)."""
+        """This thread's connection (it connects on its first command). One that
+        sat idle for IDLE_CHECK_SEC is looked at first, as the pool does with
+        every checkout: if the server closed it meanwhile (its idle timeout, a
+        restart), it reconnects quietly instead of failing a call as an outage."""
         owned = getattr(self._local, "owned", None)
         if owned is None or owned.pid != os.getpid():
-            owned = _Owned(self._pool.connection_class(**self._pool.connection_kwargs))
+            owned = _Owned(self._take(), self._give_back)
             self._local.owned = owned
-            with self._lock:
-                self._made.add(owned.conn)
+        now = time.monotonic()
+        if now - owned.used > self.IDLE_CHECK_SEC:
+            _drop_if_closed(owned.conn)
+        owned.used = now
         return owned.conn
 
+    def _take(self) -> Any:
+        """An idle connection of this process, else a new one."""
+        pid = os.getpid()
+        with self._lock:
+            while self._idle:
+                owner_pid, conn = self._idle.pop()
+                if owner_pid == pid:
+                    return conn
+                # a forked child's copy of its parent's list: never written on here
+            conn = self._pool.connection_class(**self._pool.connection_kwargs)
+            self._made.add(conn)
+            return conn
+
+    def _give_back(self, pid: int, conn: Any) -> None:
+        """The thread that held ``conn`` ended: keep it for the next one, or close it."""
+        if pid == os.getpid():
+            with self._lock:
+                if len(self._idle) < self.IDLE_MAX:
+                    self._idle.append((pid, conn))
+                    return
+        conn.disconnect()  # in a forked child this only closes its copy of the socket
+
     def close(self) -> None:
-        """Disconnect every thread's connection; a later call reconnects."""
+        """Disconnect every connection, in use or idle; a later call reconnects."""
         with self._lock:
             made = list(self._made)
         for conn in made:
@@ -811,15 +846,30 @@ class ThreadConnections:
 
 class _Owned:
     """A thread's connection, held only by that thread's local storage. When the
-    thread ends, or a forked child replaces it, this goes at once and closes the
-    socket: a connection object sits in reference cycles, so waiting for it to be
-    collected could leave the socket open until the next garbage collection."""
+    thread ends, or a forked child replaces it, this goes at once and hands the
+    connection to ``release``: a connection object sits in reference cycles, so
+    waiting for it to be collected could leave the socket open until the next
+    garbage collection."""
 
-    __slots__ = ("conn", "pid", "__weakref__")
+    __slots__ = ("conn", "pid", "used", "__weakref__")
 
-    def __init__(self, conn: Any):
+    def __init__(self, conn: Any, release: Callable[[int, Any], None]):
         self.conn, self.pid = conn, os.getpid()
-        weakref.finalize(self, conn.disconnect)
+        self.used = float("-inf")  # checked at first use: it may have idled in the list
+        weakref.finalize(self, release, self.pid, conn)
+
+
+def _drop_if_closed(conn: Any) -> None:
+    """Disconnect ``conn`` if the server closed it or it holds stray bytes (its
+    next command then connects afresh); leave a healthy or unconnected one be."""
+    if not conn.is_connected:
+        return
+    try:
+        stale = conn.can_read()  # readable with nothing asked: stray data
+    except (redis.ConnectionError, ConnectionError, OSError):  # closed by the server
+        stale = True
+    if stale:
+        conn.disconnect()
 
 
 def _history(invocation_id: str, raw: list[bytes]) -> list[HistoryEntry]:
