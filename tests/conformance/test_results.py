@@ -105,12 +105,14 @@ def test_get_invocation_by_id(app):
 
 
 def test_queue_depth_and_status_counts(app):
-    tasks.add.parallelize([(i, i) for i in range(5)])
+    group = tasks.add.parallelize([(i, i) for i in range(5)])
     assert app.backend.queue_depth() == 5
     assert app.backend.status_counts().get("REGISTERED") == 5
     with running(app):
         assert app.backend.wait_final([], 1)
-        tasks.add(0, 0).result
+        # every one, not only the last submitted: a runner that hands an invocation
+        # back (an actor retired by the autoscaler) queues it again behind later ones
+        assert list(group.results) == [2 * i for i in range(5)] and tasks.add(0, 0).result == 0
     assert app.backend.queue_depth() == 0
     assert app.backend.status_counts().get("SUCCESS") == 6
 
