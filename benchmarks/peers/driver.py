@@ -50,7 +50,7 @@ RUN_TIMEOUT = 1800.0
 @dataclass
 class System:
     name: str
-    kind: str  # producer.py's system: huey, dramatiq, pynenc, floor
+    kind: str  # producer.py's system: huey, dramatiq, pynenc, floor, ceiling
     python: str  # the venv python that runs the producer
     worker: list[str] | None  # the worker command, None for the floor
     env: dict[str, str] = field(default_factory=dict)
@@ -98,6 +98,10 @@ SYSTEMS: dict[str, System] = {s.name: s for s in [
             "MultiThreadRunner, 2 Ray actors x 4 threads, local Ray on 127.0.0.1"),
     System("floor", "floor", REPO_PY, None,
            describe="bare redis-py: EVALSHA(HSET+RPUSH) per task, HGET per result"),
+    System("ceiling", "ceiling", REPO_PY, None,
+           describe="the floor's submits alone (held connection, hiredis packing), no worker "
+                    "and no result read: the most any system confirming each submit with a "
+                    "round trip could reach here"),
 ]}
 
 
@@ -331,7 +335,7 @@ def run_once(system: System, n: int) -> dict:
 
 def _versions(names: list[str]) -> dict[str, str]:
     out = {}
-    dists = {"huey": "huey", "dramatiq": "dramatiq", "pynenc": "pynenc-ray", "floor": "redis"}
+    dists = {"huey": "huey", "dramatiq": "dramatiq", "pynenc": "pynenc-ray", "floor": "redis", "ceiling": "redis"}
     for name in names:
         s = SYSTEMS[name]
         py, dist = s.python, dists[s.kind]
@@ -347,7 +351,7 @@ def _versions(names: list[str]) -> dict[str, str]:
             dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "pynenc_ray"],
                                    capture_output=True, text=True).stdout.strip()
             v = f"pynenc-ray {v} ({sha}{', pynenc_ray/ modified' if dirty else ''})"
-        elif s.kind == "floor":
+        elif s.kind in ("floor", "ceiling"):
             v = f"redis-py {v}"
         else:
             v = f"{dist} {v}"

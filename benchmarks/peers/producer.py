@@ -89,7 +89,37 @@ def _floor():
     return submit, read, client.close
 
 
-SYSTEMS = {"huey": _huey, "dramatiq": _dramatiq, "pynenc": _pynenc, "floor": _floor}
+def _ceiling():
+    """The floor's submits alone, on one held connection with hiredis packing
+    each command (no pool checkout, as pynenc-ray's own submit path): with no
+    worker running and no result read, this is as many tasks/s as any system
+    that confirms each submit with one round trip could reach on this machine."""
+    import redis
+    from hiredis import pack_command
+
+    client = redis.Redis.from_url(os.environ["PEERS_REDIS_URL"])
+    sha = client.script_load(FLOOR_LUA)
+    conn = client.connection_pool.get_connection()
+
+    def submit(i):
+        conn.send_packed_command([pack_command(
+            ("EVALSHA", sha, 2, f"ceiling:call:{i}", "ceiling:queue", json.dumps([i, i]),
+             2 * i, i))])
+        conn.read_response()
+        return 2 * i
+
+    def read(value):
+        return value  # nothing is read back: the ceiling is the submit loop alone
+
+    def close():
+        client.connection_pool.release(conn)
+        client.close()
+
+    return submit, read, close
+
+
+SYSTEMS = {"huey": _huey, "dramatiq": _dramatiq, "pynenc": _pynenc, "floor": _floor,
+           "ceiling": _ceiling}
 
 
 def main() -> int:
