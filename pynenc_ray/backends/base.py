@@ -193,6 +193,18 @@ class Backend(abc.ABC):
         before any is written: InvocationStatusTransitionError or
         InvocationOwnershipError for a refused move leaves all of them as they were."""
 
+    def finish_and_claim(self, item: tuple[str, InvocationStatus, bytes, str], runner_id: str,
+                         worker: str, n: int, start: bool = False,
+                         queues: Sequence[str] = SERVE_DEFAULT) -> tuple[bool, list[Claimed]]:
+        """For a worker that runs one invocation at a time: ``finish`` of ``item``
+        (id, status, payload, worker), then ``claim`` of up to ``n`` more without
+        waiting, as ``runner_id`` from ``worker``. Returns whether the finish was
+        applied (False: dropped, as ``finish``) and what was claimed. A shared
+        backend does both in one step and one round trip; here, one after the
+        other. Raises as ``finish_many``: a refused finish claims nothing."""
+        done = self.finish_many([item], runner_id)[0]
+        return done, self.claim(runner_id, worker, n, 0, start=start, queues=queues)
+
     @abc.abstractmethod
     def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float,
               push: bool = True) -> bool:

@@ -92,3 +92,64 @@ def test_retry_goes_through_retry_back_to_registered(app):
     assert rec.status == S.REGISTERED and rec.owner is None and rec.retries == 1
     assert [h.status for h in rec.history][-2:] == [S.RETRY, S.REGISTERED]
     assert app.backend.queue_depth() == 1
+
+
+def _queued(app, n: int, running_key: str = "") -> list[str]:
+    ids = [uuid.uuid4().hex for _ in range(n)]
+    app.backend.enqueue([NewInvocation(i, "m:f", b"[[],{}]", running_key=running_key)
+                         for i in ids], "producer", "w")
+    return ids
+
+
+def test_finish_and_claim_stores_the_result_then_claims_the_next(app):
+    """A worker running one at a time: its final write and its next claim in one call."""
+    first, second = _queued(app, 2)
+    [c] = app.backend.claim("A", "w", 1, 1.0, start=True)
+    assert c.invocation_id == first
+    done, claimed = app.backend.finish_and_claim((first, S.SUCCESS, b"7", "w"), "A", "w2", 1,
+                                                 start=True)
+    assert done is True
+    assert [x.invocation_id for x in claimed] == [second] and claimed[0].started
+    assert app.backend.final_results([first])[first] == (S.SUCCESS, b"7")
+    rec = app.backend.get(second)
+    assert rec.status == S.RUNNING and rec.owner == "A" and rec.history[-1].worker == "w2"
+    assert app.backend.owned_by("A") == {second}
+    done, claimed = app.backend.finish_and_claim((second, S.FAILED, b"{}", "w"), "A", "w", 1,
+                                                 start=True)
+    assert done is True and claimed == []  # nothing waits: the next claim blocks as usual
+    assert app.backend.status(second) == S.FAILED and app.backend.owned_by("A") == set()
+
+
+def test_finish_and_claim_drops_a_late_write_and_still_claims(app, caplog):
+    first, second = _queued(app, 2)
+    app.backend.claim("A", "w", 1, 1.0, start=True)
+    assert app.backend.reroute_owned("A", "B") == [first]  # recovery took it from A
+    with caplog.at_level(logging.WARNING):
+        done, claimed = app.backend.finish_and_claim((first, S.SUCCESS, b"1", "w"), "A", "w",
+                                                     1, start=True)
+    assert done is False and "dropped late SUCCESS" in caplog.text
+    assert app.backend.status(first) == S.REROUTED
+    assert [x.invocation_id for x in claimed] == [second]
+
+
+def test_finish_and_claim_refused_claims_nothing(app):
+    """A finish the status table refuses (PENDING -> SUCCESS: it never started)
+    raises before anything is written, the claim included."""
+    first, second = _queued(app, 2)
+    app.backend.claim("A", "w", 1, 1.0)  # PENDING, not started
+    with pytest.raises(InvocationStatusTransitionError, match="PENDING -> SUCCESS"):
+        app.backend.finish_and_claim((first, S.SUCCESS, b"1", "w"), "A", "w", 1, start=True)
+    assert app.backend.status(first) == S.PENDING
+    assert app.backend.status(second) == S.REGISTERED and app.backend.queue_depth() == 1
+
+
+def test_finish_and_claim_frees_the_running_key_before_it_claims(app):
+    """The finish comes first: the invocation set aside for the running key the
+    finished one held is claimed in the same call."""
+    first, second = _queued(app, 2, running_key="k")
+    [c] = app.backend.claim("A", "w", 1, 1.0, start=True)
+    assert c.invocation_id == first
+    assert app.backend.claim("B", "w", 1, 0) == []  # second set aside: first holds "k"
+    done, claimed = app.backend.finish_and_claim((first, S.SUCCESS, b"1", "w"), "A", "w", 1,
+                                                 start=True)
+    assert done is True and [x.invocation_id for x in claimed] == [second]

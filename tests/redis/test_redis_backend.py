@@ -382,3 +382,37 @@ def test_scripts_go_out_without_hiredis_too(app, monkeypatch):
     monkeypatch.setattr(redis_backend, "pack_command", None)
     with running(app):
         assert tasks.add(2, 3).result == 5
+
+
+def test_finish_and_claim_is_one_script_call(app):
+    """One round trip for the final write and the next claim, where finish and
+    claim are two; a corrupt record on either side is failed in place and the
+    step goes on."""
+    from tests.faults import corrupt
+
+    backend = app.backend
+    invs = [tasks.add(i, i) for i in range(3)]
+    [c] = backend.claim("r", "w", 1, 0, start=True)
+    assert c.invocation_id == invs[0].invocation_id
+
+    def evalsha() -> int:  # that ran a script (not the first one's NOSCRIPT, which loads it)
+        stat = backend.client.info("commandstats")["cmdstat_evalsha"]
+        return stat["calls"] - stat["failed_calls"] - stat["rejected_calls"]
+
+    before = evalsha()
+    done, claimed = backend.finish_and_claim((c.invocation_id, S.SUCCESS, b"0", "w"), "r", "w",
+                                             1, start=True)
+    assert evalsha() - before == 1 and done
+    assert [x.invocation_id for x in claimed] == [invs[1].invocation_id]
+    # the finished one corrupt: dropped and failed in place; the one next in line
+    # corrupt too: failed in place, and the claim takes the one after it
+    corrupt(backend.client, app, invs[1].invocation_id, "bad_status")
+    corrupt(backend.client, app, invs[2].invocation_id, "no_args")
+    extra = tasks.add(9, 9)
+    done, claimed = backend.finish_and_claim((invs[1].invocation_id, S.SUCCESS, b"2", "w"), "r",
+                                             "w", 1, start=True)
+    assert not done and [x.invocation_id for x in claimed] == [extra.invocation_id]
+    assert set(backend.corrupt()) == {invs[1].invocation_id, invs[2].invocation_id}
+    for inv in invs[1:]:
+        assert backend.status(inv.invocation_id) == S.FAILED
+    assert backend.owned_by("r") == {extra.invocation_id}

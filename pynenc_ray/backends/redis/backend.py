@@ -308,9 +308,7 @@ class RedisBackend(Backend):
         if linger > 0 and self._stream.get(runner_id):
             time.sleep(linger)
         now = time.monotonic()
-        self._turn += 1
-        k = self._turn % len(queues)
-        served = list(queues[k:]) + list(queues[:k])
+        served = self._served(queues)
         flat: list[Any] = []
         if (timeout <= 0 or self._hot.get(runner_id)
                 or now - self._promoted.get(runner_id, 0.0) > 0.5):
@@ -325,22 +323,55 @@ class RedisBackend(Backend):
             if rang is None:
                 return []
             flat = self._claim_script(runner_id, worker, n, start, time.monotonic(), served)
+        return self._claimed(runner_id, n, start, flat)
+
+    def _claimed(self, runner_id: str, n: int, start: bool, flat: list[Any]) -> list[Claimed]:
+        """The claim script's flat reply as Claimed; notes whether work is coming
+        (``_hot``) and streaming (``_stream``) for this runner's next claim."""
         got = len(flat) // 5
         self._stream[runner_id] = bool(self._hot.get(runner_id)) and 0 < got < n
         self._hot[runner_id] = bool(flat)  # work came: more is likely, try the script first
         return [Claimed(flat[i].decode(), flat[i + 1].decode(), flat[i + 2], int(flat[i + 3]),
                         int(flat[i + 4]), start) for i in range(0, len(flat), 5)]
 
+    def _served(self, queues: Sequence[str]) -> list[str]:
+        """``queues`` rotated by one more each call, so none is always looked at first."""
+        self._turn += 1
+        k = self._turn % len(queues)
+        return list(queues[k:]) + list(queues[:k])
+
+    def _claim_args(self, runner_id: str, worker: str, n: int, start: bool,
+                    now: float) -> tuple[list[Any], bool]:
+        """The claim step's leading arguments, and whether it looks at delayed
+        retries this time (a few times a second)."""
+        promote = now - self._delayed_checked.get(runner_id, 0.0) >= PROMOTE_EVERY_SEC
+        return [runner_id, worker, repr(time.time()), n, "1" if start else "0",
+                "1" if promote else "0"], promote
+
     def _claim_script(self, runner_id: str, worker: str, n: int, start: bool, now: float,
                       queues: Sequence[str]) -> list[Any]:
-        """The claim step, looking at delayed retries a few times a second."""
-        promote = now - self._delayed_checked.get(runner_id, 0.0) >= PROMOTE_EVERY_SEC
-        flat: list[Any] = self._script("claim", [runner_id, worker, repr(time.time()), n,
-                                                 "1" if start else "0",
-                                                 "1" if promote else "0", *queues])
+        """The claim step."""
+        args, promote = self._claim_args(runner_id, worker, n, start, now)
+        flat: list[Any] = self._script("claim", [*args, *queues])
         if promote:
             self._delayed_checked[runner_id] = now
         return flat
+
+    @override
+    def finish_and_claim(self, item: tuple[str, InvocationStatus, bytes, str], runner_id: str,
+                         worker: str, n: int, start: bool = False,
+                         queues: Sequence[str] = SERVE_DEFAULT) -> tuple[bool, list[Claimed]]:
+        """One script (``finish_claim.lua``): the final write, then the claim."""
+        now = time.monotonic()
+        args, promote = self._claim_args(runner_id, worker, n, start, now)
+        inv_id, status, payload, item_worker = item
+        res = self._script("finish_claim", [*args, inv_id, status.value, payload, item_worker,
+                                            *self._served(queues)])
+        if promote:
+            self._delayed_checked[runner_id] = now
+        self._promoted[runner_id] = now
+        return (self._applied(res[0], inv_id, status, runner_id),
+                self._claimed(runner_id, n, start, res[1]))
 
     @override
     def queue_depth(self, queues: Sequence[str] | None = None) -> int:

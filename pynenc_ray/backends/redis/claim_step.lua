@@ -1,0 +1,86 @@
+-- Take running key `rck` for id, unless another invocation that is owned (PENDING,
+-- RUNNING, PAUSED) holds it: then set id aside and say no. A holder that is no
+-- longer owned (its release was lost with a corrupt record) is taken over.
+local function may_run(id, rck)
+  local lock = P .. 'lock:' .. rck
+  local holder = redis.call('GET', lock)
+  if holder and holder ~= id then
+    local st = redis.pcall('HGET', ikey(holder), 'status')
+    if type(st) == 'string' and OWNED[st] then
+      redis.call('RPUSH', P .. 'held:' .. rck, id)
+      redis.call('SADD', P .. 'heldkeys', rck)
+      return false
+    end
+  end
+  redis.call('SET', lock, id)
+  return true
+end
+
+-- claim_step(runner, worker, now, n, start, promote, queues): take up to n
+-- invocations as PENDING owned by runner, in one step, so a crash never leaves
+-- an id popped but unowned. With start (a runner that starts them at once) they
+-- go on to RUNNING in the same step. With promote, due delayed retries of the
+-- served queues are queued first (the caller asks for it a few times a second,
+-- not on every claim). Ids come from the served queues' highest non-empty
+-- priority level, oldest first; at one level the queues are taken in the order
+-- given (the caller rotates it). Ids no longer claimable (final, expired) are
+-- skipped; a corrupt record is failed in place (fail_corrupt) and the claim goes
+-- on. Each id is read and checked before anything about it is written. A claim
+-- that filled up may leave work behind: it rings the served queues' bells so
+-- that another idle runner looks. An id whose running-concurrency key (rck)
+-- another owned invocation holds is set aside in held:<key> instead (may_run);
+-- release() in the prelude queues it again. Used by claim.lua and
+-- finish_claim.lua, which commit() after it.
+-- Returns a flat list: id, task, args, retries, deaths per claimed invocation.
+local function claim_step(runner, worker, now, n, start, promote, queues)
+  local moves = start and {'PENDING', 'RUNNING'} or {'PENDING'}
+  if promote then
+    for _, q in ipairs(queues) do
+      local key = P .. 'delayed:' .. q
+      local due = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, 1000)
+      if #due > 0 then
+        redis.call('ZREM', key, unpack(due))
+        for _, id in ipairs(due) do  -- each back at its own level
+          local p = redis.call('HGET', ikey(id), 'prio')
+          queue_ids(q, (p and tonumber(p) and PRIO[tonumber(p)]) and p or 0, {id})
+        end
+      end
+    end
+  end
+  -- LMPOP's arguments: every served list, highest level first
+  local pop = {0}
+  for p = 9, 0, -1 do
+    for _, q in ipairs(queues) do pop[#pop + 1] = qkey(q, p) end
+  end
+  pop[1] = #pop - 1
+  pop[#pop + 1] = 'LEFT'
+  pop[#pop + 1] = 'COUNT'
+  pop[#pop + 1] = 0
+  local out, owned = {}, {}
+  while #owned < n do
+    pop[#pop] = n - #owned
+    local got = redis.call('LMPOP', unpack(pop))
+    if not got then break end  -- every served level is empty
+    for _, id in ipairs(got[2]) do
+      local v, why = read(id, {'task', 'args', 'retries', 'deaths', 'rck'})
+      if v and CLAIMABLE[v[1]] and v[8] and not may_run(id, v[8]) then
+        -- set aside until the invocation holding its key is done
+      elseif v and CLAIMABLE[v[1]] then
+        move(id, v[3], v[1], moves, runner, worker, now, runner)
+        owned[#owned + 1] = id
+        out[#out + 1] = id
+        out[#out + 1] = v[4]
+        out[#out + 1] = v[5]
+        out[#out + 1] = v[6] or 0
+        out[#out + 1] = v[7] or 0
+      elseif why then
+        fail_corrupt(id, why, 'REGISTERED', nil, runner, now)
+      end
+    end
+  end
+  if #owned > 0 then push_all('SADD', P .. 'owned:' .. runner, owned) end
+  if #owned >= n then
+    for _, q in ipairs(queues) do ring(q) end
+  end
+  return out
+end
