@@ -271,6 +271,8 @@ class _Worker(BaseRunner):
         self._pending: BaseException | None = None
         self._term_raised = self._timeout_raised = False
         self._depth = 0  # how deep this thread is in backend calls
+        # the final write of the last run, held to go out with the next claim (see serve)
+        self._held: tuple[str, S, bytes, str] | None = None
 
     def live_invocations(self) -> set[str]:
         return set(self._live)
@@ -281,32 +283,78 @@ class _Worker(BaseRunner):
         raise RuntimeError("a persistent worker runs serve(), not the runner loop")
 
     def serve(self) -> None:
-        """Claim one invocation, run it, repeat; until stopped or asked to retire."""
+        """Claim one invocation, run it, repeat; until stopped or asked to retire.
+        The final write of a run goes out with the claim of the next, in one
+        backend step and round trip (``finish_and_claim``); when that claims
+        nothing, the next claim waits for work as usual."""
         self._reconnects = self.app.backend.reconnects
         sleep = self.conf.runner_loop_sleep_time_sec
-        while not self._stop.is_set() and not self._state[RETIRE]:
-            try:
-                self._reconcile_if_reconnected()
-                # start=True: this worker runs it at once, so claim and start are one step
-                claimed = self.app.backend.claim(self.runner_id, self.worker, 1, sleep,
-                                                 start=True, queues=self.conf.queues)
-            except Exception:
-                if self._stop.is_set():  # an outage cut short by the stop: nothing held
-                    break
-                log.exception("worker %s could not claim; trying again", self.runner_id)
-                self._stop.wait(sleep)
-                continue
-            if not claimed:
-                continue
-            self._live.update(c.invocation_id for c in claimed)
-            self.app.middleware.notify("after_claim", self.app, self, claimed)
-            self._reconcile_if_reconnected()  # the claim itself may have reconnected
-            for c in claimed:
-                if self._stop.is_set():  # claimed as the stop came: hand it back unstarted
-                    self._hand_back([c.invocation_id])
-                    self._live.discard(c.invocation_id)
-                else:
-                    self._run(c)  # on a stop it hands its invocation back itself
+        try:
+            while not self._stop.is_set() and not self._state[RETIRE]:
+                try:
+                    self._reconcile_if_reconnected()
+                    if self._held is not None:
+                        claimed = self._finish_held(claim=True)
+                    else:
+                        # start=True: this worker runs it at once, so claim and start are
+                        # one step
+                        claimed = self.app.backend.claim(self.runner_id, self.worker, 1, sleep,
+                                                         start=True, queues=self.conf.queues)
+                except Exception:
+                    if self._stop.is_set():  # an outage cut short by the stop: nothing held
+                        break
+                    log.exception("worker %s could not claim; trying again", self.runner_id)
+                    self._stop.wait(sleep)
+                    continue
+                if not claimed:
+                    continue
+                self._live.update(c.invocation_id for c in claimed)
+                self.app.middleware.notify("after_claim", self.app, self, claimed)
+                self._reconcile_if_reconnected()  # the claim itself may have reconnected
+                for c in claimed:
+                    if self._stop.is_set():  # claimed as the stop came: hand it back unstarted
+                        self._hand_back([c.invocation_id])
+                        self._live.discard(c.invocation_id)
+                    else:
+                        self._run(c)  # on a stop it hands its invocation back itself
+        finally:
+            if self._held is not None:  # stopping or retiring: write it, claim nothing
+                self._finish_held(claim=False)
+
+    def finish(self, invocation_id: str, status: S, payload: bytes, worker: str) -> None:
+        """The final write of the run in progress is held for ``serve`` to send
+        with the next claim; with a stop under way, or for any other
+        invocation, it is written at once."""
+        run = self._current
+        if (run is not None and run.invocation_id == invocation_id and self._held is None
+                and not self._stop.is_set() and not self._state[RETIRE]):
+            self._held = (invocation_id, status, payload, worker)
+            return
+        super().finish(invocation_id, status, payload, worker)
+
+    def _finish_held(self, claim: bool) -> list[Claimed]:
+        """Write the held final write, with the claim of the next invocation when
+        ``claim``. The invocation stays live here until then. If the write fails
+        (Redis gone while stopping), the invocation is handed back: at least once,
+        as when any run's final write fails."""
+        assert self._held is not None
+        held, self._held = self._held, None
+        inv_id = held[0]
+        try:
+            if claim:
+                _, claimed = self.app.backend.finish_and_claim(
+                    held, self.runner_id, self.worker, 1, start=True, queues=self.conf.queues)
+                return claimed
+            self.app.backend.finish_many([held], self.runner_id)
+            return []
+        except Exception:
+            if not self._stop.is_set():
+                log.exception("worker %s could not store the result of %s; handing it back",
+                              self.runner_id, inv_id)
+            self._hand_back([inv_id])
+            return []
+        finally:
+            self._live.discard(inv_id)
 
     def _run(self, claimed: Claimed) -> None:
         """Run one invocation, or hand it back if the worker is told to stop
@@ -325,20 +373,29 @@ class _Worker(BaseRunner):
             run_invocation(self.app, self, claimed, self.worker)
         except WorkerStopping:
             self._current = None
-            log.info("worker %s stopping: handing back %s", self.runner_id, inv_id)
-            self._hand_back([inv_id])
+            if self._held is not None:  # its result is in hand: store it, not run it again
+                self._finish_held(claim=False)
+            else:
+                log.info("worker %s stopping: handing back %s", self.runner_id, inv_id)
+                self._hand_back([inv_id])
         except Exception:  # the executor stores task errors; this is a fault around it
             self._current = None
-            if not self._stop.is_set():  # (when stopping: an outage cut short, expected)
-                log.exception("worker %s failed around %s; handing it back", self.runner_id,
-                              inv_id)
-            self._hand_back([inv_id])
+            if self._held is not None:  # it failed after its result was in hand: store that
+                log.exception("worker %s failed around %s after it returned; storing its "
+                              "result", self.runner_id, inv_id)
+                self._finish_held(claim=False)
+            else:
+                if not self._stop.is_set():  # (when stopping: an outage cut short, expected)
+                    log.exception("worker %s failed around %s; handing it back",
+                                  self.runner_id, inv_id)
+                self._hand_back([inv_id])
         finally:
             self._current = None
             signal.setitimer(signal.ITIMER_REAL, 0)
             self._pending = None
             current.reset(token)
-            self._live.discard(inv_id)
+            if self._held is None:  # a held final write keeps it live until it is stored
+                self._live.discard(inv_id)
             self._state[BUSY] = 0
 
     def _hand_back(self, ids: list[str]) -> None:

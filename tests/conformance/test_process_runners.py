@@ -103,6 +103,26 @@ def test_pool_runs_on_num_processes_long_lived_workers(pool_app):
     assert os.getpid() not in {r["pid"] for r in results}
 
 
+def test_pool_worker_stores_each_result_with_its_next_claim(pool_app):
+    """With work waiting, a worker's final write and its next claim are one
+    script call: about one round trip per task, where a claim and a finish
+    each would be two."""
+    pool_app.reconfigure(runner={"num_processes": 1, "runner_heartbeat_interval_sec": 30.0})
+    client = pool_app.backend.client
+
+    def scripts_run() -> int:  # EVALSHAs that ran a script (not NOSCRIPT replies)
+        stat = client.info("commandstats").get("cmdstat_evalsha", {})
+        return stat.get("calls", 0) - stat.get("failed_calls", 0) - stat.get("rejected_calls", 0)
+
+    n = 40
+    group = tasks.add.parallelize([(i, i) for i in range(n)])  # queued before any worker
+    before = scripts_run()
+    with running(pool_app):
+        assert list(group.results) == [2 * i for i in range(n)]
+        used = scripts_run() - before
+    assert used <= n * 1.25, used  # claim + finish per task would be 2 * n
+
+
 def test_pool_of_one_completes_tasks_that_await_subtasks(pool_app):
     pool_app.reconfigure(runner={"num_processes": 1})
     with running(pool_app):
