@@ -323,11 +323,15 @@ class _Worker(BaseRunner):
 
     def finish(self, invocation_id: str, status: S, payload: bytes, worker: str) -> None:
         """The final write of the run in progress is held for ``serve`` to send
-        with the next claim; with a stop under way, or for any other
-        invocation, it is written at once."""
-        run = self._current
+        with the next claim, microseconds later. It is written at once with a
+        stop under way, for any other invocation, and when middleware has an
+        ``after_finish`` or ``after_failure`` hook: those run after this call,
+        and a worker stopped or killed during a slow hook must not lose a result
+        it has in hand (the run would go again)."""
+        run, hooks = self._current, self.app.middleware.hooks
         if (run is not None and run.invocation_id == invocation_id and self._held is None
-                and not self._stop.is_set() and not self._state[RETIRE]):
+                and not self._stop.is_set() and not self._state[RETIRE]
+                and not hooks["after_finish"] and not hooks["after_failure"]):
             self._held = (invocation_id, status, payload, worker)
             return
         super().finish(invocation_id, status, payload, worker)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 
 from pynenc_ray.middleware import Middleware
 
@@ -55,3 +56,13 @@ class QuickLimit(Middleware):
 
     def time_limit(self, task, claimed):
         return 0.3 if task.task_id.endswith(":sleep") else None
+
+
+class SlowFinish(Middleware):
+    """Notes each finish, then takes a second over it: a worker is still in its
+    run, its final write asked for, when the test acts."""
+
+    def after_finish(self, app, runner, invocation_id, status, worker):
+        with open(log_path(app.app_id), "a") as f:
+            f.write(f"finish {invocation_id}\n")
+        time.sleep(1.0)

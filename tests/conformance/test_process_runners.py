@@ -123,6 +123,27 @@ def test_pool_worker_stores_each_result_with_its_next_claim(pool_app):
     assert used <= n * 1.25, used  # claim + finish per task would be 2 * n
 
 
+def test_pool_worker_stopped_in_a_slow_after_finish_hook_keeps_the_result(pool_app):
+    """The result of a run is stored before the middleware hears of it, so a
+    worker stopped (and, past the grace, killed) inside a slow ``after_finish``
+    hook does not make the invocation run again."""
+    from tests.conformance.middleware_probe import log_path
+
+    pool_app.reconfigure(runner={"num_processes": 1},
+                         middleware=["tests.conformance.middleware_probe:SlowFinish"])
+    path = log_path(pool_app.app_id)
+    try:
+        with running(pool_app):
+            inv = tasks.add(2, 3)
+            assert wait_for(lambda: os.path.exists(path) and "finish" in open(path).read(), 10)
+        assert inv.wait(10) and inv.result == 5
+        statuses = [h.status for h in inv.history]
+        assert S.REROUTED not in statuses and statuses.count(S.RUNNING) == 1, statuses
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+
+
 def test_pool_of_one_completes_tasks_that_await_subtasks(pool_app):
     pool_app.reconfigure(runner={"num_processes": 1})
     with running(pool_app):
