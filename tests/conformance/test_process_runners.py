@@ -114,7 +114,7 @@ def test_pool_worker_stores_each_result_with_its_next_claim(pool_app):
         stat = client.info("commandstats").get("cmdstat_evalsha", {})
         return stat.get("calls", 0) - stat.get("failed_calls", 0) - stat.get("rejected_calls", 0)
 
-    n = 40
+    n = 100
     group = tasks.add.parallelize([(i, i) for i in range(n)])  # queued before any worker
     before = scripts_run()
     with running(pool_app):
