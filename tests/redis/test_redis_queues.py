@@ -44,11 +44,19 @@ def test_work_whose_wake_up_token_was_lost_is_still_taken(app):
 
 
 def test_tokens_stay_bounded_whatever_is_enqueued(app):
+    client = app.backend.client
+    tasks.add(0, 0)  # the first rings
+    before = client.info("commandstats")
     for i in range(50):  # no runner: nothing pops the bell
         tasks.add(i, i)
         tasks.add.with_options(priority=i % 10)(i, i)
-    assert app.backend.client.llen(app.backend.key("bell", "default")) == 1
-    assert app.backend.queue_depths() == {"default": 100}
+    assert client.llen(app.backend.key("bell", "default")) == 1
+    assert app.backend.queue_depths() == {"default": 101}
+    # a ring that finds a token waiting writes nothing (one LLEN): no bell write
+    # goes to replicas or the AOF, only the 100 queue pushes
+    after = client.info("commandstats")
+    calls = {k: after[k]["calls"] - before.get(k, {}).get("calls", 0) for k in after}
+    assert calls["cmdstat_rpush"] == 100 and calls.get("cmdstat_ltrim", 0) == 0
 
 
 def test_a_delayed_retry_waits_in_its_own_queue(app):

@@ -71,10 +71,12 @@ local function qkey(queue, prio) return P .. 'queue:' .. queue .. ':' .. prio en
 -- Wake one idle runner of `queue`: it pops the token, then claims. A token is
 -- left whenever a queue may hold work that no runner is about to claim (a push
 -- into an empty level, a claim that filled up and left work behind), so idle
--- runners need not poll. Spare tokens only cost a runner an empty claim.
+-- runners need not poll. Spare tokens only cost a runner an empty claim. One
+-- token is enough: a ring usually finds one there already (no runner was idle),
+-- and then it costs one LLEN and writes nothing.
 local function ring(queue)
   local bell = P .. 'bell:' .. queue
-  if redis.call('RPUSH', bell, '1') > 1 then redis.call('LTRIM', bell, 0, 0) end
+  if redis.call('LLEN', bell) == 0 then redis.call('RPUSH', bell, '1') end
 end
 
 -- Push many values with as few commands as Lua's unpack allows.
