@@ -1,10 +1,14 @@
 """`.result` of a small result is served from its announcement without reading
-Redis; garbage on the final channel loses no result."""
+Redis; garbage on the final channel loses no result; a waiter is served at once
+while the listener lets announcements gather."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from pynenc_ray.backends.redis import listener
 from pynenc_ray.backends.redis.listener import INLINE_MAX_BYTES
 from tests.conformance import tasks
 from tests.conftest import running, unique_app_id
@@ -52,3 +56,19 @@ def test_garbage_on_the_final_channel_loses_no_result(app, caplog):
         assert first.result == 1
         assert [tasks.add(i, 1).result for i in range(5)] == [1, 2, 3, 4, 5]
     assert "malformed message" in caplog.text
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(60)
+def test_a_waiter_wakes_the_listener_that_lets_announcements_gather(app, monkeypatch):
+    """While nobody waits, the listener reads the final channel in gathered
+    batches (IDLE_GATHER_SEC apart) instead of waking for each announcement. A
+    waiter wakes it at once: with a 30 s pause and no wake-up, each `.result`
+    below would wait out the one-second safety net instead."""
+    monkeypatch.setattr(listener, "IDLE_GATHER_SEC", 30.0)
+    with running(app):
+        assert tasks.add(0, 1).result == 1  # subscribed; then nobody waits for a while
+        t0 = time.monotonic()
+        for i in range(5):  # each submitted while the listener gathers, then waited for
+            assert tasks.add(i, 1).result == i + 1
+        assert time.monotonic() - t0 < 3

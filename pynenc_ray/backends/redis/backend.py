@@ -794,7 +794,7 @@ class RedisBackend(Backend):
 
     @override
     def close(self) -> None:
-        self.listener.closed = True
+        self.listener.close()
         self._conns.close()
         self.client.close()
 
