@@ -9,7 +9,6 @@ import socket
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
@@ -54,9 +53,22 @@ log = logging.getLogger("pynenc_ray.app")
 S = InvocationStatus
 
 
+_EXTERNAL: tuple[int, str] = (0, "")  # (pid, id) of this process, made once per pid
+
+
 def external_runner_id() -> str:
     """The owner id recorded for calls made outside any task (a script, a shell)."""
-    return f"ExternalRunner@{socket.gethostname()}-{os.getpid()}"
+    global _EXTERNAL
+    pid = os.getpid()
+    if _EXTERNAL[0] != pid:
+        _EXTERNAL = (pid, f"ExternalRunner@{socket.gethostname()}-{pid}")
+    return _EXTERNAL[1]
+
+
+def new_invocation_id() -> str:
+    """A new random invocation id: 128 random bits as 32 hex digits (the form of
+    uuid4().hex, at a fifth of its cost on the submit path)."""
+    return os.urandom(16).hex()
 
 
 class Pynenc:
@@ -334,7 +346,7 @@ class Pynenc:
             external_runner_id(), threading.current_thread().name)
         opts = task.options
         not_before = opts.eta if opts.delay_sec is None else time.time() + opts.delay_sec
-        chosen = list(ids) if ids is not None else [uuid.uuid4().hex for _ in calls]
+        chosen = list(ids) if ids is not None else [new_invocation_id() for _ in calls]
         new = [self._new_invocation(task, a, kw, parent, not_before, inv_id)
                for (a, kw), inv_id in zip(calls, chosen)]
         hooks = self.middleware.hooks  # tested first: most apps have no enqueue hooks

@@ -269,24 +269,34 @@ class RedisBackend(Backend):
                 push: bool = True) -> list[str]:
         # subscribed before any of these can become final
         self.listener.track(c.invocation_id for c in calls)
+        if len(calls) == 1:  # the common single call, without the grouping below
+            return [self._enqueue_group(calls, runner_id, worker, push)[0]]
         resolved: dict[str, str] = {}
         groups: dict[tuple[str, int, float | None], list[NewInvocation]] = {}
         now = time.time()
         for c in calls:  # one script per queue, priority and time (a batch has one each)
             due = c.not_before if c.not_before is not None and c.not_before > now else None
             groups.setdefault((c.queue, c.priority, due), []).append(c)
-        for (queue, priority, not_before), group in groups.items():
-            when = "" if not_before is None else repr(not_before)
+        for group in groups.values():
             for start in range(0, len(group), _ENQUEUE_CHUNK):
-                args: list[Any] = [runner_id, worker, "1" if push else "0", queue, priority,
-                                   when]
                 chunk = group[start:start + _ENQUEUE_CHUNK]
-                for c in chunk:
-                    args += [c.invocation_id, c.task_id, c.args, c.parent_id or "",
-                             c.running_key, c.registration_key]
-                reply = self._script("enqueue", args)
-                resolved.update((c.invocation_id, r.decode()) for c, r in zip(chunk, reply))
+                reply = self._enqueue_group(chunk, runner_id, worker, push)
+                resolved.update((c.invocation_id, r) for c, r in zip(chunk, reply))
         return [resolved[c.invocation_id] for c in calls]
+
+    def _enqueue_group(self, calls: Sequence[NewInvocation], runner_id: str, worker: str,
+                       push: bool) -> list[str]:
+        """One enqueue script for calls that share their queue, priority and start
+        time (the first call's): the id each is known by, in order."""
+        first = calls[0]
+        due = first.not_before
+        when = "" if due is None or due <= time.time() else repr(due)
+        args: list[Any] = [runner_id, worker, "1" if push else "0", first.queue, first.priority,
+                           when]
+        for c in calls:
+            args += [c.invocation_id, c.task_id, c.args, c.parent_id or "", c.running_key,
+                     c.registration_key]
+        return [r.decode() for r in self._script("enqueue", args)]
 
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
               start: bool = False, queues: Sequence[str] = SERVE_DEFAULT,
