@@ -50,9 +50,9 @@ RUN_TIMEOUT = 1800.0
 @dataclass
 class System:
     name: str
-    kind: str  # producer.py's system: huey, dramatiq, pynenc, floor, ceiling
+    kind: str  # producer.py's system: huey, dramatiq, pynenc, floor, ceiling, pipeline
     python: str  # the venv python that runs the producer
-    worker: list[str] | None  # the worker command, None for the floor
+    worker: list[str] | None  # the worker command, None for the floor and the ceiling
     env: dict[str, str] = field(default_factory=dict)
     peer: bool = False  # a candidate for "best peer"
     describe: str = ""
@@ -98,6 +98,11 @@ SYSTEMS: dict[str, System] = {s.name: s for s in [
             "MultiThreadRunner, 2 Ray actors x 4 threads, local Ray on 127.0.0.1"),
     System("floor", "floor", REPO_PY, None,
            describe="bare redis-py: EVALSHA(HSET+RPUSH) per task, HGET per result"),
+    System("pipeline", "pipeline", REPO_PY, [REPO_PY, os.path.join(TASKS, "peers_pipeline.py")],
+           describe="a bare pipeline of a task queue's shape with none of its bookkeeping: "
+                    "EVALSHA per submit, one worker taking 64 per BLMPOP and storing and "
+                    "PUBLISHing them in one EVALSHA, results served from what the listener "
+                    "heard (peers_pipeline.py)"),
     System("ceiling", "ceiling", REPO_PY, None,
            describe="the floor's submits alone (held connection, hiredis packing), no worker "
                     "and no result read: the most any system confirming each submit with a "
@@ -335,7 +340,8 @@ def run_once(system: System, n: int) -> dict:
 
 def _versions(names: list[str]) -> dict[str, str]:
     out = {}
-    dists = {"huey": "huey", "dramatiq": "dramatiq", "pynenc": "pynenc-ray", "floor": "redis", "ceiling": "redis"}
+    dists = {"huey": "huey", "dramatiq": "dramatiq", "pynenc": "pynenc-ray", "floor": "redis",
+             "ceiling": "redis", "pipeline": "redis"}
     for name in names:
         s = SYSTEMS[name]
         py, dist = s.python, dists[s.kind]
@@ -351,7 +357,7 @@ def _versions(names: list[str]) -> dict[str, str]:
             dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "pynenc_ray"],
                                    capture_output=True, text=True).stdout.strip()
             v = f"pynenc-ray {v} ({sha}{', pynenc_ray/ modified' if dirty else ''})"
-        elif s.kind in ("floor", "ceiling"):
+        elif s.kind in ("floor", "ceiling", "pipeline"):
             v = f"redis-py {v}"
         else:
             v = f"{dist} {v}"

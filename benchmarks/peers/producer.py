@@ -1,6 +1,6 @@
 """The producer side of one benchmark run, executed by the system's own venv python.
 
-    <venv>/bin/python producer.py {huey,dramatiq,pynenc,floor} -n N
+    <venv>/bin/python producer.py {huey,dramatiq,pynenc,floor,ceiling,pipeline} -n N
 
 Talks to driver.py over stdin/stdout, one line each way:
   -> READY             after a warm-up task has gone through (the worker is up)
@@ -118,8 +118,17 @@ def _ceiling():
     return submit, read, close
 
 
+def _pipeline():
+    """The bare pipeline (peers_pipeline.py): submit, worker and listener with no
+    task-queue bookkeeping at all."""
+    from peers_pipeline import Producer
+
+    p = Producer(os.environ["PEERS_REDIS_URL"])
+    return p.submit, p.read, p.close
+
+
 SYSTEMS = {"huey": _huey, "dramatiq": _dramatiq, "pynenc": _pynenc, "floor": _floor,
-           "ceiling": _ceiling}
+           "ceiling": _ceiling, "pipeline": _pipeline}
 
 
 def main() -> int:
