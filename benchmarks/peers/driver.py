@@ -105,8 +105,7 @@ SYSTEMS: dict[str, System] = {s.name: s for s in [
                     "heard (peers_pipeline.py)"),
     System("ceiling", "ceiling", REPO_PY, None,
            describe="the floor's submits alone (held connection, hiredis packing), no worker "
-                    "and no result read: the most any system confirming each submit with a "
-                    "round trip could reach here"),
+                    "and no result read: one round trip per submit with nothing else running"),
 ]}
 
 

@@ -91,9 +91,9 @@ def _floor():
 
 def _ceiling():
     """The floor's submits alone, on one held connection with hiredis packing
-    each command (no pool checkout, as pynenc-ray's own submit path): with no
-    worker running and no result read, this is as many tasks/s as any system
-    that confirms each submit with one round trip could reach on this machine."""
+    each command (no pool checkout, as pynenc-ray's own submit path), with no
+    worker running and no result read: one round trip per submit on an
+    otherwise idle machine (not an upper bound: see the pipeline)."""
     import redis
     from hiredis import pack_command
 
