@@ -359,6 +359,8 @@ class ResultListener:
                     pass
 
     def _on_message(self, msg: dict[str, Any]) -> None:
+        """A subscription confirmed (a first one, or again after a reconnect), or
+        an announcement heard."""
         if msg["type"] == "subscribe":
             with self._cv:
                 self._epoch += 1
