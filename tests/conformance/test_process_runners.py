@@ -13,6 +13,7 @@ from pynenc_ray import InvocationStatus as S
 from pynenc_ray import MemCompatibilityError, Pynenc
 from tests.conformance import tasks
 from tests.conftest import running, unique_app_id, wait_for
+from tests.lua_calls import lua_calls_run
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
@@ -110,9 +111,8 @@ def test_pool_worker_stores_each_result_with_its_next_claim(pool_app):
     pool_app.reconfigure(runner={"num_processes": 1, "runner_heartbeat_interval_sec": 30.0})
     client = pool_app.backend.client
 
-    def scripts_run() -> int:  # EVALSHAs that ran a script (not NOSCRIPT replies)
-        stat = client.info("commandstats").get("cmdstat_evalsha", {})
-        return stat.get("calls", 0) - stat.get("failed_calls", 0) - stat.get("rejected_calls", 0)
+    def scripts_run() -> int:
+        return lua_calls_run(client)
 
     n = 100
     group = tasks.add.parallelize([(i, i) for i in range(n)])  # queued before any worker

@@ -389,20 +389,17 @@ def test_finish_and_claim_is_one_script_call(app):
     claim are two; a corrupt record on either side is failed in place and the
     step goes on."""
     from tests.faults import corrupt
+    from tests.lua_calls import lua_calls_run
 
     backend = app.backend
     invs = [tasks.add(i, i) for i in range(3)]
     [c] = backend.claim("r", "w", 1, 0, start=True)
     assert c.invocation_id == invs[0].invocation_id
 
-    def evalsha() -> int:  # that ran a script (not the first one's NOSCRIPT, which loads it)
-        stat = backend.client.info("commandstats")["cmdstat_evalsha"]
-        return stat["calls"] - stat["failed_calls"] - stat["rejected_calls"]
-
-    before = evalsha()
+    before = lua_calls_run(backend.client)
     done, claimed = backend.finish_and_claim((c.invocation_id, S.SUCCESS, b"0", "w"), "r", "w",
                                              1, start=True)
-    assert evalsha() - before == 1 and done
+    assert lua_calls_run(backend.client) - before == 1 and done
     assert [x.invocation_id for x in claimed] == [invs[1].invocation_id]
     # the finished one corrupt: dropped and failed in place; the one next in line
     # corrupt too: failed in place, and the claim takes the one after it

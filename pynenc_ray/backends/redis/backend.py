@@ -1,7 +1,8 @@
 """RedisBackend: broker, orchestrator and state on one redis-py connection pool.
 
-Each multi-key step is one Lua script (see the ``.lua`` files and the key map
-in ``prelude.lua``), so a crash between steps never loses or doubles work.
+Each multi-key step is one call of a Lua function (see the ``.lua`` files, the
+key map in ``prelude.lua`` and ``entry_points.py``), so a crash between steps
+never loses or doubles work.
 Idle runners block on their queues' bells (BLMPOP of a wake-up token, see
 ``ring`` in ``prelude.lua``) rather than polling; result waiters block on a
 condition fed by one pub/sub listener per process (``listener.py``). Connection
@@ -38,8 +39,8 @@ from ...serializer import error_to_payload
 from ...status import FINAL, OWNED, InvocationStatus
 from .. import patience
 from ..base import SERVE_DEFAULT, Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
+from .entry_points import LuaEntryPoints
 from .listener import ResultListener
-from .scripts import NAMES, source
 
 pack_command: Any  # hiredis's, or None: a dependency (redis[hiredis]), else redis-py packs
 try:
@@ -106,7 +107,7 @@ class RedisBackend(Backend):
         # the retry _call applies: forever unless a producer's deadline ends it
         self._backoff = ExponentialWithJitterBackoff(cap=2.0, base=0.05)
         self._retry = Retry(self._backoff, -1, supported_errors=_CONN_ERRORS)
-        self._scripts = {name: self.client.register_script(source(name)) for name in NAMES}
+        self.entry_points = LuaEntryPoints(self.client)  # FCALL, or EVALSHA where refused
         self._conns = ThreadConnections(self.client.connection_pool)
         self._hot: dict[str, bool] = {}  # runner -> its last claim got work
         self._stream: dict[str, bool] = {}  # runner -> work is streaming in (see claim)
@@ -207,7 +208,8 @@ class RedisBackend(Backend):
                 self._outage_since = None
 
     def _check_server(self) -> None:
-        """Once per backend: refuse a Redis too old for the scripts, clearly."""
+        """Once per backend: refuse a Redis too old for the scripts, clearly, and
+        load the function library."""
         info = self._call(lambda: self.client.info("server"), "read the server version")
         version = str(info.get("redis_version", "0"))
         parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
@@ -216,6 +218,7 @@ class RedisBackend(Backend):
                 f"Redis at {self.safe_url} is version {version}; pynenc-ray needs Redis "
                 f"{'.'.join(map(str, MIN_REDIS))} or newer (LMPOP, BLMPOP). "
                 "Upgrade the server")
+        self._call(self.entry_points.load, "load the function library")
         self._server_checked = True
 
     @staticmethod
@@ -232,15 +235,15 @@ class RedisBackend(Backend):
         return exc
 
     def _script(self, name: str, args: Sequence[Any]) -> Any:
-        """EVALSHA on this thread's own connection (``ThreadConnections``):
-        scripts are the hot path, and redis-py's per-command wrapping and pool
-        checkout cost as much as the round trip here."""
+        """Call Lua entry point ``name`` (FCALL, or EVALSHA: ``entry_points.py``) on
+        this thread's own connection (``ThreadConnections``): these calls are the
+        hot path, and redis-py's per-command wrapping and pool checkout cost as
+        much as the round trip here."""
         if not self._server_checked:
             self._check_server()
-        script = self._scripts[name]
 
         def send(conn: Any) -> None:
-            command = ("EVALSHA", script.sha, 1, self.prefix, self.ttl, *args)
+            command = (*self.entry_points.heads[name], 1, self.prefix, self.ttl, *args)
             if pack_command is None:
                 conn.send_command(*command)
             else:  # hiredis packs in C what redis-py's packer loops over in Python
@@ -250,10 +253,12 @@ class RedisBackend(Backend):
             conn = self._conns.get()
             try:
                 send(conn)
-                return conn.read_response()
-            except redis.exceptions.NoScriptError:  # a restarted Redis: load, then again
-                script.sha = self.client.script_load(script.script)
-                send(conn)
+                try:
+                    return conn.read_response()
+                except redis.ResponseError as exc:
+                    if not self.entry_points.reload_if_missing(exc, name):
+                        raise
+                send(conn)  # the server had lost the code, so nothing ran: once more
                 return conn.read_response()
             except redis.ResponseError:  # a whole error reply was read: the connection is fine
                 raise
@@ -813,7 +818,7 @@ class ThreadConnections:
     """One Redis connection per thread for the script hot path; ``get()`` returns
     the calling thread's.
 
-    A submit, a claim and a finish are each one EVALSHA. Taken from redis-py's
+    A submit, a claim and a finish are each one FCALL. Taken from redis-py's
     shared pool, every such call also pays the pool's lock, a readiness poll of
     the socket (a system call) and its metrics bookkeeping: on a small machine
     that is about a sixth of a submit's round trip. A connection that only one

@@ -1,4 +1,5 @@
--- Shared by every script (prepended when the scripts are loaded).
+-- Shared by every script: loaded once as the top of the function library (and
+-- prepended to each script where functions are refused; see scripts.py).
 --
 -- Every script takes one key, KEYS[1]: the app's key prefix "pynenc:{<app_id>}:".
 -- Every key below starts with it, so the hash tag {<app_id>} puts all of an
@@ -55,9 +56,12 @@
 --
 -- The status tables below are generated from pynenc_ray/status.py: one
 -- declaration for Python and Lua alike.
+--
+-- This chunk runs once when the library is loaded, so nothing here may depend
+-- on a call: what does (the prefix, the TTL, the counts and finals gathered for
+-- commit, the server clock) is set for each call by begin(), at the bottom.
 
-local P = KEYS[1]
-local TTL = tonumber(ARGV[1])
+local P, TTL
 local ALLOWED = __ALLOWED__
 local OWNED = __OWNED__
 local FINAL = __FINAL__
@@ -103,9 +107,7 @@ end
 
 -- Status count changes and newly final ids, applied once per script by commit().
 -- A final announced with a small payload (announce) carries it in the PUBLISH.
-local delta = {}
-local finals = {}
-local inline = {}
+local delta, finals, inline
 local function count(status, n) delta[status] = (delta[status] or 0) + n end
 local function announce(id, status, payload)
   finals[#finals + 1] = id
@@ -313,4 +315,12 @@ local function reroute(id, from, by, worker, now, recovery, died)
   move(id, hn, cur, {'REROUTED'}, by, worker, now, nil, extra, v[8])
   queue_ids(v[6] or 'default', v[7] or 0, {id})
   return true
+end
+
+-- Every entry point calls this first: the call's prefix and TTL, and fresh
+-- per-call state (a function library keeps its top-level values between calls).
+local function begin(keys, argv)
+  P = keys[1]
+  TTL = tonumber(argv[1])
+  delta, finals, inline, server_now = {}, {}, {}, nil
 end
