@@ -273,6 +273,9 @@ class _Worker(BaseRunner):
         self._depth = 0  # how deep this thread is in backend calls
         # the final write of the last run, held to go out with the next claim (see serve)
         self._held: tuple[str, S, bytes, str] | None = None
+        # a worker of one queue waits for hand-offs: new work claimed for it as it
+        # is submitted, with no claim round trip (Backend.claim)
+        self._handoff = len(self.conf.queues) == 1
 
     def live_invocations(self) -> set[str]:
         return set(self._live)
@@ -299,7 +302,8 @@ class _Worker(BaseRunner):
                         # start=True: this worker runs it at once, so claim and start are
                         # one step
                         claimed = self.app.backend.claim(self.runner_id, self.worker, 1, sleep,
-                                                         start=True, queues=self.conf.queues)
+                                                         start=True, queues=self.conf.queues,
+                                                         handoff=self._handoff)
                 except Exception:
                     if self._stop.is_set():  # an outage cut short by the stop: nothing held
                         break
@@ -347,7 +351,8 @@ class _Worker(BaseRunner):
         try:
             if claim:
                 _, claimed = self.app.backend.finish_and_claim(
-                    held, self.runner_id, self.worker, 1, start=True, queues=self.conf.queues)
+                    held, self.runner_id, self.worker, 1, start=True, queues=self.conf.queues,
+                    handoff=self._handoff)
                 return claimed
             self.app.backend.finish_many([held], self.runner_id)
             return []

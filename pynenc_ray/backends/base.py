@@ -104,7 +104,7 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
               start: bool = False, queues: Sequence[str] = SERVE_DEFAULT,
-              linger: float = 0.0) -> list[Claimed]:
+              linger: float = 0.0, handoff: bool = False) -> list[Claimed]:
         """Take up to ``n`` invocations waiting in ``queues`` as PENDING owned by
         ``runner_id``, waiting up to ``timeout`` seconds for the first (0: do not
         wait); delayed retries of those queues that are due are queued as part of
@@ -118,7 +118,12 @@ class Backend(abc.ABC):
         in the same step. Returns [] when nothing came within ``timeout``.
         ``linger`` (the runner's ``claim_linger_sec``): while work streams in, a
         backend whose every claim is a round trip may wait this long first, so
-        that one claim takes several (the memory backend ignores it)."""
+        that one claim takes several (the memory backend ignores it).
+        ``handoff`` (a worker that runs one at a time, with ``start`` and one
+        queue): while it waits, a shared backend may claim new work for it as it
+        is submitted, saving the claim's round trip (the memory backend ignores
+        it). What was handed to a runner is in its owned set, so a runner that
+        stops hands it back with the rest (``reroute_owned`` of all it owns)."""
 
     @abc.abstractmethod
     def queue_depth(self, queues: Sequence[str] | None = None) -> int:
@@ -195,7 +200,8 @@ class Backend(abc.ABC):
 
     def finish_and_claim(self, item: tuple[str, InvocationStatus, bytes, str], runner_id: str,
                          worker: str, n: int, start: bool = False,
-                         queues: Sequence[str] = SERVE_DEFAULT) -> tuple[bool, list[Claimed]]:
+                         queues: Sequence[str] = SERVE_DEFAULT,
+                         handoff: bool = False) -> tuple[bool, list[Claimed]]:
         """For a worker that runs one invocation at a time: ``finish`` of ``item``
         (id, status, payload, worker), then ``claim`` of up to ``n`` more without
         waiting, as ``runner_id`` from ``worker``. Returns whether the finish was
@@ -203,7 +209,8 @@ class Backend(abc.ABC):
         backend does both in one step and one round trip; here, one after the
         other. Raises as ``finish_many``: a refused finish claims nothing."""
         done = self.finish_many([item], runner_id)[0]
-        return done, self.claim(runner_id, worker, n, 0, start=start, queues=queues)
+        return done, self.claim(runner_id, worker, n, 0, start=start, queues=queues,
+                                handoff=handoff)
 
     @abc.abstractmethod
     def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float,

@@ -190,8 +190,9 @@ class MemoryBackend(Backend):
     @override
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
               start: bool = False, queues: Sequence[str] = SERVE_DEFAULT,
-              linger: float = 0.0) -> list[Claimed]:
-        # no linger: a claim here is a dict lookup under a lock, not a round trip
+              linger: float = 0.0, handoff: bool = False) -> list[Claimed]:
+        # no linger, no hand-off: a claim here is a dict lookup under a lock, not a
+        # round trip
         deadline = time.monotonic() + timeout
         out: list[Claimed] = []
         first = next(self._turn) % len(queues)

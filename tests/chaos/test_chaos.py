@@ -133,6 +133,30 @@ def test_sigkilled_persistent_workers(redis_url):
     check_all_once(invs, expected)
 
 
+def test_sigkilled_persistent_workers_waiting_for_hand_offs(redis_url):
+    """Single submits, paced so that workers go idle and are handed each new
+    invocation as it is stored, while workers are SIGKILLed: whatever was
+    handed to a dead worker is run by another, once."""
+    app = _app(redis_url, "PersistentProcessRunner", num_processes=2)
+    invs, expected = [], []
+    with running(app) as runner:
+        killer = Killer(lambda: [p.pid for _, p in list(runner._workers.values())],
+                        times=6, every=0.3)
+        killer.start()
+        i = 0
+        while killer.is_alive() or i < 100:
+            invs.append(tasks.leaf(i))
+            expected.append(i)
+            i += 1
+            time.sleep(0.005)  # paced: a worker is usually idle and registered
+        _finish(invs, killer)
+        assert wait_for(lambda: len(runner._workers) == 2, 10)  # the last one respawned
+    check_all_once(invs, expected)
+    handed = [inv for inv in invs[:200]
+              if len({h.timestamp for h in inv.history[:3]}) == 1]  # one step: a hand-off
+    assert handed, "no invocation was handed off"
+
+
 @pytest.mark.ray
 def test_sigkilled_ray_actors(redis_url, pynenc_ray):
     app = _app(redis_url, "MultiThreadRunner", max_threads=4, min_processes=2, max_processes=2,

@@ -123,6 +123,23 @@ def test_pool_worker_stores_each_result_with_its_next_claim(pool_app):
     assert used <= n * 1.25, used  # claim + finish per task would be 2 * n
 
 
+def test_an_idle_pool_worker_is_handed_each_submit_without_a_claim_step(pool_app):
+    """A sequential caller (submit, read the result, submit the next): each
+    submit is claimed for the idle worker as it is stored, so a task costs two
+    script calls (the submit; the final write, which registers the worker
+    again), where a claim after the bell would make it three."""
+    pool_app.reconfigure(runner={"num_processes": 1, "runner_heartbeat_interval_sec": 30.0})
+    client = pool_app.backend.client
+    n = 30
+    with running(pool_app):
+        assert tasks.add(0, 0).result == 0  # the worker is up and has registered
+        before = lua_calls_run(client)
+        results = [tasks.add(i, i).result for i in range(n)]
+        used = lua_calls_run(client) - before
+    assert results == [2 * i for i in range(n)]
+    assert used <= 2 * n + 2, used
+
+
 def test_pool_worker_stopped_in_a_slow_after_finish_hook_keeps_the_result(pool_app):
     """The result of a run is stored before the middleware hears of it, so a
     worker stopped (and, past the grace, killed) inside a slow ``after_finish``

@@ -68,6 +68,25 @@ def _status(invocation_id: str, raw: Any) -> InvocationStatus:
         raise CorruptRecordError(invocation_id, f"unknown status {bytes(raw)[:40]!r}") from None
 
 
+def _handed(items: list[bytes]) -> list[Claimed]:
+    """Invocations popped from a runner's inbox ("<id>\\n<task>\\n<args>", see
+    the prelude), RUNNING and owned by it already. An item that does not parse
+    is left alone: the runner owns it, so its stop or recovery reroutes it."""
+    out = []
+    for item in items:
+        parts = item.split(b"\n", 2)
+        if len(parts) != 3:
+            log.error("ignored a malformed hand-off %r", item[:80])
+            continue
+        try:
+            inv_id, task_id = parts[0].decode(), parts[1].decode()
+        except UnicodeDecodeError:
+            log.error("ignored a malformed hand-off %r", item[:80])
+            continue
+        out.append(Claimed(inv_id, task_id, parts[2], 0, 0, True))
+    return out
+
+
 def _corrupt_payload(exc: CorruptRecordError) -> tuple[InvocationStatus, bytes]:
     """What a reader of results gets for a record it cannot read: a failure."""
     return S.FAILED, error_to_payload(exc)
@@ -305,7 +324,7 @@ class RedisBackend(Backend):
 
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
               start: bool = False, queues: Sequence[str] = SERVE_DEFAULT,
-              linger: float = 0.0) -> list[Claimed]:
+              linger: float = 0.0, handoff: bool = False) -> list[Claimed]:
         """The claim script runs first only when work is likely (the last claim got
         some) or delayed retries may be due; otherwise an idle runner costs one
         blocking BLMPOP on its queues' bells per ``timeout``. The token it pops is
@@ -319,25 +338,37 @@ class RedisBackend(Backend):
         waits ``linger`` first, so it takes (and later finishes) what arrived
         meanwhile in one step. A task that arrives while the runner is idle, or
         one a sequential caller submits after reading the last result (whose
-        claim came back empty in between), is never held back."""
+        claim came back empty in between), is never held back.
+
+        With ``handoff`` an idle runner also waits on its inbox, where a submit
+        puts what it claimed for this runner (see the prelude): that comes back
+        without a claim step."""
         if linger > 0 and self._stream.get(runner_id):
             time.sleep(linger)
+        handoff = handoff and start and len(queues) == 1  # what a hand-off is made for
         now = time.monotonic()
         served = self._served(queues)
         flat: list[Any] = []
         if (timeout <= 0 or self._hot.get(runner_id)
                 or now - self._promoted.get(runner_id, 0.0) > 0.5):
             self._promoted[runner_id] = now
-            flat = self._claim_script(runner_id, worker, n, start, now, served)
+            flat = self._claim_script(runner_id, worker, n, start, now, served, handoff)
         if not flat and timeout > 0:
             block = min(timeout, MAX_BLOCK_SEC)
-            bells = [self.key("bell", q) for q in served]
+            inbox = self.key("inbox", runner_id)
+            keys = [inbox] if handoff else []
+            keys += [self.key("bell", q) for q in served]
             rang = self._call(lambda: self.client.blmpop(
-                block, len(bells), *bells, direction="LEFT", count=100),
+                block, len(keys), *keys, direction="LEFT", count=100),
                 "wait for work")
             if rang is None:
                 return []
-            flat = self._claim_script(runner_id, worker, n, start, time.monotonic(), served)
+            key, popped = cast("tuple[bytes, list[bytes]]", rang)
+            if handoff and key.decode() == inbox:
+                self._hot[runner_id] = False
+                return _handed(popped)
+            flat = self._claim_script(runner_id, worker, n, start, time.monotonic(), served,
+                                      handoff)
         return self._claimed(runner_id, n, start, flat)
 
     def _claimed(self, runner_id: str, n: int, start: bool, flat: list[Any]) -> list[Claimed]:
@@ -356,17 +387,17 @@ class RedisBackend(Backend):
         return list(queues[k:]) + list(queues[:k])
 
     def _claim_args(self, runner_id: str, worker: str, n: int, start: bool,
-                    now: float) -> tuple[list[Any], bool]:
+                    now: float, handoff: bool) -> tuple[list[Any], bool]:
         """The claim step's leading arguments, and whether it looks at delayed
         retries this time (a few times a second)."""
         promote = now - self._delayed_checked.get(runner_id, 0.0) >= PROMOTE_EVERY_SEC
         return [runner_id, worker, repr(time.time()), n, "1" if start else "0",
-                "1" if promote else "0"], promote
+                "1" if promote else "0", "1" if handoff else "0"], promote
 
     def _claim_script(self, runner_id: str, worker: str, n: int, start: bool, now: float,
-                      queues: Sequence[str]) -> list[Any]:
+                      queues: Sequence[str], handoff: bool) -> list[Any]:
         """The claim step."""
-        args, promote = self._claim_args(runner_id, worker, n, start, now)
+        args, promote = self._claim_args(runner_id, worker, n, start, now, handoff)
         flat: list[Any] = self._script("claim", [*args, *queues])
         if promote:
             self._delayed_checked[runner_id] = now
@@ -375,10 +406,12 @@ class RedisBackend(Backend):
     @override
     def finish_and_claim(self, item: tuple[str, InvocationStatus, bytes, str], runner_id: str,
                          worker: str, n: int, start: bool = False,
-                         queues: Sequence[str] = SERVE_DEFAULT) -> tuple[bool, list[Claimed]]:
+                         queues: Sequence[str] = SERVE_DEFAULT,
+                         handoff: bool = False) -> tuple[bool, list[Claimed]]:
         """One script (``finish_claim.lua``): the final write, then the claim."""
+        handoff = handoff and start and len(queues) == 1  # what a hand-off is made for
         now = time.monotonic()
-        args, promote = self._claim_args(runner_id, worker, n, start, now)
+        args, promote = self._claim_args(runner_id, worker, n, start, now, handoff)
         inv_id, status, payload, item_worker = item
         res = self._script("finish_claim", [*args, inv_id, status.value, payload, item_worker,
                                             *self._served(queues)])

@@ -16,7 +16,28 @@ local function may_run(id, rck)
   return true
 end
 
--- claim_step(runner, worker, now, n, start, promote, queues): take up to n
+-- What was handed to runner (see the prelude) and is still its to run, up to
+-- n: the claim's flat list, from its inbox. Called by a worker that woke for
+-- another reason (a bell) or is about to claim again, so nothing handed to it
+-- waits there meanwhile.
+local function handed(runner, n, now)
+  local out, inbox = {}, P .. 'inbox:' .. runner
+  while #out < 5 * n do
+    local item = redis.call('LPOP', inbox)
+    if not item then break end
+    local id = string.match(item, '^([^\n]+)\n')
+    local v, why
+    if id then v, why = read(id, {'task', 'args', 'retries', 'deaths'}) end
+    if v and v[1] == 'RUNNING' and v[2] == runner then
+      for _, x in ipairs({id, v[4], v[5], v[6] or 0, v[7] or 0}) do out[#out + 1] = x end
+    elseif why then
+      fail_corrupt(id, why, 'RUNNING', runner, runner, now)
+    end
+  end
+  return out
+end
+
+-- claim_step(runner, worker, now, n, start, promote, queues, handoff): take up to n
 -- invocations as PENDING owned by runner, in one step, so a crash never leaves
 -- an id popped but unowned. With start (a runner that starts them at once) they
 -- go on to RUNNING in the same step. With promote, due delayed retries of the
@@ -29,11 +50,19 @@ end
 -- that filled up may leave work behind: it rings the served queues' bells so
 -- that another idle runner looks. An id whose running-concurrency key (rck)
 -- another owned invocation holds is set aside in held:<key> instead (may_run);
--- release() in the prelude queues it again. Used by claim.lua and
--- finish_claim.lua, which commit() after it.
+-- release() in the prelude queues it again. With handoff (a worker that runs
+-- one at a time, start, one queue) what its inbox holds comes first, and a
+-- claim that finds nothing registers it for a hand-off (see the prelude).
+-- Used by claim.lua and finish_claim.lua, which commit() after it.
 -- Returns a flat list: id, task, args, retries, deaths per claimed invocation.
-local function claim_step(runner, worker, now, n, start, promote, queues)
+local function claim_step(runner, worker, now, n, start, promote, queues, handoff)
   local moves = start and {'PENDING', 'RUNNING'} or {'PENDING'}
+  local out = {}
+  if handoff then
+    redis.call('ZREM', P .. 'idle:' .. queues[1], runner)
+    out = handed(runner, n, now)
+    n = n - #out / 5
+  end
   if promote then
     for _, q in ipairs(queues) do
       local key = P .. 'delayed:' .. q
@@ -56,7 +85,7 @@ local function claim_step(runner, worker, now, n, start, promote, queues)
   pop[#pop + 1] = 'LEFT'
   pop[#pop + 1] = 'COUNT'
   pop[#pop + 1] = 0
-  local out, owned = {}, {}
+  local owned = {}
   while #owned < n do
     pop[#pop] = n - #owned
     local got = redis.call('LMPOP', unpack(pop))
@@ -79,8 +108,12 @@ local function claim_step(runner, worker, now, n, start, promote, queues)
     end
   end
   if #owned > 0 then push_all('SADD', P .. 'owned:' .. runner, owned) end
-  if #owned >= n then
+  if n > 0 and #owned >= n then
     for _, q in ipairs(queues) do ring(q) end
+  end
+  if handoff and #out == 0 then
+    redis.call('ZADD', P .. 'idle:' .. queues[1], clock() + IDLE_SEC, runner)
+    redis.call('HSET', P .. 'idlers', runner, queues[1] .. '\t' .. worker)
   end
   return out
 end

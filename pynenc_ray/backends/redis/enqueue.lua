@@ -1,6 +1,10 @@
 -- enqueue: store each call as REGISTERED and (if push = 1) append them to their
 -- queue's level, or (with a not_before time) schedule them in the queue's
 -- delayed set, from which a claim queues them once due, as it does retries.
+-- A call due now and without a running key, pushed while a worker of its queue
+-- waits for a hand-off (see the prelude), is claimed for that worker instead:
+-- stored RUNNING and owned by it (REGISTERED, PENDING, RUNNING in its history)
+-- and pushed to its inbox.
 -- One HSET per call; the queue and the index get one command per batch. An id
 -- already stored is left alone: a retried enqueue never resets a record. The
 -- index is scored by the server's clock, as the history is.
@@ -19,6 +23,7 @@ local where = {}  -- queue and prio are stored only when they are not the defaul
 if queue ~= 'default' then where[#where + 1] = 'queue'; where[#where + 1] = queue end
 if prio ~= '0' then where[#where + 1] = 'prio'; where[#where + 1] = prio end
 local resolved = {}
+local handing = push == '1' and not not_before  -- until no worker waits
 for i = 8, #ARGV, 6 do
   local id, rck, regk = ARGV[i], ARGV[i + 4], ARGV[i + 5]
   local known
@@ -45,16 +50,32 @@ for i = 8, #ARGV, 6 do
         fields[#fields + 1] = rck
       end
       for _, x in ipairs(where) do fields[#fields + 1] = x end
-      redis.call('HSET', unpack(fields))
+      local to, label
+      if handing and rck == '' then
+        to, label = idle_worker(queue, now)
+        handing = to ~= nil
+      end
+      if to then  -- claimed for a waiting worker: the history claim_step would write
+        for _, x in ipairs({'h1', entry('PENDING', to, label), 'h2', entry('RUNNING', to, label),
+            'hn', 3, 'status', 'RUNNING', 'owner', to}) do
+          fields[#fields + 1] = x
+        end
+        redis.call('HSET', unpack(fields))
+        redis.call('SADD', P .. 'owned:' .. to, id)
+        redis.call('RPUSH', P .. 'inbox:' .. to, id .. '\n' .. ARGV[i + 1] .. '\n' .. ARGV[i + 2])
+        count('RUNNING', 1)
+      else
+        redis.call('HSET', unpack(fields))
+        ids[#ids + 1] = id
+      end
       if regk ~= '' then redis.call('SET', P .. 'reg:' .. regk, id, 'EX', TTL) end
-      ids[#ids + 1] = id
       index[#index + 1] = now
       index[#index + 1] = id
     end
   end
 end
-if #ids == 0 then return resolved end
-if push == '1' and not_before then
+if #index == 0 then return resolved end
+if #ids > 0 and push == '1' and not_before then
   local due = {}
   for _, id in ipairs(ids) do
     due[#due + 1] = not_before
@@ -62,7 +83,7 @@ if push == '1' and not_before then
   end
   push_all('ZADD', P .. 'delayed:' .. queue, due)
   redis.call('SADD', P .. 'queues', queue)
-elseif push == '1' then
+elseif #ids > 0 and push == '1' then
   queue_ids(queue, prio, ids)
 end
 push_all('ZADD', P .. 'index', index)

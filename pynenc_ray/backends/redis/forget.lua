@@ -8,6 +8,7 @@
 -- reroutes what that claim took instead of leaving it owned by nobody alive.
 -- ARGV[2..]: runner. Returns 1 when forgotten, 0 when left for recovery.
 local runner = ARGV[2]
+withdraw(runner)
 if redis.call('SCARD', P .. 'owned:' .. runner) > 0 then return 0 end
 redis.call('HDEL', P .. 'runners', runner)
 return 1

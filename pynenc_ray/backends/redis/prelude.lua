@@ -34,6 +34,11 @@
 --   lease:<name>     STRING  who holds a lease (recovery, cron), with a TTL
 --   cron             HASH  task id -> the last due time its cron schedule fired
 --   owned:<run>      SET   ids a runner owns (PENDING, RUNNING, PAUSED)
+--   idle:<q>         ZSET  runners waiting for a hand-off from queue <q>, each scored
+--                          by the server time until which its registration holds
+--   idlers           HASH  runner -> "<queue>\t<worker>" of its hand-off registration
+--   inbox:<run>      LIST  invocations handed to a runner, RUNNING and owned by it
+--                          already: "<id>\n<task>\n<args>" each
 --   runners          HASH  runner_id -> JSON info from its last heartbeat
 --   beats            ZSET  runner_id scored by its last heartbeat (server time)
 --   counts           HASH  status -> number of invocations in it (finals: totals);
@@ -315,6 +320,42 @@ local function reroute(id, from, by, worker, now, recovery, died)
   move(id, hn, cur, {'REROUTED'}, by, worker, now, nil, extra, v[8])
   queue_ids(v[6] or 'default', v[7] or 0, {id})
   return true
+end
+
+-- Hand-off. A worker that runs one invocation at a time and serves one queue
+-- (PersistentProcessRunner's) registers when a claim finds that queue empty
+-- (claim_step), and then waits on its inbox as well as on the bell. A submit
+-- into that queue claims the new invocation for the registered worker in the
+-- same step, RUNNING and owned (enqueue.lua), and pushes it to the inbox: the
+-- worker runs it without a claim round trip. A registration holds IDLE_SEC of
+-- server time (more than a worker blocks between claims, each of which renews
+-- it), so one left by a worker that died idle lapses on its own; a runner that
+-- leaves (reroute of all it owns, forget, recovery) withdraws at once.
+local IDLE_SEC = 5
+
+-- The registered worker of `queue` to hand an invocation to, taken off the
+-- registry: runner and worker label, or nil. Lapsed or malformed
+-- registrations met on the way are dropped.
+local function idle_worker(queue, now)
+  local key = P .. 'idle:' .. queue
+  while true do
+    local top = redis.call('ZPOPMAX', key)
+    if #top == 0 then return nil end
+    local reg = redis.call('HGET', P .. 'idlers', top[1])
+    local q, worker = string.match(reg or '', '^([^\t]*)\t(.+)$')
+    if q == queue and tonumber(top[2]) >= now then return top[1], worker end
+  end
+end
+
+-- A runner leaves: drop its registration and whatever its inbox still lists
+-- (those are in its owned set, which the caller reroutes or leaves to recovery).
+local function withdraw(runner)
+  local reg = redis.call('HGET', P .. 'idlers', runner)
+  if not reg then return end
+  local queue = string.match(reg, '^([^\t]*)\t')
+  if queue then redis.call('ZREM', P .. 'idle:' .. queue, runner) end
+  redis.call('HDEL', P .. 'idlers', runner)
+  redis.call('DEL', P .. 'inbox:' .. runner)
 end
 
 -- Every entry point calls this first: the call's prefix and TTL, and fresh

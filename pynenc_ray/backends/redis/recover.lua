@@ -19,6 +19,7 @@ local dead = redis.call('ZRANGEBYSCORE', P .. 'beats', '-inf', cutoff)
 local out = {}
 for _, runner in ipairs(dead) do
   if runner ~= checker then
+    withdraw(runner)
     for _, id in ipairs(redis.call('SMEMBERS', P .. 'owned:' .. runner)) do
       if reroute(id, runner, checker, 'recovery', now, true, true) then out[#out + 1] = id end
     end

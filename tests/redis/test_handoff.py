@@ -1,0 +1,107 @@
+"""Hand-off: a worker that found its queue empty registers, and the next submit
+into that queue claims the new invocation for it in the same step (RUNNING and
+owned), so the worker runs it without a claim round trip. Registrations lapse,
+are withdrawn when their runner leaves, and never hand one invocation twice."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pynenc_ray import InvocationStatus as S
+from tests.conformance import tasks
+from tests.conftest import unique_app_id
+from tests.lua_calls import lua_calls_run
+
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
+
+
+@pytest.fixture
+def app(redis_url):
+    tasks.app.reconfigure(replace=True, backend="redis", redis_url=redis_url,
+                          app_id=unique_app_id("handoff"))
+    yield tasks.app
+    tasks.app.backend.close()
+
+
+def _idle(backend, runner: str = "r1") -> None:
+    """``runner`` claims from an empty queue with hand-off: it registers."""
+    assert backend.claim(runner, "w1", 1, 0, start=True, handoff=True) == []
+
+
+def test_a_submit_is_claimed_for_the_waiting_worker(app):
+    backend, client = app.backend, app.backend.client
+    _idle(backend)
+    inv = tasks.add(1, 2)
+    assert inv.status == S.RUNNING
+    history = inv.history
+    assert [h.status for h in history] == [S.REGISTERED, S.PENDING, S.RUNNING]
+    assert [h.runner_id for h in history[1:]] == ["r1", "r1"]
+    assert backend.owned_by("r1") == {inv.invocation_id}
+    assert backend.queue_depth() == 0
+    before = lua_calls_run(client)
+    [c] = backend.claim("r1", "w1", 1, 1.0, start=True, handoff=True)
+    assert lua_calls_run(client) == before  # taken from the inbox: no claim step
+    assert (c.invocation_id, c.retries, c.deaths, c.started) == (inv.invocation_id, 0, 0, True)
+    assert c.task_id == tasks.add.task_id
+    assert backend.finish(c.invocation_id, S.SUCCESS, b"3", "r1", "w1")
+    assert inv.result == 3
+    tasks.add(2, 2)  # the registration was used up: the next one waits in the queue
+    assert backend.queue_depth() == 1
+
+
+def test_without_handoff_nothing_registers(app):
+    assert app.backend.claim("r1", "w1", 1, 0, start=True) == []
+    assert tasks.add(1, 1).status == S.REGISTERED
+
+
+def test_a_lapsed_or_malformed_registration_hands_nothing(app):
+    backend, client = app.backend, app.backend.client
+    _idle(backend, "old")
+    client.zadd(backend.key("idle", "default"), {"old": time.time() - 60})  # lapsed
+    client.zadd(backend.key("idle", "default"), {"nobody": time.time() + 60})  # no idlers entry
+    _idle(backend, "bad")
+    client.hset(backend.key("idlers"), "bad", "no tab here")
+    inv = tasks.add(1, 1)
+    assert inv.status == S.REGISTERED and backend.queue_depth() == 1
+    assert client.zcard(backend.key("idle", "default")) == 0  # all dropped on the way
+
+
+def test_a_leaving_runner_withdraws_and_a_reconcile_empties_its_inbox(app):
+    backend, client = app.backend, app.backend.client
+    _idle(backend)
+    assert backend.reroute_owned("r1", "r1") == []  # a stop: all it owns, and it withdraws
+    assert tasks.add(1, 1).status == S.REGISTERED
+    [c] = backend.claim("r2", "w", 1, 0, start=True)  # (clear the queue)
+    backend.finish(c.invocation_id, S.SUCCESS, b"2", "r2", "w")
+    _idle(backend)
+    handed = tasks.add(2, 2)
+    assert handed.status == S.RUNNING
+    # a reconcile after a reconnect gives back what it owns but does not run: the
+    # inbox must not give it to the worker again afterwards
+    assert backend.reroute_owned("r1", "r1", [handed.invocation_id]) == [handed.invocation_id]
+    assert client.llen(backend.key("inbox", "r1")) == 0
+    [c] = backend.claim("r2", "w", 1, 0, start=True)
+    assert c.invocation_id == handed.invocation_id
+    assert handed.status == S.RUNNING and handed.history[-1].runner_id == "r2"
+
+
+def test_a_worker_woken_by_a_bell_takes_what_was_handed_to_it_meanwhile(app):
+    backend = app.backend
+    _idle(backend)
+    handed = tasks.add(1, 1)
+    # the claim step (not the inbox pop) runs: it finds the hand-off first
+    [c] = backend.claim("r1", "w1", 1, 0, start=True, handoff=True)
+    assert c.invocation_id == handed.invocation_id
+    assert backend.queue_depth() == 0
+
+
+def test_a_cancelled_hand_off_is_not_taken_by_the_claim_step(app):
+    backend = app.backend
+    _idle(backend)
+    handed = tasks.add(1, 1)
+    assert handed.cancel() is True
+    queued = tasks.add(2, 2)  # the registration was used: this one is queued
+    [c] = backend.claim("r1", "w1", 1, 0, start=True, handoff=True)
+    assert c.invocation_id == queued.invocation_id
