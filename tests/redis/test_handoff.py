@@ -97,11 +97,12 @@ def test_a_worker_woken_by_a_bell_takes_what_was_handed_to_it_meanwhile(app):
     assert backend.queue_depth() == 0
 
 
-def test_a_cancelled_hand_off_is_not_taken_by_the_claim_step(app):
+def test_a_cancelled_hand_off_is_never_taken(app):
     backend = app.backend
     _idle(backend)
     handed = tasks.add(1, 1)
     assert handed.cancel() is True
+    assert app.backend.client.llen(backend.key("inbox", "r1")) == 0  # never popped and run
     queued = tasks.add(2, 2)  # the registration was used: this one is queued
     [c] = backend.claim("r1", "w1", 1, 0, start=True, handoff=True)
     assert c.invocation_id == queued.invocation_id

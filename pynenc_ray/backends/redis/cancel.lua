@@ -1,7 +1,8 @@
 -- cancel: move each invocation that is not final yet to CANCELLED, whoever owns
--- it, release it from its owner's set and start its TTL. A queued or delayed
--- copy of its id stays where it is and is skipped when a claim pops it (it is
--- no longer claimable); an owner that finishes it later has its write dropped.
+-- it, release it from its owner's set (and inbox: see the prelude's hand-off)
+-- and start its TTL. A queued or delayed copy of its id stays where it is and
+-- is skipped when a claim pops it (it is no longer claimable); an owner that
+-- finishes it later has its write dropped.
 -- The error field holds why, for waiters (InvocationCancelledError). A corrupt
 -- record is failed in place instead.
 -- ARGV[2..]: by (who asks), worker, now, error document, then the ids.
@@ -14,6 +15,7 @@ for i = 6, #ARGV do
   if v and not FINAL[v[1]] then
     if OWNED[v[1]] and v[2] and v[2] ~= '' then
       redis.call('SREM', P .. 'owned:' .. v[2], id)
+      unhand(v[2], id)  -- handed to a worker that has not taken it: it never starts
     end
     move(id, v[3], v[1], {'CANCELLED'}, by, worker, now, nil, {'error', doc}, v[4])
     redis.call('EXPIRE', ikey(id), TTL)

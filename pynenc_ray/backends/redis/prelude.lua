@@ -347,6 +347,15 @@ local function idle_worker(queue, now)
   end
 end
 
+-- Take id out of runner's inbox if it was handed there and not taken yet: it
+-- was given back or cancelled, so the runner must not start it later.
+local function unhand(runner, id)
+  local inbox = P .. 'inbox:' .. runner
+  if redis.call('EXISTS', inbox) == 0 then return end
+  local t = redis.call('HMGET', ikey(id), 'task', 'args')
+  if t[1] and t[2] then redis.call('LREM', inbox, 0, id .. '\n' .. t[1] .. '\n' .. t[2]) end
+end
+
 -- A runner leaves: drop its registration and whatever its inbox still lists
 -- (those are in its owned set, which the caller reroutes or leaves to recovery).
 local function withdraw(runner)

@@ -11,20 +11,15 @@ else  -- all of it: the owner is leaving, so first nothing more is handed to it
   ids = redis.call('SMEMBERS', P .. 'owned:' .. owner)
 end
 local out = {}
--- ids given back that were handed to the owner and not yet taken from its inbox
--- (a runner reconciling after a reconnect) must not be taken from there later
-local inbox = P .. 'inbox:' .. owner
-local handed = redis.call('EXISTS', inbox) == 1
 for _, id in ipairs(ids) do
   local kind = redis.call('TYPE', ikey(id))['ok']
   local cur_owner = kind == 'hash' and redis.call('HGET', ikey(id), 'owner') or nil
   if (cur_owner == owner or kind ~= 'hash')
       and reroute(id, owner, by, worker, now, by ~= owner, died) then
     out[#out + 1] = id
-    if handed then
-      local t = redis.call('HMGET', ikey(id), 'task', 'args')
-      if t[1] and t[2] then redis.call('LREM', inbox, 0, id .. '\n' .. t[1] .. '\n' .. t[2]) end
-    end
+    -- handed to the owner and not taken yet (a runner reconciling after a
+    -- reconnect gives back what it does not run): not to be taken later
+    unhand(owner, id)
   else
     redis.call('SREM', P .. 'owned:' .. owner, id)
   end
