@@ -106,3 +106,16 @@ def test_a_cancelled_hand_off_is_never_taken(app):
     queued = tasks.add(2, 2)  # the registration was used: this one is queued
     [c] = backend.claim("r1", "w1", 1, 0, start=True, handoff=True)
     assert c.invocation_id == queued.invocation_id
+
+
+def test_a_submit_with_no_worker_waiting_costs_no_extra_command(app):
+    """Runners that never register (ThreadRunner, ...) pay nothing for hand-offs:
+    one EXISTS asks both whether the record exists and whether anyone waits."""
+    client = app.backend.client
+    tasks.add(0, 0)  # (the library is loaded)
+    client.config_resetstat()
+    for i in range(5):
+        tasks.add(i, i)
+    stats = client.info("commandstats")
+    assert stats["cmdstat_exists"]["calls"] == 5
+    assert "cmdstat_zpopmax" not in stats

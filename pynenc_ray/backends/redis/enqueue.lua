@@ -24,6 +24,20 @@ if queue ~= 'default' then where[#where + 1] = 'queue'; where[#where + 1] = queu
 if prio ~= '0' then where[#where + 1] = 'prio'; where[#where + 1] = prio end
 local resolved = {}
 local handing = push == '1' and not not_before  -- until no worker waits
+local idle_key = P .. 'idle:' .. queue
+
+-- Whether id has no record yet (a retried enqueue finds its own), and, when
+-- `look`, whether a worker of the queue waits for a hand-off. One EXISTS of
+-- both keys answers both in the common cases (0: new, nobody waits; 2: stored
+-- already), so a submit where no worker waits costs no extra command.
+local function is_new(id, look)
+  if not look then return redis.call('EXISTS', ikey(id)) == 0, false end
+  local n = redis.call('EXISTS', ikey(id), idle_key)
+  if n ~= 1 then return n == 0, false end
+  local waits = redis.call('EXISTS', idle_key) == 1
+  return waits, waits
+end
+
 for i = 8, #ARGV, 6 do
   local id, rck, regk = ARGV[i], ARGV[i + 4], ARGV[i + 5]
   local known
@@ -38,7 +52,10 @@ for i = 8, #ARGV, 6 do
     resolved[#resolved + 1] = known
   else
     resolved[#resolved + 1] = id
-    if redis.call('EXISTS', ikey(id)) == 0 then
+    local look = handing and rck == ''
+    local fresh, waits = is_new(id, look)
+    if look and not waits then handing = false end  -- nobody waits: no more looks
+    if fresh then
       local fields = {ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2],
         'status', 'REGISTERED', 'h0', h0, 'hn', 1}
       if ARGV[i + 3] ~= '' then  -- retries, reroutes and deaths read as 0 until set
@@ -51,7 +68,7 @@ for i = 8, #ARGV, 6 do
       end
       for _, x in ipairs(where) do fields[#fields + 1] = x end
       local to, label
-      if handing and rck == '' then
+      if waits then
         to, label = idle_worker(queue, now)
         handing = to ~= nil
       end
