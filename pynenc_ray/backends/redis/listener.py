@@ -329,7 +329,7 @@ class ResultListener:
     def _listen(self) -> None:
         pid = os.getpid()
         while not self.closed and self._pid == pid:
-            pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
+            pubsub = self.client.pubsub()
             try:
                 pubsub.subscribe(self.channel)
                 while not self.closed and self._pid == pid:
