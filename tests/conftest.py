@@ -1,6 +1,10 @@
 """The project's tests use the fixtures its users get (pynenc_ray.pytest_plugin:
 pynenc_redis, pynenc_ray, pynenc_run, pynenc_dev_mode) and the helpers of
-pynenc_ray.testing; this file only adds a fresh app id and the Redis URL."""
+pynenc_ray.testing; this file only adds a fresh app id, the Redis URL, and the
+marks of what a test needs (pyproject ``markers``) when a fixture it requests says so:
+``pynenc_redis`` (``redis_url``) means ``redis``, ``pynenc_ray`` means ``ray``. A test
+that gets them another way (``getfixturevalue``, its own ``RedisServer``, a
+subprocess, an example script) is marked where it is written."""
 
 from __future__ import annotations
 
@@ -20,6 +24,19 @@ from pynenc_ray.testing import RedisServer, running, wait_for  # noqa: E402,F401
 @pytest.fixture
 def redis_url(pynenc_redis: RedisServer) -> str:
     return pynenc_redis.url
+
+
+# fixture -> the mark of what it starts; `make test-fast` deselects them by these marks
+NEEDS = {"pynenc_redis": "redis", "pynenc_ray": "ray"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        for fixture, mark in NEEDS.items():
+            if fixture in fixtures and item.get_closest_marker(mark) is None:
+                item.add_marker(mark)
 
 
 def unique_app_id(prefix: str = "t") -> str:

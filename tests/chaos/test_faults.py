@@ -36,7 +36,8 @@ RUNNERS = {
 }
 
 
-@pytest.fixture(params=list(RUNNERS))
+@pytest.fixture(params=[pytest.param(k, marks=pytest.mark.ray) if k == "MultiThreadRunner"
+                        else k for k in RUNNERS])
 def kind(request) -> str:
     if request.param == "MultiThreadRunner":
         request.getfixturevalue("pynenc_ray")

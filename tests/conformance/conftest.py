@@ -1,6 +1,10 @@
 """The conformance suite runs every test against each (backend, runner) pair.
 
 A test narrows the pairs with ``@pytest.mark.only(backends=[...], runners=[...])``.
+Each pair carries the marks of what it needs (pyproject ``markers``): a Redis
+backend ``redis`` (the session's redis-server), the real-Ray MultiThreadRunner
+``ray`` too; memory ThreadRunner and MultiThreadRunner-local (``ray_local_mode``,
+no Ray) need neither, so ``-m "not redis and not ray"`` keeps them.
 """
 
 from __future__ import annotations
@@ -32,6 +36,16 @@ RUNNERS = {
 }
 
 
+def pair_param(backend: str, label: str):
+    """The pair as a parameter marked with what it needs."""
+    marks = []
+    if backend == "redis":
+        marks.append(pytest.mark.redis)
+    if label == "MultiThreadRunner":  # real Ray; MultiThreadRunner-local needs none
+        marks.append(pytest.mark.ray)
+    return pytest.param((backend, label), marks=marks, id=f"{backend}-{label}")
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "only(backends=None, runners=None): narrow the pairs")
 
@@ -44,7 +58,7 @@ def pytest_generate_tests(metafunc):
     runners = mark.kwargs.get("runners") if mark else None
     pairs = [p for p in PAIRS if (not backends or p[0] in backends)
              and (not runners or p[1] in runners)]
-    metafunc.parametrize("pair", pairs, ids=[f"{b}-{r}" for b, r in pairs], indirect=True)
+    metafunc.parametrize("pair", [pair_param(*p) for p in pairs], indirect=True)
 
 
 @pytest.fixture

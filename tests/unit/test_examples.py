@@ -30,6 +30,7 @@ def test_quickstart_prints_real_results():
 
 
 @pytest.mark.ray
+@pytest.mark.redis  # the example starts a throwaway redis-server (pynenc_ray.local_redis)
 @pytest.mark.timeout(180)
 def test_ray_local_runs_the_tasks_on_ray_actors():
     out = _run("ray_local.py", 170)
@@ -38,6 +39,7 @@ def test_ray_local_runs_the_tasks_on_ray_actors():
 
 
 @pytest.mark.ray
+@pytest.mark.redis  # the example starts a throwaway redis-server (pynenc_ray.local_redis)
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_compare_runners_writes_one_timeline_per_runner(tmp_path):
