@@ -1,5 +1,5 @@
 """Faults injected while work runs: workers SIGKILLed at random, Redis restarted.
-Nothing is lost, nothing finishes twice, and the run completes in bounded time."""
+Nothing is lost, nothing finishes twice, and the run completes without stalling."""
 
 from __future__ import annotations
 
@@ -75,12 +75,22 @@ def _app(redis_url, runner_cls, **fields):
     return tasks.app
 
 
-def _finish(invs, killer, bound: float = 120.0) -> None:
+def _finish(invs, killer, stall: float = 60.0) -> None:
+    """Wait until every one of ``invs`` is final once the killer is done. Fails on
+    a stall, ``stall`` seconds in which none of them became final: work that was
+    lost never does, while a slow machine is only slower (no budget for the run)."""
     killer.join(300)
     assert killer.kills == killer.times, "the killer found too few victims"
-    t0 = time.monotonic()
-    assert all(inv.wait(max(1.0, bound - (time.monotonic() - t0))) for inv in invs), \
-        f"not all final within {bound}s of the last kill"
+    backend = tasks.app.backend
+    pending = [inv.invocation_id for inv in invs]
+    progress_at = time.monotonic()
+    while not backend.wait_final(pending, 1.0):
+        left = [i for i, st in zip(pending, backend.statuses(pending))
+                if st is None or not st.is_final]
+        if len(left) < len(pending):
+            pending, progress_at = left, time.monotonic()
+        assert time.monotonic() - progress_at < stall, \
+            f"{len(pending)} not final, and none became final for {stall:g}s"
 
 
 def test_sigkilled_thread_runner_processes(redis_url):

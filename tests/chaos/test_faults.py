@@ -166,16 +166,20 @@ def test_frozen_redis_kills_no_worker(app, server, runner_log, started):
 
 
 def test_sigterm_stops_the_runner_while_redis_is_frozen(app, server, runner_log, started):
-    """SIGTERM with Redis frozen: the runner process exits within
-    runner_loop_sleep_time_sec + 1 s (plus interpreter exit); once Redis is back,
-    its in-flight work is recovered by another runner and only that reruns."""
+    """SIGTERM with Redis frozen: the runner process exits while Redis is still
+    frozen (it stays frozen until the process is gone, so a runner that waited
+    for Redis would fail the 60 s hang guard), saying that it gave up handing its
+    work back; once Redis is back, its in-flight work is recovered by another
+    runner and all of it succeeds once."""
     invs = list(logged.parallelize([(f"k{i}", 1.0, str(started)) for i in range(6)]))
     runner = RunnerProcess(app, runner_log)
     try:
         assert wait_for(lambda: len(runs(started)) >= 2, 60)
         with Frozen(server, 3.0):
-            took = runner.terminate()
-        assert took < LOOP_SLEEP + 1.0 + 1.0, (took, runner.log()[-3000:])
+            runner.terminate()  # SIGTERM, then wait up to 60 s for the exit (a hang guard)
+        log = runner.log()
+        assert ("without handing back all its work" in log
+                or "could not hand back all its work" in log), log[-3000:]
         app.reconfigure(redis_retry_timeout_sec=30.0)
         second = RunnerProcess(app, runner_log)
         try:
@@ -217,11 +221,9 @@ def test_a_record_gone_from_a_group_raises_instead_of_blocking(app, server):
     group = tasks.add.parallelize([(i, i) for i in range(3)])
     server.client().delete(app.backend.key("inv", group.invocations[1].invocation_id))
     app.reconfigure(runner={"max_threads": 2})
-    with running(app):
-        t0 = time.monotonic()
+    with running(app):  # blocking would be for ever: the test's timeout is the hang guard
         with pytest.raises(InvocationNotFoundError, match=group.invocations[1].invocation_id):
             list(group.results)
-        assert time.monotonic() - t0 < 10
         with pytest.raises(InvocationNotFoundError, match="result_ttl_sec"):
             group.invocations[1].result
 
@@ -234,9 +236,11 @@ def test_a_producer_beside_a_running_runner_keeps_its_timeout(app, server):
         server.shutdown()
         try:
             t0 = time.monotonic()
-            with pytest.raises(BackendUnavailableError, match="unreachable"):
+            # its own timeout, in the message; the runner's patience would retry for ever
+            with pytest.raises(BackendUnavailableError,
+                               match=r"unreachable \(tried to .* for 2s\)"):
                 tasks.add(1, 2).result
-            assert time.monotonic() - t0 < 2.0 + 3.0
+            assert time.monotonic() - t0 >= 2.0  # it did retry that long, not fail at once
         finally:
             server.start()
 
@@ -306,11 +310,12 @@ def test_a_wrong_password_fails_at_once():
     try:
         url = f"redis://:wrong@127.0.0.1:{srv.port}/0"
         tasks.app.reconfigure(replace=True, backend="redis", redis_url=url,
-                              app_id=unique_app_id("auth"))
+                              app_id=unique_app_id("auth"), redis_retry_timeout_sec=60.0)
         t0 = time.monotonic()
         with pytest.raises(BackendUnavailableError, match="credentials"):
             tasks.add(1, 2)
-        assert time.monotonic() - t0 < 3.0
+        # not retried as an outage: that would last redis_retry_timeout_sec (60 s)
+        assert time.monotonic() - t0 < 30
         tasks.app.backend.close()
     finally:
         srv.stop()

@@ -256,6 +256,29 @@ async def async_nap(i: int, sec: float) -> int:
     return i
 
 
+_met: dict[str, int] = {}  # key -> async_meet invocations that have arrived in this process
+met_threads: dict[str, int] = {}  # key -> this process's threads when the last one arrived
+
+
+@app.task
+async def async_meet(key: str, i: int, n: int) -> int:
+    """Sleeps on the event loop until ``n`` invocations of ``key`` have arrived in
+    this process, then returns ``i``: none returns before all ``n`` are asleep at
+    once. Raises CustomError when that has not happened after 60 s."""
+    import asyncio
+    import threading
+
+    _met[key] = _met.get(key, 0) + 1  # on the runner's one event loop: no race
+    if _met[key] == n:
+        met_threads[key] = threading.active_count()
+    deadline = time.monotonic() + 60
+    while _met[key] < n:
+        if time.monotonic() > deadline:
+            raise CustomError(f"only {_met[key]} of {n} asleep at once")
+        await asyncio.sleep(0.01)
+    return i
+
+
 @app.task
 async def async_fail(message: str) -> None:
     raise CustomError(message)

@@ -46,7 +46,7 @@ def test_at_most_max_threads_busy(app):
         stop.set()
         sampler.join()
     assert max(seen) == 2
-    assert 0.55 < elapsed < 2.0  # 6 x 0.2 s on 2 slots: 3 rounds
+    assert elapsed > 0.55  # 6 x 0.2 s at most 2 at a time: 3 rounds at least
 
 
 def test_waiting_on_own_invocation_is_a_cycle_error(app):
@@ -64,17 +64,22 @@ def test_two_invocations_waiting_on_each_other_fail_instead_of_hanging(app):
     assert inv.status == S.FAILED
 
 
-def test_result_wait_is_woken_by_the_write(app):
-    """A waiter returns promptly once the result is written by another thread."""
+def test_result_wait_is_woken_by_the_write(app, monkeypatch):
+    """A waiter is woken by the result's write (on Redis, its announcement), not
+    by looking again: the Redis backend's periodic re-check (its safety net) is
+    made to find nothing, and the memory backend has none, so only the wake-up
+    can end the wait (30 s hang guard for a 0.3 s task)."""
+    if hasattr(app.backend, "_final_among"):
+        monkeypatch.setattr(app.backend, "_final_among", lambda ids: set())
     with running(app):
         inv = tasks.sleep(0.3)
-        t0 = time.perf_counter()
-        assert inv.result == 0.3
-        assert time.perf_counter() - t0 < 0.3 + 0.25
+        assert inv.get(timeout=30) == 0.3
 
 
 def test_wait_timeout_returns_false(app):
     inv = tasks.add(1, 1)
     t0 = time.perf_counter()
     assert inv.wait(0.2) is False
-    assert 0.15 < time.perf_counter() - t0 < 1.0
+    elapsed = time.perf_counter() - t0
+    assert elapsed > 0.15  # not before its timeout
+    assert elapsed < 10  # a hang guard: it ends at its timeout, not never

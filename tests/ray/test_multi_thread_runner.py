@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import psutil
 import pytest
@@ -78,9 +77,9 @@ def test_actor_killed_mid_task_is_rerouted_and_replaced(app, pynenc_ray, how):
             pynenc_ray.kill(actor.handle, no_restart=True)
         else:
             os.kill(actor.report["pid"], signal.SIGKILL)
-        t0 = time.monotonic()
-        assert wait_for(lambda: S.REROUTED in [h.status for h in inv.history], 15)
-        assert time.monotonic() - t0 < 15  # at once, not after runner_dead_after_sec (60)
+        # rerouted by the runner that saw its actor die: recovery of a silent runner
+        # could not come before runner_dead_after_sec (60 s)
+        assert wait_for(lambda: S.REROUTED in [h.status for h in inv.history], 40)
         assert wait_for(lambda: len(runner.actors) == 1 and actor.name not in runner.actors, 30)
         assert inv.result == 2
     assert [h.status for h in inv.history if h.status.is_final] == [S.SUCCESS]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 
 import pytest
@@ -121,9 +120,9 @@ def test_a_sigkilled_actor_is_replaced_within_its_pool(app):
         inv = pool_tasks.where.with_options(queue="special")(2.0)
         assert wait_for(lambda: inv.status == S.RUNNING, 30)
         os.kill(victim.report["pid"], signal.SIGKILL)
-        t0 = time.monotonic()
-        assert wait_for(lambda: S.REROUTED in [h.status for h in inv.history], 15)
-        assert time.monotonic() - t0 < 15  # at once, not after runner_dead_after_sec (60)
+        # rerouted by the runner that saw its actor die: recovery of a silent runner
+        # could not come before runner_dead_after_sec (60 s)
+        assert wait_for(lambda: S.REROUTED in [h.status for h in inv.history], 40)
         assert wait_for(lambda: victim.name not in runner.actors
                         and _counts(runner) == {"special": 1, "plain": 1}, 30)
         result = inv.result

@@ -38,9 +38,9 @@ def test_work_whose_wake_up_token_was_lost_is_still_taken(app):
         # pushed behind the bells' back: no token at all, as if the one rung was lost
         backend.enqueue([_new("lost-token")], "producer", "w", push=False)
         client.rpush(backend.key("queue", "default", "0"), "lost-token")
-        started = time.monotonic()
-        assert backend.wait_final(["lost-token"], 10)
-    assert time.monotonic() - started < 5  # found by the runner's periodic claim
+        # found by the runner's periodic claim (every half second or so); without
+        # it nothing would ever take it: the wait is a hang guard
+        assert backend.wait_final(["lost-token"], 30)
 
 
 def test_tokens_stay_bounded_whatever_is_enqueued(app):
