@@ -144,7 +144,10 @@ def test_a_pool_ray_cannot_place_is_named_with_what_the_cluster_lacks(app, caplo
             done = pool_tasks.where.with_options(queue="plain")().result
             assert wait_for(lambda: "pool 'tpu'" in caplog.text, 30), caplog.text
             assert "tpu (needs 1, 0 free of 0, and no node has any)" in caplog.text, caplog.text
-            assert "Still waiting" in caplog.text and "pool 'plain'" not in caplog.text
+            # (not "and no warning names 'plain'": on a loaded machine Ray may take
+            # longer than actor_start_timeout_sec to place even a plain actor, and
+            # the warning then says so truly; its work is done either way)
+            assert "Still waiting" in caplog.text
             assert runner.is_running and stuck.status == S.REGISTERED
     assert "-plain-" in done["actor"]
 
