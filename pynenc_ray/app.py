@@ -174,7 +174,12 @@ class Pynenc:
 
     def check_mem_compatible(self) -> None:
         """Raise MemCompatibilityError when the runner needs a shared backend."""
-        if self.config.settings.backend == "memory" and not self.runner.mem_compatible:
+        if self.config.settings.backend != "memory":
+            return
+        from .runners.base import load_runner_class
+
+        # the class decides from the config: no runner is built (nor Ray imported) to ask
+        if not load_runner_class(self.config.runner_cls).runs_on_memory(self.config.runner):
             raise MemCompatibilityError(
                 f"{self.config.runner_cls} cannot run on the memory backend: its workers "
                 "live in other processes and would not see this process's queue. Set "

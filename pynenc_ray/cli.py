@@ -87,16 +87,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not args.watch:
         print(format_status(status_snapshot(app)))
         return 0
-    n = 0
     try:
-        while args.iterations is None or n < args.iterations:
+        while True:
             text = format_status(status_snapshot(app))
             stamp = time.strftime("%H:%M:%S")
             print(f"\x1b[H\x1b[2J{stamp}  (every {args.interval:g}s, Ctrl-C to quit)\n{text}",
                   flush=True)
-            n += 1
-            if args.iterations is None or n < args.iterations:
-                time.sleep(args.interval)
+            time.sleep(args.interval)
     except KeyboardInterrupt:
         pass
     return 0
@@ -213,7 +210,6 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
     status.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
-    status.add_argument("--iterations", type=int, help=argparse.SUPPRESS)  # for tests
     status.set_defaults(func=cmd_status)
 
     inspect = sub.add_parser("inspect", help="one invocation: history, result or traceback")

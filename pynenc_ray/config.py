@@ -14,12 +14,11 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -38,7 +37,7 @@ from typing_extensions import override
 
 from .errors import ConfigError
 from .redis_url import mask_url, normalize_redis_url, url_problem
-from .registry import RUNNERS, all_runner_fields, runner_configs
+from .registry import RUNNERS, all_runner_fields
 from .resolve import resolve
 from .runner_config import (  # noqa: F401  (re-exported: the models are reachable from here)
     DummyRunnerConfig,
@@ -52,11 +51,6 @@ from .runner_config import (  # noqa: F401  (re-exported: the models are reachab
 log = logging.getLogger("pynenc_ray.config")
 
 MiB = 1024 * 1024
-
-# -- runner models (defined in runner_config, listed in registry) --------------------
-
-# Read-only alias of the registry's runner name -> config model, for older imports.
-RUNNER_CONFIGS: Mapping[str, type[RunnerConfig]] = MappingProxyType(runner_configs())
 
 # -- the top-level settings --------------------------------------------------------
 

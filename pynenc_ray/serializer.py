@@ -25,7 +25,6 @@ from typing import Any
 from .errors import PayloadSignatureError, SerializationError, TaskFailedError
 
 SIGNED_TAG = b"HMAC2"  # HMAC over bind + NUL + body: a payload is valid only where it belongs
-_OLD_TAG = b"HMAC1"  # earlier versions: HMAC over the body alone, refused
 _MAC_LEN = 32
 # built once: json.dumps with options builds a new encoder at every call
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
@@ -79,7 +78,7 @@ class Serializer:
     def loads(self, data: bytes, what: str, *, bind: str = "") -> Any:
         """Decode ``data``; a signed pickle must have been signed with the same
         key for the same ``bind``."""
-        if data[:1] == b"\x80" or data.startswith((SIGNED_TAG, _OLD_TAG)):
+        if data[:1] == b"\x80" or data.startswith(SIGNED_TAG):
             return self._load_pickle(data, what, bind)
         try:
             return json.loads(data)
@@ -95,10 +94,6 @@ class Serializer:
         return hmac.new(self._key, bind.encode() + b"\0" + body, hashlib.sha256).digest()
 
     def _load_pickle(self, data: bytes, what: str, bind: str) -> Any:
-        if data.startswith(_OLD_TAG):
-            raise PayloadSignatureError(
-                f"{what} was signed by an older pynenc-ray whose signature does not say where "
-                "the payload belongs; it was not unpickled. Submit the call again")
         if data.startswith(SIGNED_TAG):
             body = self._verified_body(data, what, bind)
         else:

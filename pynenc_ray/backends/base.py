@@ -86,7 +86,6 @@ class Backend(abc.ABC):
     where a record it must read does not parse. What else each method raises is
     in its docstring."""
 
-    shared: bool = False  # True when other processes see the same data
     reconnects: int = 0  # connection faults recovered from; a runner reconciles on change
 
     # -- broker -----------------------------------------------------------------------

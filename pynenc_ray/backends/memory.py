@@ -31,7 +31,6 @@ log_name = "pynenc_ray.backends.memory"
 class MemoryBackend(Backend):
     """The in-process backend (see the module docstring); not shared between processes."""
 
-    shared = False
 
     def __init__(self, app_id: str = "pynenc", ttl_sec: float = 86400):
         self.app_id, self.ttl_sec = app_id, ttl_sec

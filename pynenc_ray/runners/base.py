@@ -16,14 +16,13 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..backends import patience
 from ..cron import CronScheduler
 from ..errors import ConfigError
-from ..registry import RUNNERS, runner_paths
+from ..registry import RUNNERS
 from ..resolve import resolve
 from ..runner_config import RunnerConfig
 from ..status import InvocationStatus
@@ -34,9 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pynenc_ray.runner")
 STOP_BUDGET_SEC = 1.0  # after the loop notices a stop: time left to hand work back
-
-# Read-only alias of the registry's runner name -> "module:Class", for older imports.
-RUNNER_PATHS: Mapping[str, str] = MappingProxyType(runner_paths())
 
 
 def load_runner_class(name: str) -> type[BaseRunner]:
@@ -88,6 +84,12 @@ class BaseRunner(abc.ABC):
         self._claims_in_flight = 0  # claim calls whose ids are not yet in live_invocations
         # periodic tasks: fired with the heartbeat by whichever runner holds the lease
         self._cron = CronScheduler(app, self.runner_id, conf.runner_dead_after_sec)
+
+    @classmethod
+    def runs_on_memory(cls, conf: RunnerConfig) -> bool:
+        """True when a runner of this class with ``conf`` executes every invocation
+        in this process, where the memory backend lives (``mem_compatible``)."""
+        return cls.mem_compatible
 
     @property
     def is_running(self) -> bool:

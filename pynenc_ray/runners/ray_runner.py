@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 from typing_extensions import override
 
 from ..middleware import Middleware
-from ..runner_config import MultiThreadRunnerConfig
+from ..runner_config import MultiThreadRunnerConfig, RunnerConfig
 from .actor_host import ActorHost, pool_of
 from .base import BaseRunner
 from .pools import (
@@ -159,10 +159,11 @@ class MultiThreadRunner(BaseRunner):
                                             for p in conf.effective_pools()}
         self.max_processes = sum(p.max_processes for p in self.pools.values())
 
-    @property
-    def mem_compatible(self) -> bool:  # type: ignore[override]
+    @classmethod
+    @override
+    def runs_on_memory(cls, conf: RunnerConfig) -> bool:
         """Only local mode executes in this process, where the memory backend is."""
-        return self.conf.ray_local_mode
+        return isinstance(conf, MultiThreadRunnerConfig) and conf.ray_local_mode
 
     @property
     def local(self) -> bool:

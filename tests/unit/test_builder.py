@@ -127,3 +127,18 @@ def test_multi_thread_runner_on_memory_needs_ray_local_mode():
 def test_multi_thread_runner_in_local_mode_builds_on_memory():
     app = PynencBuilder().memory().multi_thread_runner(ray_local_mode=True).build()
     assert app.config.runner.ray_local_mode is True
+
+
+def test_checking_the_memory_backend_builds_no_runner(monkeypatch):
+    """Whether a runner can share the memory backend is the class's answer for the
+    config: building an app constructs no runner (a MultiThreadRunner would)."""
+    from pynenc_ray.runners.base import BaseRunner
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"{type(self).__name__} was built to check the backend")
+
+    monkeypatch.setattr(BaseRunner, "__init__", refuse)
+    app = PynencBuilder().memory().multi_thread_runner(ray_local_mode=True).build()
+    assert app.config.runner_cls == "MultiThreadRunner"
+    with pytest.raises(MemCompatibilityError):
+        PynencBuilder().memory().persistent_process_runner().build()

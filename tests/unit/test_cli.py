@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -163,8 +165,20 @@ def test_readme_config_reference_is_current():
         assert f"`{field}`" in block
 
 
-def test_status_watch_refreshes_with_runners_and_actors(capsys):
+def test_status_watch_refreshes_with_runners_and_actors(capsys, monkeypatch):
+    from pynenc_ray import cli
     from pynenc_ray.cli import format_status
+
+    pauses, here, real_sleep = [], threading.get_ident(), time.sleep
+
+    def pause(sec):  # the third pause of the watch is the user's Ctrl-C
+        if threading.get_ident() != here:  # another thread's sleep
+            return real_sleep(sec)
+        pauses.append(sec)
+        if len(pauses) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.time, "sleep", pause)
 
     snap = {"app_id": "a", "backend": "redis", "queue_depth": 3, "statuses": {"RUNNING": 2},
             "runners": {"MultiThreadRunner@h-1": {"heartbeat_age_sec": 0.4, "actors": {"x-0": 2}},
@@ -173,6 +187,7 @@ def test_status_watch_refreshes_with_runners_and_actors(capsys):
     assert "queue depth 3" in text and "RUNNING" in text
     assert "actor x-0: 2 active threads" in text and "busy 1/4" in text
     assert main(["--app", "tests.unit.tasks_for_unit:app", "status", "--watch", "--interval",
-                 "0.01", "--iterations", "3"]) == 0
+                 "0.01"]) == 0
     out = capsys.readouterr().out
     assert out.count("\x1b[2J") == 3 and out.count("queue depth") == 3
+    assert pauses == [0.01] * 3

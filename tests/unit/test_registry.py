@@ -12,11 +12,10 @@ import pytest
 import local_runners
 import pynenc_ray
 from pynenc_ray import bench
-from pynenc_ray.config import RUNNER_CONFIGS, runner_config_model
+from pynenc_ray.config import runner_config_model
 from pynenc_ray.errors import ConfigError
 from pynenc_ray.registry import RUNNERS, all_runner_fields, runner_paths
 from pynenc_ray.resolve import resolve
-from pynenc_ray.runners import RUNNER_PATHS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,9 +34,7 @@ def test_each_registered_class_is_where_the_registry_says_with_the_registry_mode
     assert proc.returncode == 0, proc.stderr
 
 
-def test_old_names_read_the_registry():
-    assert dict(RUNNER_PATHS) == runner_paths()
-    assert {n: s.config for n, s in RUNNERS.items()} == dict(RUNNER_CONFIGS)
+def test_runner_config_model_reads_the_registry():
     for name, spec in RUNNERS.items():
         assert runner_config_model(name) is spec.config
 

@@ -282,10 +282,10 @@ def test_json_payloads_ignore_bind():
     assert s.loads(s.dumps([1], "v", bind="a:result"), "v", bind="b:result") == [1]
 
 
-def test_payload_signed_by_the_unbound_format_is_refused_clearly():
+def test_payload_signed_by_the_unbound_format_is_never_unpickled():
     body = pickle.dumps(1)
     old = b"HMAC1" + hmac.new(b"k1", body, hashlib.sha256).digest() + body
-    with pytest.raises(PayloadSignatureError, match="older pynenc-ray"):
+    with pytest.raises(SerializationError, match="not valid JSON"):
         Serializer("pickle", signing_key="k1").loads(old, "result of x")
 
 

@@ -96,7 +96,6 @@ class RedisBackend(Backend):
     """The shared backend on Redis (see the module docstring); connection faults
     surface as BackendUnavailableError once retries give up."""
 
-    shared = True
 
     def __init__(self, settings: Any):
         # the hash tag {app_id} keeps every key of the app in one Redis Cluster slot
