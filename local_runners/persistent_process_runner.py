@@ -37,11 +37,8 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import redis
-
-import pynenc_ray.backends as _backends_pkg
 from pynenc_ray.backends.base import Claimed
 from pynenc_ray.context import ExecutionContext, current
 from pynenc_ray.errors import InvocationCancelledError
@@ -238,14 +235,18 @@ class PersistentProcessRunner(BaseRunner):
 
 # -- inside a worker process ----------------------------------------------------------------
 
-_BACKEND_CODE = tuple(os.path.dirname(cast(str, m.__file__)) + os.sep
-                      for m in (_backends_pkg, redis))
+# Code a signal must not interrupt with an exception: a backend's half-made move,
+# or a client library's half-read reply (redis-py called by the task itself).
+# Matched by module name, so no client library is imported here.
+_BACKENDS = "pynenc_ray.backends."
+_CLIENT_LIBRARIES = frozenset({"redis", "hiredis"})
 
 
 def _in_backend_call(frame: FrameType | None) -> bool:
-    """True when the interrupted code is inside the backend or redis-py."""
+    """True when the interrupted code is inside a backend or a client library."""
     while frame is not None:
-        if frame.f_code.co_filename.startswith(_BACKEND_CODE):
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith(_BACKENDS) or module.partition(".")[0] in _CLIENT_LIBRARIES:
             return True
         frame = frame.f_back
     return False

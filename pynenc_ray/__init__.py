@@ -13,6 +13,7 @@ from .app import Pynenc
 from .builder import PynencBuilder
 from .context import CurrentInvocation, check_cancelled, current_invocation
 from .errors import (
+    BackendError,
     BackendUnavailableError,
     ConfigError,
     CorruptRecordError,
@@ -59,7 +60,8 @@ __all__ = [
     "Pynenc", "PynencBuilder", "Task", "Invocation", "InvocationGroup", "InvocationStatus",
     "current_invocation", "CurrentInvocation", "check_cancelled", "InvocationCancelledError",
     "PynencError", "ConfigError", "TaskDefinitionError", "SerializationError",
-    "PayloadSignatureError", "BackendUnavailableError", "InvocationStatusTransitionError",
+    "PayloadSignatureError", "BackendError", "BackendUnavailableError",
+    "InvocationStatusTransitionError",
     "InvocationOwnershipError", "RunnerNotExecutableError", "MemCompatibilityError",
     "TaskFailedError", "TaskTimeoutError", "CycleError", "InvocationNotFoundError",
     "CorruptRecordError", "RayConnectionError", "ResultTimeoutError", *_LAZY,

@@ -24,7 +24,14 @@ class PayloadSignatureError(SerializationError):
     """A pickled payload was unsigned or its HMAC did not match: it is not loaded."""
 
 
-class BackendUnavailableError(PynencError):
+class BackendError(PynencError):
+    """The backend failed a call: it answered with an error of its own (Redis: an
+    error reply such as OOM or READONLY), or could not be reached. Every error a
+    backend raises is this or another ``PynencError``, never its client
+    library's own."""
+
+
+class BackendUnavailableError(BackendError):
     """The backend (Redis) could not be reached within the retry budget."""
 
 

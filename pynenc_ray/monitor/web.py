@@ -29,7 +29,6 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 import jinja2
-import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -250,5 +249,4 @@ def create_app(app: Pynenc, *, allow_actions: bool = False,
     return Starlette(routes=routes,
                      middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts,
                                             www_redirect=False)],
-                     exception_handlers={HTTPException: http_error, PynencError: backend_error,
-                                         redis.RedisError: backend_error})
+                     exception_handlers={HTTPException: http_error, PynencError: backend_error})

@@ -439,3 +439,29 @@ def test_finish_and_claim_is_one_script_call(app):
     for inv in invs[1:]:
         assert backend.status(inv.invocation_id) == S.FAILED
     assert backend.owned_by("r") == {extra.invocation_id}
+
+
+def test_an_error_reply_reaches_the_caller_as_a_backend_error_naming_it():
+    """Redis out of memory (maxmemory with noeviction) answers a submit with an
+    error reply: the caller gets BackendError (a PynencError) naming the reply,
+    never redis-py's own exception; the record is not half-written."""
+    from pynenc_ray.backends.base import NewInvocation
+    from pynenc_ray.errors import BackendError
+
+    server = RedisServer().start()
+    try:
+        app = Pynenc(app_id=unique_app_id("oom"), backend="redis", redis_url=server.url,
+                     redis_retry_timeout_sec=1)
+        client = server.client()
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", 1)  # below what Redis holds already: every write refused
+        call = NewInvocation("oom1", tasks.add.task_id, b"[[1,2],{}]")
+        with pytest.raises(BackendError, match="OOM|OutOfMemory") as info:
+            app.backend.enqueue([call],
+                                "producer", "w")
+        assert "redis" not in type(info.value).__module__
+        client.config_set("maxmemory", 0)
+        assert app.backend.get("oom1") is None
+        app.backend.close()
+    finally:
+        server.stop()

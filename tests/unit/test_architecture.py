@@ -8,7 +8,10 @@
 (c) only the MultiThreadRunner modules import ``ray``;
 (d) only the web monitor (``pynenc_ray.monitor``) imports its web stack
     (Starlette, Jinja2, uvicorn), and nothing outside it but the CLI's hook
-    imports the monitor: the core runs without the ``monitor`` extra.
+    imports the monitor: the core runs without the ``monitor`` extra;
+(e) only the Redis backend (``pynenc_ray.backends.redis``) and the tools that
+    drive a Redis server themselves import redis-py: no runner, monitor or core
+    module does, so every backend error reaches them as a ``PynencError``.
 
 Each check is a plain function over source text, so the self-checks at the end
 can feed it a synthetic cycle or private access and see it flagged.
@@ -34,6 +37,12 @@ RAY_MODULES = frozenset({
 WEB_STACK = ("starlette", "jinja2", "uvicorn")
 MONITOR = "pynenc_ray.monitor"
 MONITOR_IMPORTERS = frozenset({"pynenc_ray.cli"})  # builds the `monitor` subcommand's parser
+
+# Who may import redis-py: the Redis backend, and the tools that drive a Redis
+# server of their own (the bench's floor and Redis counters, the throwaway server
+# of examples, the test helpers that start one).
+REDIS_BACKEND = "pynenc_ray.backends.redis"
+REDIS_TOOLS = frozenset({"pynenc_ray.bench", "pynenc_ray.local_redis", "pynenc_ray.testing"})
 
 # Private names of other objects that standard conventions make public.
 ALLOWED_PRIVATE = frozenset({
@@ -235,6 +244,15 @@ def test_only_the_monitor_imports_the_web_stack_and_only_the_cli_imports_the_mon
     for module in (MONITOR, f"{MONITOR}.cli", f"{MONITOR}.data", f"{MONITOR}.actions"):
         loaded = {name.split(".")[0] for name in imported_on_load(sources[module])}
         assert not loaded & set(WEB_STACK), module
+
+
+def test_only_the_redis_backend_and_redis_tools_import_redis_py():
+    sources = package_sources()
+    assert f"{REDIS_BACKEND}.backend" in sources and set(sources) >= REDIS_TOOLS
+    offenders = sorted(m for m, s in sources.items()
+                       if not in_package(m, REDIS_BACKEND) and m not in REDIS_TOOLS
+                       and imports_any(m, s, ("redis", "hiredis")))
+    assert not offenders, offenders
 
 
 # -- the checks can fail ------------------------------------------------------------------------

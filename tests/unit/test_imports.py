@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 CONTRACT_ERRORS = [
     "ConfigError", "TaskDefinitionError", "SerializationError", "PayloadSignatureError",
-    "BackendUnavailableError", "InvocationStatusTransitionError", "InvocationOwnershipError",
+    "BackendError", "BackendUnavailableError", "InvocationStatusTransitionError",
+    "InvocationOwnershipError",
     "RunnerNotExecutableError", "MemCompatibilityError", "TaskFailedError", "TaskTimeoutError",
     "CycleError",
 ]

@@ -27,11 +27,13 @@ from redis.retry import Retry
 from typing_extensions import override
 
 from ...errors import (
+    BackendError,
     BackendUnavailableError,
     CorruptRecordError,
     InvocationNotFoundError,
     InvocationOwnershipError,
     InvocationStatusTransitionError,
+    PynencError,
 )
 from ...queues import MAX_PRIORITY, check_priority, check_queue, queue_name_error
 from ...redis_url import mask_url
@@ -157,10 +159,10 @@ class RedisBackend(Backend):
         runner reconciles what it owns."""
         try:  # the common case, before any of the retry machinery is set up
             return fn()
-        except redis.ResponseError as exc:
-            raise self._map_error(exc) from None
         except _CONN_ERRORS as exc:
             first = exc
+        except redis.RedisError as exc:
+            raise self._map_error(exc) from None
         return self._call_retrying(fn, what, first)
 
     def _call_retrying(self, fn: Callable[[], T], what: str, first: Exception) -> T:
@@ -198,7 +200,7 @@ class RedisBackend(Backend):
                 f"Redis at {self.safe_url} refused the credentials while trying to {what}: "
                 f"{exc}. Check redis_url's user and password (or redis_username / "
                 "redis_password)") from None
-        except redis.ResponseError as exc:
+        except redis.RedisError as exc:
             raise self._map_error(exc) from None
         self.reconnects += 1  # it failed at least once (first) and has now succeeded
         self._note_recovery()
@@ -239,18 +241,21 @@ class RedisBackend(Backend):
         self._call(self.entry_points.load, "load the function library")
         self._server_checked = True
 
-    @staticmethod
-    def _map_error(exc: redis.ResponseError) -> Exception:
+    def _map_error(self, exc: redis.RedisError) -> PynencError:
+        """The PynencError a Redis error reply (or another redis-py error that is
+        not a connection fault) stands for: the scripts' own refusals by their
+        tag, credentials refused, and anything else as BackendError naming it."""
         msg = str(exc)
         for tag, cls in (("PYNENC_OWNERSHIP ", InvocationOwnershipError),
                          ("PYNENC_TRANSITION ", InvocationStatusTransitionError),
-                         ("PYNENC_MISSING ", KeyError)):
+                         ("PYNENC_MISSING ", InvocationNotFoundError)):
             if msg.startswith(tag):
                 return cls(msg[len(tag):])
         if "NOAUTH" in msg or "WRONGPASS" in msg:
             return BackendUnavailableError(
-                f"Redis at {mask_url(msg)} refused the credentials: {msg}")
-        return exc
+                f"Redis at {self.safe_url} refused the credentials: {mask_url(msg)}")
+        return BackendError(f"Redis at {self.safe_url} answered with an error: "
+                            f"{type(exc).__name__}: {mask_url(msg)}")
 
     def _script(self, name: str, args: Sequence[Any]) -> Any:
         """Call Lua entry point ``name`` (FCALL, or EVALSHA: ``entry_points.py``) on
