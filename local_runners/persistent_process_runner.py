@@ -40,6 +40,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pynenc_ray.backends.base import Claimed
+from pynenc_ray.backends.tuning import HandOffs
 from pynenc_ray.context import ExecutionContext, current
 from pynenc_ray.errors import InvocationCancelledError
 from pynenc_ray.runner_config import PersistentProcessRunnerConfig, RunnerConfig
@@ -274,12 +275,17 @@ class _Worker(BaseRunner):
         self._depth = 0  # how deep this thread is in backend calls
         # the final write of the last run, held to go out with the next claim (see serve)
         self._held: tuple[str, S, bytes, str] | None = None
-        # a worker of one queue waits for hand-offs: new work claimed for it as it
-        # is submitted, with no claim round trip (Backend.claim)
-        self._handoff = len(self.conf.queues) == 1
 
     def live_invocations(self) -> set[str]:
         return set(self._live)
+
+    def offer_tuning(self) -> None:
+        """The base runner's, and: this worker runs one invocation at a time, so a
+        backend that hands off (``tuning.HandOffs``) may claim new work for it as
+        it is submitted, with no claim round trip, while it waits idle."""
+        super().offer_tuning()
+        if isinstance(self.app.backend, HandOffs):
+            self.app.backend.accept_handoffs(self.runner_id)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -291,7 +297,8 @@ class _Worker(BaseRunner):
         The final write of a run goes out with the claim of the next, in one
         backend step and round trip (``finish_and_claim``); when that claims
         nothing, the next claim waits for work as usual."""
-        self._reconnects = self.app.backend.reconnects
+        self._reconnects = self.backend_reconnects()
+        self.offer_tuning()
         sleep = self.conf.runner_loop_sleep_time_sec
         try:
             while not self._stop.is_set() and not self._state[RETIRE]:
@@ -303,8 +310,7 @@ class _Worker(BaseRunner):
                         # start=True: this worker runs it at once, so claim and start are
                         # one step
                         claimed = self.app.backend.claim(self.runner_id, self.worker, 1, sleep,
-                                                         start=True, queues=self.conf.queues,
-                                                         handoff=self._handoff)
+                                                         start=True, queues=self.conf.queues)
                 except Exception:
                     if self._stop.is_set():  # an outage cut short by the stop: nothing held
                         break
@@ -352,8 +358,7 @@ class _Worker(BaseRunner):
         try:
             if claim:
                 _, claimed = self.app.backend.finish_and_claim(
-                    held, self.runner_id, self.worker, 1, start=True, queues=self.conf.queues,
-                    handoff=self._handoff)
+                    held, self.runner_id, self.worker, 1, start=True, queues=self.conf.queues)
                 return claimed
             self.app.backend.finish_many([held], self.runner_id)
             return []
@@ -420,7 +425,7 @@ class _Worker(BaseRunner):
     def _reconcile_if_reconnected(self) -> None:
         """After a reconnect, hand back what the backend says we own but we do
         not run (a claim whose reply was lost)."""
-        n = self.app.backend.reconnects
+        n = self.backend_reconnects()
         if n == self._reconnects:
             return
         try:

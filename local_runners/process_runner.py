@@ -96,8 +96,7 @@ class ProcessRunner(BaseRunner):
         with self.claiming():  # reconcile waits until these are registered as children
             claimed = self.app.backend.claim(self.runner_id, f"{os.getpid()}:loop", free,
                                              self.conf.runner_loop_sleep_time_sec,
-                                             queues=self.conf.queues,
-                                             linger=self.conf.claim_linger_sec)
+                                             queues=self.conf.queues)
             if claimed:
                 self.app.middleware.notify("after_claim", self.app, self, claimed)
             for c in claimed:

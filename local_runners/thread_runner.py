@@ -136,8 +136,7 @@ class ThreadRunner(BaseRunner):
         # start=True: a free thread takes each at once, so claim and start are one step
         with self.claiming():
             claimed = self.app.backend.claim(self.runner_id, f"{self._worker_prefix}:loop", free,
-                                             sleep, start=True, queues=self.conf.queues,
-                                             linger=self.conf.claim_linger_sec)
+                                             sleep, start=True, queues=self.conf.queues)
             with self._cv:
                 self._live.update(c.invocation_id for c in claimed)
         if claimed:

@@ -35,6 +35,7 @@ from pydantic_settings import (
 )
 from typing_extensions import override
 
+from .backends.names import backend_factories
 from .errors import ConfigError
 from .redis_url import mask_url, normalize_redis_url, url_problem
 from .registry import RUNNERS, all_runner_fields
@@ -81,7 +82,7 @@ class PynencSettings(BaseSettings):
     )
 
     app_id: str = Field("pynenc", description="Namespace of the app: Redis keys, actor names")
-    backend: Literal["memory", "redis"] = Field("memory", description="Embedded in-process backend, or Redis")
+    backend: str = Field("memory", description="memory (embedded, in this process), redis, or a backend another package installs (entry point group pynenc_ray.backends)")
     redis_url: str = Field("redis://localhost:6379/0", description="redis:// or rediss:// (TLS) URL; user and password may be inside, raw or percent-encoded (the password is masked by config show)")
     redis_username: str | None = Field(None, description="ACL user, if not in the URL")
     redis_password: SecretStr | None = Field(None, description="Password, if not in the URL (masked by config show)")
@@ -99,6 +100,18 @@ class PynencSettings(BaseSettings):
     dev_mode_force_sync_tasks: bool = Field(False, description="Run tasks inline at call time, without a runner")
     config_file: str | None = Field(None, description="A TOML/YAML/JSON file with these keys (PYNENC__CONFIG_FILE)")
     runner: dict[str, Any] = Field(default_factory=dict, description="Fields of the selected runner ([tool.pynenc.runner])")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, name: str) -> str:
+        """A backend name that ``backends.registry`` can build (its factory is
+        imported only when the backend is built)."""
+        known = backend_factories()
+        if name not in known:
+            raise ValueError(f"not a known backend; use one of {', '.join(known)}, or install "
+                             f"the package that provides {name!r} (entry point group "
+                             "pynenc_ray.backends)")
+        return name
 
     @field_validator("redis_url")
     @classmethod

@@ -7,14 +7,23 @@ import time
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from .backends.base import Results
 from .context import check_cancelled
 from .errors import PynencError, ResultTimeoutError
 from .status import InvocationStatus
 
 if TYPE_CHECKING:
-    from .backends.base import Backend, HistoryEntry
+    from .backends.base import HistoryEntry
 
 R = TypeVar("R")  # what the task returns
+
+
+class HandleReads(Results, Protocol):
+    """What a handle reads of the backend: statuses and results, and the history."""
+
+    def history(self, invocation_id: str) -> list[HistoryEntry]:
+        """Its status history, oldest first (``Inspection.history``)."""
+        ...
 
 
 class ResultsApp(Protocol):
@@ -28,7 +37,7 @@ class ResultsApp(Protocol):
         ...
 
     @property
-    def backend(self) -> Backend:
+    def backend(self) -> HandleReads:
         """The app's backend."""
         ...
 

@@ -1,26 +1,26 @@
-"""Backends: where invocations, their queue, statuses and results live."""
+"""Backends: where invocations, their queue, statuses and results live.
+
+``base`` holds the protocols a backend implements, ``records`` the data it
+stores and hands out, ``registry`` finds a backend by name (built in, or another
+package's entry point), ``tuning`` what a backend may tune for its own round
+trips."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .base import Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
-
-if TYPE_CHECKING:
-    from ..config import EffectiveConfig
-
-
-def build_backend(config: EffectiveConfig) -> Backend:
-    """The backend named by ``config.settings.backend``; Redis is imported lazily."""
-    if config.settings.backend == "redis":
-        from .redis.backend import RedisBackend
-
-        return RedisBackend(config.settings)
-    from .memory import MemoryBackend
-
-    return MemoryBackend(config.settings.app_id, config.settings.result_ttl_sec)
-
+from .base import (
+    Backend,
+    Claimed,
+    Coordination,
+    HistoryEntry,
+    Inspection,
+    InvocationRecord,
+    NewInvocation,
+    Queue,
+    Results,
+)
+from .registry import build_backend
 
 __all__ = [
-    "Backend", "Claimed", "HistoryEntry", "InvocationRecord", "NewInvocation", "build_backend",
+    "Backend", "Claimed", "Coordination", "HistoryEntry", "Inspection", "InvocationRecord",
+    "NewInvocation", "Queue", "Results", "build_backend",
 ]

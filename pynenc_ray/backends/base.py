@@ -1,96 +1,41 @@
-"""The backend interface: broker (the queue), orchestrator (statuses, owners,
-heartbeats, recovery) and state (payloads, results, history), as one object so
-that each multi-part step (enqueue, claim, finish, reroute) can be atomic."""
+"""The backend protocols: what a backend must do, cut by who needs it.
+
+A backend implements all four (``Backend``), as one object sharing one
+connection, so that each multi-part step (enqueue, claim, finish, reroute) can
+be atomic; each caller depends only on the one it uses: ``Queue`` (producers,
+runners), ``Results`` (whoever waits for a value), ``Inspection`` (monitor,
+status, timeline, scaling) and ``Coordination`` (runners among themselves).
+A backend is found by name through the ``pynenc_ray.backends`` entry points
+(``backends.registry``); the conformance suite shows it right.
+
+Errors every method may raise: a backend that cannot be reached raises
+BackendUnavailableError (after ``redis_retry_timeout_sec`` for a shared one; a
+runner's own threads retry until it is back or the runner stops), one that
+answers with an error of its own BackendError, and CorruptRecordError where a
+record it must read does not parse: never its client library's own exceptions.
+What else each method raises is in its docstring. Every method is safe to call
+from many threads (and, for a shared backend, many processes); status changes
+follow ``status.check_transition``."""
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..queues import DEFAULT_QUEUE
 from ..status import InvocationStatus
+from .records import Claimed, HistoryEntry, InvocationRecord, NewInvocation
 
 SERVE_DEFAULT = (DEFAULT_QUEUE,)
 
-
-@dataclass(frozen=True, slots=True)
-class NewInvocation:
-    """An invocation to store and queue: its id, task, serialized arguments, parent,
-    and where it waits: its queue and priority (0-9, higher first), both checked
-    by the caller (``pynenc_ray.queues``)."""
-
-    invocation_id: str
-    task_id: str
-    args: bytes
-    parent_id: str | None = None
-    queue: str = DEFAULT_QUEUE
-    priority: int = 0
-    not_before: float | None = None  # epoch seconds: claimable from then on (a delayed call)
-    running_key: str = ""  # runs one at a time with others of this key ('' for any number)
-    registration_key: str = ""  # while one of this key is not final, it is handed back
+__all__ = ["SERVE_DEFAULT", "Backend", "Claimed", "Coordination", "HistoryEntry", "Inspection",
+           "InvocationRecord", "NewInvocation", "Queue", "Results"]
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """What a runner gets from ``claim``: enough to execute without another read."""
+class Queue(Protocol):
+    """The queue and the moves of an invocation through its statuses: what
+    producers (enqueue, cancel) and runners (claim, finish, retry, hand-back) call."""
 
-    invocation_id: str
-    task_id: str
-    args: bytes
-    retries: int
-    deaths: int  # hand-backs because its worker died (what max_reroutes counts)
-    started: bool = False  # claimed with start=True: already RUNNING
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    """One status change of an invocation: the status, who wrote it and when."""
-
-    status: InvocationStatus
-    runner_id: str
-    worker: str
-    timestamp: float
-
-
-@dataclass(slots=True)
-class InvocationRecord:
-    """Everything a backend holds about one invocation: arguments, status, owner,
-    counters, payloads and history."""
-
-    invocation_id: str
-    task_id: str
-    args: bytes
-    status: InvocationStatus
-    owner: str | None = None
-    retries: int = 0
-    reroutes: int = 0  # every hand-back, clean or not
-    deaths: int = 0  # hand-backs because its worker died
-    parent_id: str | None = None
-    queue: str = DEFAULT_QUEUE
-    priority: int = 0
-    running_key: str = ""  # see NewInvocation
-    result: bytes | None = None  # SUCCESS payload
-    error: bytes | None = None  # FAILED payload (JSON error document)
-    history: list[HistoryEntry] = field(default_factory=list)
-
-
-class Backend(abc.ABC):
-    """Every method is safe to call from many threads (and, for shared backends,
-    many processes). Status changes go through ``status.check_transition``.
-
-    Errors every method may raise: a shared backend raises BackendUnavailableError
-    when it cannot be reached within ``redis_retry_timeout_sec`` (a runner's own
-    threads retry until it is back or the runner stops), and CorruptRecordError
-    where a record it must read does not parse. What else each method raises is
-    in its docstring."""
-
-    reconnects: int = 0  # connection faults recovered from; a runner reconciles on change
-
-    # -- broker -----------------------------------------------------------------------
-
-    @abc.abstractmethod
     def enqueue(self, calls: Sequence[NewInvocation], runner_id: str, worker: str,
                 push: bool = True) -> list[str]:
         """Store each call as REGISTERED, recorded as done by ``runner_id`` /
@@ -100,10 +45,8 @@ class Backend(abc.ABC):
         ``registration_key``) that of the invocation of the same key that is not
         final yet, in which case nothing was stored for it."""
 
-    @abc.abstractmethod
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
-              start: bool = False, queues: Sequence[str] = SERVE_DEFAULT,
-              linger: float = 0.0, handoff: bool = False) -> list[Claimed]:
+              start: bool = False, queues: Sequence[str] = SERVE_DEFAULT) -> list[Claimed]:
         """Take up to ``n`` invocations waiting in ``queues`` as PENDING owned by
         ``runner_id``, waiting up to ``timeout`` seconds for the first (0: do not
         wait); delayed retries of those queues that are due are queued as part of
@@ -112,74 +55,10 @@ class Backend(abc.ABC):
         Ids no longer claimable (final, or claimed meanwhile) are skipped; one whose
         ``running_key`` is held by another invocation that is PENDING, RUNNING or
         PAUSED is set aside and queued again (at the front) once that one leaves
-        those statuses. With
-        ``start`` (a runner that starts them at once) they are moved on to RUNNING
-        in the same step. Returns [] when nothing came within ``timeout``.
-        ``linger`` (the runner's ``claim_linger_sec``): while work streams in, a
-        backend whose every claim is a round trip may wait this long first, so
-        that one claim takes several (the memory backend ignores it).
-        ``handoff`` (a worker that runs one at a time, with ``start`` and one
-        queue): while it waits, a shared backend may claim new work for it as it
-        is submitted, saving the claim's round trip (the memory backend ignores
-        it). What was handed to a runner is in its owned set, so a runner that
-        stops hands it back with the rest (``reroute_owned`` of all it owns)."""
-
-    @abc.abstractmethod
-    def queue_depth(self, queues: Sequence[str] | None = None) -> int:
-        """How many invocations in ``queues`` (None: in every queue) a runner could
-        claim now; work scheduled for later (delayed calls, retries waiting out
-        their delay) is not counted, so nothing scales up for it early."""
-
-    @abc.abstractmethod
-    def queue_depths(self) -> dict[str, int]:
-        """Queue name -> invocations claimable there now, for every queue that has
-        held work."""
-
-    @abc.abstractmethod
-    def scheduled_depths(self) -> dict[str, int]:
-        """Queue name -> invocations scheduled for later there (delayed calls and
-        retries waiting out their delay)."""
-
-    # -- orchestrator -----------------------------------------------------------------
-
-    @abc.abstractmethod
-    def snapshot(self, window_sec: float) -> dict[str, Any]:
-        """What ``status`` shows, read at one instant: ``now`` (the backend's
-        clock), ``counts`` (status -> n), ``runners`` (id -> heartbeat info with
-        ``last_seen``), ``depths`` and ``scheduled`` (queue -> n), ``corrupt`` (id
-        -> why) and ``window``: (task id, status, final time or None) of each
-        invocation registered in the last ``window_sec`` seconds (at most 5000)."""
-
-    @abc.abstractmethod
-    def lease(self, name: str, holder: str, ttl_sec: float) -> bool:
-        """Take or renew the lease ``name`` for ``holder`` for ``ttl_sec``: True
-        when ``holder`` holds it now, False while another holder's is unexpired."""
-
-    @abc.abstractmethod
-    def cron_marks(self) -> dict[str, float]:
-        """Task id -> the last due time (epoch seconds) its cron schedule fired."""
-
-    @abc.abstractmethod
-    def mark_cron(self, task_id: str, due: float) -> None:
-        """Record ``due`` as the last due time ``task_id``'s schedule fired."""
-
-    @abc.abstractmethod
-    def cancel(self, invocation_ids: Sequence[str], by: str, worker: str,
-               error: bytes) -> list[bool]:
-        """Move each invocation that is not final to CANCELLED (whoever owns it),
-        storing ``error`` (a JSON error document) for its waiters; per id, True
-        when cancelled here, False when it was final already or is missing."""
-
-    @abc.abstractmethod
-    def transition(self, invocation_id: str, new: InvocationStatus, runner_id: str,
-                   worker: str, *, recovery: bool = False) -> bool:
-        """Move one invocation to ``new`` as ``runner_id`` (``recovery``: on behalf
-        of a dead owner); REROUTED also re-queues it. False when the move was a
-        late final write by a former owner, dropped and logged.
-
-        Raises InvocationNotFoundError (a KeyError) when the id has no record,
-        InvocationStatusTransitionError when the status table forbids the move,
-        and InvocationOwnershipError when another runner owns the invocation."""
+        those statuses. With ``start`` (a runner that starts them at once) they are
+        moved on to RUNNING in the same step. Returns [] when nothing came within
+        ``timeout``. Whatever a backend tunes for its own round trips (Redis: the
+        linger, the hand-off; see ``backends.tuning``) it does behind this call."""
 
     def finish(self, invocation_id: str, status: InvocationStatus, payload: bytes,
                runner_id: str, worker: str) -> bool:
@@ -188,7 +67,6 @@ class Backend(abc.ABC):
         ``finish_many`` does."""
         return self.finish_many([(invocation_id, status, payload, worker)], runner_id)[0]
 
-    @abc.abstractmethod
     def finish_many(self, items: Sequence[tuple[str, InvocationStatus, bytes, str]],
                     runner_id: str) -> list[bool]:
         """``finish`` for several (id, status, payload, worker) in one step (a runner
@@ -199,26 +77,32 @@ class Backend(abc.ABC):
 
     def finish_and_claim(self, item: tuple[str, InvocationStatus, bytes, str], runner_id: str,
                          worker: str, n: int, start: bool = False,
-                         queues: Sequence[str] = SERVE_DEFAULT,
-                         handoff: bool = False) -> tuple[bool, list[Claimed]]:
+                         queues: Sequence[str] = SERVE_DEFAULT) -> tuple[bool, list[Claimed]]:
         """For a worker that runs one invocation at a time: ``finish`` of ``item``
         (id, status, payload, worker), then ``claim`` of up to ``n`` more without
         waiting, as ``runner_id`` from ``worker``. Returns whether the finish was
         applied (False: dropped, as ``finish``) and what was claimed. A shared
-        backend does both in one step and one round trip; here, one after the
-        other. Raises as ``finish_many``: a refused finish claims nothing."""
+        backend does both in one step and one round trip; by default, one after
+        the other. Raises as ``finish_many``: a refused finish claims nothing."""
         done = self.finish_many([item], runner_id)[0]
-        return done, self.claim(runner_id, worker, n, 0, start=start, queues=queues,
-                                handoff=handoff)
+        return done, self.claim(runner_id, worker, n, 0, start=start, queues=queues)
 
-    @abc.abstractmethod
     def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float,
               push: bool = True) -> bool:
         """RUNNING -> RETRY -> REGISTERED with one more retry counted, re-queued
         after ``delay_sec`` (not queued with ``push=False``: the caller runs it
         again itself, as dev mode does). False and raises as ``transition``."""
 
-    @abc.abstractmethod
+    def transition(self, invocation_id: str, new: InvocationStatus, runner_id: str,
+                   worker: str, *, recovery: bool = False) -> bool:
+        """Move one invocation to ``new`` as ``runner_id`` (``recovery``: on behalf
+        of a dead owner); REROUTED also re-queues it. False when the move was a
+        late final write by a former owner, dropped and logged.
+
+        Raises InvocationNotFoundError (a KeyError) when the id has no record,
+        InvocationStatusTransitionError when the status table forbids the move,
+        and InvocationOwnershipError when another runner owns the invocation."""
+
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
                       *, died: bool = False) -> list[str]:
         """Take back what ``owner`` holds (or just ``invocation_ids`` of it): REROUTED
@@ -227,53 +111,28 @@ class Backend(abc.ABC):
         a clean hand-back (shutdown, reconcile) does not. Returns the rerouted ids;
         ids ``owner`` does not hold are left alone."""
 
-    @abc.abstractmethod
-    def owned_by(self, runner_id: str) -> set[str]:
-        """The ids the backend says ``runner_id`` owns (for reconciling)."""
+    def cancel(self, invocation_ids: Sequence[str], by: str, worker: str,
+               error: bytes) -> list[bool]:
+        """Move each invocation that is not final to CANCELLED (whoever owns it),
+        storing ``error`` (a JSON error document) for its waiters; per id, True
+        when cancelled here, False when it was final already or is missing."""
 
-    @abc.abstractmethod
-    def heartbeat(self, runner_id: str, info: dict[str, Any], dead_after_sec: float = 10.0,
-                  ) -> None:
-        """Record that ``runner_id`` is alive, with a small JSON-able ``info``.
-        ``dead_after_sec`` tells a shared backend how long a silence of every
-        runner must be to count as an outage (after which recovery waits)."""
 
-    @abc.abstractmethod
-    def remove_runner(self, runner_id: str) -> None:
-        """Forget a runner that stopped cleanly; one that still owns invocations
-        stays listed, so that recovery reroutes them."""
+class Results(Protocol):
+    """Final values and the waits for them: what a caller holding an invocation
+    (``.result``, ``wait``, ``as_completed``) and a runner waiting on others call."""
 
-    @abc.abstractmethod
-    def runners(self) -> dict[str, dict[str, Any]]:
-        """Known runners: id -> info, with ``last_seen`` (epoch seconds)."""
-
-    @abc.abstractmethod
-    def recover_dead(self, checker_id: str, dead_after_sec: float) -> list[str]:
-        """Reroute what runners silent for ``dead_after_sec`` held; one checker at a
-        time across the whole backend. Returns the rerouted ids."""
-
-    # -- state --------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    def get(self, invocation_id: str) -> InvocationRecord | None:
-        """A copy of the whole record (payloads and history included); None when
-        the id has no record."""
-
-    @abc.abstractmethod
     def status(self, invocation_id: str) -> InvocationStatus | None:
         """The current status; None when the id has no record."""
 
-    @abc.abstractmethod
     def statuses(self, invocation_ids: Sequence[str]) -> list[InvocationStatus | None]:
         """The status of each id (None if unknown), in one round trip."""
 
-    @abc.abstractmethod
     def final_results(self, invocation_ids: Sequence[str]
                       ) -> dict[str, tuple[InvocationStatus, bytes]]:
         """For the final ones among ``invocation_ids``: (status, result or error).
         Ids not final, or with no record, are left out."""
 
-    @abc.abstractmethod
     def finals_as_completed(self, invocation_ids: Sequence[str]
                             ) -> Iterator[dict[str, tuple[InvocationStatus, bytes]]]:
         """Yield (status, result or error) of the given ids as they become final,
@@ -281,46 +140,110 @@ class Backend(abc.ABC):
         writes, never spinning) while none is new. Raises InvocationNotFoundError
         for an id with no record, which would never become final."""
 
-    @abc.abstractmethod
     def wait_final(self, invocation_ids: Sequence[str], timeout: float | None) -> bool:
         """Block until every id is final (True) or ``timeout`` passes (False; 0
         just looks). Woken by the write of a final status, never by spinning.
         Raises InvocationNotFoundError for an id with no record."""
 
-    @abc.abstractmethod
+    def missing(self, invocation_ids: Sequence[str]) -> list[str]:
+        """The ids among these with no record at all (never stored, expired, lost)."""
+
+
+class Inspection(Protocol):
+    """Read-only views for people and policies: the monitor, ``status``, the
+    timeline, a runner's scaling. Nothing here changes what a runner does."""
+
+    def snapshot(self, window_sec: float) -> dict[str, Any]:
+        """What ``status`` shows, read at one instant: ``now`` (the backend's
+        clock), ``counts`` (status -> n), ``runners`` (id -> heartbeat info with
+        ``last_seen``), ``depths`` and ``scheduled`` (queue -> n), ``corrupt`` (id
+        -> why) and ``window``: (task id, status, final time or None) of each
+        invocation registered in the last ``window_sec`` seconds (at most 5000)."""
+
+    def get(self, invocation_id: str) -> InvocationRecord | None:
+        """A copy of the whole record (payloads and history included); None when
+        the id has no record."""
+
     def history(self, invocation_id: str) -> list[HistoryEntry]:
         """Its status history, oldest first; [] when the id has no record."""
 
-    @abc.abstractmethod
     def status_counts(self) -> dict[str, int]:
         """How many stored invocations are in each status (by status name)."""
 
-    @abc.abstractmethod
     def recent(self, since: float) -> list[InvocationRecord]:
         """Invocations registered at or after ``since`` (epoch seconds), with their
         history but without payloads: what a timeline draws."""
-
-    @abc.abstractmethod
-    def set_waiting(self, waiter_id: str, awaited: Sequence[str]) -> None:
-        """Record (or with an empty ``awaited``, clear) what an invocation waits on,
-        so that a wait that closes a cycle is refused instead of hanging."""
-
-    @abc.abstractmethod
-    def waiting_on(self, invocation_id: str) -> list[str]:
-        """What ``invocation_id`` waits on right now ([] when nothing)."""
-
-    @abc.abstractmethod
-    def waiting_on_many(self, invocation_ids: Sequence[str]) -> dict[str, list[str]]:
-        """``waiting_on`` of each of these, in one round trip: id -> awaited ids."""
-
-    @abc.abstractmethod
-    def missing(self, invocation_ids: Sequence[str]) -> list[str]:
-        """The ids among these with no record at all (never stored, expired, lost)."""
 
     def corrupt(self) -> dict[str, str]:
         """Invocations whose records were set aside as unreadable: id -> why. A
         backend that cannot hold a corrupt record (memory) has none."""
         return {}
 
-    def close(self) -> None:  # noqa: B027 - optional; holds nothing here
+    def runners(self) -> dict[str, dict[str, Any]]:
+        """Known runners: id -> info, with ``last_seen`` (epoch seconds)."""
+
+    def queue_depth(self, queues: Sequence[str] | None = None) -> int:
+        """How many invocations in ``queues`` (None: in every queue) a runner could
+        claim now; work scheduled for later (delayed calls, retries waiting out
+        their delay) is not counted, so nothing scales up for it early."""
+
+    def queue_depths(self) -> dict[str, int]:
+        """Queue name -> invocations claimable there now, for every queue that has
+        held work."""
+
+    def scheduled_depths(self) -> dict[str, int]:
+        """Queue name -> invocations scheduled for later there (delayed calls and
+        retries waiting out their delay)."""
+
+
+class Coordination(Protocol):
+    """What runners agree on through the backend: heartbeats and who owns what,
+    recovery of dead runners' work, leases and cron marks, and the wait graph that
+    refuses a cycle."""
+
+    def heartbeat(self, runner_id: str, info: dict[str, Any], dead_after_sec: float = 10.0,
+                  ) -> None:
+        """Record that ``runner_id`` is alive, with a small JSON-able ``info``.
+        ``dead_after_sec`` tells a shared backend how long a silence of every
+        runner must be to count as an outage (after which recovery waits)."""
+
+    def remove_runner(self, runner_id: str) -> None:
+        """Forget a runner that stopped cleanly; one that still owns invocations
+        stays listed, so that recovery reroutes them."""
+
+    def owned_by(self, runner_id: str) -> set[str]:
+        """The ids the backend says ``runner_id`` owns (for reconciling)."""
+
+    def recover_dead(self, checker_id: str, dead_after_sec: float) -> list[str]:
+        """Reroute what runners silent for ``dead_after_sec`` held; one checker at a
+        time across the whole backend. Returns the rerouted ids."""
+
+    def lease(self, name: str, holder: str, ttl_sec: float) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` for ``ttl_sec``: True
+        when ``holder`` holds it now, False while another holder's is unexpired."""
+
+    def cron_marks(self) -> dict[str, float]:
+        """Task id -> the last due time (epoch seconds) its cron schedule fired."""
+
+    def mark_cron(self, task_id: str, due: float) -> None:
+        """Record ``due`` as the last due time ``task_id``'s schedule fired."""
+
+    def set_waiting(self, waiter_id: str, awaited: Sequence[str]) -> None:
+        """Record (or with an empty ``awaited``, clear) what an invocation waits on,
+        so that a wait that closes a cycle is refused instead of hanging."""
+
+    def waiting_on(self, invocation_id: str) -> list[str]:
+        """What ``invocation_id`` waits on right now ([] when nothing)."""
+
+    def waiting_on_many(self, invocation_ids: Sequence[str]) -> dict[str, list[str]]:
+        """``waiting_on`` of each of these, in one round trip: id -> awaited ids."""
+
+
+class Backend(Queue, Results, Inspection, Coordination, Protocol):
+    """Every protocol at once, as one object built from the app's config: what
+    ``app.backend`` is. A backend subclasses it to inherit the defaults
+    (``finish``, ``finish_and_claim``, ``corrupt``, ``close``)."""
+
+    def close(self) -> None:
         """Release connections and threads; the default holds none."""
+        return None

@@ -15,7 +15,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from typing_extensions import override
 
@@ -24,8 +24,16 @@ from ..queues import MAX_PRIORITY, PRIORITIES
 from ..status import CLAIMABLE, FINAL, OWNED, InvocationStatus, Verdict, check_transition
 from .base import SERVE_DEFAULT, Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
 
+if TYPE_CHECKING:
+    from ..config import EffectiveConfig
+
 S = InvocationStatus
 log_name = "pynenc_ray.backends.memory"
+
+
+def from_config(config: EffectiveConfig) -> MemoryBackend:
+    """The factory ``backends.registry`` calls for ``backend = "memory"``."""
+    return MemoryBackend(config.settings.app_id, config.settings.result_ttl_sec)
 
 
 class MemoryBackend(Backend):
@@ -188,10 +196,7 @@ class MemoryBackend(Backend):
 
     @override
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
-              start: bool = False, queues: Sequence[str] = SERVE_DEFAULT,
-              linger: float = 0.0, handoff: bool = False) -> list[Claimed]:
-        # no linger, no hand-off: a claim here is a dict lookup under a lock, not a
-        # round trip
+              start: bool = False, queues: Sequence[str] = SERVE_DEFAULT) -> list[Claimed]:
         deadline = time.monotonic() + timeout
         out: list[Claimed] = []
         first = next(self._turn) % len(queues)

@@ -19,9 +19,9 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from ..backends.base import Backend, InvocationRecord
+from ..backends.base import Inspection, InvocationRecord, Results
 from ..backends.redis.backend import RedisBackend
 from ..queues import DEFAULT_QUEUE, PRIORITIES
 from ..serializer import SIGNED_TAG
@@ -119,7 +119,7 @@ class QueueRow:
     by_priority: tuple[tuple[int, int], ...] | None = None
 
 
-def priority_depths(backend: Backend, queues: Sequence[str]) -> dict[str, dict[int, int]] | None:
+def priority_depths(backend: Inspection, queues: Sequence[str]) -> dict[str, dict[int, int]] | None:
     """Queue -> priority level -> ids claimable there, for the Redis backend (one
     pipelined read of its ``queue:<name>:<level>`` lists); None for a backend
     whose levels cannot be read from outside (memory). Raises redis-py's errors
@@ -138,7 +138,7 @@ def priority_depths(backend: Backend, queues: Sequence[str]) -> dict[str, dict[i
     return out
 
 
-def queue_rows(backend: Backend, runners: Mapping[str, Mapping[str, Any]]) -> list[QueueRow]:
+def queue_rows(backend: Inspection, runners: Mapping[str, Mapping[str, Any]]) -> list[QueueRow]:
     """Every queue that has held work or that a runner serves, by name: depth,
     scheduled work, how many runners serve it (top-level runners: a Ray actor
     or a worker process counts with its parent) and its levels. Raises the
@@ -287,7 +287,7 @@ class Overview:
         return sum(q.scheduled for q in self.queues)
 
 
-def overview(backend: Backend, now: float) -> Overview:
+def overview(backend: Inspection, now: float) -> Overview:
     """Queues, runners (with their actors and workers), stored status counts and
     the number of corrupt records, read from ``backend`` now. Raises the
     backend's errors."""
@@ -525,7 +525,7 @@ class InvocationDetail:
     children_note: str = ""
 
 
-def children_of(backend: Backend, rec: InvocationRecord, now: float
+def children_of(backend: Inspection, rec: InvocationRecord, now: float
                 ) -> tuple[list[InvocationRow], str]:
     """The invocations whose parent is ``rec``, among those registered since
     ``CLOCK_SKEW_SEC`` before it (children come after their parent), oldest
@@ -540,7 +540,11 @@ def children_of(backend: Backend, rec: InvocationRecord, now: float
     return [invocation_row(r, now) for r in kids], note
 
 
-def invocation_detail(backend: Backend, invocation_id: str, now: float
+class DetailReads(Inspection, Results, Protocol):
+    """What the page of one invocation reads: its record and its parent's status."""
+
+
+def invocation_detail(backend: DetailReads, invocation_id: str, now: float
                       ) -> InvocationDetail | None:
     """The page of one invocation, or None when the backend has no record of it.
     Raises the backend's errors (CorruptRecordError for a record that does not

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..backends import patience
+from ..backends.tuning import CountsReconnects, LingeringClaims
 from ..cron import CronScheduler
 from ..errors import ConfigError
 from ..registry import RUNNERS
@@ -163,6 +164,7 @@ class BaseRunner(abc.ABC):
         self._heartbeat_thread.start()
         try:
             self.app.import_task_modules()
+            self.offer_tuning()
             self._on_start()
             self._ready.set()
             log.info("runner %s is taking work", self.runner_id)
@@ -186,6 +188,19 @@ class BaseRunner(abc.ABC):
                     log.warning("runner %s stopped but could not be removed from the runner "
                                 "list (%s); it drops out when its heartbeat is old", self.runner_id,
                                 exc)
+
+    def offer_tuning(self) -> None:
+        """Tell the backend what it may tune for this runner's claims, where it
+        takes it (``backends.tuning``): the runner's ``claim_linger_sec``."""
+        backend = self.app.backend
+        if isinstance(backend, LingeringClaims):
+            backend.set_claim_linger(self.runner_id, self.conf.claim_linger_sec)
+
+    def backend_reconnects(self) -> int:
+        """How many connection faults the backend has recovered from (0 for one
+        that has none): a change means a claim's reply may have been lost."""
+        backend = self.app.backend
+        return backend.reconnects if isinstance(backend, CountsReconnects) else 0
 
     def stop_runner_loop(self) -> None:
         """Only signals: the loop notices within ``runner_loop_sleep_time_sec``."""
@@ -266,12 +281,12 @@ class BaseRunner(abc.ABC):
         reconnect; now and then reroute the work of dead runners."""
         every = max(self.conf.runner_heartbeat_interval_sec, self.conf.runner_dead_after_sec / 5)
         last_check = 0.0
-        reconnects = self.app.backend.reconnects
+        reconnects = self.backend_reconnects()
         with patience.patient(self._stop):
             while not self._stop.is_set():
                 try:
                     self._beat()
-                    seen = self.app.backend.reconnects
+                    seen = self.backend_reconnects()
                     if seen != reconnects and self.reconcile() is not None:
                         reconnects = seen
                     self._watch_cancelled()

@@ -1,6 +1,10 @@
 """The conformance suite runs every test against each (backend, runner) pair.
 
 A test narrows the pairs with ``@pytest.mark.only(backends=[...], runners=[...])``.
+Another package's backend joins with the process-sharing runners by setting
+``PYNENC_CONFORMANCE_BACKEND`` to its name and, if it needs settings,
+``PYNENC_CONFORMANCE_BACKEND_FIELDS`` to a JSON object of them (README "Writing
+a backend").
 Each pair carries the marks of what it needs (pyproject ``markers``): a Redis
 backend ``redis`` (the session's redis-server), the real-Ray MultiThreadRunner
 ``ray`` too; memory ThreadRunner and MultiThreadRunner-local (``ray_local_mode``,
@@ -8,6 +12,9 @@ no Ray) need neither, so ``-m "not redis and not ray"`` keeps them.
 """
 
 from __future__ import annotations
+
+import json
+import os
 
 import pytest
 
@@ -22,6 +29,11 @@ PAIRS = [
     ("memory", "MultiThreadRunner-local"),
     ("redis", "MultiThreadRunner"),
 ]
+THIRD = os.environ.get("PYNENC_CONFORMANCE_BACKEND")
+THIRD_FIELDS = json.loads(os.environ.get("PYNENC_CONFORMANCE_BACKEND_FIELDS") or "{}")
+if THIRD:
+    PAIRS += [(THIRD, label) for label in ("ThreadRunner", "ProcessRunner",
+                                          "PersistentProcessRunner")]
 # label -> (runner_cls, runner fields)
 RUNNERS = {
     "ThreadRunner": ("ThreadRunner", {"max_threads": 4}),
@@ -79,6 +91,8 @@ def app(pair, request):
                          "runner_loop_sleep_time_sec": 0.05}}
     if backend == "redis":
         fields["redis_url"] = request.getfixturevalue("redis_url")
+    if backend == THIRD:
+        fields.update(THIRD_FIELDS)
     tasks.app.reconfigure(replace=True, **fields)
     yield tasks.app
     tasks.app.backend.close()

@@ -26,8 +26,10 @@ def app(redis_url):
 
 
 def _idle(backend, runner: str = "r1") -> None:
-    """``runner`` claims from an empty queue with hand-off: it registers."""
-    assert backend.claim(runner, "w1", 1, 0, start=True, handoff=True) == []
+    """``runner``, a worker that accepts hand-offs, claims from an empty queue:
+    it registers."""
+    backend.accept_handoffs(runner)
+    assert backend.claim(runner, "w1", 1, 0, start=True) == []
 
 
 def test_a_submit_is_claimed_for_the_waiting_worker(app):
@@ -41,7 +43,7 @@ def test_a_submit_is_claimed_for_the_waiting_worker(app):
     assert backend.owned_by("r1") == {inv.invocation_id}
     assert backend.queue_depth() == 0
     before = lua_calls_run(client)
-    [c] = backend.claim("r1", "w1", 1, 1.0, start=True, handoff=True)
+    [c] = backend.claim("r1", "w1", 1, 1.0, start=True)
     assert lua_calls_run(client) == before  # taken from the inbox: no claim step
     assert (c.invocation_id, c.retries, c.deaths, c.started) == (inv.invocation_id, 0, 0, True)
     assert c.task_id == tasks.add.task_id
@@ -92,7 +94,7 @@ def test_a_worker_woken_by_a_bell_takes_what_was_handed_to_it_meanwhile(app):
     _idle(backend)
     handed = tasks.add(1, 1)
     # the claim step (not the inbox pop) runs: it finds the hand-off first
-    [c] = backend.claim("r1", "w1", 1, 0, start=True, handoff=True)
+    [c] = backend.claim("r1", "w1", 1, 0, start=True)
     assert c.invocation_id == handed.invocation_id
     assert backend.queue_depth() == 0
 
@@ -104,7 +106,7 @@ def test_a_cancelled_hand_off_is_never_taken(app):
     assert handed.cancel() is True
     assert app.backend.client.llen(backend.key("inbox", "r1")) == 0  # never popped and run
     queued = tasks.add(2, 2)  # the registration was used: this one is queued
-    [c] = backend.claim("r1", "w1", 1, 0, start=True, handoff=True)
+    [c] = backend.claim("r1", "w1", 1, 0, start=True)
     assert c.invocation_id == queued.invocation_id
 
 
@@ -119,3 +121,13 @@ def test_a_submit_with_no_worker_waiting_costs_no_extra_command(app):
     stats = client.info("commandstats")
     assert stats["cmdstat_exists"]["calls"] == 5
     assert "cmdstat_zpopmax" not in stats
+
+
+def test_only_a_worker_that_accepts_hand_offs_registers(app):
+    """A started claim of one from one queue by a runner that did not say it runs
+    one at a time (a ThreadRunner with one free thread) never registers, so no
+    submit is handed to an inbox it would not read."""
+    backend = app.backend
+    assert backend.claim("r3", "w1", 1, 0, start=True) == []
+    inv = tasks.add(1, 2)
+    assert inv.status == S.REGISTERED and backend.queue_depth() == 1

@@ -378,8 +378,9 @@ def test_claims_linger_only_while_work_streams_in(app):
     backend, linger = app.backend, 1.0
 
     def claim(linger: float = linger) -> tuple[int, float]:
+        backend.set_claim_linger("r", linger)  # what a runner offers (backends.tuning)
         t0 = time.monotonic()
-        got = backend.claim("r", "w", 8, 2.0, start=True, linger=linger)
+        got = backend.claim("r", "w", 8, 2.0, start=True)
         return len(got), time.monotonic() - t0
 
     tasks.add(1, 1)
@@ -389,7 +390,7 @@ def test_claims_linger_only_while_work_streams_in(app):
     tasks.add(1, 1)
     n, took = claim()
     assert n == 1 and took >= linger  # lingered
-    assert backend.claim("r", "w", 8, 0.0, start=True, linger=linger) == []  # lingered; empty
+    assert backend.claim("r", "w", 8, 0.0, start=True) == []  # lingered; empty
     late = threading.Timer(0.2, lambda: tasks.add(2, 2))  # the streak is over
     late.start()
     t0, got = time.monotonic(), 0

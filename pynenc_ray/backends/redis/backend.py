@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -49,6 +49,9 @@ try:
     from hiredis import pack_command
 except ImportError:  # pragma: no cover - a platform without hiredis wheels
     pack_command = None
+
+if TYPE_CHECKING:
+    from ...config import EffectiveConfig
 
 log = logging.getLogger("pynenc_ray.backends.redis")
 S = InvocationStatus
@@ -94,6 +97,11 @@ def _corrupt_payload(exc: CorruptRecordError) -> tuple[InvocationStatus, bytes]:
     return S.FAILED, error_to_payload(exc)
 
 
+def from_config(config: EffectiveConfig) -> RedisBackend:
+    """The factory ``backends.registry`` calls for ``backend = "redis"``."""
+    return RedisBackend(config.settings)
+
+
 class RedisBackend(Backend):
     """The shared backend on Redis (see the module docstring); connection faults
     surface as BackendUnavailableError once retries give up."""
@@ -129,6 +137,9 @@ class RedisBackend(Backend):
         self._retry = Retry(self._backoff, -1, supported_errors=_CONN_ERRORS)
         self.entry_points = LuaEntryPoints(self.client)  # FCALL, or EVALSHA where refused
         self._conns = ThreadConnections(self.client.connection_pool)
+        self.reconnects = 0  # connection faults recovered from (tuning.CountsReconnects)
+        self._linger: dict[str, float] = {}  # runner -> its claim_linger_sec (set_claim_linger)
+        self._handoffs: set[str] = set()  # one-at-a-time workers (accept_handoffs)
         self._hot: dict[str, bool] = {}  # runner -> its last claim got work
         self._stream: dict[str, bool] = {}  # runner -> work is streaming in (see claim)
         self._promoted: dict[str, float] = {}  # runner -> when it last ran the claim script
@@ -326,9 +337,25 @@ class RedisBackend(Backend):
                      c.registration_key]
         return [r.decode() for r in self._script("enqueue", args)]
 
+    def set_claim_linger(self, runner_id: str, linger_sec: float) -> None:
+        """``tuning.LingeringClaims``: how long ``runner_id``'s claims wait while
+        work streams in (see ``claim``)."""
+        self._linger[runner_id] = linger_sec
+
+    def accept_handoffs(self, runner_id: str) -> None:
+        """``tuning.HandOffs``: ``runner_id`` runs one invocation at a time, so its
+        started claims from one queue may be handed work (see ``claim``)."""
+        self._handoffs.add(runner_id)
+
+    def _handoff(self, runner_id: str, n: int, start: bool, queues: Sequence[str]) -> bool:
+        """Whether this claim registers for (and waits on) hand-offs: what a hand-off
+        is made for, a started claim of one invocation from one queue by a worker
+        that said it runs one at a time."""
+        return runner_id in self._handoffs and start and n == 1 and len(queues) == 1
+
+    @override
     def claim(self, runner_id: str, worker: str, n: int, timeout: float,
-              start: bool = False, queues: Sequence[str] = SERVE_DEFAULT,
-              linger: float = 0.0, handoff: bool = False) -> list[Claimed]:
+              start: bool = False, queues: Sequence[str] = SERVE_DEFAULT) -> list[Claimed]:
         """The claim script runs first only when work is likely (the last claim got
         some) or delayed retries may be due; otherwise an idle runner costs one
         blocking BLMPOP on its queues' bells per ``timeout``. The token it pops is
@@ -339,17 +366,19 @@ class RedisBackend(Backend):
         fewer than it asked for: the runner keeps up by taking one or two at a
         time, and each of those costs a claim and a finish round trip, which on a
         small machine slow the producer more than the work does. Then the claim
-        waits ``linger`` first, so it takes (and later finishes) what arrived
-        meanwhile in one step. A task that arrives while the runner is idle, or
-        one a sequential caller submits after reading the last result (whose
-        claim came back empty in between), is never held back.
+        waits the runner's linger (``set_claim_linger``) first, so it takes (and
+        later finishes) what arrived meanwhile in one step. A task that arrives
+        while the runner is idle, or one a sequential caller submits after reading
+        the last result (whose claim came back empty in between), is never held
+        back.
 
-        With ``handoff`` an idle runner also waits on its inbox, where a submit
-        puts what it claimed for this runner (see the prelude): that comes back
-        without a claim step."""
+        A worker that accepts hand-offs (``accept_handoffs``), idle, also waits on
+        its inbox, where a submit puts what it claimed for this runner (see the
+        prelude): that comes back without a claim step."""
+        linger = self._linger.get(runner_id, 0.0)
         if linger > 0 and self._stream.get(runner_id):
             time.sleep(linger)
-        handoff = handoff and start and len(queues) == 1  # what a hand-off is made for
+        handoff = self._handoff(runner_id, n, start, queues)
         now = time.monotonic()
         served = self._served(queues)
         flat: list[Any] = []
@@ -410,10 +439,9 @@ class RedisBackend(Backend):
     @override
     def finish_and_claim(self, item: tuple[str, InvocationStatus, bytes, str], runner_id: str,
                          worker: str, n: int, start: bool = False,
-                         queues: Sequence[str] = SERVE_DEFAULT,
-                         handoff: bool = False) -> tuple[bool, list[Claimed]]:
+                         queues: Sequence[str] = SERVE_DEFAULT) -> tuple[bool, list[Claimed]]:
         """One script (``finish_claim.lua``): the final write, then the claim."""
-        handoff = handoff and start and len(queues) == 1  # what a hand-off is made for
+        handoff = self._handoff(runner_id, n, start, queues)
         now = time.monotonic()
         args, promote = self._claim_args(runner_id, worker, n, start, now, handoff)
         inv_id, status, payload, item_worker = item

@@ -1,0 +1,71 @@
+"""What a backend stores and hands out: a call to store (``NewInvocation``), a
+claimed invocation (``Claimed``), a record (``InvocationRecord``) and one entry of
+its status history (``HistoryEntry``). Plain data, the same for every backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..queues import DEFAULT_QUEUE
+from ..status import InvocationStatus
+
+
+@dataclass(frozen=True, slots=True)
+class NewInvocation:
+    """An invocation to store and queue: its id, task, serialized arguments, parent,
+    and where it waits: its queue and priority (0-9, higher first), both checked
+    by the caller (``pynenc_ray.queues``)."""
+
+    invocation_id: str
+    task_id: str
+    args: bytes
+    parent_id: str | None = None
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    not_before: float | None = None  # epoch seconds: claimable from then on (a delayed call)
+    running_key: str = ""  # runs one at a time with others of this key ('' for any number)
+    registration_key: str = ""  # while one of this key is not final, it is handed back
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What a runner gets from ``claim``: enough to execute without another read."""
+
+    invocation_id: str
+    task_id: str
+    args: bytes
+    retries: int
+    deaths: int  # hand-backs because its worker died (what max_reroutes counts)
+    started: bool = False  # claimed with start=True: already RUNNING
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One status change of an invocation: the status, who wrote it and when."""
+
+    status: InvocationStatus
+    runner_id: str
+    worker: str
+    timestamp: float
+
+
+@dataclass(slots=True)
+class InvocationRecord:
+    """Everything a backend holds about one invocation: arguments, status, owner,
+    counters, payloads and history."""
+
+    invocation_id: str
+    task_id: str
+    args: bytes
+    status: InvocationStatus
+    owner: str | None = None
+    retries: int = 0
+    reroutes: int = 0  # every hand-back, clean or not
+    deaths: int = 0  # hand-backs because its worker died
+    parent_id: str | None = None
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    running_key: str = ""  # see NewInvocation
+    result: bytes | None = None  # SUCCESS payload
+    error: bytes | None = None  # FAILED payload (JSON error document)
+    history: list[HistoryEntry] = field(default_factory=list)
