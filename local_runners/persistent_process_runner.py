@@ -42,11 +42,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pynenc_ray.backends.base import Claimed
 from pynenc_ray.backends.tuning import HandOffs
 from pynenc_ray.context import ExecutionContext, current
-from pynenc_ray.errors import InvocationCancelledError
 from pynenc_ray.runner_config import PersistentProcessRunnerConfig, RunnerConfig
 from pynenc_ray.runners.base import BaseRunner
 from pynenc_ray.runners.execution import run_invocation, time_limit, timeout_error
 from pynenc_ray.status import InvocationStatus as S
+from pynenc_ray.waiting import Slices, cancelled_in, wait_unless_cancelled
 
 from .child import die_with_parent, load_app, mp_context, parent_spec
 
@@ -59,7 +59,6 @@ log = logging.getLogger("pynenc_ray.runner.persistent")
 TERM_GRACE_SEC = 0.5  # after SIGTERM, before SIGKILL: a worker unwinds at once
 KILL_JOIN_SEC = 0.2  # a SIGKILLed process is gone within this
 WAIT_SLICE_MAX_SEC = 0.2  # a waiter blocks in the backend this long at most at a time
-CANCEL_CHECK_SEC = 1.0  # a waiting task looks this often whether it was cancelled
 REDELIVER_SEC = 0.02  # a signal deferred during a backend call is retried this often
 
 # the per-worker shared state: the worker writes WAITING and BUSY, the parent RETIRE
@@ -376,7 +375,8 @@ class _Worker(BaseRunner):
         meanwhile. A task with timeout_sec gets a SIGALRM timer that raises
         TaskTimeoutError inside its body."""
         inv_id = claimed.invocation_id
-        self._timeout_sec = time_limit(self.app, claimed)
+        task = self.app.get_task(claimed.task_id)  # resolved once for the limit and the run
+        self._timeout_sec = time_limit(self.app, task, claimed)
         self._pending, self._term_raised, self._timeout_raised = None, False, False
         self._depth = 0  # between runs this thread is in no backend call
         token = current.set(None)  # restored below, even if the run unwinds past its own reset
@@ -385,7 +385,7 @@ class _Worker(BaseRunner):
         try:
             if self._timeout_sec:
                 signal.setitimer(signal.ITIMER_REAL, self._timeout_sec)
-            run_invocation(self.app, self, claimed, self.worker)
+            run_invocation(self.app, self, claimed, self.worker, task)
         except WorkerStopping:
             self._current = None
             if self._held is not None:  # its result is in hand: store it, not run it again
@@ -535,28 +535,22 @@ class _Worker(BaseRunner):
         ends within its first slice lends nothing (no process started for it).
         About once a second it looks whether the waiting invocation itself was
         cancelled, and raises InvocationCancelledError in the task if so."""
-        backend, ids = self.app.backend, list(invocation_ids)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        backend = self.app.backend
         step = min(self.conf.invocation_wait_results_sleep_time_sec, WAIT_SLICE_MAX_SEC)
-        looked = time.monotonic()
+        slices = Slices(timeout)
+
+        def between() -> None:
+            if self._stop.is_set():  # a SIGTERM whose exception was held: deliver it now
+                self._pending = None
+                self._term_raised = True
+                raise WorkerStopping(f"worker {self.runner_id} is stopping")
+            self._reconcile_if_reconnected()
+            self._state[WAITING] = 1
+
         try:
-            while True:
-                if time.monotonic() - looked >= CANCEL_CHECK_SEC:
-                    looked = time.monotonic()
-                    if backend.status(ctx.invocation_id) == S.CANCELLED:
-                        raise InvocationCancelledError(
-                            f"invocation {ctx.invocation_id} was cancelled")
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if backend.wait_final(ids, step if left is None else min(step, left)):
-                    return True
-                if deadline is not None and time.monotonic() >= deadline:
-                    return False
-                if self._stop.is_set():  # a SIGTERM whose exception was held: deliver it now
-                    self._pending = None
-                    self._term_raised = True
-                    raise WorkerStopping(f"worker {self.runner_id} is stopping")
-                self._reconcile_if_reconnected()
-                self._state[WAITING] = 1
+            return wait_unless_cancelled(backend, ctx.invocation_id, invocation_ids, slices, step,
+                                         cancelled_in(backend, ctx.invocation_id, slices),
+                                         between)
         finally:
             self._state[WAITING] = 0
 

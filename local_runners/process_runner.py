@@ -104,7 +104,8 @@ class ProcessRunner(BaseRunner):
                                       args=(*self._spec, self.runner_id, os.getpid(), c),
                                       name=f"pynenc-{c.invocation_id[:8]}", daemon=True)
                 p.start()
-                self._children[c.invocation_id] = _Child(p, c, timeout_sec=time_limit(self.app, c))
+                self._children[c.invocation_id] = _Child(
+                    p, c, timeout_sec=time_limit(self.app, self.app.get_task(c.task_id), c))
 
     def _reap(self) -> None:
         """Forget finished children; reroute at once what a dead child held; kill
@@ -174,20 +175,24 @@ def _is_stopped(pid: int | None) -> bool:
         return False
 
 
-class _ChildAgent(BaseRunner):
-    """The parent's stand-in inside a child: same runner id, no loop of its own."""
+class _ChildAgent:
+    """The parent's stand-in inside a child (an ``ExecutionHost``): the same runner
+    id, no loop of its own; a wait on results pauses the whole process."""
 
-    config_cls = ProcessRunnerConfig
+    executes_inline = False
 
     def __init__(self, app: RunnerApp, conf: RunnerConfig, runner_id: str):
-        super().__init__(app, conf)
-        self.runner_id = runner_id
+        self.app, self.runner_id, self.max_reroutes = app, runner_id, conf.max_reroutes
 
-    def _runner_loop_iteration(self) -> None:  # pragma: no cover - never runs a loop
-        raise RuntimeError("a child agent does not run a loop")
+    def finish(self, invocation_id: str, status: S, payload: bytes, worker: str) -> None:
+        """Write the final status at once: the child exits after this run."""
+        self.app.backend.finish(invocation_id, status, payload, self.runner_id, worker)
 
     def waiting_for_results(self, ctx: ExecutionContext, invocation_ids: Sequence[str],
                             timeout: float | None) -> bool:
+        """A bounded wait blocks here; an unbounded one marks the invocation PAUSED
+        and stops this process (SIGSTOP) until the parent resumes it, so a
+        paused child holds no slot."""
         backend = self.app.backend
         if timeout is not None or len(backend.final_results(invocation_ids)) == len(invocation_ids):
             return backend.wait_final(invocation_ids, timeout)
@@ -204,5 +209,5 @@ def _child_main(app_path: str, config: dict[str, Any], runner_id: str, runner_pi
     agent = _ChildAgent(app, app.config.runner, runner_id)
     # a child rides out backend outages for as long as its runner lives (it dies with it)
     with patience.patient(threading.Event()):
-        run_invocation(app, agent, claimed, f"{os.getpid()}")
+        run_invocation(app, agent, claimed, f"{os.getpid()}", app.get_task(claimed.task_id))
     app.backend.close()

@@ -27,7 +27,6 @@ from typing_extensions import override
 
 from pynenc_ray.backends import patience
 from pynenc_ray.backends.base import Claimed
-from pynenc_ray.errors import InvocationCancelledError
 from pynenc_ray.runner_config import ThreadRunnerConfig
 from pynenc_ray.runners.base import BaseRunner
 from pynenc_ray.runners.execution import (
@@ -37,11 +36,13 @@ from pynenc_ray.runners.execution import (
     run_invocation_async,
     time_limit,
 )
+from pynenc_ray.waiting import Slices, wait_unless_cancelled
 
 if TYPE_CHECKING:
     from pynenc_ray.context import ExecutionContext
     from pynenc_ray.runners.app_protocol import RunnerApp
     from pynenc_ray.status import InvocationStatus
+    from pynenc_ray.task import Task
 
 log = logging.getLogger("pynenc_ray.runner.thread")
 THREADS_PER_SLOT_CAP = 32  # threads (busy + waiting) per slot before claims pause
@@ -63,7 +64,9 @@ class ThreadRunner(BaseRunner):
         self._busy = 0  # invocations holding a slot
         self._waiting = 0  # invocations that lent their slot while they wait
         self._idle = 0  # worker threads blocked on the work queue, not reserved
-        self._work: queue.SimpleQueue[Claimed | None] = queue.SimpleQueue()
+        # a claimed invocation and its task, resolved once when claimed (None: unknown here)
+        self._work: queue.SimpleQueue[tuple[Claimed, Task[Any, Any] | None] | None] = (
+            queue.SimpleQueue())
         self._threads: list[threading.Thread] = []
         self._worker_prefix = f"{os.getpid()}"
         self.last_busy = time.monotonic()  # when a slot was last taken or given back
@@ -147,13 +150,13 @@ class ThreadRunner(BaseRunner):
                 self.last_busy = time.monotonic()
             task = self.app.get_task(c.task_id)
             if task is not None and task.is_async:
-                self._start_async(c)  # holds a slot, not a thread
+                self._start_async(c, task)  # holds a slot, not a thread
                 continue
             with self._cv:
                 reserve = self._idle > 0
                 if reserve:
                     self._idle -= 1
-            self._work.put(c)
+            self._work.put((c, task))
             if not reserve:
                 self._start_thread()
 
@@ -179,13 +182,14 @@ class ThreadRunner(BaseRunner):
     def _worker_main(self) -> None:
         worker = f"{self._worker_prefix}:{threading.current_thread().name}"
         while True:
-            claimed = self._work.get()
-            if claimed is None:
+            item = self._work.get()
+            if item is None:
                 return
+            claimed, task = item
             inv_id = claimed.invocation_id
-            self._set_deadline(claimed, worker)
+            self._set_deadline(claimed, task, worker)
             try:
-                run_invocation(self.app, self, claimed, worker)
+                run_invocation(self.app, self, claimed, worker, task)
             except BaseException:  # the executor stores task errors; this is a fault around it
                 log.exception("runner %s failed to execute %s; rerouting it",
                               self.runner_id, inv_id)
@@ -193,8 +197,8 @@ class ThreadRunner(BaseRunner):
             finally:
                 self._settle(inv_id, thread_free=True)
 
-    def _set_deadline(self, claimed: Claimed, worker: str) -> None:
-        sec = time_limit(self.app, claimed)
+    def _set_deadline(self, claimed: Claimed, task: Task[Any, Any] | None, worker: str) -> None:
+        sec = time_limit(self.app, task, claimed)
         if sec:
             with self._cv:
                 self._deadlines[claimed.invocation_id] = (time.monotonic() + sec, claimed, sec,
@@ -223,14 +227,14 @@ class ThreadRunner(BaseRunner):
         finally:
             self._loop.close()
 
-    def _start_async(self, claimed: Claimed) -> None:
+    def _start_async(self, claimed: Claimed, task: Task[Any, Any]) -> None:
         """Begin an ``async def`` invocation here and await it on the runner's loop:
         it holds its slot until it ends, but no thread while it awaits."""
         worker = f"{self._worker_prefix}:async"
         inv_id = claimed.invocation_id
-        self._set_deadline(claimed, worker)
+        self._set_deadline(claimed, task, worker)
         try:
-            begun = begin_invocation(self.app, self, claimed, worker)
+            begun = begin_invocation(self.app, self, claimed, worker, task)
         except BaseException:
             log.exception("runner %s failed to start %s; rerouting it", self.runner_id, inv_id)
             self._give_back([inv_id])
@@ -344,17 +348,11 @@ class ThreadRunner(BaseRunner):
 
     def _wait_unless_cancelled(self, ctx: ExecutionContext, invocation_ids: Sequence[str],
                                timeout: float | None) -> bool:
-        """``wait_final`` in slices of a second, raising InvocationCancelledError
-        once the waiting invocation is known to be cancelled."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if ctx.invocation_id in self._cancelled:
-                raise InvocationCancelledError(f"invocation {ctx.invocation_id} was cancelled")
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            if self.app.backend.wait_final(invocation_ids, 1.0 if left is None else min(left, 1.0)):
-                return True
+        """``wait_unless_cancelled`` in slices of a second, the cancellation known
+        from this runner's own set (the heartbeat fills it: ``on_cancelled``)."""
+        return wait_unless_cancelled(
+            self.app.backend, ctx.invocation_id, invocation_ids, Slices(timeout), 1.0,
+            cancelled=lambda: ctx.invocation_id in self._cancelled)
 
     def waiting_for_results(self, ctx: ExecutionContext, invocation_ids: Sequence[str],
                             timeout: float | None) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -11,6 +10,7 @@ from .backends.base import Results
 from .context import check_cancelled
 from .errors import PynencError, ResultTimeoutError
 from .status import InvocationStatus
+from .waiting import Slices
 
 if TYPE_CHECKING:
     from .backends.base import HistoryEntry
@@ -115,15 +115,13 @@ class Invocation(Generic[R]):
         awaits without holding a thread, looking at the backend every 5 ms at
         first, then less often, up to every 0.2 s. Inside a task it raises
         InvocationCancelledError about once a second if that task was cancelled."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause, looked = 0.005, time.monotonic()
+        slices, pause = Slices(timeout), 0.005
         while not self.app.backend.wait_final([self.invocation_id], 0):
-            if deadline is not None and time.monotonic() >= deadline:
+            if slices.over():
                 raise self._timed_out(timeout)
-            if time.monotonic() - looked >= 1.0:
-                looked = time.monotonic()
+            if slices.look_due():
                 check_cancelled()
-            await asyncio.sleep(pause)
+            await asyncio.sleep(slices.next_slice(pause))
             pause = min(pause * 2, 0.2)
         value: R = self.app.final_value(self.invocation_id)
         return value

@@ -20,6 +20,7 @@ redis-py until it is used.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -32,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 from .backends.memory import MemoryBackend
 from .errors import ConfigError, PynencError
-from .runners.dummy import DummyRunner
 from .runners.execution import run_invocation
 
 # Ray is started where the MultiThreadRunner meets Ray; importing it imports no Ray.
 from .runners.ray_connect import LOOPBACK_RAY_ENV, local_ray  # noqa: F401 (part of this API)
+from .status import InvocationStatus
 
 if TYPE_CHECKING:
     from .app import Pynenc
@@ -186,7 +187,7 @@ class InlineWaitError(PynencError):
     thread can run: not queued, not delayed, not final."""
 
 
-class StepRunner(DummyRunner):
+class StepRunner:
     """The runner ``run_pending`` executes invocations as: it has no loop and no
     threads; it claims from the memory backend and runs each invocation in the
     calling thread, and when a task waits on others it runs the queue inline
@@ -194,11 +195,19 @@ class StepRunner(DummyRunner):
     same step)."""
 
     WORKER = "run_pending"
+    executes_inline = False  # a retry is queued, then run by the same step
 
     def __init__(self, app: Any, backend: MemoryBackend, skip_delays: bool):
-        super().__init__(app, app.config.runner)
-        self.backend, self.skip_delays = backend, skip_delays
+        self.app, self.backend, self.skip_delays = app, backend, skip_delays
+        self.conf = app.config.runner
+        self.runner_id = f"StepRunner@{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        self.max_reroutes = self.conf.max_reroutes
         self.ran = 0
+
+    def finish(self, invocation_id: str, status: InvocationStatus, payload: bytes,
+               worker: str) -> None:
+        """Write the final status at once (``ExecutionHost``)."""
+        self.backend.finish(invocation_id, status, payload, self.runner_id, worker)
 
     def step(self) -> bool:
         """Run one queued invocation (with ``skip_delays``, queue the delayed
@@ -213,7 +222,8 @@ class StepRunner(DummyRunner):
         claimed = self.backend.claim(self.runner_id, self.WORKER, 1, timeout, queues=queues)
         if not claimed:
             return False
-        run_invocation(self.app, self, claimed[0], self.WORKER)
+        run_invocation(self.app, self, claimed[0], self.WORKER,
+                       self.app.get_task(claimed[0].task_id))
         self.ran += 1
         return True
 

@@ -93,6 +93,11 @@ class BaseRunner(abc.ABC):
         return cls.mem_compatible
 
     @property
+    def max_reroutes(self) -> int:
+        """``runner.max_reroutes``: deaths after which an invocation fails as poison."""
+        return self.conf.max_reroutes
+
+    @property
     def is_running(self) -> bool:
         """True while ``run()`` serves."""
         return self._running.is_set()

@@ -26,19 +26,19 @@ from ..status import InvocationStatus
 if TYPE_CHECKING:
     from ..task import Task
     from .app_protocol import RunnerApp
-    from .base import BaseRunner
+    from .host import ExecutionHost
 
 log = logging.getLogger("pynenc_ray.execution")
 S = InvocationStatus
 
 
-def _reject(app: RunnerApp, runner: BaseRunner, claimed: Claimed, worker: str,
+def _reject(app: RunnerApp, runner: ExecutionHost, claimed: Claimed, worker: str,
             exc: Exception) -> None:
     """-> FAILED: the invocation cannot be run here at all."""
     _fail(app, runner, claimed, worker, exc, why="rejected before running")
 
 
-def _fail(app: RunnerApp, runner: BaseRunner, claimed: Claimed, worker: str,
+def _fail(app: RunnerApp, runner: ExecutionHost, claimed: Claimed, worker: str,
           exc: BaseException, why: str = "") -> None:
     """Store FAILED with ``exc``, say so once in the log (task, invocation, the
     error's last line), and tell the middleware."""
@@ -73,14 +73,13 @@ def timeout_error(task_id: str, invocation_id: str, timeout_sec: float) -> Excep
         "and was failed; raise timeout_sec or make the task faster")
 
 
-def time_limit(app: RunnerApp, claimed: Claimed) -> float | None:
-    """Seconds this run may last (the middleware's smallest limit), or None. The
-    runner enforces it: a thread's deadline, a process killed, a signal."""
-    task = app.get_task(claimed.task_id)
+def time_limit(app: RunnerApp, task: Task[Any, Any] | None, claimed: Claimed) -> float | None:
+    """Seconds this run of ``task`` may last (the middleware's smallest limit), or
+    None. The runner enforces it: a thread's deadline, a process killed, a signal."""
     return app.middleware.time_limit(task, claimed) if task is not None else None
 
 
-def fail_timed_out(app: RunnerApp, runner: BaseRunner, worker: str, claimed: Claimed,
+def fail_timed_out(app: RunnerApp, runner: ExecutionHost, worker: str, claimed: Claimed,
                    timeout_sec: float) -> bool:
     """Store TaskTimeoutError as the final status (as the owner); False if the run
     had already finished."""
@@ -105,20 +104,21 @@ class Begun:
     ctx: context.ExecutionContext
 
 
-def begin_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed,
-                     worker: str) -> Begun | None:
-    """Everything before the call: refuse poison and unknown tasks, decode the
-    arguments, move it to RUNNING (unless claimed started), and tell the
-    middleware. None when it is not to run (then it is settled already)."""
+def begin_invocation(app: RunnerApp, runner: ExecutionHost, claimed: Claimed, worker: str,
+                     task: Task[Any, Any] | None) -> Begun | None:
+    """Everything before the call: refuse poison and unknown tasks (``task`` is
+    what the runner resolved ``claimed.task_id`` to, once, with ``app.get_task``:
+    None when unknown here), decode the arguments, move it to RUNNING (unless
+    claimed started), and tell the middleware. None when it is not to run (then
+    it is settled already)."""
     runner_id, backend = runner.runner_id, app.backend
     inv_id = claimed.invocation_id
-    if claimed.deaths > runner.conf.max_reroutes:
+    if claimed.deaths > runner.max_reroutes:
         _reject(app, runner, claimed, worker, PoisonInvocationError(
             f"invocation {inv_id} of {claimed.task_id} was rerouted {claimed.deaths} times "
-            f"because the worker running it died (max_reroutes={runner.conf.max_reroutes}); it "
+            f"because the worker running it died (max_reroutes={runner.max_reroutes}); it "
             "likely kills its worker, so it is failed instead of run again"))
         return None
-    task = app.get_task(claimed.task_id)
     if task is None:
         _reject(app, runner, claimed, worker, UnknownTaskError(
             f"task {claimed.task_id} is not defined in app {app.app_id!r} on this worker "
@@ -141,16 +141,16 @@ def begin_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed,
     return Begun(task, args, kwargs, ctx)
 
 
-def run_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed,
-                   worker: str) -> float | None:
+def run_invocation(app: RunnerApp, runner: ExecutionHost, claimed: Claimed, worker: str,
+                   task: Task[Any, Any] | None) -> float | None:
     """Execute one claimed (PENDING) invocation to a final status or a retry, with
     the app's middleware around it. Returns the retry's delay when one was
     scheduled, else None. Task errors are stored, never raised; backend faults
     (BackendUnavailableError) propagate to the runner, which hands the
     invocation back. An ``async def`` task runs on an event loop of this
     thread's own for the call (``run_invocation_async`` runs it on a runner's
-    shared loop instead)."""
-    begun = begin_invocation(app, runner, claimed, worker)
+    shared loop instead). ``task`` as for ``begin_invocation``."""
+    begun = begin_invocation(app, runner, claimed, worker, task)
     if begun is None:
         return None
     token = context.current.set(begun.ctx)
@@ -165,7 +165,7 @@ def run_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed,
     return conclude_invocation(app, runner, claimed, worker, begun.task, value=value)
 
 
-async def run_invocation_async(app: RunnerApp, runner: BaseRunner, claimed: Claimed,
+async def run_invocation_async(app: RunnerApp, runner: ExecutionHost, claimed: Claimed,
                                worker: str, begun: Begun) -> float | None:
     """``run_invocation`` for an ``async def`` task on a loop the runner shares
     among many: the body holds no thread while it awaits; the result is stored
@@ -195,7 +195,7 @@ def _await_here(awaitable: Any) -> Any:
                       "mode called from async code); await it under a runner instead")
 
 
-def conclude_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed, worker: str,
+def conclude_invocation(app: RunnerApp, runner: ExecutionHost, claimed: Claimed, worker: str,
                         task: Task[Any, Any], value: Any = None,
                         exc: Exception | None = None) -> float | None:
     """Everything after the call: tell the middleware, then store the result, or
@@ -222,7 +222,7 @@ def conclude_invocation(app: RunnerApp, runner: BaseRunner, claimed: Claimed, wo
     return None
 
 
-def _failed(app: RunnerApp, runner: BaseRunner, task: Task[Any, Any], claimed: Claimed,
+def _failed(app: RunnerApp, runner: ExecutionHost, task: Task[Any, Any], claimed: Claimed,
             worker: str, exc: Exception) -> float | None:
     """A run raised: schedule the retry the middleware asks for (and return its
     delay), or store the failure (and return None). A body stopped by its own
@@ -254,12 +254,13 @@ def run_sync(app: RunnerApp, new: NewInvocation) -> None:
 
     runner = ExternalRunner(app, app.config.runner)
     worker = "sync"
+    task = app.get_task(new.task_id)
     retries = 0
     while True:
         app.backend.transition(new.invocation_id, S.PENDING, runner.runner_id, worker)
         with running_inline(new.invocation_id):
             delay = run_invocation(app, runner, Claimed(new.invocation_id, new.task_id,
-                                                        new.args, retries, 0), worker)
+                                                        new.args, retries, 0), worker, task)
         if app.backend.status(new.invocation_id) in (S.SUCCESS, S.FAILED):
             return
         retries += 1
