@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -56,6 +57,7 @@ class System:
     env: dict[str, str] = field(default_factory=dict)
     peer: bool = False  # a candidate for "best peer"
     describe: str = ""
+    source: str = ""  # pynenc systems: a checkout to import pynenc-ray from ('' = this one)
 
 
 def _venv(name: str, exe: str = "python") -> str:
@@ -271,7 +273,8 @@ def run_once(system: System, n: int) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYNENC__", "RAY_ADDRESS", "PEERS_"))}
     env.update(system.env)
-    env.update({"PEERS_REDIS_URL": server.url, "PYTHONPATH": TASKS,
+    env.update({"PEERS_REDIS_URL": server.url,
+                "PYTHONPATH": os.pathsep.join(p for p in (TASKS, system.source) if p),
                 "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # local Ray stays on 127.0.0.1
                 "PYTHONUNBUFFERED": "1"})
     if system.kind == "pynenc":
@@ -351,9 +354,10 @@ def _versions(names: list[str]) -> dict[str, str]:
         except (OSError, subprocess.CalledProcessError):
             v = "?"
         if s.kind == "pynenc":
-            sha = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+            where = s.source or REPO
+            sha = subprocess.run(["git", "-C", where, "rev-parse", "--short", "HEAD"],
                                  capture_output=True, text=True).stdout.strip()
-            dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "pynenc_ray"],
+            dirty = subprocess.run(["git", "-C", where, "status", "--porcelain", "pynenc_ray"],
                                    capture_output=True, text=True).stdout.strip()
             v = f"pynenc-ray {v} ({sha}{', pynenc_ray/ modified' if dirty else ''})"
         elif s.kind in ("floor", "ceiling", "pipeline"):
@@ -408,12 +412,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--systems", default=",".join(SYSTEMS),
                    help=f"comma-separated subset of {','.join(SYSTEMS)}")
     p.add_argument("--json", help="write every raw run (and the summary) to this file")
+    p.add_argument("--baseline", metavar="DIR",
+                   help="a checkout of another commit (e.g. `git worktree add DIR REV`): each "
+                        "selected pynenc system also runs from it, as <name>@base, in the "
+                        "same rounds (an A/B of two commits in one run)")
     args = p.parse_args(argv)
 
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in names if s not in SYSTEMS]
     if unknown:
         p.error(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")
+    if args.baseline:
+        base = os.path.abspath(args.baseline)
+        if not os.path.isdir(os.path.join(base, "pynenc_ray")):
+            p.error(f"--baseline {args.baseline}: no pynenc_ray package there")
+        for name in [n for n in names if SYSTEMS[n].kind == "pynenc"]:
+            SYSTEMS[f"{name}@base"] = dataclasses.replace(
+                SYSTEMS[name], name=f"{name}@base", source=base)
+            names.append(f"{name}@base")
     for name in names:
         if not os.path.exists(SYSTEMS[name].python):
             p.error(f"{name}: {SYSTEMS[name].python} is missing; run benchmarks/peers/setup.sh")
