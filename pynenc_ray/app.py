@@ -30,7 +30,7 @@ from .errors import (
 )
 from .invocation import Invocation
 from .middleware import MiddlewareStack, default_middleware
-from .queues import DEFAULT_QUEUE
+from .queues import DEFAULT_PRIORITY, DEFAULT_QUEUE
 from .resolve import resolve
 from .serializer import (
     Serializer,
@@ -201,7 +201,7 @@ class Pynenc:
              retry_for: tuple[type[BaseException], ...] = (), retry_delay_sec: float = 0.0,
              timeout_sec: float | None = None, retry_backoff: float = 1.0,
              retry_max_delay_sec: float | None = None, retry_jitter: float = 0.0,
-             queue: str = DEFAULT_QUEUE, priority: int = 0,
+             queue: str = DEFAULT_QUEUE, priority: int = DEFAULT_PRIORITY,
              running_concurrency: ConcurrencyControlType | str = CC.DISABLED,
              registration_concurrency: ConcurrencyControlType | str = CC.DISABLED,
              key_arguments: Sequence[str] = (), cron: str | None = None,
@@ -211,7 +211,7 @@ class Pynenc:
              retry_for: tuple[type[BaseException], ...] = (), retry_delay_sec: float = 0.0,
              timeout_sec: float | None = None, retry_backoff: float = 1.0,
              retry_max_delay_sec: float | None = None, retry_jitter: float = 0.0,
-             queue: str = DEFAULT_QUEUE, priority: int = 0,
+             queue: str = DEFAULT_QUEUE, priority: int = DEFAULT_PRIORITY,
              running_concurrency: ConcurrencyControlType | str = CC.DISABLED,
              registration_concurrency: ConcurrencyControlType | str = CC.DISABLED,
              key_arguments: Sequence[str] = (), cron: str | None = None) -> Any:

@@ -18,12 +18,22 @@ import re
 from collections.abc import Sequence
 from typing import Any, cast
 
+# The rules below are written here only: the Redis backend's Lua gets them
+# generated from these names (backends/redis/scripts.py).
 DEFAULT_QUEUE = "default"
 MIN_PRIORITY, MAX_PRIORITY = 0, 9
+DEFAULT_PRIORITY = MIN_PRIORITY
 PRIORITIES = tuple(range(MAX_PRIORITY, MIN_PRIORITY - 1, -1))  # claim order: highest first
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
-NAME_RULE = ("1 to 64 characters, letters, digits, '_', '.' or '-', starting with a letter or "
-             "digit (e.g. 'default', 'gpu', 'io.slow')")
+# A queue name: up to NAME_MAX characters, the first from NAME_RANGES, the rest
+# from NAME_RANGES or NAME_MARKS.
+NAME_MAX = 64
+NAME_RANGES = ("A-Z", "a-z", "0-9")
+NAME_MARKS = "_.-"
+_FIRST = "".join(NAME_RANGES)
+NAME_RE = re.compile(f"[{_FIRST}][{_FIRST}{re.escape(NAME_MARKS)}]{{0,{NAME_MAX - 1}}}")
+NAME_RULE = (f"1 to {NAME_MAX} characters, letters, digits, "
+             f"{', '.join(repr(m) for m in NAME_MARKS[:-1])} or {NAME_MARKS[-1]!r}, starting "
+             "with a letter or digit (e.g. 'default', 'gpu', 'io.slow')")
 
 
 def queue_name_error(name: Any) -> str | None:
@@ -52,7 +62,7 @@ def check_priority(priority: Any) -> int:
                          f"(higher runs first), not {type(priority).__name__} {priority!r}")
     if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
         raise ValueError(f"priority {priority} is out of range: use {MIN_PRIORITY} to "
-                         f"{MAX_PRIORITY} (higher runs first; the default is {MIN_PRIORITY})")
+                         f"{MAX_PRIORITY} (higher runs first; the default is {DEFAULT_PRIORITY})")
     return priority
 
 

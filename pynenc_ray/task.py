@@ -18,7 +18,7 @@ from croniter import croniter
 from .concurrency import ConcurrencyControlType, check_concurrency, concurrency_key
 from .errors import TaskDefinitionError
 from .invocation import Invocation, InvocationGroup, ResultsApp
-from .queues import DEFAULT_QUEUE, check_priority, check_queue
+from .queues import DEFAULT_PRIORITY, DEFAULT_QUEUE, check_priority, check_queue
 
 P = ParamSpec("P")  # the task function's parameters
 R = TypeVar("R")  # what it returns
@@ -40,7 +40,7 @@ class TaskOptions:
     retry_max_delay_sec: float | None = None
     retry_jitter: float = 0.0
     queue: str = DEFAULT_QUEUE
-    priority: int = 0
+    priority: int = DEFAULT_PRIORITY
     # per call only (``with_options``): when its invocations become claimable
     delay_sec: float | None = None
     eta: float | None = None  # epoch seconds

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..queues import DEFAULT_QUEUE
+from ..queues import DEFAULT_PRIORITY, DEFAULT_QUEUE
 from ..status import InvocationStatus
 
 
@@ -21,7 +21,7 @@ class NewInvocation:
     args: bytes
     parent_id: str | None = None
     queue: str = DEFAULT_QUEUE
-    priority: int = 0
+    priority: int = DEFAULT_PRIORITY
     not_before: float | None = None  # epoch seconds: claimable from then on (a delayed call)
     running_key: str = ""  # runs one at a time with others of this key ('' for any number)
     registration_key: str = ""  # while one of this key is not final, it is handed back
@@ -64,7 +64,7 @@ class InvocationRecord:
     deaths: int = 0  # hand-backs because its worker died
     parent_id: str | None = None
     queue: str = DEFAULT_QUEUE
-    priority: int = 0
+    priority: int = DEFAULT_PRIORITY
     running_key: str = ""  # see NewInvocation
     result: bytes | None = None  # SUCCESS payload
     error: bytes | None = None  # FAILED payload (JSON error document)
