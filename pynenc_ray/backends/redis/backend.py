@@ -4,7 +4,7 @@ Each multi-key step is one call of a Lua function (see the ``.lua`` files, the
 key map in ``prelude.lua`` and ``entry_points.py``), so a crash between steps
 never loses or doubles work.
 Idle runners block on their queues' bells (BLMPOP of a wake-up token, see
-``ring`` in ``prelude.lua``) rather than polling; result waiters block on a
+``ring`` in ``queues.lua``) rather than polling; result waiters block on a
 condition fed by one pub/sub listener per process (``listener.py``). Connection
 faults are retried with backoff: for a producer up to
 ``redis_retry_timeout_sec``, for a runner until Redis is back.
@@ -75,7 +75,7 @@ def _status(invocation_id: str, raw: Any) -> InvocationStatus:
 
 def _handed(items: list[bytes]) -> list[Claimed]:
     """Invocations popped from a runner's inbox ("<id>\\n<task>\\n<args>", see
-    the prelude), RUNNING and owned by it already. An item that does not parse
+    ``handoff.lua``), RUNNING and owned by it already. An item that does not parse
     is left alone: the runner owns it, so its stop or recovery reroutes it."""
     out = []
     for item in items:
@@ -373,8 +373,8 @@ class RedisBackend(Backend):
         back.
 
         A worker that accepts hand-offs (``accept_handoffs``), idle, also waits on
-        its inbox, where a submit puts what it claimed for this runner (see the
-        prelude): that comes back without a claim step."""
+        its inbox, where a submit puts what it claimed for this runner (see
+        ``handoff.lua``): that comes back without a claim step."""
         linger = self._linger.get(runner_id, 0.0)
         if linger > 0 and self._stream.get(runner_id):
             time.sleep(linger)

@@ -1,5 +1,5 @@
 -- cancel: move each invocation that is not final yet to CANCELLED, whoever owns
--- it, release it from its owner's set (and inbox: see the prelude's hand-off)
+-- it, release it from its owner's set (and inbox: see handoff.lua)
 -- and start its TTL. A queued or delayed copy of its id stays where it is and
 -- is skipped when a claim pops it (it is no longer claimable); an owner that
 -- finishes it later has its write dropped.

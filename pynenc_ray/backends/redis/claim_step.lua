@@ -1,42 +1,3 @@
--- Take running key `rck` for id, unless another invocation that is owned (PENDING,
--- RUNNING, PAUSED) holds it: then set id aside and say no. A holder that is no
--- longer owned (its release was lost with a corrupt record) is taken over.
-local function may_run(id, rck)
-  local lock = P .. 'lock:' .. rck
-  local holder = redis.call('GET', lock)
-  if holder and holder ~= id then
-    local st = redis.pcall('HGET', ikey(holder), 'status')
-    if type(st) == 'string' and OWNED[st] then
-      redis.call('RPUSH', P .. 'held:' .. rck, id)
-      redis.call('SADD', P .. 'heldkeys', rck)
-      return false
-    end
-  end
-  redis.call('SET', lock, id)
-  return true
-end
-
--- What was handed to runner (see the prelude) and is still its to run, up to
--- n: the claim's flat list, from its inbox. Called by a worker that woke for
--- another reason (a bell) or is about to claim again, so nothing handed to it
--- waits there meanwhile.
-local function handed(runner, n, now)
-  local out, inbox = {}, P .. 'inbox:' .. runner
-  while #out < 5 * n do
-    local item = redis.call('LPOP', inbox)
-    if not item then break end
-    local id = string.match(item, '^([^\n]+)\n')
-    local v, why
-    if id then v, why = read(id, {'task', 'args', 'retries', 'deaths'}) end
-    if v and v[1] == 'RUNNING' and v[2] == runner then
-      for _, x in ipairs({id, v[4], v[5], v[6] or 0, v[7] or 0}) do out[#out + 1] = x end
-    elseif why then
-      fail_corrupt(id, why, 'RUNNING', runner, runner, now)
-    end
-  end
-  return out
-end
-
 -- claim_step(runner, worker, now, n, start, promote, queues, handoff): take up to n
 -- invocations as PENDING owned by runner, in one step, so a crash never leaves
 -- an id popped but unowned. With start (a runner that starts them at once) they
@@ -49,10 +10,10 @@ end
 -- on. Each id is read and checked before anything about it is written. A claim
 -- that filled up may leave work behind: it rings the served queues' bells so
 -- that another idle runner looks. An id whose running-concurrency key (rck)
--- another owned invocation holds is set aside in held:<key> instead (may_run);
--- release() in the prelude queues it again. With handoff (a worker that runs
--- one at a time, start, one queue) what its inbox holds comes first, and a
--- claim that finds nothing registers it for a hand-off (see the prelude).
+-- another owned invocation holds is set aside in held:<key> instead (may_run
+-- in concurrency.lua, whose release() queues it again). With handoff (a worker
+-- that runs one at a time, start, one queue) what its inbox holds comes first,
+-- and a claim that finds nothing registers it for a hand-off (see handoff.lua).
 -- Used by claim.lua and finish_claim.lua, which commit() after it.
 -- Returns a flat list: id, task, args, retries, deaths per claimed invocation.
 local function claim_step(runner, worker, now, n, start, promote, queues, handoff)
@@ -71,14 +32,14 @@ local function claim_step(runner, worker, now, n, start, promote, queues, handof
         redis.call('ZREM', key, unpack(due))
         for _, id in ipairs(due) do  -- each back at its own level
           local p = redis.call('HGET', ikey(id), 'prio')
-          queue_ids(q, (p and tonumber(p) and PRIO[tonumber(p)]) and p or 0, {id})
+          queue_ids(q, (p and is_priority(p)) and p or DEFAULT_PRIORITY, {id})
         end
       end
     end
   end
   -- LMPOP's arguments: every served list, highest level first
   local pop = {0}
-  for p = 9, 0, -1 do
+  for p = MAX_PRIORITY, MIN_PRIORITY, -1 do
     for _, q in ipairs(queues) do pop[#pop + 1] = qkey(q, p) end
   end
   pop[1] = #pop - 1

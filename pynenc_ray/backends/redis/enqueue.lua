@@ -2,7 +2,7 @@
 -- queue's level, or (with a not_before time) schedule them in the queue's
 -- delayed set, from which a claim queues them once due, as it does retries.
 -- A call due now and without a running key, pushed while a worker of its queue
--- waits for a hand-off (see the prelude), is claimed for that worker instead:
+-- waits for a hand-off (see handoff.lua), is claimed for that worker instead:
 -- stored RUNNING and owned by it (REGISTERED, PENDING, RUNNING in its history)
 -- and pushed to its inbox.
 -- One HSET per call; the queue and the index get one command per batch. An id
@@ -20,8 +20,8 @@ local ids, index = {}, {}
 local h0 = entry('REGISTERED', runner, worker)
 local now = clock()
 local where = {}  -- queue and prio are stored only when they are not the defaults
-if queue ~= 'default' then where[#where + 1] = 'queue'; where[#where + 1] = queue end
-if prio ~= '0' then where[#where + 1] = 'prio'; where[#where + 1] = prio end
+if queue ~= DEFAULT_QUEUE then where[#where + 1] = 'queue'; where[#where + 1] = queue end
+if prio ~= tostring(DEFAULT_PRIORITY) then where[#where + 1] = 'prio'; where[#where + 1] = prio end
 local resolved = {}
 local handing = push == '1' and not not_before  -- until no worker waits
 local idle_key = P .. 'idle:' .. queue

@@ -2,7 +2,7 @@
 of the function library, or EVALSHA of standalone scripts where the server
 refuses to load functions.
 
-Functions are the default because the shared prelude then runs once, when the
+Functions are the default because the shared code then runs once, when the
 library is loaded, not on every call. A server that answers ``FUNCTION LOAD``
 with NOPERM (an ACL without ``@scripting`` function commands) or as an unknown
 command (a proxy) gets scripts for the life of the backend; the code they run

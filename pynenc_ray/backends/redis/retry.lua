@@ -20,9 +20,9 @@ move(id, v[3], v[1], {'RETRY', 'REGISTERED'}, runner, worker, now, nil,
 if ARGV[7] == '0' then
   -- the caller runs it again itself
 elseif delay > 0 then
-  redis.call('ZADD', P .. 'delayed:' .. (v[5] or 'default'), tonumber(now) + delay, id)
+  redis.call('ZADD', P .. 'delayed:' .. (v[5] or DEFAULT_QUEUE), tonumber(now) + delay, id)
 else
-  queue_ids(v[5] or 'default', v[6] or 0, {id})
+  queue_ids(v[5] or DEFAULT_QUEUE, v[6] or DEFAULT_PRIORITY, {id})
 end
 commit()
 return 'OK'

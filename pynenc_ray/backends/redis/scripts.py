@@ -1,18 +1,20 @@
 """Builds the Lua that runs in Redis from the ``.lua`` files beside this module:
-the shared prelude, with the status tables compiled in from
-``pynenc_ray/status.py`` and the size limit of announced payloads from
-``listener.py``; the steps that several entry points share (STEPS); and one
-entry point per name in NAMES.
+the shared library (SHARED, in that order: the core ``prelude.lua``, then one
+file per concern), with the tables written ``__LIKE_THIS__`` in it generated
+here: the statuses from ``pynenc_ray/status.py``, the queue-name and priority
+rules from ``pynenc_ray/queues.py`` and the size limit of announced payloads
+from ``listener.py``; the steps that several entry points share (STEPS); and
+one entry point per name in NAMES.
 
 Two forms of the same code:
 
 - ``library()``: one Redis function library (Redis 7 ``FUNCTION LOAD``), each
-  entry point a function called with FCALL. The prelude runs once, at load,
-  instead of on every call: its tables and closures were about a fifth of the
-  Redis CPU of a single submit's script.
-- ``source(name)``: a standalone script for EVALSHA (prelude, steps, body), for
-  servers where loading functions is refused (an ACL without ``FUNCTION``, a
-  proxy that does not forward it).
+  entry point a function called with FCALL. The shared code runs once, at
+  load, instead of on every call: its tables and closures were about a fifth
+  of the Redis CPU of a single submit's script.
+- ``source(name)``: a standalone script for EVALSHA (shared code, steps, body),
+  for servers where loading functions is refused (an ACL without
+  ``FUNCTION``, a proxy that does not forward it).
 
 Either way every entry point starts with ``begin(KEYS, ARGV)``, which sets the
 per-call state the prelude keeps."""
@@ -20,44 +22,82 @@ per-call state the prelude keeps."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
+from ...queues import (
+    DEFAULT_PRIORITY,
+    DEFAULT_QUEUE,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    NAME_MARKS,
+    NAME_MAX,
+    NAME_RANGES,
+)
 from ...status import CLAIMABLE, FINAL, OWNED, TRANSITIONS, InvocationStatus
 from .listener import INLINE_MAX_BYTES
 
 HERE = Path(__file__).parent
 NAMES = ("enqueue", "claim", "transition", "finish", "finish_claim", "retry", "reroute",
          "heartbeat", "recover", "forget", "cancel", "lease", "snapshot")
+# the library every entry point shares, in load order: each file may use what
+# the files before it define
+SHARED = ("prelude", "queues", "records", "concurrency", "transitions", "handoff")
 # steps that more than one script takes, each a Lua function in <step>.lua: a
 # script carries only the ones it calls
 STEPS = {"claim": ("claim_step",), "finish": ("finish_step",),
          "finish_claim": ("finish_step", "claim_step")}
+_PLACEHOLDER = re.compile(r"__[A-Z_]+__")
 
 
 def _lua_set(statuses: Iterable[InvocationStatus]) -> str:
     return "{" + ", ".join(f"{s.value} = true" for s in sorted(statuses)) + "}"
 
 
+def _lua_string(text: str) -> str:
+    """A Lua string literal of ``text``, which must need no escaping."""
+    if not re.fullmatch(r"[ -~]*", text) or "'" in text or "\\" in text:
+        raise ValueError(f"not a plain string for Lua: {text!r}")
+    return f"'{text}'"
+
+
+def _queue_name_pattern() -> str:
+    """queues.NAME_RE as a Lua pattern (its length is checked apart: NAME_MAX)."""
+    ranges = "".join(NAME_RANGES)
+    marks = "".join("%" + c for c in NAME_MARKS)
+    return f"^[{ranges}][{ranges}{marks}]*$"
+
+
 def _lua_tables() -> dict[str, str]:
     allowed = "{" + ", ".join(
         f"{src.value} = {_lua_set(dst)}" for src, dst in TRANSITIONS.items()) + "}"
     return {"__ALLOWED__": allowed, "__OWNED__": _lua_set(OWNED), "__FINAL__": _lua_set(FINAL),
-            "__CLAIMABLE__": _lua_set(CLAIMABLE), "__INLINE_MAX__": str(INLINE_MAX_BYTES)}
+            "__CLAIMABLE__": _lua_set(CLAIMABLE), "__INLINE_MAX__": str(INLINE_MAX_BYTES),
+            "__DEFAULT_QUEUE__": _lua_string(DEFAULT_QUEUE),
+            "__DEFAULT_PRIORITY__": str(DEFAULT_PRIORITY),
+            "__MIN_PRIORITY__": str(MIN_PRIORITY), "__MAX_PRIORITY__": str(MAX_PRIORITY),
+            "__QUEUE_NAME_MAX__": str(NAME_MAX),
+            "__QUEUE_NAME_PATTERN__": _lua_string(_queue_name_pattern())}
 
 
-def _prelude() -> str:
-    prelude = (HERE / "prelude.lua").read_text()
+@cache
+def shared() -> str:
+    """The shared library code, its generated tables filled in."""
+    code = "\n".join((HERE / f"{name}.lua").read_text() for name in SHARED)
     for placeholder, table in _lua_tables().items():
-        prelude = prelude.replace(placeholder, table)
-    return prelude
+        code = code.replace(placeholder, table)
+    left = _PLACEHOLDER.search(code)
+    if left:
+        raise ValueError(f"no generated table for {left.group()} in the Lua library")
+    return code
 
 
 @cache
 def source(name: str) -> str:
-    """One standalone script for EVALSHA: prelude, its steps, then its body."""
-    parts = [_prelude(), *((HERE / f"{step}.lua").read_text() for step in STEPS.get(name, ())),
+    """One standalone script for EVALSHA: shared code, its steps, then its body."""
+    parts = [shared(), *((HERE / f"{step}.lua").read_text() for step in STEPS.get(name, ())),
              "begin(KEYS, ARGV)", (HERE / f"{name}.lua").read_text()]
     return "\n".join(parts)
 
@@ -71,7 +111,7 @@ def library() -> tuple[str, str, dict[str, str]]:
     so two versions of pynenc-ray sharing one Redis, as in a rolling upgrade,
     each call their own code."""
     steps = sorted({step for used in STEPS.values() for step in used})
-    body = "\n".join([_prelude(), *((HERE / f"{step}.lua").read_text() for step in steps)])
+    body = "\n".join([shared(), *((HERE / f"{step}.lua").read_text() for step in steps)])
     entries = {name: (HERE / f"{name}.lua").read_text() for name in NAMES}
     digest = hashlib.sha1("\n".join([body, *entries.values()]).encode()).hexdigest()[:12]
     lib = f"pynenc_{digest}"

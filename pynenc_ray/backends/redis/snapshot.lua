@@ -10,7 +10,7 @@ local window = tonumber(ARGV[2])
 local queues = {}
 for _, q in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
   local depth = 0
-  for p = 0, 9 do depth = depth + redis.call('LLEN', qkey(q, p)) end
+  for p = MIN_PRIORITY, MAX_PRIORITY do depth = depth + redis.call('LLEN', qkey(q, p)) end
   queues[#queues + 1] = {q, tostring(depth), tostring(redis.call('ZCARD', P .. 'delayed:' .. q))}
 end
 local recent = {}
