@@ -11,13 +11,13 @@ local by, worker, now, doc = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local out = {}
 for i = 6, #ARGV do
   local id = ARGV[i]
-  local v, why = read(id, {'rck'})
-  if v and not FINAL[v[1]] then
-    if OWNED[v[1]] and v[2] and v[2] ~= '' then
-      redis.call('SREM', P .. 'owned:' .. v[2], id)
-      unhand(v[2], id)  -- handed to a worker that has not taken it: it never starts
+  local rec, why = read(id, {'rck'})
+  if rec and not FINAL[rec.status] then
+    if OWNED[rec.status] and rec.owner and rec.owner ~= '' then
+      redis.call('SREM', P .. 'owned:' .. rec.owner, id)
+      unhand(rec.owner, id)  -- handed to a worker that has not taken it: it never starts
     end
-    move(id, v[3], v[1], {'CANCELLED'}, by, worker, now, nil, {'error', doc}, v[4])
+    move(id, rec, {'CANCELLED'}, by, worker, now, nil, {'error', doc})
     redis.call('EXPIRE', ikey(id), TTL)
     announce(id, 'CANCELLED', doc)
     out[#out + 1] = 1

@@ -52,17 +52,17 @@ local function claim_step(runner, worker, now, n, start, promote, queues, handof
     local got = redis.call('LMPOP', unpack(pop))
     if not got then break end  -- every served level is empty
     for _, id in ipairs(got[2]) do
-      local v, why = read(id, {'task', 'args', 'retries', 'deaths', 'rck'})
-      if v and CLAIMABLE[v[1]] and v[8] and not may_run(id, v[8]) then
+      local rec, why = read(id, {'task', 'args', 'retries', 'deaths', 'rck'})
+      if rec and CLAIMABLE[rec.status] and rec.rck and not may_run(id, rec.rck) then
         -- set aside until the invocation holding its key is done
-      elseif v and CLAIMABLE[v[1]] then
-        move(id, v[3], v[1], moves, runner, worker, now, runner)
+      elseif rec and CLAIMABLE[rec.status] then
+        move(id, rec, moves, runner, worker, now, runner)
         owned[#owned + 1] = id
         out[#out + 1] = id
-        out[#out + 1] = v[4]
-        out[#out + 1] = v[5]
-        out[#out + 1] = v[6] or 0
-        out[#out + 1] = v[7] or 0
+        out[#out + 1] = rec.task
+        out[#out + 1] = rec.args
+        out[#out + 1] = rec.retries or 0
+        out[#out + 1] = rec.deaths or 0
       elseif why then
         fail_corrupt(id, why, 'REGISTERED', nil, runner, now)
       end

@@ -32,9 +32,9 @@ local function unblock(rck, now)
       redis.call('SREM', P .. 'heldkeys', rck)
       return
     end
-    local v, why = read(nid, {'queue', 'prio'})
-    if v and CLAIMABLE[v[1]] then
-      queue_front(v[4] or DEFAULT_QUEUE, tonumber(v[5] or DEFAULT_PRIORITY), nid)
+    local rec, why = read(nid, {'queue', 'prio'})
+    if rec and CLAIMABLE[rec.status] then
+      queue_front(rec.queue or DEFAULT_QUEUE, tonumber(rec.prio or DEFAULT_PRIORITY), nid)
       if redis.call('LLEN', held) == 0 then redis.call('SREM', P .. 'heldkeys', rck) end
       return
     elseif why then

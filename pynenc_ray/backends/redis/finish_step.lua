@@ -9,28 +9,28 @@
 -- wakes the waiters of the whole batch and carries the small payloads.
 -- Returns 'OK' or 'DROP' per invocation, in order.
 local function finish_step(runner, now, a, first, last)
-  local out, done, rows, bad = {}, {}, {}, {}
+  local out, done, applied, bad = {}, {}, {}, {}
   for i = first, last, 4 do
     local id, new = a[i], a[i + 1]
-    local v, why = read(id, {'rck'})
-    if v and check(id, v[1], new, v[2], runner, false) == 'APPLY' then
-      rows[#rows + 1] = {i, v[1], v[3], v[4]}
+    local rec, why = read(id, {'rck'})
+    if rec and check(id, rec.status, new, rec.owner, runner, false) == 'APPLY' then
+      applied[#applied + 1] = {at = i, rec = rec}
       out[#out + 1] = 'OK'
     else
-      if why then bad[#bad + 1] = {id, why} end
+      if why then bad[#bad + 1] = {id = id, why = why} end
       out[#out + 1] = 'DROP'
     end
   end
-  for _, row in ipairs(rows) do
-    local i, cur, hn, rck = row[1], row[2], row[3], row[4]
+  for _, x in ipairs(applied) do
+    local i = x.at
     local id, new, payload, worker = a[i], a[i + 1], a[i + 2], a[i + 3]
-    move(id, hn, cur, {new}, runner, worker, now, nil,
-      {new == 'SUCCESS' and 'result' or 'error', payload}, rck)
+    move(id, x.rec, {new}, runner, worker, now, nil,
+      {new == 'SUCCESS' and 'result' or 'error', payload})
     redis.call('EXPIRE', ikey(id), TTL)
     done[#done + 1] = id
     announce(id, new, payload)
   end
-  for _, b in ipairs(bad) do fail_corrupt(b[1], b[2], 'RUNNING', runner, runner, now) end
+  for _, b in ipairs(bad) do fail_corrupt(b.id, b.why, 'RUNNING', runner, runner, now) end
   if #done > 0 then push_all('SREM', P .. 'owned:' .. runner, done) end
   return out
 end

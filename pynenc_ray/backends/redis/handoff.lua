@@ -33,10 +33,12 @@ local function handed(runner, n, now)
     local item = redis.call('LPOP', inbox)
     if not item then break end
     local id = string.match(item, '^([^\n]+)\n')
-    local v, why
-    if id then v, why = read(id, {'task', 'args', 'retries', 'deaths'}) end
-    if v and v[1] == 'RUNNING' and v[2] == runner then
-      for _, x in ipairs({id, v[4], v[5], v[6] or 0, v[7] or 0}) do out[#out + 1] = x end
+    local rec, why
+    if id then rec, why = read(id, {'task', 'args', 'retries', 'deaths'}) end
+    if rec and rec.status == 'RUNNING' and rec.owner == runner then
+      for _, x in ipairs({id, rec.task, rec.args, rec.retries or 0, rec.deaths or 0}) do
+        out[#out + 1] = x
+      end
     elseif why then
       fail_corrupt(id, why, 'RUNNING', runner, runner, now)
     end
@@ -49,8 +51,10 @@ end
 local function unhand(runner, id)
   local inbox = P .. 'inbox:' .. runner
   if redis.call('EXISTS', inbox) == 0 then return end
-  local t = redis.call('HMGET', ikey(id), 'task', 'args')
-  if t[1] and t[2] then redis.call('LREM', inbox, 0, id .. '\n' .. t[1] .. '\n' .. t[2]) end
+  local rec = fields_of(id, {'task', 'args'})
+  if rec and rec.task and rec.args then
+    redis.call('LREM', inbox, 0, id .. '\n' .. rec.task .. '\n' .. rec.args)
+  end
 end
 
 -- A runner leaves: drop its registration and whatever its inbox still lists

@@ -124,8 +124,17 @@ local function clock()
   end
   return server_now
 end
+
+-- One history entry, JSON [status, runner, worker, server time]: who moved the
+-- invocation to `status`, and when. parse_entry reads one back, keyed by name;
+-- nil when it does not parse (stored data is untrusted).
 local function entry(status, runner, worker, _)
   return cjson.encode({status, runner, worker, clock()})
+end
+local function parse_entry(raw)
+  local ok, e = pcall(cjson.decode, raw or '')
+  if not ok or type(e) ~= 'table' then return nil end
+  return {status = e[1], runner = e[2], worker = e[3], at = e[4]}
 end
 
 -- Every entry point calls this first: the call's prefix and TTL, and fresh

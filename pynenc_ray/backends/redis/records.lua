@@ -1,39 +1,68 @@
--- Invocation records (inv:<id>): reading one with the fields a step relies on
--- checked (read), and failing in place one that does not validate (fail_corrupt).
+-- Invocation records (inv:<id>): reading their fields by name (fields_of, and
+-- read, which checks the fields a step relies on), and failing in place a
+-- record that does not validate (fail_corrupt).
 
 local function ikey(id) return P .. 'inv:' .. id end
 
--- Read fields of a record and check the ones every step relies on. Returns
--- the values of 'status', 'owner', 'hn', then `extra` in order; or nil and why
--- the record is corrupt; or nil, nil when there is no record at all.
+-- The fields `names` of record `key` as stored, unchecked: a table keyed by
+-- field name (an absent field reads as false); or nil and HMGET's error reply
+-- when the key is not a hash.
+local function hmget(key, names)
+  local values = redis.pcall('HMGET', key, unpack(names))
+  if values.err then return nil, values end
+  local rec = {}
+  for i, f in ipairs(names) do rec[f] = values[i] end
+  return rec
+end
+local function fields_of(id, names) return (hmget(ikey(id), names)) end
+
+-- What makes each field that read() may be asked for valid: a check that
+-- returns why the stored value x is not (x is false when the field is absent).
+local function counter(field)
+  return function(x) if x and not tonumber(x) then return field .. ' is not a number' end end
+end
+local function required(field)
+  return function(x) if not x then return 'field ' .. field .. ' is missing' end end
+end
+local function any() end
+local FIELD_CHECKS = {
+  retries = counter('retries'), reroutes = counter('reroutes'), deaths = counter('deaths'),
+  queue = function(x)
+    if x and not is_queue(x) then return 'queue is not a valid queue name' end
+  end,
+  prio = function(x)
+    if x and not is_priority(x) then
+      return 'prio is not a priority from ' .. MIN_PRIORITY .. ' to ' .. MAX_PRIORITY
+    end
+  end,
+  task = required('task'), args = required('args'), rck = any,
+}
+
+-- Read a record's status, owner and hn (its history length), and the fields
+-- named in `extra` (each one of FIELD_CHECKS), with one HMGET. Returns them as
+-- a table keyed by field name (rec.status, rec.args; an absent field reads as
+-- false); or nil and why the record is corrupt; or nil, nil when there is no
+-- record at all.
 local function read(id, extra)
   local key = ikey(id)
   local fields = {'status', 'owner', 'hn'}
   for _, f in ipairs(extra or {}) do fields[#fields + 1] = f end
   -- one HMGET on the hot path; its error reply (WRONGTYPE) is a corrupt record
-  local v = redis.pcall('HMGET', key, unpack(fields))
-  if v.err then
+  local rec = hmget(key, fields)
+  if not rec then
     return nil, 'the key holds a ' .. redis.call('TYPE', key)['ok'] .. ', not a hash'
   end
-  if not v[1] and not v[3] and redis.call('EXISTS', key) == 0 then return nil, nil end
-  if not v[1] or not ALLOWED[v[1]] then
-    return nil, 'unknown status ' .. (v[1] and string.format('%q', string.sub(v[1], 1, 40)) or '(none)')
+  if not rec.status and not rec.hn and redis.call('EXISTS', key) == 0 then return nil, nil end
+  if not rec.status or not ALLOWED[rec.status] then
+    return nil, 'unknown status ' .. (rec.status and
+      string.format('%q', string.sub(rec.status, 1, 40)) or '(none)')
   end
-  if not tonumber(v[3]) then return nil, 'history length hn is not a number' end
-  for i, f in ipairs(extra or {}) do
-    local x = v[3 + i]
-    if (f == 'retries' or f == 'reroutes' or f == 'deaths') and x and not tonumber(x) then
-      return nil, f .. ' is not a number'
-    end
-    if f == 'queue' and x and not is_queue(x) then
-      return nil, 'queue is not a valid queue name'
-    end
-    if f == 'prio' and x and not is_priority(x) then
-      return nil, 'prio is not a priority from ' .. MIN_PRIORITY .. ' to ' .. MAX_PRIORITY
-    end
-    if (f == 'task' or f == 'args') and not x then return nil, 'field ' .. f .. ' is missing' end
+  if not tonumber(rec.hn) then return nil, 'history length hn is not a number' end
+  for _, f in ipairs(extra or {}) do
+    local why = FIELD_CHECKS[f](rec[f])
+    if why then return nil, why end
   end
-  return v
+  return rec
 end
 
 -- A record that did not validate: rename it aside (kept for inspection until it
@@ -64,4 +93,3 @@ local function fail_corrupt(id, why, was, owner, actor, now)
   count('CORRUPT', 1)
   announce(id)
 end
-

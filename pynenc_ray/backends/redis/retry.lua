@@ -1,8 +1,8 @@
 -- retry: RUNNING -> RETRY -> REGISTERED, queued now or after a delay.
 -- ARGV[2..]: id, runner, worker, now, delay_sec, push ('0': the caller re-runs it inline).
 local id, runner, worker, now, delay = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
-local v, why = read(id, {'retries', 'queue', 'prio', 'rck'})
-if not v then
+local rec, why = read(id, {'retries', 'queue', 'prio', 'rck'})
+if not rec then
   if not why then return redis.error_reply('PYNENC_MISSING invocation ' .. id .. ' is not stored') end
   fail_corrupt(id, why, 'RUNNING', runner, runner, now)
   commit()
@@ -10,19 +10,20 @@ if not v then
 end
 -- Sent again after a lost reply: the retry is in place already (this runner's
 -- and worker's REGISTERED is the last entry and nobody has claimed it since).
-if v[1] == 'REGISTERED' and applied_last(id, v[3], 'REGISTERED', runner, worker) then
+if rec.status == 'REGISTERED' and applied_last(id, rec.hn, 'REGISTERED', runner, worker) then
   return 'OK'
 end
-if check(id, v[1], 'RETRY', v[2], runner, false) == 'DROP' then return 'DROP' end
+if check(id, rec.status, 'RETRY', rec.owner, runner, false) == 'DROP' then return 'DROP' end
 redis.call('SREM', P .. 'owned:' .. runner, id)
-move(id, v[3], v[1], {'RETRY', 'REGISTERED'}, runner, worker, now, nil,
-  {'retries', tonumber(v[4] or 0) + 1}, v[7])
+move(id, rec, {'RETRY', 'REGISTERED'}, runner, worker, now, nil,
+  {'retries', tonumber(rec.retries or 0) + 1})
+local queue = rec.queue or DEFAULT_QUEUE
 if ARGV[7] == '0' then
   -- the caller runs it again itself
 elseif delay > 0 then
-  redis.call('ZADD', P .. 'delayed:' .. (v[5] or DEFAULT_QUEUE), tonumber(now) + delay, id)
+  redis.call('ZADD', P .. 'delayed:' .. queue, tonumber(now) + delay, id)
 else
-  queue_ids(v[5] or DEFAULT_QUEUE, v[6] or DEFAULT_PRIORITY, {id})
+  queue_ids(queue, rec.prio or DEFAULT_PRIORITY, {id})
 end
 commit()
 return 'OK'

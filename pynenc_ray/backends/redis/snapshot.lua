@@ -16,15 +16,14 @@ end
 local recent = {}
 local ids = redis.call('ZRANGEBYSCORE', P .. 'index', now - window, '+inf', 'LIMIT', 0, 5000)
 for _, id in ipairs(ids) do
-  local v = redis.pcall('HMGET', ikey(id), 'task', 'status', 'hn')
-  if not v.err and v[1] and v[2] and tonumber(v[3]) then
+  local rec = fields_of(id, {'task', 'status', 'hn'})
+  if rec and rec.task and rec.status and tonumber(rec.hn) then
     local final_at = ''
-    if FINAL[v[2]] then
-      local last = redis.call('HGET', ikey(id), 'h' .. (tonumber(v[3]) - 1))
-      local ok, entry = pcall(cjson.decode, last or '')
-      if ok and type(entry) == 'table' and tonumber(entry[4]) then final_at = tostring(entry[4]) end
+    if FINAL[rec.status] then
+      local last = parse_entry(redis.call('HGET', ikey(id), 'h' .. (tonumber(rec.hn) - 1)))
+      if last and tonumber(last.at) then final_at = tostring(last.at) end
     end
-    recent[#recent + 1] = {v[1], v[2], final_at}
+    recent[#recent + 1] = {rec.task, rec.status, final_at}
   end
 end
 local beats = redis.call('ZRANGE', P .. 'beats', 0, -1, 'WITHSCORES')

@@ -21,33 +21,34 @@ local function check(id, cur, new, owner, actor, recovery)
   return 'APPLY'
 end
 
--- Move id from `cur` to each status of `moves` in turn (one HSET: status, owner,
--- history entries and any `extra` field/value pairs). `hn` is its history length.
--- Leaving the owned statuses releases its running key `rck`, if it has one.
-local function move(id, hn, cur, moves, runner, worker, now, owner, extra, rck)
+-- Move id, whose record `rec` read() returned, from its status to each status of
+-- `moves` in turn (one HSET: status, owner, history entries and any `extra`
+-- field/value pairs). Leaving the owned statuses releases its running key
+-- (rec.rck, when it was read and is set).
+local function move(id, rec, moves, runner, worker, now, owner, extra)
   local args = {ikey(id)}
-  hn = tonumber(hn)
+  local hn = tonumber(rec.hn)
   for _, new in ipairs(moves) do
     args[#args + 1] = 'h' .. hn
     args[#args + 1] = entry(new, runner, worker, now)
     hn = hn + 1
   end
-  local last = moves[#moves]
+  local cur, last = rec.status, moves[#moves]
   for _, v in ipairs({'status', last, 'hn', hn, 'owner', owner or ''}) do args[#args + 1] = v end
   for _, v in ipairs(extra or {}) do args[#args + 1] = v end
   redis.call('HSET', unpack(args))
   count(cur, -1)
   count(last, 1)
-  if rck and OWNED[cur] and not OWNED[last] then release(id, rck, now) end
+  if rec.rck and OWNED[cur] and not OWNED[last] then release(id, rec.rck, now) end
 end
 
--- Whether the last history entry of id is `status` written by runner's worker:
--- how a write sent again after its reply was lost knows it was applied already.
+-- Whether the last history entry of id (hn entries long) is `status` written by
+-- runner's worker: how a write sent again after its reply was lost knows it was
+-- applied already.
 local function applied_last(id, hn, status, runner, worker)
-  local raw = redis.call('HGET', ikey(id), 'h' .. (tonumber(hn) - 1))
-  local ok, last = pcall(cjson.decode, raw or '')  -- untrusted: may not parse
-  return ok and type(last) == 'table' and last[1] == status and last[2] == runner
-    and last[3] == worker
+  local last = parse_entry(redis.call('HGET', ikey(id), 'h' .. (tonumber(hn) - 1)))
+  return last ~= nil and last.status == status and last.runner == runner
+    and last.worker == worker
 end
 
 -- Take id back from its owner and queue it again (shutdown, dead runner).
@@ -56,23 +57,21 @@ end
 -- (shutdown, reconcile) does not.
 -- `from` is the runner whose owned set listed it.
 local function reroute(id, from, by, worker, now, recovery, died)
-  local v, why = read(id, {'reroutes', 'deaths', 'queue', 'prio', 'rck'})
-  if not v then
+  local rec, why = read(id, {'reroutes', 'deaths', 'queue', 'prio', 'rck'})
+  if not rec then
     if why then fail_corrupt(id, why, 'RUNNING', from, by, now) end
     redis.call('SREM', P .. 'owned:' .. from, id)
     return false
   end
-  local cur, owner, hn, reroutes, deaths = v[1], v[2], v[3], v[4], v[5]
-  if not OWNED[cur] then return false end
-  if owner ~= by and not recovery then return false end
-  if owner and owner ~= '' then redis.call('SREM', P .. 'owned:' .. owner, id) end
-  local extra = {'reroutes', tonumber(reroutes or 0) + 1}
+  if not OWNED[rec.status] then return false end
+  if rec.owner ~= by and not recovery then return false end
+  if rec.owner and rec.owner ~= '' then redis.call('SREM', P .. 'owned:' .. rec.owner, id) end
+  local extra = {'reroutes', tonumber(rec.reroutes or 0) + 1}
   if died then
     extra[3] = 'deaths'
-    extra[4] = tonumber(deaths or 0) + 1
+    extra[4] = tonumber(rec.deaths or 0) + 1
   end
-  move(id, hn, cur, {'REROUTED'}, by, worker, now, nil, extra, v[8])
-  queue_ids(v[6] or DEFAULT_QUEUE, v[7] or DEFAULT_PRIORITY, {id})
+  move(id, rec, {'REROUTED'}, by, worker, now, nil, extra)
+  queue_ids(rec.queue or DEFAULT_QUEUE, rec.prio or DEFAULT_PRIORITY, {id})
   return true
 end
-
