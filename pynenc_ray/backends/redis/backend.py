@@ -41,6 +41,7 @@ from ...serializer import error_to_payload
 from ...status import FINAL, OWNED, InvocationStatus
 from .. import patience
 from ..base import SERVE_DEFAULT, Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
+from .arguments import FLAG, NUM, SIGNATURES, Call, Finish, Signature
 from .entry_points import LuaEntryPoints
 from .listener import ResultListener
 
@@ -65,6 +66,38 @@ PROMOTE_EVERY_SEC = 0.1  # due delayed retries are queued at most this late by a
 MIN_REDIS = (7, 0)  # LMPOP (one claim over every queue and level), BLMPOP
 _ENQUEUE_CHUNK = 1000
 _READ_CHUNK = 500
+
+
+def lua_argv(signature: Signature, values: dict[str, Any]) -> list[Any]:
+    """The ARGV of a call of a Lua entry point: ``values`` by the names its
+    signature declares (``arguments.py``; a missing or unknown one is a
+    TypeError), each encoded by its kind, then its tail. Here rather than in
+    arguments.py because every call runs it: a submit's caller side then stays
+    in the files the README's walk names (tests/redis/test_call_path.py)."""
+    if values.keys() != signature.names:
+        raise signature.mismatch(values)
+    out: list[Any] = []
+    for arg in signature.args:
+        value = values[arg.name]
+        if arg.kind == FLAG:
+            value = "1" if value else "0"
+        elif arg.kind == NUM:
+            value = ("" if value is None else repr(float(value)) if isinstance(value, float)
+                     else int(value))
+        out.append(value)
+    if signature.tail is None:
+        return out
+    items = values[signature.tail]
+    if signature.record is None:
+        out.extend(items)
+        return out
+    for item in items:
+        if type(item) is not signature.record:
+            raise signature.not_a_record(item)
+        out.extend(item)
+    return out
+
+
 def _status(invocation_id: str, raw: Any) -> InvocationStatus:
     """A stored status, checked: untrusted bytes become a CorruptRecordError."""
     try:
@@ -268,16 +301,19 @@ class RedisBackend(Backend):
         return BackendError(f"Redis at {self.safe_url} answered with an error: "
                             f"{type(exc).__name__}: {mask_url(msg)}")
 
-    def _script(self, name: str, args: Sequence[Any]) -> Any:
-        """Call Lua entry point ``name`` (FCALL, or EVALSHA: ``entry_points.py``) on
-        this thread's own connection (``ThreadConnections``): these calls are the
-        hot path, and redis-py's per-command wrapping and pool checkout cost as
-        much as the round trip here."""
+    def _script(self, name: str, /, **args: Any) -> Any:
+        """Call Lua entry point ``name`` (FCALL, or EVALSHA: ``entry_points.py``)
+        with ``args`` by the names ``arguments.py`` declares for it (a missing or
+        unknown one is a TypeError before anything is sent), on this thread's own
+        connection (``ThreadConnections``): these calls are the hot path, and
+        redis-py's per-command wrapping and pool checkout cost as much as the
+        round trip here."""
+        argv = lua_argv(SIGNATURES[name], {"ttl": self.ttl, **args})
         if not self._server_checked:
             self._check_server()
 
         def send(conn: Any) -> None:
-            command = (*self.entry_points.heads[name], 1, self.prefix, self.ttl, *args)
+            command = (*self.entry_points.heads[name], 1, self.prefix, *argv)
             if pack_command is None:
                 conn.send_command(*command)
             else:  # hiredis packs in C what redis-py's packer loops over in Python
@@ -329,13 +365,12 @@ class RedisBackend(Backend):
         time (the first call's): the id each is known by, in order."""
         first = calls[0]
         due = first.not_before
-        when = "" if due is None or due <= time.time() else repr(due)
-        args: list[Any] = [runner_id, worker, "1" if push else "0", first.queue, first.priority,
-                           when]
-        for c in calls:
-            args += [c.invocation_id, c.task_id, c.args, c.parent_id or "", c.running_key,
-                     c.registration_key]
-        return [r.decode() for r in self._script("enqueue", args)]
+        reply = self._script(
+            "enqueue", runner=runner_id, worker=worker, push=push, queue=first.queue,
+            prio=first.priority, not_before=None if due is None or due <= time.time() else due,
+            calls=[Call(id=c.invocation_id, task=c.task_id, args=c.args, parent=c.parent_id or "",
+                        rck=c.running_key, regk=c.registration_key) for c in calls])
+        return [r.decode() for r in reply]
 
     def set_claim_linger(self, runner_id: str, linger_sec: float) -> None:
         """``tuning.LingeringClaims``: how long ``runner_id``'s claims wait while
@@ -420,18 +455,18 @@ class RedisBackend(Backend):
         return list(queues[k:]) + list(queues[:k])
 
     def _claim_args(self, runner_id: str, worker: str, n: int, start: bool,
-                    now: float, handoff: bool) -> tuple[list[Any], bool]:
-        """The claim step's leading arguments, and whether it looks at delayed
-        retries this time (a few times a second)."""
+                    now: float, handoff: bool) -> tuple[dict[str, Any], bool]:
+        """The claim step's arguments (arguments.CLAIM), and whether it looks at
+        delayed retries this time (a few times a second)."""
         promote = now - self._delayed_checked.get(runner_id, 0.0) >= PROMOTE_EVERY_SEC
-        return [runner_id, worker, repr(time.time()), n, "1" if start else "0",
-                "1" if promote else "0", "1" if handoff else "0"], promote
+        return {"runner": runner_id, "worker": worker, "now": time.time(), "n": n,
+                "start": start, "promote": promote, "handoff": handoff}, promote
 
     def _claim_script(self, runner_id: str, worker: str, n: int, start: bool, now: float,
                       queues: Sequence[str], handoff: bool) -> list[Any]:
         """The claim step."""
         args, promote = self._claim_args(runner_id, worker, n, start, now, handoff)
-        flat: list[Any] = self._script("claim", [*args, *queues])
+        flat: list[Any] = self._script("claim", **args, queues=queues)
         if promote:
             self._delayed_checked[runner_id] = now
         return flat
@@ -445,8 +480,8 @@ class RedisBackend(Backend):
         now = time.monotonic()
         args, promote = self._claim_args(runner_id, worker, n, start, now, handoff)
         inv_id, status, payload, item_worker = item
-        res = self._script("finish_claim", [*args, inv_id, status.value, payload, item_worker,
-                                            *self._served(queues)])
+        res = self._script("finish_claim", **args, id=inv_id, status=status.value,
+                           payload=payload, ran_on=item_worker, queues=self._served(queues))
         if promote:
             self._delayed_checked[runner_id] = now
         self._promoted[runner_id] = now
@@ -496,14 +531,14 @@ class RedisBackend(Backend):
     @override
     def transition(self, invocation_id: str, new: InvocationStatus, runner_id: str,
                    worker: str, *, recovery: bool = False) -> bool:
-        res = self._script("transition", [invocation_id, new.value, runner_id, worker,
-                                          repr(time.time()), "1" if recovery else "0"])
+        res = self._script("transition", id=invocation_id, new=new.value, runner=runner_id,
+                           worker=worker, now=time.time(), recovery=recovery)
         return self._applied(res, invocation_id, new, runner_id)
 
     @override
     def snapshot(self, window_sec: float) -> dict[str, Any]:
         now, counts, runners, beats, queues, corrupt, window = self._script(
-            "snapshot", [repr(float(window_sec))])
+            "snapshot", window=float(window_sec))
 
         def pairs(flat: list[bytes]) -> dict[str, bytes]:
             return {flat[i].decode(errors="replace"): flat[i + 1] for i in range(0, len(flat), 2)}
@@ -530,7 +565,7 @@ class RedisBackend(Backend):
     @override
     def lease(self, name: str, holder: str, ttl_sec: float) -> bool:
         ms = max(1, int(ttl_sec * 1000))
-        return bool(self._script("lease", [name, holder, ms]))
+        return bool(self._script("lease", name=name, holder=holder, ms=ms))
 
     @override
     def cron_marks(self) -> dict[str, float]:
@@ -555,24 +590,24 @@ class RedisBackend(Backend):
         out: list[bool] = []
         for start in range(0, len(invocation_ids), _ENQUEUE_CHUNK):
             chunk = list(invocation_ids[start:start + _ENQUEUE_CHUNK])
-            res = self._script("cancel", [by, worker, repr(time.time()), error, *chunk])
+            res = self._script("cancel", by=by, worker=worker, now=time.time(), error=error,
+                               ids=chunk)
             out += [bool(r) for r in res]
         return out
 
     @override
     def finish_many(self, items: Sequence[tuple[str, InvocationStatus, bytes, str]],
                     runner_id: str) -> list[bool]:
-        args: list[Any] = [runner_id, repr(time.time())]
-        for inv_id, status, payload, worker in items:
-            args += [inv_id, status.value, payload, worker]
-        res = self._script("finish", args)
+        res = self._script("finish", runner=runner_id, now=time.time(), items=[
+            Finish(id=inv_id, status=status.value, payload=payload, worker=worker)
+            for inv_id, status, payload, worker in items])
         return [self._applied(r, item[0], item[1], runner_id) for r, item in zip(res, items)]
 
     @override
     def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float,
               push: bool = True) -> bool:
-        res = self._script("retry", [invocation_id, runner_id, worker, repr(time.time()),
-                                     repr(float(delay_sec)), "1" if push else "0"])
+        res = self._script("retry", id=invocation_id, runner=runner_id, worker=worker,
+                           now=time.time(), delay=float(delay_sec), push=push)
         return self._applied(res, invocation_id, S.RETRY, runner_id)
 
     @staticmethod
@@ -590,8 +625,8 @@ class RedisBackend(Backend):
         ids = list(invocation_ids) if invocation_ids is not None else []
         if invocation_ids is not None and not ids:
             return []
-        res = self._script("reroute", [owner, by, worker, repr(time.time()), "1" if died else "0",
-                                       *ids])
+        res = self._script("reroute", owner=owner, by=by, worker=worker, now=time.time(),
+                           died=died, ids=ids)
         return [r.decode() for r in res]
 
     @override
@@ -603,11 +638,12 @@ class RedisBackend(Backend):
     @override
     def heartbeat(self, runner_id: str, info: dict[str, Any], dead_after_sec: float = 10.0,
                   ) -> None:
-        self._script("heartbeat", [runner_id, json.dumps(info), repr(float(dead_after_sec))])
+        self._script("heartbeat", runner=runner_id, info=json.dumps(info),
+                     dead_after=float(dead_after_sec))
 
     def remove_runner(self, runner_id: str) -> None:
         """Forget a runner, unless it still owns work (then recovery needs it)."""
-        if not self._script("forget", [runner_id]):
+        if not self._script("forget", runner=runner_id):
             log.warning("runner %s still owns invocations in Redis; it stays listed so that "
                         "recovery reroutes them once its heartbeat is old", runner_id)
 
@@ -626,8 +662,8 @@ class RedisBackend(Backend):
     @override
     def recover_dead(self, checker_id: str, dead_after_sec: float) -> list[str]:
         lease_ms = int(max(1000, dead_after_sec * 500))
-        res = self._script("recover", [checker_id, repr(float(dead_after_sec)), lease_ms,
-                                       repr(time.time())])
+        res = self._script("recover", checker=checker_id, dead_after=float(dead_after_sec),
+                           lease_ms=lease_ms, now=time.time())
         return [r.decode() for r in res]
 
     # -- state -------------------------------------------------------------------------------

@@ -1,30 +1,32 @@
--- claim_step(runner, worker, now, n, start, promote, queues, handoff): take up to n
--- invocations as PENDING owned by runner, in one step, so a crash never leaves
--- an id popped but unowned. With start (a runner that starts them at once) they
--- go on to RUNNING in the same step. With promote, due delayed retries of the
--- served queues are queued first (the caller asks for it a few times a second,
--- not on every claim). Ids come from the served queues' highest non-empty
--- priority level, oldest first; at one level the queues are taken in the order
--- given (the caller rotates it). Ids no longer claimable (final, expired) are
--- skipped; a corrupt record is failed in place (fail_corrupt) and the claim goes
--- on. Each id is read and checked before anything about it is written. A claim
--- that filled up may leave work behind: it rings the served queues' bells so
--- that another idle runner looks. An id whose running-concurrency key (rck)
--- another owned invocation holds is set aside in held:<key> instead (may_run
--- in concurrency.lua, whose release() queues it again). With handoff (a worker
--- that runs one at a time, start, one queue) what its inbox holds comes first,
--- and a claim that finds nothing registers it for a hand-off (see handoff.lua).
--- Used by claim.lua and finish_claim.lua, which commit() after it.
+-- claim_step(c): take up to c.n invocations as PENDING owned by c.runner, in
+-- one step, so a crash never leaves an id popped but unowned. `c` holds the
+-- claim's arguments (arguments.py's CLAIM, and the served queues): claim.lua
+-- and finish_claim.lua pass their A. With c.start (a runner that starts them
+-- at once) they go on to RUNNING in the same step. With c.promote, due delayed
+-- calls and retries of the served queues are queued first (the caller asks for
+-- it a few times a second, not on every claim). Ids come from the served
+-- queues' highest non-empty priority level, oldest first; at one level the
+-- queues are taken in the order given (the caller rotates it). Ids no longer
+-- claimable (final, expired) are skipped; a corrupt record is failed in place
+-- (fail_corrupt) and the claim goes on. Each id is read and checked before
+-- anything about it is written. A claim that filled up may leave work behind:
+-- it rings the served queues' bells so that another idle runner looks. An id
+-- whose running key (rck) another owned invocation holds is set aside instead
+-- (may_run in concurrency.lua, whose release() queues it again once the key is
+-- free). With c.handoff (a worker that runs one at a time, start, one queue)
+-- what its inbox holds comes first, and a claim that finds nothing registers
+-- it for a hand-off (see handoff.lua). The callers commit() after it.
 -- Returns a flat list: id, task, args, retries, deaths per claimed invocation.
-local function claim_step(runner, worker, now, n, start, promote, queues, handoff)
-  local moves = start and {'PENDING', 'RUNNING'} or {'PENDING'}
+local function claim_step(c)
+  local runner, worker, now, queues, n = c.runner, c.worker, c.now, c.queues, c.n
+  local moves = c.start and {'PENDING', 'RUNNING'} or {'PENDING'}
   local out = {}
-  if handoff then
+  if c.handoff then
     redis.call('ZREM', P .. 'idle:' .. queues[1], runner)
     out = handed(runner, n, now)
     n = n - #out / 5
   end
-  if promote then
+  if c.promote then
     for _, q in ipairs(queues) do
       local key = P .. 'delayed:' .. q
       local due = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, 1000)
@@ -72,7 +74,7 @@ local function claim_step(runner, worker, now, n, start, promote, queues, handof
   if n > 0 and #owned >= n then
     for _, q in ipairs(queues) do ring(q) end
   end
-  if handoff and #out == 0 then
+  if c.handoff and #out == 0 then
     redis.call('ZADD', P .. 'idle:' .. queues[1], clock() + IDLE_SEC, runner)
     redis.call('HSET', P .. 'idlers', runner, queues[1] .. '\t' .. worker)
   end

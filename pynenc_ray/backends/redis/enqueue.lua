@@ -1,4 +1,4 @@
--- enqueue: store each call as REGISTERED and (if push = 1) append them to their
+-- enqueue: store each call as REGISTERED and (if push) append them to their
 -- queue's level, or (with a not_before time) schedule them in the queue's
 -- delayed set, from which a claim queues them once due, as it does retries.
 -- A call due now and without a running key, pushed while a worker of its queue
@@ -10,21 +10,21 @@
 -- index is scored by the server's clock, as the history is.
 -- A call with a registration key whose invocation is not final yet is not
 -- stored: the id of that one is returned in its place.
--- ARGV[2..]: runner, worker, push, queue, prio, not_before ('' for now), then
--- (id, task, args, parent, running key, registration key) per call: every call
--- of one batch waits in the same queue at the same priority from the same time.
+-- Arguments: runner and worker (who submits), push, queue, prio, not_before
+-- (nil for now), then the calls (id, task, args, parent, rck, regk: '' for
+-- none): every call of one batch waits in the same queue at the same priority
+-- from the same time.
 -- Returns the id each call is known by, in order.
-local runner, worker, push, queue, prio = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local not_before = tonumber(ARGV[7])
 local ids, index = {}, {}
-local h0 = entry('REGISTERED', runner, worker)
+local h0 = entry('REGISTERED', A.runner, A.worker)
 local now = clock()
+local due = A.not_before
 local where = {}  -- queue and prio are stored only when they are not the defaults
-if queue ~= DEFAULT_QUEUE then where[#where + 1] = 'queue'; where[#where + 1] = queue end
-if prio ~= tostring(DEFAULT_PRIORITY) then where[#where + 1] = 'prio'; where[#where + 1] = prio end
+if A.queue ~= DEFAULT_QUEUE then where[#where + 1] = 'queue'; where[#where + 1] = A.queue end
+if A.prio ~= DEFAULT_PRIORITY then where[#where + 1] = 'prio'; where[#where + 1] = A.prio end
 local resolved = {}
-local handing = push == '1' and not not_before  -- until no worker waits
-local idle_key = P .. 'idle:' .. queue
+local handing = A.push and not due  -- until no worker waits
+local idle_key = P .. 'idle:' .. A.queue
 
 -- Whether id has no record yet (a retried enqueue finds its own), and, when
 -- `look`, whether a worker of the queue waits for a hand-off. One EXISTS of
@@ -38,11 +38,11 @@ local function is_new(id, look)
   return waits, waits
 end
 
-for i = 8, #ARGV, 6 do
-  local id, rck, regk = ARGV[i], ARGV[i + 4], ARGV[i + 5]
+for _, call in ipairs(A.calls) do
+  local id = call.id
   local known
-  if regk ~= '' then
-    local ex = redis.call('GET', P .. 'reg:' .. regk)
+  if call.regk ~= '' then
+    local ex = redis.call('GET', P .. 'reg:' .. call.regk)
     if ex and ex ~= id then  -- a record read here is untrusted: pcall, then check
       local st = redis.pcall('HGET', ikey(ex), 'status')
       if type(st) == 'string' and ALLOWED[st] and not FINAL[st] then known = ex end
@@ -52,24 +52,24 @@ for i = 8, #ARGV, 6 do
     resolved[#resolved + 1] = known
   else
     resolved[#resolved + 1] = id
-    local look = handing and rck == ''
+    local look = handing and call.rck == ''
     local fresh, waits = is_new(id, look)
     if look and not waits then handing = false end  -- nobody waits: no more looks
     if fresh then
-      local fields = {ikey(id), 'task', ARGV[i + 1], 'args', ARGV[i + 2],
+      local fields = {ikey(id), 'task', call.task, 'args', call.args,
         'status', 'REGISTERED', 'h0', h0, 'hn', 1}
-      if ARGV[i + 3] ~= '' then  -- retries, reroutes and deaths read as 0 until set
+      if call.parent ~= '' then  -- retries, reroutes and deaths read as 0 until set
         fields[#fields + 1] = 'parent'
-        fields[#fields + 1] = ARGV[i + 3]
+        fields[#fields + 1] = call.parent
       end
-      if rck ~= '' then
+      if call.rck ~= '' then
         fields[#fields + 1] = 'rck'
-        fields[#fields + 1] = rck
+        fields[#fields + 1] = call.rck
       end
       for _, x in ipairs(where) do fields[#fields + 1] = x end
       local to, label
       if waits then
-        to, label = idle_worker(queue, now)
+        to, label = idle_worker(A.queue, now)
         handing = to ~= nil
       end
       if to then  -- claimed for a waiting worker: the history claim_step would write
@@ -79,29 +79,29 @@ for i = 8, #ARGV, 6 do
         end
         redis.call('HSET', unpack(fields))
         redis.call('SADD', P .. 'owned:' .. to, id)
-        redis.call('RPUSH', P .. 'inbox:' .. to, id .. '\n' .. ARGV[i + 1] .. '\n' .. ARGV[i + 2])
+        redis.call('RPUSH', P .. 'inbox:' .. to, id .. '\n' .. call.task .. '\n' .. call.args)
         count('RUNNING', 1)
       else
         redis.call('HSET', unpack(fields))
         ids[#ids + 1] = id
       end
-      if regk ~= '' then redis.call('SET', P .. 'reg:' .. regk, id, 'EX', TTL) end
+      if call.regk ~= '' then redis.call('SET', P .. 'reg:' .. call.regk, id, 'EX', TTL) end
       index[#index + 1] = now
       index[#index + 1] = id
     end
   end
 end
 if #index == 0 then return resolved end
-if #ids > 0 and push == '1' and not_before then
-  local due = {}
+if #ids > 0 and A.push and due then
+  local scored = {}
   for _, id in ipairs(ids) do
-    due[#due + 1] = not_before
-    due[#due + 1] = id
+    scored[#scored + 1] = due
+    scored[#scored + 1] = id
   end
-  push_all('ZADD', P .. 'delayed:' .. queue, due)
-  redis.call('SADD', P .. 'queues', queue)
-elseif #ids > 0 and push == '1' then
-  queue_ids(queue, prio, ids)
+  push_all('ZADD', P .. 'delayed:' .. A.queue, scored)
+  redis.call('SADD', P .. 'queues', A.queue)
+elseif #ids > 0 and A.push then
+  queue_ids(A.queue, A.prio, ids)
 end
 push_all('ZADD', P .. 'index', index)
 count('REGISTERED', #ids)

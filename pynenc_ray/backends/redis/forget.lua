@@ -1,4 +1,4 @@
--- forget: drop a runner that stopped cleanly from the runner list, but only
+-- forget: drop `runner`, which stopped cleanly, from the runner list, but only
 -- when it holds nothing: a runner whose hand-back did not reach Redis (it
 -- stopped during an outage) must stay visible to recovery, which reroutes its
 -- work once its last heartbeat is dead_after_sec old. Its entry in 'beats'
@@ -6,8 +6,8 @@
 -- another connection may still reach Redis after this script (a frozen Redis
 -- runs a dead client's buffered commands when it resumes), and recovery then
 -- reroutes what that claim took instead of leaving it owned by nobody alive.
--- ARGV[2..]: runner. Returns 1 when forgotten, 0 when left for recovery.
-local runner = ARGV[2]
+-- Returns 1 when forgotten, 0 when left for recovery.
+local runner = A.runner
 withdraw(runner)
 if redis.call('SCARD', P .. 'owned:' .. runner) > 0 then return 0 end
 redis.call('HDEL', P .. 'runners', runner)

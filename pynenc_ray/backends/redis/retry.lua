@@ -1,6 +1,10 @@
--- retry: RUNNING -> RETRY -> REGISTERED, queued now or after a delay.
--- ARGV[2..]: id, runner, worker, now, delay_sec, push ('0': the caller re-runs it inline).
-local id, runner, worker, now, delay = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+-- retry: invocation id, RUNNING and owned by runner, goes RETRY -> REGISTERED,
+-- asked by runner's worker, and waits in its queue again: at once, or after
+-- `delay` seconds (in its queue's delayed set, due at now + delay);
+-- without push the caller re-runs it inline and it is not queued.
+-- Returns 'OK', 'DROP' (no longer this runner's, or a corrupt record, which is
+-- failed in place), or an error reply.
+local id, runner, worker, now = A.id, A.runner, A.worker, A.now
 local rec, why = read(id, {'retries', 'queue', 'prio', 'rck'})
 if not rec then
   if not why then return redis.error_reply('PYNENC_MISSING invocation ' .. id .. ' is not stored') end
@@ -18,10 +22,10 @@ redis.call('SREM', P .. 'owned:' .. runner, id)
 move(id, rec, {'RETRY', 'REGISTERED'}, runner, worker, now, nil,
   {'retries', tonumber(rec.retries or 0) + 1})
 local queue = rec.queue or DEFAULT_QUEUE
-if ARGV[7] == '0' then
+if not A.push then
   -- the caller runs it again itself
-elseif delay > 0 then
-  redis.call('ZADD', P .. 'delayed:' .. queue, tonumber(now) + delay, id)
+elseif A.delay > 0 then
+  redis.call('ZADD', P .. 'delayed:' .. queue, now + A.delay, id)
 else
   queue_ids(queue, rec.prio or DEFAULT_PRIORITY, {id})
 end

@@ -2,9 +2,10 @@
 the shared library (SHARED, in that order: the core ``prelude.lua``, then one
 file per concern), with the tables written ``__LIKE_THIS__`` in it generated
 here: the statuses from ``pynenc_ray/status.py``, the queue-name and priority
-rules from ``pynenc_ray/queues.py`` and the size limit of announced payloads
-from ``listener.py``; the steps that several entry points share (STEPS); and
-one entry point per name in NAMES.
+rules from ``pynenc_ray/queues.py``, every entry point's arguments from
+``arguments.py`` and the size limit of announced payloads from ``listener.py``;
+the steps that several entry points share (STEPS); and one entry point per
+name in NAMES (those of ``arguments.SIGNATURES``).
 
 Two forms of the same code:
 
@@ -16,8 +17,9 @@ Two forms of the same code:
   for servers where loading functions is refused (an ACL without
   ``FUNCTION``, a proxy that does not forward it).
 
-Either way every entry point starts with ``begin(KEYS, ARGV)``, which sets the
-per-call state the prelude keeps."""
+Either way every entry point starts with ``local A = begin(KEYS, ARGV, name)``,
+which sets the per-call state the prelude keeps and binds the call's
+arguments, by name, to ``A``."""
 
 from __future__ import annotations
 
@@ -37,11 +39,11 @@ from ...queues import (
     NAME_RANGES,
 )
 from ...status import CLAIMABLE, FINAL, OWNED, TRANSITIONS, InvocationStatus
+from .arguments import SIGNATURES, lua_table
 from .listener import INLINE_MAX_BYTES
 
 HERE = Path(__file__).parent
-NAMES = ("enqueue", "claim", "transition", "finish", "finish_claim", "retry", "reroute",
-         "heartbeat", "recover", "forget", "cancel", "lease", "snapshot")
+NAMES = tuple(SIGNATURES)  # the entry points, each <name>.lua
 # the library every entry point shares, in load order: each file may use what
 # the files before it define
 SHARED = ("prelude", "queues", "records", "concurrency", "transitions", "handoff")
@@ -75,6 +77,7 @@ def _lua_tables() -> dict[str, str]:
         f"{src.value} = {_lua_set(dst)}" for src, dst in TRANSITIONS.items()) + "}"
     return {"__ALLOWED__": allowed, "__OWNED__": _lua_set(OWNED), "__FINAL__": _lua_set(FINAL),
             "__CLAIMABLE__": _lua_set(CLAIMABLE), "__INLINE_MAX__": str(INLINE_MAX_BYTES),
+            "__SIGNATURES__": lua_table(),
             "__DEFAULT_QUEUE__": _lua_string(DEFAULT_QUEUE),
             "__DEFAULT_PRIORITY__": str(DEFAULT_PRIORITY),
             "__MIN_PRIORITY__": str(MIN_PRIORITY), "__MAX_PRIORITY__": str(MAX_PRIORITY),
@@ -94,11 +97,15 @@ def shared() -> str:
     return code
 
 
+def _begin(name: str) -> str:
+    return f"local A = begin(KEYS, ARGV, '{name}')"
+
+
 @cache
 def source(name: str) -> str:
     """One standalone script for EVALSHA: shared code, its steps, then its body."""
     parts = [shared(), *((HERE / f"{step}.lua").read_text() for step in STEPS.get(name, ())),
-             "begin(KEYS, ARGV)", (HERE / f"{name}.lua").read_text()]
+             _begin(name), (HERE / f"{name}.lua").read_text()]
     return "\n".join(parts)
 
 
@@ -117,5 +124,5 @@ def library() -> tuple[str, str, dict[str, str]]:
     lib = f"pynenc_{digest}"
     names = {name: f"{lib}_{name}" for name in NAMES}
     wrapped = [f"redis.register_function('{names[name]}', function(KEYS, ARGV)\n"
-               f"begin(KEYS, ARGV)\n{text}\nend)" for name, text in entries.items()]
+               f"{_begin(name)}\n{text}\nend)" for name, text in entries.items()]
     return lib, "\n".join([f"#!lua name={lib}", body, *wrapped]), names

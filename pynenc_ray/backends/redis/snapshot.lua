@@ -4,9 +4,7 @@
 -- for invocations registered in the last `window` seconds (at most 5000): task,
 -- status and, once final, when. Reads only. Numbers go out as strings (a Lua
 -- number would reach the caller truncated to an integer).
--- ARGV[2..]: window_sec.
 local now = clock()
-local window = tonumber(ARGV[2])
 local queues = {}
 for _, q in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
   local depth = 0
@@ -14,7 +12,7 @@ for _, q in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
   queues[#queues + 1] = {q, tostring(depth), tostring(redis.call('ZCARD', P .. 'delayed:' .. q))}
 end
 local recent = {}
-local ids = redis.call('ZRANGEBYSCORE', P .. 'index', now - window, '+inf', 'LIMIT', 0, 5000)
+local ids = redis.call('ZRANGEBYSCORE', P .. 'index', now - A.window, '+inf', 'LIMIT', 0, 5000)
 for _, id in ipairs(ids) do
   local rec = fields_of(id, {'task', 'status', 'hn'})
   if rec and rec.task and rec.status and tonumber(rec.hn) then

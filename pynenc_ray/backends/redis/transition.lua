@@ -1,9 +1,9 @@
--- transition: one checked status change (PENDING from REGISTERED for a direct
--- run, RUNNING, PAUSED, REROUTED). Returns 'OK', 'DROP' (a late final write, or
--- a corrupt record, which is failed in place), or an error reply from check().
--- ARGV[2..]: id, new, runner, worker, now, recovery ('1' or '0').
-local id, new, runner, worker, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local recovery = ARGV[7] == '1'
+-- transition: one checked status change of invocation id to `new` (PENDING
+-- from REGISTERED for a direct run, RUNNING, PAUSED, REROUTED), asked by
+-- runner's worker; with recovery, a runner rerouting another's invocation.
+-- Returns 'OK', 'DROP' (a late final write, or a corrupt record, which is
+-- failed in place), or an error reply from check().
+local id, new, runner, worker, now = A.id, A.new, A.runner, A.worker, A.now
 local rec, why = read(id, {'rck'})
 if not rec then
   if not why then return redis.error_reply('PYNENC_MISSING invocation ' .. id .. ' is not stored') end
@@ -18,9 +18,9 @@ if rec.status == new and rec.owner == runner and OWNED[rec.status]
     and applied_last(id, rec.hn, new, runner, worker) then
   return 'OK'
 end
-if check(id, rec.status, new, rec.owner, runner, recovery) == 'DROP' then return 'DROP' end
+if check(id, rec.status, new, rec.owner, runner, A.recovery) == 'DROP' then return 'DROP' end
 if new == 'REROUTED' then
-  reroute(id, rec.owner, runner, worker, now, recovery, false)
+  reroute(id, rec.owner, runner, worker, now, A.recovery, false)
 elseif new == 'PENDING' then
   move(id, rec, {new}, runner, worker, now, runner)
   redis.call('SADD', P .. 'owned:' .. runner, id)

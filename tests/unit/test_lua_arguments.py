@@ -1,0 +1,70 @@
+"""The Lua entry points' arguments, named once (``backends/redis/arguments.py``):
+Python builds each call's ARGV through the declared list, and the Lua reads
+exactly the declared names. Checked on the source, without Redis (the Redis
+side is in tests/redis/test_lua_arguments.py)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from pynenc_ray.backends.redis.arguments import SIGNATURES, Call, Finish
+from pynenc_ray.backends.redis.backend import lua_argv
+from pynenc_ray.backends.redis.scripts import HERE, NAMES, SHARED, STEPS
+
+
+def _used(path_name: str, table: str) -> set[str]:
+    """The names read as ``<table>.<name>`` in one of the ``.lua`` files."""
+    return set(re.findall(rf"\b{table}\.([a-z_]+)", (HERE / f"{path_name}.lua").read_text()))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_entry_point_reads_exactly_the_arguments_declared_for_it(name):
+    used = _used(name, "A")
+    if "claim_step" in STEPS.get(name, ()):
+        assert "claim_step(A)" in (HERE / f"{name}.lua").read_text()
+        used |= _used("claim_step", "c")  # the claim step reads the entry point's A as c
+    assert used == SIGNATURES[name].names - {"ttl"}  # ttl: begin() reads it for every one
+
+
+def test_no_lua_file_reads_argv_or_a_record_by_position():
+    for path in HERE.glob("*.lua"):
+        text = path.read_text()
+        assert "ARGV" not in re.sub(r"--[^\n]*", "", text), path.name
+        assert not re.search(r"\b(v|rec)\[\d", text), path.name
+
+
+def test_every_shared_file_says_first_what_it_holds():
+    for name in SHARED:
+        first = (HERE / f"{name}.lua").read_text().splitlines()[0]
+        assert first.startswith("-- ") and len(first) > 20, name
+
+
+def test_the_argv_is_built_by_name_in_the_declared_order_and_kinds():
+    argv = lua_argv(SIGNATURES["retry"], {"ttl": 60, "id": "i", "runner": "r", "worker": "w",
+                                          "now": 1.5, "delay": 0.25, "push": False})
+    assert argv == [60, "i", "r", "w", "1.5", "0.25", "0"]
+    calls = [Call(id="a", task="t", args=b"x", parent="", rck="k", regk="")]
+    argv = lua_argv(SIGNATURES["enqueue"], {
+        "ttl": 60, "runner": "r", "worker": "w", "push": True, "queue": "q", "prio": 3,
+        "not_before": None, "calls": calls})
+    assert argv == [60, "r", "w", "1", "q", 3, "", "a", "t", b"x", "", "k", ""]
+    items = [Finish(id="a", status="SUCCESS", payload=b"p", worker="w")]
+    assert lua_argv(SIGNATURES["finish"], {"ttl": 1, "runner": "r", "now": 2.0, "items": items}) \
+        == [1, "r", "2.0", "a", "SUCCESS", b"p", "w"]
+    assert lua_argv(SIGNATURES["reroute"], {"ttl": 1, "owner": "o", "by": "b", "worker": "w",
+                                            "now": 2.0, "died": True, "ids": ["x", "y"]}) \
+        == [1, "o", "b", "w", "2.0", "1", "x", "y"]
+
+
+def test_a_missing_or_unknown_argument_is_a_type_error():
+    good = {"ttl": 1, "name": "n", "holder": "h", "ms": 5}
+    assert lua_argv(SIGNATURES["lease"], good) == [1, "n", "h", 5]
+    with pytest.raises(TypeError, match=r"missing arguments \['ms'\], unknown arguments \[\]"):
+        lua_argv(SIGNATURES["lease"], {k: v for k, v in good.items() if k != "ms"})
+    with pytest.raises(TypeError, match=r"missing arguments \[\], unknown arguments \['mss'\]"):
+        lua_argv(SIGNATURES["lease"], {**good, "mss": 5})
+    with pytest.raises(TypeError, match="holds Finish records, not tuple"):
+        lua_argv(SIGNATURES["finish"], {"ttl": 1, "runner": "r", "now": 2.0,
+                                        "items": [("a", "SUCCESS", b"p", "w")]})
