@@ -43,19 +43,19 @@ def test_every_shared_file_says_first_what_it_holds():
 
 def test_the_argv_is_built_by_name_in_the_declared_order_and_kinds():
     argv = lua_argv(SIGNATURES["retry"], {"ttl": 60, "id": "i", "runner": "r", "worker": "w",
-                                          "now": 1.5, "delay": 0.25, "push": False})
-    assert argv == [60, "i", "r", "w", "1.5", "0.25", "0"]
+                                          "delay": 0.25, "push": False})
+    assert argv == [60, "i", "r", "w", "0.25", "0"]
     calls = [Call(id="a", task="t", args=b"x", parent="", rck="k", regk="")]
     argv = lua_argv(SIGNATURES["enqueue"], {
         "ttl": 60, "runner": "r", "worker": "w", "push": True, "queue": "q", "prio": 3,
-        "not_before": None, "calls": calls})
+        "delay": None, "calls": calls})
     assert argv == [60, "r", "w", "1", "q", 3, "", "a", "t", b"x", "", "k", ""]
     items = [Finish(id="a", status="SUCCESS", payload=b"p", worker="w")]
-    assert lua_argv(SIGNATURES["finish"], {"ttl": 1, "runner": "r", "now": 2.0, "items": items}) \
-        == [1, "r", "2.0", "a", "SUCCESS", b"p", "w"]
+    assert lua_argv(SIGNATURES["finish"], {"ttl": 1, "runner": "r", "items": items}) \
+        == [1, "r", "a", "SUCCESS", b"p", "w"]
     assert lua_argv(SIGNATURES["reroute"], {"ttl": 1, "owner": "o", "by": "b", "worker": "w",
-                                            "now": 2.0, "died": True, "ids": ["x", "y"]}) \
-        == [1, "o", "b", "w", "2.0", "1", "x", "y"]
+                                            "died": True, "ids": ["x", "y"]}) \
+        == [1, "o", "b", "w", "1", "x", "y"]
 
 
 def test_a_missing_or_unknown_argument_is_a_type_error():
@@ -66,5 +66,5 @@ def test_a_missing_or_unknown_argument_is_a_type_error():
     with pytest.raises(TypeError, match=r"missing arguments \[\], unknown arguments \['mss'\]"):
         lua_argv(SIGNATURES["lease"], {**good, "mss": 5})
     with pytest.raises(TypeError, match="holds Finish records, not tuple"):
-        lua_argv(SIGNATURES["finish"], {"ttl": 1, "runner": "r", "now": 2.0,
+        lua_argv(SIGNATURES["finish"], {"ttl": 1, "runner": "r",
                                         "items": [("a", "SUCCESS", b"p", "w")]})

@@ -21,6 +21,9 @@ wire, a Lua boolean). A tail holds plain values (ids, queue names) or records:
 a NamedTuple here, a table keyed by the same field names in Lua.
 
 Every entry point takes ``ttl`` first, the record lifetime result_ttl_sec.
+No argument is a time of the caller's clock: every time stored is the
+server's, so a caller sends durations (``delay``) and the Lua adds them to
+Redis TIME.
 """
 
 from __future__ import annotations
@@ -117,22 +120,21 @@ class Signature:
 
 
 # the claim step's arguments, shared by claim and finish_claim (claim_step.lua)
-CLAIM = ("runner", "worker", num("now"), num("n"), flag("start"), flag("promote"),
-         flag("handoff"))
+CLAIM = ("runner", "worker", num("n"), flag("start"), flag("promote"), flag("handoff"))
 
 SIGNATURES = {s.name: s for s in (
-    Signature("enqueue", ("runner", "worker", flag("push"), "queue", num("prio"),
-                          num("not_before")), tail="calls", record=Call),
+    Signature("enqueue", ("runner", "worker", flag("push"), "queue", num("prio"), num("delay")),
+              tail="calls", record=Call),
     Signature("claim", CLAIM, tail="queues"),
-    Signature("transition", ("id", "new", "runner", "worker", num("now"), flag("recovery"))),
-    Signature("finish", ("runner", num("now")), tail="items", record=Finish),
+    Signature("transition", ("id", "new", "runner", "worker", flag("recovery"))),
+    Signature("finish", ("runner",), tail="items", record=Finish),
     Signature("finish_claim", (*CLAIM, "id", "status", "payload", "ran_on"), tail="queues"),
-    Signature("retry", ("id", "runner", "worker", num("now"), num("delay"), flag("push"))),
-    Signature("reroute", ("owner", "by", "worker", num("now"), flag("died")), tail="ids"),
+    Signature("retry", ("id", "runner", "worker", num("delay"), flag("push"))),
+    Signature("reroute", ("owner", "by", "worker", flag("died")), tail="ids"),
     Signature("heartbeat", ("runner", "info", num("dead_after"))),
-    Signature("recover", ("checker", num("dead_after"), num("lease_ms"), num("now"))),
+    Signature("recover", ("checker", num("dead_after"), num("lease_ms"))),
     Signature("forget", ("runner",)),
-    Signature("cancel", ("by", "worker", num("now"), "error"), tail="ids"),
+    Signature("cancel", ("by", "worker", "error"), tail="ids"),
     Signature("lease", ("name", "holder", num("ms"))),
     Signature("snapshot", (num("window"),)),
 )}

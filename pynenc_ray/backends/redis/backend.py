@@ -364,10 +364,12 @@ class RedisBackend(Backend):
         """One enqueue script for calls that share their queue, priority and start
         time (the first call's): the id each is known by, in order."""
         first = calls[0]
-        due = first.not_before
+        # a due time of the caller's clock goes as a delay, which the Lua adds to
+        # the server's clock: every stored time is the server's
+        delay = None if first.not_before is None else first.not_before - time.time()
         reply = self._script(
             "enqueue", runner=runner_id, worker=worker, push=push, queue=first.queue,
-            prio=first.priority, not_before=None if due is None or due <= time.time() else due,
+            prio=first.priority, delay=delay if delay is not None and delay > 0 else None,
             calls=[Call(id=c.invocation_id, task=c.task_id, args=c.args, parent=c.parent_id or "",
                         rck=c.running_key, regk=c.registration_key) for c in calls])
         return [r.decode() for r in reply]
@@ -459,8 +461,8 @@ class RedisBackend(Backend):
         """The claim step's arguments (arguments.CLAIM), and whether it looks at
         delayed retries this time (a few times a second)."""
         promote = now - self._delayed_checked.get(runner_id, 0.0) >= PROMOTE_EVERY_SEC
-        return {"runner": runner_id, "worker": worker, "now": time.time(), "n": n,
-                "start": start, "promote": promote, "handoff": handoff}, promote
+        return {"runner": runner_id, "worker": worker, "n": n, "start": start,
+                "promote": promote, "handoff": handoff}, promote
 
     def _claim_script(self, runner_id: str, worker: str, n: int, start: bool, now: float,
                       queues: Sequence[str], handoff: bool) -> list[Any]:
@@ -532,7 +534,7 @@ class RedisBackend(Backend):
     def transition(self, invocation_id: str, new: InvocationStatus, runner_id: str,
                    worker: str, *, recovery: bool = False) -> bool:
         res = self._script("transition", id=invocation_id, new=new.value, runner=runner_id,
-                           worker=worker, now=time.time(), recovery=recovery)
+                           worker=worker, recovery=recovery)
         return self._applied(res, invocation_id, new, runner_id)
 
     @override
@@ -590,15 +592,14 @@ class RedisBackend(Backend):
         out: list[bool] = []
         for start in range(0, len(invocation_ids), _ENQUEUE_CHUNK):
             chunk = list(invocation_ids[start:start + _ENQUEUE_CHUNK])
-            res = self._script("cancel", by=by, worker=worker, now=time.time(), error=error,
-                               ids=chunk)
+            res = self._script("cancel", by=by, worker=worker, error=error, ids=chunk)
             out += [bool(r) for r in res]
         return out
 
     @override
     def finish_many(self, items: Sequence[tuple[str, InvocationStatus, bytes, str]],
                     runner_id: str) -> list[bool]:
-        res = self._script("finish", runner=runner_id, now=time.time(), items=[
+        res = self._script("finish", runner=runner_id, items=[
             Finish(id=inv_id, status=status.value, payload=payload, worker=worker)
             for inv_id, status, payload, worker in items])
         return [self._applied(r, item[0], item[1], runner_id) for r, item in zip(res, items)]
@@ -607,7 +608,7 @@ class RedisBackend(Backend):
     def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float,
               push: bool = True) -> bool:
         res = self._script("retry", id=invocation_id, runner=runner_id, worker=worker,
-                           now=time.time(), delay=float(delay_sec), push=push)
+                           delay=float(delay_sec), push=push)
         return self._applied(res, invocation_id, S.RETRY, runner_id)
 
     @staticmethod
@@ -625,8 +626,7 @@ class RedisBackend(Backend):
         ids = list(invocation_ids) if invocation_ids is not None else []
         if invocation_ids is not None and not ids:
             return []
-        res = self._script("reroute", owner=owner, by=by, worker=worker, now=time.time(),
-                           died=died, ids=ids)
+        res = self._script("reroute", owner=owner, by=by, worker=worker, died=died, ids=ids)
         return [r.decode() for r in res]
 
     @override
@@ -663,7 +663,7 @@ class RedisBackend(Backend):
     def recover_dead(self, checker_id: str, dead_after_sec: float) -> list[str]:
         lease_ms = int(max(1000, dead_after_sec * 500))
         res = self._script("recover", checker=checker_id, dead_after=float(dead_after_sec),
-                           lease_ms=lease_ms, now=time.time())
+                           lease_ms=lease_ms)
         return [r.decode() for r in res]
 
     # -- state -------------------------------------------------------------------------------

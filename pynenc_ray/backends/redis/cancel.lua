@@ -15,12 +15,12 @@ for _, id in ipairs(A.ids) do
       redis.call('SREM', P .. 'owned:' .. rec.owner, id)
       unhand(rec.owner, id)  -- handed to a worker that has not taken it: it never starts
     end
-    move(id, rec, {'CANCELLED'}, A.by, A.worker, A.now, nil, {'error', A.error})
+    move(id, rec, {'CANCELLED'}, A.by, A.worker, nil, {'error', A.error})
     redis.call('EXPIRE', ikey(id), TTL)
     announce(id, 'CANCELLED', A.error)
     out[#out + 1] = 1
   else
-    if why then fail_corrupt(id, why, 'REGISTERED', nil, A.by, A.now) end
+    if why then fail_corrupt(id, why, 'REGISTERED', nil, A.by) end
     out[#out + 1] = 0
   end
 end

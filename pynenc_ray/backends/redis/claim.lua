@@ -1,7 +1,7 @@
 -- claim: take up to n invocations as PENDING owned by runner (RUNNING at once
 -- with start), in one step; see claim_step.lua.
--- Arguments: the claim step's (runner, worker, now, n, start, promote,
--- handoff), then the served queues.
+-- Arguments: the claim step's (runner, worker, n, start, promote, handoff),
+-- then the served queues.
 -- Returns a flat list: id, task, args, retries, deaths per claimed invocation.
 local out = claim_step(A)
 commit()

@@ -17,28 +17,33 @@
 -- what its inbox holds comes first, and a claim that finds nothing registers
 -- it for a hand-off (see handoff.lua). The callers commit() after it.
 -- Returns a flat list: id, task, args, retries, deaths per claimed invocation.
+
+-- Queue the due ids (by the server's clock, which set their due times) of each
+-- of `queues`' delayed sets, each at its own level.
+local function promote(queues)
+  for _, q in ipairs(queues) do
+    local key = P .. 'delayed:' .. q
+    local due = redis.call('ZRANGEBYSCORE', key, '-inf', clock(), 'LIMIT', 0, 1000)
+    if #due > 0 then
+      redis.call('ZREM', key, unpack(due))
+      for _, id in ipairs(due) do
+        local p = redis.call('HGET', ikey(id), 'prio')
+        queue_ids(q, (p and is_priority(p)) and p or DEFAULT_PRIORITY, {id})
+      end
+    end
+  end
+end
+
 local function claim_step(c)
-  local runner, worker, now, queues, n = c.runner, c.worker, c.now, c.queues, c.n
+  local runner, queues, n = c.runner, c.queues, c.n
   local moves = c.start and {'PENDING', 'RUNNING'} or {'PENDING'}
   local out = {}
   if c.handoff then
     redis.call('ZREM', P .. 'idle:' .. queues[1], runner)
-    out = handed(runner, n, now)
+    out = handed(runner, n)
     n = n - #out / 5
   end
-  if c.promote then
-    for _, q in ipairs(queues) do
-      local key = P .. 'delayed:' .. q
-      local due = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, 1000)
-      if #due > 0 then
-        redis.call('ZREM', key, unpack(due))
-        for _, id in ipairs(due) do  -- each back at its own level
-          local p = redis.call('HGET', ikey(id), 'prio')
-          queue_ids(q, (p and is_priority(p)) and p or DEFAULT_PRIORITY, {id})
-        end
-      end
-    end
-  end
+  if c.promote then promote(queues) end
   -- LMPOP's arguments: every served list, highest level first
   local pop = {0}
   for p = MAX_PRIORITY, MIN_PRIORITY, -1 do
@@ -58,7 +63,7 @@ local function claim_step(c)
       if rec and CLAIMABLE[rec.status] and rec.rck and not may_run(id, rec.rck) then
         -- set aside until the invocation holding its key is done
       elseif rec and CLAIMABLE[rec.status] then
-        move(id, rec, moves, runner, worker, now, runner)
+        move(id, rec, moves, runner, c.worker, runner)
         owned[#owned + 1] = id
         out[#out + 1] = id
         out[#out + 1] = rec.task
@@ -66,7 +71,7 @@ local function claim_step(c)
         out[#out + 1] = rec.retries or 0
         out[#out + 1] = rec.deaths or 0
       elseif why then
-        fail_corrupt(id, why, 'REGISTERED', nil, runner, now)
+        fail_corrupt(id, why, 'REGISTERED', nil, runner)
       end
     end
   end
@@ -74,9 +79,6 @@ local function claim_step(c)
   if n > 0 and #owned >= n then
     for _, q in ipairs(queues) do ring(q) end
   end
-  if c.handoff and #out == 0 then
-    redis.call('ZADD', P .. 'idle:' .. queues[1], clock() + IDLE_SEC, runner)
-    redis.call('HSET', P .. 'idlers', runner, queues[1] .. '\t' .. worker)
-  end
+  if c.handoff and #out == 0 then register_idle(queues[1], runner, c.worker) end
   return out
 end

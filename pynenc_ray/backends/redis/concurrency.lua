@@ -24,7 +24,7 @@ end
 -- Queue the oldest claimable id set aside for running key `rck`, now free. An
 -- id found corrupt on the way is failed in place; ids no longer claimable
 -- (cancelled meanwhile) are dropped from the list.
-local function unblock(rck, now)
+local function unblock(rck)
   local held = P .. 'held:' .. rck
   while true do
     local nid = redis.call('LPOP', held)
@@ -38,16 +38,16 @@ local function unblock(rck, now)
       if redis.call('LLEN', held) == 0 then redis.call('SREM', P .. 'heldkeys', rck) end
       return
     elseif why then
-      fail_corrupt(nid, why, 'REGISTERED', nil, 'release', now)
+      fail_corrupt(nid, why, 'REGISTERED', nil, 'release')
     end
   end
 end
 
 -- id no longer runs: free its running key `rck` (if it holds it) and let the
 -- next invocation set aside for that key go.
-local function release(id, rck, now)
+local function release(id, rck)
   local lock = P .. 'lock:' .. rck
   if redis.call('GET', lock) ~= id then return end
   redis.call('DEL', lock)
-  unblock(rck, now)
+  unblock(rck)
 end

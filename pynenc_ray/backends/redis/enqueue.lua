@@ -1,24 +1,24 @@
 -- enqueue: store each call as REGISTERED and (if push) append them to their
--- queue's level, or (with a not_before time) schedule them in the queue's
--- delayed set, from which a claim queues them once due, as it does retries.
--- A call due now and without a running key, pushed while a worker of its queue
--- waits for a hand-off (see handoff.lua), is claimed for that worker instead:
--- stored RUNNING and owned by it (REGISTERED, PENDING, RUNNING in its history)
--- and pushed to its inbox.
+-- queue's level, or (with a delay) schedule them in the queue's delayed set,
+-- due at server time + delay, from which a claim queues them once due, as it
+-- does retries. A call due now and without a running key, pushed while a
+-- worker of its queue waits for a hand-off (see handoff.lua), is claimed for
+-- that worker instead: stored RUNNING and owned by it (REGISTERED, PENDING,
+-- RUNNING in its history) and pushed to its inbox.
 -- One HSET per call; the queue and the index get one command per batch. An id
 -- already stored is left alone: a retried enqueue never resets a record. The
 -- index is scored by the server's clock, as the history is.
 -- A call with a registration key whose invocation is not final yet is not
 -- stored: the id of that one is returned in its place.
--- Arguments: runner and worker (who submits), push, queue, prio, not_before
--- (nil for now), then the calls (id, task, args, parent, rck, regk: '' for
--- none): every call of one batch waits in the same queue at the same priority
--- from the same time.
+-- Arguments: runner and worker (who submits), push, queue, prio, delay (seconds
+-- from now; nil for now), then the calls (id, task, args, parent, rck, regk:
+-- '' for none): every call of one batch waits in the same queue at the same
+-- priority from the same time.
 -- Returns the id each call is known by, in order.
 local ids, index = {}, {}
 local h0 = entry('REGISTERED', A.runner, A.worker)
 local now = clock()
-local due = A.not_before
+local due = A.delay and now + A.delay
 local where = {}  -- queue and prio are stored only when they are not the defaults
 if A.queue ~= DEFAULT_QUEUE then where[#where + 1] = 'queue'; where[#where + 1] = A.queue end
 if A.prio ~= DEFAULT_PRIORITY then where[#where + 1] = 'prio'; where[#where + 1] = A.prio end
@@ -69,7 +69,7 @@ for _, call in ipairs(A.calls) do
       for _, x in ipairs(where) do fields[#fields + 1] = x end
       local to, label
       if waits then
-        to, label = idle_worker(A.queue, now)
+        to, label = idle_worker(A.queue)
         handing = to ~= nil
       end
       if to then  -- claimed for a waiting worker: the history claim_step would write

@@ -3,11 +3,11 @@
 -- instead of two (see finish_step.lua and claim_step.lua). The finish comes
 -- first, so the invocation's running key is released before the claim looks.
 -- A refused finish raises before anything is written, claim included.
--- Arguments: the claim step's (runner, worker, now, n, start, promote,
--- handoff), the finished invocation's id, status, payload and the worker it
--- ran on (ran_on), then the served queues.
+-- Arguments: the claim step's (runner, worker, n, start, promote, handoff), the
+-- finished invocation's id, status, payload and the worker it ran on (ran_on),
+-- then the served queues.
 -- Returns {'OK' or 'DROP', the claim's flat list (as claim.lua's)}.
-local finished = finish_step(A.runner, A.now,
+local finished = finish_step(A.runner,
   {{id = A.id, status = A.status, payload = A.payload, worker = A.ran_on}})
 local claimed = claim_step(A)
 commit()

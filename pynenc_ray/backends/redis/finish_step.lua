@@ -1,4 +1,4 @@
--- finish_step(runner, now, items): for each item (id, status, payload, worker: a
+-- finish_step(runner, items): for each item (id, status, payload, worker: a
 -- record of finish's tail, see arguments.py's Finish), store the result
 -- (SUCCESS) or error (FAILED) with the final status at once, release it, and
 -- start its TTL. The first final write wins: a late one from a former owner is
@@ -8,7 +8,7 @@
 -- commit() after it: one PUBLISH then wakes the waiters of the whole batch and
 -- carries the small payloads.
 -- Returns 'OK' or 'DROP' per item, in order.
-local function finish_step(runner, now, items)
+local function finish_step(runner, items)
   local out, done, applied, bad = {}, {}, {}, {}
   for _, item in ipairs(items) do
     local rec, why = read(item.id, {'rck'})
@@ -22,13 +22,13 @@ local function finish_step(runner, now, items)
   end
   for _, a in ipairs(applied) do
     local item = a.item
-    move(item.id, a.rec, {item.status}, runner, item.worker, now, nil,
+    move(item.id, a.rec, {item.status}, runner, item.worker, nil,
       {item.status == 'SUCCESS' and 'result' or 'error', item.payload})
     redis.call('EXPIRE', ikey(item.id), TTL)
     done[#done + 1] = item.id
     announce(item.id, item.status, item.payload)
   end
-  for _, b in ipairs(bad) do fail_corrupt(b.id, b.why, 'RUNNING', runner, runner, now) end
+  for _, b in ipairs(bad) do fail_corrupt(b.id, b.why, 'RUNNING', runner, runner) end
   if #done > 0 then push_all('SREM', P .. 'owned:' .. runner, done) end
   return out
 end

@@ -33,7 +33,7 @@
 --   bell:<q>         LIST  a token when queue <q> may have work no runner is about
 --                          to claim; idle runners block on their queues' bells
 --   delayed:<q>      ZSET  ids of queue <q>'s delayed calls and retries, scored by
---                          their due time
+--                          their due time (server time)
 --   lock:<key>       STRING  the invocation holding running-concurrency key <key>
 --                          (the record field rck); meaningful while it is owned
 --   held:<key>       LIST  ids a claim set aside while <key> was held, oldest first
@@ -61,6 +61,10 @@
 --                          "<id>\n", or "<id> <status> <n>\n" followed by the n
 --                          bytes of its payload when n <= INLINE_MAX (the
 --                          listener then serves .result without a read)
+--
+-- Every time stored is the server's (Redis TIME): history entries, due times,
+-- heartbeats, hand-off registrations, the index. Callers send durations (a
+-- delay), never a time of their own clock.
 --
 -- Every script validates what it reads before it writes anything, so it either
 -- completes or changes nothing: Redis does not roll back a script that fails
@@ -112,11 +116,12 @@ local function commit()
   redis.call('PUBLISH', P .. 'final', table.concat(lines))
 end
 
--- History timestamps come from the server's clock, not the caller's `now`: two
--- hosts' clocks (or one process pre-empted between reading its clock and its
--- call) could otherwise write a record's history out of order. Redis runs
--- scripts one at a time, so server time orders every record's entries. Read
--- once per script, and only by a script that writes history.
+-- Every stored time comes from the server's clock, never a caller's: two hosts'
+-- clocks (or one process pre-empted between reading its clock and its call)
+-- could otherwise write a record's history out of order, or judge a due time
+-- by another clock than the one that set it. Redis runs scripts one at a time,
+-- so server time orders every record's entries. Read once per script, and only
+-- by a script that needs it.
 local server_now
 local function clock()
   if not server_now then
@@ -129,7 +134,7 @@ end
 -- One history entry, JSON [status, runner, worker, server time]: who moved the
 -- invocation to `status`, and when. parse_entry reads one back, keyed by name;
 -- nil when it does not parse (stored data is untrusted).
-local function entry(status, runner, worker, _)
+local function entry(status, runner, worker)
   return cjson.encode({status, runner, worker, clock()})
 end
 local function parse_entry(raw)

@@ -12,7 +12,6 @@ local PRIORITY = {}  -- level -> true, for each valid priority
 for p = MIN_PRIORITY, MAX_PRIORITY do PRIORITY[p] = true end
 
 -- Whether x (untrusted: read from a record) is a valid queue name, or priority.
--- Whether x (untrusted: read from a record) is a valid queue name, or priority.
 local function is_queue(x) return #x <= QUEUE_NAME_MAX and string.find(x, QUEUE_NAME) ~= nil end
 local function is_priority(x) return PRIORITY[tonumber(x) or false] == true end
 
@@ -51,4 +50,3 @@ local function queue_front(queue, prio, id)
     ring(queue)
   end
 end
-

@@ -70,7 +70,7 @@ end
 -- that waiters get a clear error, and list it under `corrupt`. `was` is the
 -- status it is assumed to have left (for the counts) and `owner` the runner
 -- whose owned set may still hold it.
-local function fail_corrupt(id, why, was, owner, actor, now)
+local function fail_corrupt(id, why, was, owner, actor)
   local key = ikey(id)
   if redis.call('TYPE', key)['ok'] == 'hash' then
     local st = redis.call('HGET', key, 'status')
@@ -84,7 +84,7 @@ local function fail_corrupt(id, why, was, owner, actor, now)
     message = 'invocation ' .. id .. ': its stored record is corrupt (' .. why .. ')',
     traceback = ''})
   redis.call('HSET', key, 'task', '', 'args', '', 'status', 'FAILED', 'error', doc,
-    'h0', entry('FAILED', actor, 'corrupt record', now), 'hn', 1)
+    'h0', entry('FAILED', actor, 'corrupt record'), 'hn', 1)
   redis.call('EXPIRE', key, TTL)
   redis.call('HSET', P .. 'corrupt', id, why)
   if owner and owner ~= '' then redis.call('SREM', P .. 'owned:' .. owner, id) end

@@ -20,7 +20,7 @@ for _, runner in ipairs(dead) do
   if runner ~= checker then
     withdraw(runner)
     for _, id in ipairs(redis.call('SMEMBERS', P .. 'owned:' .. runner)) do
-      if reroute(id, runner, checker, 'recovery', A.now, true, true) then out[#out + 1] = id end
+      if reroute(id, runner, checker, 'recovery', true, true) then out[#out + 1] = id end
     end
     redis.call('DEL', P .. 'owned:' .. runner)
     redis.call('ZREM', P .. 'beats', runner)
@@ -34,7 +34,7 @@ for _, rck in ipairs(redis.call('SMEMBERS', P .. 'heldkeys')) do
   local st = held_by and redis.pcall('HGET', ikey(held_by), 'status')
   if not (type(st) == 'string' and OWNED[st]) then
     if held_by then redis.call('DEL', P .. 'lock:' .. rck) end
-    unblock(rck, A.now)
+    unblock(rck)
   end
 end
 commit()

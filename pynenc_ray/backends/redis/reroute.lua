@@ -14,7 +14,7 @@ for _, id in ipairs(ids) do
   local kind = redis.call('TYPE', ikey(id))['ok']
   local cur_owner = kind == 'hash' and redis.call('HGET', ikey(id), 'owner') or nil
   if (cur_owner == owner or kind ~= 'hash')
-      and reroute(id, owner, by, A.worker, A.now, by ~= owner, A.died) then
+      and reroute(id, owner, by, A.worker, by ~= owner, A.died) then
     out[#out + 1] = id
     -- handed to the owner and not taken yet (a runner reconciling after a
     -- reconnect gives back what it does not run): not to be taken later

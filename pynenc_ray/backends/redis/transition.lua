@@ -3,11 +3,11 @@
 -- runner's worker; with recovery, a runner rerouting another's invocation.
 -- Returns 'OK', 'DROP' (a late final write, or a corrupt record, which is
 -- failed in place), or an error reply from check().
-local id, new, runner, worker, now = A.id, A.new, A.runner, A.worker, A.now
+local id, new, runner, worker = A.id, A.new, A.runner, A.worker
 local rec, why = read(id, {'rck'})
 if not rec then
   if not why then return redis.error_reply('PYNENC_MISSING invocation ' .. id .. ' is not stored') end
-  fail_corrupt(id, why, new == 'PENDING' and 'REGISTERED' or 'RUNNING', runner, runner, now)
+  fail_corrupt(id, why, new == 'PENDING' and 'REGISTERED' or 'RUNNING', runner, runner)
   commit()
   return 'DROP'
 end
@@ -20,12 +20,12 @@ if rec.status == new and rec.owner == runner and OWNED[rec.status]
 end
 if check(id, rec.status, new, rec.owner, runner, A.recovery) == 'DROP' then return 'DROP' end
 if new == 'REROUTED' then
-  reroute(id, rec.owner, runner, worker, now, A.recovery, false)
+  reroute(id, rec.owner, runner, worker, A.recovery, false)
 elseif new == 'PENDING' then
-  move(id, rec, {new}, runner, worker, now, runner)
+  move(id, rec, {new}, runner, worker, runner)
   redis.call('SADD', P .. 'owned:' .. runner, id)
 else
-  move(id, rec, {new}, runner, worker, now, rec.owner)
+  move(id, rec, {new}, runner, worker, rec.owner)
 end
 commit()
 return 'OK'

@@ -25,12 +25,12 @@ end
 -- `moves` in turn (one HSET: status, owner, history entries and any `extra`
 -- field/value pairs). Leaving the owned statuses releases its running key
 -- (rec.rck, when it was read and is set).
-local function move(id, rec, moves, runner, worker, now, owner, extra)
+local function move(id, rec, moves, runner, worker, owner, extra)
   local args = {ikey(id)}
   local hn = tonumber(rec.hn)
   for _, new in ipairs(moves) do
     args[#args + 1] = 'h' .. hn
-    args[#args + 1] = entry(new, runner, worker, now)
+    args[#args + 1] = entry(new, runner, worker)
     hn = hn + 1
   end
   local cur, last = rec.status, moves[#moves]
@@ -39,7 +39,7 @@ local function move(id, rec, moves, runner, worker, now, owner, extra)
   redis.call('HSET', unpack(args))
   count(cur, -1)
   count(last, 1)
-  if rec.rck and OWNED[cur] and not OWNED[last] then release(id, rec.rck, now) end
+  if rec.rck and OWNED[cur] and not OWNED[last] then release(id, rec.rck) end
 end
 
 -- Whether the last history entry of id (hn entries long) is `status` written by
@@ -56,10 +56,10 @@ end
 -- worker holding it died, which counts toward max_reroutes; a clean hand-back
 -- (shutdown, reconcile) does not.
 -- `from` is the runner whose owned set listed it.
-local function reroute(id, from, by, worker, now, recovery, died)
+local function reroute(id, from, by, worker, recovery, died)
   local rec, why = read(id, {'reroutes', 'deaths', 'queue', 'prio', 'rck'})
   if not rec then
-    if why then fail_corrupt(id, why, 'RUNNING', from, by, now) end
+    if why then fail_corrupt(id, why, 'RUNNING', from, by) end
     redis.call('SREM', P .. 'owned:' .. from, id)
     return false
   end
@@ -71,7 +71,7 @@ local function reroute(id, from, by, worker, now, recovery, died)
     extra[3] = 'deaths'
     extra[4] = tonumber(rec.deaths or 0) + 1
   end
-  move(id, rec, {'REROUTED'}, by, worker, now, nil, extra)
+  move(id, rec, {'REROUTED'}, by, worker, nil, extra)
   queue_ids(rec.queue or DEFAULT_QUEUE, rec.prio or DEFAULT_PRIORITY, {id})
   return true
 end
