@@ -1,7 +1,8 @@
 """The Lua entry points' arguments, named once (``backends/redis/arguments.py``):
 Python builds each call's ARGV through the declared list, and the Lua reads
-exactly the declared names. Checked on the source, without Redis (the Redis
-side is in tests/redis/test_lua_arguments.py)."""
+exactly the declared names (a typo would read nil there, so this is the
+check). On the source, without Redis (the Redis side is in
+tests/redis/test_lua_arguments.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,18 @@ def test_each_entry_point_reads_exactly_the_arguments_declared_for_it(name):
         assert "claim_step(A)" in (HERE / f"{name}.lua").read_text()
         used |= _used("claim_step", "c")  # the claim step reads the entry point's A as c
     assert used == SIGNATURES[name].names - {"ttl"}  # ttl: begin() reads it for every one
+
+
+@pytest.mark.parametrize("path_name, var, record", [
+    ("enqueue", "call", Call), ("finish_step", "item", Finish)])
+def test_the_tail_records_are_read_by_their_declared_fields(path_name, var, record):
+    assert _used(path_name, var) == set(record._fields)
+
+
+def test_finish_claim_hands_the_finish_step_a_finish_record():
+    text = (HERE / "finish_claim.lua").read_text()
+    [literal] = re.findall(r"\{\{([^}]*)\}\}", text)
+    assert [k.strip().split(" = ")[0] for k in literal.split(",")] == list(Finish._fields)
 
 
 def test_no_lua_file_reads_argv_or_a_record_by_position():

@@ -1,6 +1,7 @@
 -- The core of the library every entry point shares: the key layout, the
--- per-call state (prefix, TTL, named arguments, counts, announcements, server
--- clock) that begin() sets, the status tables, and the history entry. The
+-- per-call state (prefix, TTL, counts, announcements, server clock) that
+-- begin() sets, the check of a call's argument count, the status tables, and
+-- the history entry. The
 -- other shared files follow it in this order (scripts.py): queues.lua,
 -- records.lua, concurrency.lua, transitions.lua, handoff.lua. Each is loaded
 -- once as the top of the function library (and prepended to each script where
@@ -13,7 +14,7 @@
 -- script only learns as it runs (claim pops ids) cannot be listed up front;
 -- they share the slot. Its arguments (ARGV) are declared in arguments.py, the
 -- record lifetime ttl (result_ttl_sec) first, and reach the entry point's code
--- by name, as the table A (see begin).
+-- by name, as the table A (see fit, below).
 -- Keys under the prefix:
 --   inv:<id>         HASH  task, args, status, owner (meaningful while PENDING,
 --                          RUNNING or PAUSED), queue and prio (written only when
@@ -74,12 +75,12 @@
 --
 -- The values written as capitals between double underscores are filled in by
 -- scripts.py, generated from Python: the statuses from pynenc_ray/status.py,
--- the argument lists from arguments.py, the queue rules from
--- pynenc_ray/queues.py. One declaration for Python and Lua alike.
+-- the queue rules from pynenc_ray/queues.py (and each entry point's argument
+-- binding from arguments.py). One declaration for Python and Lua alike.
 --
 -- This chunk runs once when the library is loaded, so nothing here may depend
--- on a call: what does (the prefix, the TTL, the arguments, the counts and
--- finals gathered for commit, the server clock) is set for each call by begin().
+-- on a call: what does (the prefix, the TTL, the counts and finals gathered for
+-- commit, the server clock) is set for each call by begin().
 
 local P, TTL
 local ALLOWED = __ALLOWED__
@@ -143,70 +144,24 @@ local function parse_entry(raw)
   return {status = e[1], runner = e[2], worker = e[3], at = e[4]}
 end
 
--- Reading a name that is neither an argument of the entry point nor a field of
--- its tail's records (a typo) raises, rather than giving nil: signature()
--- gives each signature a metatable that knows its names, and one for its
--- records. It runs as the library loads, when no global (pairs, unpack, math,
--- setmetatable) is reachable yet: hence the plain loops.
-local function strict(names, what)
-  local known = {}
-  for i = 1, #names do known[names[i]] = true end
-  return {__index = function(_, name)
-    if not known[name] then error('PYNENC_ARGUMENTS ' .. what .. ' has no ' .. tostring(name)) end
-  end}
-end
-local function signature(sig)
-  local names = {}
-  for i = 1, #sig.args do names[i] = sig.args[i] end
-  if sig.tail then
-    names[#names + 1] = sig.tail
-    sig.item_meta = strict(sig.fields, sig.name .. ' ' .. sig.tail)
-  end
-  sig.meta = strict(names, sig.name)
-  return sig
-end
-local SIGNATURES = __SIGNATURES__
+-- Each entry point starts with code generated from arguments.py (scripts.py
+-- puts it there): fit() checks the ARGV count, then its arguments are bound by
+-- name into the table A, converted by kind, and begin() starts the call.
 
--- The arguments of entry point `sig` (one of SIGNATURES) from argv, as a table
--- keyed by their names and converted by kind (a 'num' sent as '' reads as nil);
--- the tail, if any, as a list of values or of records keyed by the signature's
--- fields. A count that does not fit the signature raises before anything is done.
-local function bind(sig, argv)
-  local names, kinds, n = sig.args, sig.kinds, #sig.args
-  local width = sig.tail and math.max(#sig.fields, 1)
-  if #argv < n or (not sig.tail and #argv > n) or (width and (#argv - n) % width ~= 0) then
-    error({err = 'PYNENC_ARGUMENTS ' .. sig.name .. ' takes ' .. n .. ' arguments' ..
-      (width and (', then ' .. sig.tail .. ' in groups of ' .. width) or '') .. '; got ' .. #argv})
+-- Raise, before anything is done, unless argv holds entry point `name`'s n
+-- arguments and then (with a tail) a whole number of groups of `width`.
+local function fit(argv, name, n, tail, width)
+  if #argv < n or (not tail and #argv > n) or (tail and (#argv - n) % width ~= 0) then
+    error({err = 'PYNENC_ARGUMENTS ' .. name .. ' takes ' .. n .. ' arguments' ..
+      (tail and (', then ' .. tail .. ' in groups of ' .. width) or '') .. '; got ' .. #argv})
   end
-  local A = {}
-  for i = 1, n do
-    local x, kind = argv[i], kinds[i]
-    if kind == 'num' then x = tonumber(x) elseif kind == 'flag' then x = x == '1' end
-    A[names[i]] = x
-  end
-  if sig.tail then
-    local tail, fields = {}, sig.fields
-    if #fields == 0 then
-      for i = n + 1, #argv do tail[#tail + 1] = argv[i] end
-    else
-      for i = n + 1, #argv, width do
-        local item = {}
-        for j, f in ipairs(fields) do item[f] = argv[i + j - 1] end
-        tail[#tail + 1] = setmetatable(item, sig.item_meta)
-      end
-    end
-    A[sig.tail] = tail
-  end
-  return setmetatable(A, sig.meta)
 end
 
--- Every entry point calls this first, with its name: the call's prefix, its
--- arguments (returned, as A) and TTL, and fresh per-call state (a function
--- library keeps its top-level values between calls).
-local function begin(keys, argv, name)
-  local A = bind(SIGNATURES[name], argv)
+-- Every entry point calls this once its arguments A are bound: the call's
+-- prefix and TTL, and fresh per-call state (a function library keeps its
+-- top-level values between calls).
+local function begin(keys, A)
   P = keys[1]
   TTL = A.ttl
   delta, finals, inline, server_now = {}, {}, {}, nil
-  return A
 end

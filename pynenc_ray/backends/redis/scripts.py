@@ -2,10 +2,10 @@
 the shared library (SHARED, in that order: the core ``prelude.lua``, then one
 file per concern), with the tables written ``__LIKE_THIS__`` in it generated
 here: the statuses from ``pynenc_ray/status.py``, the queue-name and priority
-rules from ``pynenc_ray/queues.py``, every entry point's arguments from
-``arguments.py`` and the size limit of announced payloads from ``listener.py``;
-the steps that several entry points share (STEPS); and one entry point per
-name in NAMES (those of ``arguments.SIGNATURES``).
+rules from ``pynenc_ray/queues.py`` and the size limit of announced payloads
+from ``listener.py``; the steps that several entry points share (STEPS); and
+one entry point per name in NAMES (those of ``arguments.SIGNATURES``), each
+preceded by the binding of its arguments generated from ``arguments.py``.
 
 Two forms of the same code:
 
@@ -17,9 +17,9 @@ Two forms of the same code:
   for servers where loading functions is refused (an ACL without
   ``FUNCTION``, a proxy that does not forward it).
 
-Either way every entry point starts with ``local A = begin(KEYS, ARGV, name)``,
-which sets the per-call state the prelude keeps and binds the call's
-arguments, by name, to ``A``."""
+Either way every entry point starts with the binding ``arguments.py``
+generates for it: the call's arguments by name in the table ``A``, then
+``begin(KEYS, A)``, which sets the per-call state the prelude keeps."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from ...queues import (
     NAME_RANGES,
 )
 from ...status import CLAIMABLE, FINAL, OWNED, TRANSITIONS, InvocationStatus
-from .arguments import SIGNATURES, lua_table
+from .arguments import SIGNATURES
 from .listener import INLINE_MAX_BYTES
 
 HERE = Path(__file__).parent
@@ -77,7 +77,6 @@ def _lua_tables() -> dict[str, str]:
         f"{src.value} = {_lua_set(dst)}" for src, dst in TRANSITIONS.items()) + "}"
     return {"__ALLOWED__": allowed, "__OWNED__": _lua_set(OWNED), "__FINAL__": _lua_set(FINAL),
             "__CLAIMABLE__": _lua_set(CLAIMABLE), "__INLINE_MAX__": str(INLINE_MAX_BYTES),
-            "__SIGNATURES__": lua_table(),
             "__DEFAULT_QUEUE__": _lua_string(DEFAULT_QUEUE),
             "__DEFAULT_PRIORITY__": str(DEFAULT_PRIORITY),
             "__MIN_PRIORITY__": str(MIN_PRIORITY), "__MAX_PRIORITY__": str(MAX_PRIORITY),
@@ -97,15 +96,16 @@ def shared() -> str:
     return code
 
 
-def _begin(name: str) -> str:
-    return f"local A = begin(KEYS, ARGV, '{name}')"
+def _entry(name: str) -> str:
+    """Entry point ``name``'s code: its generated argument binding, then its body."""
+    return SIGNATURES[name].lua_binding() + "\n" + (HERE / f"{name}.lua").read_text()
 
 
 @cache
 def source(name: str) -> str:
-    """One standalone script for EVALSHA: shared code, its steps, then its body."""
+    """One standalone script for EVALSHA: shared code, its steps, then its entry."""
     parts = [shared(), *((HERE / f"{step}.lua").read_text() for step in STEPS.get(name, ())),
-             _begin(name), (HERE / f"{name}.lua").read_text()]
+             _entry(name)]
     return "\n".join(parts)
 
 
@@ -119,10 +119,10 @@ def library() -> tuple[str, str, dict[str, str]]:
     each call their own code."""
     steps = sorted({step for used in STEPS.values() for step in used})
     body = "\n".join([shared(), *((HERE / f"{step}.lua").read_text() for step in steps)])
-    entries = {name: (HERE / f"{name}.lua").read_text() for name in NAMES}
+    entries = {name: _entry(name) for name in NAMES}
     digest = hashlib.sha1("\n".join([body, *entries.values()]).encode()).hexdigest()[:12]
     lib = f"pynenc_{digest}"
     names = {name: f"{lib}_{name}" for name in NAMES}
-    wrapped = [f"redis.register_function('{names[name]}', function(KEYS, ARGV)\n"
-               f"{_begin(name)}\n{text}\nend)" for name, text in entries.items()]
+    wrapped = [f"redis.register_function('{names[name]}', function(KEYS, ARGV)\n{text}\nend)"
+               for name, text in entries.items()]
     return lib, "\n".join([f"#!lua name={lib}", body, *wrapped]), names
