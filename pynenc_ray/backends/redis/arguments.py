@@ -95,6 +95,7 @@ class Signature:
         if record is not None and tail is None:
             raise ValueError(f"entry point {name}: a record without a tail")
         self.names = frozenset(names)
+        self.encoding = tuple((a.name, a.kind) for a in self.args)  # what lua_argv walks
 
     @property
     def fields(self) -> tuple[str, ...]:

@@ -77,11 +77,11 @@ def lua_argv(signature: Signature, values: dict[str, Any]) -> list[Any]:
     if values.keys() != signature.names:
         raise signature.mismatch(values)
     out: list[Any] = []
-    for arg in signature.args:
-        value = values[arg.name]
-        if arg.kind == FLAG:
+    for name, kind in signature.encoding:
+        value = values[name]
+        if kind == FLAG:
             value = "1" if value else "0"
-        elif arg.kind == NUM:
+        elif kind == NUM:
             value = ("" if value is None else repr(float(value)) if isinstance(value, float)
                      else int(value))
         out.append(value)
@@ -308,7 +308,8 @@ class RedisBackend(Backend):
         connection (``ThreadConnections``): these calls are the hot path, and
         redis-py's per-command wrapping and pool checkout cost as much as the
         round trip here."""
-        argv = lua_argv(SIGNATURES[name], {"ttl": self.ttl, **args})
+        args["ttl"] = self.ttl  # every entry point's first argument
+        argv = lua_argv(SIGNATURES[name], args)
         if not self._server_checked:
             self._check_server()
 
