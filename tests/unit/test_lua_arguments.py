@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from pynenc_ray.backends.redis.arguments import SIGNATURES, Call, Finish
+from pynenc_ray.backends.redis.arguments import SIGNATURES, Call, Finish, Signature
 from pynenc_ray.backends.redis.backend import lua_argv
 from pynenc_ray.backends.redis.scripts import HERE, NAMES, SHARED, STEPS
 
@@ -81,3 +81,10 @@ def test_a_missing_or_unknown_argument_is_a_type_error():
     with pytest.raises(TypeError, match="holds Finish records, not tuple"):
         lua_argv(SIGNATURES["finish"], {"ttl": 1, "runner": "r",
                                         "items": [("a", "SUCCESS", b"p", "w")]})
+
+
+def test_a_signature_refuses_names_the_generated_lua_cannot_bind():
+    with pytest.raises(ValueError, match=r"not names Lua can bind: \['end', 'Queue'\]"):
+        Signature("x", ("end", "Queue"))
+    with pytest.raises(ValueError, match="named twice"):
+        Signature("x", ("ids",), tail="ids")

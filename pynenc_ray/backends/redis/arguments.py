@@ -33,11 +33,17 @@ Redis TIME.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 STR, NUM, FLAG = "str", "num", "flag"
+# a name the generated Lua can write as a table key (A.<name>, {<name> = ...})
+_LUA_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+_LUA_KEYWORDS = frozenset({
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "if", "in",
+    "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while"})
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,10 @@ class Signature:
         self.tail = tail
         self.record = record
         names = [a.name for a in self.args] + ([tail] if tail else [])
+        bad = [n for n in [*names, *self.fields]
+               if not _LUA_NAME.fullmatch(n) or n in _LUA_KEYWORDS]
+        if bad:
+            raise ValueError(f"entry point {name}: not names Lua can bind: {bad}")
         if len(set(names)) != len(names):
             raise ValueError(f"entry point {name}: an argument is named twice: {names}")
         if record is not None and tail is None:
