@@ -169,9 +169,10 @@ def render_svg(records: Iterable[InvocationRecord], title: str = "pynenc-ray tim
         w = max(x(s.end) - x(s.start), 1.0)
         tip = (f"{s.task_id}\ninvocation {s.invocation_id}\n{s.kind} "
                f"{(s.end - s.start) * 1000:.1f} ms")
-        out.append(f'<rect class="bar {s.kind}" x="{x(s.start):.1f}" y="{y}" width="{w:.1f}" '
-                   f'height="{h}" fill="{COLORS[s.kind]}" stroke="white" stroke-width="0.5" '
-                   f'data-invocation="{s.invocation_id}">'
+        # every string from the backend is escaped: ids and task ids are untrusted
+        out.append(f'<rect class="bar {html.escape(s.kind)}" x="{x(s.start):.1f}" y="{y}" '
+                   f'width="{w:.1f}" height="{h}" fill="{COLORS[s.kind]}" stroke="white" '
+                   f'stroke-width="0.5" data-invocation="{html.escape(s.invocation_id)}">'
                    f'<title>{html.escape(tip)}</title></rect>')
         name = task_name(s.task_id)
         if not thin and w >= 7 * len(name) + 6:  # the task's name, where it fits
@@ -193,7 +194,7 @@ def render_svg(records: Iterable[InvocationRecord], title: str = "pynenc-ray tim
     for kind, color in COLORS.items():
         out.append(f'<rect class="legend" x="{lx}" y="{axis_y + 32}" width="12" height="12" '
                    f'fill="{color}"/>'
-                   f'<text x="{lx + 16}" y="{axis_y + 42}">{kind}</text>')
+                   f'<text x="{lx + 16}" y="{axis_y + 42}">{html.escape(kind)}</text>')
         lx += 90
     out.append("</svg>")
     return "\n".join(out)

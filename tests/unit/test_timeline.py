@@ -108,3 +108,25 @@ def test_the_default_window_is_the_smallest_that_holds_recent_activity():
 
     assert len(default_window(read, now=1000.0)) == 1
     assert asked == [940.0, 400.0]  # one minute: nothing; ten minutes: found
+
+
+HOSTILE = '"><svg onload=alert(7)><script>alert(8)</script>'
+
+
+def test_strings_from_the_backend_are_escaped_in_svg_and_html():
+    """Ids, task ids, runner and worker names come from the backend, where anyone
+    with access writes: none may open an element (a script) in the SVG or the page."""
+    from pynenc_ray.timeline import render_html
+
+    r = InvocationRecord(HOSTILE, f"m:{HOSTILE}", b"", S.SUCCESS, history=[
+        HistoryEntry(S.REGISTERED, HOSTILE, HOSTILE, 0.0),
+        HistoryEntry(S.RUNNING, HOSTILE, HOSTILE, 1.0),
+        HistoryEntry(S.SUCCESS, HOSTILE, HOSTILE, 2.0)])
+    svg = render_svg([r], title=HOSTILE, now=3.0, width=4000)
+    root = ET.fromstring(svg)  # well-formed: nothing broke out of an attribute
+    tags = {el.tag.split("}")[-1] for el in root.iter()}
+    assert tags <= {"svg", "rect", "text", "title", "line"}, tags
+    bars = [el for el in root.iterfind(".//s:rect", NS) if el.get("data-invocation")]
+    assert bars and all(el.get("data-invocation") == HOSTILE for el in bars)
+    page = render_html([(HOSTILE, svg)])
+    assert "<script" not in page and "<svg onload" not in page
