@@ -19,6 +19,8 @@ _MASK = "***"
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # unreserved and sub-delims of RFC 3986 stay as they are; "%" starts an escape
 _SAFE = "-._~!$&'()*+,;=%"
+# a secret passed as a query argument (redis-py reads ?password=...), up to the next one
+_SECRET_QUERY = re.compile(r"([?&][^=&#]*pass[^=&#]*=)[^&#]*", re.IGNORECASE)
 
 
 def _split(url: str) -> tuple[str, str | None, str]:
@@ -53,7 +55,9 @@ def normalize_redis_url(url: str) -> str:
 def mask_url(url: str) -> str:
     """The URL with its password replaced by ``***``, for messages and ``config
     show``. Works on URLs that do not parse, so an error about a bad URL can
-    show it without the password."""
+    show it without the password, in the user-info or in the query string
+    (``?password=...``, any argument whose name says ``pass``)."""
+    url = _SECRET_QUERY.sub(lambda m: m.group(1) + _MASK, url)
     head, userinfo, rest = _split(url)
     if userinfo is None or ":" not in userinfo:
         return url

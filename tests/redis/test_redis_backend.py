@@ -130,10 +130,12 @@ def test_a_connection_the_server_closed_while_idle_reconnects_quietly(app, pynen
     assert app.backend.queue_depth() == 2
 
 
-def test_unreachable_redis_at_submit_is_a_clear_error_with_masked_password():
+@pytest.mark.parametrize("form", ["redis://user:s3cret@127.0.0.1:{port}/0",
+                                  "redis://127.0.0.1:{port}/0?password=s3cret"])
+def test_unreachable_redis_at_submit_is_a_clear_error_with_masked_password(form, caplog):
     port = free_port()
     app = Pynenc(app_id="nowhere", backend="redis",
-                 redis_url=f"redis://user:s3cret@127.0.0.1:{port}/0", redis_retry_timeout_sec=0.3)
+                 redis_url=form.format(port=port), redis_retry_timeout_sec=0.3)
     t0 = time.monotonic()
     with pytest.raises(BackendUnavailableError) as info:
         tasks.add.__class__(app, tasks.add.func, tasks.add.options)(1, 2)
@@ -141,6 +143,7 @@ def test_unreachable_redis_at_submit_is_a_clear_error_with_masked_password():
     assert f"127.0.0.1:{port}" in msg and "s3cret" not in msg and "***" in msg
     assert "for 0.3s" in msg  # it gave up after its own redis_retry_timeout_sec...
     assert time.monotonic() - t0 >= 0.3  # ...having retried that long, not at once
+    assert "unreachable" in caplog.text and "s3cret" not in caplog.text  # the warning too
 
 
 def test_wrong_password_is_a_clear_error():

@@ -336,6 +336,26 @@ def test_password_in_redis_url_is_masked_in_show():
     assert "hunter2" in cfg.explicit_kwargs()["redis_url"]  # children still connect
 
 
+@pytest.mark.parametrize("url", [
+    "redis://127.0.0.1:6379/0?password=S3cretQ",
+    "redis://127.0.0.1:6379/0?db=1&password=S3cretQ&socket_timeout=2",
+    "redis://127.0.0.1:6379/0?Password=S3cretQ#frag",
+])
+def test_password_in_the_query_string_is_masked_in_show(url, capsys):
+    """redis-py authenticates with ?password=...; config show (text and JSON) and
+    every message print the URL with it masked."""
+    from pynenc_ray.cli import main
+
+    view = load_config(redis_url=url).show()
+    assert "S3cretQ" not in json.dumps(view)
+    assert "=***" in view["config"]["redis_url"]
+    for args in (["config", "show"], ["config", "show", "--json"]):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("PYNENC__REDIS_URL", url)
+            assert main(args) == 0
+        assert "S3cretQ" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("raw", "password"), [
     ("redis://:S3#cr/et@db.example:6379/0", "S3#cr/et"),
     ("redis://bob:a@b?c:d@db.example:6379/0", "a@b?c:d"),
