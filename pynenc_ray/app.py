@@ -375,6 +375,12 @@ class Pynenc:
         """An invocation record whose arguments are signed for this id only."""
         payload = self.serializer.dumps([list(args), kwargs], f"arguments of task {task.task_id}",
                                         bind=args_bind(inv_id))
+        limit = self.config.settings.max_args_bytes
+        if len(payload) > limit:  # refused here: stored, it would fill Redis and fail later
+            raise SerializationError(
+                f"arguments of task {task.task_id} are {len(payload)} bytes serialised, over "
+                f"max_args_bytes={limit}; pass less (store large data elsewhere and pass a "
+                "reference) or raise max_args_bytes")
         opts = task.options
         running_key, registration_key = task.concurrency_keys(args, kwargs)
         return NewInvocation(inv_id, task.task_id, payload, parent, opts.queue, opts.priority,

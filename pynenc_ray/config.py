@@ -95,6 +95,7 @@ class PynencSettings(BaseSettings):
     serializer: Literal["json", "pickle"] = Field("json", description="Payload format of arguments and results")
     signing_key: SecretStr | None = Field(None, description="HMAC key for pickle payloads (masked by config show)")
     allow_unsigned_pickle: bool = Field(False, description="Load unsigned pickle (only if nobody untrusted can write to the backend)")
+    max_args_bytes: int = Field(16 * MiB, gt=0, description="Largest serialised arguments of one call; a larger call is refused at submit (SerializationError), nothing stored")
     max_result_bytes: int = Field(16 * MiB, gt=0, description="Largest serialised result; a larger one fails the invocation")
     result_ttl_sec: int = Field(86400, gt=0, description="Finished records expire after this long (Redis)")
     dev_mode_force_sync_tasks: bool = Field(False, description="Run tasks inline at call time, without a runner")

@@ -91,3 +91,18 @@ def test_a_task_that_kills_its_worker_ends_failed_as_poison(app):
         with pytest.raises(PynencError, match="rerouted 3 times"):
             inv.result
     assert [h.status for h in inv.history].count(S.REROUTED) == 3
+
+
+def test_arguments_over_max_args_bytes_are_refused_at_submit_and_nothing_is_stored(app):
+    """A call whose serialised arguments exceed max_args_bytes raises at submit,
+    naming the task, the size and the setting; a parallelize holding one such
+    call stores none of its calls; a call at the limit goes through."""
+    app.reconfigure(max_args_bytes=1000)
+    before = app.backend.status_counts()
+    with pytest.raises(SerializationError, match=r"task .*add are \d+ bytes.*max_args_bytes=1000"):
+        tasks.add("x" * 2000, "")
+    with pytest.raises(SerializationError, match="max_args_bytes"):
+        tasks.add.parallelize([("a", "b"), ("x" * 2000, ""), ("c", "d")])
+    assert app.backend.status_counts() == before and app.backend.queue_depth() == 0
+    with running(app):
+        assert tasks.add("x" * 900, "y").result == "x" * 900 + "y"
