@@ -39,6 +39,8 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from typing_extensions import override
+
 from pynenc_ray.backends.base import Claimed
 from pynenc_ray.backends.tuning import HandOffs
 from pynenc_ray.context import ExecutionContext, current
@@ -84,6 +86,7 @@ class PersistentProcessRunner(BaseRunner):
     config_cls = PersistentProcessRunnerConfig
     conf: PersistentProcessRunnerConfig
     mem_compatible = False
+    stop_grace_sec = TERM_GRACE_SEC + 2 * KILL_JOIN_SEC  # workers unwind, or are killed
 
     def __init__(self, app: RunnerApp, conf: PersistentProcessRunnerConfig):
         super().__init__(app, conf)
@@ -96,6 +99,11 @@ class PersistentProcessRunner(BaseRunner):
         self._closing = False  # set by _on_stop: no more worker heartbeats
 
     # -- observability -----------------------------------------------------------------
+
+    @override
+    def owner_ids(self) -> list[str]:
+        """Its own id and every worker's: workers own what they claim."""
+        return [self.runner_id, *(wid for _, _, (wid, _) in self._handles())]
 
     def _handles(self) -> list[tuple[bool, int, _Handle]]:
         """(extra?, slot, handle) of every worker process this runner holds."""

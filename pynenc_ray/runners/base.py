@@ -72,6 +72,7 @@ class BaseRunner(abc.ABC):
     config_cls: type[RunnerConfig] = RunnerConfig
     mem_compatible: bool = False
     executes_inline: bool = False  # True: retries are re-run by the caller, not queued
+    stop_grace_sec: float = 0.0  # what its hand-back may take beyond STOP_BUDGET_SEC (workers)
 
     def __init__(self, app: RunnerApp, conf: RunnerConfig):
         self.app, self.conf = app, conf
@@ -133,12 +134,13 @@ class BaseRunner(abc.ABC):
             while not self._stop.wait(0.25) and not done.is_set():
                 pass  # the calling thread stays free to take signals
             self._stop.set()
-            budget = self.conf.runner_loop_sleep_time_sec + STOP_BUDGET_SEC
-            if not done.wait(budget):
-                log.error("runner %s stopped without handing back all its work within %.1fs "
-                          "(is the backend unreachable?); another runner's recovery will "
-                          "reroute what it still owns once its heartbeat is %gs old",
-                          self.runner_id, budget, self.conf.runner_dead_after_sec)
+            budget = self.conf.runner_loop_sleep_time_sec + STOP_BUDGET_SEC + self.stop_grace_sec
+            if not done.wait(budget):  # slow, not failed: a failure is logged where it happens
+                log.warning("runner %s is still handing back its work %.1fs after the stop (a "
+                            "slow or frozen backend); it goes on while this process lives, and "
+                            "another runner's recovery reroutes whatever is left once this "
+                            "runner's heartbeat is %gs old", self.runner_id, budget,
+                            self.conf.runner_dead_after_sec)
         finally:
             restore()
             self._ready.clear()
@@ -164,6 +166,11 @@ class BaseRunner(abc.ABC):
             done.set()
 
     def _serve(self) -> None:
+        # the first heartbeat, before anything starts, checks the connection: a
+        # refused password or a missing permission ends the runner here with one
+        # clear error, before it says it takes work (an unreachable backend is
+        # waited for, as at any time)
+        self._beat()
         self._heartbeat_thread = threading.Thread(
             target=self._heartbeat_loop, name=f"heartbeat-{self.runner_id}", daemon=True)
         self._heartbeat_thread.start()
@@ -178,9 +185,12 @@ class BaseRunner(abc.ABC):
         finally:
             self._stop.set()
             handed_back = False
+            owners = self.owner_ids()  # read before _on_stop lets workers or actors go
+            held = self._held_at_stop(owners)
             try:
                 self._on_stop()
                 handed_back = True
+                self._log_handed_back(owners, held)
             except Exception as exc:
                 log.error("runner %s could not hand back all its work (%s); another runner's "
                           "recovery will reroute it once its heartbeat is %gs old",
@@ -227,10 +237,40 @@ class BaseRunner(abc.ABC):
         """Prepare before the loop's first pass; nothing by default."""
 
     def _on_stop(self) -> None:
-        """Reroute what this runner still holds."""
-        ids = self.app.backend.reroute_owned(self.runner_id, self.runner_id)
-        if ids:
-            log.info("runner %s stopped; rerouted %d invocations", self.runner_id, len(ids))
+        """Reroute what this runner still holds (the stop line counts it)."""
+        self.app.backend.reroute_owned(self.runner_id, self.runner_id)
+
+    def owner_ids(self) -> list[str]:
+        """The runner ids whose work this runner hands back when it stops: its own,
+        and those of its workers or actors (runners with some add theirs)."""
+        return [self.runner_id]
+
+    def _held_at_stop(self, owners: list[str]) -> set[str]:
+        """What ``owners`` (this runner and its workers or actors) own as the stop
+        begins (for the stop line's count); empty when the backend cannot say."""
+        try:
+            return set().union(*(self.app.backend.owned_by(o) for o in owners))
+        except Exception:  # a backend down at the stop: the hand-back will say so
+            return set()
+
+    def _log_handed_back(self, owners: list[str], held: set[str]) -> None:
+        """The one stop line: how many of ``held`` were rerouted after their last
+        claim by one of ``owners``, whoever of them did it (read from each
+        history: no clock is compared)."""
+        backend, n = self.app.backend, 0
+        try:
+            for inv_id in held:
+                history = backend.history(inv_id)
+                ours = [i for i, h in enumerate(history) if h.runner_id in owners
+                        and h.status in (InvocationStatus.PENDING, InvocationStatus.RUNNING)]
+                if ours and any(h.status == InvocationStatus.REROUTED
+                                for h in history[ours[-1] + 1:]):
+                    n += 1
+        except Exception as exc:  # the count is a report; the hand-back itself is done
+            log.info("runner %s stopped; could not count what it rerouted (%s)",
+                     self.runner_id, exc)
+            return
+        log.info("runner %s stopped; rerouted %d invocations", self.runner_id, n)
 
     # -- heartbeats and recovery ---------------------------------------------------------------
 

@@ -144,6 +144,7 @@ class MultiThreadRunner(BaseRunner):
 
     config_cls = MultiThreadRunnerConfig
     conf: MultiThreadRunnerConfig
+    stop_grace_sec = ACTOR_STOP_SEC + 2.0  # actors hand back together, then are killed
     host_cls: type[ActorHost] = ActorHost  # what each actor is (a subclass may add to it)
 
     def __init__(self, app: RunnerApp, conf: MultiThreadRunnerConfig):
@@ -349,13 +350,23 @@ class MultiThreadRunner(BaseRunner):
             name=name, max_concurrency=4, **actor_options(pool.conf),
         ).remote(name, self.runner_id, None, app_path, config, pool.name, thread_fields(pool.conf))
 
+    @override
+    def owner_ids(self) -> list[str]:
+        """Its own id and every actor's ThreadRunner's: actors own what they claim."""
+        return [self.runner_id, *(a.runner_id for a in list(self.actors.values()))]
+
     def _forget(self, actor: _Actor, why: str, died: bool = False) -> None:
-        """Drop an actor; whatever its ThreadRunner still owned is rerouted now
-        (a death counts toward max_reroutes, a retirement does not)."""
+        """Drop an actor; whatever its ThreadRunner still owned (had not handed back
+        itself) is rerouted now (a death counts toward max_reroutes, a retirement
+        does not)."""
         self.actors.pop(actor.name, None)
         ids = self.app.backend.reroute_owned(actor.runner_id, self.runner_id, died=died)
         self.app.backend.remove_runner(actor.runner_id)
-        log.info("actor %s %s; rerouted %d invocations", actor.name, why, len(ids))
+        if ids:
+            log.info("actor %s %s; rerouted here %d invocations it still owned", actor.name,
+                     why, len(ids))
+        else:
+            log.info("actor %s %s", actor.name, why)
 
     # -- health ----------------------------------------------------------------------------
 

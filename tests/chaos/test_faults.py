@@ -8,6 +8,7 @@ so executions are counted outside the Redis under test.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -323,3 +324,42 @@ def test_a_wrong_password_fails_at_once():
 
 def test_fault_tasks_module_is_importable():
     assert fault_tasks.logged.task_id == "tests.chaos.fault_tasks:logged"
+
+
+def test_a_clean_stop_logs_no_error_and_its_count_matches_the_records(app, runner_log, started):
+    """SIGTERM with Redis up and work in flight: nothing in the runner's log is an
+    ERROR (a slow hand-back is not a failure), and its one stop line counts
+    exactly the invocations that became REROUTED, whoever of the runner, its
+    workers or its actors handed them back."""
+    invs = list(logged.parallelize([(f"k{i}", 30.0, str(started)) for i in range(3)]))
+    runner = RunnerProcess(app, runner_log)
+    try:
+        assert wait_for(lambda: len(runs(started)) >= 2, 60), runner.log()[-3000:]
+        runner.terminate()
+    finally:
+        runner.kill()
+    log = runner.log()
+    assert not [line for line in log.splitlines() if " ERROR " in line], log[-3000:]
+    kind = app.config.runner_cls
+    said = [int(n) for n in re.findall(rf"runner {kind}@\S+ stopped; rerouted (\d+) invocations",
+                                       log)]
+    rerouted = [i for i in invs if S.REROUTED in [h.status for h in i.history]]
+    assert said == [len(rerouted)] and len(rerouted) >= 2, (said, log[-3000:])
+
+
+def test_a_runner_with_a_wrong_password_stops_at_start_with_one_clear_error(app, runner_log):
+    """The first heartbeat checks the connection: a refused password ends the
+    runner before it says it takes work, with the one error naming it."""
+    srv = RedisServer("--requirepass", "right").start()
+    try:
+        app.reconfigure(redis_url=srv.url.replace(":right@", ":wrong@"))
+        runner = RunnerProcess(app, runner_log)
+        try:
+            assert runner.proc.wait(60) != 0
+        finally:
+            runner.kill()
+        log = runner.log()
+        assert "credentials" in log and "is taking work" not in log, log[-3000:]
+        assert "could not hand back" not in log and "heartbeat of runner" not in log, log[-3000:]
+    finally:
+        srv.stop()
