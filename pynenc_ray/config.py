@@ -93,7 +93,7 @@ class PynencSettings(BaseSettings):
     task_modules: list[str] = Field(default_factory=list, description="Modules workers import at start so tasks defined outside the app's module are registered; a stored task id is imported only from these or app_path's module (env: a JSON list)")
     middleware: list[str] = Field(default_factory=list, description="Middleware classes ('module:Class', built with no arguments) added after the defaults (Retries, TimeLimits); see pynenc_ray.middleware (env: a JSON list)")
     serializer: Literal["json", "pickle"] = Field("json", description="Payload format of arguments and results")
-    signing_key: SecretStr | None = Field(None, description="HMAC key for pickle payloads (masked by config show)")
+    signing_key: SecretStr | None = Field(None, description="HMAC key: every payload (JSON or pickle) is signed and checked for where it belongs (masked by config show)")
     allow_unsigned_pickle: bool = Field(False, description="Load unsigned pickle (only if nobody untrusted can write to the backend)")
     max_args_bytes: int = Field(16 * MiB, gt=0, description="Largest serialised arguments of one call; a larger call is refused at submit (SerializationError), nothing stored")
     max_result_bytes: int = Field(16 * MiB, gt=0, description="Largest serialised result; a larger one fails the invocation")

@@ -25,6 +25,7 @@ from typing import Any
 from .errors import PayloadSignatureError, SerializationError, TaskFailedError
 
 SIGNED_TAG = b"HMAC2"  # HMAC over bind + NUL + body: a payload is valid only where it belongs
+SIGNED_JSON_TAG = b"HMACJ"  # the same for a JSON body (no JSON text starts with "H")
 _MAC_LEN = 32
 # built once: json.dumps with options builds a new encoder at every call
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
@@ -44,8 +45,10 @@ class Serializer:
     """Encodes payloads for one app; ``name`` is "json" or "pickle".
 
     ``bind`` names where a payload belongs (e.g. ``"<invocation_id>:result"``)
-    and is mixed into a signed pickle's HMAC, so a payload copied from one
-    record into another is refused. JSON payloads carry no HMAC and ignore it.
+    and is mixed into a signed payload's HMAC, so a payload copied from one
+    record into another is refused. With a ``signing_key`` every payload is
+    signed, JSON as much as pickle, and one without a valid signature is
+    refused whatever its format; without one, JSON is not signed.
     """
 
     def __init__(self, name: str = "json", signing_key: str | None = None,
@@ -60,13 +63,14 @@ class Serializer:
         """Encode ``value``; ``what`` names it in errors ("arguments of task x")."""
         if self.name == "json":
             try:
-                return _JSON.encode(value).encode()
+                body = _JSON.encode(value).encode()
             except (TypeError, ValueError) as exc:
                 raise SerializationError(
                     f"{what} cannot be serialised as JSON: {exc}. Pass JSON types "
                     "(str, int, float, bool, None, list, dict), or set serializer = "
                     "\"pickle\" with a signing_key"
                 ) from None
+            return SIGNED_JSON_TAG + self._mac(bind, body) + body if self._key else body
         try:
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # pickle raises many types
@@ -80,6 +84,14 @@ class Serializer:
         key for the same ``bind``."""
         if data[:1] == b"\x80" or data.startswith(SIGNED_TAG):
             return self._load_pickle(data, what, bind)
+        if data.startswith(SIGNED_JSON_TAG):
+            data = self._verified_body(data, SIGNED_JSON_TAG, what, bind)
+        elif self._key:
+            raise PayloadSignatureError(
+                f"{what} is not signed and is refused: this app has a signing_key, so every "
+                "payload must carry its signature (it was written by an app without the "
+                "key, or by someone else); set the same signing_key on every producer and "
+                "worker")
         try:
             return json.loads(data)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -95,7 +107,7 @@ class Serializer:
 
     def _load_pickle(self, data: bytes, what: str, bind: str) -> Any:
         if data.startswith(SIGNED_TAG):
-            body = self._verified_body(data, what, bind)
+            body = self._verified_body(data, SIGNED_TAG, what, bind)
         else:
             if self._key or not self._allow_unsigned:
                 raise PayloadSignatureError(
@@ -109,19 +121,19 @@ class Serializer:
         except Exception as exc:
             raise SerializationError(f"{what} cannot be unpickled: {exc}") from None
 
-    def _verified_body(self, data: bytes, what: str, bind: str) -> bytes:
-        """The pickle inside a signed payload, once its HMAC matches."""
+    def _verified_body(self, data: bytes, tag: bytes, what: str, bind: str) -> bytes:
+        """The body inside a payload signed under ``tag``, once its HMAC matches."""
         if not self._key:
             raise PayloadSignatureError(
-                f"{what} is a signed pickle but this app has no signing_key; set the "
-                "same signing_key on every producer and worker"
+                f"{what} is signed but this app has no signing_key; set the same "
+                "signing_key on every producer and worker"
             )
-        mac = data[len(SIGNED_TAG):len(SIGNED_TAG) + _MAC_LEN]
-        body = data[len(SIGNED_TAG) + _MAC_LEN:]
+        mac = data[len(tag):len(tag) + _MAC_LEN]
+        body = data[len(tag) + _MAC_LEN:]
         if not hmac.compare_digest(mac, self._mac(bind, body)):
             raise PayloadSignatureError(
                 f"{what} failed its HMAC check: it was tampered with, signed with another "
-                "signing_key, or copied from another record; it was not unpickled"
+                "signing_key, or copied from another record; it was not decoded"
             )
         return body
 

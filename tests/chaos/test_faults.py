@@ -14,7 +14,12 @@ import time
 
 import pytest
 
-from pynenc_ray import BackendUnavailableError, CorruptRecordError, InvocationNotFoundError
+from pynenc_ray import (
+    BackendUnavailableError,
+    CorruptRecordError,
+    InvocationNotFoundError,
+    PayloadSignatureError,
+)
 from pynenc_ray import InvocationStatus as S
 from pynenc_ray.testing import RedisServer
 from tests.chaos import fault_tasks
@@ -363,3 +368,25 @@ def test_a_runner_with_a_wrong_password_stops_at_start_with_one_clear_error(app,
         assert "could not hand back" not in log and "heartbeat of runner" not in log, log[-3000:]
     finally:
         srv.stop()
+
+
+def test_with_a_signing_key_unsigned_arguments_written_into_a_record_never_run(
+        app, server, runner_log, started):
+    """serializer=pickle with a signing_key: unsigned JSON arguments written into a
+    queued record by someone without the key fail that invocation with
+    PayloadSignatureError, and its body never runs; a signed call beside it runs."""
+    app.reconfigure(serializer="pickle", signing_key="k")
+    good = logged("good", 0.0, str(started))
+    bad = logged("bad", 0.0, str(started))
+    forged = f'[["evil", 0.0, "{started}"], {{}}]'.encode()
+    server.client().hset(app.backend.key("inv", bad.invocation_id), "args", forged)
+    runner = RunnerProcess(app, runner_log, extra_env={"PYNENC__SERIALIZER": "pickle",
+                                                       "PYNENC__SIGNING_KEY": "k"})
+    try:
+        assert good.wait(60) and bad.wait(60), runner.log()[-3000:]
+    finally:
+        runner.kill()
+    assert good.result == "good" and bad.status == S.FAILED
+    with pytest.raises(PayloadSignatureError, match="not signed and is refused"):
+        bad.result
+    assert "evil" not in runs(started) and runs(started).get("good") == 1

@@ -285,10 +285,31 @@ def test_json_payloads_ignore_bind():
 def test_payload_signed_by_the_unbound_format_is_never_unpickled():
     body = pickle.dumps(1)
     old = b"HMAC1" + hmac.new(b"k1", body, hashlib.sha256).digest() + body
-    with pytest.raises(SerializationError, match="not valid JSON"):
+    with pytest.raises(SerializationError, match="not signed and is refused"):
         Serializer("pickle", signing_key="k1").loads(old, "result of x")
 
 
 def test_deeply_nested_json_is_a_serialization_error():
     with pytest.raises(SerializationError):
         Serializer("json").loads(b"[" * 100000, "arguments of x")
+
+
+def test_with_a_signing_key_json_payloads_are_signed_and_checked_too():
+    """A signing_key signs every payload, whatever the serializer: JSON written
+    into a record by anyone without the key (or copied from another record) is
+    refused, never decoded into a call's arguments."""
+    signed = Serializer("json", signing_key="k1")
+    data = signed.dumps([[1, 2], {}], "arguments of t", bind="i1:args")
+    assert data.startswith(b"HMACJ")
+    assert signed.loads(data, "arguments of t", bind="i1:args") == [[1, 2], {}]
+    with pytest.raises(PayloadSignatureError, match="not signed and is refused"):
+        signed.loads(b"[[1, 2], {}]", "arguments of t", bind="i1:args")
+    with pytest.raises(PayloadSignatureError, match="HMAC check"):
+        signed.loads(data, "arguments of t", bind="i2:args")  # copied from another record
+    with pytest.raises(PayloadSignatureError, match="HMAC check"):
+        Serializer("json", signing_key="k2").loads(data, "arguments of t", bind="i1:args")
+    with pytest.raises(PayloadSignatureError, match="no signing_key"):
+        Serializer("json").loads(data, "arguments of t", bind="i1:args")
+    pickled = Serializer("pickle", signing_key="k1")
+    with pytest.raises(PayloadSignatureError, match="not signed and is refused"):
+        pickled.loads(b"[[1, 2], {}]", "arguments of t", bind="i1:args")  # JSON slipped in
