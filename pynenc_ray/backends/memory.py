@@ -14,7 +14,7 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from typing_extensions import override
@@ -40,8 +40,12 @@ class MemoryBackend(Backend):
     """The in-process backend (see the module docstring); not shared between processes."""
 
 
-    def __init__(self, app_id: str = "pynenc", ttl_sec: float = 86400):
+    def __init__(self, app_id: str = "pynenc", ttl_sec: float = 86400,
+                 clock: Callable[[], float] = time.time):
         self.app_id, self.ttl_sec = app_id, ttl_sec
+        # what says when delayed calls and retries are due (epoch seconds); a test
+        # may move it (pynenc_ray.testing.run_pending runs delays without waiting)
+        self.clock = clock
         self._next_prune = time.monotonic() + self._prune_every()
         self._lock = threading.RLock()
         self._queued = threading.Condition(self._lock)  # notified on push
@@ -133,8 +137,9 @@ class MemoryBackend(Backend):
         return None
 
     def _promote_due(self) -> float | None:
-        """Queue delayed retries that are due; return seconds to the next one."""
-        now = time.time()
+        """Queue delayed calls and retries that are due by ``clock``; return
+        seconds to the next one."""
+        now = self.clock()
         while self._delayed and self._delayed[0][0] <= now:
             self._push(heapq.heappop(self._delayed)[1])
         return self._delayed[0][0] - now if self._delayed else None
@@ -187,7 +192,7 @@ class MemoryBackend(Backend):
                                        priority=c.priority, running_key=c.running_key,
                                        history=[HistoryEntry(S.REGISTERED, runner_id, worker, now)])
                 self._records[c.invocation_id] = rec
-                if push and c.not_before is not None and c.not_before > now:
+                if push and c.not_before is not None and c.not_before > self.clock():
                     heapq.heappush(self._delayed, (c.not_before, c.invocation_id))
                     self._queued.notify_all()  # a waiting claim recomputes when to wake
                 elif push:
@@ -241,17 +246,6 @@ class MemoryBackend(Backend):
                 if rec is not None:
                     out[rec.queue] = out.get(rec.queue, 0) + 1
             return out
-
-    def release_delayed(self) -> int:
-        """Queue every retry waiting out its ``retry_delay_sec`` and every delayed
-        call now, due or not, soonest first; returns how many. For
-        ``pynenc_ray.testing.run_pending``, which runs them without sleeping."""
-        with self._lock:
-            due = sorted(self._delayed)
-            self._delayed.clear()
-            for _, invocation_id in due:
-                self._push(invocation_id)
-            return len(due)
 
     # -- orchestrator --------------------------------------------------------------------
 
@@ -366,7 +360,7 @@ class MemoryBackend(Backend):
             if not push:  # the caller runs it again itself
                 return True
             if delay_sec > 0:
-                heapq.heappush(self._delayed, (time.time() + delay_sec, invocation_id))
+                heapq.heappush(self._delayed, (self.clock() + delay_sec, invocation_id))
                 self._queued.notify()  # a waiting claim recomputes when to wake
             else:
                 self._push(invocation_id)
