@@ -144,7 +144,7 @@ class MultiThreadRunner(BaseRunner):
 
     config_cls = MultiThreadRunnerConfig
     conf: MultiThreadRunnerConfig
-    stop_grace_sec = ACTOR_STOP_SEC + 2.0  # actors hand back together, then are killed
+    stop_grace_sec = ACTOR_STOP_SEC  # actors hand back together (their kill is quick)
     host_cls: type[ActorHost] = ActorHost  # what each actor is (a subclass may add to it)
 
     def __init__(self, app: RunnerApp, conf: MultiThreadRunnerConfig):

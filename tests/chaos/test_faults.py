@@ -184,7 +184,7 @@ def test_sigterm_stops_the_runner_while_redis_is_frozen(app, server, runner_log,
         with Frozen(server, 3.0):
             runner.terminate()  # SIGTERM, then wait up to 60 s for the exit (a hang guard)
         log = runner.log()
-        assert ("without handing back all its work" in log
+        assert ("still handing back its work" in log
                 or "could not hand back all its work" in log), log[-3000:]
         app.reconfigure(redis_retry_timeout_sec=30.0)
         second = RunnerProcess(app, runner_log)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from typing import NamedTuple
 
 import pytest
 
@@ -80,6 +81,12 @@ def _sampler(runner) -> tuple[dict[str, int], Callable[[], dict[str, int]]]:
     return peak, sample
 
 
+class _Pool(NamedTuple):
+    """Stands for an actor retired before the check: only its pool is known."""
+
+    pool: str
+
+
 def test_a_pool_needing_a_resource_runs_only_its_queue_on_actors_holding_it(app):
     with running(app) as runner:
         special = list(pool_tasks.where.with_options(queue="special").parallelize([0.2] * 4))
@@ -87,12 +94,16 @@ def test_a_pool_needing_a_resource_runs_only_its_queue_on_actors_holding_it(app)
         on_special = [inv.result for inv in special]
         on_plain = [inv.result for inv in plain]
         actors = {a.name: a for a in runner.actors.values()}
+    # an actor that ran a task may have been retired, idle, by the time the block
+    # ends (its name still says its pool); one still there is checked by its record
     for r in on_special:
-        assert "-special-" in r["actor"] and actors[r["actor"]].pool == "special", r
+        assert "-special-" in r["actor"] and actors.get(r["actor"], _Pool("special")).pool \
+            == "special", r
         assert r["resources"].get("special") == 1 and r["resources"].get("GPU") == 0.5, r
         assert r["queues"] == ["special"], r
     for r in on_plain:
-        assert "-plain-" in r["actor"] and actors[r["actor"]].pool == "plain", r
+        assert "-plain-" in r["actor"] and actors.get(r["actor"], _Pool("plain")).pool \
+            == "plain", r
         assert "special" not in r["resources"] and not r["resources"].get("GPU"), r
         assert r["queues"] == ["plain"], r
 
