@@ -298,13 +298,18 @@ def test_outage_is_logged_when_it_starts_and_while_it_lasts(server, caplog, monk
             with patience.patient(stop):
                 backend.status("x")  # a runner thread: retries until Redis is back
 
+        def said() -> str:
+            return "\n".join(r.getMessage() for r in caplog.records
+                             if r.name == "pynenc_ray.backends.redis")
+
         t = threading.Thread(target=patient_read)
         t.start()
-        time.sleep(2.5)  # the outage itself
+        # the outage lasts until it was said twice that it lasts (the retries are
+        # spaced by a jittered backoff, so no fixed time holds a given number)
+        assert wait_for(lambda: said().count("still unreachable") >= 2, 60), said()
         server.start()
         t.join(30)
-    text = "\n".join(r.getMessage() for r in caplog.records
-                     if r.name == "pynenc_ray.backends.redis")
+    text = said()
     assert text.count("is unreachable (") == 1, text
     assert text.count("still unreachable") >= 2, text
     assert "reachable again" in text
