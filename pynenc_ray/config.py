@@ -35,7 +35,7 @@ from pydantic_settings import (
 )
 from typing_extensions import override
 
-from .backends.names import backend_factories
+from .backends.names import backend_factories, how_to_get
 from .errors import ConfigError
 from .redis_url import mask_url, normalize_redis_url, url_problem
 from .registry import RUNNERS, all_runner_fields
@@ -107,11 +107,8 @@ class PynencSettings(BaseSettings):
     def _known_backend(cls, name: str) -> str:
         """A backend name that ``backends.registry`` can build (its factory is
         imported only when the backend is built)."""
-        known = backend_factories()
-        if name not in known:
-            raise ValueError(f"not a known backend; use one of {', '.join(known)}, or install "
-                             f"the package that provides {name!r} (entry point group "
-                             "pynenc_ray.backends)")
+        if name not in backend_factories():
+            raise ValueError(f"not a known backend; {how_to_get(name)}")
         return name
 
     @field_validator("redis_url")

@@ -171,7 +171,7 @@ class MemoryBackend(Backend):
     @override
     def enqueue(self, calls: Sequence[NewInvocation], runner_id: str, worker: str,
                 push: bool = True) -> list[str]:
-        now = time.time()
+        now, due_from = time.time(), self.clock()  # history's time; what decides a delay
         out: list[str] = []
         with self._lock:
             if time.monotonic() >= self._next_prune:
@@ -192,7 +192,7 @@ class MemoryBackend(Backend):
                                        priority=c.priority, running_key=c.running_key,
                                        history=[HistoryEntry(S.REGISTERED, runner_id, worker, now)])
                 self._records[c.invocation_id] = rec
-                if push and c.not_before is not None and c.not_before > self.clock():
+                if push and c.not_before is not None and c.not_before > due_from:
                     heapq.heappush(self._delayed, (c.not_before, c.invocation_id))
                     self._queued.notify_all()  # a waiting claim recomputes when to wake
                 elif push:

@@ -30,3 +30,10 @@ def backend_factories() -> dict[str, str]:
             continue
         found.setdefault(ep.name, ep.value)
     return found
+
+
+def how_to_get(name: str) -> str:
+    """What to do about a backend ``name`` that is not known: the names there are,
+    and where another would come from (for config validation and the build)."""
+    return (f"use one of {', '.join(backend_factories())}, or install the package that "
+            f"provides {name!r} (entry point group {GROUP})")

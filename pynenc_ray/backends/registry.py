@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..resolve import resolve
-from .names import GROUP, backend_factories
+from .names import backend_factories, how_to_get
 
 if TYPE_CHECKING:
     from ..config import EffectiveConfig
@@ -21,10 +21,8 @@ def build_backend(config: EffectiveConfig) -> Backend:
     """The backend that ``config.settings.backend`` names, built by its factory.
     Raises ConfigError when the name is unknown or its factory cannot be imported."""
     name = config.settings.backend
-    factories = backend_factories()
-    path = factories.get(name)
-    fix = (f"use one of {', '.join(factories)}, or install the package that provides "
-           f"{name!r} (entry point group {GROUP})")
+    path = backend_factories().get(name)
+    fix = how_to_get(name)
     if path is None:
         raise ConfigError(f"backend {name!r} is not known; {fix}")
     factory = resolve(path, f"backend {name!r} ({path})", fix)
