@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import redis
 
+from pynenc_ray.backends.redis.arguments import CALL
 from pynenc_ray.backends.redis.scripts import shared
 from pynenc_ray.queues import queue_name_error
 from tests.conformance import tasks
@@ -32,12 +33,13 @@ def _commands(client: redis.Redis) -> dict[str, int]:
 def test_a_missing_or_unknown_argument_fails_in_python_before_anything_is_sent(app, redis_url):
     client = redis.Redis.from_url(redis_url)
     before = _commands(client)
-    with pytest.raises(TypeError, match=r"missing arguments \['ms'\]"):
-        app.backend._script("lease", name="x", holder="h")
-    with pytest.raises(TypeError, match=r"unknown arguments \['extra'\]"):
-        app.backend._script("lease", name="x", holder="h", ms=10, extra=1)
+    ttl = app.backend.ttl
+    with pytest.raises(TypeError, match=r"lease\(\) missing 1 required keyword-only argument"):
+        app.backend._script(CALL.lease(ttl, name="x", holder="h"))
+    with pytest.raises(TypeError, match=r"lease\(\) got an unexpected keyword argument 'extra'"):
+        app.backend._script(CALL.lease(ttl, name="x", holder="h", ms=10, extra=1))
     assert _commands(client) == before  # not even the server check or the library load
-    assert app.backend._script("lease", name="x", holder="h", ms=1000) == 1
+    assert app.backend._script(CALL.lease(ttl, name="x", holder="h", ms=1000)) == 1
 
 
 def test_lua_refuses_a_call_whose_argument_count_does_not_fit(app, redis_url):

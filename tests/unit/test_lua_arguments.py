@@ -10,8 +10,7 @@ import re
 
 import pytest
 
-from pynenc_ray.backends.redis.arguments import SIGNATURES, Call, Finish, Signature
-from pynenc_ray.backends.redis.backend import lua_argv
+from pynenc_ray.backends.redis.arguments import CALL, SIGNATURES, Call, Finish, Signature
 from pynenc_ray.backends.redis.scripts import HERE, NAMES, SHARED, STEPS
 
 
@@ -54,37 +53,38 @@ def test_every_shared_file_says_first_what_it_holds():
         assert first.startswith("-- ") and len(first) > 20, name
 
 
-def test_the_argv_is_built_by_name_in_the_declared_order_and_kinds():
-    argv = lua_argv(SIGNATURES["retry"], {"ttl": 60, "id": "i", "runner": "r", "worker": "w",
-                                          "delay": 0.25, "push": False})
-    assert argv == [60, "i", "r", "w", "0.25", "0"]
+def test_a_call_is_built_by_name_in_the_declared_order_and_kinds():
+    assert CALL.retry(60, id="i", runner="r", worker="w", delay=0.25, push=False) \
+        == ("retry", [60, "i", "r", "w", "0.25", "0"])
     calls = [Call(id="a", task="t", args=b"x", parent="", rck="k", regk="")]
-    argv = lua_argv(SIGNATURES["enqueue"], {
-        "ttl": 60, "runner": "r", "worker": "w", "push": True, "queue": "q", "prio": 3,
-        "delay": None, "calls": calls})
-    assert argv == [60, "r", "w", "1", "q", 3, "", "a", "t", b"x", "", "k", ""]
+    assert CALL.enqueue(60, runner="r", worker="w", push=True, queue="q", prio=3, delay=None,
+                        calls=calls) \
+        == ("enqueue", [60, "r", "w", "1", "q", 3, "", "a", "t", b"x", "", "k", ""])
     items = [Finish(id="a", status="SUCCESS", payload=b"p", worker="w")]
-    assert lua_argv(SIGNATURES["finish"], {"ttl": 1, "runner": "r", "items": items}) \
-        == [1, "r", "a", "SUCCESS", b"p", "w"]
-    assert lua_argv(SIGNATURES["reroute"], {"ttl": 1, "owner": "o", "by": "b", "worker": "w",
-                                            "died": True, "ids": ["x", "y"]}) \
-        == [1, "o", "b", "w", "1", "x", "y"]
+    assert CALL.finish(1, runner="r", items=items) \
+        == ("finish", [1, "r", "a", "SUCCESS", b"p", "w"])
+    assert CALL.reroute(1, owner="o", by="b", worker="w", died=True, ids=["x", "y"]) \
+        == ("reroute", [1, "o", "b", "w", "1", "x", "y"])
 
 
-def test_a_missing_or_unknown_argument_is_a_type_error():
-    good = {"ttl": 1, "name": "n", "holder": "h", "ms": 5}
-    assert lua_argv(SIGNATURES["lease"], good) == [1, "n", "h", 5]
-    with pytest.raises(TypeError, match=r"missing arguments \['ms'\], unknown arguments \[\]"):
-        lua_argv(SIGNATURES["lease"], {k: v for k, v in good.items() if k != "ms"})
-    with pytest.raises(TypeError, match=r"missing arguments \[\], unknown arguments \['mss'\]"):
-        lua_argv(SIGNATURES["lease"], {**good, "mss": 5})
+def test_a_missing_or_unknown_argument_is_a_type_error_naming_the_entry_point():
+    assert CALL.lease(1, name="n", holder="h", ms=5) == ("lease", [1, "n", "h", 5])
+    with pytest.raises(TypeError, match=r"Lua entry point lease\(\) missing 1 required "
+                                        r"keyword-only argument: 'ms'"):
+        CALL.lease(1, name="n", holder="h")
+    with pytest.raises(TypeError, match=r"Lua entry point lease\(\) got an unexpected "
+                                        r"keyword argument 'mss'"):
+        CALL.lease(1, name="n", holder="h", ms=5, mss=5)
     with pytest.raises(TypeError, match="holds Finish records, not tuple"):
-        lua_argv(SIGNATURES["finish"], {"ttl": 1, "runner": "r",
-                                        "items": [("a", "SUCCESS", b"p", "w")]})
+        CALL.finish(1, runner="r", items=[("a", "SUCCESS", b"p", "w")])
+
+
+def test_every_declared_entry_point_has_a_call_builder():
+    assert set(vars(CALL)) == set(SIGNATURES) == set(NAMES)
 
 
 def test_a_signature_refuses_names_the_generated_lua_cannot_bind():
-    with pytest.raises(ValueError, match=r"not names Lua can bind: \['end', 'Queue'\]"):
-        Signature("x", ("end", "Queue"))
+    with pytest.raises(ValueError, match=r"can bind: \['end', 'Queue', 'from'\]"):
+        Signature("x", ("end", "Queue", "from"))
     with pytest.raises(ValueError, match="named twice"):
         Signature("x", ("ids",), tail="ids")

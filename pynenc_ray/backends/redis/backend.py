@@ -41,7 +41,7 @@ from ...serializer import error_to_payload
 from ...status import FINAL, OWNED, InvocationStatus
 from .. import patience
 from ..base import SERVE_DEFAULT, Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
-from .arguments import FLAG, NUM, SIGNATURES, Call, Finish, Signature
+from .arguments import CALL, Call, Finish
 from .entry_points import LuaEntryPoints
 from .listener import ResultListener
 
@@ -66,36 +66,6 @@ PROMOTE_EVERY_SEC = 0.1  # due delayed retries are queued at most this late by a
 MIN_REDIS = (7, 0)  # LMPOP (one claim over every queue and level), BLMPOP
 _ENQUEUE_CHUNK = 1000
 _READ_CHUNK = 500
-
-
-def lua_argv(signature: Signature, values: dict[str, Any]) -> list[Any]:
-    """The ARGV of a call of a Lua entry point: ``values`` by the names its
-    signature declares (``arguments.py``; a missing or unknown one is a
-    TypeError), each encoded by its kind, then its tail. Here rather than in
-    arguments.py because every call runs it: a submit's caller side then stays
-    in the files the README's walk names (tests/redis/test_call_path.py)."""
-    if values.keys() != signature.names:
-        raise signature.mismatch(values)
-    out: list[Any] = []
-    for name, kind in signature.encoding:
-        value = values[name]
-        if kind == FLAG:
-            value = "1" if value else "0"
-        elif kind == NUM:
-            value = ("" if value is None else repr(float(value)) if isinstance(value, float)
-                     else int(value))
-        out.append(value)
-    if signature.tail is None:
-        return out
-    items = values[signature.tail]
-    if signature.record is None:
-        out.extend(items)
-        return out
-    for item in items:
-        if type(item) is not signature.record:
-            raise signature.not_a_record(item)
-        out.extend(item)
-    return out
 
 
 def _status(invocation_id: str, raw: Any) -> InvocationStatus:
@@ -301,15 +271,13 @@ class RedisBackend(Backend):
         return BackendError(f"Redis at {self.safe_url} answered with an error: "
                             f"{type(exc).__name__}: {mask_url(msg)}")
 
-    def _script(self, name: str, /, **args: Any) -> Any:
-        """Call Lua entry point ``name`` (FCALL, or EVALSHA: ``entry_points.py``)
-        with ``args`` by the names ``arguments.py`` declares for it (a missing or
-        unknown one is a TypeError before anything is sent), on this thread's own
-        connection (``ThreadConnections``): these calls are the hot path, and
-        redis-py's per-command wrapping and pool checkout cost as much as the
-        round trip here."""
-        args["ttl"] = self.ttl  # every entry point's first argument
-        argv = lua_argv(SIGNATURES[name], args)
+    def _script(self, call: tuple[str, list[Any]]) -> Any:
+        """Run ``call``, a Lua entry point's name and ARGV as ``CALL.<name>(self.ttl,
+        ...)`` built it from its arguments by name (``arguments.py``), with FCALL
+        or EVALSHA (``entry_points.py``), on this thread's own connection
+        (``ThreadConnections``): these calls are the hot path, and redis-py's
+        per-command wrapping and pool checkout cost as much as the round trip here."""
+        name, argv = call
         if not self._server_checked:
             self._check_server()
 
@@ -368,11 +336,11 @@ class RedisBackend(Backend):
         # a due time of the caller's clock goes as a delay, which the Lua adds to
         # the server's clock: every stored time is the server's
         delay = None if first.not_before is None else first.not_before - time.time()
-        reply = self._script(
-            "enqueue", runner=runner_id, worker=worker, push=push, queue=first.queue,
+        reply = self._script(CALL.enqueue(
+            self.ttl, runner=runner_id, worker=worker, push=push, queue=first.queue,
             prio=first.priority, delay=delay if delay is not None and delay > 0 else None,
             calls=[Call(id=c.invocation_id, task=c.task_id, args=c.args, parent=c.parent_id or "",
-                        rck=c.running_key, regk=c.registration_key) for c in calls])
+                        rck=c.running_key, regk=c.registration_key) for c in calls]))
         return [r.decode() for r in reply]
 
     def set_claim_linger(self, runner_id: str, linger_sec: float) -> None:
@@ -457,19 +425,17 @@ class RedisBackend(Backend):
         k = self._turn % len(queues)
         return list(queues[k:]) + list(queues[:k])
 
-    def _claim_args(self, runner_id: str, worker: str, n: int, start: bool,
-                    now: float, handoff: bool) -> tuple[dict[str, Any], bool]:
-        """The claim step's arguments (arguments.CLAIM), and whether it looks at
-        delayed retries this time (a few times a second)."""
-        promote = now - self._delayed_checked.get(runner_id, 0.0) >= PROMOTE_EVERY_SEC
-        return {"runner": runner_id, "worker": worker, "n": n, "start": start,
-                "promote": promote, "handoff": handoff}, promote
+    def _promote(self, runner_id: str, now: float) -> bool:
+        """Whether this claim step looks at delayed retries (a few times a second)."""
+        return now - self._delayed_checked.get(runner_id, 0.0) >= PROMOTE_EVERY_SEC
 
     def _claim_script(self, runner_id: str, worker: str, n: int, start: bool, now: float,
                       queues: Sequence[str], handoff: bool) -> list[Any]:
         """The claim step."""
-        args, promote = self._claim_args(runner_id, worker, n, start, now, handoff)
-        flat: list[Any] = self._script("claim", **args, queues=queues)
+        promote = self._promote(runner_id, now)
+        flat: list[Any] = self._script(CALL.claim(
+            self.ttl, runner=runner_id, worker=worker, n=n, start=start, promote=promote,
+            handoff=handoff, queues=queues))
         if promote:
             self._delayed_checked[runner_id] = now
         return flat
@@ -481,10 +447,12 @@ class RedisBackend(Backend):
         """One script (``finish_claim.lua``): the final write, then the claim."""
         handoff = self._handoff(runner_id, n, start, queues)
         now = time.monotonic()
-        args, promote = self._claim_args(runner_id, worker, n, start, now, handoff)
+        promote = self._promote(runner_id, now)
         inv_id, status, payload, item_worker = item
-        res = self._script("finish_claim", **args, id=inv_id, status=status.value,
-                           payload=payload, ran_on=item_worker, queues=self._served(queues))
+        res = self._script(CALL.finish_claim(
+            self.ttl, runner=runner_id, worker=worker, n=n, start=start, promote=promote,
+            handoff=handoff, id=inv_id, status=status.value, payload=payload, ran_on=item_worker,
+            queues=self._served(queues)))
         if promote:
             self._delayed_checked[runner_id] = now
         self._promoted[runner_id] = now
@@ -534,14 +502,14 @@ class RedisBackend(Backend):
     @override
     def transition(self, invocation_id: str, new: InvocationStatus, runner_id: str,
                    worker: str, *, recovery: bool = False) -> bool:
-        res = self._script("transition", id=invocation_id, new=new.value, runner=runner_id,
-                           worker=worker, recovery=recovery)
+        res = self._script(CALL.transition(self.ttl, id=invocation_id, new=new.value,
+                                           runner=runner_id, worker=worker, recovery=recovery))
         return self._applied(res, invocation_id, new, runner_id)
 
     @override
     def snapshot(self, window_sec: float) -> dict[str, Any]:
         now, counts, runners, beats, queues, corrupt, window = self._script(
-            "snapshot", window=float(window_sec))
+            CALL.snapshot(self.ttl, window=float(window_sec)))
 
         def pairs(flat: list[bytes]) -> dict[str, bytes]:
             return {flat[i].decode(errors="replace"): flat[i + 1] for i in range(0, len(flat), 2)}
@@ -568,7 +536,7 @@ class RedisBackend(Backend):
     @override
     def lease(self, name: str, holder: str, ttl_sec: float) -> bool:
         ms = max(1, int(ttl_sec * 1000))
-        return bool(self._script("lease", name=name, holder=holder, ms=ms))
+        return bool(self._script(CALL.lease(self.ttl, name=name, holder=holder, ms=ms)))
 
     @override
     def cron_marks(self) -> dict[str, float]:
@@ -593,23 +561,23 @@ class RedisBackend(Backend):
         out: list[bool] = []
         for start in range(0, len(invocation_ids), _ENQUEUE_CHUNK):
             chunk = list(invocation_ids[start:start + _ENQUEUE_CHUNK])
-            res = self._script("cancel", by=by, worker=worker, error=error, ids=chunk)
+            res = self._script(CALL.cancel(self.ttl, by=by, worker=worker, error=error, ids=chunk))
             out += [bool(r) for r in res]
         return out
 
     @override
     def finish_many(self, items: Sequence[tuple[str, InvocationStatus, bytes, str]],
                     runner_id: str) -> list[bool]:
-        res = self._script("finish", runner=runner_id, items=[
+        res = self._script(CALL.finish(self.ttl, runner=runner_id, items=[
             Finish(id=inv_id, status=status.value, payload=payload, worker=worker)
-            for inv_id, status, payload, worker in items])
+            for inv_id, status, payload, worker in items]))
         return [self._applied(r, item[0], item[1], runner_id) for r, item in zip(res, items)]
 
     @override
     def retry(self, invocation_id: str, runner_id: str, worker: str, delay_sec: float,
               push: bool = True) -> bool:
-        res = self._script("retry", id=invocation_id, runner=runner_id, worker=worker,
-                           delay=float(delay_sec), push=push)
+        res = self._script(CALL.retry(self.ttl, id=invocation_id, runner=runner_id,
+                                      worker=worker, delay=float(delay_sec), push=push))
         return self._applied(res, invocation_id, S.RETRY, runner_id)
 
     @staticmethod
@@ -627,7 +595,8 @@ class RedisBackend(Backend):
         ids = list(invocation_ids) if invocation_ids is not None else []
         if invocation_ids is not None and not ids:
             return []
-        res = self._script("reroute", owner=owner, by=by, worker=worker, died=died, ids=ids)
+        res = self._script(CALL.reroute(self.ttl, owner=owner, by=by, worker=worker, died=died,
+                                        ids=ids))
         return [r.decode() for r in res]
 
     @override
@@ -639,12 +608,12 @@ class RedisBackend(Backend):
     @override
     def heartbeat(self, runner_id: str, info: dict[str, Any], dead_after_sec: float = 10.0,
                   ) -> None:
-        self._script("heartbeat", runner=runner_id, info=json.dumps(info),
-                     dead_after=float(dead_after_sec))
+        self._script(CALL.heartbeat(self.ttl, runner=runner_id, info=json.dumps(info),
+                                    dead_after=float(dead_after_sec)))
 
     def remove_runner(self, runner_id: str) -> None:
         """Forget a runner, unless it still owns work (then recovery needs it)."""
-        if not self._script("forget", runner=runner_id):
+        if not self._script(CALL.forget(self.ttl, runner=runner_id)):
             log.warning("runner %s still owns invocations in Redis; it stays listed so that "
                         "recovery reroutes them once its heartbeat is old", runner_id)
 
@@ -663,8 +632,8 @@ class RedisBackend(Backend):
     @override
     def recover_dead(self, checker_id: str, dead_after_sec: float) -> list[str]:
         lease_ms = int(max(1000, dead_after_sec * 500))
-        res = self._script("recover", checker=checker_id, dead_after=float(dead_after_sec),
-                           lease_ms=lease_ms)
+        res = self._script(CALL.recover(self.ttl, checker=checker_id,
+                                        dead_after=float(dead_after_sec), lease_ms=lease_ms))
         return [r.decode() for r in res]
 
     # -- state -------------------------------------------------------------------------------

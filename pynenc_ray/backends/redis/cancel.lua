@@ -9,13 +9,13 @@
 -- Returns 1 per id cancelled here, 0 when it was final already or is missing.
 local out = {}
 for _, id in ipairs(A.ids) do
-  local rec, why = read(id, {'rck'})
+  local rec, why = read(id, READS.plain)
   if rec and not FINAL[rec.status] then
     if OWNED[rec.status] and rec.owner and rec.owner ~= '' then
       redis.call('SREM', P .. 'owned:' .. rec.owner, id)
       unhand(rec.owner, id)  -- handed to a worker that has not taken it: it never starts
     end
-    move(id, rec, {'CANCELLED'}, A.by, A.worker, nil, {'error', A.error})
+    move(id, rec, 'CANCELLED', A.by, A.worker, nil, 'error', A.error)
     redis.call('EXPIRE', ikey(id), TTL)
     announce(id, 'CANCELLED', A.error)
     out[#out + 1] = 1

@@ -34,9 +34,12 @@ local function promote(queues)
   end
 end
 
+-- a started claim's moves, built once where the library loads
+local CLAIMED_STARTED = {'PENDING', 'RUNNING'}
+
 local function claim_step(c)
   local runner, queues, n = c.runner, c.queues, c.n
-  local moves = c.start and {'PENDING', 'RUNNING'} or {'PENDING'}
+  local moves = c.start and CLAIMED_STARTED or 'PENDING'
   local out = {}
   if c.handoff then
     redis.call('ZREM', P .. 'idle:' .. queues[1], runner)
@@ -59,7 +62,7 @@ local function claim_step(c)
     local got = redis.call('LMPOP', unpack(pop))
     if not got then break end  -- every served level is empty
     for _, id in ipairs(got[2]) do
-      local rec, why = read(id, {'task', 'args', 'retries', 'deaths', 'rck'})
+      local rec, why = read(id, READS.claim)
       if rec and CLAIMABLE[rec.status] and rec.rck and not may_run(id, rec.rck) then
         -- set aside until the invocation holding its key is done
       elseif rec and CLAIMABLE[rec.status] then

@@ -32,7 +32,7 @@ local function unblock(rck)
       redis.call('SREM', P .. 'heldkeys', rck)
       return
     end
-    local rec, why = read(nid, {'queue', 'prio'})
+    local rec, why = read(nid, READS.unblock)
     if rec and CLAIMABLE[rec.status] then
       queue_front(rec.queue or DEFAULT_QUEUE, tonumber(rec.prio or DEFAULT_PRIORITY), nid)
       if redis.call('LLEN', held) == 0 then redis.call('SREM', P .. 'heldkeys', rck) end

@@ -9,24 +9,25 @@
 -- carries the small payloads.
 -- Returns 'OK' or 'DROP' per item, in order.
 local function finish_step(runner, items)
-  local out, done, applied, bad = {}, {}, {}, {}
-  for _, item in ipairs(items) do
-    local rec, why = read(item.id, {'rck'})
+  local out, done, recs, bad = {}, {}, {}, {}
+  for i, item in ipairs(items) do
+    local rec, why = read(item.id, READS.plain)
     if rec and check(item.id, rec.status, item.status, rec.owner, runner, false) == 'APPLY' then
-      applied[#applied + 1] = {item = item, rec = rec}
+      recs[i] = rec  -- applied below
       out[#out + 1] = 'OK'
     else
       if why then bad[#bad + 1] = {id = item.id, why = why} end
       out[#out + 1] = 'DROP'
     end
   end
-  for _, a in ipairs(applied) do
-    local item = a.item
-    move(item.id, a.rec, {item.status}, runner, item.worker, nil,
-      {item.status == 'SUCCESS' and 'result' or 'error', item.payload})
-    redis.call('EXPIRE', ikey(item.id), TTL)
-    done[#done + 1] = item.id
-    announce(item.id, item.status, item.payload)
+  for i, item in ipairs(items) do
+    if recs[i] then
+      move(item.id, recs[i], item.status, runner, item.worker, nil,
+        item.status == 'SUCCESS' and 'result' or 'error', item.payload)
+      redis.call('EXPIRE', ikey(item.id), TTL)
+      done[#done + 1] = item.id
+      announce(item.id, item.status, item.payload)
+    end
   end
   for _, b in ipairs(bad) do fail_corrupt(b.id, b.why, 'RUNNING', runner, runner) end
   if #done > 0 then push_all('SREM', P .. 'owned:' .. runner, done) end

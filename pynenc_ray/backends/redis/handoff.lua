@@ -41,7 +41,7 @@ local function handed(runner, n)
     if not item then break end
     local id = string.match(item, '^([^\n]+)\n')
     local rec, why
-    if id then rec, why = read(id, {'task', 'args', 'retries', 'deaths'}) end
+    if id then rec, why = read(id, READS.handed) end
     if rec and rec.status == 'RUNNING' and rec.owner == runner then
       for _, x in ipairs({id, rec.task, rec.args, rec.retries or 0, rec.deaths or 0}) do
         out[#out + 1] = x

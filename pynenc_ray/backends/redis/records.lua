@@ -38,15 +38,26 @@ local FIELD_CHECKS = {
   task = required('task'), args = required('args'), rck = any,
 }
 
--- Read a record's status, owner and hn (its history length), and the fields
--- named in `extra` (each one of FIELD_CHECKS), with one HMGET. Returns them as
--- a table keyed by field name (rec.status, rec.args; an absent field reads as
--- false); or nil and why the record is corrupt; or nil, nil when there is no
--- record at all.
-local function read(id, extra)
+-- The field lists read() takes, by the steps that read them: status, owner
+-- and hn (its history length), which every read checks, then the step's own
+-- (each one of FIELD_CHECKS). Built once, where the library loads, so that a
+-- read on the hot path allocates only the record it returns.
+local function reading(...) return {'status', 'owner', 'hn', ...} end
+local READS = {
+  plain = reading('rck'),
+  claim = reading('task', 'args', 'retries', 'deaths', 'rck'),
+  handed = reading('task', 'args', 'retries', 'deaths'),
+  unblock = reading('queue', 'prio'),
+  retry = reading('retries', 'queue', 'prio', 'rck'),
+  reroute = reading('reroutes', 'deaths', 'queue', 'prio', 'rck'),
+}
+
+-- Read the fields `fields` (one list of READS) of a record with one HMGET and
+-- check them. Returns them as a table keyed by field name (rec.status,
+-- rec.args; an absent field reads as false); or nil and why the record is
+-- corrupt; or nil, nil when there is no record at all.
+local function read(id, fields)
   local key = ikey(id)
-  local fields = {'status', 'owner', 'hn'}
-  for _, f in ipairs(extra or {}) do fields[#fields + 1] = f end
   -- one HMGET on the hot path; its error reply (WRONGTYPE) is a corrupt record
   local rec = hmget(key, fields)
   if not rec then
@@ -58,8 +69,8 @@ local function read(id, extra)
       string.format('%q', string.sub(rec.status, 1, 40)) or '(none)')
   end
   if not tonumber(rec.hn) then return nil, 'history length hn is not a number' end
-  for _, f in ipairs(extra or {}) do
-    local why = FIELD_CHECKS[f](rec[f])
+  for i = 4, #fields do
+    local why = FIELD_CHECKS[fields[i]](rec[fields[i]])
     if why then return nil, why end
   end
   return rec

@@ -5,7 +5,7 @@
 -- Returns 'OK', 'DROP' (no longer this runner's, or a corrupt record, which is
 -- failed in place), or an error reply.
 local id, runner, worker = A.id, A.runner, A.worker
-local rec, why = read(id, {'retries', 'queue', 'prio', 'rck'})
+local rec, why = read(id, READS.retry)
 if not rec then
   if not why then return redis.error_reply('PYNENC_MISSING invocation ' .. id .. ' is not stored') end
   fail_corrupt(id, why, 'RUNNING', runner, runner)
@@ -20,7 +20,7 @@ end
 if check(id, rec.status, 'RETRY', rec.owner, runner, false) == 'DROP' then return 'DROP' end
 redis.call('SREM', P .. 'owned:' .. runner, id)
 move(id, rec, {'RETRY', 'REGISTERED'}, runner, worker, nil,
-  {'retries', tonumber(rec.retries or 0) + 1})
+  'retries', tonumber(rec.retries or 0) + 1)
 local queue = rec.queue or DEFAULT_QUEUE
 if not A.push then
   -- the caller runs it again itself

@@ -4,7 +4,7 @@
 -- Returns 'OK', 'DROP' (a late final write, or a corrupt record, which is
 -- failed in place), or an error reply from check().
 local id, new, runner, worker = A.id, A.new, A.runner, A.worker
-local rec, why = read(id, {'rck'})
+local rec, why = read(id, READS.plain)
 if not rec then
   if not why then return redis.error_reply('PYNENC_MISSING invocation ' .. id .. ' is not stored') end
   fail_corrupt(id, why, new == 'PENDING' and 'REGISTERED' or 'RUNNING', runner, runner)
@@ -22,10 +22,10 @@ if check(id, rec.status, new, rec.owner, runner, A.recovery) == 'DROP' then retu
 if new == 'REROUTED' then
   reroute(id, rec.owner, runner, worker, A.recovery, false)
 elseif new == 'PENDING' then
-  move(id, rec, {new}, runner, worker, runner)
+  move(id, rec, new, runner, worker, runner)
   redis.call('SADD', P .. 'owned:' .. runner, id)
 else
-  move(id, rec, {new}, runner, worker, rec.owner)
+  move(id, rec, new, runner, worker, rec.owner)
 end
 commit()
 return 'OK'

@@ -21,21 +21,32 @@ local function check(id, cur, new, owner, actor, recovery)
   return 'APPLY'
 end
 
--- Move id, whose record `rec` read() returned, from its status to each status of
--- `moves` in turn (one HSET: status, owner, history entries and any `extra`
--- field/value pairs). Leaving the owned statuses releases its running key
--- (rec.rck, when it was read and is set).
-local function move(id, rec, moves, runner, worker, owner, extra)
+-- Move id, whose record `rec` read() returned, from its status to `moves`: one
+-- status, or a list of statuses taken in turn (one HSET: status, owner, history
+-- entries, and the fields f1 and f2 set to v1 and v2 when given). Leaving the
+-- owned statuses releases its running key (rec.rck, when it was read and is
+-- set). On the hot path: it builds no table but the HSET's arguments.
+local function move(id, rec, moves, runner, worker, owner, f1, v1, f2, v2)
   local args = {ikey(id)}
   local hn = tonumber(rec.hn)
-  for _, new in ipairs(moves) do
-    args[#args + 1] = 'h' .. hn
-    args[#args + 1] = entry(new, runner, worker)
+  local last = moves
+  if type(moves) == 'table' then
+    for _, new in ipairs(moves) do
+      args[#args + 1] = 'h' .. hn
+      args[#args + 1] = entry(new, runner, worker)
+      hn = hn + 1
+    end
+    last = moves[#moves]
+  else
+    args[2], args[3] = 'h' .. hn, entry(moves, runner, worker)
     hn = hn + 1
   end
-  local cur, last = rec.status, moves[#moves]
-  for _, v in ipairs({'status', last, 'hn', hn, 'owner', owner or ''}) do args[#args + 1] = v end
-  for _, v in ipairs(extra or {}) do args[#args + 1] = v end
+  local n = #args
+  args[n + 1], args[n + 2], args[n + 3], args[n + 4] = 'status', last, 'hn', hn
+  args[n + 5], args[n + 6] = 'owner', owner or ''
+  if f1 then args[n + 7], args[n + 8] = f1, v1 end
+  if f2 then args[n + 9], args[n + 10] = f2, v2 end
+  local cur = rec.status
   redis.call('HSET', unpack(args))
   count(cur, -1)
   count(last, 1)
@@ -57,7 +68,7 @@ end
 -- (shutdown, reconcile) does not.
 -- `from` is the runner whose owned set listed it.
 local function reroute(id, from, by, worker, recovery, died)
-  local rec, why = read(id, {'reroutes', 'deaths', 'queue', 'prio', 'rck'})
+  local rec, why = read(id, READS.reroute)
   if not rec then
     if why then fail_corrupt(id, why, 'RUNNING', from, by) end
     redis.call('SREM', P .. 'owned:' .. from, id)
@@ -66,12 +77,8 @@ local function reroute(id, from, by, worker, recovery, died)
   if not OWNED[rec.status] then return false end
   if rec.owner ~= by and not recovery then return false end
   if rec.owner and rec.owner ~= '' then redis.call('SREM', P .. 'owned:' .. rec.owner, id) end
-  local extra = {'reroutes', tonumber(rec.reroutes or 0) + 1}
-  if died then
-    extra[3] = 'deaths'
-    extra[4] = tonumber(rec.deaths or 0) + 1
-  end
-  move(id, rec, {'REROUTED'}, by, worker, nil, extra)
+  move(id, rec, 'REROUTED', by, worker, nil, 'reroutes', tonumber(rec.reroutes or 0) + 1,
+    died and 'deaths' or nil, died and tonumber(rec.deaths or 0) + 1 or nil)
   queue_ids(rec.queue or DEFAULT_QUEUE, rec.prio or DEFAULT_PRIORITY, {id})
   return true
 end
