@@ -395,3 +395,31 @@ def test_with_a_signing_key_unsigned_arguments_written_into_a_record_never_run(
     with pytest.raises(PayloadSignatureError, match="not signed and is refused"):
         bad.result
     assert "evil" not in runs(started) and runs(started).get("good") == 1
+
+
+def test_an_entry_pushed_into_an_inbox_is_never_run_without_a_record_it_owns(
+        app, server, runner_log, started):
+    """Anything that can write to Redis can push to a runner's inbox: every
+    runner, its idle hand-off workers included, runs only what a claim or a
+    hand-off wrote into a record it owns, so entries pushed there with no record
+    behind them (old and new form) never run, and real work beside them does."""
+    runner = RunnerProcess(app, runner_log)
+    client, backend = server.client(), app.backend
+    try:
+        assert logged("first", 0.0, str(started)).wait(60), runner.log()[-3000:]
+        if app.config.runner_cls == "PersistentProcessRunner":  # its workers wait on inboxes
+            assert wait_for(lambda: client.hlen(backend.key("idlers")) > 0, 30)
+        args = f'[["evil", 0.0, "{started}"], {{}}]'
+        idle = {k.decode() for k in client.hkeys(backend.key("idlers"))}  # waiting on inboxes
+        for rid in set(backend.runners()) | idle:
+            client.rpush(backend.key("inbox", rid), f"forged-1\n{logged.task_id}\n{args}",
+                         "forged-2")
+        after = logged("after", 0.0, str(started))
+        assert after.wait(60), runner.log()[-3000:]
+        # each idle worker woke on its inbox and looked at what it held
+        assert wait_for(lambda: all(client.llen(backend.key("inbox", r)) == 0 for r in idle), 30)
+    finally:
+        runner.kill()
+    assert after.result == "after"
+    assert "evil" not in runs(started), runs(started)
+    assert client.exists(backend.key("inv", "forged-1"), backend.key("inv", "forged-2")) == 0

@@ -12,7 +12,7 @@ import pytest
 from pynenc_ray import InvocationStatus as S
 from tests.conformance import tasks
 from tests.conftest import unique_app_id
-from tests.lua_calls import lua_calls_run
+from tests.lua_calls import monitored
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
 
@@ -42,9 +42,10 @@ def test_a_submit_is_claimed_for_the_waiting_worker(app):
     assert [h.runner_id for h in history[1:]] == ["r1", "r1"]
     assert backend.owned_by("r1") == {inv.invocation_id}
     assert backend.queue_depth() == 0
-    before = lua_calls_run(client)
-    [c] = backend.claim("r1", "w1", 1, 1.0, start=True)
-    assert lua_calls_run(client) == before  # taken from the inbox: no claim step
+    with monitored(client) as sent:
+        [c] = backend.claim("r1", "w1", 1, 1.0, start=True)
+    # woken by the inbox, taken as its record backs it: no claim step
+    assert sent.scripts() == ["take_handoffs"]
     assert (c.invocation_id, c.retries, c.deaths, c.started) == (inv.invocation_id, 0, 0, True)
     assert c.task_id == tasks.add.task_id
     assert backend.finish(c.invocation_id, S.SUCCESS, b"3", "r1", "w1")
@@ -131,3 +132,30 @@ def test_only_a_worker_that_accepts_hand_offs_registers(app):
     assert backend.claim("r3", "w1", 1, 0, start=True) == []
     inv = tasks.add(1, 2)
     assert inv.status == S.REGISTERED and backend.queue_depth() == 1
+
+
+def test_an_id_pushed_into_an_inbox_without_a_record_that_backs_it_is_not_run(app, caplog):
+    """The inbox is a wake-up, not a source of work: anything that can write to
+    Redis can push to it, so a worker takes only what a record it owns backs."""
+    backend, client = app.backend, app.backend.client
+    _idle(backend)
+    other = tasks.add(1, 1)  # handed to r1: RUNNING and owned by r1
+    inbox = backend.key("inbox", "r1")
+    client.delete(inbox)  # what follows arrives instead of the real hand-off
+    client.rpush(inbox, "forged-id\nadd\n[[6,6],{}]", other.invocation_id + "x",
+                 other.invocation_id)
+    taken = backend.claim("r1", "w1", 1, 1.0, start=True)
+    assert [c.invocation_id for c in taken] == [other.invocation_id]
+    assert taken[0].args == client.hget(backend.key("inv", other.invocation_id), "args")
+    assert "skipped 2 item(s) of its inbox" in caplog.text
+    assert client.exists(backend.key("inv", "forged-id")) == 0
+
+
+def test_a_record_handed_to_another_runner_is_not_taken_from_this_inbox(app):
+    backend, client = app.backend, app.backend.client
+    _idle(backend, "r2")
+    theirs = tasks.add(1, 1)  # handed to r2
+    _idle(backend, "r1")
+    client.rpush(backend.key("inbox", "r1"), theirs.invocation_id)
+    assert backend.claim("r1", "w1", 1, 1.0, start=True) == []
+    assert backend.owned_by("r2") == {theirs.invocation_id}

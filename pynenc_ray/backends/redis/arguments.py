@@ -195,6 +195,7 @@ SIGNATURES = {s.name: s for s in (
     Signature("transition", ("id", "new", "runner", "worker", flag("recovery"))),
     Signature("finish", ("runner",), tail="items", record=Finish),
     Signature("finish_claim", (*CLAIM, "id", "status", "payload", "ran_on"), tail="queues"),
+    Signature("take_handoffs", ("runner",), tail="items"),
     Signature("retry", ("id", "runner", "worker", num("delay"), flag("push"))),
     Signature("reroute", ("owner", "by", "worker", flag("died")), tail="ids"),
     Signature("heartbeat", ("runner", "info", num("dead_after"))),

@@ -76,23 +76,10 @@ def _status(invocation_id: str, raw: Any) -> InvocationStatus:
         raise CorruptRecordError(invocation_id, f"unknown status {bytes(raw)[:40]!r}") from None
 
 
-def _handed(items: list[bytes]) -> list[Claimed]:
-    """Invocations popped from a runner's inbox ("<id>\\n<task>\\n<args>", see
-    ``handoff.lua``), RUNNING and owned by it already. An item that does not parse
-    is left alone: the runner owns it, so its stop or recovery reroutes it."""
-    out = []
-    for item in items:
-        parts = item.split(b"\n", 2)
-        if len(parts) != 3:
-            log.error("ignored a malformed hand-off %r", item[:80])
-            continue
-        try:
-            inv_id, task_id = parts[0].decode(), parts[1].decode()
-        except UnicodeDecodeError:
-            log.error("ignored a malformed hand-off %r", item[:80])
-            continue
-        out.append(Claimed(inv_id, task_id, parts[2], 0, 0, True))
-    return out
+def _claims(flat: list[Any], start: bool) -> list[Claimed]:
+    """A claim step's flat reply (id, task, args, retries, deaths each) as Claimed."""
+    return [Claimed(flat[i].decode(), flat[i + 1].decode(), flat[i + 2], int(flat[i + 3]),
+                    int(flat[i + 4]), start) for i in range(0, len(flat), 5)]
 
 
 def _corrupt_payload(exc: CorruptRecordError) -> tuple[InvocationStatus, bytes]:
@@ -379,8 +366,9 @@ class RedisBackend(Backend):
         back.
 
         A worker that accepts hand-offs (``accept_handoffs``), idle, also waits on
-        its inbox, where a submit puts what it claimed for this runner (see
-        ``handoff.lua``): that comes back without a claim step."""
+        its inbox, where a submit puts the id of what it claimed for this runner
+        (see ``handoff.lua``): that comes back without a claim step, once its
+        record confirms it (``_take_handoffs``)."""
         linger = self._linger.get(runner_id, 0.0)
         if linger > 0 and self._stream.get(runner_id):
             time.sleep(linger)
@@ -405,7 +393,7 @@ class RedisBackend(Backend):
             key, popped = cast("tuple[bytes, list[bytes]]", rang)
             if handoff and key.decode() == inbox:
                 self._hot[runner_id] = False
-                return _handed(popped)
+                return self._take_handoffs(runner_id, popped)
             flat = self._claim_script(runner_id, worker, n, start, time.monotonic(), served,
                                       handoff)
         return self._claimed(runner_id, n, start, flat)
@@ -416,8 +404,21 @@ class RedisBackend(Backend):
         got = len(flat) // 5
         self._stream[runner_id] = bool(self._hot.get(runner_id)) and 0 < got < n
         self._hot[runner_id] = bool(flat)  # work came: more is likely, try the script first
-        return [Claimed(flat[i].decode(), flat[i + 1].decode(), flat[i + 2], int(flat[i + 3]),
-                        int(flat[i + 4]), start) for i in range(0, len(flat), 5)]
+        return _claims(flat, start)
+
+    def _take_handoffs(self, runner_id: str, popped: list[bytes]) -> list[Claimed]:
+        """What ``runner_id`` popped from its inbox, taken as its records back it
+        (``take_handoffs.lua``): the inbox is only a wake-up carrying ids, since
+        anything that can write to Redis can push to it, and a worker must run
+        only what a hand-off wrote into a record it owns. That costs one read
+        script per hand-off; an item no record backs is skipped and logged."""
+        flat: list[Any] = self._script(CALL.take_handoffs(self.ttl, runner=runner_id,
+                                                          items=popped))
+        if len(flat) // 5 < len(popped):
+            log.warning("runner %s skipped %d item(s) of its inbox that no record it owns "
+                        "backs (given back or cancelled since, or not a hand-off)",
+                        runner_id, len(popped) - len(flat) // 5)
+        return _claims(flat, True)
 
     def _served(self, queues: Sequence[str]) -> list[str]:
         """``queues`` rotated by one more each call, so none is always looked at first."""

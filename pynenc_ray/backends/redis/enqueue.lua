@@ -79,7 +79,7 @@ for _, call in ipairs(A.calls) do
         end
         redis.call('HSET', unpack(fields))
         redis.call('SADD', P .. 'owned:' .. to, id)
-        redis.call('RPUSH', P .. 'inbox:' .. to, id .. '\n' .. call.task .. '\n' .. call.args)
+        redis.call('RPUSH', P .. 'inbox:' .. to, id)
         count('RUNNING', 1)
       else
         redis.call('HSET', unpack(fields))

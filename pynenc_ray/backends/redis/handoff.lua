@@ -3,8 +3,10 @@
 -- (claim_step, through register_idle), and then waits on its inbox as well as
 -- on the bell. A submit into that queue claims the new invocation for the
 -- registered worker in the same step, RUNNING and owned (enqueue.lua, through
--- idle_worker), and pushes it to the inbox: the worker runs it without a claim
--- round trip. A registration holds IDLE_SEC of server time (more than a worker
+-- idle_worker), and pushes its id to the inbox: the worker wakes on it and takes
+-- it with one read of its record (take_handed), without a claim step. The
+-- inbox is not trusted: a worker runs only what its record says was handed to
+-- it, RUNNING and owned by it, never an id pushed there by anything else. A registration holds IDLE_SEC of server time (more than a worker
 -- blocks between claims, each of which renews it), so one left by a worker that
 -- died idle lapses on its own; a runner that leaves (reroute of all it owns,
 -- forget, recovery) withdraws at once.
@@ -30,6 +32,25 @@ local function idle_worker(queue)
   end
 end
 
+-- Take `item`, popped from runner's inbox, if its record backs it: appended to
+-- `out` as claim_step's flat list has it (id, task, args, retries, deaths) when
+-- the record is RUNNING and owned by runner; skipped otherwise (given back or
+-- cancelled since, or never handed at all); failed in place when corrupt. An
+-- item is an id (one written by an earlier version, "<id>\n<task>\n<args>",
+-- counts by its id alone).
+local function take_handed(runner, item, out)
+  local id = string.match(item, '^[^\n]+')
+  if not id then return end
+  local rec, why = read(id, READS.handed)
+  if rec and rec.status == 'RUNNING' and rec.owner == runner then
+    local n = #out
+    out[n + 1], out[n + 2], out[n + 3] = id, rec.task, rec.args
+    out[n + 4], out[n + 5] = rec.retries or 0, rec.deaths or 0
+  elseif why then
+    fail_corrupt(id, why, 'RUNNING', runner, runner)
+  end
+end
+
 -- What was handed to runner and is still its to run, up to n: the claim's flat
 -- list (see claim_step), from its inbox. Called by a worker that woke for
 -- another reason (a bell) or is about to claim again, so nothing handed to it
@@ -39,16 +60,7 @@ local function handed(runner, n)
   while #out < 5 * n do
     local item = redis.call('LPOP', inbox)
     if not item then break end
-    local id = string.match(item, '^([^\n]+)\n')
-    local rec, why
-    if id then rec, why = read(id, READS.handed) end
-    if rec and rec.status == 'RUNNING' and rec.owner == runner then
-      for _, x in ipairs({id, rec.task, rec.args, rec.retries or 0, rec.deaths or 0}) do
-        out[#out + 1] = x
-      end
-    elseif why then
-      fail_corrupt(id, why, 'RUNNING', runner, runner)
-    end
+    take_handed(runner, item, out)
   end
   return out
 end
@@ -56,12 +68,7 @@ end
 -- Take id out of runner's inbox if it was handed there and not taken yet: it
 -- was given back or cancelled, so the runner must not start it later.
 local function unhand(runner, id)
-  local inbox = P .. 'inbox:' .. runner
-  if redis.call('EXISTS', inbox) == 0 then return end
-  local rec = fields_of(id, {'task', 'args'})
-  if rec and rec.task and rec.args then
-    redis.call('LREM', inbox, 0, id .. '\n' .. rec.task .. '\n' .. rec.args)
-  end
+  redis.call('LREM', P .. 'inbox:' .. runner, 0, id)
 end
 
 -- A runner leaves: drop its registration and whatever its inbox still lists

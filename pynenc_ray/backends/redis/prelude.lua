@@ -47,7 +47,7 @@
 --   idle:<q>         ZSET  runners waiting for a hand-off from queue <q>, each scored
 --                          by the server time until which its registration holds
 --   idlers           HASH  runner -> "<queue>\t<worker>" of its hand-off registration
---   inbox:<run>      LIST  invocations handed to a runner, RUNNING and owned by it
+--   inbox:<run>      LIST  ids handed to a runner, RUNNING and owned by it
 --                          already: "<id>\n<task>\n<args>" each
 --   runners          HASH  runner_id -> JSON info from its last heartbeat
 --   beats            ZSET  runner_id scored by its last heartbeat (server time)
