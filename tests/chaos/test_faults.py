@@ -8,7 +8,11 @@ so executions are counted outside the Redis under test.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -26,7 +30,7 @@ from tests.chaos import fault_tasks
 from tests.chaos.fault_tasks import logged, runs
 from tests.conformance import tasks
 from tests.conftest import running, unique_app_id, wait_for
-from tests.faults import Frozen, RunnerProcess, corrupt
+from tests.faults import ROOT, Frozen, RunnerProcess, corrupt
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(240)]
 
@@ -423,3 +427,63 @@ def test_an_entry_pushed_into_an_inbox_is_never_run_without_a_record_it_owns(
     assert after.result == "after"
     assert "evil" not in runs(started), runs(started)
     assert client.exists(backend.key("inv", "forged-1"), backend.key("inv", "forged-2")) == 0
+
+
+def _cli(app, *args: str) -> subprocess.CompletedProcess[str]:
+    """``pynenc-ray <args>`` for ``app``'s Redis, as an operator runs it."""
+    env = {**os.environ, "PYNENC__BACKEND": "redis", "PYNENC__APP_ID": app.app_id,
+           "PYNENC__REDIS_URL": app.config.settings.redis_url}
+    return subprocess.run([sys.executable, "-m", "pynenc_ray", "--app",
+                           "tests.conformance.tasks:app", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_password_in_the_url_query_string_is_never_printed(app, runner_log, started):
+    """redis-py authenticates with ``?password=``: the runner's log, through an
+    outage whose warnings name the URL, and ``config show`` mask it."""
+    secret = "S3cretQ"
+    srv = RedisServer("--requirepass", secret).start()
+    try:
+        app.reconfigure(redis_url=f"redis://127.0.0.1:{srv.port}/0?password={secret}")
+        runner = RunnerProcess(app, runner_log)
+        try:
+            assert logged("before", 0.0, str(started)).wait(60), runner.log()[-3000:]
+            srv.shutdown()
+            assert wait_for(lambda: "unreachable" in runner.log(), 60), runner.log()[-3000:]
+            srv.start()
+            assert logged("after", 0.0, str(started)).wait(60), runner.log()[-3000:]
+        finally:
+            runner.kill()
+        shown = _cli(app, "config", "show").stdout + _cli(app, "config", "show", "--json").stdout
+        assert "127.0.0.1" in shown and secret not in shown, shown
+        assert secret not in runner.log(), runner.log()[-3000:]
+    finally:
+        srv.stop()
+
+
+HOSTILE_ID = '"><svg onload=alert(7)><script>alert(8)</script>'
+
+
+def test_the_timeline_escapes_what_the_backend_stored(app, server, runner_log, started,
+                                                      tmp_path):
+    """A record stored under a hostile id and indexed beside real work: the
+    timeline page (``pynenc-ray timeline --out``) shows it without opening an
+    element, so opened in a browser it runs no script."""
+    runner = RunnerProcess(app, runner_log)
+    try:
+        assert logged("real", 0.0, str(started)).wait(60), runner.log()[-3000:]
+    finally:
+        runner.kill()
+    client, backend = server.client(), app.backend
+    now = float(client.time()[0])
+    history = {f"h{i}": json.dumps([status, HOSTILE_ID, HOSTILE_ID, now - 1 + i / 2])
+               for i, status in enumerate(["REGISTERED", "RUNNING", "SUCCESS"])}
+    client.hset(backend.key("inv", HOSTILE_ID), mapping={
+        "task": f"m:{HOSTILE_ID}", "args": "[[],{}]", "status": "SUCCESS", "hn": 3, **history})
+    client.zadd(backend.key("index"), {HOSTILE_ID: now})
+    out = tmp_path / "t.html"
+    done = _cli(app, "timeline", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    page = out.read_text()
+    assert "alert(7)" in page or "alert(8)" in page, page[:2000]  # the record is shown...
+    assert "<script" not in page and "<svg onload" not in page  # ...as text
