@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -55,7 +55,7 @@ MiB = 1024 * 1024
 
 # -- the top-level settings --------------------------------------------------------
 
-SECRET_FIELDS = ("redis_password", "signing_key")
+SECRET_FIELDS = ("redis_password", "redis_sentinel_password", "signing_key")
 SECRET_MASK = "**********"
 
 
@@ -88,6 +88,9 @@ class PynencSettings(BaseSettings):
     redis_password: SecretStr | None = Field(None, description="Password, if not in the URL (masked by config show)")
     redis_ssl_ca_certs: str | None = Field(None, description="CA file for rediss://")
     redis_retry_timeout_sec: float = Field(10.0, gt=0, description="How long a submit retries an unreachable Redis before raising (runners retry forever)")
+    redis_sentinels: list[str] = Field(default_factory=list, description="Redis Sentinels (host:port each) that say which Redis is the master, instead of redis_url; the master is found again after a failover (env: a JSON list)")
+    redis_sentinel_master: str | None = Field(None, description="Name of the master the sentinels monitor (with redis_sentinels)")
+    redis_sentinel_password: SecretStr | None = Field(None, description="Password of the sentinels themselves, if they have one; redis_username and redis_password are the data nodes' (masked by config show)")
     runner_cls: str = Field("ThreadRunner", description="Runner name, or a module:Class path")
     app_path: str | None = Field(None, description="module:attr by which workers and actors import the app (the CLI sets it)")
     task_modules: list[str] = Field(default_factory=list, description="Modules workers import at start so tasks defined outside the app's module are registered; a stored task id is imported only from these or app_path's module (env: a JSON list)")
@@ -122,6 +125,30 @@ class PynencSettings(BaseSettings):
         if problem:
             raise ValueError(f"not a usable Redis URL: {problem}")
         return url
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, addresses: list[str]) -> list[str]:
+        """Each sentinel as host:port, the port a number."""
+        for address in addresses:
+            host, colon, port = address.rpartition(":")
+            if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{address!r} is not host:port (e.g. \"10.0.0.5:26379\")")
+        return addresses
+
+    @model_validator(mode="after")
+    def _one_way_to_redis(self) -> PynencSettings:
+        """redis_url, or sentinels with the master's name: never both."""
+        if self.redis_sentinels and "redis_url" in self.model_fields_set:
+            raise ValueError("redis_url and redis_sentinels are both set: the sentinels say "
+                             "where the master is, so set only one of them")
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ValueError("redis_sentinels is set without redis_sentinel_master: set the "
+                             "name of the master the sentinels monitor (SENTINEL MASTERS lists it)")
+        if self.redis_sentinel_master and not self.redis_sentinels:
+            raise ValueError("redis_sentinel_master is set without redis_sentinels: list the "
+                             "sentinels (host:port each)")
+        return self
 
     @classmethod
     @override
@@ -232,6 +259,8 @@ class EffectiveConfig:
         """The settings as constructor arguments (secrets revealed), to hand to a
         child process or actor so it runs with exactly this config."""
         data = self.settings.model_dump(exclude={"runner", "config_file"})
+        if data["redis_sentinels"]:  # the sentinels say where Redis is; the URL is unset
+            del data["redis_url"]
         for name in SECRET_FIELDS:
             if data.get(name) is not None:
                 data[name] = data[name].get_secret_value()

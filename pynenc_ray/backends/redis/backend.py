@@ -41,6 +41,7 @@ from ...serializer import error_to_payload
 from ...status import FINAL, OWNED, InvocationStatus
 from .. import patience
 from ..base import SERVE_DEFAULT, Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
+from . import connect
 from .arguments import CALL, Call, Finish
 from .entry_points import LuaEntryPoints
 from .listener import ResultListener
@@ -101,7 +102,7 @@ class RedisBackend(Backend):
         # the hash tag {app_id} keeps every key of the app in one Redis Cluster slot
         self.prefix = f"pynenc:{{{settings.app_id}}}:"
         self.url = settings.redis_url
-        self.safe_url = mask_url(settings.redis_url)
+        self.safe_url = connect.describe(settings)
         self.retry_timeout = settings.redis_retry_timeout_sec
         self.ttl = int(settings.result_ttl_sec)
         kwargs: dict[str, Any] = {
@@ -121,7 +122,7 @@ class RedisBackend(Backend):
             kwargs["ssl_ca_certs"] = settings.redis_ssl_ca_certs
         # replies are bytes (no decode_responses); redis-py types them bytes | str,
         # hence the casts where they are decoded
-        self.client = redis.Redis.from_url(self.url, **kwargs)
+        self.client = connect.make_client(settings, kwargs)
         # the retry _call applies: forever unless a producer's deadline ends it
         self._backoff = ExponentialWithJitterBackoff(cap=2.0, base=0.05)
         self._retry = Retry(self._backoff, -1, supported_errors=_CONN_ERRORS)
@@ -918,10 +919,12 @@ class ThreadConnections:
         self._idle: list[tuple[int, Any]] = []  # (pid, connection) of threads that ended
 
     def get(self) -> Any:
-        """This thread's connection (it connects on its first command). One that
-        sat idle for IDLE_CHECK_SEC is looked at first, as the pool does with
-        every checkout: if the server closed it meanwhile (its idle timeout, a
-        restart), it reconnects quietly instead of failing a call as an outage."""
+        """This thread's connection, connected. One that sat idle for
+        IDLE_CHECK_SEC is looked at first, as the pool does with every checkout:
+        if the server closed it meanwhile (its idle timeout, a restart), it
+        reconnects quietly instead of failing a call as an outage. It connects
+        through its own ``connect()``, as a pool's checkout does: a connection
+        that Sentinel manages asks the sentinels for the master there."""
         owned = getattr(self._local, "owned", None)
         if owned is None or owned.pid != os.getpid():
             owned = _Owned(self._take(), self._give_back)
@@ -930,6 +933,8 @@ class ThreadConnections:
         if now - owned.used > self.IDLE_CHECK_SEC:
             _drop_if_closed(owned.conn)
         owned.used = now
+        if not owned.conn.is_connected:
+            owned.conn.connect()
         return owned.conn
 
     def _take(self) -> Any:
