@@ -121,6 +121,13 @@ cmd_head() {
         echo "port $redis_port"
         echo "protected-mode yes"
         echo "requirepass $pass"
+        # the queue survives a reboot of the head: every write logged, fsync once a
+        # second (at most a second of acknowledged writes lost with the machine)
+        echo "appendonly yes"
+        echo "appendfsync everysec"
+        # never evict: a dropped record or queue entry is lost work; a full Redis
+        # answers OOM instead, which runners ride out and submits report
+        echo "maxmemory-policy noeviction"
         if [ "$svc" = process ]; then
             mkdir -p "$STATE/redis-data"
             echo "dir $STATE/redis-data"

@@ -173,6 +173,8 @@ def redis_checks(env_file: Path) -> dict:
     out["with_password"] = client.ping()
     out["requirepass_matches"] = client.config_get("requirepass").get("requirepass") == password
     out["bind"] = client.config_get("bind").get("bind")
+    out["durability"] = {k: client.config_get(k).get(k)
+                         for k in ("appendonly", "appendfsync", "maxmemory-policy")}
     client.close()
     passfile = HOME / ".pynenc-ray" / "redis-pass"
     out["passfile_matches"] = passfile.read_text().strip() == password

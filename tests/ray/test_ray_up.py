@@ -100,6 +100,9 @@ def test_ray_up_exec_submit_down_on_a_local_provider_config(ray_up_result):
     assert redis["with_password"] is True and redis["requirepass_matches"], redis
     assert redis["passfile_matches"] and redis["passfile_mode"] == "0o600", redis
     assert redis["env_file_mode"] == "0o600" and redis["bind"] == "127.0.0.1", redis
+    # the queue survives a reboot of the head, and a full Redis never drops work
+    assert redis["durability"] == {"appendonly": "yes", "appendfsync": "everysec",
+                                   "maxmemory-policy": "noeviction"}, redis
     assert f"PYNENC__RUNNER__RAY_ADDRESS=127.0.0.1:{r['ports']['6391']}" in redis["env_file"]
     assert {"redis-server", "gcs_server", "raylet"} <= set(r["head_processes"]), r["head_processes"]
 
