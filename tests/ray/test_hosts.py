@@ -114,3 +114,69 @@ def test_a_burst_from_the_client_host_is_served_by_actors_on_both_worker_hosts(r
     finally:
         producer.close()
     assert ray_hosts.stop_runner() == 0, runner.tail()
+
+
+def _runs(path) -> list[tuple[str, str]]:
+    """(key, host) of every run of `logged` so far, from its file (outside Redis)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    return [(line.split()[0], line.split()[1]) for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.timeout(240)
+def test_a_worker_host_lost_for_good_has_its_work_rerouted_and_finished_elsewhere(ray_hosts):
+    """w2 vanishes mid-task: its link goes down and every process on it (raylet,
+    the actor) is SIGKILLed at once, with no goodbye on the wire. The runner
+    notices the silent actor, reroutes what it held, and the actor on w1
+    finishes everything. Executions are counted in a file, outside Redis."""
+    app_id = unique_app_id("lost")
+    path = ray_hosts.cluster.dir / "runs.log"
+    # one actor per worker host from the start, so w2 holds work when it is lost
+    runner = ray_hosts.start_runner(app_id, **{**RUNNER, "min_processes": 2})
+    producer = ray_hosts.producer(app_id)
+    try:
+        runners = _poll(producer, lambda r: _actors(r) == 2, 120)
+        assert _actors(runners) == 2, (runners, ray_hosts.logs())
+        keys = [f"k{i}" for i in range(8)]
+        ids = producer.call("submit", task="logged", items=[[k, 3.0, str(path)] for k in keys])
+        deadline = time.monotonic() + 60
+        while {h for _, h in _runs(path)} != {"w1", "w2"} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert {h for _, h in _runs(path)} == {"w1", "w2"}, (_runs(path), ray_hosts.logs())
+
+        fault = time.time()
+        ray_hosts.cluster["w2"].lose()
+        on_w2 = {k for k, h in _runs(path) if h == "w2"}  # final: nothing runs there now
+        done = producer.call("wait", ids=ids, within=120, timeout=150)
+        invs = dict(zip(keys, done["invocations"]))
+        assert done["all_final"], (invs, ray_hosts.logs())
+        assert [i["status"] for i in invs.values()] == ["SUCCESS"] * 8, (invs, ray_hosts.logs())
+
+        runs = _runs(path)
+        counts = {k: sum(1 for key, _ in runs if key == k) for k in keys}
+        # the work w2 held was rerouted (a death each) and ran again, on w1
+        for k in on_w2:
+            hist = [h[0] for h in invs[k]["history"]]
+            assert "REROUTED" in hist, invs[k]
+            assert invs[k]["deaths"] == 1, invs[k]
+            assert counts[k] == 2, (k, runs)
+            assert invs[k]["result"] == "w1", invs[k]
+        # at least once, and once only where nothing was lost; one final status each
+        assert all(counts[k] == 1 for k in keys if k not in on_w2), runs
+        for inv in invs.values():
+            assert sum(h[0] in ("SUCCESS", "FAILED") for h in inv["history"]) == 1, inv
+
+        rerouted_at = min(h[3] for k in on_w2 for h in invs[k]["history"] if h[0] == "REROUTED")
+        final_at = max(h[3] for i in invs.values() for h in i["history"]
+                       if h[0] in ("SUCCESS", "FAILED"))
+        how = ("missed pings" if "pings; treating it as dead" in runner.tail(100_000)
+               else "Ray reported the actor dead")
+        print(f"setup {ray_hosts.timings}; w2 held {sorted(on_w2)}; fault -> rerouted "
+              f"{rerouted_at - fault:.1f} s ({how}), fault -> every invocation final "
+              f"{final_at - fault:.1f} s")
+        assert rerouted_at > fault, (rerouted_at, fault)
+    finally:
+        producer.close()
+    assert ray_hosts.stop_runner() == 0, runner.tail()
