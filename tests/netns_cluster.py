@@ -129,9 +129,10 @@ def _our_namespaces(prefix: str = PREFIX) -> list[tuple[str, int]]:
 
 def _pid_alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        status: str = psutil.Process(pid).status()
     except psutil.NoSuchProcess:
         return False
+    return bool(status != psutil.STATUS_ZOMBIE)
 
 
 def _kill_namespace(ns: str) -> None:
@@ -459,11 +460,17 @@ class NetnsCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def leftovers(self) -> dict[str, list[str]]:
-        """What of this cluster still exists: namespaces, processes of its hosts."""
+        """What of this cluster still exists: namespaces, processes of its hosts
+        (in a host's PID namespace, or naming the cluster's folder, as Ray's do),
+        the folder."""
         names = {ns for ns, _ in _our_namespaces(self.prefix)}
+        procs = [f"{p.pid} {p.name()}" for h in self.hosts.values() for p in h.processes()]
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or ())
+            if f"{self.dir}/" in cmd:
+                procs.append(f"{p.pid} {cmd[:200]}")
         return {"namespaces": sorted(n for n in names if n.startswith(self.run + "-")),
-                "processes": [f"{p.pid} {p.name()}" for h in self.hosts.values()
-                              for p in h.processes()],
+                "processes": procs,
                 "folder": [str(self.dir)] if self.dir.exists() else []}
 
     # -- partitions ----------------------------------------------------------------------------

@@ -16,10 +16,10 @@ from typing import Any
 
 from tests.ray import host_tasks
 
-TASKS = {"where": host_tasks.where, "logged": host_tasks.logged}
+TASKS: dict[str, Any] = {"where": host_tasks.where, "logged": host_tasks.logged}
 
 
-def submit(task: str, items: list) -> list[str]:
+def submit(task: str, items: list[Any]) -> list[str]:
     """Submit one call per item (a list is positional args); the invocation ids."""
     group = TASKS[task].parallelize([tuple(i) if isinstance(i, list) else i for i in items])
     return [inv.invocation_id for inv in group]

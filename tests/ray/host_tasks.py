@@ -24,7 +24,7 @@ def _node_id() -> str | None:
 
 
 @app.task
-def where(sec: float) -> dict:
+def where(sec: float) -> dict[str, object]:
     """Work ``sec`` seconds; say where it ran: the host (each test host has its
     own hostname), Ray node, pid, and the runner and worker that ran it."""
     time.sleep(sec)
