@@ -60,9 +60,13 @@ demo: $(VENV)/.core
 # which brings cluster-local.yaml up with the real `ray up` through an sshd of its own.
 # (On a machine run by systemd, installing openssh-server also enables the system's
 # own sshd; the test does not use it.) chromium for tests/monitor, whose Playwright
-# drives Debian's browser (Playwright's own browser download is not used).
+# drives Debian's browser (Playwright's own browser download is not used). ip,
+# nsenter and iptables for the test hosts of tests/netns_cluster.py (network
+# namespaces; iptables drops packets for silent partitions), redis-sentinel for
+# Redis failover across those hosts.
 SYSTEM_PACKAGES := redis-server:redis-server sshd:openssh-server rsync:rsync nc:netcat-openbsd \
-	chromium:chromium
+	chromium:chromium ip:iproute2 nsenter:util-linux iptables:iptables \
+	redis-sentinel:redis-sentinel
 
 system-packages:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \

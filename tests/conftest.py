@@ -15,15 +15,41 @@ import os
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import uuid  # noqa: E402
+from collections.abc import Callable, Iterable, Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 
 from pynenc_ray.testing import RedisServer, running, wait_for  # noqa: E402,F401  (re-exported)
+from tests.netns_cluster import NetnsCluster, permitted  # noqa: E402
 
 
 @pytest.fixture
 def redis_url(pynenc_redis: RedisServer) -> str:
     return pynenc_redis.url
+
+
+@pytest.fixture
+def netns_cluster() -> Iterator[Callable[[Iterable[str]], NetnsCluster]]:
+    """``netns_cluster(["redis", "head", ...])``: hosts on this machine, each a
+    network (and PID, mount, UTS, IPC) namespace of the test's own on a bridge of
+    its own (tests/netns_cluster.py). Every host, link and process is removed at
+    teardown, pass or fail; a killed earlier run's are swept at start. Skips the
+    test where namespaces cannot be made (not root, no iproute2)."""
+    reason = permitted()
+    if reason:
+        pytest.skip(reason)
+    made: list[NetnsCluster] = []
+
+    def make(names: Iterable[str]) -> NetnsCluster:
+        cluster = NetnsCluster(names)
+        made.append(cluster)
+        return cluster.start()
+
+    yield make
+    for cluster in reversed(made):
+        cluster.close()
+        left = cluster.leftovers()
+        assert not any(left.values()), f"the test hosts left {left}"
 
 
 # fixture -> the mark of what it starts; `make test-fast` deselects them by these marks
