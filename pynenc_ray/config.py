@@ -90,6 +90,8 @@ class PynencSettings(BaseSettings):
     redis_retry_timeout_sec: float = Field(10.0, gt=0, description="How long a submit retries an unreachable Redis before raising (runners retry forever)")
     redis_sentinels: list[str] = Field(default_factory=list, description="Redis Sentinels (host:port each) that say which Redis is the master, instead of redis_url; the master is found again after a failover (env: a JSON list)")
     redis_sentinel_master: str | None = Field(None, description="Name of the master the sentinels monitor (with redis_sentinels)")
+    redis_wait_replicas: int = Field(0, ge=0, description="Replicas that must confirm a submit or a final write (Redis WAIT, one more round trip each) before it counts as done; 0: do not wait")
+    redis_wait_timeout_ms: int = Field(1000, gt=0, description="How long a submit or final write waits for redis_wait_replicas; a submit with fewer confirmations raises NotReplicatedError, a final write logs it")
     redis_sentinel_password: SecretStr | None = Field(None, description="Password of the sentinels themselves, if they have one; redis_username and redis_password are the data nodes' (masked by config show)")
     runner_cls: str = Field("ThreadRunner", description="Runner name, or a module:Class path")
     app_path: str | None = Field(None, description="module:attr by which workers and actors import the app (the CLI sets it)")

@@ -35,6 +35,13 @@ class BackendUnavailableError(BackendError):
     """The backend (Redis) could not be reached within the retry budget."""
 
 
+class NotReplicatedError(BackendError):
+    """A submit is stored on the Redis master, but fewer replicas than
+    ``redis_wait_replicas`` confirmed their copy within ``redis_wait_timeout_ms``:
+    a failover now could lose it. The invocations exist and will run unless that
+    happens; the caller decides whether to wait, resubmit or go on."""
+
+
 class InvocationStatusTransitionError(PynencError):
     """A status change that the status table does not allow."""
 

@@ -33,6 +33,7 @@ from ...errors import (
     InvocationNotFoundError,
     InvocationOwnershipError,
     InvocationStatusTransitionError,
+    NotReplicatedError,
     PynencError,
 )
 from ...queues import MAX_PRIORITY, check_priority, check_queue, queue_name_error
@@ -105,6 +106,8 @@ class RedisBackend(Backend):
         self.safe_url = connect.describe(settings)
         self.retry_timeout = settings.redis_retry_timeout_sec
         self.ttl = int(settings.result_ttl_sec)
+        self.wait_replicas = settings.redis_wait_replicas  # WAIT after submits, final writes
+        self.wait_timeout_ms = settings.redis_wait_timeout_ms
         kwargs: dict[str, Any] = {
             # no retry inside redis-py: _call is the one retry layer, so a script whose
             # reply was lost is seen (reconnects, then reconcile) rather than re-run blindly
@@ -329,7 +332,43 @@ class RedisBackend(Backend):
             prio=first.priority, delay=delay if delay is not None and delay > 0 else None,
             calls=[Call(id=c.invocation_id, task=c.task_id, args=c.args, parent=c.parent_id or "",
                         rck=c.running_key, regk=c.registration_key) for c in calls]))
+        if self.wait_replicas:
+            self._replicated([c.invocation_id for c in calls], final=False)
         return [r.decode() for r in reply]
+
+    def _replicated(self, ids: Sequence[str], final: bool) -> None:
+        """With ``redis_wait_replicas``: WAIT until that many replicas have what
+        this thread's connection wrote (the write just made: scripts run on the
+        calling thread's own connection), at most ``redis_wait_timeout_ms``. WAIT
+        cannot run inside a script, so this is one more round trip. Fewer
+        confirmations: a submit raises NotReplicatedError naming the invocations
+        (stored on the master, not yet copied: a failover now could lose them);
+        a final write is logged and the runner goes on."""
+
+        def wait() -> int:
+            conn = self._conns.get()
+            try:
+                conn.send_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+                return int(conn.read_response())
+            except redis.ResponseError:
+                raise
+            except BaseException:
+                conn.disconnect()
+                raise
+        acked = self._call(wait, "wait for replicas")
+        if acked >= self.wait_replicas:
+            return
+        what = f"{len(ids)} invocations ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})"
+        said = (f"Redis at {self.safe_url}: {acked} of the {self.wait_replicas} replicas "
+                f"asked for (redis_wait_replicas) confirmed within {self.wait_timeout_ms} ms")
+        if final:
+            log.warning("%s the final writes of %s; they are stored on the master only, so a "
+                        "failover now could lose them", said, what)
+            return
+        raise NotReplicatedError(
+            f"{said} the submit of {what}: it is stored on the master and will run, but a "
+            "failover before it is copied would lose it. Wait and check its status, or "
+            "lower redis_wait_replicas to what the deployment has")
 
     def set_claim_linger(self, runner_id: str, linger_sec: float) -> None:
         """``tuning.LingeringClaims``: how long ``runner_id``'s claims wait while
@@ -455,6 +494,8 @@ class RedisBackend(Backend):
             self.ttl, runner=runner_id, worker=worker, n=n, start=start, promote=promote,
             handoff=handoff, id=inv_id, status=status.value, payload=payload, ran_on=item_worker,
             queues=self._served(queues)))
+        if self.wait_replicas:
+            self._replicated([inv_id], final=True)
         if promote:
             self._delayed_checked[runner_id] = now
         self._promoted[runner_id] = now
@@ -573,6 +614,8 @@ class RedisBackend(Backend):
         res = self._script(CALL.finish(self.ttl, runner=runner_id, items=[
             Finish(id=inv_id, status=status.value, payload=payload, worker=worker)
             for inv_id, status, payload, worker in items]))
+        if self.wait_replicas:
+            self._replicated([item[0] for item in items], final=True)
         return [self._applied(r, item[0], item[1], runner_id) for r, item in zip(res, items)]
 
     @override
