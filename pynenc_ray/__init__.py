@@ -14,6 +14,8 @@ from .builder import PynencBuilder
 from .context import CurrentInvocation, check_cancelled, current_invocation
 from .errors import (
     BackendError,
+    BackendPermissionError,
+    BackendTransientError,
     BackendUnavailableError,
     ConfigError,
     CorruptRecordError,
@@ -61,6 +63,7 @@ __all__ = [
     "current_invocation", "CurrentInvocation", "check_cancelled", "InvocationCancelledError",
     "PynencError", "ConfigError", "TaskDefinitionError", "SerializationError",
     "PayloadSignatureError", "BackendError", "BackendUnavailableError",
+    "BackendTransientError", "BackendPermissionError",
     "InvocationStatusTransitionError",
     "InvocationOwnershipError", "RunnerNotExecutableError", "MemCompatibilityError",
     "TaskFailedError", "TaskTimeoutError", "CycleError", "InvocationNotFoundError",
