@@ -14,6 +14,8 @@ from .builder import PynencBuilder
 from .context import CurrentInvocation, check_cancelled, current_invocation
 from .errors import (
     BackendError,
+    BackendPermissionError,
+    BackendTransientError,
     BackendUnavailableError,
     ConfigError,
     CorruptRecordError,
@@ -62,6 +64,7 @@ __all__ = [
     "current_invocation", "CurrentInvocation", "check_cancelled", "InvocationCancelledError",
     "PynencError", "ConfigError", "TaskDefinitionError", "SerializationError",
     "PayloadSignatureError", "BackendError", "BackendUnavailableError", "NotReplicatedError",
+    "BackendTransientError", "BackendPermissionError",
     "InvocationStatusTransitionError",
     "InvocationOwnershipError", "RunnerNotExecutableError", "MemCompatibilityError",
     "TaskFailedError", "TaskTimeoutError", "CycleError", "InvocationNotFoundError",

@@ -32,7 +32,27 @@ class BackendError(PynencError):
 
 
 class BackendUnavailableError(BackendError):
-    """The backend (Redis) could not be reached within the retry budget."""
+    """The backend (Redis) could not be reached, or would not serve (see
+    BackendTransientError), within the retry budget; or it refused the
+    credentials."""
+
+
+class BackendTransientError(BackendUnavailableError):
+    """The backend answered, but refused the call for a reason that passes:
+    Redis out of memory (OOM), a read-only replica (READONLY, as after a
+    failover), loading its data (LOADING), busy running a script (BUSY), a
+    replica whose master is down (MASTERDOWN), unable to persist (MISCONF).
+    The message names it in words. A producer gets this once its retries for
+    ``redis_retry_timeout_sec`` gave up; a runner's own threads wait it out, as
+    they wait out an outage."""
+
+
+class BackendPermissionError(BackendError):
+    """The backend refused a command, key or channel for lack of permission
+    (Redis: NOPERM, an ACL that leaves out something pynenc-ray needs). Retrying
+    does not help: grant it. A producer gets this at once; a runner stops at its
+    start with it, and at run time (an ACL changed under it) waits, retrying
+    slowly and logging it, until the permission is granted."""
 
 
 class NotReplicatedError(BackendError):
@@ -123,6 +143,8 @@ __all__ = [
     "SerializationError",
     "PayloadSignatureError",
     "BackendUnavailableError",
+    "BackendTransientError",
+    "BackendPermissionError",
     "InvocationStatusTransitionError",
     "InvocationOwnershipError",
     "RunnerNotExecutableError",

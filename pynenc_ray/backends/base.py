@@ -9,10 +9,12 @@ A backend is found by name through the ``pynenc_ray.backends`` entry points
 (``backends.registry``); the conformance suite shows it right.
 
 Errors every method may raise: a backend that cannot be reached raises
-BackendUnavailableError (after ``redis_retry_timeout_sec`` for a shared one; a
-runner's own threads retry until it is back or the runner stops), one that
-answers with an error of its own BackendError, and CorruptRecordError where a
-record it must read does not parse: never its client library's own exceptions.
+BackendUnavailableError, one that answers that it cannot serve for now
+BackendTransientError (each after ``redis_retry_timeout_sec`` for a shared one;
+a runner's own threads retry until it serves again or the runner stops), one
+that refuses a permission BackendPermissionError, one that answers with an
+error of its own BackendError, and CorruptRecordError where a record it must
+read does not parse: never its client library's own exceptions.
 What else each method raises is in its docstring. Every method is safe to call
 from many threads (and, for a shared backend, many processes); status changes
 follow ``status.check_transition``."""
@@ -242,8 +244,16 @@ class Coordination(Protocol):
 class Backend(Queue, Results, Inspection, Coordination, Protocol):
     """Every protocol at once, as one object built from the app's config: what
     ``app.backend`` is. A backend subclasses it to inherit the defaults
-    (``finish``, ``finish_and_claim``, ``corrupt``, ``close``)."""
+    (``finish``, ``finish_and_claim``, ``corrupt``, ``close``, ``check_access``)."""
 
     def close(self) -> None:
         """Release connections and threads; the default holds none."""
+        return None
+
+    def check_access(self) -> None:
+        """Raise now, with one clear error, what would keep a runner from working
+        with this backend: refused credentials (BackendUnavailableError) or a
+        permission it lacks (BackendPermissionError). A runner calls it as it
+        starts, before its first heartbeat announces it; an outage is waited for
+        as by any call of the calling thread. The default checks nothing."""
         return None

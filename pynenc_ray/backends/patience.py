@@ -6,7 +6,14 @@ retry until Redis is back, and stop retrying once their runner is told to
 stop. Every other thread, such as a script reading ``.result``, retries for
 ``redis_retry_timeout_sec`` and then gets ``BackendUnavailableError``. The
 choice is per thread, not per process, so a producer that shares a process
-with a running runner keeps its own timeout.
+with a running runner keeps its own timeout. Error replies that pass (Redis
+out of memory, a read-only replica, ...) are ridden out the same way.
+
+A refused password or permission is a configuration error: a producer gets it
+at once, and so does a runner as it starts (``starting``: its access check
+and first heartbeat), so that it stops with one clear error. Past its start a
+runner's threads wait for it too, slowly: someone changed the server's ACL
+under a running runner, and only an operator can undo that.
 """
 
 from __future__ import annotations
@@ -28,6 +35,25 @@ def patient(stop: threading.Event) -> Iterator[None]:
         yield
     finally:
         _state.stop = previous
+
+
+@contextlib.contextmanager
+def starting() -> Iterator[None]:
+    """Backend calls made by this thread inside the block raise a refused
+    password or permission at once, even in a runner's thread (see the module
+    docstring); outages are still waited for."""
+    previous = getattr(_state, "starting", False)
+    _state.starting = True
+    try:
+        yield
+    finally:
+        _state.starting = previous
+
+
+def waits_for_permission() -> bool:
+    """Whether this thread waits for a refused password or permission to be
+    granted (a runner's thread past its start) rather than raise it at once."""
+    return getattr(_state, "stop", None) is not None and not getattr(_state, "starting", False)
 
 
 def runner_stop() -> threading.Event | None:

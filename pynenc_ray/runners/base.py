@@ -169,11 +169,13 @@ class BaseRunner(abc.ABC):
             done.set()
 
     def _serve(self) -> None:
-        # the first heartbeat, before anything starts, checks the connection: a
+        # the access check and the first heartbeat, before anything starts: a
         # refused password or a missing permission ends the runner here with one
-        # clear error, before it says it takes work (an unreachable backend is
-        # waited for, as at any time)
-        self._beat()
+        # clear error, before its heartbeat announces it (an unreachable backend,
+        # or one that cannot serve for now, is waited for, as at any time)
+        with patience.starting():
+            self.app.backend.check_access()
+            self._beat()
         self._heartbeat_thread = threading.Thread(
             target=self._heartbeat_loop, name=f"heartbeat-{self.runner_id}", daemon=True)
         self._heartbeat_thread.start()

@@ -1,5 +1,8 @@
 """Faults on every runner kind: corrupt records, a Redis restarted (AOF) or
-frozen (SIGSTOP) mid-run, SIGTERM while Redis is frozen, rolling restarts.
+frozen (SIGSTOP) mid-run, SIGTERM while Redis is frozen, rolling restarts,
+error replies a healthy deployment sees (out of memory, a failover that makes
+Redis a replica, a busy script, a failed save) and an ACL that leaves out what
+a runner needs.
 
 Each test gets its own redis-server (it is the thing being broken) and runs
 the runner as its own process. Task bodies append a line per start to a file,
@@ -19,6 +22,8 @@ import time
 import pytest
 
 from pynenc_ray import (
+    BackendPermissionError,
+    BackendTransientError,
     BackendUnavailableError,
     CorruptRecordError,
     InvocationNotFoundError,
@@ -30,7 +35,16 @@ from tests.chaos import fault_tasks
 from tests.chaos.fault_tasks import logged, runs
 from tests.conformance import tasks
 from tests.conftest import running, unique_app_id, wait_for
-from tests.faults import ROOT, Frozen, RunnerProcess, corrupt
+from tests.faults import (
+    ROOT,
+    BusyScript,
+    CannotPersist,
+    Demoted,
+    Frozen,
+    OutOfMemory,
+    RunnerProcess,
+    corrupt,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(240)]
 
@@ -461,6 +475,80 @@ def test_a_password_in_the_url_query_string_is_never_printed(app, runner_log, st
         srv.stop()
 
 
+# -- error replies a healthy deployment sees ---------------------------------------------
+
+
+def _rides_out(app, runner_log, started, fault, says: str) -> None:
+    """The course of a transient error reply: work is mid-run when ``fault``
+    starts; a producer's submit is retried for redis_retry_timeout_sec (2 s),
+    then raises BackendTransientError naming the reply in words (``says``) and
+    stores nothing; the runner says so in its log and lives on. Once the fault
+    is lifted every invocation succeeds, each body having run once, and the
+    runner takes new work."""
+    kind = app.config.runner_cls
+    if kind == "MultiThreadRunner":  # a pool of fixed size: a scale-down that retires an
+        # actor as it claims new work hands that work back to run again, a race of the
+        # scaling that is not what this test is about
+        app.reconfigure(runner={**COMMON, **RUNNERS[kind], "min_processes": 2})
+    invs = list(logged.parallelize([(f"k{i}", 1.0, str(started)) for i in range(8)]))
+    runner = RunnerProcess(app, runner_log)
+    try:
+        assert wait_for(lambda: len(runs(started)) >= 2, 60), runner.log()[-3000:]
+        with fault:
+            t0 = time.monotonic()
+            with pytest.raises(BackendTransientError, match=says):
+                logged("refused", 0.0, str(started))
+            assert time.monotonic() - t0 >= 2.0  # retried that long, not raised at once
+            assert wait_for(lambda: says in runner.log(), 30), runner.log()[-3000:]
+            assert runner.proc.poll() is None, runner.log()[-3000:]
+        assert all(inv.wait(120) for inv in invs), (runner.log()[-3000:], _where(app, invs))
+        assert logged("after", 0.0, str(started)).wait(60), runner.log()[-3000:]
+        assert runner.proc.poll() is None, runner.log()[-3000:]
+    finally:
+        runner.kill()
+    log = runner.log()
+    twice = {k: n for k, n in runs(started).items() if n > 1}
+    assert not twice, (twice, log[-3000:])
+    assert "refused" not in runs(started)  # the refused submit stored nothing
+    _one_success_each(invs)
+    said = [line for line in log.splitlines() if says in line and "retrying" in line]
+    assert said, log[-3000:]
+    if kind == "ThreadRunner":  # one process, one backend: said once
+        assert len(said) == 1, said
+
+
+def test_out_of_memory_is_ridden_out(app, server, runner_log, started):
+    """maxmemory reached under noeviction: OOM to every step that may add data."""
+    _rides_out(app, runner_log, started, OutOfMemory(server), "is out of memory")
+
+
+def test_a_failover_that_makes_redis_a_replica_is_ridden_out(app, server, runner_log, started):
+    """The runner's Redis handed its role to a replica and follows it: READONLY
+    to every write (and UNBLOCKED to a waiting claim), until REPLICAOF NO ONE."""
+    _rides_out(app, runner_log, started, Demoted(server), "is a read-only replica")
+
+
+def test_a_busy_script_is_ridden_out(app, server, runner_log, started):
+    """A script of someone else's runs past busy-reply-threshold: BUSY to every
+    command, reads included, until it is killed."""
+    _rides_out(app, runner_log, started, BusyScript(server), "is busy running a script")
+
+
+def test_a_redis_that_cannot_persist_is_ridden_out(app, runner_log, started, tmp_path):
+    """A save failed on a full disk with stop-writes-on-bgsave-error: MISCONF to
+    every write until a save succeeds."""
+    why = CannotPersist.possible()
+    if why:
+        pytest.skip(why)
+    srv = RedisServer("--enable-protected-configs", "local").start()
+    try:
+        app.reconfigure(redis_url=srv.url)
+        _rides_out(app, runner_log, started, CannotPersist(srv, tmp_path / "full"),
+                   "cannot persist")
+    finally:
+        srv.stop()
+
+
 HOSTILE_ID = '"><svg onload=alert(7)><script>alert(8)</script>'
 
 
@@ -487,3 +575,108 @@ def test_the_timeline_escapes_what_the_backend_stored(app, server, runner_log, s
     page = out.read_text()
     assert "alert(7)" in page or "alert(8)" in page, page[:2000]  # the record is shown...
     assert "<script" not in page and "<svg onload" not in page  # ...as text
+
+
+def test_a_refusal_is_logged_when_it_starts_and_while_it_lasts(server, caplog, monkeypatch):
+    """A runner's thread refused for lack of memory logs it once, then that it
+    lasts, then that Redis serves again; its write goes through in the end."""
+    from pynenc_ray.backends import patience
+    from pynenc_ray.backends.redis import backend as redis_backend
+
+    monkeypatch.setattr(redis_backend, "OUTAGE_LOG_EVERY_SEC", 0.3)
+    tasks.app.reconfigure(replace=True, backend="redis", redis_url=server.url,
+                          app_id=unique_app_id("oom"))
+    backend = tasks.app.backend
+    backend.status("warm-up")
+    stop = threading.Event()
+
+    def patient_write() -> None:
+        with patience.patient(stop):
+            backend.mark_cron("t", 1.0)  # HSET: refused while Redis is out of memory
+
+    def said() -> str:
+        return "\n".join(r.getMessage() for r in caplog.records
+                         if r.name == "pynenc_ray.backends.redis")
+
+    with caplog.at_level("WARNING", logger="pynenc_ray.backends.redis"):
+        with OutOfMemory(server):
+            t = threading.Thread(target=patient_write)
+            t.start()
+            assert wait_for(lambda: said().count("still refuses calls") >= 2, 60), said()
+        t.join(30)
+    assert not t.is_alive()
+    text = said()
+    assert text.count("until it serves again") == 1, text
+    assert "is out of memory (OOM" in text and "serving again" in text, text
+    assert backend.cron_marks() == {"t": 1.0}
+    backend.close()
+
+
+# -- an ACL that leaves out what a runner needs --------------------------------------------
+
+
+def _as_acl_user(server, app, *rules: str) -> None:
+    """Make the Redis user ``worker`` (password ``pw``) with ``rules``, and point
+    ``app`` at Redis as that user."""
+    server.client().execute_command("ACL", "SETUSER", "worker", "reset", "on", ">pw", *rules)
+    app.reconfigure(redis_url=server.url.replace("redis://", "redis://worker:pw@"))
+
+
+@pytest.mark.parametrize("missing", ["blmpop", "channels"])
+def test_a_runner_without_a_needed_permission_stops_at_start_with_one_clear_error(
+        app, server, runner_log, missing):
+    """A user without BLMPOP (an idle claim's wait) or without any channel (the
+    result listener's): the runner stops as it starts, before its heartbeat
+    announces it, with the one error naming what is refused."""
+    rules = (["~*", "&*", "+@all", "-blmpop"] if missing == "blmpop"
+             else ["~*", "resetchannels", "+@all"])
+    _as_acl_user(server, app, *rules)
+    runner = RunnerProcess(app, runner_log)
+    try:
+        assert runner.proc.wait(60) != 0
+    finally:
+        runner.kill()
+    log = runner.log()
+    named = "'blmpop'" if missing == "blmpop" else "channels"
+    assert "refuses what a runner needs" in log and named in log, log[-3000:]
+    assert "is taking work" not in log, log[-3000:]
+    assert "could not hand back" not in log and "heartbeat of runner" not in log, log[-3000:]
+    assert not server.client().hlen(app.backend.key("runners"))  # never announced
+
+
+@pytest.mark.parametrize("kind", ["ThreadRunner"], indirect=True)
+def test_a_permission_revoked_under_a_running_runner_is_waited_for(
+        app, server, runner_log, started):
+    """FCALL revoked from the runner's user while it runs a task: retrying soon
+    will not bring it back, so the runner logs it as an error once and asks
+    again every few seconds, holding what it runs, while a producer of that
+    user gets BackendPermissionError at once. Granted again, the task's result
+    is stored and new work runs; nothing ran twice."""
+    admin = server.client()
+    _as_acl_user(server, app, "~*", "&*", "+@all")
+    runner = RunnerProcess(app, runner_log)
+    try:
+        assert logged("first", 0.0, str(started)).wait(60), runner.log()[-3000:]
+        during = logged("during", 3.0, str(started))
+        assert wait_for(lambda: "during" in runs(started), 30), runner.log()[-3000:]
+        admin.execute_command("ACL", "SETUSER", "worker", "-fcall")
+        t0 = time.monotonic()
+        with pytest.raises(BackendPermissionError, match="'fcall'"):
+            logged("refused", 0.0, str(started))
+        assert time.monotonic() - t0 < 1.5  # at once: retrying would not grant it
+        assert wait_for(lambda: "refused a permission pynenc-ray needs" in runner.log(), 30), \
+            runner.log()[-3000:]
+        # past the task's end and a retry or two, it still waits, alive
+        assert not wait_for(lambda: runner.proc.poll() is not None, 8), runner.log()[-3000:]
+        admin.execute_command("ACL", "SETUSER", "worker", "+fcall")
+        assert during.wait(60), runner.log()[-3000:]
+        assert logged("after", 0.0, str(started)).wait(60), runner.log()[-3000:]
+        assert runner.proc.poll() is None, runner.log()[-3000:]
+    finally:
+        runner.kill()
+    log = runner.log()
+    assert runs(started) == {"first": 1, "during": 1, "after": 1}, log[-3000:]
+    assert during.result == "during"
+    errors = [line for line in log.splitlines()
+              if "refused a permission pynenc-ray needs" in line]
+    assert len(errors) == 1, errors

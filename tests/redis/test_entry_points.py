@@ -8,8 +8,12 @@ import uuid
 
 import pytest
 
+from pynenc_ray import BackendTransientError
+from pynenc_ray import InvocationStatus as S
+from pynenc_ray.testing import RedisServer
 from tests.conformance import tasks
 from tests.conftest import running, unique_app_id
+from tests.faults import OutOfMemory
 from tests.lua_calls import lua_calls_run
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
@@ -98,3 +102,30 @@ def test_a_server_that_refuses_functions_gets_the_same_code_as_scripts(pynenc_re
     finally:
         app.backend.close()
         client.acl_deluser(user)
+
+
+def test_a_script_is_refused_whole_where_redis_refuses_writes():
+    """The EVALSHA scripts declare themselves as the functions do (``#!lua``), so
+    Redis refuses one that may write before it runs, here for lack of memory.
+    Without that, a claim (whose first writes are not ones Redis refuses when
+    out of memory) would run past maxmemory. The claim changes nothing, and the
+    caller gets BackendTransientError naming the reply."""
+    server = RedisServer().start()
+    try:
+        client = server.client()
+        client.acl_setuser("nofn", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+                           commands=["+@all", "-function"])
+        _configure(f"redis://nofn:pw@127.0.0.1:{server.port}/0")
+        app = tasks.app
+        app.reconfigure(redis_retry_timeout_sec=0.5)
+        inv = tasks.add(1, 2)
+        assert not app.backend.entry_points.use_functions
+        with OutOfMemory(server):
+            with pytest.raises(BackendTransientError, match="is out of memory"):
+                app.backend.claim("r", "w", 1, 0.0)
+        assert inv.status == S.REGISTERED
+        assert app.backend.queue_depth() == 1
+        assert app.backend.owned_by("r") == set()
+        app.backend.close()
+    finally:
+        server.stop()

@@ -447,10 +447,12 @@ def test_finish_and_claim_is_one_script_call(app):
 
 def test_an_error_reply_reaches_the_caller_as_a_backend_error_naming_it():
     """Redis out of memory (maxmemory with noeviction) answers a submit with an
-    error reply: the caller gets BackendError (a PynencError) naming the reply,
-    never redis-py's own exception; the record is not half-written."""
+    error reply that passes: the caller retries it for redis_retry_timeout_sec,
+    then gets BackendTransientError (a BackendError, a PynencError) naming the
+    reply in words, never redis-py's own exception; the record is not
+    half-written."""
     from pynenc_ray.backends.base import NewInvocation
-    from pynenc_ray.errors import BackendError
+    from pynenc_ray.errors import BackendTransientError
 
     server = RedisServer().start()
     try:
@@ -460,9 +462,11 @@ def test_an_error_reply_reaches_the_caller_as_a_backend_error_naming_it():
         client.config_set("maxmemory-policy", "noeviction")
         client.config_set("maxmemory", 1)  # below what Redis holds already: every write refused
         call = NewInvocation("oom1", tasks.add.task_id, b"[[1,2],{}]")
-        with pytest.raises(BackendError, match="OOM|OutOfMemory") as info:
+        t0 = time.monotonic()
+        with pytest.raises(BackendTransientError, match=r"is out of memory \(OOM") as info:
             app.backend.enqueue([call],
                                 "producer", "w")
+        assert time.monotonic() - t0 >= 1.0  # retried for redis_retry_timeout_sec first
         assert "redis" not in type(info.value).__module__
         client.config_set("maxmemory", 0)
         assert app.backend.get("oom1") is None

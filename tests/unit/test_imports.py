@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 CONTRACT_ERRORS = [
     "ConfigError", "TaskDefinitionError", "SerializationError", "PayloadSignatureError",
-    "BackendError", "BackendUnavailableError", "InvocationStatusTransitionError",
+    "BackendError", "BackendUnavailableError", "BackendTransientError", "BackendPermissionError",
+    "InvocationStatusTransitionError",
     "InvocationOwnershipError",
     "RunnerNotExecutableError", "MemCompatibilityError", "TaskFailedError", "TaskTimeoutError",
     "CycleError",

@@ -6,12 +6,15 @@ never loses or doubles work.
 Idle runners block on their queues' bells (BLMPOP of a wake-up token, see
 ``ring`` in ``queues.lua``) rather than polling; result waiters block on a
 condition fed by one pub/sub listener per process (``listener.py``). Connection
-faults are retried with backoff: for a producer up to
-``redis_retry_timeout_sec``, for a runner until Redis is back.
+faults, and error replies that pass (out of memory, a read-only replica, ...:
+``replies.py``), are retried with backoff: for a producer up to
+``redis_retry_timeout_sec``, for a runner until Redis serves again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import json
 import logging
 import os
@@ -22,12 +25,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
+from redis import exceptions as rx
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 from typing_extensions import override
 
 from ...errors import (
     BackendError,
+    BackendPermissionError,
+    BackendTransientError,
     BackendUnavailableError,
     CorruptRecordError,
     InvocationNotFoundError,
@@ -42,7 +48,7 @@ from ...serializer import error_to_payload
 from ...status import FINAL, OWNED, InvocationStatus
 from .. import patience
 from ..base import SERVE_DEFAULT, Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
-from . import connect
+from . import connect, replies
 from .arguments import CALL, Call, Finish
 from .entry_points import LuaEntryPoints
 from .listener import ResultListener
@@ -61,6 +67,26 @@ S = InvocationStatus
 T = TypeVar("T")
 # what a connection fault looks like, handshake and socket errors included
 _CONN_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
+
+
+class _Kind(enum.Enum):
+    """What a failed call's error asks of ``_call``."""
+
+    DOWN = "unreachable"  # a connection fault: retry; a reply may have been lost
+    REFUSED = "refused"  # a transient reply (replies.TRANSIENT): retry, nothing was applied
+    DENIED = "denied"  # credentials or a permission refused: an operator must act
+    ERROR = "error"  # anything else: raised at once
+
+
+def _kind(exc: BaseException) -> _Kind:
+    if replies.configuration(exc):  # AuthenticationError is a ConnectionError: first
+        return _Kind.DENIED
+    if replies.transient(exc) is not None:  # so is BusyLoadingError (LOADING)
+        return _Kind.REFUSED
+    if isinstance(exc, _CONN_ERRORS):
+        return _Kind.DOWN
+    return _Kind.ERROR
+
 OUTAGE_LOG_EVERY_SEC = 30.0  # while Redis stays unreachable, say so this often
 SOCKET_TIMEOUT_SEC = 5.0  # a frozen Redis is a fault after this long, not a hang
 MAX_BLOCK_SEC = 2.0  # a blocking pop never outlasts the socket timeout
@@ -96,7 +122,9 @@ def from_config(config: EffectiveConfig) -> RedisBackend:
 
 class RedisBackend(Backend):
     """The shared backend on Redis (see the module docstring); connection faults
-    surface as BackendUnavailableError once retries give up."""
+    surface as BackendUnavailableError and transient replies as
+    BackendTransientError once retries give up, a missing permission as
+    BackendPermissionError."""
 
 
     def __init__(self, settings: Any):
@@ -126,9 +154,8 @@ class RedisBackend(Backend):
         # replies are bytes (no decode_responses); redis-py types them bytes | str,
         # hence the casts where they are decoded
         self.client = connect.make_client(settings, kwargs)
-        # the retry _call applies: forever unless a producer's deadline ends it
+        # the pauses between _call's tries: forever unless a producer's deadline ends them
         self._backoff = ExponentialWithJitterBackoff(cap=2.0, base=0.05)
-        self._retry = Retry(self._backoff, -1, supported_errors=_CONN_ERRORS)
         self.entry_points = LuaEntryPoints(self.client)  # FCALL, or EVALSHA where refused
         self._conns = ThreadConnections(self.client.connection_pool)
         self.reconnects = 0  # connection faults recovered from (tuning.CountsReconnects)
@@ -139,11 +166,13 @@ class RedisBackend(Backend):
         self._promoted: dict[str, float] = {}  # runner -> when it last ran the claim script
         self._delayed_checked: dict[str, float] = {}  # runner -> when a claim last promoted
         self._turn = 0  # rotates which served queue a claim looks at first
-        self.listener = ResultListener(self.client, self.key("final"), self.safe_url,
-                                       self.retry_timeout, self._note_fault)
+        self.listener = ResultListener(self.client, self.key("final"), self.retry_timeout,
+                                       self._note_fault, self._refusal)
         self._outage_lock = threading.Lock()
         self._outage_since: float | None = None  # monotonic time of the first fault
         self._outage_logged = 0.0
+        self._outage_seen: set[str] = set()  # what the faults of this one said of Redis
+        self._outage_down = False  # whether the fault was (at some point) an outage
         self._server_checked = False
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -154,113 +183,256 @@ class RedisBackend(Backend):
         return self.prefix + ":".join(parts)
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
-        """Run ``fn``; on a connection fault, again under redis-py's own Retry
-        (exponential backoff with jitter).
+        """Run ``fn``; on a connection fault or a transient error reply (see
+        ``replies``), again with exponential backoff and jitter.
 
-        A runner's threads (see ``patience``) retry until Redis is back or their
-        runner is stopping; any other caller gives up after
-        ``redis_retry_timeout_sec`` with BackendUnavailableError. This is the only
-        retry layer, so every recovered fault is counted (``reconnects``) and a
-        runner reconciles what it owns."""
+        A runner's threads (see ``patience``) retry until Redis serves again or
+        their runner is stopping; any other caller gives up after
+        ``redis_retry_timeout_sec`` with BackendUnavailableError (unreachable)
+        or BackendTransientError (a reply naming why it cannot serve now).
+        Refused credentials or a missing permission raise at once, except in a
+        runner's thread past its start, which asks again every
+        PERMISSION_RETRY_SEC until an operator grants it. This is the only
+        retry layer, so every recovered connection fault is counted
+        (``reconnects``) and a runner reconciles what it owns."""
         try:  # the common case, before any of the retry machinery is set up
             return fn()
-        except _CONN_ERRORS as exc:
-            first = exc
-        except redis.RedisError as exc:
-            raise self._map_error(exc) from None
+        except (redis.RedisError, ConnectionError, TimeoutError) as exc:
+            first: Exception = exc
         return self._call_retrying(fn, what, first)
 
     def _call_retrying(self, fn: Callable[[], T], what: str, first: Exception) -> T:
         """``_call`` once its first try of ``fn`` failed with ``first``."""
-        started = time.monotonic()
-        failed: list[Exception] = []
-        stop: threading.Event | None = None
-        deadline: float | None = None
-
-        def on_failure(exc: Exception) -> None:
-            nonlocal stop, deadline
-            if isinstance(exc, redis.AuthenticationError):  # a ConnectionError, but final
-                raise exc
-            if not failed:  # who this thread works for matters only once a call fails
-                stop = patience.runner_stop()
-                deadline = None if stop is not None else started + self.retry_timeout
+        stop = patience.runner_stop()  # who this thread works for matters only once it fails
+        deadline = None if stop is not None else time.monotonic() + self.retry_timeout
+        waits_for_permission = patience.waits_for_permission()
+        exc, failures, lost = first, 0, False
+        while True:
+            kind = _kind(exc)
+            if kind is _Kind.ERROR:
+                raise self._map_error(exc) from None
+            if kind is _Kind.DENIED and not waits_for_permission:
+                raise self._refusal(exc, what) from None
             if stop is not None and stop.is_set():
-                raise BackendUnavailableError(
-                    f"Redis at {self.safe_url} is unreachable and the runner is stopping; "
-                    f"gave up trying to {what}: {exc}") from None
-            if deadline is not None and time.monotonic() > deadline:
-                raise BackendUnavailableError(
-                    f"Redis at {self.safe_url} is unreachable (tried to {what} for "
-                    f"{self.retry_timeout:g}s): {exc}. Start redis-server there, or fix "
-                    "redis_url") from None
-            failed.append(exc)
+                raise self._gave_up(exc, kind, what, stopping=True) from None
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise self._gave_up(exc, kind, what, stopping=False) from None
+            lost = lost or kind is _Kind.DOWN  # a reply may have been lost: reconcile after
+            failures += 1
             self._note_fault(exc, what)
-
-        try:
-            on_failure(first)
-            time.sleep(self._backoff.compute(1))
-            result = self._retry.call_with_retry(fn, on_failure)
-        except redis.AuthenticationError as exc:
-            raise BackendUnavailableError(
-                f"Redis at {self.safe_url} refused the credentials while trying to {what}: "
-                f"{exc}. Check redis_url's user and password (or redis_username / "
-                "redis_password)") from None
-        except redis.RedisError as exc:
-            raise self._map_error(exc) from None
-        self.reconnects += 1  # it failed at least once (first) and has now succeeded
+            pause = (replies.PERMISSION_RETRY_SEC if kind is _Kind.DENIED
+                     else self._backoff.compute(failures))
+            if deadline is not None:  # the last try comes at the deadline, not a pause past it
+                pause = min(pause, deadline - now)
+            if stop is not None:
+                stop.wait(pause)  # a stop ends the pause: one last try, then give up
+            else:
+                time.sleep(pause)
+            try:
+                result = fn()
+                break
+            except (redis.RedisError, ConnectionError, TimeoutError) as again:
+                exc = again
+        if lost:
+            self.reconnects += 1
         self._note_recovery()
         return result
 
+    def _gave_up(self, exc: Exception, kind: _Kind, what: str, stopping: bool) -> PynencError:
+        """The error of a call whose retries ended: by the runner's stop, or at a
+        producer's ``redis_retry_timeout_sec``."""
+        if kind is _Kind.DENIED:  # only a runner's thread waits for a permission
+            return self._refusal(exc, what)
+        transient = replies.transient(exc)
+        if transient is None:
+            state, cls, fix = "is unreachable", BackendUnavailableError, \
+                "Start redis-server there, or fix redis_url"
+            said = str(exc)
+        else:
+            state, cls, fix = transient.state, BackendTransientError, transient.fix
+            said = replies.text(exc)
+        said = mask_url(said)
+        if stopping:
+            return cls(f"Redis at {self.safe_url} {state} and the runner is stopping; gave "
+                       f"up trying to {what}: {said}")
+        if transient is None:  # the wording callers and tests know for an outage
+            return cls(f"Redis at {self.safe_url} is unreachable (tried to {what} for "
+                       f"{self.retry_timeout:g}s): {said}. {fix}")
+        return cls(f"Redis at {self.safe_url} {state}; gave up trying to {what} after "
+                   f"{self.retry_timeout:g}s. It answered: {said}. {fix}, or raise "
+                   "redis_retry_timeout_sec")
+
+    def _refusal(self, exc: Exception, what: str | None) -> PynencError:
+        """The error of refused credentials (BackendUnavailableError, as ever) or a
+        missing permission (BackendPermissionError), with what fixes it."""
+        doing = f" while trying to {what}" if what else ""
+        if replies.refused_credentials(exc):
+            return BackendUnavailableError(
+                f"Redis at {self.safe_url} refused the credentials{doing}: "
+                f"{mask_url(str(exc))}. Check redis_url's user and password (or "
+                "redis_username / redis_password)")
+        return BackendPermissionError(
+            f"Redis at {self.safe_url} refused a permission pynenc-ray needs{doing}: "
+            f"{mask_url(replies.text(exc))}. {self._grant_hint()}")
+
+    def _grant_hint(self) -> str:
+        """How to give this backend's Redis user what pynenc-ray needs."""
+        user = self.client.connection_pool.connection_kwargs.get("username") or "default"
+        pattern = f"{self.prefix}*"
+        return (f"Grant it to the Redis user {user!r}: the commands pynenc-ray runs (e.g. "
+                f"ACL SETUSER {user} +<command>), its keys (~{pattern}) and channels "
+                f"(&{pattern})")
+
     def _note_fault(self, exc: Exception, what: str) -> None:
-        """Log an outage when it starts and every OUTAGE_LOG_EVERY_SEC while it
-        lasts, once for the whole backend (not once per waiting thread)."""
+        """Log a fault when it starts (and each new state of Redis it goes through:
+        unreachable, then loading its data) and every OUTAGE_LOG_EVERY_SEC while
+        it lasts, once for the whole backend (not once per waiting thread). A
+        refused permission is an ERROR, the rest (outages, transient replies)
+        WARNINGs."""
         now = time.monotonic()
+        kind = _kind(exc)
+        transient = replies.transient(exc)
+        problem = (transient.state if transient is not None
+                   else "is unreachable" if kind is _Kind.DOWN
+                   else "refuses the credentials" if replies.refused_credentials(exc)
+                   else "refuses a permission pynenc-ray needs")
+        said = mask_url(replies.text(exc) if kind is not _Kind.DOWN else str(exc))
+        level = logging.ERROR if kind is _Kind.DENIED else logging.WARNING
         with self._outage_lock:
             if self._outage_since is None:
-                self._outage_since = self._outage_logged = now
-                log.warning("Redis at %s is unreachable (%s); retrying %s with backoff",
-                            self.safe_url, exc, what)
+                self._outage_since = now
+                self._outage_seen = set()
+                self._outage_down = False
+            self._outage_down = self._outage_down or kind is _Kind.DOWN
+            if problem not in self._outage_seen:  # new in this episode: said once
+                self._outage_seen.add(problem)
+                self._outage_logged = now
+                if kind is _Kind.DENIED:
+                    log.error("%s. This runner's threads ask again every %gs until that is "
+                              "fixed", self._refusal(exc, what), replies.PERMISSION_RETRY_SEC)
+                elif kind is _Kind.DOWN:
+                    log.warning("Redis at %s is unreachable (%s); retrying %s with backoff",
+                                self.safe_url, said, what)
+                else:
+                    log.warning("Redis at %s %s: it answered %s; retrying %s with backoff until "
+                                "it serves again", self.safe_url, problem, said, what)
             elif now - self._outage_logged >= OUTAGE_LOG_EVERY_SEC:
                 self._outage_logged = now
-                log.warning("Redis at %s is still unreachable after %.0fs (%s); still "
-                            "retrying", self.safe_url, now - self._outage_since, exc)
+                if kind is _Kind.DOWN:
+                    log.warning("Redis at %s is still unreachable after %.0fs (%s); still "
+                                "retrying", self.safe_url, now - self._outage_since, said)
+                else:
+                    log.log(level, "Redis at %s still refuses calls after %.0fs: it %s (%s); "
+                            "still retrying", self.safe_url, now - self._outage_since, problem,
+                            said)
 
     def _note_recovery(self) -> None:
         with self._outage_lock:
             if self._outage_since is not None:
-                log.warning("Redis at %s is reachable again after %.1fs", self.safe_url,
+                log.warning("Redis at %s is %s again after %.1fs", self.safe_url,
+                            "reachable" if self._outage_down else "serving",
                             time.monotonic() - self._outage_since)
                 self._outage_since = None
 
     def _check_server(self) -> None:
         """Once per backend: refuse a Redis too old for the scripts, clearly, and
-        load the function library."""
-        info = self._call(lambda: self.client.info("server"), "read the server version")
-        version = str(info.get("redis_version", "0"))
-        parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-        if parts < MIN_REDIS:
-            raise BackendUnavailableError(
-                f"Redis at {self.safe_url} is version {version}; pynenc-ray needs Redis "
-                f"{'.'.join(map(str, MIN_REDIS))} or newer (LMPOP, BLMPOP). "
-                "Upgrade the server")
+        load the function library. A user whose ACL leaves out INFO gets no
+        version check (an old server then fails the first script that needs
+        what it lacks)."""
+        def read() -> dict[str, Any] | None:
+            try:
+                return self.client.info("server")
+            except rx.NoPermissionError:
+                return None
+        info = self._call(read, "read the server version")
+        if info is not None:
+            version = str(info.get("redis_version", "0"))
+            parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+            if parts < MIN_REDIS:
+                raise BackendUnavailableError(
+                    f"Redis at {self.safe_url} is version {version}; pynenc-ray needs Redis "
+                    f"{'.'.join(map(str, MIN_REDIS))} or newer (LMPOP, BLMPOP). "
+                    "Upgrade the server")
         self._call(self.entry_points.load, "load the function library")
         self._server_checked = True
 
-    def _map_error(self, exc: redis.RedisError) -> PynencError:
+    def _map_error(self, exc: Exception) -> PynencError:
         """The PynencError a Redis error reply (or another redis-py error that is
         not a connection fault) stands for: the scripts' own refusals by their
-        tag, credentials refused, and anything else as BackendError naming it."""
+        tag, credentials or a permission refused, a transient reply in words, and
+        anything else as BackendError naming it."""
         msg = str(exc)
         for tag, cls in (("PYNENC_OWNERSHIP ", InvocationOwnershipError),
                          ("PYNENC_TRANSITION ", InvocationStatusTransitionError),
                          ("PYNENC_MISSING ", InvocationNotFoundError)):
             if msg.startswith(tag):
                 return cls(msg[len(tag):])
-        if "NOAUTH" in msg or "WRONGPASS" in msg:
-            return BackendUnavailableError(
-                f"Redis at {self.safe_url} refused the credentials: {mask_url(msg)}")
+        if replies.configuration(exc):
+            return self._refusal(exc, None)
+        transient = replies.transient(exc)
+        if transient is not None:
+            return BackendTransientError(f"Redis at {self.safe_url} {transient.state}: "
+                                         f"{mask_url(replies.text(exc))}. {transient.fix}")
         return BackendError(f"Redis at {self.safe_url} answered with an error: "
                             f"{type(exc).__name__}: {mask_url(msg)}")
+
+    def check_access(self) -> None:
+        """What a runner checks as it starts (``patience.starting``), before its
+        first heartbeat announces it: each command it sends outside the Lua
+        entry points, run once harmlessly (on this app's key ``probe``, never
+        used otherwise), and the result listener's subscription. A user whose
+        ACL leaves any of them out gets one BackendPermissionError naming them
+        all; the entry points are checked by that first heartbeat. An outage or
+        a transient reply is waited for, as by any call of the calling thread."""
+        if not self._server_checked:
+            self._check_server()
+        probe = self.key("probe")
+
+        def commands() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.exists(probe)  # records, statuses, results, histories
+            pipe.hget(probe, "f")
+            pipe.hmget(probe, ["f"])
+            pipe.hgetall(probe)  # counts, cron marks
+            pipe.smembers(probe)  # owned sets, waits
+            pipe.llen(probe)  # queue depths
+            pipe.zcard(probe)
+            pipe.blmpop(0.01, 1, probe, direction="LEFT")  # an idle claim's wait
+            pipe.hset(probe, "f", "1")  # a cron mark
+            pipe.delete(probe)
+            answers: list[Any] = pipe.execute(raise_on_error=False)
+            for answer in answers:  # a transient reply is retried; a denied one is listed
+                if isinstance(answer, Exception) and not replies.denied(answer):
+                    raise answer
+            return answers
+
+        def waits() -> Exception | None:  # set_waiting's transaction
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(probe)
+            pipe.sadd(probe, "x")
+            pipe.expire(probe, 1)
+            pipe.delete(probe)
+            try:
+                pipe.execute()
+            except redis.ResponseError as exc:
+                if replies.denied(exc):
+                    return exc
+                raise
+            return None
+
+        refused: list[Exception | None] = [
+            a for a in self._call(commands, "check the commands a runner sends")
+            if isinstance(a, Exception)]
+        refused.append(self._call(waits, "check the commands a runner sends"))
+        with contextlib.suppress(BackendPermissionError):  # listed with the rest below
+            self.listener.start()
+        refused.append(self.listener.refusal())
+        said = list(dict.fromkeys(mask_url(replies.text(e)) for e in refused if e is not None))
+        if said:
+            raise BackendPermissionError(
+                f"Redis at {self.safe_url} refuses what a runner needs: {'; '.join(said)}. "
+                f"{self._grant_hint()}")
 
     def _script(self, call: tuple[str, list[Any]]) -> Any:
         """Run ``call``, a Lua entry point's name and ARGV as ``CALL.<name>(self.ttl,
@@ -690,12 +862,14 @@ class RedisBackend(Backend):
             pipe = self.client.pipeline(transaction=False)
             for i in ids:
                 fn(pipe, self.key("inv", i))
-            return pipe.execute(raise_on_error=False)
+            answers: list[Any] = pipe.execute(raise_on_error=False)
+            for answer in answers:  # raised here, so a transient reply (BUSY) is retried
+                if isinstance(answer, redis.ResponseError) and replies.code(answer) != "WRONGTYPE":
+                    raise answer
+            return answers
         out = []
         for inv_id, reply in zip(ids, self._call(read, what)):
             if isinstance(reply, redis.ResponseError):
-                if "WRONGTYPE" not in str(reply):
-                    raise self._map_error(reply)
                 reply = CorruptRecordError(inv_id, "the key is not a hash")
             out.append(reply)
         return out

@@ -32,8 +32,10 @@ from typing import Any, NamedTuple
 
 import redis
 
-from ...errors import BackendUnavailableError
+from ...errors import PynencError
 from ...status import FINAL, InvocationStatus
+from .. import patience
+from . import replies
 
 log = logging.getLogger("pynenc_ray.backends.redis")
 
@@ -125,6 +127,7 @@ class ResultCache:
 # starting to wait wakes it at once. What gathers meanwhile waits in the socket
 # and in Redis's output buffer for this client: IDLE_GATHER_SEC of announcements.
 IDLE_GATHER_SEC = 0.05
+REFUSAL_LOG_EVERY_SEC = 30.0  # a refused subscription is logged when it starts and this often
 RECENT_FINALS = 200_000  # ids remembered as final, and submissions remembered as ours
 _START = threading.Lock()
 _EXITING = False  # set at interpreter exit: listeners stop quietly
@@ -160,28 +163,41 @@ class ResultListener:
 
     ``reads`` are the backend's: ``final_among(ids)`` (the final ones, raising
     InvocationNotFoundError for a missing record), ``final_results(ids)`` and
-    ``raise_missing(ids)``. ``on_fault(exc, what)`` reports a connection fault.
+    ``raise_missing(ids)``. ``on_fault(exc, what)`` reports a connection fault
+    or a transient reply; ``refusal(exc, what)`` is the error of refused
+    credentials or a missing permission (the channel, SUBSCRIBE).
+
+    A refused subscription is raised by ``start`` to a producer and to a runner
+    that is starting (see ``patience``); a running runner's waits go on without
+    it, on their once-a-second re-check, while the listener asks again every
+    PERMISSION_RETRY_SEC and logs the refusal as an error now and then.
     """
 
-    def __init__(self, client: redis.Redis, channel: str, where: str, start_timeout: float,
-                 on_fault: Callable[[Exception, str], None]):
-        self.client, self.channel, self.where = client, channel.encode(), where
-        self.start_timeout, self.on_fault = start_timeout, on_fault
+    def __init__(self, client: redis.Redis, channel: str, start_timeout: float,
+                 on_fault: Callable[[Exception, str], None],
+                 refusal: Callable[[Exception, str], PynencError]):
+        self.client, self.channel = client, channel.encode()
+        self.start_timeout, self.on_fault, self.refusal_error = start_timeout, on_fault, refusal
         self.closed = False
+        self._closing = threading.Event()  # set by close(): ends a pause between tries
         self._pid: int | None = None
         self._wake = threading.Event()
+        self._refused = 0  # tries refused in a row (credentials or permission)
+        self._refused_logged: float | None = None  # when a refused subscription was last logged
 
     def close(self) -> None:
         """Stop listening (the thread ends within a second)."""
         self.closed = True
+        self._closing.set()
         self._wake.set()
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start this process's listener once and wait for its first attempt: a
-        wrong password fails here at once, an outage lets the caller go on (its
-        own call then retries or times out)."""
+        wrong password or a refused channel fails here at once (not in a running
+        runner's thread: see the class docstring), an outage lets the caller go
+        on (its own call then retries or times out)."""
         if self._pid == os.getpid():
             return
         with _START:
@@ -201,10 +217,15 @@ class ResultListener:
             self._pid = os.getpid()  # a forked child starts its own listener
             threading.Thread(target=self._listen, name="pynenc-redis-finals", daemon=True).start()
         self._settled.wait(self.start_timeout)
-        if isinstance(self._error, redis.AuthenticationError):
-            raise BackendUnavailableError(
-                f"Redis at {self.where} refused the credentials: {self._error}. Check "
-                "redis_url's user and password (or redis_username / redis_password)")
+        refused = self.refusal()
+        if refused is not None and not patience.waits_for_permission():
+            raise self.refusal_error(refused, "subscribe to results")
+
+    def refusal(self) -> Exception | None:
+        """The error that refused the last try to subscribe, when it was refused
+        credentials or a missing permission; else None."""
+        error = self._error if self._pid == os.getpid() else None
+        return error if error is not None and replies.configuration(error) else None
 
     def track(self, ids: Iterable[str]) -> None:
         """Before enqueueing: start listening, and remember these ids as this
@@ -346,17 +367,36 @@ class ResultListener:
                     return
                 self._error = exc
                 self._settled.set()
-                if not isinstance(exc, (redis.ConnectionError, redis.TimeoutError,
-                                        ConnectionError, TimeoutError)):
-                    log.exception("result listener failed; restarting")
-                else:
+                pause = 0.5
+                if replies.configuration(exc):  # only an operator makes it pass: ask slowly
+                    pause = replies.PERMISSION_RETRY_SEC
+                    self._log_refused(exc)
+                elif isinstance(exc, (redis.ConnectionError, redis.TimeoutError, ConnectionError,
+                                      TimeoutError)) or replies.transient(exc) is not None:
                     self.on_fault(exc, "listen for results")
-                time.sleep(0.5)
+                else:
+                    log.exception("result listener failed; restarting")
+                self._closing.wait(pause)
             finally:
                 try:
                     pubsub.close()
                 except Exception:
                     pass
+
+    def _log_refused(self, exc: Exception) -> None:
+        """Log a refused subscription from its second try on (the first is
+        ``start``'s caller's to raise: one clear error) and every
+        REFUSAL_LOG_EVERY_SEC."""
+        self._refused += 1
+        now = time.monotonic()
+        if self._refused < 2:
+            return
+        if self._refused_logged is None or now - self._refused_logged >= REFUSAL_LOG_EVERY_SEC:
+            self._refused_logged = now
+            log.error("%s; waits for results go on without it, re-checking every second, "
+                      "and the listener asks again every %gs",
+                      self.refusal_error(exc, "subscribe to results"),
+                      replies.PERMISSION_RETRY_SEC)
 
     def _on_message(self, msg: dict[str, Any]) -> None:
         """A subscription confirmed (a first one, or again after a reconnect), or
@@ -365,6 +405,11 @@ class ResultListener:
             with self._cv:
                 self._epoch += 1
                 self._cv.notify_all()  # waiters re-check what they may have missed
+            self._refused = 0
+            if self._refused_logged is not None:
+                self._refused_logged = None
+                log.warning("the result listener is subscribed to %s again",
+                            self.channel.decode(errors="replace"))
             self._error = None
             self._subscribed.set()
             self._settled.set()

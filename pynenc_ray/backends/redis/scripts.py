@@ -15,7 +15,9 @@ Two forms of the same code:
   of the Redis CPU of a single submit's script.
 - ``source(name)``: a standalone script for EVALSHA (shared code, steps, body),
   for servers where loading functions is refused (an ACL without
-  ``FUNCTION``, a proxy that does not forward it).
+  ``FUNCTION``, a proxy that does not forward it); declared with ``#!lua`` so
+  that Redis refuses it as a whole, as it does a function, where it refuses
+  writes.
 
 Either way every entry point starts with the binding ``arguments.py``
 generates for it: the call's arguments by name in the table ``A``, then
@@ -103,8 +105,16 @@ def _entry(name: str) -> str:
 
 @cache
 def source(name: str) -> str:
-    """One standalone script for EVALSHA: shared code, its steps, then its entry."""
-    parts = [shared(), *((HERE / f"{step}.lua").read_text() for step in STEPS.get(name, ())),
+    """One standalone script for EVALSHA: shared code, its steps, then its entry.
+
+    It starts with ``#!lua`` (no flags), as the library does: Redis then knows
+    before the script runs that it may write, and refuses it whole on a
+    read-only replica, out of memory or unable to persist, as it refuses a
+    function. Without it, Redis judges each command as the script reaches it:
+    it refuses none after the first write, so a script could grow memory past
+    maxmemory, and what a refusal means would differ between the two forms."""
+    parts = ["#!lua", shared(),
+             *((HERE / f"{step}.lua").read_text() for step in STEPS.get(name, ())),
              _entry(name)]
     return "\n".join(parts)
 
