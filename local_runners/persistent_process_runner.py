@@ -432,7 +432,10 @@ class _Worker(BaseRunner):
 
     def _reconcile_if_reconnected(self) -> None:
         """After a reconnect, hand back what the backend says we own but we do
-        not run (a claim whose reply was lost)."""
+        not run (a claim, or a pop of a hand-off, whose reply was lost). The
+        worker claims on this same thread, so no claim of its own is in flight
+        here and the look needs no ``claiming`` block; a hand-off still in its
+        inbox is taken out of it by the same reroute, so it is never run late."""
         n = self.backend_reconnects()
         if n == self._reconnects:
             return

@@ -13,6 +13,8 @@ bug or an attacker does to the Redis under a running app.
   ``persist=True`` it keeps its data in an append-only file across restarts.
 - ``RunnerProcess``: a runner as its own process (``pynenc-ray runner start``),
   for faults that need a process: SIGTERM, SIGKILL, rolling restarts.
+- ``LossyProxy`` (``tests/proxy.py``): a TCP proxy in front of the redis-server
+  that loses replies: of claims that took work, or at random.
 """
 
 from __future__ import annotations

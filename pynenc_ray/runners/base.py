@@ -82,8 +82,12 @@ class BaseRunner(abc.ABC):
         self._running = threading.Event()
         self._ready = threading.Event()  # set once _on_start is done: work is being taken
         self._heartbeat_thread: threading.Thread | None = None
+        # claims in flight, by number (see claiming and reconcile)
         self._claims = threading.Condition()
-        self._claims_in_flight = 0  # claim calls whose ids are not yet in live_invocations
+        self._claim_seq = 0  # the number of the last claim begun
+        self._claims_open: set[int] = set()  # begun, and their ids not yet in live_invocations
+        self._live_at_claim_ends: set[str] | None = None  # while reconcile looks (see there)
+        self._reconciling = threading.Lock()  # one look at a time
         # the backend backend_reconnects last looked at, and it again if it counts them
         self._asked_backend: object = None
         self._counter: CountsReconnects | None = None
@@ -300,30 +304,60 @@ class BaseRunner(abc.ABC):
 
     @contextlib.contextmanager
     def claiming(self) -> Iterator[None]:
-        """Wrap a claim and the registration of what it returned as live: while
-        one is in flight, reconcile cannot tell a fresh claim from a lost one."""
+        """Wrap a claim and the registration of what it returned as live (so its
+        ids are in ``live_invocations`` by the end of the block): reconcile must
+        not take a claim in flight for a lost one. Each claim gets a number, so
+        reconcile waits for the claims that were in flight when it looked, never
+        for a moment with no claim in flight (a runner's loop is nearly always
+        claiming, an idle one too)."""
         with self._claims:
-            self._claims_in_flight += 1
+            self._claim_seq += 1
+            seq = self._claim_seq
+            self._claims_open.add(seq)
         try:
             yield
         finally:
             with self._claims:
-                self._claims_in_flight -= 1
+                self._claims_open.discard(seq)
+                if self._live_at_claim_ends is not None:
+                    self._live_at_claim_ends |= self.live_invocations() or set()
                 self._claims.notify_all()
 
     def reconcile(self, settle_sec: float = 1.0) -> list[str] | None:
         """After a reconnect: reroute what the backend says we own but we do not
-        run (a claim whose reply was lost, a restored snapshot). The owned set is
-        read first, then live work once no claim is in flight, so a claim that
-        lands meanwhile is never mistaken for a lost one. None: claims did not
-        settle within ``settle_sec``; try again later."""
+        run (a claim whose reply was lost, a restored snapshot), while claims go on.
+
+        Exact without waiting for a moment with no claim in flight, which a
+        claiming loop (an idle one too) almost never has; claims are numbered
+        (``claiming``). (1) Read what runs here; from then on each claim that
+        ends adds what is live as it ends. (2) Read the owned set. (3) Wait
+        until every claim begun by then has ended (one begun later cannot have
+        taken an id of (2)). An id owned in (2) was taken by its latest claim,
+        one of those. If that claim ended before (1), the id was registered and
+        is in (1), unless it was done here since (final write stored, or handed
+        back), and then only a later claim could own it again. If it ended after
+        (1), the id was added as it ended. So an owned id found in neither came
+        from a claim that returned without it: its reply was lost and nothing
+        here will start it. A reroute of anything else could run it twice.
+        None: the claims of (3) did not end within ``settle_sec`` (one riding
+        out an outage); try again later."""
         if self.live_invocations() is None:
             return []
-        owned = self.app.backend.owned_by(self.runner_id)
-        with self._claims:
-            if not self._claims.wait_for(lambda: self._claims_in_flight == 0, settle_sec):
-                return None
-            live = self.live_invocations() or set()
+        with self._reconciling:
+            with self._claims:
+                live = self.live_invocations() or set()
+                self._live_at_claim_ends = set()
+            try:
+                owned = self.app.backend.owned_by(self.runner_id)
+                with self._claims:
+                    last = self._claim_seq
+                    if not self._claims.wait_for(
+                            lambda: all(seq > last for seq in self._claims_open), settle_sec):
+                        return None
+                    live |= self._live_at_claim_ends
+            finally:
+                with self._claims:
+                    self._live_at_claim_ends = None
         stale = owned - live
         ids = self.app.backend.reroute_owned(self.runner_id, self.runner_id, stale) if stale else []
         if ids:

@@ -1,8 +1,9 @@
 """Faults on every runner kind: corrupt records, a Redis restarted (AOF) or
 frozen (SIGSTOP) mid-run, SIGTERM while Redis is frozen, rolling restarts,
 error replies a healthy deployment sees (out of memory, a failover that makes
-Redis a replica, a busy script, a failed save) and an ACL that leaves out what
-a runner needs.
+Redis a replica, a busy script, a failed save), an ACL that leaves out what
+a runner needs, and replies lost between the runner and Redis (a proxy that
+cuts connections).
 
 Each test gets its own redis-server (it is the thing being broken) and runs
 the runner as its own process. Task bodies append a line per start to a file,
@@ -45,6 +46,7 @@ from tests.faults import (
     RunnerProcess,
     corrupt,
 )
+from tests.proxy import LossyProxy, claim_markers
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(240)]
 
@@ -680,3 +682,159 @@ def test_a_permission_revoked_under_a_running_runner_is_waited_for(
     errors = [line for line in log.splitlines()
               if "refused a permission pynenc-ray needs" in line]
     assert len(errors) == 1, errors
+
+
+# -- lost replies: the runner talks to Redis through a proxy that cuts connections ----------
+
+STRANDED_AFTER = COMMON["runner_dead_after_sec"] + 5.0  # owned and not run for longer: stranded
+
+
+class _Watch:
+    """Polls the statuses of the invocations of ``keys`` (id -> the key its body
+    logs; read straight from Redis, not through the proxy) and remembers, per
+    invocation, the longest time it stayed PENDING or RUNNING without its body
+    starting (its count in the runs file unchanged)."""
+
+    def __init__(self, app, keys: dict[str, str], started):
+        self.app, self.started, self.keys = app, started, keys  # keys may grow meanwhile
+        self.longest: dict[str, float] = {}
+        self._since: dict[str, tuple[float, object, int]] = {}  # id -> (since, status, runs)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> _Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.2):
+            ids = list(self.keys)
+            counts = runs(self.started)
+            now = time.monotonic()
+            for inv_id, st in zip(ids, self.app.backend.statuses(ids)):
+                n = counts.get(self.keys[inv_id], 0)
+                if st not in (S.PENDING, S.RUNNING):
+                    self._since.pop(inv_id, None)
+                    continue
+                since, was, ran = self._since.get(inv_id, (now, st, n))
+                if (was, ran) != (st, n):
+                    since = now
+                self._since[inv_id] = (since, st, n)
+                self.longest[inv_id] = max(self.longest.get(inv_id, 0.0), now - since)
+
+    def stranded(self) -> dict[str, float]:
+        """Invocations held owned and not run for longer than STRANDED_AFTER."""
+        return {i[:8]: round(t, 1) for i, t in self.longest.items() if t > STRANDED_AFTER}
+
+
+def _lossy_runner(app, proxy: LossyProxy, runner_log) -> RunnerProcess:
+    """A runner process (and its workers, children or actors) that reaches Redis
+    only through ``proxy``."""
+    app_url = app.config.settings.redis_url
+    assert proxy.url != app_url  # the producer (this process) goes straight to Redis
+    return RunnerProcess(app, runner_log, extra_env={"PYNENC__REDIS_URL": proxy.url})
+
+
+def _handed_back(inv) -> float | None:
+    """When ``inv`` left the runner that claimed it (its first REROUTED or final
+    entry, server time), or None while it has not."""
+    return next((h.timestamp for h in inv.history
+                 if h.status == S.REROUTED or h.status.is_final), None)
+
+
+def test_a_lost_claim_reply_is_handed_back_while_claims_go_on(app, server, runner_log, started):
+    """The proxy holds back the reply of three claims that took work, 2 s apart
+    (Redis applied them; the runner never learns what it owns), while work keeps
+    arriving, so the runner's loop is always claiming. Each lost invocation is
+    handed back by the runner itself (no death, no recovery: it is alive) within
+    runner_dead_after_sec + 5 s of the loss, and ends SUCCESS; nothing runs
+    twice."""
+    proxy = LossyProxy(server.port, lose=3, markers=claim_markers(), gap_sec=2.0).start()
+    runner = _lossy_runner(app, proxy, runner_log)
+    invs: list = []
+    stop = threading.Event()
+
+    def feed() -> None:  # five tasks every 0.1 s, unless they queue up: claims never stop
+        n = 0
+        while not stop.wait(0.1):
+            if app.backend.queue_depth() < 10:
+                invs.extend(logged.parallelize([(f"k{i}", 0.01, str(started))
+                                                for i in range(n, n + 5)]))
+                n += 5
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    try:
+        feeder.start()
+        assert wait_for(lambda: len(proxy.lost) == 3, 90), runner.log()[-3000:]
+        last_loss = proxy.lost[-1][0]
+        lost = {i.invocation_id: t for t, reply in proxy.lost for i in list(invs)
+                if i.invocation_id.encode() in reply}
+        assert len(lost) >= 3, proxy.lost
+        by_id = {i.invocation_id: i for i in invs}
+
+        def stranded() -> dict[str, str]:
+            return {i[:8]: by_id[i].status.value for i in lost if _handed_back(by_id[i]) is None}
+        # work keeps arriving all along: no quiet moment to wait for
+        assert wait_for(lambda: not stranded(), last_loss + STRANDED_AFTER - time.time(), 0.1), (
+            "lost claims not handed back", stranded(), runner.log()[-3000:])
+        stop.set()
+        feeder.join(30)
+        assert all(inv.wait(60) for inv in invs), (runner.log()[-3000:], _where(app, invs))
+        assert runner.proc.poll() is None, "the runner died"
+    finally:
+        stop.set()
+        runner.kill()
+        proxy.stop()
+    took = {i[:8]: round(_handed_back(by_id[i]) - t, 1) for i, t in lost.items()}
+    late = {i: sec for i, sec in took.items() if sec > STRANDED_AFTER}
+    for inv_id in lost:
+        history = by_id[inv_id].history
+        back = [h for h in history if h.status == S.REROUTED]
+        assert back and all(h.worker == "stop" for h in back), (
+            inv_id, [(h.status.value, h.runner_id, h.worker) for h in history])
+        assert app.backend.get(inv_id).deaths == 0
+    assert not late, (late, runner.log()[-3000:])
+    twice = {k: n for k, n in runs(started).items() if n > 1}
+    assert not twice, (twice, runner.log()[-3000:])
+    _one_success_each(invs)
+
+
+RESET_TASKS = {"ProcessRunner": 150}  # a process per invocation; the others take 600
+
+
+def test_random_resets_strand_nothing_and_run_nothing_twice(app, server, runner_log, started):
+    """Connections between the runner (all its processes) and Redis cut at random
+    (0.8 % of the chunks either way): every invocation ends SUCCESS once, none
+    stays PENDING or RUNNING without running for longer than
+    runner_dead_after_sec + 5 s under the live runner, and no body runs twice."""
+    seed = int(time.time())
+    proxy = LossyProxy(server.port, reset_p=0.008, seed=seed).start()
+    n = RESET_TASKS.get(app.config.runner_cls, 600)
+    runner = _lossy_runner(app, proxy, runner_log)
+    try:
+        assert wait_for(lambda: app.backend.runners(), 60), runner.log()[-3000:]
+        invs: list = []
+        keys: dict[str, str] = {}  # watched as they are submitted
+        with _Watch(app, keys, started) as watch:
+            for start in range(0, n, 5):  # a few at a time: the runner claims all along
+                group = logged.parallelize([(f"k{i}", 0.01, str(started))
+                                            for i in range(start, min(n, start + 5))])
+                for i, inv in enumerate(group, start):
+                    keys[inv.invocation_id] = f"k{i}"
+                    invs.append(inv)
+                time.sleep(0.05)  # the pace of the work arriving, not a wait for anything
+            assert all(inv.wait(180) for inv in invs), (seed, runner.log()[-3000:],
+                                                         _where(app, invs))
+        assert runner.proc.poll() is None, "the runner died"
+    finally:
+        runner.kill()
+        proxy.stop()
+    assert proxy.resets > 0
+    assert not watch.stranded(), (seed, watch.stranded(), runner.log()[-3000:])
+    twice = {k: n for k, n in runs(started).items() if n > 1}
+    assert not twice, (seed, twice, runner.log()[-3000:])
+    _one_success_each(invs)
