@@ -26,28 +26,27 @@ _state = threading.local()
 
 
 @contextlib.contextmanager
-def patient(stop: threading.Event) -> Iterator[None]:
-    """Backend calls made by this thread inside the block retry until they
-    succeed or ``stop`` is set (the runner is stopping)."""
-    previous = getattr(_state, "stop", None)
-    _state.stop = stop
+def _set_in_this_thread(name: str, value: object) -> Iterator[None]:
+    """``_state.<name>`` is ``value`` inside the block, then what it was."""
+    previous = getattr(_state, name, None)
+    setattr(_state, name, value)
     try:
         yield
     finally:
-        _state.stop = previous
+        setattr(_state, name, previous)
 
 
-@contextlib.contextmanager
-def starting() -> Iterator[None]:
+def patient(stop: threading.Event) -> contextlib.AbstractContextManager[None]:
+    """Backend calls made by this thread inside the block retry until they
+    succeed or ``stop`` is set (the runner is stopping)."""
+    return _set_in_this_thread("stop", stop)
+
+
+def starting() -> contextlib.AbstractContextManager[None]:
     """Backend calls made by this thread inside the block raise a refused
     password or permission at once, even in a runner's thread (see the module
     docstring); outages are still waited for."""
-    previous = getattr(_state, "starting", False)
-    _state.starting = True
-    try:
-        yield
-    finally:
-        _state.starting = previous
+    return _set_in_this_thread("starting", True)
 
 
 def waits_for_permission() -> bool:
