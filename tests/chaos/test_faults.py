@@ -29,6 +29,7 @@ from pynenc_ray import (
     CorruptRecordError,
     InvocationNotFoundError,
     PayloadSignatureError,
+    SerializationError,
 )
 from pynenc_ray import InvocationStatus as S
 from pynenc_ray.testing import RedisServer
@@ -838,3 +839,22 @@ def test_random_resets_strand_nothing_and_run_nothing_twice(app, server, runner_
     twice = {k: n for k, n in runs(started).items() if n > 1}
     assert not twice, (seed, twice, runner.log()[-3000:])
     _one_success_each(invs)
+
+
+def test_an_argument_over_max_args_bytes_is_refused_at_submit_beside_a_running_runner(
+        app, server, runner_log, started):
+    """A call whose arguments are over max_args_bytes raises SerializationError
+    at submit, naming the task, the size and the setting; Redis stores nothing
+    of it (it does not grow by the payload), and the runner keeps serving."""
+    app.reconfigure(max_args_bytes=100_000)
+    runner = RunnerProcess(app, runner_log)
+    try:
+        assert logged("before", 0.0, str(started)).wait(60), runner.log()[-3000:]
+        used = server.client().info("memory")["used_memory"]
+        with pytest.raises(SerializationError, match=r"logged are \d+ bytes .*max_args_bytes"):
+            logged("x" * 5_000_000, 0.0, str(started))
+        assert server.client().info("memory")["used_memory"] < used + 1_000_000
+        assert logged("after", 0.0, str(started)).wait(60), runner.log()[-3000:]
+    finally:
+        runner.kill()
+    assert runs(started) == {"before": 1, "after": 1}
