@@ -378,18 +378,24 @@ def test_a_clean_stop_logs_no_error_and_its_count_matches_the_records(app, runne
     assert said == [len(rerouted)] and len(rerouted) >= 2, (said, log[-3000:])
 
 
+def _log_of_a_runner_that_exits(app, runner_log) -> str:
+    """Start a runner for ``app`` that must stop by itself, with an error exit
+    status, within 60 s; its log."""
+    runner = RunnerProcess(app, runner_log)
+    try:
+        assert runner.proc.wait(60) != 0
+    finally:
+        runner.kill()
+    return runner.log()
+
+
 def test_a_runner_with_a_wrong_password_stops_at_start_with_one_clear_error(app, runner_log):
     """The first heartbeat checks the connection: a refused password ends the
     runner before it says it takes work, with the one error naming it."""
     srv = RedisServer("--requirepass", "right").start()
     try:
         app.reconfigure(redis_url=srv.url.replace(":right@", ":wrong@"))
-        runner = RunnerProcess(app, runner_log)
-        try:
-            assert runner.proc.wait(60) != 0
-        finally:
-            runner.kill()
-        log = runner.log()
+        log = _log_of_a_runner_that_exits(app, runner_log)
         assert "credentials" in log and "is taking work" not in log, log[-3000:]
         assert "could not hand back" not in log and "heartbeat of runner" not in log, log[-3000:]
     finally:
@@ -634,12 +640,7 @@ def test_a_runner_without_a_needed_permission_stops_at_start_with_one_clear_erro
     rules = (["~*", "&*", "+@all", "-blmpop"] if missing == "blmpop"
              else ["~*", "resetchannels", "+@all"])
     _as_acl_user(server, app, *rules)
-    runner = RunnerProcess(app, runner_log)
-    try:
-        assert runner.proc.wait(60) != 0
-    finally:
-        runner.kill()
-    log = runner.log()
+    log = _log_of_a_runner_that_exits(app, runner_log)
     named = "'blmpop'" if missing == "blmpop" else "channels"
     assert "refuses what a runner needs" in log and named in log, log[-3000:]
     assert "is taking work" not in log, log[-3000:]
