@@ -27,6 +27,7 @@ from .errors import (
     PynencError,
     RayConnectionError,
     ResultTimeoutError,
+    RunnerFencedError,
     RunnerNotExecutableError,
     SerializationError,
     TaskDefinitionError,
@@ -61,8 +62,8 @@ __all__ = [
     "current_invocation", "CurrentInvocation", "check_cancelled", "InvocationCancelledError",
     "PynencError", "ConfigError", "TaskDefinitionError", "SerializationError",
     "PayloadSignatureError", "BackendError", "BackendUnavailableError",
-    "InvocationStatusTransitionError",
-    "InvocationOwnershipError", "RunnerNotExecutableError", "MemCompatibilityError",
+    "InvocationStatusTransitionError", "InvocationOwnershipError", "RunnerFencedError",
+    "RunnerNotExecutableError", "MemCompatibilityError",
     "TaskFailedError", "TaskTimeoutError", "CycleError", "InvocationNotFoundError",
     "CorruptRecordError", "RayConnectionError", "ResultTimeoutError", *_LAZY,
 ]

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONTRACT_ERRORS = [
     "ConfigError", "TaskDefinitionError", "SerializationError", "PayloadSignatureError",
     "BackendError", "BackendUnavailableError", "InvocationStatusTransitionError",
-    "InvocationOwnershipError",
+    "InvocationOwnershipError", "RunnerFencedError",
     "RunnerNotExecutableError", "MemCompatibilityError", "TaskFailedError", "TaskTimeoutError",
     "CycleError",
 ]
