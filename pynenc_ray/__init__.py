@@ -30,6 +30,7 @@ from .errors import (
     PynencError,
     RayConnectionError,
     ResultTimeoutError,
+    RunnerFencedError,
     RunnerNotExecutableError,
     SerializationError,
     TaskDefinitionError,
@@ -66,7 +67,8 @@ __all__ = [
     "PayloadSignatureError", "BackendError", "BackendUnavailableError", "NotReplicatedError",
     "BackendTransientError", "BackendPermissionError",
     "InvocationStatusTransitionError",
-    "InvocationOwnershipError", "RunnerNotExecutableError", "MemCompatibilityError",
+    "InvocationOwnershipError", "RunnerFencedError", "RunnerNotExecutableError",
+    "MemCompatibilityError",
     "TaskFailedError", "TaskTimeoutError", "CycleError", "InvocationNotFoundError",
     "CorruptRecordError", "RayConnectionError", "ResultTimeoutError", *_LAZY,
 ]

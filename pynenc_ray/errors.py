@@ -70,6 +70,12 @@ class InvocationOwnershipError(PynencError):
     """A runner tried to move an invocation that another runner owns."""
 
 
+class RunnerFencedError(PynencError):
+    """The backend refuses a runner that was declared gone: its parent found it
+    dead (or cut off), rerouted its work and replaces it. The runner's claims,
+    direct runs and heartbeats are refused from then on; a runner told so stops."""
+
+
 class RunnerNotExecutableError(PynencError):
     """DummyRunner/ExternalRunner only submit: they cannot execute invocations."""
 

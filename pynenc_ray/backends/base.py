@@ -29,9 +29,11 @@ from ..status import InvocationStatus
 from .records import Claimed, HistoryEntry, InvocationRecord, NewInvocation
 
 SERVE_DEFAULT = (DEFAULT_QUEUE,)
+FENCE_ALL = ("reroute_owned(fence=True) takes back everything the fenced owner holds: pass no "
+             "invocation_ids")
 
-__all__ = ["SERVE_DEFAULT", "Backend", "Claimed", "Coordination", "HistoryEntry", "Inspection",
-           "InvocationRecord", "NewInvocation", "Queue", "Results"]
+__all__ = ["FENCE_ALL", "SERVE_DEFAULT", "Backend", "Claimed", "Coordination", "HistoryEntry",
+           "Inspection", "InvocationRecord", "NewInvocation", "Queue", "Results"]
 
 
 class Queue(Protocol):
@@ -60,7 +62,8 @@ class Queue(Protocol):
         those statuses. With ``start`` (a runner that starts them at once) they are
         moved on to RUNNING in the same step. Returns [] when nothing came within
         ``timeout``. Whatever a backend tunes for its own round trips (Redis: the
-        linger, the hand-off; see ``backends.tuning``) it does behind this call."""
+        linger, the hand-off; see ``backends.tuning``) it does behind this call.
+        Raises RunnerFencedError when ``runner_id`` was fenced (``reroute_owned``)."""
 
     def finish(self, invocation_id: str, status: InvocationStatus, payload: bytes,
                runner_id: str, worker: str) -> bool:
@@ -103,15 +106,24 @@ class Queue(Protocol):
 
         Raises InvocationNotFoundError (a KeyError) when the id has no record,
         InvocationStatusTransitionError when the status table forbids the move,
-        and InvocationOwnershipError when another runner owns the invocation."""
+        InvocationOwnershipError when another runner owns the invocation, and
+        RunnerFencedError for a move to PENDING (taking it) by a fenced runner."""
 
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
-                      *, died: bool = False) -> list[str]:
+                      *, died: bool = False, fence: bool = False) -> list[str]:
         """Take back what ``owner`` holds (or just ``invocation_ids`` of it): REROUTED
         and re-queued. ``by`` is the runner doing it (recovery when it is not owner).
         ``died``: the worker holding them died, which counts toward ``max_reroutes``;
         a clean hand-back (shutdown, reconcile) does not. Returns the rerouted ids;
-        ids ``owner`` does not hold are left alone."""
+        ids ``owner`` does not hold are left alone.
+
+        ``fence``: ``owner`` is declared gone for good (a parent replaces a worker it
+        lost sight of, which may live on behind a partition): in the same step as
+        the reroute, ``owner`` is fenced for ``result_ttl_sec``. From then on its
+        ``claim``, its ``transition`` to PENDING and its ``heartbeat`` raise
+        RunnerFencedError, so it never takes work again, and since it owns nothing
+        any more its late final writes are dropped as any non-owner's are. A fence
+        takes back everything: with ``invocation_ids`` it raises ValueError."""
 
     def cancel(self, invocation_ids: Sequence[str], by: str, worker: str,
                error: bytes) -> list[bool]:
@@ -207,7 +219,9 @@ class Coordination(Protocol):
                   ) -> None:
         """Record that ``runner_id`` is alive, with a small JSON-able ``info``.
         ``dead_after_sec`` tells a shared backend how long a silence of every
-        runner must be to count as an outage (after which recovery waits)."""
+        runner must be to count as an outage (after which recovery waits).
+        Raises RunnerFencedError when ``runner_id`` was fenced (``reroute_owned``):
+        it is not listed again, and should stop."""
 
     def remove_runner(self, runner_id: str) -> None:
         """Forget a runner that stopped cleanly; one that still owns invocations

@@ -19,10 +19,18 @@ from typing import TYPE_CHECKING, Any, cast
 
 from typing_extensions import override
 
-from ..errors import InvocationNotFoundError
+from ..errors import InvocationNotFoundError, RunnerFencedError
 from ..queues import MAX_PRIORITY, PRIORITIES
 from ..status import CLAIMABLE, FINAL, OWNED, InvocationStatus, Verdict, check_transition
-from .base import SERVE_DEFAULT, Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
+from .base import (
+    FENCE_ALL,
+    SERVE_DEFAULT,
+    Backend,
+    Claimed,
+    HistoryEntry,
+    InvocationRecord,
+    NewInvocation,
+)
 
 if TYPE_CHECKING:
     from ..config import EffectiveConfig
@@ -67,6 +75,8 @@ class MemoryBackend(Backend):
         self._registered: dict[str, str] = {}
         self._leases: dict[str, tuple[str, float]] = {}  # name -> (holder, monotonic expiry)
         self._cron_marks: dict[str, float] = {}
+        # fenced runner -> (who fenced it, monotonic time the fence lapses): see reroute_owned
+        self._fenced: dict[str, tuple[str, float]] = {}
 
     # -- helpers (lock held) -------------------------------------------------------------
 
@@ -84,6 +94,16 @@ class MemoryBackend(Backend):
         if new in FINAL:
             self._final_log.append(rec.invocation_id)
             self._finals.notify_all()
+
+    def _refuse_fenced(self, runner_id: str, what: str) -> None:
+        """Raise RunnerFencedError if ``runner_id`` was fenced (and the fence holds)."""
+        fence = self._fenced.get(runner_id)
+        if fence is None:
+            return
+        if fence[1] <= time.monotonic():
+            del self._fenced[runner_id]
+            return
+        raise RunnerFencedError(fenced_message(runner_id, fence[0], what))
 
     def _push(self, invocation_id: str, front: bool = False) -> None:
         """Queue an id at the back (or front) of its queue's level (from its record)."""
@@ -150,8 +170,8 @@ class MemoryBackend(Backend):
         return min(max(self.ttl_sec / 10, 0.5), 600.0)
 
     def _prune(self) -> None:
-        """Drop finished records older than ttl_sec (lock held), and the final-log
-        entries before the first one still kept."""
+        """Drop finished records older than ttl_sec (lock held), the final-log
+        entries before the first one still kept, and lapsed fences."""
         self._next_prune = time.monotonic() + self._prune_every()
         cutoff = time.time() - self.ttl_sec
         old = [i for i, r in self._records.items()
@@ -161,6 +181,8 @@ class MemoryBackend(Backend):
             self._waits.pop(inv_id, None)
         if old:
             self._registered = {k: i for k, i in self._registered.items() if i in self._records}
+        now = time.monotonic()
+        self._fenced = {r: f for r, f in self._fenced.items() if f[1] > now}
         drop = 0
         while drop < len(self._final_log) and self._final_log[drop] not in self._records:
             drop += 1
@@ -206,7 +228,8 @@ class MemoryBackend(Backend):
         out: list[Claimed] = []
         first = next(self._turn) % len(queues)
         with self._lock:
-            while True:
+            while True:  # (a fence may come while it waits: checked after every wake-up)
+                self._refuse_fenced(runner_id, "claim work")
                 next_due = self._promote_due()
                 while len(out) < n:
                     inv_id = self._pop(queues, first)
@@ -263,6 +286,8 @@ class MemoryBackend(Backend):
                    worker: str, *, recovery: bool = False) -> bool:
         with self._lock:
             rec = self._record(invocation_id)
+            if new == S.PENDING:
+                self._refuse_fenced(runner_id, f"take invocation {invocation_id}")
             verdict = check_transition(invocation_id, rec.status, new, rec.owner, runner_id,
                                        recovery=recovery)
             if verdict is Verdict.DROP:
@@ -368,9 +393,13 @@ class MemoryBackend(Backend):
 
     @override
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
-                      *, died: bool = False) -> list[str]:
+                      *, died: bool = False, fence: bool = False) -> list[str]:
         worker = "died" if died else ("stop" if by == owner else "hand-back")
+        if fence and invocation_ids is not None:
+            raise ValueError(FENCE_ALL)
         with self._lock:
+            if fence:
+                self._fenced[owner] = (by, time.monotonic() + self.ttl_sec)
             held = self._owned.get(owner, set())
             ids = list(held if invocation_ids is None else held.intersection(invocation_ids))
             for inv_id in ids:
@@ -388,6 +417,7 @@ class MemoryBackend(Backend):
     def heartbeat(self, runner_id: str, info: dict[str, Any], dead_after_sec: float = 10.0,
                   ) -> None:
         with self._lock:
+            self._refuse_fenced(runner_id, "beat again")
             self._runners[runner_id] = {**info, "last_seen": time.time()}
 
     @override
@@ -527,6 +557,12 @@ class MemoryBackend(Backend):
     def missing(self, invocation_ids: Sequence[str]) -> list[str]:
         with self._lock:
             return [i for i in invocation_ids if i not in self._records]
+
+
+def fenced_message(runner_id: str, by: str, what: str) -> str:
+    """Why a fenced runner may not ``what``: the words of RunnerFencedError."""
+    return (f"runner {runner_id} was declared gone by runner {by}, which rerouted its work and "
+            f"replaces it; it may not {what}. It should stop: a replacement runs in its place")
 
 
 def _log_drop(invocation_id: str, rec: InvocationRecord, new: InvocationStatus, by: str) -> None:

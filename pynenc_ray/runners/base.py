@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..backends import patience
 from ..backends.tuning import CountsReconnects, LingeringClaims
 from ..cron import CronScheduler
-from ..errors import ConfigError
+from ..errors import ConfigError, RunnerFencedError
 from ..registry import RUNNERS
 from ..resolve import resolve
 from ..runner_config import RunnerConfig
@@ -191,6 +191,8 @@ class BaseRunner(abc.ABC):
             log.info("runner %s is taking work", self.runner_id)
             while not self._stop.is_set():
                 self._runner_loop_iteration()
+        except RunnerFencedError as exc:
+            self._fenced(exc)
         finally:
             self._stop.set()
             handed_back = False
@@ -387,11 +389,22 @@ class BaseRunner(abc.ABC):
                         if rerouted:
                             log.warning("runner %s rerouted %d invocations of dead runners",
                                         self.runner_id, len(rerouted))
+                except RunnerFencedError as exc:
+                    self._fenced(exc)
+                    return
                 except Exception:  # a backend hiccup must not kill the heartbeat
                     if self._stop.is_set():
                         return
                     log.exception("heartbeat of runner %s failed; retrying", self.runner_id)
                 self._stop.wait(self.conf.runner_heartbeat_interval_sec)
+
+    def _fenced(self, exc: RunnerFencedError) -> None:
+        """The backend refused this runner: its parent declared it gone (a Ray
+        actor cut off from its runner) and rerouted its work. Stop: whatever it
+        still runs is dropped when it finishes (a replacement runs it again)."""
+        if not self._stop.is_set():
+            log.warning("runner %s stops: %s", self.runner_id, exc)
+        self._stop.set()
 
     def _watch_cancelled(self) -> None:
         """With each heartbeat: tell ``on_cancelled`` which invocations this runner

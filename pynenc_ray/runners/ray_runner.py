@@ -358,9 +358,13 @@ class MultiThreadRunner(BaseRunner):
     def _forget(self, actor: _Actor, why: str, died: bool = False) -> None:
         """Drop an actor; whatever its ThreadRunner still owned (had not handed back
         itself) is rerouted now (a death counts toward max_reroutes, a retirement
-        does not)."""
+        does not). An actor declared dead is fenced in the same step: one that
+        lives on out of this runner's sight (its node cut off from the head but
+        not from Redis) has its claims and heartbeats refused from now on, and
+        stops itself, so its work runs only where it is rerouted to."""
         self.actors.pop(actor.name, None)
-        ids = self.app.backend.reroute_owned(actor.runner_id, self.runner_id, died=died)
+        ids = self.app.backend.reroute_owned(actor.runner_id, self.runner_id, died=died,
+                                             fence=died)
         self.app.backend.remove_runner(actor.runner_id)
         if ids:
             log.info("actor %s %s; rerouted here %d invocations it still owned", actor.name,

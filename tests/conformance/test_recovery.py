@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -179,3 +180,28 @@ def test_a_runner_that_still_owns_work_is_not_forgotten(app):
         wait_for(lambda: backend.recover_dead("live", 0.0) != [], 5)
     backend.remove_runner("leaving")
     assert "leaving" not in backend.runners()
+
+
+@pytest.mark.only(runners=["ThreadRunner"])
+def test_a_runner_its_parent_declared_gone_stops_and_its_late_result_is_dropped(app, caplog):
+    """As an actor cut off from its MultiThreadRunner but not from the backend:
+    the parent reroutes what the runner holds and fences it. The runner is
+    refused at its next beat or claim and stops itself; the task it was running
+    finishes there and its result is dropped; another runner runs it again."""
+    with caplog.at_level(logging.WARNING), running(app) as runner:
+        inv = tasks.sleep(1.0)
+        assert wait_for(lambda: inv.status == S.RUNNING, 10)
+        fenced = runner.runner_id
+        assert app.backend.reroute_owned(fenced, "parent", died=True, fence=True) \
+            == [inv.invocation_id]
+        assert wait_for(lambda: not runner.is_running, 10)
+    assert f"runner {fenced} stops: runner {fenced} was declared gone by runner parent" \
+        in caplog.text
+    assert wait_for(lambda: "dropped late SUCCESS" in caplog.text, 10)  # its body ended
+    assert inv.status == S.REROUTED
+    assert fenced not in app.backend.runners()
+    app.reconfigure()  # a new runner instance (new runner id) for the same app
+    with running(app) as second:
+        assert inv.result == 1.0
+    finals = [h for h in inv.history if h.status.is_final]
+    assert len(finals) == 1 and finals[0].runner_id == second.runner_id

@@ -7,7 +7,11 @@ import uuid
 
 import pytest
 
-from pynenc_ray import InvocationOwnershipError, InvocationStatusTransitionError
+from pynenc_ray import (
+    InvocationOwnershipError,
+    InvocationStatusTransitionError,
+    RunnerFencedError,
+)
 from pynenc_ray import InvocationStatus as S
 from pynenc_ray.backends.base import NewInvocation
 
@@ -153,3 +157,49 @@ def test_finish_and_claim_frees_the_running_key_before_it_claims(app):
     done, claimed = app.backend.finish_and_claim((first, S.SUCCESS, b"1", "w"), "A", "w", 1,
                                                  start=True)
     assert done is True and [x.invocation_id for x in claimed] == [second]
+
+
+def test_a_fenced_runner_takes_nothing_more_and_its_late_writes_are_dropped(app, caplog):
+    """A parent declares its worker A gone: A's work is rerouted and A fenced in
+    one step. A, cut off from its parent but not from the backend, may not claim,
+    take an invocation or beat again, and its late final write is dropped;
+    another runner takes the work as usual."""
+    first, second = _queued(app, 2)
+    app.backend.heartbeat("A", {"pid": 1})
+    app.backend.claim("A", "w", 1, 1.0, start=True)
+    assert app.backend.reroute_owned("A", "parent", died=True, fence=True) == [first]
+    with pytest.raises(RunnerFencedError, match="runner A was declared gone by runner parent"):
+        app.backend.claim("A", "w", 5, 0.2, start=True)
+    with pytest.raises(RunnerFencedError, match="may not claim work"):
+        app.backend.claim("A", "w", 5, 0)
+    with pytest.raises(RunnerFencedError):
+        app.backend.finish_and_claim((first, S.SUCCESS, b"1", "w"), "A", "w", 1, start=True)
+    with pytest.raises(RunnerFencedError, match=f"may not take invocation {second}"):
+        app.backend.transition(second, S.PENDING, "A", "w")
+    with pytest.raises(RunnerFencedError, match="may not beat again"):
+        app.backend.heartbeat("A", {"pid": 1})
+    with caplog.at_level(logging.WARNING):
+        assert app.backend.finish(first, S.SUCCESS, b"late", "A", "w") is False
+    assert "dropped late SUCCESS" in caplog.text
+    assert app.backend.owned_by("A") == set()
+    assert app.backend.status(first) == S.REROUTED and app.backend.status(second) == S.REGISTERED
+    claimed = app.backend.claim("B", "w", 5, 1.0, start=True)
+    assert {c.invocation_id: c.deaths for c in claimed} == {first: 1, second: 0}
+    assert app.backend.finish(first, S.SUCCESS, b"2", "B", "w") is True
+    assert app.backend.final_results([first])[first] == (S.SUCCESS, b"2")
+    assert [h.status for h in app.backend.history(first)].count(S.SUCCESS) == 1
+
+
+def test_only_a_fence_fences_and_it_takes_back_all_the_owner_holds(app):
+    """A reroute without ``fence`` (a clean hand-back, recovery of a silent
+    runner) leaves the owner free to claim again; a fence of some ids only is
+    refused, with nothing done."""
+    [first] = _queued(app, 1)
+    app.backend.claim("A", "w", 1, 1.0, start=True)
+    assert app.backend.reroute_owned("A", "parent", died=True) == [first]
+    app.backend.heartbeat("A", {"pid": 1})
+    assert [c.invocation_id for c in app.backend.claim("A", "w", 1, 1.0)] == [first]
+    with pytest.raises(ValueError, match="pass no invocation_ids"):
+        app.backend.reroute_owned("A", "parent", [first], fence=True)
+    assert app.backend.owned_by("A") == {first}
+    assert app.backend.status(first) == S.PENDING

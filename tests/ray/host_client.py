@@ -16,7 +16,8 @@ from typing import Any
 
 from tests.ray import host_tasks
 
-TASKS: dict[str, Any] = {"where": host_tasks.where, "logged": host_tasks.logged}
+TASKS: dict[str, Any] = {"where": host_tasks.where, "logged": host_tasks.logged,
+                         "tracked": host_tasks.tracked}
 
 
 def submit(task: str, items: list[Any]) -> list[str]:

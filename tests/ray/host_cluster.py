@@ -121,10 +121,15 @@ class RayHosts:
                         "--include-dashboard=false", '--resources={"host_head": 1}')
         self.timings["head"] = time.monotonic() - t0
         for name in self.workers:
-            self._ray_start(self.cluster[name], f"--address={self.ray_address}", "--num-cpus=1",
-                            f'--resources={{"host_{name}": 1}}')
+            self.add_worker(name)
         self.timings["workers"] = time.monotonic() - t0
         return self
+
+    def add_worker(self, name: str, cpus: int = 1) -> None:
+        """Start a Ray worker node on host ``name`` joining the head, with ``cpus``
+        CPUs and the resource ``host_<name>``; raises RuntimeError when it fails."""
+        self._ray_start(self.cluster[name], f"--address={self.ray_address}", f"--num-cpus={cpus}",
+                        f'--resources={{"host_{name}": 1}}')
 
     def _start_redis(self, host: Host) -> None:
         proc = host.popen(["redis-server", "--port", str(REDIS_PORT), "--bind", host.ip,
@@ -174,11 +179,14 @@ class RayHosts:
             self.runner.kill()
             return None
 
-    def producer(self, app_id: str) -> Producer:
-        """A producer of ``app_id`` on the client host."""
+    def producer(self, app_id: str, **settings: Any) -> Producer:
+        """A producer of ``app_id`` on the client host; ``settings`` are app
+        settings for it alone (``redis_retry_timeout_sec=6``: PYNENC__<NAME>)."""
+        env = {**self.app_env(app_id),
+               **{f"PYNENC__{k.upper()}": str(v) for k, v in settings.items()}}
         proc = self.cluster["client"].popen(
             [sys.executable, "-m", "tests.ray.host_client"], log="client",
-            env=self.app_env(app_id), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         return Producer(proc)
 
     def logs(self) -> str:

@@ -33,6 +33,22 @@ def where(sec: float) -> dict[str, object]:
             "runner_id": me.runner_id if me else None, "worker": me.worker if me else None}
 
 
+def _note(path: str, event: str, key: str) -> None:
+    with open(path, "a") as f:
+        f.write(f"{event} {key} {socket.gethostname()} {os.getpid()} {time.time():.3f}\n")
+
+
+@app.task
+def tracked(key: str, sec: float, path: str) -> str:
+    """As ``logged``, with times: "start <key> <host> <pid> <epoch>" before the
+    work and "end ..." after it, so a run cut short, or one that ended where its
+    result was no longer wanted, shows; returns the host that ran it."""
+    _note(path, "start", key)
+    time.sleep(sec)
+    _note(path, "end", key)
+    return socket.gethostname()
+
+
 @app.task
 def logged(key: str, sec: float, path: str) -> str:
     """Append "<key> <host> <pid>" to ``path`` (a file every host sees, outside

@@ -2,10 +2,14 @@
 ``runner_cls = "tests.unit.actor_faults:CrashableMultiThreadRunner"``.
 
 A crashed actor's ThreadRunner stops without handing anything back, leaving its
-owned work and last heartbeat for the parent to find, as a dead actor would.
+owned work and last heartbeat for the parent to find, as a dead actor would. A
+vanished actor runs on, but its parent hears from it no more, as one cut off
+from its runner and not from the backend (a split brain).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from local_runners.thread_runner import ThreadRunner
 from pynenc_ray.runners.actor_host import ActorHost
@@ -35,6 +39,18 @@ class CrashableHost(ActorHost):
         once its thread has ended (or ``timeout``). Raises nothing."""
         self.runner.crashed = True
         self.stop(timeout)
+
+    vanished = False
+
+    def vanish(self) -> None:
+        """From now on the parent hears that this actor stopped, while its
+        ThreadRunner runs on and still reaches the backend. Raises nothing."""
+        self.vanished = True
+
+    def stats(self) -> dict[str, Any]:
+        """As an actor's, but "not running" once it vanished."""
+        report = super().stats()
+        return {**report, "running": False} if self.vanished else report
 
 
 class CrashableMultiThreadRunner(MultiThreadRunner):

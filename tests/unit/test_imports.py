@@ -16,7 +16,7 @@ CONTRACT_ERRORS = [
     "ConfigError", "TaskDefinitionError", "SerializationError", "PayloadSignatureError",
     "BackendError", "BackendUnavailableError", "BackendTransientError", "BackendPermissionError",
     "InvocationStatusTransitionError",
-    "InvocationOwnershipError",
+    "InvocationOwnershipError", "RunnerFencedError",
     "RunnerNotExecutableError", "MemCompatibilityError", "TaskFailedError", "TaskTimeoutError",
     "CycleError",
 ]

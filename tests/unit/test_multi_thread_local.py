@@ -3,6 +3,8 @@ memory backend. Scaling, retirement and rerouting, fast."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from pynenc_ray import InvocationStatus as S
@@ -76,6 +78,34 @@ def test_dead_actor_is_rerouted_at_once_and_replaced(app):
         assert inv.result == 0.5
     assert [h.status for h in inv.history if h.status.is_final] == [S.SUCCESS]
     assert app.backend.get(inv.invocation_id).deaths == 1  # rerouted as a death
+
+
+def test_an_actor_its_runner_lost_sight_of_is_fenced_stops_and_its_late_result_drops(app, caplog):
+    """A split brain in miniature: the parent no longer hears from an actor that
+    still reaches the backend. It declares the actor dead, reroutes its work (a
+    death) and fences it in one step, and starts a replacement; the actor is
+    refused at its next beat and stops, the body it was running ends there and
+    its result is dropped, and the replacement's run is the one final status."""
+    app.reconfigure(runner_cls="tests.unit.actor_faults:CrashableMultiThreadRunner",
+                    runner={"runner_dead_after_sec": 60})
+    with caplog.at_level(logging.WARNING), running(app) as runner:
+        inv = tasks.sleep(0.5)
+        assert wait_for(lambda: inv.status == S.RUNNING, 5)
+        [actor] = runner.actors.values()
+        actor.host.vanish()
+        assert wait_for(lambda: len(runner.actors) == 1 and actor.name not in runner.actors, 5)
+        assert wait_for(lambda: not actor.host.runner.is_running, 5)  # it stopped itself
+        assert inv.result == 0.5
+        assert wait_for(lambda: f"from runner {actor.runner_id}" in caplog.text, 5)
+    assert f"runner {actor.runner_id} stops: runner {actor.runner_id} was declared gone" \
+        in caplog.text
+    assert f"dropped late SUCCESS of invocation {inv.invocation_id} from runner " \
+        f"{actor.runner_id}" in caplog.text
+    hist = inv.history
+    ran = [h.runner_id for h in hist if h.status == S.RUNNING]
+    assert ran[0] == actor.runner_id and len(ran) == 2 and ran[1] != actor.runner_id
+    assert [h.runner_id for h in hist if h.status.is_final] == [ran[1]]
+    assert app.backend.get(inv.invocation_id).deaths == 1
 
 
 def test_one_thread_per_actor_completes_tasks_that_await_subtasks(app):

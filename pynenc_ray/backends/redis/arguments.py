@@ -197,7 +197,7 @@ SIGNATURES = {s.name: s for s in (
     Signature("finish_claim", (*CLAIM, "id", "status", "payload", "ran_on"), tail="queues"),
     Signature("take_handoffs", ("runner",), tail="items"),
     Signature("retry", ("id", "runner", "worker", num("delay"), flag("push"))),
-    Signature("reroute", ("owner", "by", "worker", flag("died")), tail="ids"),
+    Signature("reroute", ("owner", "by", "worker", flag("died"), flag("fence")), tail="ids"),
     Signature("heartbeat", ("runner", "info", num("dead_after"))),
     Signature("recover", ("checker", num("dead_after"), num("lease_ms"))),
     Signature("forget", ("runner",)),

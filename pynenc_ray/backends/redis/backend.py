@@ -41,13 +41,22 @@ from ...errors import (
     InvocationStatusTransitionError,
     NotReplicatedError,
     PynencError,
+    RunnerFencedError,
 )
 from ...queues import MAX_PRIORITY, check_priority, check_queue, queue_name_error
 from ...redis_url import mask_url
 from ...serializer import error_to_payload
 from ...status import FINAL, OWNED, InvocationStatus
 from .. import patience
-from ..base import SERVE_DEFAULT, Backend, Claimed, HistoryEntry, InvocationRecord, NewInvocation
+from ..base import (
+    FENCE_ALL,
+    SERVE_DEFAULT,
+    Backend,
+    Claimed,
+    HistoryEntry,
+    InvocationRecord,
+    NewInvocation,
+)
 from . import connect, replies
 from .arguments import CALL, Call, Finish
 from .entry_points import LuaEntryPoints
@@ -365,7 +374,8 @@ class RedisBackend(Backend):
         msg = str(exc)
         for tag, cls in (("PYNENC_OWNERSHIP ", InvocationOwnershipError),
                          ("PYNENC_TRANSITION ", InvocationStatusTransitionError),
-                         ("PYNENC_MISSING ", InvocationNotFoundError)):
+                         ("PYNENC_MISSING ", InvocationNotFoundError),
+                         ("PYNENC_FENCED ", RunnerFencedError)):
             if msg.startswith(tag):
                 return cls(msg[len(tag):])
         if replies.configuration(exc):
@@ -807,13 +817,15 @@ class RedisBackend(Backend):
 
     @override
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
-                      *, died: bool = False) -> list[str]:
+                      *, died: bool = False, fence: bool = False) -> list[str]:
         worker = "died" if died else ("stop" if by == owner else "hand-back")
         ids = list(invocation_ids) if invocation_ids is not None else []
+        if fence and invocation_ids is not None:
+            raise ValueError(FENCE_ALL)
         if invocation_ids is not None and not ids:
             return []
         res = self._script(CALL.reroute(self.ttl, owner=owner, by=by, worker=worker, died=died,
-                                        ids=ids))
+                                        fence=fence, ids=ids))
         return [r.decode() for r in res]
 
     @override

@@ -6,7 +6,10 @@
 -- Arguments: the claim step's (runner, worker, n, start, promote, handoff), the
 -- finished invocation's id, status, payload and the worker it ran on (ran_on),
 -- then the served queues.
--- Returns {'OK' or 'DROP', the claim's flat list (as claim.lua's)}.
+-- Returns {'OK' or 'DROP', the claim's flat list (as claim.lua's)}; a fenced
+-- runner (see fence in transitions.lua) gets PYNENC_FENCED, its finish unwritten
+-- (it would be dropped: the runner owns nothing any more).
+refuse_fenced(A.runner, 'claim work')
 local finished = finish_step(A.runner,
   {{id = A.id, status = A.status, payload = A.payload, worker = A.ran_on}})
 local claimed = claim_step(A)

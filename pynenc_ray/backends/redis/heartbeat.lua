@@ -4,7 +4,10 @@
 -- (Redis was down or frozen, or the network cut everyone off), nobody could
 -- beat, so recovery waits one dead_after (key 'grace') for the live runners to
 -- beat again before judging any dead.
+-- A fenced runner (see fence in transitions.lua) is not listed again: its beat
+-- raises PYNENC_FENCED, which tells it to stop.
 -- Returns the server time of the beat.
+refuse_fenced(A.runner, 'beat again')
 local now = clock()
 local dead_after = A.dead_after
 local last = tonumber(redis.call('GET', P .. 'lastbeat') or '0')

@@ -44,6 +44,9 @@
 --   cron             HASH  task id -> the last due time its cron schedule fired
 --                          (written by the cron leader, not by these scripts)
 --   owned:<run>      SET   ids a runner owns (PENDING, RUNNING, PAUSED)
+--   fenced:<run>     STRING  the runner that declared runner <run> gone and
+--                          rerouted its work (a fence, see transitions.lua), with
+--                          a TTL of result_ttl_sec
 --   idle:<q>         ZSET  runners waiting for a hand-off from queue <q>, each scored
 --                          by the server time until which its registration holds
 --   idlers           HASH  runner -> "<queue>\t<worker>" of its hand-off registration

@@ -1,9 +1,12 @@
 -- reroute: take back what `owner` holds (all of it, or the ids given) and
 -- queue it again; `by` is the owner itself (shutdown) or another runner (a
 -- parent whose worker died, recovery), `worker` the label its history entry
--- names. With died each counts a death (toward max_reroutes).
+-- names. With died each counts a death (toward max_reroutes). With fence the
+-- owner is declared gone: fenced first, in this same step (see fence in
+-- transitions.lua), so it takes nothing more once its work is rerouted.
 -- Returns the rerouted ids.
 local owner, by = A.owner, A.by
+if A.fence then fence(owner, by) end
 local ids = A.ids
 if #ids == 0 then  -- all of it: the owner is leaving, so first nothing more is handed to it
   withdraw(owner)

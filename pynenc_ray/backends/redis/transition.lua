@@ -4,6 +4,8 @@
 -- Returns 'OK', 'DROP' (a late final write, or a corrupt record, which is
 -- failed in place), or an error reply from check().
 local id, new, runner, worker = A.id, A.new, A.runner, A.worker
+-- taking it (a direct run) is refused to a fenced runner (see fence in transitions.lua)
+if new == 'PENDING' then refuse_fenced(runner, 'take invocation ' .. id) end
 local rec, why = read(id, READS.plain)
 if not rec then
   if not why then return redis.error_reply('PYNENC_MISSING invocation ' .. id .. ' is not stored') end

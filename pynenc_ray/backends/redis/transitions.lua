@@ -1,7 +1,8 @@
 -- Status changes: the transition rule (check), moving a record through
 -- statuses with its history (move), knowing a write sent again was applied
--- already (applied_last), and taking an owned invocation back to its queue
--- (reroute).
+-- already (applied_last), taking an owned invocation back to its queue
+-- (reroute), and the fence that keeps a runner declared gone from taking work
+-- again (fence, refuse_fenced).
 
 -- The rule of status.check_transition. Returns 'APPLY' or 'DROP', or raises
 -- an error reply ("PYNENC_TRANSITION ..." / "PYNENC_OWNERSHIP ...") before any write.
@@ -81,4 +82,27 @@ local function reroute(id, from, by, worker, recovery, died)
     died and 'deaths' or nil, died and tonumber(rec.deaths or 0) + 1 or nil)
   queue_ids(rec.queue or DEFAULT_QUEUE, rec.prio or DEFAULT_PRIORITY, {id})
   return true
+end
+
+-- The fence. A parent that declares one of its workers gone (a Ray actor that
+-- stopped answering) reroutes what the worker owned and starts a replacement;
+-- but a worker cut off from its parent and not from Redis (a split brain) lives
+-- on. In the same step as that reroute, fence() marks the worker's runner id
+-- for the record lifetime, and from then on its claims, its direct runs (a move
+-- to PENDING) and its heartbeats are refused (refuse_fenced): it never takes
+-- work again, and is told to stop. It owns nothing after that step and cannot
+-- own anything again, so check() drops its late final writes as any
+-- non-owner's: finishes need no fence check of their own.
+local function fence(runner, by)
+  redis.call('SET', P .. 'fenced:' .. runner, by, 'EX', TTL)
+end
+
+-- Raise, before anything is written, if runner was fenced: it may not `what`.
+local function refuse_fenced(runner, what)
+  local by = redis.call('GET', P .. 'fenced:' .. runner)
+  if by then
+    error({err = 'PYNENC_FENCED runner ' .. runner .. ' was declared gone by runner ' .. by ..
+      ', which rerouted its work and replaces it; it may not ' .. what ..
+      '. It should stop: a replacement runs in its place'})
+  end
 end
