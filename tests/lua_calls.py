@@ -51,10 +51,14 @@ class Commands(list):
 
 
 @contextlib.contextmanager
-def monitored(client: redis.Redis, timeout: float = 30.0) -> Iterator[Commands]:
+def monitored(client: redis.Redis, timeout: float = 30.0,
+              app_id: str | None = None) -> Iterator[Commands]:
     """Record, with MONITOR, what every client sends to ``client``'s server while
     the block runs; the list is complete when the block has ended. Commands that
-    scripts run inside Redis are not listed, only the calls themselves."""
+    scripts run inside Redis are not listed, only the calls themselves. With
+    ``app_id``, only commands naming that app's keys are kept: a server shared
+    by a session's tests also hears runners of other apps (a worker that an
+    earlier test left stopping, say), whose calls are not this test's."""
     seen = Commands()
     names = _entry_points()
     token = f"pynenc-test-monitor-end-{uuid.uuid4().hex}"
@@ -70,6 +74,8 @@ def monitored(client: redis.Redis, timeout: float = 30.0) -> Iterator[Commands]:
             name, first = words[0].upper(), (words[1] if len(words) > 1 else "")
             if name == "ECHO" and first == token:
                 return
+            if app_id is not None and f"{{{app_id}}}" not in cmd["command"]:
+                continue
             seen.append((name, names.get(first, first) if name in ("FCALL", "EVALSHA")
                          else first))
 

@@ -119,7 +119,7 @@ def test_pool_worker_stores_each_result_with_its_next_claim(pool_app, redis_url)
     group = tasks.add.parallelize([(i, i) for i in range(n)])  # queued before any worker
     client = redis.Redis.from_url(redis_url)
     try:
-        with monitored(client) as seen, running(pool_app):
+        with monitored(client, app_id=pool_app.app_id) as seen, running(pool_app):
             assert list(group.results) == [2 * i for i in range(n)]
     finally:
         client.close()
@@ -150,7 +150,7 @@ def test_an_idle_pool_worker_is_handed_each_submit_without_a_claim_step(pool_app
         with running(pool_app):
             assert tasks.add(0, 0).result == 0  # the worker is up and has registered
             invs = []
-            with monitored(client) as seen:
+            with monitored(client, app_id=pool_app.app_id) as seen:
                 for i in range(n):
                     invs.append(tasks.add(i, i))
                     assert invs[-1].result == 2 * i

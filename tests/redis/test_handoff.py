@@ -42,7 +42,7 @@ def test_a_submit_is_claimed_for_the_waiting_worker(app):
     assert [h.runner_id for h in history[1:]] == ["r1", "r1"]
     assert backend.owned_by("r1") == {inv.invocation_id}
     assert backend.queue_depth() == 0
-    with monitored(client) as sent:
+    with monitored(client, app_id=app.app_id) as sent:
         [c] = backend.claim("r1", "w1", 1, 1.0, start=True)
     # woken by the inbox, taken as its record backs it: no claim step
     assert sent.scripts() == ["take_handoffs"]

@@ -178,7 +178,7 @@ def test_idle_runner_blocks_instead_of_polling(app, pynenc_redis):
         assert wait_for(lambda: any(c.get("cmd") == "blmpop" and "b" in c.get("flags", "")
                                     for c in client.client_list()), 10)
         t0 = time.monotonic()
-        with monitored(client) as seen:
+        with monitored(client, app_id=app.app_id) as seen:
             time.sleep(1.0)
         window = time.monotonic() - t0  # at least as long as what MONITOR saw
     pops = seen.named("BLMPOP")
