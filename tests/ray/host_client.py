@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -27,11 +28,15 @@ def submit(task: str, items: list[Any]) -> list[str]:
 
 
 def describe(ids: list[str]) -> list[dict[str, Any]]:
-    """Status, result (when SUCCESS), deaths and history of each invocation."""
+    """Status, result (when SUCCESS), deaths and history of each invocation;
+    status "MISSING" for one Redis does not hold (lost in a failover)."""
     out = []
     for inv_id in ids:
         inv = host_tasks.app.get_invocation(inv_id)
         rec = host_tasks.app.backend.get(inv_id)
+        if rec is None:
+            out.append({"id": inv_id, "status": "MISSING", "deaths": None, "history": []})
+            continue
         item: dict[str, Any] = {"id": inv_id, "status": inv.status.value,
                                 "deaths": rec.deaths if rec else None,
                                 "history": [[h.status.value, h.runner_id, h.worker, h.timestamp]
@@ -60,9 +65,56 @@ def runners() -> dict[str, Any]:
     return host_tasks.app.backend.runners()
 
 
+class Feed:
+    """Load that goes on while the test does other things: a thread submitting
+    one ``task`` call every ``every`` seconds, keyed ``<prefix><n>``, and
+    recording each submit that was acknowledged (key, id, when) and each that
+    raised (key, error, when)."""
+
+    def __init__(self) -> None:
+        self.acked: list[list[Any]] = []
+        self.refused: list[list[Any]] = []
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self, task: str, prefix: str, args: list[Any], every: float) -> bool:
+        self.stopping.clear()
+        self.acked, self.refused = [], []
+        self.thread = threading.Thread(target=self._run, args=(task, prefix, args, every),
+                                       daemon=True, name="feed")
+        self.thread.start()
+        return True
+
+    def _run(self, task: str, prefix: str, args: list[Any], every: float) -> None:
+        n = 0
+        while not self.stopping.is_set():
+            key = f"{prefix}{n}"
+            n += 1
+            try:
+                inv = TASKS[task](key, *args)
+                self.acked.append([key, inv.invocation_id, time.time()])
+            except Exception as exc:
+                self.refused.append([key, f"{type(exc).__name__}: {exc}", time.time()])
+            self.stopping.wait(every)
+
+    def report(self) -> dict[str, Any]:
+        """What the feed did so far."""
+        return {"acked": list(self.acked), "refused": list(self.refused)}
+
+    def stop(self) -> dict[str, Any]:
+        """Stop submitting (after the submit in progress); what the feed did."""
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(120)
+        return self.report()
+
+
+FEED = Feed()
+
 CALLS: dict[str, Callable[..., Any]] = {
     "submit": submit, "wait": wait, "describe": describe, "statuses": statuses,
     "runners": runners, "time": time.time,
+    "feed_start": FEED.start, "feed_report": FEED.report, "feed_stop": FEED.stop,
 }
 
 

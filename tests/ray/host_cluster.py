@@ -158,10 +158,13 @@ class RayHosts:
                 value, str) else value)
         return env
 
-    def start_runner(self, app_id: str, **runner_fields: Any) -> HostProcess:
+    def start_runner(self, app_id: str, settings: dict[str, Any] | None = None,
+                     **runner_fields: Any) -> HostProcess:
         """``pynenc-ray --app tests.ray.host_tasks:app runner start`` on the head,
-        a MultiThreadRunner joining the Ray cluster; its log is head/runner.log."""
+        a MultiThreadRunner joining the Ray cluster, with app ``settings``
+        (PYNENC__<NAME>) and ``runner_fields``; its log is head/runner.log."""
         env = self.app_env(app_id, ray_address=self.ray_address, **runner_fields)
+        env.update({f"PYNENC__{k.upper()}": str(v) for k, v in (settings or {}).items()})
         env["PYNENC__RUNNER_CLS"] = "MultiThreadRunner"
         self.runner = self.cluster["head"].popen(
             [sys.executable, "-m", "pynenc_ray", "--app", APP_PATH, "runner", "start"],
