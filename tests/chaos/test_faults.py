@@ -741,6 +741,54 @@ def _lossy_runner(app, proxy: LossyProxy, runner_log) -> RunnerProcess:
     return RunnerProcess(app, runner_log, extra_env={"PYNENC__REDIS_URL": proxy.url})
 
 
+# Tasks fed at once, every 20 ms. One at a time leaves a ThreadRunner (and an actor)
+# slots to spare, so its loop never stops claiming; a PersistentProcessRunner's
+# idle workers take single tasks as hand-offs, not by a claim, so its claims carry
+# work only when some queue up.
+FEED_BATCH = {"PersistentProcessRunner": 4}
+
+
+class _Feeder:
+    """Submits 10 ms ``logged`` tasks every 20 ms (FEED_BATCH at once) while fewer
+    than ten are queued, so the runner claims all along, until stopped or
+    ``total`` were submitted. ``invs`` in order, ``keys``: id -> the key it logs."""
+
+    def __init__(self, app, started, total: int | None = None):
+        self.app, self.started, self.total = app, started, total
+        self.invs: list = []
+        self.keys: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._feed, daemon=True)
+
+    def __enter__(self) -> _Feeder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def all_in(self, timeout: float) -> bool:
+        """Wait until ``total`` were submitted."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _feed(self) -> None:
+        batch = FEED_BATCH.get(self.app.config.runner_cls, 1)
+        while not self._stop.wait(0.02):
+            n = len(self.invs)
+            if self.total is not None and n >= self.total:
+                return
+            if self.app.backend.queue_depth() >= 10:
+                continue
+            last = n + batch if self.total is None else min(self.total, n + batch)
+            group = logged.parallelize([(f"k{i}", 0.01, str(self.started))
+                                        for i in range(n, last)])
+            for i, inv in enumerate(group, n):
+                self.keys[inv.invocation_id] = f"k{i}"
+                self.invs.append(inv)
+
+
 def _handed_back(inv) -> float | None:
     """When ``inv`` left the runner that claimed it (its first REROUTED or final
     entry, server time), or None while it has not."""
@@ -757,38 +805,26 @@ def test_a_lost_claim_reply_is_handed_back_while_claims_go_on(app, server, runne
     twice."""
     proxy = LossyProxy(server.port, lose=3, markers=claim_markers(), gap_sec=2.0).start()
     runner = _lossy_runner(app, proxy, runner_log)
-    invs: list = []
-    stop = threading.Event()
-
-    def feed() -> None:  # five tasks every 0.1 s, unless they queue up: claims never stop
-        n = 0
-        while not stop.wait(0.1):
-            if app.backend.queue_depth() < 10:
-                invs.extend(logged.parallelize([(f"k{i}", 0.01, str(started))
-                                                for i in range(n, n + 5)]))
-                n += 5
-
-    feeder = threading.Thread(target=feed, daemon=True)
     try:
-        feeder.start()
-        assert wait_for(lambda: len(proxy.lost) == 3, 90), runner.log()[-3000:]
-        last_loss = proxy.lost[-1][0]
-        lost = {i.invocation_id: t for t, reply in proxy.lost for i in list(invs)
-                if i.invocation_id.encode() in reply}
-        assert len(lost) >= 3, proxy.lost
-        by_id = {i.invocation_id: i for i in invs}
+        with _Feeder(app, started) as feeder:
+            assert wait_for(lambda: len(proxy.lost) == 3, 90), runner.log()[-3000:]
+            last_loss = proxy.lost[-1][0]
+            invs = list(feeder.invs)
+            lost = {i.invocation_id: t for t, reply in proxy.lost for i in invs
+                    if i.invocation_id.encode() in reply}
+            assert len(lost) >= 3, proxy.lost
+            by_id = {i.invocation_id: i for i in invs}
 
-        def stranded() -> dict[str, str]:
-            return {i[:8]: by_id[i].status.value for i in lost if _handed_back(by_id[i]) is None}
-        # work keeps arriving all along: no quiet moment to wait for
-        assert wait_for(lambda: not stranded(), last_loss + STRANDED_AFTER - time.time(), 0.1), (
-            "lost claims not handed back", stranded(), runner.log()[-3000:])
-        stop.set()
-        feeder.join(30)
+            def stranded() -> dict[str, str]:
+                return {i[:8]: by_id[i].status.value for i in lost
+                        if _handed_back(by_id[i]) is None}
+            # work keeps arriving all along: no quiet moment to wait for
+            assert wait_for(lambda: not stranded(), last_loss + STRANDED_AFTER - time.time(),
+                            0.1), ("lost claims not handed back", stranded(), runner.log()[-3000:])
+        invs = feeder.invs
         assert all(inv.wait(60) for inv in invs), (runner.log()[-3000:], _where(app, invs))
         assert runner.proc.poll() is None, "the runner died"
     finally:
-        stop.set()
         runner.kill()
         proxy.stop()
     took = {i[:8]: round(_handed_back(by_id[i]) - t, 1) for i, t in lost.items()}
@@ -810,7 +846,8 @@ RESET_TASKS = {"ProcessRunner": 150}  # a process per invocation; the others tak
 
 def test_random_resets_strand_nothing_and_run_nothing_twice(app, server, runner_log, started):
     """Connections between the runner (all its processes) and Redis cut at random
-    (0.8 % of the chunks either way): every invocation ends SUCCESS once, none
+    (0.8 % of the chunks either way) while work arrives as it is taken (so the
+    runner claims all along): every invocation ends SUCCESS once, none
     stays PENDING or RUNNING without running for longer than
     runner_dead_after_sec + 5 s under the live runner, and no body runs twice."""
     seed = int(time.time())
@@ -819,24 +856,17 @@ def test_random_resets_strand_nothing_and_run_nothing_twice(app, server, runner_
     runner = _lossy_runner(app, proxy, runner_log)
     try:
         assert wait_for(lambda: app.backend.runners(), 60), runner.log()[-3000:]
-        invs: list = []
-        keys: dict[str, str] = {}  # watched as they are submitted
-        with _Watch(app, keys, started) as watch:
-            for start in range(0, n, 5):  # a few at a time: the runner claims all along
-                group = logged.parallelize([(f"k{i}", 0.01, str(started))
-                                            for i in range(start, min(n, start + 5))])
-                for i, inv in enumerate(group, start):
-                    keys[inv.invocation_id] = f"k{i}"
-                    invs.append(inv)
-                time.sleep(0.05)  # the pace of the work arriving, not a wait for anything
-            assert all(inv.wait(180) for inv in invs), (seed, runner.log()[-3000:],
-                                                         _where(app, invs))
+        with _Feeder(app, started, total=n) as feeder, _Watch(app, feeder.keys, started) as watch:
+            assert feeder.all_in(120), runner.log()[-3000:]
+            invs = feeder.invs
+            done = all(inv.wait(90) for inv in invs)
+        assert not watch.stranded(), (seed, watch.stranded(), runner.log()[-3000:])
+        assert done, (seed, runner.log()[-3000:], _where(app, invs))
         assert runner.proc.poll() is None, "the runner died"
     finally:
         runner.kill()
         proxy.stop()
     assert proxy.resets > 0
-    assert not watch.stranded(), (seed, watch.stranded(), runner.log()[-3000:])
     twice = {k: n for k, n in runs(started).items() if n > 1}
     assert not twice, (seed, twice, runner.log()[-3000:])
     _one_success_each(invs)
