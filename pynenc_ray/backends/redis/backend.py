@@ -13,7 +13,6 @@ faults, and error replies that pass (out of memory, a read-only replica, ...:
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import json
 import logging
@@ -435,9 +434,9 @@ class RedisBackend(Backend):
             a for a in self._call(commands, "check the commands a runner sends")
             if isinstance(a, Exception)]
         refused.append(self._call(waits, "check the commands a runner sends"))
-        with contextlib.suppress(BackendPermissionError):  # listed with the rest below
-            self.listener.start()
-        refused.append(self.listener.refusal())
+        # the subscription a wait for a result needs, checked without starting the
+        # listener: a runner that never waits would hear and parse every final
+        refused.append(self._call(self.listener.check_subscribe, "check the result subscription"))
         said = list(dict.fromkeys(mask_url(replies.text(e)) for e in refused if e is not None))
         if said:
             raise BackendPermissionError(

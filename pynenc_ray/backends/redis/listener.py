@@ -221,6 +221,34 @@ class ResultListener:
         if refused is not None and not patience.waits_for_permission():
             raise self.refusal_error(refused, "subscribe to results")
 
+    def check_subscribe(self) -> Exception | None:
+        """Whether this user may subscribe to the channel: one SUBSCRIBE on a
+        connection of its own, closed at once. The error that refused it
+        (credentials or permission), or None; an outage or a transient reply
+        raises, for the caller's retry. A runner checks this as it starts
+        without starting the listener itself: a runner that never waits for a
+        result would otherwise hear, and parse, every final of the app."""
+        pubsub = self.client.pubsub()
+        try:
+            pubsub.subscribe(self.channel)
+            deadline = time.monotonic() + self.start_timeout
+            while time.monotonic() < deadline:
+                msg = pubsub.get_message(timeout=min(1.0, self.start_timeout))
+                if msg is not None and msg["type"] == "subscribe":
+                    return None
+            channel = self.channel.decode(errors="replace")
+            raise redis.TimeoutError(f"no answer to SUBSCRIBE {channel} in "
+                                     f"{self.start_timeout:g}s")
+        except redis.RedisError as exc:
+            if replies.configuration(exc):
+                return exc
+            raise
+        finally:
+            try:
+                pubsub.close()
+            except Exception:
+                pass
+
     def refusal(self) -> Exception | None:
         """The error that refused the last try to subscribe, when it was refused
         credentials or a missing permission; else None."""
