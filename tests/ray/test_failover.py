@@ -35,12 +35,10 @@ from tests.ray.test_host_faults import (
     FINAL,
     RUNNER,
     Runs,
-    actors,
     assert_one_final_each,
+    both_actors_up,
     entries,
-    hosted,
     logs_on_failure,
-    poll,
     report,
     submit_tracked,
 )
@@ -88,8 +86,7 @@ def test_a_failover_under_load_keeps_what_was_acknowledged(deploy, wait_replicas
     old_master = hosts.cluster["redis"].ip
     replicas = {hosts.cluster[name].ip for name in REPLICAS}
     with logs_on_failure(hosts):
-        runners = poll(producer, lambda r: actors(r) == 2 and len(hosted(r)) == 2, 150)
-        assert actors(runners) == 2, runners
+        both_actors_up(producer)
         assert hosts.master_ip() == old_master
 
         # results a caller has read before the fault

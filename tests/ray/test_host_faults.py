@@ -176,6 +176,23 @@ def assert_one_final_each(invs: dict[str, dict[str, Any]]) -> None:
         assert sum(h[0] in FINAL for h in inv["history"]) == 1, (key, inv)
 
 
+def both_actors_up(producer: Producer) -> dict[str, Any]:
+    """Wait until the runner's two actors beat (one per worker host); the runners."""
+    runners = poll(producer, lambda r: actors(r) == 2 and len(hosted(r)) == 2, 150)
+    assert actors(runners) == 2, runners
+    return runners
+
+
+def all_succeeded(done: dict[str, Any], keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The producer's ``wait`` answer for ``keys``, checked: every invocation
+    final, SUCCESS, with one final status in its history; by key."""
+    invs = dict(zip(keys, done["invocations"]))
+    assert done["all_final"], invs
+    assert [i["status"] for i in invs.values()] == ["SUCCESS"] * len(keys), invs
+    assert_one_final_each(invs)
+    return invs
+
+
 def log_time(log: str, needle: str) -> float | None:
     """When the first line of a runner's log (``%(asctime)s ...``) holding
     ``needle`` was written, as epoch seconds; None when none holds it."""
@@ -222,8 +239,7 @@ def test_a_worker_host_cut_off_from_redis_for_20s_loses_nothing_and_leaves_nothi
     runner = hosts.start_runner(app_id, **RUNNER)
     producer = hosts.producer(app_id)
     with logs_on_failure(hosts):
-        runners = poll(producer, lambda r: actors(r) == 2 and len(hosted(r)) == 2, 150)
-        assert actors(runners) == 2, runners
+        runners = both_actors_up(producer)
         [cut_off] = hosted(runners, "w2")
         keys = [f"a{i}" for i in range(8)]
         ids = submit_tracked(producer, runs, keys, 4.0)
@@ -241,10 +257,7 @@ def test_a_worker_host_cut_off_from_redis_for_20s_loses_nothing_and_leaves_nothi
         healed = time.time()
 
         done = producer.call("wait", ids=ids, within=120, timeout=150)
-        invs = dict(zip(keys, done["invocations"]))
-        assert done["all_final"], invs
-        assert [i["status"] for i in invs.values()] == ["SUCCESS"] * len(keys), invs
-        assert_one_final_each(invs)
+        invs = all_succeeded(done, keys)
 
         # rerouted only what w2's actor held, each run again on w1; its late
         # result dropped: the final status is w1's
@@ -325,10 +338,7 @@ def test_a_worker_host_cut_off_from_the_head_only_is_fenced_and_replaced(deploy)
             replaced = time.time()
             done = producer.call("wait", ids=ids, within=150, timeout=180)
         healed = time.time()
-        invs = dict(zip(keys, done["invocations"]))
-        assert done["all_final"], invs
-        assert [i["status"] for i in invs.values()] == ["SUCCESS"] * len(keys), invs
-        assert_one_final_each(invs)
+        invs = all_succeeded(done, keys)
 
         # the runner declared the actor dead and rerouted what it owned, in one step
         rerouted = {k for k, i in invs.items() if entries(i, "REROUTED")}
@@ -392,8 +402,7 @@ def test_the_head_host_cut_off_from_redis_for_20s_strands_nothing(deploy):
     runner = hosts.start_runner(app_id, **RUNNER)
     producer = hosts.producer(app_id)
     with logs_on_failure(hosts):
-        runners = poll(producer, lambda r: actors(r) == 2 and len(hosted(r)) == 2, 150)
-        assert actors(runners) == 2, runners
+        runners = both_actors_up(producer)
         runner_id = mtr(runners)
         keys = [f"h{i}" for i in range(12)]
         ids = submit_tracked(producer, runs, keys, 3.0)
@@ -411,10 +420,7 @@ def test_the_head_host_cut_off_from_redis_for_20s_strands_nothing(deploy):
         healed = time.time()
 
         done = producer.call("wait", ids=ids, within=120, timeout=150)
-        invs = dict(zip(keys, done["invocations"]))
-        assert done["all_final"], invs
-        assert [i["status"] for i in invs.values()] == ["SUCCESS"] * len(keys), invs
-        assert_one_final_each(invs)
+        invs = all_succeeded(done, keys)
         assert not [k for k, i in invs.items() if entries(i, "REROUTED")], invs
         assert runs.counts(keys) == dict.fromkeys(keys, 1), runs.read()
         assert final_in_cut == len(keys), final_in_cut  # the actors worked on without it
@@ -457,8 +463,7 @@ def test_the_redis_host_cut_off_from_everyone_for_20s(deploy):
     runner = hosts.start_runner(app_id, **RUNNER)
     producer = hosts.producer(app_id, redis_retry_timeout_sec=RETRY_SEC)
     with logs_on_failure(hosts):
-        runners = poll(producer, lambda r: actors(r) == 2 and len(hosted(r)) == 2, 150)
-        assert actors(runners) == 2, runners
+        both_actors_up(producer)
         keys = [f"r{i}" for i in range(8)]
         ids = submit_tracked(producer, runs, keys, 3.0)
         assert wait_for(lambda: {r.host for r in runs.starts()} == {"w1", "w2"}, 60), \
@@ -481,10 +486,7 @@ def test_the_redis_host_cut_off_from_everyone_for_20s(deploy):
         assert answered < healed, (answered, healed)
 
         done = producer.call("wait", ids=ids, within=120, timeout=150)
-        invs = dict(zip(keys, done["invocations"]))
-        assert done["all_final"], invs
-        assert [i["status"] for i in invs.values()] == ["SUCCESS"] * len(keys), invs
-        assert_one_final_each(invs)
+        invs = all_succeeded(done, keys)
         assert runs.counts(keys) == dict.fromkeys(keys, 1), runs.read()
         assert all(i["deaths"] == 0 for i in invs.values()), invs  # nobody judged dead
 
