@@ -83,6 +83,10 @@ class ThreadRunner(BaseRunner):
         self._finished: queue.SimpleQueue[tuple[str, InvocationStatus, bytes, str] | None] = (
             queue.SimpleQueue())
         self._finisher: threading.Thread | None = None
+        # held by the loop around a claim and the registration of what it took, and by
+        # retire_if_idle while it looks: an idle look and a claim never overlap
+        self._claim_gate = threading.Lock()
+        self._retiring = False  # set by retire_if_idle: the loop claims nothing more
 
     # -- observability -----------------------------------------------------------------
 
@@ -101,6 +105,21 @@ class ThreadRunner(BaseRunner):
         """Running, waiting, or returned with the final write not yet stored."""
         with self._cv:
             return self._live | self._writing
+
+    def retire_if_idle(self) -> bool:
+        """Stop claiming for good if nothing is live here, as one step with respect
+        to the loop's claims: True when retired (the caller then stops the runner,
+        with nothing to hand back), False when work is live (the runner goes on as
+        if never asked). A scaling decision made from a report that is already old
+        (the actor looked idle, then claimed) so never cuts a run short: retiring a
+        busy actor would hand its runs back while they ran, and they would run
+        twice. Waits for a claim in flight (at most runner_loop_sleep_time_sec)."""
+        with self._claim_gate:
+            with self._cv:
+                if self._live or self._writing or self._busy or self._waiting:
+                    return False
+                self._retiring = True
+            return True
 
     def heartbeat_info(self) -> dict[str, Any]:
         """The base heartbeat plus slots, busy and waiting threads, and the pool size."""
@@ -136,12 +155,19 @@ class ThreadRunner(BaseRunner):
                 self._capped = False
         if free <= 0 or self._stop.is_set():
             return
-        # start=True: a free thread takes each at once, so claim and start are one step
-        with self.claiming():
-            claimed = self.app.backend.claim(self.runner_id, f"{self._worker_prefix}:loop", free,
-                                             sleep, start=True, queues=self.conf.queues)
-            with self._cv:
-                self._live.update(c.invocation_id for c in claimed)
+        with self._claim_gate:
+            retired = self._retiring
+            if not retired:
+                # start=True: a free thread takes each at once, so claim and start are one step
+                with self.claiming():
+                    claimed = self.app.backend.claim(
+                        self.runner_id, f"{self._worker_prefix}:loop", free, sleep, start=True,
+                        queues=self.conf.queues)
+                    with self._cv:
+                        self._live.update(c.invocation_id for c in claimed)
+        if retired:  # retired while idle: the stop that follows ends the loop
+            self._stop.wait(sleep)
+            return
         if claimed:
             self.app.middleware.notify("after_claim", self.app, self, claimed)
         for c in claimed:

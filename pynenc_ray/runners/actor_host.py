@@ -104,6 +104,14 @@ class ActorHost:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def retire(self, timeout: float = 10.0) -> bool:
+        """Stop if idle, decided in the actor (``ThreadRunner.retire_if_idle``):
+        True when it retired and stopped, False when it had work (it goes on)."""
+        if not self.runner.retire_if_idle():
+            return False
+        self.stop(timeout)
+        return True
+
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop claiming, reroute what is still live, wait for the loop to end."""
         self.runner.stop_runner_loop()

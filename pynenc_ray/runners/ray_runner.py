@@ -88,6 +88,11 @@ class _Actor:
         """Stop the actor within about ``timeout`` seconds."""
         raise NotImplementedError
 
+    def retire(self, timeout: float) -> bool:
+        """Stop the actor if it is idle, as the actor itself sees it (the parent's
+        report may be old): True when it stopped, False when it has work."""
+        raise NotImplementedError
+
 
 class _LocalActor(_Actor):
     def __init__(self, name: str, host: ActorHost):
@@ -104,6 +109,9 @@ class _LocalActor(_Actor):
 
     def stop(self, timeout: float) -> None:
         self.host.stop(timeout)
+
+    def retire(self, timeout: float) -> bool:
+        return self.host.retire(timeout)
 
 
 class _RayActor(_Actor):
@@ -129,6 +137,19 @@ class _RayActor(_Actor):
         except Exception as exc:  # dead or slow: kill() below settles it
             log.debug("actor %s did not stop cleanly: %s", self.name, exc)
         self.kill()
+
+    def retire(self, timeout: float) -> bool:
+        """The actor retires itself if idle, then is killed; an actor that does not
+        answer within ``timeout`` is left to the health checks (it is not idle
+        enough to retire blind: its runs would be cut short)."""
+        try:
+            retired = bool(self.ray.get(self.handle.retire.remote(timeout), timeout=timeout + 5))
+        except Exception as exc:
+            log.debug("actor %s did not answer its retirement: %s", self.name, exc)
+            return False
+        if retired:
+            self.kill()
+        return retired
 
     def kill(self) -> None:
         try:
@@ -321,8 +342,8 @@ class MultiThreadRunner(BaseRunner):
     def _apply(self, pool: PoolState, decision: Decision) -> None:
         for name in decision.retire:
             actor = self.actors.get(name)
-            if actor is not None:
-                actor.stop(10.0)
+            # the actor decides: one that claimed since its last report stays
+            if actor is not None and actor.retire(10.0):
                 self._forget(actor, "retired (idle)")
         if decision.start and time.monotonic() < pool.backoff_until:
             return  # the pool's actors keep dying before they come up: wait before the next try

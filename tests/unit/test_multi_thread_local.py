@@ -134,3 +134,47 @@ def test_actor_host_is_a_plain_class(app):
         assert tasks.add(3, 4).result == 7
     finally:
         assert host.stop(5)
+
+
+def test_an_actor_asked_to_retire_while_it_runs_work_stays_and_runs_it_once(app):
+    """A retirement decided from an old report (the actor looked idle, then
+    claimed): the actor itself says no, keeps its run, and stays."""
+    with running(app) as runner:
+        inv = tasks.sleep(0.5)
+        assert wait_for(lambda: inv.status == S.RUNNING, 5)
+        [actor] = runner.actors.values()
+        assert actor.retire(5) is False
+        assert inv.result == 0.5
+        assert actor.name in runner.actors and actor.host.runner.is_running
+    assert S.REROUTED not in [h.status for h in inv.history]
+
+
+def test_an_idle_actor_retires_and_claims_nothing_after(app):
+    host = ActorHost("idle", "parent", app=app)
+    try:
+        assert tasks.add(1, 1).result == 2
+        assert wait_for(lambda: host.stats()["active_threads"] == 0, 5)
+        assert host.retire(5) is True
+        assert not host.stats()["running"]
+        inv = tasks.add(2, 2)
+        # nobody claims it
+        assert not wait_for(lambda: inv.status == S.RUNNING or inv.status.is_final, 0.5)
+    finally:
+        host.stop(5)
+
+
+def test_actors_retiring_as_work_trickles_in_never_cut_a_run_short(app):
+    """Actors retire after 50 ms idle while tasks arrive one at a time, so the
+    parent often decides from a report older than the actor's last claim: no
+    run is handed back (REROUTED) and each runs once."""
+    app.reconfigure(runner={"min_processes": 0, "idle_timeout_process_sec": 0.05,
+                            "scaling_interval_sec": 0.02})
+    with running(app):
+        invs = []
+        for i in range(60):
+            invs.append(tasks.sleep(0.01 * (i % 4)))
+            wait_for(lambda: False, 0.01 * (i % 5))  # a pause of 0-40 ms between submits
+        assert [inv.result for inv in invs] == [0.01 * (i % 4) for i in range(60)]
+    rerouted = [inv.invocation_id for inv in invs
+                if S.REROUTED in [h.status for h in inv.history]]
+    assert not rerouted, rerouted
