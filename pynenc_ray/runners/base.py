@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..backends import patience
 from ..backends.tuning import CountsReconnects, LingeringClaims
 from ..cron import CronScheduler
-from ..errors import ConfigError, RunnerFencedError
+from ..errors import BackendUnavailableError, ConfigError, RunnerFencedError
 from ..registry import RUNNERS
 from ..resolve import resolve
 from ..runner_config import RunnerConfig
@@ -190,7 +190,16 @@ class BaseRunner(abc.ABC):
             self._ready.set()
             log.info("runner %s is taking work", self.runner_id)
             while not self._stop.is_set():
-                self._runner_loop_iteration()
+                try:
+                    self._runner_loop_iteration()
+                except BackendUnavailableError:
+                    if not self._stop.is_set():
+                        raise
+                    # a call riding out an outage gives up when the stop comes (its
+                    # patience ends): the stop, not a failure; the hand-back below
+                    # tries the backend again
+                    log.info("runner %s: a backend call waiting out an outage ended with "
+                             "the stop", self.runner_id)
         except RunnerFencedError as exc:
             self._fenced(exc)
         finally:

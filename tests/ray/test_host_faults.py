@@ -429,7 +429,7 @@ def test_the_head_host_cut_off_from_redis_for_20s_strands_nothing(deploy):
         assert runner_id in runners and actors(runners) == 2, runners
         relisted = time.time()
         # the runner's loop may still be in a retry begun in the cut (a reconnect that
-        # times out): a stop before it is back ends the runner with that error, so
+        # times out): its "reachable again" line comes once that retry is back, so
         # give every retry in flight at the heal its socket timeout and a backoff
         time.sleep(max(0.0, healed + SOCKET_TIMEOUT_SEC + 3.0 - time.time()))
         log = runner.tail(200_000)
