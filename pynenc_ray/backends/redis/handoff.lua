@@ -6,10 +6,11 @@
 -- idle_worker), and pushes its id to the inbox: the worker wakes on it and takes
 -- it with one read of its record (take_handed), without a claim step. The
 -- inbox is not trusted: a worker runs only what its record says was handed to
--- it, RUNNING and owned by it, never an id pushed there by anything else. A registration holds IDLE_SEC of server time (more than a worker
--- blocks between claims, each of which renews it), so one left by a worker that
--- died idle lapses on its own; a runner that leaves (reroute of all it owns,
--- forget, recovery) withdraws at once.
+-- it, RUNNING and owned by it, never an id pushed there by anything else. A
+-- registration holds IDLE_SEC of server time (more than a worker blocks
+-- between claims, each of which renews it), so one left by a worker that died
+-- idle lapses on its own; a runner that leaves (reroute of all it owns, forget,
+-- recovery) withdraws at once.
 local IDLE_SEC = 5
 
 -- Register runner's `worker` as waiting for a hand-off from `queue`.

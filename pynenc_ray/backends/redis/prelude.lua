@@ -51,7 +51,7 @@
 --                          by the server time until which its registration holds
 --   idlers           HASH  runner -> "<queue>\t<worker>" of its hand-off registration
 --   inbox:<run>      LIST  ids handed to a runner, RUNNING and owned by it
---                          already: "<id>\n<task>\n<args>" each
+--                          already (a wake-up: each is taken as its record backs it)
 --   runners          HASH  runner_id -> JSON info from its last heartbeat
 --   beats            ZSET  runner_id scored by its last heartbeat (server time)
 --   counts           HASH  status -> number of invocations in it (finals: totals);
