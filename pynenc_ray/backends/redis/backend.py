@@ -14,6 +14,7 @@ faults, and error replies that pass (out of memory, a read-only replica, ...:
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import logging
 import os
@@ -460,23 +461,31 @@ class RedisBackend(Backend):
             else:  # hiredis packs in C what redis-py's packer loops over in Python
                 conn.send_packed_command([pack_command(command)])
 
-        def run() -> Any:
-            conn = self._conns.get()
+        def talk(conn: Any) -> Any:
+            send(conn)
             try:
-                send(conn)
-                try:
-                    return conn.read_response()
-                except redis.ResponseError as exc:
-                    if not self.entry_points.reload_if_missing(exc, name):
-                        raise
-                send(conn)  # the server had lost the code, so nothing ran: once more
                 return conn.read_response()
-            except redis.ResponseError:  # a whole error reply was read: the connection is fine
-                raise
-            except BaseException:
-                conn.disconnect()  # no half-read reply for this thread's next call
-                raise
-        return self._call(run, name)
+            except redis.ResponseError as exc:
+                if not self.entry_points.reload_if_missing(exc, name):
+                    raise
+            send(conn)  # the server had lost the code, so nothing ran: once more
+            return conn.read_response()
+        return self._call(functools.partial(self._on_own_connection, talk), name)
+
+    def _on_own_connection(self, talk: Callable[[Any], T]) -> T:
+        """``talk(conn)`` (send, read the reply) on this thread's own connection
+        (``ThreadConnections``). An error reply was read whole, so the connection
+        stays; any other failure may leave half a reply behind, so the connection
+        is dropped before the error goes on (to ``_call``'s retry): this thread's
+        next call never reads an old reply."""
+        conn = self._conns.get()
+        try:
+            return talk(conn)
+        except redis.ResponseError:
+            raise
+        except BaseException:
+            conn.disconnect()
+            raise
 
     # -- broker ---------------------------------------------------------------------------
 
@@ -526,17 +535,10 @@ class RedisBackend(Backend):
         (stored on the master, not yet copied: a failover now could lose them);
         a final write is logged and the runner goes on."""
 
-        def wait() -> int:
-            conn = self._conns.get()
-            try:
-                conn.send_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
-                return int(conn.read_response())
-            except redis.ResponseError:
-                raise
-            except BaseException:
-                conn.disconnect()
-                raise
-        acked = self._call(wait, "wait for replicas")
+        def wait(conn: Any) -> int:
+            conn.send_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            return int(conn.read_response())
+        acked = self._call(functools.partial(self._on_own_connection, wait), "wait for replicas")
         if acked >= self.wait_replicas:
             return
         what = f"{len(ids)} invocations ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})"
