@@ -96,14 +96,11 @@ class MemoryBackend(Backend):
             self._finals.notify_all()
 
     def _refuse_fenced(self, runner_id: str, what: str) -> None:
-        """Raise RunnerFencedError if ``runner_id`` was fenced (and the fence holds)."""
+        """Raise RunnerFencedError if ``runner_id`` was fenced and the fence holds
+        (``_prune`` drops lapsed ones)."""
         fence = self._fenced.get(runner_id)
-        if fence is None:
-            return
-        if fence[1] <= time.monotonic():
-            del self._fenced[runner_id]
-            return
-        raise RunnerFencedError(fenced_message(runner_id, fence[0], what))
+        if fence is not None and fence[1] > time.monotonic():
+            raise RunnerFencedError(fenced_message(runner_id, fence[0], what))
 
     def _push(self, invocation_id: str, front: bool = False) -> None:
         """Queue an id at the back (or front) of its queue's level (from its record)."""
