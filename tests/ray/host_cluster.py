@@ -132,9 +132,16 @@ class RayHosts:
                         f'--resources={{"host_{name}": 1}}')
 
     def _start_redis(self, host: Host) -> None:
+        self.redis_server(host, "redis")
+
+    @staticmethod
+    def redis_server(host: Host, log: str, *args: str) -> None:
+        """redis-server on ``host`` (its address and loopback, port REDIS_PORT,
+        nothing saved) with ``args``; returns once it accepts connections, raises
+        RuntimeError with its log when it ends or does not start in 20 s."""
         proc = host.popen(["redis-server", "--port", str(REDIS_PORT), "--bind", host.ip,
                            "127.0.0.1", "--protected-mode", "no", "--save", "",
-                           "--appendonly", "no", "--dir", str(host.dir)], log="redis")
+                           "--appendonly", "no", "--dir", str(host.dir), *args], log=log)
         deadline = time.monotonic() + 20
         while "Ready to accept connections" not in proc.tail():
             if proc.poll() is not None or time.monotonic() > deadline:

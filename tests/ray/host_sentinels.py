@@ -45,7 +45,7 @@ class SentinelHosts(RayHosts):
         super()._start_redis(host)
         for name in REPLICAS:
             replica = self.cluster[name]
-            self._server(replica, "replica", "--replicaof", host.ip, str(REDIS_PORT))
+            self.redis_server(replica, "replica", "--replicaof", host.ip, str(REDIS_PORT))
             self._until(lambda replica=replica: "master_link_status:up" in self.cli(
                 replica, REDIS_PORT, "info", "replication"),
                 30, f"the replica on {name} did not sync with the master")
@@ -61,15 +61,6 @@ class SentinelHosts(RayHosts):
         for name in SENTINELS:
             self._until(lambda name=name: self._sentinel_sees_all(name), 60,
                         f"sentinel on {name} did not see the replica and the other sentinels")
-
-    def _server(self, host: Host, log: str, *args: str) -> None:
-        proc = host.popen(["redis-server", "--port", str(REDIS_PORT), "--bind", host.ip,
-                           "127.0.0.1", "--protected-mode", "no", "--save", "",
-                           "--appendonly", "no", "--dir", str(host.dir), *args], log=log)
-        self._until(lambda: "Ready to accept connections" in proc.tail()
-                    or proc.poll() is not None, 20, f"redis-server did not start on {host.name}")
-        if proc.poll() is not None:
-            raise RuntimeError(f"redis-server ended on {host.name}:\n{proc.tail()}")
 
     def _sentinel_sees_all(self, name: str) -> bool:
         out = self.cli(self.cluster[name], SENTINEL_PORT, "sentinel", "master", MASTER)
