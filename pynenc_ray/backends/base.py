@@ -110,12 +110,21 @@ class Queue(Protocol):
         RunnerFencedError for a move to PENDING (taking it) by a fenced runner."""
 
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
-                      *, died: bool = False, fence: bool = False) -> list[str]:
+                      *, died: bool = False, fence: bool = False,
+                      isolate: bool = False) -> list[str]:
         """Take back what ``owner`` holds (or just ``invocation_ids`` of it): REROUTED
         and re-queued. ``by`` is the runner doing it (recovery when it is not owner).
         ``died``: the worker holding them died, which counts toward ``max_reroutes``;
-        a clean hand-back (shutdown, reconcile) does not. Returns the rerouted ids;
-        ids ``owner`` does not hold are left alone.
+        a clean hand-back (shutdown, reconcile) does not. Each one a worker died
+        with is marked to run alone from then on (``Claimed.alone``). Returns the
+        rerouted ids; ids ``owner`` does not hold are left alone.
+
+        ``isolate`` (with ``died``; a worker that runs several invocations at once
+        and honours ``Claimed.alone``): the death counts only for an invocation
+        ``owner`` held by itself. When it held several, none of them is counted,
+        since any one of them may have killed it: each is marked to run alone, and
+        its next death, then its own, counts. An innocent neighbour of a task that
+        kills its worker is so never failed as poison.
 
         ``fence``: ``owner`` is declared gone for good (a parent replaces a worker it
         lost sight of, which may live on behind a partition): in the same step as

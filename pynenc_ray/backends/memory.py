@@ -239,7 +239,7 @@ class MemoryBackend(Backend):
                     if start:
                         self._set(rec, S.RUNNING, runner_id, worker, runner_id)
                     out.append(Claimed(rec.invocation_id, rec.task_id, rec.args,
-                                       rec.retries, rec.deaths, start))
+                                       rec.retries, rec.deaths, start, rec.alone))
                 left = deadline - time.monotonic()
                 if out or left <= 0:
                     return out
@@ -390,7 +390,8 @@ class MemoryBackend(Backend):
 
     @override
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
-                      *, died: bool = False, fence: bool = False) -> list[str]:
+                      *, died: bool = False, fence: bool = False,
+                      isolate: bool = False) -> list[str]:
         worker = "died" if died else ("stop" if by == owner else "hand-back")
         if fence and invocation_ids is not None:
             raise ValueError(FENCE_ALL)
@@ -398,11 +399,13 @@ class MemoryBackend(Backend):
             if fence:
                 self._fenced[owner] = (by, time.monotonic() + self.ttl_sec)
             held = self._owned.get(owner, set())
+            counts = died and not (isolate and len(held) > 1)  # a shared death counts for none
             ids = list(held if invocation_ids is None else held.intersection(invocation_ids))
             for inv_id in ids:
                 self.transition(inv_id, S.REROUTED, by, worker, recovery=by != owner)
-                if died:
-                    self._records[inv_id].deaths += 1
+                rec = self._records[inv_id]
+                rec.alone = rec.alone or died
+                rec.deaths += counts
             return ids
 
     @override

@@ -37,6 +37,9 @@ class Claimed:
     retries: int
     deaths: int  # hand-backs because its worker died (what max_reroutes counts)
     started: bool = False  # claimed with start=True: already RUNNING
+    # its worker died before: a runner that can (a PersistentProcessRunner worker) runs
+    # it alone, so a death of its next run is its own (see Coordination.reroute_owned)
+    alone: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +72,4 @@ class InvocationRecord:
     result: bytes | None = None  # SUCCESS payload
     error: bytes | None = None  # FAILED payload (JSON error document)
     history: list[HistoryEntry] = field(default_factory=list)
+    alone: bool = False  # a worker died while running it: to run alone (Claimed.alone)

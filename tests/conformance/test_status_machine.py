@@ -203,3 +203,33 @@ def test_only_a_fence_fences_and_it_takes_back_all_the_owner_holds(app):
         app.backend.reroute_owned("A", "parent", [first], fence=True)
     assert app.backend.owned_by("A") == {first}
     assert app.backend.status(first) == S.PENDING
+
+
+def test_a_death_marks_its_invocations_to_run_alone_and_isolate_counts_only_a_lone_one(app):
+    """``died``: each rerouted invocation is claimed with ``alone`` from then on.
+    With ``isolate`` a death shared by several invocations counts for none of
+    them; the death of one held alone counts. Without ``isolate`` every death
+    counts, as before. A clean hand-back marks nothing."""
+    def take(runner: str, n: int) -> list[str]:
+        return [x.invocation_id for x in app.backend.claim(runner, "w", n, 1.0, start=True)]
+
+    _queued(app, 4)
+    together = take("W1", 2)
+    lone, plain = take("W2", 1), take("W3", 1)
+    assert sorted(app.backend.reroute_owned("W1", "parent", died=True, isolate=True)) \
+        == sorted(together)
+    assert app.backend.reroute_owned("W2", "parent", died=True, isolate=True) == lone
+    assert app.backend.reroute_owned("W3", "parent", died=True) == plain
+    again = {x.invocation_id: x for x in app.backend.claim("W4", "w", 4, 1.0, start=True)}
+    assert {i: (x.deaths, x.alone) for i, x in again.items()} \
+        == {together[0]: (0, True), together[1]: (0, True), lone[0]: (1, True),
+            plain[0]: (1, True)}
+    assert app.backend.get(together[0]).alone and app.backend.get(together[0]).deaths == 0
+    assert app.backend.reroute_owned("W4", "W4")  # a clean hand-back keeps the mark
+    assert app.backend.get(together[0]).alone and app.backend.get(together[0]).reroutes == 2
+    [fresh] = _queued(app, 1)
+    assert fresh not in again and app.backend.get(fresh).alone is False
+    assert take("W5", 5) and app.backend.reroute_owned("W5", "W5")
+    [claimed] = [x for x in app.backend.claim("W6", "w", 5, 1.0, start=True)
+                 if x.invocation_id == fresh]
+    assert (claimed.deaths, claimed.alone) == (0, False)

@@ -64,7 +64,8 @@ def test_a_call_is_built_by_name_in_the_declared_order_and_kinds():
     assert CALL.finish(1, runner="r", items=items) \
         == ("finish", [1, "r", "a", "SUCCESS", b"p", "w"])
     assert CALL.reroute(1, owner="o", by="b", worker="w", died=True, fence=False,
-                        ids=["x", "y"]) == ("reroute", [1, "o", "b", "w", "1", "0", "x", "y"])
+                        isolate=True, ids=["x", "y"]) \
+        == ("reroute", [1, "o", "b", "w", "1", "0", "1", "x", "y"])
 
 
 def test_a_missing_or_unknown_argument_is_a_type_error_naming_the_entry_point():

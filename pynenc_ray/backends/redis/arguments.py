@@ -185,6 +185,10 @@ def _lua_str(text: str | None) -> str:
     return "nil" if text is None else f"'{text}'"
 
 
+# values per claimed invocation in a claim step's flat reply, the one reply Python
+# and Lua both index into: id, task, args, retries, deaths, alone (claim_step.lua)
+CLAIM_FIELDS = 6
+
 # the claim step's arguments, shared by claim and finish_claim (claim_step.lua)
 CLAIM = ("runner", "worker", num("n"), flag("start"), flag("promote"), flag("handoff"))
 
@@ -197,7 +201,8 @@ SIGNATURES = {s.name: s for s in (
     Signature("finish_claim", (*CLAIM, "id", "status", "payload", "ran_on"), tail="queues"),
     Signature("take_handoffs", ("runner",), tail="items"),
     Signature("retry", ("id", "runner", "worker", num("delay"), flag("push"))),
-    Signature("reroute", ("owner", "by", "worker", flag("died"), flag("fence")), tail="ids"),
+    Signature("reroute", ("owner", "by", "worker", flag("died"), flag("fence"), flag("isolate")),
+              tail="ids"),
     Signature("heartbeat", ("runner", "info", num("dead_after"))),
     Signature("recover", ("checker", num("dead_after"), num("lease_ms"))),
     Signature("forget", ("runner",)),

@@ -58,7 +58,7 @@ from ..base import (
     NewInvocation,
 )
 from . import connect, replies
-from .arguments import CALL, Call, Finish
+from .arguments import CALL, CLAIM_FIELDS, Call, Finish
 from .entry_points import LuaEntryPoints
 from .listener import ResultListener
 
@@ -114,9 +114,11 @@ def _status(invocation_id: str, raw: Any) -> InvocationStatus:
 
 
 def _claims(flat: list[Any], start: bool) -> list[Claimed]:
-    """A claim step's flat reply (id, task, args, retries, deaths each) as Claimed."""
+    """A claim step's flat reply (id, task, args, retries, deaths, alone each) as
+    Claimed."""
     return [Claimed(flat[i].decode(), flat[i + 1].decode(), flat[i + 2], int(flat[i + 3]),
-                    int(flat[i + 4]), start) for i in range(0, len(flat), 5)]
+                    int(flat[i + 4]), start, flat[i + 5] == 1)
+            for i in range(0, len(flat), CLAIM_FIELDS)]
 
 
 def _corrupt_payload(exc: CorruptRecordError) -> tuple[InvocationStatus, bytes]:
@@ -624,7 +626,7 @@ class RedisBackend(Backend):
     def _claimed(self, runner_id: str, n: int, start: bool, flat: list[Any]) -> list[Claimed]:
         """The claim script's flat reply as Claimed; notes whether work is coming
         (``_hot``) and streaming (``_stream``) for this runner's next claim."""
-        got = len(flat) // 5
+        got = len(flat) // CLAIM_FIELDS
         self._stream[runner_id] = bool(self._hot.get(runner_id)) and 0 < got < n
         self._hot[runner_id] = bool(flat)  # work came: more is likely, try the script first
         return _claims(flat, start)
@@ -637,10 +639,10 @@ class RedisBackend(Backend):
         script per hand-off; an item no record backs is skipped and logged."""
         flat: list[Any] = self._script(CALL.take_handoffs(self.ttl, runner=runner_id,
                                                           items=popped))
-        if len(flat) // 5 < len(popped):
+        if len(flat) // CLAIM_FIELDS < len(popped):
             log.warning("runner %s skipped %d item(s) of its inbox that no record it owns "
                         "backs (given back or cancelled since, or not a hand-off)",
-                        runner_id, len(popped) - len(flat) // 5)
+                        runner_id, len(popped) - len(flat) // CLAIM_FIELDS)
         return _claims(flat, True)
 
     def _served(self, queues: Sequence[str]) -> list[str]:
@@ -818,7 +820,8 @@ class RedisBackend(Backend):
 
     @override
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
-                      *, died: bool = False, fence: bool = False) -> list[str]:
+                      *, died: bool = False, fence: bool = False,
+                      isolate: bool = False) -> list[str]:
         worker = "died" if died else ("stop" if by == owner else "hand-back")
         ids = list(invocation_ids) if invocation_ids is not None else []
         if fence and invocation_ids is not None:
@@ -826,7 +829,7 @@ class RedisBackend(Backend):
         if invocation_ids is not None and not ids:
             return []
         res = self._script(CALL.reroute(self.ttl, owner=owner, by=by, worker=worker, died=died,
-                                        fence=fence, ids=ids))
+                                        fence=fence, isolate=isolate, ids=ids))
         return [r.decode() for r in res]
 
     @override
@@ -902,7 +905,7 @@ class RedisBackend(Backend):
                 invocation_id, s["task"].decode(), s["args"], status,
                 owner=owner if status in OWNED else None,
                 retries=int(s.get("retries", 0)), reroutes=int(s.get("reroutes", 0)),
-                deaths=int(s.get("deaths", 0)),
+                deaths=int(s.get("deaths", 0)), alone=s.get("alone") == b"1",
                 parent_id=s.get("parent", b"").decode() or None,
                 queue=check_queue(s.get("queue", b"default").decode()),
                 priority=check_priority(int(s.get("prio", 0))),

@@ -16,7 +16,8 @@
 -- free). With c.handoff (a worker that runs one at a time, start, one queue)
 -- what its inbox holds comes first, and a claim that finds nothing registers
 -- it for a hand-off (see handoff.lua). The callers commit() after it.
--- Returns a flat list: id, task, args, retries, deaths per claimed invocation.
+-- Returns a flat list: id, task, args, retries, deaths, alone (1 or 0) per
+-- claimed invocation (CLAIM_FIELDS in replies.py).
 
 -- Queue the due ids (by the server's clock, which set their due times) of each
 -- of `queues`' delayed sets, each at its own level.
@@ -44,7 +45,7 @@ local function claim_step(c)
   if c.handoff then
     redis.call('ZREM', P .. 'idle:' .. queues[1], runner)
     out = handed(runner, n)
-    n = n - #out / 5
+    n = n - #out / CLAIM_FIELDS
   end
   if c.promote then promote(queues) end
   -- LMPOP's arguments: every served list, highest level first
@@ -73,6 +74,7 @@ local function claim_step(c)
         out[#out + 1] = rec.args
         out[#out + 1] = rec.retries or 0
         out[#out + 1] = rec.deaths or 0
+        out[#out + 1] = rec.alone and 1 or 0
       elseif why then
         fail_corrupt(id, why, 'REGISTERED', nil, runner)
       end

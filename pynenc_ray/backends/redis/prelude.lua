@@ -91,6 +91,8 @@ local OWNED = __OWNED__
 local FINAL = __FINAL__
 local CLAIMABLE = __CLAIMABLE__
 local INLINE_MAX = __INLINE_MAX__
+-- values per invocation in a claim's flat reply (claim_step.lua)
+local CLAIM_FIELDS = __CLAIM_FIELDS__
 
 -- Push many values with as few commands as Lua's unpack allows.
 local function push_all(cmd, key, values)

@@ -35,7 +35,7 @@ local FIELD_CHECKS = {
       return 'prio is not a priority from ' .. MIN_PRIORITY .. ' to ' .. MAX_PRIORITY
     end
   end,
-  task = required('task'), args = required('args'), rck = any,
+  task = required('task'), args = required('args'), rck = any, alone = any,
 }
 
 -- The field lists read() takes, by the steps that read them: status, owner
@@ -45,8 +45,8 @@ local FIELD_CHECKS = {
 local function reading(...) return {'status', 'owner', 'hn', ...} end
 local READS = {
   plain = reading('rck'),
-  claim = reading('task', 'args', 'retries', 'deaths', 'rck'),
-  handed = reading('task', 'args', 'retries', 'deaths'),
+  claim = reading('task', 'args', 'retries', 'deaths', 'alone', 'rck'),
+  handed = reading('task', 'args', 'retries', 'deaths', 'alone'),
   unblock = reading('queue', 'prio'),
   retry = reading('retries', 'queue', 'prio', 'rck'),
   reroute = reading('reroutes', 'deaths', 'queue', 'prio', 'rck'),

@@ -41,7 +41,7 @@ from ...queues import (
     NAME_RANGES,
 )
 from ...status import CLAIMABLE, FINAL, OWNED, TRANSITIONS, InvocationStatus
-from .arguments import SIGNATURES
+from .arguments import CLAIM_FIELDS, SIGNATURES
 from .listener import INLINE_MAX_BYTES
 
 HERE = Path(__file__).parent
@@ -79,6 +79,7 @@ def _lua_tables() -> dict[str, str]:
         f"{src.value} = {_lua_set(dst)}" for src, dst in TRANSITIONS.items()) + "}"
     return {"__ALLOWED__": allowed, "__OWNED__": _lua_set(OWNED), "__FINAL__": _lua_set(FINAL),
             "__CLAIMABLE__": _lua_set(CLAIMABLE), "__INLINE_MAX__": str(INLINE_MAX_BYTES),
+            "__CLAIM_FIELDS__": str(CLAIM_FIELDS),
             "__DEFAULT_QUEUE__": _lua_string(DEFAULT_QUEUE),
             "__DEFAULT_PRIORITY__": str(DEFAULT_PRIORITY),
             "__MIN_PRIORITY__": str(MIN_PRIORITY), "__MAX_PRIORITY__": str(MAX_PRIORITY),

@@ -27,7 +27,7 @@ end
 -- entries, and the fields f1 and f2 set to v1 and v2 when given). Leaving the
 -- owned statuses releases its running key (rec.rck, when it was read and is
 -- set). On the hot path: it builds no table but the HSET's arguments.
-local function move(id, rec, moves, runner, worker, owner, f1, v1, f2, v2)
+local function move(id, rec, moves, runner, worker, owner, f1, v1, f2, v2, f3, v3)
   local args = {ikey(id)}
   local hn = tonumber(rec.hn)
   local last = moves
@@ -45,8 +45,10 @@ local function move(id, rec, moves, runner, worker, owner, f1, v1, f2, v2)
   local n = #args
   args[n + 1], args[n + 2], args[n + 3], args[n + 4] = 'status', last, 'hn', hn
   args[n + 5], args[n + 6] = 'owner', owner or ''
-  if f1 then args[n + 7], args[n + 8] = f1, v1 end
-  if f2 then args[n + 9], args[n + 10] = f2, v2 end
+  n = n + 6
+  if f1 then args[n + 1], args[n + 2] = f1, v1; n = n + 2 end
+  if f2 then args[n + 1], args[n + 2] = f2, v2; n = n + 2 end
+  if f3 then args[n + 1], args[n + 2] = f3, v3 end
   local cur = rec.status
   redis.call('HSET', unpack(args))
   count(cur, -1)
@@ -65,10 +67,11 @@ end
 
 -- Take id back from its owner and queue it again (shutdown, dead runner).
 -- Skips ids that are no longer held (already final or rerouted). `died`: the
--- worker holding it died, which counts toward max_reroutes; a clean hand-back
--- (shutdown, reconcile) does not.
--- `from` is the runner whose owned set listed it.
-local function reroute(id, from, by, worker, recovery, died)
+-- worker holding it died, so it runs alone from then on (the record's alone);
+-- the death counts toward max_reroutes (deaths) unless `shared` (it died with
+-- others, see reroute.lua); a clean hand-back (shutdown, reconcile) does
+-- neither. `from` is the runner whose owned set listed it.
+local function reroute(id, from, by, worker, recovery, died, shared)
   local rec, why = read(id, READS.reroute)
   if not rec then
     if why then fail_corrupt(id, why, 'RUNNING', from, by) end
@@ -78,8 +81,10 @@ local function reroute(id, from, by, worker, recovery, died)
   if not OWNED[rec.status] then return false end
   if rec.owner ~= by and not recovery then return false end
   if rec.owner and rec.owner ~= '' then redis.call('SREM', P .. 'owned:' .. rec.owner, id) end
+  local counts = died and not shared
   move(id, rec, 'REROUTED', by, worker, nil, 'reroutes', tonumber(rec.reroutes or 0) + 1,
-    died and 'deaths' or nil, died and tonumber(rec.deaths or 0) + 1 or nil)
+    counts and 'deaths' or nil, counts and tonumber(rec.deaths or 0) + 1 or nil,
+    died and 'alone' or nil, died and '1' or nil)
   queue_ids(rec.queue or DEFAULT_QUEUE, rec.prio or DEFAULT_PRIORITY, {id})
   return true
 end
