@@ -1,6 +1,15 @@
 """PersistentProcessRunner: a pool of long-lived worker processes, each looping
 fetch one invocation -> execute -> repeat.
 
+Async tasks are the exception to one at a time: an ``async def`` invocation is
+awaited on the worker's event loop (``async_slots.py``), up to
+``async_slots_per_process`` at once, while the worker goes on claiming; sync
+ones still run one at a time, on its main thread. Since one worker may so die
+holding several invocations, its death counts toward ``max_reroutes`` only for
+one it held alone: after a shared death each runs alone (``Claimed.alone``:
+nothing else in flight in its worker, nothing claimed while it runs), and only
+a death then counts (``reroute_owned(isolate=True)``).
+
 No deadlock, whatever waits on what: a worker whose task waits on results
 LENDS ITS SLOT, as ThreadRunner's threads and ProcessRunner's paused children
 do. It raises a flag in memory shared with the parent (one small array per
@@ -44,17 +53,24 @@ from typing_extensions import override
 from pynenc_ray.backends.base import Claimed
 from pynenc_ray.backends.tuning import HandOffs
 from pynenc_ray.context import ExecutionContext, current
-from pynenc_ray.runner_config import PersistentProcessRunnerConfig, RunnerConfig
+from pynenc_ray.runner_config import PersistentProcessRunnerConfig
 from pynenc_ray.runners.base import BaseRunner
-from pynenc_ray.runners.execution import run_invocation, time_limit, timeout_error
+from pynenc_ray.runners.execution import (
+    begin_invocation,
+    run_invocation,
+    time_limit,
+    timeout_error,
+)
 from pynenc_ray.status import InvocationStatus as S
 from pynenc_ray.waiting import Slices, cancelled_in, wait_unless_cancelled
 
+from .async_slots import AsyncSlots
 from .child import die_with_parent, load_app, mp_context, parent_spec
 
 if TYPE_CHECKING:
     from pynenc_ray.backends.base import Backend
     from pynenc_ray.runners.app_protocol import RunnerApp
+    from pynenc_ray.task import Task
 
 log = logging.getLogger("pynenc_ray.runner.persistent")
 
@@ -174,7 +190,8 @@ class PersistentProcessRunner(BaseRunner):
             del table[slot]
             state = self._states.pop(wid, None)
             died = proc.exitcode != 0
-            ids = self.app.backend.reroute_owned(wid, self.runner_id, died=died)
+            # a worker may hold several (async) at once: a shared death counts for none
+            ids = self.app.backend.reroute_owned(wid, self.runner_id, died=died, isolate=True)
             self.app.backend.remove_runner(wid)
             if died:
                 log.warning("worker %s (pid %s) died with exit %s; rerouted %d%s", wid, proc.pid,
@@ -266,13 +283,17 @@ class _Worker(BaseRunner):
     config_cls = PersistentProcessRunnerConfig
     conf: PersistentProcessRunnerConfig
 
-    def __init__(self, app: RunnerApp, conf: RunnerConfig, worker_id: str,
+    def __init__(self, app: RunnerApp, conf: PersistentProcessRunnerConfig, worker_id: str,
                  state: ctypes.Array[ctypes.c_int]):
         super().__init__(app, conf)
         self.runner_id = worker_id
         self.worker = f"{os.getpid()}"
         self._state = state
-        self._live: set[str] = set()  # claimed here and not yet done
+        self._main = threading.get_ident()  # the thread that claims and runs sync bodies
+        self._live: set[str] = set()  # claimed on the main thread and not yet done or handed on
+        self._async = AsyncSlots(app, self, conf.async_slots_per_process, self._hand_back,
+                                 self._mark_busy)
+        self._busy_lock = threading.Lock()
         self._reconnects = 0
         # the invocation whose body may be interrupted, and what a signal wants raised in it
         self._current: Claimed | None = None
@@ -284,7 +305,13 @@ class _Worker(BaseRunner):
         self._held: tuple[str, S, bytes, str] | None = None
 
     def live_invocations(self) -> set[str]:
-        return set(self._live)
+        return set(self._live) | self._async.live()
+
+    def _mark_busy(self) -> None:
+        """BUSY in the shared state: whether anything runs here (the parent retires
+        idle extra workers first). Called from the main thread and the loop's."""
+        with self._busy_lock:
+            self._state[BUSY] = int(self._current is not None or bool(self._async.live()))
 
     def offer_tuning(self) -> None:
         """The base runner's, and: this worker runs one invocation at a time, so a
@@ -303,12 +330,18 @@ class _Worker(BaseRunner):
         """Claim one invocation, run it, repeat; until stopped or asked to retire.
         The final write of a run goes out with the claim of the next, in one
         backend step and round trip (``finish_and_claim``); when that claims
-        nothing, the next claim waits for work as usual."""
+        nothing, the next claim waits for work as usual. An async invocation is
+        handed to the event loop and the next claim follows at once, while an
+        async slot is free. On a stop the async ones in flight are handed back;
+        a retiring worker lets them finish."""
         self._reconnects = self.backend_reconnects()
         self.offer_tuning()
         sleep = self.conf.runner_loop_sleep_time_sec
         try:
             while not self._stop.is_set() and not self._state[RETIRE]:
+                self._async.wait_for_room(self._stop)
+                if self._stop.is_set():
+                    break
                 try:
                     self._reconcile_if_reconnected()
                     if self._held is not None:
@@ -330,14 +363,41 @@ class _Worker(BaseRunner):
                 self.app.middleware.notify("after_claim", self.app, self, claimed)
                 self._reconcile_if_reconnected()  # the claim itself may have reconnected
                 for c in claimed:
-                    if self._stop.is_set():  # claimed as the stop came: hand it back unstarted
-                        self._hand_back([c.invocation_id])
-                        self._live.discard(c.invocation_id)
-                    else:
-                        self._run(c)  # on a stop it hands its invocation back itself
+                    self._dispatch(c)
         finally:
             if self._held is not None:  # stopping or retiring: write it, claim nothing
                 self._finish_held(claim=False)
+            self._async.close(self._stop)
+
+    def _dispatch(self, claimed: Claimed) -> None:
+        """Run one claimed invocation: an async one on the loop, a sync one here; one
+        marked ``alone`` here once nothing else is in flight. Claimed as a stop
+        came, it is handed back unstarted."""
+        task = self.app.get_task(claimed.task_id)  # resolved once for the limit and the run
+        if claimed.alone:
+            self._async.wait_empty(self._stop)
+        if self._stop.is_set():
+            self._hand_back([claimed.invocation_id])
+            self._live.discard(claimed.invocation_id)
+        elif task is not None and task.is_async and not claimed.alone:
+            self._start_async(claimed, task)
+        else:
+            self._run(claimed, task)  # on a stop it hands its invocation back itself
+
+    def _start_async(self, claimed: Claimed, task: Task[Any, Any]) -> None:
+        """Begin an async invocation here (RUNNING, middleware told) and hand it to
+        the event loop, which owns it from then on."""
+        inv_id, worker = claimed.invocation_id, f"{self.worker}:async"
+        try:
+            begun = begin_invocation(self.app, self, claimed, worker, task)
+            if begun is not None:
+                self._async.start(claimed, begun, worker, time_limit(self.app, task, claimed))
+        except Exception:
+            log.exception("worker %s failed to start %s; handing it back", self.runner_id,
+                          inv_id)
+            self._hand_back([inv_id])
+        finally:
+            self._live.discard(inv_id)  # in the loop's set now, or done with
 
     def finish(self, invocation_id: str, status: S, payload: bytes, worker: str) -> None:
         """The final write of the run in progress is held for ``serve`` to send
@@ -378,18 +438,17 @@ class _Worker(BaseRunner):
         finally:
             self._live.discard(inv_id)
 
-    def _run(self, claimed: Claimed) -> None:
-        """Run one invocation, or hand it back if the worker is told to stop
-        meanwhile. A task with timeout_sec gets a SIGALRM timer that raises
-        TaskTimeoutError inside its body."""
+    def _run(self, claimed: Claimed, task: Task[Any, Any] | None) -> None:
+        """Run one invocation on this thread, or hand it back if the worker is told
+        to stop meanwhile. A task with timeout_sec gets a SIGALRM timer that
+        raises TaskTimeoutError inside its body."""
         inv_id = claimed.invocation_id
-        task = self.app.get_task(claimed.task_id)  # resolved once for the limit and the run
         self._timeout_sec = time_limit(self.app, task, claimed)
         self._pending, self._term_raised, self._timeout_raised = None, False, False
         self._depth = 0  # between runs this thread is in no backend call
         token = current.set(None)  # restored below, even if the run unwinds past its own reset
-        self._state[BUSY] = 1
         self._current = claimed
+        self._mark_busy()
         try:
             if self._timeout_sec:
                 signal.setitimer(signal.ITIMER_REAL, self._timeout_sec)
@@ -419,7 +478,7 @@ class _Worker(BaseRunner):
             current.reset(token)
             if self._held is None:  # a held final write keeps it live until it is stored
                 self._live.discard(inv_id)
-            self._state[BUSY] = 0
+            self._mark_busy()
 
     def _hand_back(self, ids: list[str]) -> None:
         """A clean hand-back: REROUTED and queued again, not counted as a death."""
@@ -545,7 +604,11 @@ class _Worker(BaseRunner):
         or a timeout reaches the task between them. Claims nothing. A wait that
         ends within its first slice lends nothing (no process started for it).
         About once a second it looks whether the waiting invocation itself was
-        cancelled, and raises InvocationCancelledError in the task if so."""
+        cancelled, and raises InvocationCancelledError in the task if so. An async
+        body that blocks on a result (``.result`` instead of ``await``) lends
+        nothing: it blocks the event loop, not the worker's slot."""
+        if threading.get_ident() != self._main:
+            return super().waiting_for_results(ctx, invocation_ids, timeout)
         backend = self.app.backend
         step = min(self.conf.invocation_wait_results_sleep_time_sec, WAIT_SLICE_MAX_SEC)
         slices = Slices(timeout)
@@ -573,7 +636,10 @@ def _worker_main(app_path: str, config: dict[str, Any], worker_id: str, parent_p
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     die_with_parent(parent_pid)
     app = load_app(app_path, config)
-    worker = _Worker(app, app.config.runner, worker_id, state)
+    conf = app.config.runner
+    if not isinstance(conf, PersistentProcessRunnerConfig):  # the parent's config says it is
+        conf = PersistentProcessRunnerConfig.model_validate(conf.model_dump())
+    worker = _Worker(app, conf, worker_id, state)
     worker.guard_backend(app.backend)
     signal.signal(signal.SIGALRM, worker.on_signal)
     signal.signal(signal.SIGTERM, worker.on_signal)

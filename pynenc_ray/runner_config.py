@@ -62,6 +62,7 @@ class PersistentProcessRunnerConfig(ThreadRunnerConfig):
     """Fields of PersistentProcessRunner: long-lived worker processes, each with threads."""
 
     num_processes: int = Field(0, ge=0, description="Long-lived worker processes; 0 = cpu count")
+    async_slots_per_process: int = Field(100, ge=1, description="async def invocations one worker process awaits at once on its event loop (sync ones run one at a time per worker); 1 runs async ones one at a time too")
 
 
 class PoolConfig(BaseModel):

@@ -170,16 +170,28 @@ async def run_invocation_async(app: RunnerApp, runner: ExecutionHost, claimed: C
     """``run_invocation`` for an ``async def`` task on a loop the runner shares
     among many: the body holds no thread while it awaits; the result is stored
     from a pool thread, off the loop."""
+    try:
+        value = await await_body(begun)
+    except Exception as exc:
+        return await asyncio.to_thread(conclude_invocation, app, runner, claimed, worker,
+                                       begun.task, exc=exc)
+    return await asyncio.to_thread(conclude_invocation, app, runner, claimed, worker,
+                                   begun.task, value=value)
+
+
+async def await_body(begun: Begun) -> Any:
+    """The body of an ``async def`` invocation, awaited in its execution context:
+    what it returns or raises. A runner that may stop a body (a time limit, a
+    cancel) runs this as a task of its own and concludes the invocation itself."""
     token = context.current.set(begun.ctx)
     try:
         value = await begun.task.func(*begun.args, **begun.kwargs)
-    except Exception as exc:
+    except Exception:
         context.current.reset(token)
-        return await asyncio.to_thread(conclude_invocation, app, runner, claimed, worker,
-                                       begun.task, exc=exc)
+        raise
+    # (not reset when cancelled or closed: the task's own context copy goes with it)
     context.current.reset(token)
-    return await asyncio.to_thread(conclude_invocation, app, runner, claimed, worker,
-                                   begun.task, value=value)
+    return value
 
 
 def _await_here(awaitable: Any) -> Any:

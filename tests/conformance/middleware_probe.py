@@ -52,10 +52,11 @@ class Broken(Middleware):
 
 
 class QuickLimit(Middleware):
-    """A time limit of its own, tighter than any task's: 0.3 s for sleep()."""
+    """A time limit of its own, tighter than any task's: 0.3 s for sleep() and
+    async_nap()."""
 
     def time_limit(self, task, claimed):
-        return 0.3 if task.task_id.endswith(":sleep") else None
+        return 0.3 if task.task_id.endswith((":sleep", ":async_nap")) else None
 
 
 class SlowFinish(Middleware):

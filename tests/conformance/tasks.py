@@ -292,3 +292,57 @@ async def async_parent(n: int) -> int:
     for child in children:
         total += await child
     return total + await async_nap(1, 0.01).async_result(timeout=30)
+
+
+@app.task(timeout_sec=0.5)
+async def async_overstay(sec: float) -> float:
+    """Awaits past its 0.5 s time limit when ``sec`` is larger."""
+    import asyncio
+
+    await asyncio.sleep(sec)
+    return sec
+
+
+_inflight: dict[str, int] = {}  # key -> async_track bodies awaiting in this process now
+
+
+@app.task
+async def async_track(key: str, sec: float) -> int:
+    """Awaits ``sec`` and notes, in Redis, the most bodies of ``key`` this process
+    awaited at once (``peak_of``); returns this process's pid."""
+    import asyncio
+
+    _inflight[key] = _inflight.get(key, 0) + 1  # on the worker's one event loop: no race
+    peak = f"test:{app.app_id}:peak:{key}"
+    if _inflight[key] > int(app.backend.client.get(peak) or 0):
+        app.backend.client.set(peak, _inflight[key])
+    try:
+        await asyncio.sleep(sec)
+    finally:
+        _inflight[key] -= 1
+    return os.getpid()
+
+
+def peak_of(key: str) -> int:
+    return int(app.backend.client.get(f"test:{app.app_id}:peak:{key}") or 0)
+
+
+@app.task
+async def async_count_run(key: str, sec: float) -> int:
+    """count_run for async bodies: counts its runs (redis only), then awaits ``sec``."""
+    import asyncio
+
+    n = int(app.backend.client.incr(f"test:{app.app_id}:runs:{key}"))
+    await asyncio.sleep(sec)
+    return n
+
+
+@app.task
+async def async_kill_my_worker(key: str, after: float) -> None:
+    """Poison for a process runner: counts its run, then kills the process that
+    awaits it after ``after`` seconds (with whatever else that process runs)."""
+    import asyncio
+
+    app.backend.client.incr(f"test:{app.app_id}:runs:{key}")
+    await asyncio.sleep(after)
+    os._exit(3)

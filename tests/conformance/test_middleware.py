@@ -72,3 +72,38 @@ def test_a_middleware_time_limit_is_enforced_by_each_runner(app):
         with pytest.raises(TaskTimeoutError, match="timeout_sec=0.3"):
             slow.get(timeout=30)
         assert tasks.add(1, 1).result == 2  # the runner goes on
+
+
+def test_hooks_run_around_async_invocations_on_every_runner(app):
+    """An ``async def`` task, run on an event loop (a ThreadRunner's, a
+    PersistentProcessRunner worker's async slots) or in a process of its own, gets
+    the same hooks as a sync one."""
+    app.reconfigure(middleware=[f"{PROBE}:Recorder"])
+    try:
+        with running(app):
+            ok = tasks.async_nap(4, 0.01)
+            bad = tasks.async_fail("boom")
+            assert ok.result == 4
+            with pytest.raises(CustomError):
+                bad.result
+        assert wait_for(lambda: ["finish", bad.invocation_id, "FAILED"] in _events(app), 10)
+        events = _events(app)
+
+        def mine(inv):
+            return [e[0:1] + e[2:] for e in events if e[1] == inv.invocation_id]
+
+        assert mine(ok) == [["claim"], ["before"], ["after", "ok"], ["finish", "SUCCESS"]], events
+        assert mine(bad) == [["claim"], ["before"], ["after", "CustomError"],
+                             ["failure", "CustomError"], ["finish", "FAILED"]], events
+    finally:
+        if os.path.exists(log_path(app.app_id)):
+            os.remove(log_path(app.app_id))
+
+
+def test_a_middleware_time_limit_stops_an_async_task_on_every_runner(app):
+    app.reconfigure(middleware=[f"{PROBE}:QuickLimit"])
+    with running(app):
+        slow = tasks.async_nap(0, 5.0)
+        with pytest.raises(TaskTimeoutError, match="timeout_sec=0.3"):
+            slow.get(timeout=30)
+        assert tasks.async_nap(1, 0.01).result == 1  # the runner goes on (0.01 s < 0.3 s)
