@@ -133,14 +133,15 @@ def redis_commands(client: redis.Redis) -> int:
 class Session:
     """One runner on one backend, started once for all workloads."""
 
-    def __init__(self, runner: str, backend: str, redis_url: str | None):
+    def __init__(self, runner: str, backend: str, redis_url: str | None,
+                 runner_fields: dict[str, Any] | None = None):
         from . import bench_tasks
 
         self.runner_name, self.backend_name = runner, backend
         self.app = bench_tasks.app
         fields: dict[str, Any] = {"backend": backend, "app_id": f"bench-{uuid.uuid4().hex[:8]}",
                                   "runner_cls": runner, "app_path": "pynenc_ray.bench_tasks:app",
-                                  "runner": RUNNER_FIELDS[runner]}
+                                  "runner": runner_fields or RUNNER_FIELDS[runner]}
         if backend == "memory" and runner == "MultiThreadRunner":
             fields["runner"] = {**RUNNER_FIELDS[runner], "ray_local_mode": True}
         if redis_url:

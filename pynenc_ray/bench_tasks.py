@@ -23,6 +23,14 @@ def nap(sec: float) -> None:
 
 
 @app.task
+async def async_nap(sec: float) -> None:
+    """Await ``asyncio.sleep(sec)``: I/O that holds a slot but no thread."""
+    import asyncio
+
+    await asyncio.sleep(sec)
+
+
+@app.task
 def fanout(n: int) -> int:
     """Fans out n subtasks and sums their results inside the task."""
     return sum(add.parallelize([(i, 1) for i in range(n)]).results)
