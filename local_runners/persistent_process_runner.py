@@ -370,17 +370,19 @@ class _Worker(BaseRunner):
             self._async.close(self._stop)
 
     def _dispatch(self, claimed: Claimed) -> None:
-        """Run one claimed invocation: an async one on the loop, a sync one here; one
-        marked ``alone`` here once nothing else is in flight. Claimed as a stop
-        came, it is handed back unstarted."""
+        """Run one claimed invocation: an async one on the loop, a sync one here. One
+        marked ``alone`` starts once nothing else is in flight, and nothing is
+        claimed until it ends. Claimed as a stop came, it is handed back unstarted."""
         task = self.app.get_task(claimed.task_id)  # resolved once for the limit and the run
         if claimed.alone:
             self._async.wait_empty(self._stop)
         if self._stop.is_set():
             self._hand_back([claimed.invocation_id])
             self._live.discard(claimed.invocation_id)
-        elif task is not None and task.is_async and not claimed.alone:
+        elif task is not None and task.is_async:  # (its limit, cancel and stop as any's)
             self._start_async(claimed, task)
+            if claimed.alone:
+                self._async.wait_empty(self._stop)
         else:
             self._run(claimed, task)  # on a stop it hands its invocation back itself
 

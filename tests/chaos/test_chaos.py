@@ -167,6 +167,24 @@ def test_sigkilled_persistent_workers_waiting_for_hand_offs(redis_url):
     assert handed, "no invocation was handed off"
 
 
+def test_sigkilled_persistent_workers_awaiting_async_tasks(redis_url):
+    """Workers SIGKILLed while each awaits many async tasks at once (async
+    slots): every invocation a killed worker held shared its death, is marked to
+    run alone, and runs again; each ends SUCCESS exactly once, and the run does
+    not stall on the lone reruns."""
+    app = _app(redis_url, "PersistentProcessRunner", num_processes=2,
+               async_slots_per_process=50)
+    with running(app) as runner:
+        invs = list(tasks.async_nap.parallelize([(i, 0.1) for i in range(400)]))
+        killer = Killer(lambda: [p.pid for _, p in list(runner._workers.values())],
+                        times=5, every=0.3)
+        killer.start()
+        _finish(invs, killer)
+    check_all_once(invs, list(range(400)))
+    shared = [inv for inv in invs if app.backend.get(inv.invocation_id).alone]
+    assert shared, "no kill landed while async tasks were in flight"
+
+
 @pytest.mark.ray
 def test_sigkilled_ray_actors(redis_url, pynenc_ray):
     app = _app(redis_url, "MultiThreadRunner", max_threads=4, min_processes=2, max_processes=2,
