@@ -5,6 +5,8 @@ a middleware's time limit is enforced by each runner's own mechanism."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -26,6 +28,21 @@ def _events(app) -> list[list[str]]:
         return [line.split() for line in f]
 
 
+def _hooks_of(app, done) -> Callable[[Any], list[list[str]]]:
+    """Once ``done`` (an invocation that failed) has its last hook logged: each
+    invocation's logged hooks, in order, without its id. after_failure and
+    after_finish follow the final write, so a reader can see the result before a
+    child process has logged them: their lines are waited for."""
+    assert wait_for(lambda: ["finish", done.invocation_id, "FAILED"] in _events(app), 10)
+    events = _events(app)
+    return lambda inv: [e[0:1] + e[2:] for e in events if e[1] == inv.invocation_id]
+
+
+OK_HOOKS = [["claim"], ["before"], ["after", "ok"], ["finish", "SUCCESS"]]
+FAILED_HOOKS = [["claim"], ["before"], ["after", "CustomError"], ["failure", "CustomError"],
+                ["finish", "FAILED"]]
+
+
 def test_hooks_run_around_every_step_on_every_runner(app):
     app.reconfigure(middleware=[f"{PROBE}:Recorder"])
     try:
@@ -36,24 +53,15 @@ def test_hooks_run_around_every_step_on_every_runner(app):
             assert ok.result == 3 and flaky.result == 2
             with pytest.raises(CustomError):
                 bad.result
-        # after_failure and after_finish follow the final write, so a reader can see
-        # the result before a child process has logged them: wait for their lines
-        assert wait_for(lambda: ["finish", bad.invocation_id, "FAILED"] in _events(app), 10)
-        events = _events(app)
-
-        def mine(inv):
-            return [e[0:1] + e[2:] for e in events if e[1] == inv.invocation_id]
-
-        assert mine(ok) == [["claim"], ["before"], ["after", "ok"], ["finish", "SUCCESS"]], events
+        mine = _hooks_of(app, bad)
+        assert mine(ok) == OK_HOOKS
         seen = mine(flaky)
         # after_retry follows the retry's write, so the next claim (another thread's)
         # may be logged before it: its place is only after the failed run
-        assert seen.index(["retry"]) > seen.index(["after", "CustomError"]), events
+        assert seen.index(["retry"]) > seen.index(["after", "CustomError"]), seen
         assert [e for e in seen if e != ["retry"]] == [
-            ["claim"], ["before"], ["after", "CustomError"],
-            ["claim"], ["before"], ["after", "ok"], ["finish", "SUCCESS"]], events
-        assert mine(bad) == [["claim"], ["before"], ["after", "CustomError"],
-                             ["failure", "CustomError"], ["finish", "FAILED"]], events
+            ["claim"], ["before"], ["after", "CustomError"], *OK_HOOKS], seen
+        assert mine(bad) == FAILED_HOOKS
     finally:
         if os.path.exists(log_path(app.app_id)):
             os.remove(log_path(app.app_id))
@@ -86,15 +94,9 @@ def test_hooks_run_around_async_invocations_on_every_runner(app):
             assert ok.result == 4
             with pytest.raises(CustomError):
                 bad.result
-        assert wait_for(lambda: ["finish", bad.invocation_id, "FAILED"] in _events(app), 10)
-        events = _events(app)
-
-        def mine(inv):
-            return [e[0:1] + e[2:] for e in events if e[1] == inv.invocation_id]
-
-        assert mine(ok) == [["claim"], ["before"], ["after", "ok"], ["finish", "SUCCESS"]], events
-        assert mine(bad) == [["claim"], ["before"], ["after", "CustomError"],
-                             ["failure", "CustomError"], ["finish", "FAILED"]], events
+        mine = _hooks_of(app, bad)
+        assert mine(ok) == OK_HOOKS
+        assert mine(bad) == FAILED_HOOKS
     finally:
         if os.path.exists(log_path(app.app_id)):
             os.remove(log_path(app.app_id))
