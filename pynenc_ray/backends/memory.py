@@ -405,7 +405,7 @@ class MemoryBackend(Backend):
                 self.transition(inv_id, S.REROUTED, by, worker, recovery=by != owner)
                 rec = self._records[inv_id]
                 rec.alone = rec.alone or died
-                rec.deaths += counts
+                rec.deaths += int(counts)
             return ids
 
     @override
