@@ -51,7 +51,7 @@ RUN_TIMEOUT = 1800.0
 @dataclass
 class System:
     name: str
-    kind: str  # producer.py's system: huey, dramatiq, pynenc, floor, ceiling, pipeline
+    kind: str  # producer.py's system: huey, dramatiq, taskiq, arq, pynenc, floor, ...
     python: str  # the venv python that runs the producer
     worker: list[str] | None  # the worker command, None for the floor and the ceiling
     env: dict[str, str] = field(default_factory=dict)
@@ -89,6 +89,24 @@ SYSTEMS: dict[str, System] = {s.name: s for s in [
            [_venv("dramatiq", "dramatiq"), "peers_dramatiq", "-p", "2", "-t", "8"], peer=True,
            describe="RedisBroker + Results(RedisBackend), dramatiq -p 2 -t 8, "
                     "get_result(block=True)"),
+    System("taskiq", "taskiq", _venv("taskiq"),
+           [_venv("taskiq", "taskiq"), "worker", "peers_taskiq:broker", "--workers", "2"],
+           peer=True, describe="taskiq ListQueueBroker + RedisAsyncResultBackend, taskiq worker "
+                               "--workers 2, wait_result() polls every 0.2 s (its default)"),
+    System("taskiq-stream", "taskiq", _venv("taskiq"),
+           [_venv("taskiq", "taskiq"), "worker", "peers_taskiq:broker", "--workers", "2"],
+           {"PEERS_TASKIQ_BROKER": "stream", "PEERS_POLL_SEC": "0.01"}, peer=True,
+           describe="as taskiq with RedisStreamBroker, wait_result() polling every 0.01 s"),
+    System("arq", "arq", _venv("arq"),
+           ["sh", "-c", f"{_venv('arq', 'arq')} peers_arq.WorkerSettings & "
+                        f"{_venv('arq', 'arq')} peers_arq.WorkerSettings & wait"],
+           peer=True, describe="arq, two `arq peers_arq.WorkerSettings` processes, job.result() "
+                               "and the worker's queue poll every 0.5 s (its defaults)"),
+    System("arq-fast", "arq", _venv("arq"),
+           ["sh", "-c", f"{_venv('arq', 'arq')} peers_arq.WorkerSettings & "
+                        f"{_venv('arq', 'arq')} peers_arq.WorkerSettings & wait"],
+           {"PEERS_POLL_SEC": "0.01"}, peer=True,
+           describe="as arq, both polls every 0.01 s"),
     _pynenc("pynenc-thread", "ThreadRunner", {"max_threads": 8}, "ThreadRunner, max_threads 8"),
     _pynenc("pynenc-thread-nolinger", "ThreadRunner", {"max_threads": 8, "claim_linger_sec": 0},
             "as pynenc-thread with claim_linger_sec=0: every claim at once (what linger buys)"),
@@ -342,7 +360,8 @@ def run_once(system: System, n: int) -> dict:
 
 def _versions(names: list[str]) -> dict[str, str]:
     out = {}
-    dists = {"huey": "huey", "dramatiq": "dramatiq", "pynenc": "pynenc-ray", "floor": "redis",
+    dists = {"huey": "huey", "dramatiq": "dramatiq", "taskiq": "taskiq-redis", "arq": "arq",
+             "pynenc": "pynenc-ray", "floor": "redis",
              "ceiling": "redis", "pipeline": "redis"}
     for name in names:
         s = SYSTEMS[name]

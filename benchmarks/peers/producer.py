@@ -1,6 +1,6 @@
 """The producer side of one benchmark run, executed by the system's own venv python.
 
-    <venv>/bin/python producer.py {huey,dramatiq,pynenc,floor,ceiling,pipeline} -n N
+    <venv>/bin/python producer.py {huey,dramatiq,taskiq,arq,pynenc,floor,ceiling,pipeline} -n N
 
 Talks to driver.py over stdin/stdout, one line each way:
   -> READY             after a warm-up task has gone through (the worker is up)
@@ -61,6 +61,55 @@ def _pynenc():
         return inv.result  # blocks until the result is in; not .wait()
 
     return submit, read, app.backend.close
+
+
+def _on_a_loop():
+    """One event loop for an async-native peer's producer: each submit and each
+    read runs to its end on it, one call at a time, as for the other systems."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    return loop, loop.run_until_complete
+
+
+def _taskiq():
+    from peers_taskiq import add, broker
+
+    loop, run = _on_a_loop()
+    run(broker.startup())
+    poll = float(os.environ.get("PEERS_POLL_SEC") or 0.2)  # taskiq's default check_interval
+
+    def submit(i):
+        return run(add.kiq(i, i))
+
+    def read(task):
+        return run(task.wait_result(check_interval=poll, timeout=600)).return_value
+
+    def close():
+        run(broker.shutdown())
+        loop.close()
+
+    return submit, read, close
+
+
+def _arq():
+    from arq import create_pool
+    from peers_arq import POLL_SEC, REDIS
+
+    loop, run = _on_a_loop()
+    pool = run(create_pool(REDIS))
+
+    def submit(i):
+        return run(pool.enqueue_job("add", i, i))
+
+    def read(job):
+        return run(job.result(timeout=600, poll_delay=POLL_SEC))
+
+    def close():
+        run(pool.aclose())
+        loop.close()
+
+    return submit, read, close
 
 
 # The floor: bare redis-py on the same Redis, no task queue. Per task one EVALSHA
@@ -127,8 +176,8 @@ def _pipeline():
     return p.submit, p.read, p.close
 
 
-SYSTEMS = {"huey": _huey, "dramatiq": _dramatiq, "pynenc": _pynenc, "floor": _floor,
-           "ceiling": _ceiling, "pipeline": _pipeline}
+SYSTEMS = {"huey": _huey, "dramatiq": _dramatiq, "taskiq": _taskiq, "arq": _arq,
+           "pynenc": _pynenc, "floor": _floor, "ceiling": _ceiling, "pipeline": _pipeline}
 
 
 def main() -> int:

@@ -16,6 +16,10 @@ declare -A PINS=(
   [huey]="huey==3.5.4 redis==8.1.0 hiredis==3.5.0"
   [huey-plain]="huey==3.5.4 redis==8.1.0"  # as pinned in issue 13's first measurement
   [dramatiq]="dramatiq[redis]==2.2.1 redis==8.1.0 hiredis==3.5.0"
+  # the async-native peers: taskiq-redis takes the same redis-py; arq 0.28 requires
+  # redis<6, so it gets the newest 5.x (hiredis as for the others)
+  [taskiq]="taskiq==0.13.0 taskiq-redis==1.2.4 redis==8.1.0 hiredis==3.5.0"
+  [arq]="arq==0.28.0 redis==5.3.1 hiredis==3.5.0"
 )
 
 mkdir -p "$VENVS"
