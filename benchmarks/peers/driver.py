@@ -1,4 +1,4 @@
-"""Like-for-like peer benchmark: pynenc-ray against Huey and Dramatiq on Redis.
+"""Like-for-like peer benchmark: pynenc-ray against Huey, Dramatiq, Taskiq and arq on Redis.
 
     .venv/bin/python benchmarks/peers/driver.py [-n 10000] [--runs 3]
         [--systems huey,dramatiq,pynenc-thread,...] [--json out.json]
