@@ -282,11 +282,20 @@ def test_a_worker_host_cut_off_from_redis_for_20s_loses_nothing_and_leaves_nothi
         runners = poll(producer, lambda r: cut_off in r, 30)
         assert cut_off in runners, runners
         relisted = time.time()
-        more = [f"b{i}" for i in range(4)]
-        again = producer.call("wait", ids=submit_tracked(producer, runs, more, 2.0), within=60,
-                              timeout=90)
-        assert again["all_final"], again
-        assert {r.host for k in more for r in runs.starts(k)} == {"w1", "w2"}, runs.read()
+        # listed means its heartbeat is back; its claim loop may still be in a call
+        # the cut left waiting (up to the 5 s socket timeout, then a backoff of up
+        # to 2 s). Batches of four 1 s tasks, two more than w1's two threads take,
+        # until w2 runs one: within 30 s of being listed again
+        more: list[str] = []
+        while (time.time() < relisted + 30
+               and not any(r.host == "w2" for k in more for r in runs.starts(k))):
+            batch = [f"b{len(more) + i}" for i in range(4)]
+            more += batch
+            again = producer.call("wait", ids=submit_tracked(producer, runs, batch, 1.0),
+                                  within=60, timeout=90)
+            assert again["all_final"], again
+        w2_runs = [r for k in more for r in runs.starts(k) if r.host == "w2"]
+        assert w2_runs, runs.read()
 
         rerouted_at = min((h[3] for k in rerouted for h in entries(invs[k], "REROUTED")),
                           default=None)
@@ -297,7 +306,8 @@ def test_a_worker_host_cut_off_from_redis_for_20s_loses_nothing_and_leaves_nothi
                fault_to_dropped_from_runner_list=(dropped_at - fault) if dropped_at else None,
                fault_to_every_invocation_final=final_at(invs) - fault,
                fault_to_heal=healed - fault,
-               heal_to_w2_actor_listed_again=relisted - healed)
+               heal_to_w2_actor_listed_again=relisted - healed,
+               heal_to_w2_actor_running_work_again=min(r.at for r in w2_runs) - healed)
     producer.close()
     assert hosts.stop_runner() == 0, runner.tail()
 
