@@ -116,6 +116,9 @@ SYSTEMS: dict[str, System] = {s.name: s for s in [
             {"min_processes": 2, "max_processes": 2, "max_threads": 4,
              "enforce_max_processes": True, "actor_num_cpus": 0.5},
             "MultiThreadRunner, 2 Ray actors x 4 threads, local Ray on 127.0.0.1"),
+    System("ray", "ray", REPO_PY, None, peer=True,
+           describe="plain Ray tasks: ray.init(num_cpus=2) in the producer, add.remote(i, i), "
+                    "ray.get(ref); Redis unused (its CPU is the idle server's)"),
     System("floor", "floor", REPO_PY, None,
            describe="bare redis-py: EVALSHA(HSET+RPUSH) per task, HGET per result"),
     System("pipeline", "pipeline", REPO_PY, [REPO_PY, os.path.join(TASKS, "peers_pipeline.py")],
@@ -182,47 +185,70 @@ class RedisServer:
 
 
 def _cpu(p: psutil.Process) -> float:
+    """CPU seconds of ``p`` and of its children that exited (reaped)."""
     t = p.cpu_times()
     return t.user + t.system + t.children_user + t.children_system
 
 
-def _tree(root: psutil.Process | None) -> dict[int, tuple[float, float]]:
-    """CPU seconds per process of root's tree, keyed by pid (with create time)."""
+def _own_cpu(p: psutil.Process) -> float:
+    """CPU seconds of ``p`` alone (its children are counted as its tree)."""
+    t = p.cpu_times()
+    return t.user + t.system
+
+
+# Ray's own daemons, told apart from the processes that run tasks (ray::<name>)
+_RAY_DAEMONS = ("raylet", "gcs_server")
+_RAY_DAEMON_SCRIPTS = ("ray/dashboard/", "ray/_private/log_monitor", "ray/autoscaler/",
+                       "ray/_private/runtime_env/", "ray/util/client/server")
+
+
+def _is_daemon(p: psutil.Process) -> bool:
+    """A process a system runs beside its workers (Ray's GCS, raylet, agents)."""
+    name = p.name()
+    if name.startswith("ray::"):
+        return False
+    return name in _RAY_DAEMONS or any(s in " ".join(p.cmdline()) for s in _RAY_DAEMON_SCRIPTS)
+
+
+def _tree(root: psutil.Process | None, skip_root: bool = False
+          ) -> dict[int, tuple[float, float, bool]]:
+    """CPU seconds per process of root's tree (without root itself when
+    ``skip_root``), keyed by pid, with its create time and whether it is a daemon."""
     if root is None:
         return {}
     out = {}
     with contextlib.suppress(psutil.NoSuchProcess):
-        procs = [root, *root.children(recursive=True)]
+        procs = [*([] if skip_root else [root]), *root.children(recursive=True)]
         for p in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
-                out[p.pid] = (p.create_time(), _cpu(p))
+                out[p.pid] = (p.create_time(), _cpu(p), _is_daemon(p))
     return out
 
 
-def _tree_delta(a: dict, b: dict) -> float:
+def _tree_delta(a: dict, b: dict, daemons: bool = False) -> float:
+    """CPU seconds the tree's workers (or, with ``daemons``, its daemons) spent
+    between samples ``a`` and ``b``."""
     total = 0.0
-    for pid, (created, cpu) in b.items():
+    for pid, (created, cpu, daemon) in b.items():
+        if daemon != daemons:
+            continue
         before = a.get(pid)
         total += cpu - (before[1] if before and before[0] == created else 0.0)
     return total
 
 
-def _stop_tree(proc: subprocess.Popen, grace: float = 30.0) -> None:
-    """SIGTERM the worker, then, by PID, whatever of its tree outlived it."""
-    if proc.poll() is not None:
-        return
+def _family(pid: int) -> list[psutil.Process]:
+    """The processes below ``pid``, to stop by PID whatever outlives it."""
     try:
-        root = psutil.Process(proc.pid)
-        family = root.children(recursive=True)
+        return psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
-        family = []
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-    _, alive = psutil.wait_procs(family, timeout=10)
+        return []
+
+
+def _end(family: list[psutil.Process], grace: float = 10.0) -> None:
+    """By PID: SIGTERM those of ``family`` still running ``grace`` seconds on, and
+    SIGKILL those still running 5 s after that."""
+    _, alive = psutil.wait_procs(family, timeout=grace)
     for p in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
@@ -230,6 +256,20 @@ def _stop_tree(proc: subprocess.Popen, grace: float = 30.0) -> None:
     for p in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
+
+
+def _stop_tree(proc: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGTERM the worker, then, by PID, whatever of its tree outlived it."""
+    if proc.poll() is not None:
+        return
+    family = _family(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+    _end(family)
 
 
 class Producer:
@@ -313,10 +353,13 @@ def run_once(system: System, n: int) -> dict:
                                f"{_tail(worker_log)}\n--- producer log ---\n"
                                f"{_tail(producer_log)}") from None
         startup = time.perf_counter() - t_start
-        wroot = psutil.Process(worker.pid) if worker else None
+        # plain Ray: the producer's ray.init() starts the workers and daemons as its children
+        wroot = (psutil.Process(worker.pid) if worker
+                 else producer.ps if system.kind == "ray" else None)
+        in_producer = worker is None
 
         cmds0 = server.commands()
-        cpu0 = (_cpu(producer.ps), _tree(wroot), _cpu(server.ps))
+        cpu0 = (_own_cpu(producer.ps), _tree(wroot, in_producer), _cpu(server.ps))
         producer.send("GO")
         try:
             line = producer.expect(RUN_TIMEOUT, worker, "the results")
@@ -325,7 +368,7 @@ def run_once(system: System, n: int) -> dict:
             raise RuntimeError(f"{system.name}: {exc}\n--- worker log ---\n"
                                f"{_tail(worker_log)}\n--- producer log ---\n"
                                f"{_tail(producer_log)}") from None
-        cpu1 = (_cpu(producer.ps), _tree(wroot), _cpu(server.ps))
+        cpu1 = (_own_cpu(producer.ps), _tree(wroot, in_producer), _cpu(server.ps))
         names = []
         for pid in cpu1[1]:
             with contextlib.suppress(psutil.NoSuchProcess):
@@ -339,7 +382,8 @@ def run_once(system: System, n: int) -> dict:
         cpu = {"producer": (cpu1[0] - cpu0[0]) * 1000 / n,
                "workers": _tree_delta(cpu0[1], cpu1[1]) * 1000 / n,
                "redis": (cpu1[2] - cpu0[2]) * 1000 / n}
-        cpu["total"] = sum(cpu.values())
+        cpu["total"] = sum(cpu.values())  # Ray's daemons apart (listed, not in the total)
+        cpu["daemons"] = _tree_delta(cpu0[1], cpu1[1], daemons=True) * 1000 / n
         return {"system": system.name, "n": n, "wall_s": timings["wall_s"],
                 "enqueue_s": timings["enqueue_s"], "tasks_per_sec": n / timings["wall_s"],
                 "cpu_ms_per_task": cpu, "redis_cmds_per_task": cmds / n,
@@ -347,7 +391,9 @@ def run_once(system: System, n: int) -> dict:
                 "startup_s": startup, "worker_processes": sorted(names)}
     finally:
         if producer is not None:
+            family = _family(producer.proc.pid)  # plain Ray's processes, which it started
             producer.stop()
+            _end(family)
         if worker is not None:
             _stop_tree(worker)
         server.stop()
@@ -361,6 +407,7 @@ def run_once(system: System, n: int) -> dict:
 def _versions(names: list[str]) -> dict[str, str]:
     out = {}
     dists = {"huey": "huey", "dramatiq": "dramatiq", "taskiq": "taskiq-redis", "arq": "arq",
+             "ray": "ray",
              "pynenc": "pynenc-ray", "floor": "redis",
              "ceiling": "redis", "pipeline": "redis"}
     for name in names:
@@ -396,7 +443,7 @@ def summarize(runs: list[dict], names: list[str]) -> list[dict]:
         tps = [r["tasks_per_sec"] for r in mine]
         med = lambda key: statistics.median(r[key] for r in mine)  # noqa: E731
         cpu = {k: statistics.median(r["cpu_ms_per_task"][k] for r in mine)
-               for k in ("producer", "workers", "redis", "total")}
+               for k in ("producer", "workers", "daemons", "redis", "total")}
         rows.append({"system": name, "runs": len(mine), "median": statistics.median(tps),
                      "min": min(tps), "max": max(tps), "enqueue_s": med("enqueue_s"),
                      "wall_s": med("wall_s"), "cpu": cpu, "cmds": med("redis_cmds_per_task")})
@@ -410,7 +457,8 @@ def summarize(runs: list[dict], names: list[str]) -> list[dict]:
 
 def format_table(rows: list[dict], versions: dict[str, str]) -> str:
     head = ["system", "version", "tasks/s median [min-max]", "x best peer", "enqueue s",
-            "wall s", "CPU ms/task producer + workers + redis = total", "redis cmds/task"]
+            "wall s", "CPU ms/task producer + workers + redis = total (+ daemons apart)",
+            "redis cmds/task"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         c = r["cpu"]
@@ -419,7 +467,8 @@ def format_table(rows: list[dict], versions: dict[str, str]) -> str:
                  f"{r['median']:,.0f} [{r['min']:,.0f}-{r['max']:,.0f}]", ratio,
                  f"{r['enqueue_s']:.2f}", f"{r['wall_s']:.2f}",
                  f"{c['producer']:.3f} + {c['workers']:.3f} + {c['redis']:.3f} = "
-                 f"{c['total']:.3f}", f"{r['cmds']:.1f}"]
+                 f"{c['total']:.3f}"
+                 + (f" (+ {c['daemons']:.3f})" if c["daemons"] else ""), f"{r['cmds']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -1,6 +1,6 @@
 """The producer side of one benchmark run, executed by the system's own venv python.
 
-    <venv>/bin/python producer.py {huey,dramatiq,taskiq,arq,pynenc,floor,ceiling,pipeline} -n N
+    <venv>/bin/python producer.py {huey,dramatiq,taskiq,arq,ray,pynenc,floor,ceiling,pipeline} -n N
 
 Talks to driver.py over stdin/stdout, one line each way:
   -> READY             after a warm-up task has gone through (the worker is up)
@@ -112,6 +112,24 @@ def _arq():
     return submit, read, close
 
 
+def _ray():
+    """Plain Ray tasks, the baseline MultiThreadRunner builds on: a local Ray of
+    two CPUs started here, on loopback, one remote call per task."""
+    import ray
+    from peers_ray import add
+
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False,
+             _node_ip_address="127.0.0.1")
+
+    def submit(i):
+        return add.remote(i, i)
+
+    def read(ref):
+        return ray.get(ref, timeout=600)
+
+    return submit, read, ray.shutdown
+
+
 # The floor: bare redis-py on the same Redis, no task queue. Per task one EVALSHA
 # of a two-command script (store the call and its result, queue its id), then one
 # HGET per result: the fewest round trips any Redis task queue could manage.
@@ -176,7 +194,7 @@ def _pipeline():
     return p.submit, p.read, p.close
 
 
-SYSTEMS = {"huey": _huey, "dramatiq": _dramatiq, "taskiq": _taskiq, "arq": _arq,
+SYSTEMS = {"huey": _huey, "dramatiq": _dramatiq, "taskiq": _taskiq, "arq": _arq, "ray": _ray,
            "pynenc": _pynenc, "floor": _floor, "ceiling": _ceiling, "pipeline": _pipeline}
 
 
