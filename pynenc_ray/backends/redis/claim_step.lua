@@ -17,7 +17,7 @@
 -- what its inbox holds comes first, and a claim that finds nothing registers
 -- it for a hand-off (see handoff.lua). The callers commit() after it.
 -- Returns a flat list: id, task, args, retries, deaths, alone (1 or 0) per
--- claimed invocation (CLAIM_FIELDS in replies.py).
+-- claimed invocation (CLAIM_FIELDS, from arguments.py).
 
 -- Queue the due ids (by the server's clock, which set their due times) of each
 -- of `queues`' delayed sets, each at its own level.

@@ -34,8 +34,8 @@ local function idle_worker(queue)
 end
 
 -- Take `item`, popped from runner's inbox, if its record backs it: appended to
--- `out` as claim_step's flat list has it (id, task, args, retries, deaths, alone) when
--- the record is RUNNING and owned by runner; skipped otherwise (given back or
+-- `out` as claim_step's flat list has it (id, task, args, retries, deaths,
+-- alone) when the record is RUNNING and owned by runner; skipped otherwise (given back or
 -- cancelled since, or never handed at all); failed in place when corrupt. An
 -- item is an id (one written by an earlier version, "<id>\n<task>\n<args>",
 -- counts by its id alone).
@@ -46,7 +46,8 @@ local function take_handed(runner, item, out)
   if rec and rec.status == 'RUNNING' and rec.owner == runner then
     local n = #out
     out[n + 1], out[n + 2], out[n + 3] = id, rec.task, rec.args
-    out[n + 4], out[n + 5], out[n + 6] = rec.retries or 0, rec.deaths or 0, rec.alone and 1 or 0
+    out[n + 4], out[n + 5] = rec.retries or 0, rec.deaths or 0
+    out[n + 6] = rec.alone and 1 or 0
   elseif why then
     fail_corrupt(id, why, 'RUNNING', runner, runner)
   end

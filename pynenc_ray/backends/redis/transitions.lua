@@ -24,7 +24,7 @@ end
 
 -- Move id, whose record `rec` read() returned, from its status to `moves`: one
 -- status, or a list of statuses taken in turn (one HSET: status, owner, history
--- entries, and the fields f1 and f2 set to v1 and v2 when given). Leaving the
+-- entries, and the fields f1, f2 and f3 set to v1, v2 and v3 when given). Leaving the
 -- owned statuses releases its running key (rec.rck, when it was read and is
 -- set). On the hot path: it builds no table but the HSET's arguments.
 local function move(id, rec, moves, runner, worker, owner, f1, v1, f2, v2, f3, v3)
