@@ -86,6 +86,9 @@ class ThreadRunner(BaseRunner):
         # held by the loop around a claim and the registration of what it took, and by
         # retire_if_idle while it looks: an idle look and a claim never overlap
         self._claim_gate = threading.Lock()
+        # retire_if_idle calls waiting for the gate: the loop lets them in before its next
+        # claim (a Lock is not fair, and the loop would otherwise take it back at once)
+        self._gate_wanted = 0
         self._retiring = False  # set by retire_if_idle: the loop claims nothing more
 
     # -- observability -----------------------------------------------------------------
@@ -114,12 +117,19 @@ class ThreadRunner(BaseRunner):
         (the actor looked idle, then claimed) so never cuts a run short: retiring a
         busy actor would hand its runs back while they ran, and they would run
         twice. Waits for a claim in flight (at most runner_loop_sleep_time_sec)."""
-        with self._claim_gate:
+        with self._cv:
+            self._gate_wanted += 1
+        try:
+            with self._claim_gate:
+                with self._cv:
+                    if self._live or self._writing or self._busy or self._waiting:
+                        return False
+                    self._retiring = True
+                return True
+        finally:
             with self._cv:
-                if self._live or self._writing or self._busy or self._waiting:
-                    return False
-                self._retiring = True
-            return True
+                self._gate_wanted -= 1
+                self._cv.notify_all()
 
     def heartbeat_info(self) -> dict[str, Any]:
         """The base heartbeat plus slots, busy and waiting threads, and the pool size."""
@@ -145,6 +155,8 @@ class ThreadRunner(BaseRunner):
         if self._deadlines:
             self._expire_overdue()
         with self._cv:
+            if self._gate_wanted:  # a retirement look waits for the gate: let it in first
+                self._cv.wait_for(lambda: not self._gate_wanted, sleep)
             if self._busy >= self.slots:
                 self._cv.wait(sleep)
             free = min(self.slots - self._busy, self.thread_cap - self._busy - self._waiting)
