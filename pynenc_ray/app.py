@@ -383,8 +383,8 @@ class Pynenc:
                 "reference) or raise max_args_bytes")
         opts = task.options
         running_key, registration_key = task.concurrency_keys(args, kwargs)
-        return NewInvocation(inv_id, task.task_id, payload, parent, opts.queue, opts.priority,
-                             not_before, running_key, registration_key)
+        return NewInvocation(inv_id, task.task_id, payload, parent or "", opts.queue,
+                             opts.priority, not_before, running_key, registration_key)
 
     def inside_task(self) -> bool:
         """True when called from a task body that this app's runner executes."""

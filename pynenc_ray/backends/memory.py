@@ -207,7 +207,7 @@ class MemoryBackend(Backend):
                     self._registered[c.registration_key] = c.invocation_id
                 out.append(c.invocation_id)
                 rec = InvocationRecord(c.invocation_id, c.task_id, c.args, S.REGISTERED,
-                                       parent_id=c.parent_id, queue=c.queue,
+                                       parent_id=c.parent_id or None, queue=c.queue,
                                        priority=c.priority, running_key=c.running_key,
                                        history=[HistoryEntry(S.REGISTERED, runner_id, worker, now)])
                 self._records[c.invocation_id] = rec

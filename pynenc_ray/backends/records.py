@@ -21,7 +21,7 @@ class NewInvocation(NamedTuple):
     invocation_id: str
     task_id: str
     args: bytes
-    parent_id: str | None = None
+    parent_id: str = ""  # the invocation that submitted this one ('' for none)
     queue: str = DEFAULT_QUEUE
     priority: int = DEFAULT_PRIORITY
     not_before: float | None = None  # epoch seconds: claimable from then on (a delayed call)

@@ -10,7 +10,8 @@ import re
 
 import pytest
 
-from pynenc_ray.backends.redis.arguments import CALL, SIGNATURES, Call, Finish, Signature
+from pynenc_ray.backends.records import NewInvocation
+from pynenc_ray.backends.redis.arguments import CALL, SIGNATURES, Finish, Signature
 from pynenc_ray.backends.redis.scripts import HERE, NAMES, SHARED, STEPS
 
 
@@ -28,10 +29,10 @@ def test_each_entry_point_reads_exactly_the_arguments_declared_for_it(name):
     assert used == SIGNATURES[name].names - {"ttl"}  # ttl: begin() reads it for every one
 
 
-@pytest.mark.parametrize("path_name, var, record", [
-    ("enqueue", "call", Call), ("finish_step", "item", Finish)])
-def test_the_tail_records_are_read_by_their_declared_fields(path_name, var, record):
-    assert _used(path_name, var) == set(record._fields)
+@pytest.mark.parametrize("path_name, var, entry_point", [
+    ("enqueue", "call", "enqueue"), ("finish_step", "item", "finish")])
+def test_the_tail_records_are_read_by_their_declared_fields(path_name, var, entry_point):
+    assert _used(path_name, var) == set(SIGNATURES[entry_point].fields)
 
 
 def test_finish_claim_hands_the_finish_step_a_finish_record():
@@ -56,7 +57,9 @@ def test_every_shared_file_says_first_what_it_holds():
 def test_a_call_is_built_by_name_in_the_declared_order_and_kinds():
     assert CALL.retry(60, id="i", runner="r", worker="w", delay=0.25, push=False) \
         == ("retry", [60, "i", "r", "w", "0.25", "0"])
-    calls = [Call(id="a", task="t", args=b"x", parent="", rck="k", regk="")]
+    # the enqueue sends six of a NewInvocation's fields: queue, priority and due
+    # time go once per batch, as arguments
+    calls = [NewInvocation("a", "t", b"x", queue="q", priority=3, running_key="k")]
     assert CALL.enqueue(60, runner="r", worker="w", push=True, queue="q", prio=3, delay=None,
                         calls=calls) \
         == ("enqueue", [60, "r", "w", "1", "q", 3, "", "a", "t", b"x", "", "k", ""])
@@ -89,3 +92,12 @@ def test_a_signature_refuses_names_the_generated_lua_cannot_bind():
         Signature("x", ("end", "Queue", "from"))
     with pytest.raises(ValueError, match="named twice"):
         Signature("x", ("ids",), tail="ids")
+
+
+def test_a_tail_may_send_some_fields_of_its_records_but_only_fields_they_have():
+    one = Signature("x", (), tail="items", record=Finish, fields=("id",))
+    assert one.call(1, items=[Finish("a", "SUCCESS", b"p", "w")]) == ("x", [1, "a"])
+    two = Signature("x", (), tail="items", record=Finish, fields=("worker", "id"))
+    assert two.call(1, items=[Finish("a", "SUCCESS", b"p", "w")]) == ("x", [1, "w", "a"])
+    with pytest.raises(ValueError, match=r"fields \('ids',\) not all of Finish's"):
+        Signature("x", (), tail="items", record=Finish, fields=("ids",))

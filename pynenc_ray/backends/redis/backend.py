@@ -58,7 +58,7 @@ from ..base import (
     NewInvocation,
 )
 from . import connect, replies
-from .arguments import CALL, CLAIM_FIELDS, Call, Finish
+from .arguments import CALL, CLAIM_FIELDS, Finish
 from .entry_points import LuaEntryPoints
 from .listener import ResultListener
 
@@ -522,8 +522,7 @@ class RedisBackend(Backend):
         reply = self._script(CALL.enqueue(
             self.ttl, runner=runner_id, worker=worker, push=push, queue=first.queue,
             prio=first.priority, delay=delay if delay is not None and delay > 0 else None,
-            calls=[Call(id=c.invocation_id, task=c.task_id, args=c.args, parent=c.parent_id or "",
-                        rck=c.running_key, regk=c.registration_key) for c in calls]))
+            calls=calls))
         if self.wait_replicas:
             self._replicated([c.invocation_id for c in calls], final=False)
         return [r.decode() for r in reply]

@@ -11,9 +11,9 @@
 -- A call with a registration key whose invocation is not final yet is not
 -- stored: the id of that one is returned in its place.
 -- Arguments: runner and worker (who submits), push, queue, prio, delay (seconds
--- from now; nil for now), then the calls (id, task, args, parent, rck, regk:
--- '' for none): every call of one batch waits in the same queue at the same
--- priority from the same time.
+-- from now; nil for now), then the calls (invocation_id, task_id, args,
+-- parent_id, running_key, registration_key: '' for none): every call of one
+-- batch waits in the same queue at the same priority from the same time.
 -- Returns the id each call is known by, in order.
 local ids, index = {}, {}
 local h0 = entry('REGISTERED', A.runner, A.worker)
@@ -39,10 +39,10 @@ local function is_new(id, look)
 end
 
 for _, call in ipairs(A.calls) do
-  local id = call.id
+  local id = call.invocation_id
   local known
-  if call.regk ~= '' then
-    local ex = redis.call('GET', P .. 'reg:' .. call.regk)
+  if call.registration_key ~= '' then
+    local ex = redis.call('GET', P .. 'reg:' .. call.registration_key)
     if ex and ex ~= id then  -- a record read here is untrusted: pcall, then check
       local st = redis.pcall('HGET', ikey(ex), 'status')
       if type(st) == 'string' and ALLOWED[st] and not FINAL[st] then known = ex end
@@ -52,19 +52,19 @@ for _, call in ipairs(A.calls) do
     resolved[#resolved + 1] = known
   else
     resolved[#resolved + 1] = id
-    local look = handing and call.rck == ''
+    local look = handing and call.running_key == ''
     local fresh, waits = is_new(id, look)
     if look and not waits then handing = false end  -- nobody waits: no more looks
     if fresh then
-      local fields = {ikey(id), 'task', call.task, 'args', call.args,
+      local fields = {ikey(id), 'task', call.task_id, 'args', call.args,
         'status', 'REGISTERED', 'h0', h0, 'hn', 1}
-      if call.parent ~= '' then  -- retries, reroutes and deaths read as 0 until set
+      if call.parent_id ~= '' then  -- retries, reroutes and deaths read as 0 until set
         fields[#fields + 1] = 'parent'
-        fields[#fields + 1] = call.parent
+        fields[#fields + 1] = call.parent_id
       end
-      if call.rck ~= '' then
+      if call.running_key ~= '' then
         fields[#fields + 1] = 'rck'
-        fields[#fields + 1] = call.rck
+        fields[#fields + 1] = call.running_key
       end
       for _, x in ipairs(where) do fields[#fields + 1] = x end
       local to, label
@@ -85,7 +85,7 @@ for _, call in ipairs(A.calls) do
         redis.call('HSET', unpack(fields))
         ids[#ids + 1] = id
       end
-      if call.regk ~= '' then redis.call('SET', P .. 'reg:' .. call.regk, id, 'EX', TTL) end
+      if call.registration_key ~= '' then redis.call('SET', P .. 'reg:' .. call.registration_key, id, 'EX', TTL) end
       index[#index + 1] = now
       index[#index + 1] = id
     end
