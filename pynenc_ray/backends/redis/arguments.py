@@ -29,8 +29,8 @@ wire, a Lua boolean). A tail holds plain values (ids, queue names) or records:
 a NamedTuple here, a table keyed by the same field names in Lua. A tail may
 send only some of its records' fields (``fields``, all of them strings): the
 enqueue's tail is the backends' own ``NewInvocation`` records, six fields of
-each, so a submit builds no second record per call (that copy cost the
-producer about 2 microseconds a submit, a twentieth of one).
+each, so a submit builds no second record per call (with that copy, the
+enqueue's ARGV cost the producer 4.4 microseconds a submit; without it, 0.8).
 
 Every entry point takes ``ttl`` first, the record lifetime result_ttl_sec.
 No argument is a time of the caller's clock: every time stored is the
