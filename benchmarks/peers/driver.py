@@ -1,16 +1,21 @@
 """Like-for-like peer benchmark: pynenc-ray against Huey, Dramatiq, Taskiq and arq on Redis.
 
     .venv/bin/python benchmarks/peers/driver.py [-n 10000] [--runs 3]
-        [--systems huey,dramatiq,pynenc-thread,...] [--json out.json]
+        [--workload add|io|cpu] [--systems huey,dramatiq,pynenc-thread,...] [--json out.json]
 
-For every system the same workload (see producer.py): enqueue add(i, i) one call
-at a time, then read each result once, in order, through the system's own result
-API. Each run gets a fresh redis-server on a free 127.0.0.1 port and a fresh worker;
+For every system the same workload (see producer.py): enqueue a call at a time,
+then read each result once, in order, through the system's own result API. The
+workloads: ``add`` (add(i, i), the per-task cost), ``io`` (1,000 calls of an
+awaited 0.1 s sleep by default, 200 slots over 2 processes where the system
+can), ``cpu`` (2,000 calls of about 5 ms of pure-Python work, 2 processes).
+Each run gets a fresh redis-server on a free 127.0.0.1 port and a fresh worker;
 the producer runs in the system's own venv (benchmarks/peers/.venvs/, made by
 setup.sh; pynenc-ray uses the repository's .venv). This process only starts and
 stops things and measures: wall time and enqueue time (reported by the producer),
 CPU seconds of the producer process, of the worker's process tree and of
-redis-server (psutil, before/after), and Redis commands (INFO commandstats).
+redis-server (psutil, before/after), Redis commands (INFO commandstats), and
+the peak memory of the workers (RSS and PSS, summed over the worker tree every
+0.2 s during the run; a system's daemons, Ray's GCS and raylet, apart).
 Runs are interleaved, the system order rotated each round.
 """
 
@@ -58,67 +63,114 @@ class System:
     peer: bool = False  # a candidate for "best peer"
     describe: str = ""
     source: str = ""  # pynenc systems: a checkout to import pynenc-ray from ('' = this one)
+    # per workload other than add: (the worker command, or None to keep the add one;
+    # environment added); a system without an entry runs the add workload only
+    workloads: dict[str, tuple[list[str] | None, dict[str, str]]] = field(default_factory=dict)
+
+    def for_workload(self, workload: str) -> tuple[list[str] | None, dict[str, str]]:
+        """The worker command and extra environment of ``workload``."""
+        if workload == "add":
+            return self.worker, self.env
+        worker, env = self.workloads[workload]
+        return (self.worker if worker is None else worker), {**self.env, **env}
 
 
 def _venv(name: str, exe: str = "python") -> str:
     return os.path.join(VENVS, name, "bin", exe)
 
 
-def _pynenc(name: str, runner: str, fields: dict[str, object], describe: str) -> System:
-    # the project's own CLI and bench tasks module, configured by PYNENC__* as bench.py does
+def _runner_env(fields: dict[str, object]) -> dict[str, str]:
+    return {f"PYNENC__RUNNER__{k.upper()}": str(v) for k, v in fields.items()}
+
+
+def _pynenc(name: str, runner: str, fields: dict[str, object], describe: str,
+            io: dict[str, object], cpu: dict[str, object]) -> System:
+    # the project's own CLI, configured by PYNENC__* as bench.py does; the app is the
+    # bench tasks module's, with the io and cpu workloads' tasks (tasks/peers_pynenc.py)
     env = {"PYNENC__BACKEND": "redis", "PYNENC__RUNNER_CLS": runner,
-           "PYNENC__APP_PATH": "pynenc_ray.bench_tasks:app"}
-    env.update({f"PYNENC__RUNNER__{k.upper()}": str(v) for k, v in fields.items()})
+           "PYNENC__APP_PATH": "peers_pynenc:app", **_runner_env(fields)}
     return System(name, "pynenc", REPO_PY,
-                  [REPO_PY, "-m", "pynenc_ray", "--app", "pynenc_ray.bench_tasks:app",
-                   "runner", "start"], env, describe=describe)
+                  [REPO_PY, "-m", "pynenc_ray", "--app", "peers_pynenc:app", "runner", "start"],
+                  env, describe=describe,
+                  workloads={"io": (None, _runner_env(io)), "cpu": (None, _runner_env(cpu))})
+
+
+def _huey_workloads() -> dict[str, tuple[list[str] | None, dict[str, str]]]:
+    # Huey has no async tasks and runs one worker type per consumer: 200 threads in one
+    # process wait out the I/O; CPU work keeps the add workload's 2 processes
+    return {"io": ([_venv("huey", "huey_consumer"), "peers_huey.huey", "-k", "thread", "-w",
+                    "200"], {}), "cpu": (None, {})}
+
+
+def _dramatiq(threads: int) -> list[str]:
+    return [_venv("dramatiq", "dramatiq"), "peers_dramatiq", "-p", "2", "-t", str(threads)]
+
+
+def _taskiq(*extra: str) -> list[str]:
+    return [_venv("taskiq", "taskiq"), "worker", "peers_taskiq:broker", "--workers", "2",
+            *extra]
+
+
+def _arq() -> list[str]:
+    return ["sh", "-c", f"{_venv('arq', 'arq')} peers_arq.WorkerSettings & "
+                        f"{_venv('arq', 'arq')} peers_arq.WorkerSettings & wait"]
+
+
+# the io workload's 200 slots over 2 processes, as each peer spells it
+_SLOTS = {"PEERS_SLOTS": "100"}
 
 
 SYSTEMS: dict[str, System] = {s.name: s for s in [
     System("huey", "huey", _venv("huey"),
            [_venv("huey", "huey_consumer"), "peers_huey.huey", "-k", "process", "-w", "2"],
-           peer=True, describe="RedisHuey, huey_consumer -k process -w 2, get(blocking=True) polls"),
+           peer=True, workloads=_huey_workloads(),
+           describe="RedisHuey, huey_consumer -k process -w 2 (io: -k thread -w 200, one "
+                    "process), get(blocking=True) polls"),
     System("huey-plain", "huey", _venv("huey-plain"),
            [_venv("huey-plain", "huey_consumer"), "peers_huey.huey", "-k", "process", "-w", "2"],
            peer=True, describe="as huey, without hiredis (redis-py's pure-Python reply parser)"),
     System("huey-notify", "huey", _venv("huey"),
            [_venv("huey", "huey_consumer"), "peers_huey.huey", "-k", "process", "-w", "2"],
-           {"PEERS_HUEY_NOTIFY": "1"}, peer=True,
+           {"PEERS_HUEY_NOTIFY": "1"}, peer=True, workloads=_huey_workloads(),
            describe="as huey, RedisHuey(notify_result=True): get() BLPOPs a notify key"),
-    System("dramatiq", "dramatiq", _venv("dramatiq"),
-           [_venv("dramatiq", "dramatiq"), "peers_dramatiq", "-p", "2", "-t", "8"], peer=True,
-           describe="RedisBroker + Results(RedisBackend), dramatiq -p 2 -t 8, "
-                    "get_result(block=True)"),
-    System("taskiq", "taskiq", _venv("taskiq"),
-           [_venv("taskiq", "taskiq"), "worker", "peers_taskiq:broker", "--workers", "2"],
-           peer=True, describe="taskiq ListQueueBroker + RedisAsyncResultBackend, taskiq worker "
+    System("dramatiq", "dramatiq", _venv("dramatiq"), _dramatiq(8), peer=True,
+           workloads={"io": (_dramatiq(100), {}), "cpu": (_dramatiq(1), {})},
+           describe="RedisBroker + Results(RedisBackend), dramatiq -p 2 -t 8 (io: -t 100, "
+                    "async actors on its AsyncIO middleware; cpu: -t 1), get_result(block=True)"),
+    System("taskiq", "taskiq", _venv("taskiq"), _taskiq(), peer=True,
+           workloads={"io": (_taskiq("--max-async-tasks", "100"), {}), "cpu": (None, {})},
+           describe="taskiq ListQueueBroker + RedisAsyncResultBackend, taskiq worker "
                                "--workers 2, wait_result() polls every 0.2 s (its default)"),
-    System("taskiq-stream", "taskiq", _venv("taskiq"),
-           [_venv("taskiq", "taskiq"), "worker", "peers_taskiq:broker", "--workers", "2"],
+    System("taskiq-stream", "taskiq", _venv("taskiq"), _taskiq(),
            {"PEERS_TASKIQ_BROKER": "stream", "PEERS_POLL_SEC": "0.01"}, peer=True,
+           workloads={"io": (_taskiq("--max-async-tasks", "100"), {}), "cpu": (None, {})},
            describe="as taskiq with RedisStreamBroker, wait_result() polling every 0.01 s"),
-    System("arq", "arq", _venv("arq"),
-           ["sh", "-c", f"{_venv('arq', 'arq')} peers_arq.WorkerSettings & "
-                        f"{_venv('arq', 'arq')} peers_arq.WorkerSettings & wait"],
-           peer=True, describe="arq, two `arq peers_arq.WorkerSettings` processes, job.result() "
+    System("arq", "arq", _venv("arq"), _arq(), peer=True,
+           workloads={"io": (None, _SLOTS), "cpu": (None, {})},
+           describe="arq, two `arq peers_arq.WorkerSettings` processes, job.result() "
                                "and the worker's queue poll every 0.5 s (its defaults)"),
-    System("arq-fast", "arq", _venv("arq"),
-           ["sh", "-c", f"{_venv('arq', 'arq')} peers_arq.WorkerSettings & "
-                        f"{_venv('arq', 'arq')} peers_arq.WorkerSettings & wait"],
-           {"PEERS_POLL_SEC": "0.01"}, peer=True,
-           describe="as arq, both polls every 0.01 s"),
-    _pynenc("pynenc-thread", "ThreadRunner", {"max_threads": 8}, "ThreadRunner, max_threads 8"),
+    System("arq-fast", "arq", _venv("arq"), _arq(), {"PEERS_POLL_SEC": "0.01"}, peer=True,
+           workloads={"io": (None, _SLOTS), "cpu": (None, {})},
+           describe="as arq, both polls every 0.01 s (io: max_jobs 100 per process)"),
+    _pynenc("pynenc-thread", "ThreadRunner", {"max_threads": 8},
+            "ThreadRunner, max_threads 8 (io: 200, one process; cpu: 2)",
+            io={"max_threads": 200}, cpu={"max_threads": 2}),
     _pynenc("pynenc-thread-nolinger", "ThreadRunner", {"max_threads": 8, "claim_linger_sec": 0},
-            "as pynenc-thread with claim_linger_sec=0: every claim at once (what linger buys)"),
+            "as pynenc-thread with claim_linger_sec=0: every claim at once (what linger buys)",
+            io={"max_threads": 200}, cpu={"max_threads": 2}),
     _pynenc("pynenc-ppr", "PersistentProcessRunner", {"num_processes": 2},
-            "PersistentProcessRunner, num_processes 2"),
+            "PersistentProcessRunner, num_processes 2 (io: 100 async slots each)",
+            io={"async_slots_per_process": 100}, cpu={}),
     _pynenc("pynenc-multi", "MultiThreadRunner",
             {"min_processes": 2, "max_processes": 2, "max_threads": 4,
              "enforce_max_processes": True, "actor_num_cpus": 0.5},
-            "MultiThreadRunner, 2 Ray actors x 4 threads, local Ray on 127.0.0.1"),
+            "MultiThreadRunner, 2 Ray actors x 4 threads (io: x 100; cpu: x 1), local Ray on "
+            "127.0.0.1", io={"max_threads": 100}, cpu={"max_threads": 1}),
     System("ray", "ray", REPO_PY, None, peer=True,
+           workloads={"io": (None, _SLOTS), "cpu": (None, {})},
            describe="plain Ray tasks: ray.init(num_cpus=2) in the producer, add.remote(i, i), "
-                    "ray.get(ref); Redis unused (its CPU is the idle server's)"),
+                    "ray.get(ref) (io: two async actors of max_concurrency 100, called in "
+                    "turn); Redis unused (its CPU is the idle server's)"),
     System("floor", "floor", REPO_PY, None,
            describe="bare redis-py: EVALSHA(HSET+RPUSH) per task, HGET per result"),
     System("pipeline", "pipeline", REPO_PY, [REPO_PY, os.path.join(TASKS, "peers_pipeline.py")],
@@ -275,9 +327,10 @@ def _stop_tree(proc: subprocess.Popen, grace: float = 30.0) -> None:
 class Producer:
     """producer.py in the system's venv, driven line by line over stdin/stdout."""
 
-    def __init__(self, system: System, n: int, env: dict[str, str], log) -> None:
+    def __init__(self, system: System, n: int, workload: str, env: dict[str, str], log) -> None:
         self.proc = subprocess.Popen(
-            [system.python, os.path.join(HERE, "producer.py"), system.kind, "-n", str(n)],
+            [system.python, os.path.join(HERE, "producer.py"), system.kind, "-n", str(n),
+             "--workload", workload],
             cwd=TASKS, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
             text=True, bufsize=1)
         self.lines: queue.Queue[str | None] = queue.Queue()
@@ -319,18 +372,63 @@ class Producer:
             self.proc.wait(10)
 
 
+class MemoryPeaks:
+    """Samples a worker tree every ``every`` seconds while the workload runs: the
+    peak of the workers' summed RSS and PSS (MB), and of the daemons' apart. PSS
+    shares a page among the processes that map it, so forked workers are not
+    counted once per process for what they share."""
+
+    def __init__(self, root: psutil.Process | None, skip_root: bool, every: float = 0.2):
+        self.root, self.skip_root, self.every = root, skip_root, every
+        self.peak = {"rss": 0.0, "pss": 0.0, "daemon_rss": 0.0, "daemon_pss": 0.0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> MemoryPeaks:
+        if self.root is not None:
+            self._sample()
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        if self.root is not None:
+            self._sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def _sample(self) -> None:
+        now = {"rss": 0.0, "pss": 0.0, "daemon_rss": 0.0, "daemon_pss": 0.0}
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs = [*([] if self.skip_root else [self.root]),
+                     *self.root.children(recursive=True)]
+            for p in procs:
+                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                    m = p.memory_full_info()
+                    pre = "daemon_" if _is_daemon(p) else ""
+                    now[pre + "rss"] += m.rss / 2**20
+                    now[pre + "pss"] += m.pss / 2**20
+        for k, v in now.items():
+            self.peak[k] = max(self.peak[k], v)
+
+
 def _tail(f, chars: int = 3000) -> str:
     f.flush()
     f.seek(0)
     return f.read().decode(errors="replace")[-chars:]
 
 
-def run_once(system: System, n: int) -> dict:
+def run_once(system: System, n: int, workload: str = "add") -> dict:
     """One run of one system on a fresh redis-server and a fresh worker."""
     server = RedisServer()
+    worker_cmd, system_env = system.for_workload(workload)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYNENC__", "RAY_ADDRESS", "PEERS_"))}
-    env.update(system.env)
+    env.update(system_env)
     env.update({"PEERS_REDIS_URL": server.url,
                 "PYTHONPATH": os.pathsep.join(p for p in (TASKS, system.source) if p),
                 "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # local Ray stays on 127.0.0.1
@@ -342,10 +440,10 @@ def run_once(system: System, n: int) -> dict:
     worker = producer = None
     try:
         t_start = time.perf_counter()
-        if system.worker:
-            worker = subprocess.Popen(system.worker, cwd=TASKS, env=env,
+        if worker_cmd:
+            worker = subprocess.Popen(worker_cmd, cwd=TASKS, env=env,
                                       stdout=worker_log, stderr=subprocess.STDOUT)
-        producer = Producer(system, n, env, producer_log)
+        producer = Producer(system, n, workload, env, producer_log)
         try:
             producer.expect(READY_TIMEOUT, worker, "READY")
         except RuntimeError as exc:
@@ -360,9 +458,10 @@ def run_once(system: System, n: int) -> dict:
 
         cmds0 = server.commands()
         cpu0 = (_own_cpu(producer.ps), _tree(wroot, in_producer), _cpu(server.ps))
-        producer.send("GO")
         try:
-            line = producer.expect(RUN_TIMEOUT, worker, "the results")
+            with MemoryPeaks(wroot, in_producer) as memory:
+                producer.send("GO")
+                line = producer.expect(RUN_TIMEOUT, worker, "the results")
             timings = json.loads(line)
         except (RuntimeError, ValueError) as exc:
             raise RuntimeError(f"{system.name}: {exc}\n--- worker log ---\n"
@@ -384,7 +483,8 @@ def run_once(system: System, n: int) -> dict:
                "redis": (cpu1[2] - cpu0[2]) * 1000 / n}
         cpu["total"] = sum(cpu.values())  # Ray's daemons apart (listed, not in the total)
         cpu["daemons"] = _tree_delta(cpu0[1], cpu1[1], daemons=True) * 1000 / n
-        return {"system": system.name, "n": n, "wall_s": timings["wall_s"],
+        return {"system": system.name, "workload": workload, "n": n,
+                "wall_s": timings["wall_s"], "memory_mb": memory.peak,
                 "enqueue_s": timings["enqueue_s"], "tasks_per_sec": n / timings["wall_s"],
                 "cpu_ms_per_task": cpu, "redis_cmds_per_task": cmds / n,
                 "redis_cmds_by_command": by_command,
@@ -444,21 +544,36 @@ def summarize(runs: list[dict], names: list[str]) -> list[dict]:
         med = lambda key: statistics.median(r[key] for r in mine)  # noqa: E731
         cpu = {k: statistics.median(r["cpu_ms_per_task"][k] for r in mine)
                for k in ("producer", "workers", "daemons", "redis", "total")}
+        memory = {k: statistics.median(r["memory_mb"][k] for r in mine)
+                  for k in ("rss", "pss", "daemon_rss", "daemon_pss")}
+        per_mb = [r["tasks_per_sec"] / r["memory_mb"]["rss"] for r in mine
+                  if r["memory_mb"]["rss"]]
         rows.append({"system": name, "runs": len(mine), "median": statistics.median(tps),
                      "min": min(tps), "max": max(tps), "enqueue_s": med("enqueue_s"),
-                     "wall_s": med("wall_s"), "cpu": cpu, "cmds": med("redis_cmds_per_task")})
+                     "wall_s": med("wall_s"), "cpu": cpu, "cmds": med("redis_cmds_per_task"),
+                     "memory_mb": memory,
+                     "tasks_per_sec_per_mb": statistics.median(per_mb) if per_mb else None})
     peers = [r for r in rows if SYSTEMS[r["system"]].peer]
     best = max(peers, key=lambda r: r["median"]) if peers else None
+    # CPU per task and tasks/s per MB: each against the best peer on that measure
+    least_cpu = min((r["cpu"]["total"] for r in peers), default=None)
+    most_per_mb = max((r["tasks_per_sec_per_mb"] for r in peers
+                       if r["tasks_per_sec_per_mb"]), default=None)
     for r in rows:
         r["x_best_peer"] = r["median"] / best["median"] if best else None
         r["best_peer"] = best["system"] if best else None
+        r["cpu_x_best_peer"] = r["cpu"]["total"] / least_cpu if least_cpu else None
+        r["per_mb_x_best_peer"] = (r["tasks_per_sec_per_mb"] / most_per_mb
+                                   if most_per_mb and r["tasks_per_sec_per_mb"] else None)
     return rows
 
 
 def format_table(rows: list[dict], versions: dict[str, str]) -> str:
+    """The summary as a Markdown table, one row per system."""
     head = ["system", "version", "tasks/s median [min-max]", "x best peer", "enqueue s",
             "wall s", "CPU ms/task producer + workers + redis = total (+ daemons apart)",
-            "redis cmds/task"]
+            "CPU x least peer", "worker peak MB RSS / PSS (+ daemons)", "tasks/s per MB RSS",
+            "x best peer per MB", "redis cmds/task"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         c = r["cpu"]
@@ -468,14 +583,35 @@ def format_table(rows: list[dict], versions: dict[str, str]) -> str:
                  f"{r['enqueue_s']:.2f}", f"{r['wall_s']:.2f}",
                  f"{c['producer']:.3f} + {c['workers']:.3f} + {c['redis']:.3f} = "
                  f"{c['total']:.3f}"
-                 + (f" (+ {c['daemons']:.3f})" if c["daemons"] else ""), f"{r['cmds']:.1f}"]
+                 + (f" (+ {c['daemons']:.3f})" if c["daemons"] else ""),
+                 _ratio(r["cpu_x_best_peer"]), _memory(r["memory_mb"]),
+                 "-" if r["tasks_per_sec_per_mb"] is None else f"{r['tasks_per_sec_per_mb']:.2f}",
+                 _ratio(r["per_mb_x_best_peer"]), f"{r['cmds']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def _ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def _memory(m: dict[str, float]) -> str:
+    if not m["rss"]:
+        return "-"
+    out = f"{m['rss']:.0f} / {m['pss']:.0f}"
+    return out + (f" (+ {m['daemon_rss']:.0f} / {m['daemon_pss']:.0f})" if m["daemon_rss"] else "")
+
+
+# tasks per run of each workload unless -n says otherwise
+DEFAULT_N = {"add": 10_000, "io": 1_000, "cpu": 2_000}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("-n", type=int, default=10_000, help="tasks per run (default 10000)")
+    p.add_argument("-n", type=int, help="tasks per run (default: add 10000, io 1000, cpu 2000)")
+    p.add_argument("--workload", choices=sorted(DEFAULT_N), default="add",
+                   help="add (per-task cost, the default), io (awaited 0.1 s sleeps) or cpu "
+                        "(about 5 ms of pure-Python work each)")
     p.add_argument("--runs", type=int, default=3, help="rounds, interleaved (default 3)")
     p.add_argument("--systems", default=",".join(SYSTEMS),
                    help=f"comma-separated subset of {','.join(SYSTEMS)}")
@@ -490,6 +626,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in names if s not in SYSTEMS]
     if unknown:
         p.error(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")
+    if args.workload != "add":
+        if args.systems == p.get_default("systems"):  # every system that runs it
+            names = [n for n in names if args.workload in SYSTEMS[n].workloads]
+        add_only = [n for n in names if args.workload not in SYSTEMS[n].workloads]
+        if add_only:
+            p.error(f"{', '.join(add_only)} run(s) the add workload only")
+    args.n = args.n or DEFAULT_N[args.workload]
     if args.baseline:
         base = os.path.abspath(args.baseline)
         if not os.path.isdir(os.path.join(base, "pynenc_ray")):
@@ -514,12 +657,14 @@ def main(argv: list[str] | None = None) -> int:
         order = names[rnd % len(names):] + names[:rnd % len(names)]
         for name in order:
             print(f"[round {rnd + 1}/{args.runs}] {name} ...", file=sys.stderr, flush=True)
-            r = run_once(SYSTEMS[name], args.n)
+            r = run_once(SYSTEMS[name], args.n, args.workload)
             r["round"] = rnd
             runs.append(r)
             print(f"    {r['tasks_per_sec']:,.0f} tasks/s, enqueue {r['enqueue_s']:.2f} s, "
                   f"CPU {r['cpu_ms_per_task']['total']:.3f} ms/task, "
-                  f"{r['redis_cmds_per_task']:.1f} cmds/task", file=sys.stderr, flush=True)
+                  f"{r['redis_cmds_per_task']:.1f} cmds/task, workers' peak "
+                  f"{r['memory_mb']['rss']:.0f} MB RSS / {r['memory_mb']['pss']:.0f} MB PSS",
+                  file=sys.stderr, flush=True)
             print("    per task: " + ", ".join(
                 f"{k} {v:.2f}" for k, v in sorted(r["redis_cmds_by_command"].items(),
                                                   key=lambda kv: -kv[1]) if v >= 0.01),
@@ -527,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = summarize(runs, names)
     best = rows[0]["best_peer"] if rows else None
-    print(f"Peer benchmark: n={args.n}, runs={args.runs} (interleaved), "
+    print(f"Peer benchmark, workload {args.workload}: n={args.n}, runs={args.runs} (interleaved), "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"redis-server {redis_version}; x best peer = median tasks/s / {best or '-'}'s\n")
     print(format_table(rows, versions))
@@ -536,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"- {name}: {SYSTEMS[name].describe}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"n": args.n, "runs": args.runs, "cpus": os.cpu_count(),
+            json.dump({"workload": args.workload, "n": args.n, "runs": args.runs, "cpus": os.cpu_count(),
                        "redis_version": redis_version, "versions": versions,
                        "summary": rows, "raw": runs}, f, indent=2)
     return 0

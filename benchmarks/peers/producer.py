@@ -1,6 +1,7 @@
 """The producer side of one benchmark run, executed by the system's own venv python.
 
     <venv>/bin/python producer.py {huey,dramatiq,taskiq,arq,ray,pynenc,floor,ceiling,pipeline} -n N
+        [--workload add|io|cpu]
 
 Talks to driver.py over stdin/stdout, one line each way:
   -> READY             after a warm-up task has gone through (the worker is up)
@@ -8,9 +9,12 @@ Talks to driver.py over stdin/stdout, one line each way:
   -> {"enqueue_s":..}  the workload's timings, as JSON
   <- EXIT              the driver has sampled again; clean up and exit
 
-The workload is the same for every system: enqueue add(i, i) for i in range(N),
-one call at a time, then read each result once, in order, through the
-system's public result API, and check it equals 2*i.
+The workload is the same for every system: enqueue a call for i in range(N),
+one at a time, then read each result once, in order, through the system's
+public result API, and check it. The call is ``add(i, i)`` (the default,
+expecting 2*i), ``nap(i)`` (``io``: 0.1 s of awaited I/O) or ``spin(i)``
+(``cpu``: about 5 ms of pure-Python work), both expecting i; their bodies are
+tasks/peers_work.py's, the same for every system.
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ sys.path.insert(0, os.path.join(HERE, "tasks"))
 WARMUP = 20  # tasks sent before GO, so each worker has connected and imported
 
 
-def _huey():
-    from peers_huey import add, huey  # noqa: F401
+def _huey(work):
+    import peers_huey
+    from peers_huey import huey
+
+    task = getattr(peers_huey, work)
 
     def submit(i):
-        return add(i, i)
+        return task(*_args(work, i))
 
     def read(handle):
         return handle.get(blocking=True, timeout=600)
@@ -39,11 +46,14 @@ def _huey():
     return submit, read, lambda: huey.storage.pool.disconnect()
 
 
-def _dramatiq():
-    from peers_dramatiq import add, broker
+def _dramatiq(work):
+    import peers_dramatiq
+    from peers_dramatiq import broker
+
+    actor = getattr(peers_dramatiq, work)
 
     def submit(i):
-        return add.send(i, i)
+        return actor.send(*_args(work, i))
 
     def read(message):
         return message.get_result(block=True, timeout=600_000)  # ms
@@ -51,11 +61,13 @@ def _dramatiq():
     return submit, read, broker.close
 
 
-def _pynenc():
-    from pynenc_ray.bench_tasks import add, app  # config from PYNENC__* (set by the driver)
+def _pynenc(work):
+    import peers_pynenc  # the bench app and its tasks; config from PYNENC__* (the driver's)
+
+    task, app = getattr(peers_pynenc, work), peers_pynenc.app
 
     def submit(i):
-        return add(i, i)
+        return task(*_args(work, i))
 
     def read(inv):
         return inv.result  # blocks until the result is in; not .wait()
@@ -72,15 +84,18 @@ def _on_a_loop():
     return loop, loop.run_until_complete
 
 
-def _taskiq():
-    from peers_taskiq import add, broker
+def _taskiq(work):
+    import peers_taskiq
+    from peers_taskiq import broker
+
+    task = getattr(peers_taskiq, work)
 
     loop, run = _on_a_loop()
     run(broker.startup())
     poll = float(os.environ.get("PEERS_POLL_SEC") or 0.2)  # taskiq's default check_interval
 
     def submit(i):
-        return run(add.kiq(i, i))
+        return run(task.kiq(*_args(work, i)))
 
     def read(task):
         return run(task.wait_result(check_interval=poll, timeout=600)).return_value
@@ -92,7 +107,7 @@ def _taskiq():
     return submit, read, close
 
 
-def _arq():
+def _arq(work):
     from arq import create_pool
     from peers_arq import POLL_SEC, REDIS
 
@@ -100,7 +115,7 @@ def _arq():
     pool = run(create_pool(REDIS))
 
     def submit(i):
-        return run(pool.enqueue_job("add", i, i))
+        return run(pool.enqueue_job(work, *_args(work, i)))
 
     def read(job):
         return run(job.result(timeout=600, poll_delay=POLL_SEC))
@@ -112,17 +127,28 @@ def _arq():
     return submit, read, close
 
 
-def _ray():
+def _ray(work):
     """Plain Ray tasks, the baseline MultiThreadRunner builds on: a local Ray of
-    two CPUs started here, on loopback, one remote call per task."""
+    two CPUs started here, on loopback, one remote call per task. The I/O
+    workload runs on two async actors instead (PEERS_SLOTS calls at once each),
+    called in turn: a Ray remote function cannot be async."""
+    import peers_ray
     import ray
-    from peers_ray import add
 
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False,
              _node_ip_address="127.0.0.1")
+    if work == "nap":
+        slots = int(os.environ.get("PEERS_SLOTS") or 100)
+        actors = [peers_ray.Napper.options(max_concurrency=slots, num_cpus=1).remote()
+                  for _ in range(2)]
 
-    def submit(i):
-        return add.remote(i, i)
+        def submit(i):
+            return actors[i % 2].nap.remote(i)
+    else:
+        task = getattr(peers_ray, work)
+
+        def submit(i):
+            return task.remote(*_args(work, i))
 
     def read(ref):
         return ray.get(ref, timeout=600)
@@ -194,20 +220,41 @@ def _pipeline():
     return p.submit, p.read, p.close
 
 
+def _args(work, i):
+    """The arguments of call i of a workload's task."""
+    return (i, i) if work == "add" else (i,)
+
+
+def _expected(work, i):
+    return 2 * i if work == "add" else i
+
+
+# the task each workload calls
+WORKLOADS = {"add": "add", "io": "nap", "cpu": "spin"}
+
 SYSTEMS = {"huey": _huey, "dramatiq": _dramatiq, "taskiq": _taskiq, "arq": _arq, "ray": _ray,
            "pynenc": _pynenc, "floor": _floor, "ceiling": _ceiling, "pipeline": _pipeline}
+# the systems that run every workload (the floor, ceiling and pipeline run add only)
+EVERY_WORKLOAD = {"huey", "dramatiq", "taskiq", "arq", "ray", "pynenc"}
 
 
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("kind", choices=sorted(SYSTEMS))
     p.add_argument("-n", type=int, required=True)
+    p.add_argument("--workload", choices=sorted(WORKLOADS), default="add")
     args = p.parse_args()
-    submit, read, close = SYSTEMS[args.kind]()
+    work = WORKLOADS[args.workload]
+    if args.kind in EVERY_WORKLOAD:
+        submit, read, close = SYSTEMS[args.kind](work)
+    elif work == "add":
+        submit, read, close = SYSTEMS[args.kind]()
+    else:
+        p.error(f"{args.kind} runs the add workload only")
 
     handles = [submit(i) for i in range(WARMUP)]  # warm-up, outside the measured window
     for i, h in enumerate(handles):
-        assert read(h) == 2 * i
+        assert read(h) == _expected(work, i)
     print("READY", flush=True)
     if sys.stdin.readline().strip() != "GO":
         return 1
@@ -218,8 +265,8 @@ def main() -> int:
     t1 = time.perf_counter()
     for i, h in enumerate(handles):
         value = read(h)
-        if value != 2 * i:
-            raise AssertionError(f"add({i}, {i}) returned {value!r}")
+        if value != _expected(work, i):
+            raise AssertionError(f"{work} call {i} returned {value!r}")
     t2 = time.perf_counter()
     print(json.dumps({"n": n, "enqueue_s": t1 - t0, "wall_s": t2 - t0}), flush=True)
 

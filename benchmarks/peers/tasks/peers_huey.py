@@ -7,11 +7,14 @@ notify key and a blocking get() BLPOPs it instead of polling).
 
 import os
 
+import peers_work
 from huey import RedisHuey
+from redis import ConnectionPool
 
 huey = RedisHuey(
     "peers",
-    url=os.environ["PEERS_REDIS_URL"],
+    # a connection per consumer thread (io: 200 of them)
+    connection_pool=ConnectionPool.from_url(os.environ["PEERS_REDIS_URL"], max_connections=400),
     notify_result=os.environ.get("PEERS_HUEY_NOTIFY") == "1",
 )
 
@@ -19,3 +22,7 @@ huey = RedisHuey(
 @huey.task()
 def add(x, y):
     return x + y
+
+
+nap = huey.task(name="nap")(peers_work.nap_sync)  # Huey has no async tasks: a thread waits
+spin = huey.task(name="spin")(peers_work.spin)

@@ -7,6 +7,7 @@ PEERS_REDIS_URL names the Redis; PEERS_TASKIQ_BROKER picks ListQueueBroker
 
 import os
 
+import peers_work
 from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend, RedisStreamBroker
 
 _url = os.environ["PEERS_REDIS_URL"]
@@ -17,3 +18,7 @@ broker = _cls(_url).with_result_backend(RedisAsyncResultBackend(redis_url=_url))
 @broker.task
 async def add(x, y):
     return x + y
+
+
+nap = broker.task(task_name="nap")(peers_work.nap)
+spin = broker.task(task_name="spin")(peers_work.spin)  # a sync task: taskiq runs it in a thread
