@@ -69,12 +69,7 @@ local function claim_step(c)
       elseif rec and CLAIMABLE[rec.status] then
         move(id, rec, moves, runner, c.worker, runner)
         owned[#owned + 1] = id
-        out[#out + 1] = id
-        out[#out + 1] = rec.task
-        out[#out + 1] = rec.args
-        out[#out + 1] = rec.retries or 0
-        out[#out + 1] = rec.deaths or 0
-        out[#out + 1] = rec.alone and 1 or 0
+        append_claimed(out, id, rec)
       elseif why then
         fail_corrupt(id, why, 'REGISTERED', nil, runner)
       end

@@ -34,9 +34,9 @@ local function idle_worker(queue)
 end
 
 -- Take `item`, popped from runner's inbox, if its record backs it: appended to
--- `out` as claim_step's flat list has it (id, task, args, retries, deaths,
--- alone) when the record is RUNNING and owned by runner; skipped otherwise (given back or
--- cancelled since, or never handed at all); failed in place when corrupt. An
+-- `out` as a claim's reply holds it (append_claimed) when the record is RUNNING
+-- and owned by runner; skipped otherwise (given back or cancelled since, or
+-- never handed at all); failed in place when corrupt. An
 -- item is an id (one written by an earlier version, "<id>\n<task>\n<args>",
 -- counts by its id alone).
 local function take_handed(runner, item, out)
@@ -44,10 +44,7 @@ local function take_handed(runner, item, out)
   if not id then return end
   local rec, why = read(id, READS.handed)
   if rec and rec.status == 'RUNNING' and rec.owner == runner then
-    local n = #out
-    out[n + 1], out[n + 2], out[n + 3] = id, rec.task, rec.args
-    out[n + 4], out[n + 5] = rec.retries or 0, rec.deaths or 0
-    out[n + 6] = rec.alone and 1 or 0
+    append_claimed(out, id, rec)
   elseif why then
     fail_corrupt(id, why, 'RUNNING', runner, runner)
   end

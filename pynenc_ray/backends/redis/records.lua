@@ -76,6 +76,16 @@ local function read(id, fields)
   return rec
 end
 
+-- Append claimed invocation id, its record read for a claim, to `out` as a
+-- claim's flat reply holds it: CLAIM_FIELDS values (arguments.py), id, task,
+-- args, retries, deaths, alone (1 or 0), from which Python builds a Claimed.
+local function append_claimed(out, id, rec)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3] = id, rec.task, rec.args
+  out[n + 4], out[n + 5] = rec.retries or 0, rec.deaths or 0
+  out[n + 6] = rec.alone and 1 or 0
+end
+
 -- A record that did not validate: rename it aside (kept for inspection until it
 -- expires), store a FAILED record carrying CorruptRecordError in its place so
 -- that waiters get a clear error, and list it under `corrupt`. `was` is the
