@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from pynenc_ray.runners.execution import (
     Begun,
     await_body,
-    conclude_invocation,
+    conclude_off_loop,
     fail_timed_out,
 )
 from pynenc_ray.status import InvocationStatus
@@ -163,8 +163,8 @@ class AsyncSlots:
                 self._bodies.pop(inv_id, None)
                 if timer is not None:
                     timer.cancel()
-            await asyncio.to_thread(conclude_invocation, self.app, self.host, claimed, worker,
-                                    begun.task, value=value, exc=exc)
+            await conclude_off_loop(self.app, self.host, claimed, worker, begun.task,
+                                    value=value, exc=exc)
         except Exception:  # a fault around the run (Redis gone): at least once
             log.exception("worker %s failed around %s; handing it back", self.host.runner_id,
                           inv_id)

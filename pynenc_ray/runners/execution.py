@@ -173,10 +173,17 @@ async def run_invocation_async(app: RunnerApp, runner: ExecutionHost, claimed: C
     try:
         value = await await_body(begun)
     except Exception as exc:
-        return await asyncio.to_thread(conclude_invocation, app, runner, claimed, worker,
-                                       begun.task, exc=exc)
-    return await asyncio.to_thread(conclude_invocation, app, runner, claimed, worker,
-                                   begun.task, value=value)
+        return await conclude_off_loop(app, runner, claimed, worker, begun.task, exc=exc)
+    return await conclude_off_loop(app, runner, claimed, worker, begun.task, value=value)
+
+
+async def conclude_off_loop(app: RunnerApp, runner: ExecutionHost, claimed: Claimed,
+                            worker: str, task: Task[Any, Any], value: Any = None,
+                            exc: Exception | None = None) -> float | None:
+    """``conclude_invocation`` from a pool thread: its backend writes block, and
+    the loop it is awaited on runs other invocations meanwhile."""
+    return await asyncio.to_thread(conclude_invocation, app, runner, claimed, worker, task,
+                                   value=value, exc=exc)
 
 
 async def await_body(begun: Begun) -> Any:
