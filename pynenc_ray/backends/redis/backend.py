@@ -795,8 +795,8 @@ class RedisBackend(Backend):
     @override
     def finish_many(self, items: Sequence[tuple[str, InvocationStatus, bytes, str]],
                     runner_id: str) -> list[bool]:
-        res = self._script(CALL.finish(self.ttl, runner=runner_id, items=[
-            Finish(id=inv_id, status=status.value, payload=payload, worker=worker)
+        res = self._script(CALL.finish(self.ttl, runner=runner_id, items=[  # by position:
+            Finish(inv_id, status.value, payload, worker)  # half a keyword build's cost
             for inv_id, status, payload, worker in items]))
         if self.wait_replicas:
             self._replicated([item[0] for item in items], final=True)
