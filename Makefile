@@ -106,10 +106,13 @@ lock: | $(UV)
 	$(UV) pip compile --quiet pyproject.toml --all-extras --resolution lowest-direct \
 	  --python-version 3.11 --output-file $(LOWEST)
 
-# Peer benchmark (benchmarks/peers/README.md): Huey and Dramatiq venvs, then the driver.
+# Peer benchmark (benchmarks/peers/README.md): the peers' venvs, then the driver once per
+# workload (per task, async I/O, CPU-bound); BENCH_PEERS_WORKLOADS picks some of them.
+BENCH_PEERS_WORKLOADS ?= add io cpu
 bench-peers: $(VENV)/.test system-packages
 	PYTHON=$(PYTHON) benchmarks/peers/setup.sh
-	$(PY) benchmarks/peers/driver.py $(BENCH_PEERS_ARGS)
+	for w in $(BENCH_PEERS_WORKLOADS); do \
+	  $(PY) benchmarks/peers/driver.py --workload $$w $(BENCH_PEERS_ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(VENV_FAST) $(VENV_LOWEST) $(TOOLS) .pytest_cache build *.egg-info
