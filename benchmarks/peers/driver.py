@@ -262,6 +262,11 @@ def _is_daemon(p: psutil.Process) -> bool:
     return name in _RAY_DAEMONS or any(s in " ".join(p.cmdline()) for s in _RAY_DAEMON_SCRIPTS)
 
 
+def _procs(root: psutil.Process, skip_root: bool) -> list[psutil.Process]:
+    """root's tree: root (unless ``skip_root``) and every process below it."""
+    return [*([] if skip_root else [root]), *root.children(recursive=True)]
+
+
 def _tree(root: psutil.Process | None, skip_root: bool = False
           ) -> dict[int, tuple[float, float, bool]]:
     """CPU seconds per process of root's tree (without root itself when
@@ -270,8 +275,7 @@ def _tree(root: psutil.Process | None, skip_root: bool = False
         return {}
     out = {}
     with contextlib.suppress(psutil.NoSuchProcess):
-        procs = [*([] if skip_root else [root]), *root.children(recursive=True)]
-        for p in procs:
+        for p in _procs(root, skip_root):
             with contextlib.suppress(psutil.NoSuchProcess):
                 out[p.pid] = (p.create_time(), _cpu(p), _is_daemon(p))
     return out
@@ -404,9 +408,7 @@ class MemoryPeaks:
     def _sample(self) -> None:
         now = {"rss": 0.0, "pss": 0.0, "daemon_rss": 0.0, "daemon_pss": 0.0}
         with contextlib.suppress(psutil.NoSuchProcess):
-            procs = [*([] if self.skip_root else [self.root]),
-                     *self.root.children(recursive=True)]
-            for p in procs:
+            for p in _procs(self.root, self.skip_root):
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                     m = p.memory_full_info()
                     pre = "daemon_" if _is_daemon(p) else ""
