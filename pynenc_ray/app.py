@@ -122,7 +122,8 @@ class Pynenc:
         s = self.config.settings
         secret = s.redis_password.get_secret_value() if s.redis_password else None
         return (s.backend, s.app_id, s.redis_url, s.redis_username, secret,
-                s.redis_ssl_ca_certs, s.redis_retry_timeout_sec, s.result_ttl_sec)
+                s.redis_ssl_ca_certs, s.redis_retry_timeout_sec, s.result_ttl_sec, s.sqlite_path,
+                s.sqlite_poll_sec, s.sqlite_busy_timeout_sec)
 
     def reconfigure(self, *, replace: bool = False, **fields: Any) -> Pynenc:
         """Change explicit fields (e.g. ``runner_cls`` from the CLI, or the config a
@@ -183,7 +184,8 @@ class Pynenc:
             raise MemCompatibilityError(
                 f"{self.config.runner_cls} cannot run on the memory backend: its workers "
                 "live in other processes and would not see this process's queue. Set "
-                'backend = "redis" (with redis_url), or use ThreadRunner (or '
+                'backend = "sqlite" (one file every process of this machine shares, no '
+                'server) or backend = "redis" (with redis_url), or use ThreadRunner (or '
                 "MultiThreadRunner with ray_local_mode = true)"
             )
 

@@ -1,4 +1,4 @@
-"""Backend names and where their factories are: the two built in, and any other
+"""Backend names and where their factories are: the three built in, and any other
 package's, found through the ``pynenc_ray.backends`` entry point group. Config
 validation reads it (an unknown ``backend`` is refused when the config loads);
 ``registry`` builds from it. Nothing here imports a backend."""
@@ -14,6 +14,7 @@ GROUP = "pynenc_ray.backends"
 BUILT_IN = {
     "memory": "pynenc_ray.backends.memory:from_config",
     "redis": "pynenc_ray.backends.redis.backend:from_config",
+    "sqlite": "pynenc_ray.backends.sqlite.backend:from_config",
 }
 
 

@@ -1,5 +1,7 @@
 """Faults injected while work runs: workers SIGKILLed at random, Redis restarted.
-Nothing is lost, nothing finishes twice, and the run completes without stalling."""
+Nothing is lost, nothing finishes twice, and the run completes without stalling.
+The SIGKILL tests of the local runners run on Redis and on the SQLite file
+(whose writers are killed mid-transaction too)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from tests.conftest import running, unique_app_id, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 2000
-pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 COMMON = {"runner_heartbeat_interval_sec": 0.2, "runner_dead_after_sec": 1.0,
           "max_reroutes": 100, "runner_loop_sleep_time_sec": 0.05}
 
@@ -68,10 +70,23 @@ class Killer(threading.Thread):
                 self.after_kill(pid)
 
 
-def _app(redis_url, runner_cls, **fields):
-    tasks.app.reconfigure(replace=True, backend="redis", redis_url=redis_url,
-                          app_id=unique_app_id("chaos"), runner_cls=runner_cls,
-                          app_path="tests.conformance.tasks:app", runner={**COMMON, **fields})
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis), "sqlite"])
+def store(request, tmp_path) -> dict[str, str]:
+    """The shared backend's fields: the session's Redis, or a SQLite file."""
+    if request.param == "redis":
+        return {"backend": "redis", "redis_url": request.getfixturevalue("redis_url")}
+    return {"backend": "sqlite", "sqlite_path": str(tmp_path / "chaos.sqlite3")}
+
+
+@pytest.fixture
+def redis_store(redis_url) -> dict[str, str]:
+    return {"backend": "redis", "redis_url": redis_url}
+
+
+def _app(store, runner_cls, **fields):
+    tasks.app.reconfigure(replace=True, **store, app_id=unique_app_id("chaos"),
+                          runner_cls=runner_cls, app_path="tests.conformance.tasks:app",
+                          runner={**COMMON, **fields})
     return tasks.app
 
 
@@ -93,10 +108,10 @@ def _finish(invs, killer, stall: float = 60.0) -> None:
             f"{len(pending)} not final, and none became final for {stall:g}s"
 
 
-def test_sigkilled_thread_runner_processes(redis_url):
-    app = _app(redis_url, "ThreadRunner", max_threads=4)
-    env = {**os.environ, "PYNENC__BACKEND": "redis", "PYNENC__APP_ID": app.app_id,
-           "PYNENC__REDIS_URL": redis_url, "PYNENC__RUNNER__MAX_THREADS": "4",
+def test_sigkilled_thread_runner_processes(store):
+    app = _app(store, "ThreadRunner", max_threads=4)
+    env = {**os.environ, **{f"PYNENC__{k.upper()}": v for k, v in store.items()},
+           "PYNENC__APP_ID": app.app_id, "PYNENC__RUNNER__MAX_THREADS": "4",
            **{f"PYNENC__RUNNER__{k.upper()}": str(v) for k, v in COMMON.items()}}
     cmd = [sys.executable, "-m", "pynenc_ray", "--app", "tests.conformance.tasks:app", "runner",
            "start"]
@@ -121,8 +136,8 @@ def test_sigkilled_thread_runner_processes(redis_url):
             p.wait(10)
 
 
-def test_sigkilled_process_runner_children(redis_url):
-    app = _app(redis_url, "ProcessRunner", min_parallel_slots=4)
+def test_sigkilled_process_runner_children(store):
+    app = _app(store, "ProcessRunner", min_parallel_slots=4)
     with running(app) as runner:
         invs, expected = submit(app)
         killer = Killer(lambda: [c.process.pid for c in list(runner._children.values())],
@@ -132,8 +147,8 @@ def test_sigkilled_process_runner_children(redis_url):
     check_all_once(invs, expected)
 
 
-def test_sigkilled_persistent_workers(redis_url):
-    app = _app(redis_url, "PersistentProcessRunner", num_processes=2)
+def test_sigkilled_persistent_workers(store):
+    app = _app(store, "PersistentProcessRunner", num_processes=2)
     with running(app) as runner:
         invs, expected = submit(app)
         killer = Killer(lambda: [p.pid for _, p in list(runner._workers.values())])
@@ -143,11 +158,12 @@ def test_sigkilled_persistent_workers(redis_url):
     check_all_once(invs, expected)
 
 
-def test_sigkilled_persistent_workers_waiting_for_hand_offs(redis_url):
+@pytest.mark.redis
+def test_sigkilled_persistent_workers_waiting_for_hand_offs(redis_store):
     """Single submits, paced so that workers go idle and are handed each new
     invocation as it is stored, while workers are SIGKILLed: whatever was
     handed to a dead worker is run by another, once."""
-    app = _app(redis_url, "PersistentProcessRunner", num_processes=2)
+    app = _app(redis_store, "PersistentProcessRunner", num_processes=2)
     invs, expected = [], []
     with running(app) as runner:
         killer = Killer(lambda: [p.pid for _, p in list(runner._workers.values())],
@@ -167,12 +183,13 @@ def test_sigkilled_persistent_workers_waiting_for_hand_offs(redis_url):
     assert handed, "no invocation was handed off"
 
 
-def test_sigkilled_persistent_workers_awaiting_async_tasks(redis_url):
+@pytest.mark.redis
+def test_sigkilled_persistent_workers_awaiting_async_tasks(redis_store):
     """Workers SIGKILLed while each awaits many async tasks at once (async
     slots): every invocation a killed worker held shared its death, is marked to
     run alone, and runs again; each ends SUCCESS exactly once, and the run does
     not stall on the lone reruns."""
-    app = _app(redis_url, "PersistentProcessRunner", num_processes=2,
+    app = _app(redis_store, "PersistentProcessRunner", num_processes=2,
                async_slots_per_process=50)
     with running(app) as runner:
         invs = list(tasks.async_nap.parallelize([(i, 0.1) for i in range(400)]))
@@ -185,9 +202,10 @@ def test_sigkilled_persistent_workers_awaiting_async_tasks(redis_url):
     assert shared, "no kill landed while async tasks were in flight"
 
 
+@pytest.mark.redis
 @pytest.mark.ray
-def test_sigkilled_ray_actors(redis_url, pynenc_ray):
-    app = _app(redis_url, "MultiThreadRunner", max_threads=4, min_processes=2, max_processes=2,
+def test_sigkilled_ray_actors(redis_store, pynenc_ray):
+    app = _app(redis_store, "MultiThreadRunner", max_threads=4, min_processes=2, max_processes=2,
                enforce_max_processes=True, actor_num_cpus=0.5, scaling_interval_sec=0.2)
     with running(app) as runner:
         invs, expected = submit(app)
@@ -198,10 +216,11 @@ def test_sigkilled_ray_actors(redis_url, pynenc_ray):
     check_all_once(invs, expected)
 
 
+@pytest.mark.redis
 def test_redis_restarted_mid_run_loses_nothing():
     server = RedisServer(persist=True).start()
     try:
-        app = _app(server.url, "ThreadRunner", max_threads=4)
+        app = _app({"backend": "redis", "redis_url": server.url}, "ThreadRunner", max_threads=4)
         app.reconfigure(redis_retry_timeout_sec=30)
         with running(app):
             invs, expected = submit(app)

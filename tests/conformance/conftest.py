@@ -8,7 +8,9 @@ a backend").
 Each pair carries the marks of what it needs (pyproject ``markers``): a Redis
 backend ``redis`` (the session's redis-server), the real-Ray MultiThreadRunner
 ``ray`` too; memory ThreadRunner and MultiThreadRunner-local (``ray_local_mode``,
-no Ray) need neither, so ``-m "not redis and not ray"`` keeps them.
+no Ray) need neither, so ``-m "not redis and not ray"`` keeps them. The SQLite
+file needs no server either: its ThreadRunner pair is in ``make test-fast``, its
+process runners' pairs (marked ``slow``) in ``make test``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ PAIRS = [
     ("redis", "ThreadRunner"),
     ("redis", "ProcessRunner"),
     ("redis", "PersistentProcessRunner"),
+    ("sqlite", "ThreadRunner"),
+    ("sqlite", "ProcessRunner"),
+    ("sqlite", "PersistentProcessRunner"),
     ("memory", "MultiThreadRunner-local"),
     ("redis", "MultiThreadRunner"),
 ]
@@ -55,6 +60,8 @@ def pair_param(backend: str, label: str):
         marks.append(pytest.mark.redis)
     if label == "MultiThreadRunner":  # real Ray; MultiThreadRunner-local needs none
         marks.append(pytest.mark.ray)
+    if backend == "sqlite" and label != "ThreadRunner":  # a process per run or worker: slow
+        marks.append(pytest.mark.slow)
     return pytest.param((backend, label), marks=marks, id=f"{backend}-{label}")
 
 
@@ -91,6 +98,8 @@ def app(pair, request):
                          "runner_loop_sleep_time_sec": 0.05}}
     if backend == "redis":
         fields["redis_url"] = request.getfixturevalue("redis_url")
+    if backend == "sqlite":
+        fields["sqlite_path"] = str(request.getfixturevalue("tmp_path") / "conformance.sqlite3")
     if backend == THIRD:
         fields.update(THIRD_FIELDS)
     tasks.app.reconfigure(replace=True, **fields)

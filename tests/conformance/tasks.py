@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 
@@ -114,6 +115,13 @@ def _bump(key: str) -> int:
     """Per-key run counter that works on both backends and across processes."""
     if app.config.settings.backend == "redis":
         return int(app.backend.client.incr(f"test:{app.app_id}:bump:{key}"))
+    if app.config.settings.backend == "sqlite":  # a file beside the database, under a lock
+        path = f"{app.config.settings.sqlite_path}.bump-{key}"
+        with open(path, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.write("x")
+            f.flush()
+            return os.path.getsize(path)
     key = f"{app.app_id}:{key}"
     _counts[key] = _counts.get(key, 0) + 1
     return _counts[key]

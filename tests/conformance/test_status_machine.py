@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import uuid
 
 import pytest
@@ -82,6 +83,10 @@ def test_claim_skips_ids_that_are_not_claimable(app):
     # a stale copy of the id in the queue (e.g. a retry's old entry) is skipped
     if hasattr(app.backend, "client"):
         app.backend.client.rpush(app.backend.key("queue", "default", "0"), inv_id)
+    elif app.config.settings.backend == "sqlite":
+        with sqlite3.connect(app.backend.path) as con:
+            con.execute("INSERT INTO queued (app, queue, priority, id) VALUES (?, ?, ?, ?)",
+                        (app.app_id, "default", 0, inv_id))
     else:
         with app.backend._lock:
             app.backend._push(inv_id)

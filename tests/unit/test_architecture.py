@@ -11,7 +11,9 @@
     imports the monitor: the core runs without the ``monitor`` extra;
 (e) only the Redis backend (``pynenc_ray.backends.redis``) and the tools that
     drive a Redis server themselves import redis-py: no runner, monitor or core
-    module does, so every backend error reaches them as a ``PynencError``.
+    module does, so every backend error reaches them as a ``PynencError``;
+(f) likewise only the SQLite backend (``pynenc_ray.backends.sqlite``) imports
+    ``sqlite3``.
 
 Each check is a plain function over source text, so the self-checks at the end
 can feed it a synthetic cycle or private access and see it flagged.
@@ -43,6 +45,7 @@ MONITOR_IMPORTERS = frozenset({"pynenc_ray.cli"})  # builds the `monitor` subcom
 # of examples, the test helpers that start one).
 REDIS_BACKEND = "pynenc_ray.backends.redis"
 REDIS_TOOLS = frozenset({"pynenc_ray.bench", "pynenc_ray.local_redis", "pynenc_ray.testing"})
+SQLITE_BACKEND = "pynenc_ray.backends.sqlite"
 
 # Private names of other objects that standard conventions make public.
 ALLOWED_PRIVATE = frozenset({
@@ -252,6 +255,14 @@ def test_only_the_redis_backend_and_redis_tools_import_redis_py():
     offenders = sorted(m for m, s in sources.items()
                        if not in_package(m, REDIS_BACKEND) and m not in REDIS_TOOLS
                        and imports_any(m, s, ("redis", "hiredis")))
+    assert not offenders, offenders
+
+
+def test_only_the_sqlite_backend_imports_sqlite3():
+    sources = package_sources()
+    assert f"{SQLITE_BACKEND}.backend" in sources
+    offenders = sorted(m for m, s in sources.items()
+                       if not in_package(m, SQLITE_BACKEND) and imports_any(m, s, ("sqlite3",)))
     assert not offenders, offenders
 
 

@@ -1,0 +1,139 @@
+"""The SQLite backend's tables, how a connection to its file is opened, and what
+its errors become.
+
+One file holds any number of apps: every table is keyed by ``app`` first. The
+file is in WAL mode, so readers never wait for the writer and a transaction that
+committed survives its process being killed. Every write is one ``BEGIN
+IMMEDIATE`` transaction: it takes the file's write lock at its start, so two
+writers never deadlock upgrading a read lock; a writer waits up to
+``busy_timeout`` for another to commit."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from ...errors import BackendError, BackendTransientError, BackendUnavailableError
+
+VERSION = 1  # PRAGMA user_version of a file this code made; another number is refused
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS inv (
+    app TEXT NOT NULL, id TEXT NOT NULL, task_id TEXT NOT NULL, args BLOB NOT NULL,
+    status TEXT NOT NULL, owner TEXT, retries INTEGER NOT NULL DEFAULT 0,
+    reroutes INTEGER NOT NULL DEFAULT 0, deaths INTEGER NOT NULL DEFAULT 0,
+    alone INTEGER NOT NULL DEFAULT 0, parent_id TEXT, queue TEXT NOT NULL,
+    priority INTEGER NOT NULL, running_key TEXT NOT NULL DEFAULT '',
+    result BLOB, error BLOB,
+    registered REAL NOT NULL,  -- epoch seconds it was stored
+    final_at REAL,             -- epoch seconds it became final (NULL before)
+    fin INTEGER,               -- its place in the order records became final
+    PRIMARY KEY (app, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS inv_owner ON inv (app, owner) WHERE owner IS NOT NULL;
+CREATE INDEX IF NOT EXISTS inv_fin ON inv (app, fin) WHERE fin IS NOT NULL;
+CREATE INDEX IF NOT EXISTS inv_registered ON inv (app, registered);
+-- status history, oldest first by rowid
+CREATE TABLE IF NOT EXISTS history (
+    app TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL, runner TEXT NOT NULL,
+    worker TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS history_id ON history (app, id);
+-- claimable ids; pos orders a level first in first out (a push to the front takes
+-- a pos below every other)
+CREATE TABLE IF NOT EXISTS queued (
+    pos INTEGER PRIMARY KEY, app TEXT NOT NULL, queue TEXT NOT NULL,
+    priority INTEGER NOT NULL, id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS queued_pick ON queued (app, queue, priority, pos);
+-- every queue that has held work, for the depths that list empty ones too
+CREATE TABLE IF NOT EXISTS queues (app TEXT NOT NULL, queue TEXT NOT NULL,
+    PRIMARY KEY (app, queue)) WITHOUT ROWID;
+-- delayed calls and retries waiting out their delay: queued once due
+CREATE TABLE IF NOT EXISTS delayed (
+    app TEXT NOT NULL, id TEXT NOT NULL, queue TEXT NOT NULL, due REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS delayed_due ON delayed (app, due);
+-- running key -> the invocation holding it; ids set aside until it is released
+CREATE TABLE IF NOT EXISTS holders (app TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL,
+    PRIMARY KEY (app, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS held (
+    pos INTEGER PRIMARY KEY, app TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS held_key ON held (app, key, pos);
+-- registration key -> the invocation registered under it
+CREATE TABLE IF NOT EXISTS registered (app TEXT NOT NULL, key TEXT NOT NULL,
+    id TEXT NOT NULL, PRIMARY KEY (app, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runners (app TEXT NOT NULL, id TEXT NOT NULL, info TEXT NOT NULL,
+    last_seen REAL NOT NULL, PRIMARY KEY (app, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (app TEXT NOT NULL, name TEXT NOT NULL,
+    holder TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (app, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cron (app TEXT NOT NULL, task_id TEXT NOT NULL, due REAL NOT NULL,
+    PRIMARY KEY (app, task_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fences (app TEXT NOT NULL, runner TEXT NOT NULL,
+    by TEXT NOT NULL, until REAL NOT NULL, PRIMARY KEY (app, runner)) WITHOUT ROWID;
+-- the last number given out per app and counter (fin: the final order, never reused)
+CREATE TABLE IF NOT EXISTS counters (app TEXT NOT NULL, name TEXT NOT NULL,
+    value INTEGER NOT NULL, PRIMARY KEY (app, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS waits (app TEXT NOT NULL, id TEXT NOT NULL, awaited TEXT NOT NULL,
+    PRIMARY KEY (app, id)) WITHOUT ROWID;
+"""
+
+
+def connect(path: str, busy_timeout_sec: float) -> sqlite3.Connection:
+    """A connection to ``path`` (made, with its directory, when missing) in
+    autocommit mode, the tables there. Raises BackendUnavailableError when the
+    file cannot be opened or written, BackendError when it is not a database of
+    this backend (corrupt, another program's, a newer version's)."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BackendUnavailableError(
+            f"the SQLite backend cannot make the directory of {path}: {e}; set sqlite_path "
+            "to a file in a directory this process may write") from e
+    with errors(path):
+        con = sqlite3.connect(path, timeout=busy_timeout_sec, isolation_level=None,
+                              check_same_thread=False)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL: a commit survives its process being killed (it is in the
+            # WAL, which the OS holds); only a power loss may take the last ones
+            con.execute("PRAGMA synchronous=NORMAL")
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, VERSION):
+                raise BackendError(
+                    f"the SQLite file {path} holds pynenc-ray schema version {version}, this "
+                    f"version reads {VERSION}: upgrade pynenc-ray, or point sqlite_path at "
+                    "another file")
+            if version == 0:
+                # one transaction; CREATE ... IF NOT EXISTS lets two first openers race
+                con.executescript(f"BEGIN IMMEDIATE;{TABLES}PRAGMA user_version={VERSION};COMMIT;")
+        except BaseException:
+            con.close()
+            raise
+    return con
+
+
+@contextlib.contextmanager
+def errors(path: str) -> Iterator[None]:
+    """Raise what sqlite3 raises inside as the backend's PynencError: a file
+    locked past the busy timeout as BackendTransientError (it passes), one that
+    cannot be opened as BackendUnavailableError, one that is not a database (or a
+    damaged one) as BackendError; each message names the file and what to do."""
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        text = str(e)
+        if "locked" in text or "busy" in text:
+            raise BackendTransientError(
+                f"the SQLite file {path} stayed locked by another writer past "
+                f"sqlite_busy_timeout_sec ({text}); a long transaction of another program "
+                "on it, or too many writers: raise sqlite_busy_timeout_sec, or use the "
+                "Redis backend for this load") from None
+        if "unable to open" in text or "readonly" in text or "disk I/O" in text:
+            raise BackendUnavailableError(
+                f"the SQLite backend cannot use {path} ({text}): check that the file and "
+                "its directory exist and that this process may write both") from None
+        raise BackendError(f"the SQLite file {path} answered: {text}") from None
+    except sqlite3.DatabaseError as e:
+        raise BackendError(
+            f"the SQLite file {path} is not a usable database ({e}): it is damaged or "
+            "another program's; move it away (pynenc-ray makes a new one) or point "
+            "sqlite_path at another file") from None
