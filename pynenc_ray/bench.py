@@ -1,9 +1,12 @@
 """`pynenc-ray bench`: how fast, on this machine, with this backend and runner.
 
-Starts the runner itself (in a subprocess on Redis, so CPU is attributed to
-producer, workers and Redis apart; in this process on memory) and a throwaway
-redis-server on a free loopback port when no URL is given. Worker start-up is
-measured apart from the workload figures.
+Starts the runner itself (in a subprocess on Redis and SQLite, so CPU is
+attributed to producer, workers and Redis apart; in this process on memory) and
+a throwaway redis-server on a free loopback port when no URL is given, or a
+SQLite file in a temp directory. Worker start-up is measured apart from the
+workload figures. Each row is also given as a ratio of a baseline measured in
+the same run: on Redis the bookkeeping-free floor, on SQLite ThreadRunner on
+the memory backend (what a switch from the default costs).
 """
 
 from __future__ import annotations
@@ -134,7 +137,7 @@ class Session:
     """One runner on one backend, started once for all workloads."""
 
     def __init__(self, runner: str, backend: str, redis_url: str | None,
-                 runner_fields: dict[str, Any] | None = None):
+                 runner_fields: dict[str, Any] | None = None, sqlite_path: str | None = None):
         from . import bench_tasks
 
         self.runner_name, self.backend_name = runner, backend
@@ -146,6 +149,8 @@ class Session:
             fields["runner"] = {**RUNNER_FIELDS[runner], "ray_local_mode": True}
         if redis_url:
             fields["redis_url"] = redis_url
+        if sqlite_path:
+            fields["sqlite_path"] = sqlite_path
         self.fields = fields
         self.app.reconfigure(replace=True, **fields)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -345,54 +350,73 @@ WORKLOAD_FNS = {"noop": w_noop, "submit-each": w_submit_each, "sleep": w_sleep,
 def run(backend: str, redis_url: str | None, runners: list[str], workloads: list[str], n: int,
         progress: bool = True) -> list[Result]:
     """Measure ``workloads`` on each runner on ``backend`` (a throwaway Redis when none
-    is given) and return the results, the floor first on Redis. Raises RuntimeError
-    when a runner does not start."""
+    is given, a SQLite file in a temp directory) and return the results, the
+    baseline first: the floor on Redis, ThreadRunner on memory for SQLite. Raises
+    RuntimeError when a runner does not start."""
     from tqdm import tqdm
 
     total = sum(n if w in ("noop", "submit-each") else {"sleep": 200, "fanout": 1, "latency": 50}[w]
-                for w in workloads) * len(runners)
+                for w in workloads) * (len(runners) + (backend == "sqlite"))  # + its baseline
     results: list[Result] = []
     with contextlib.ExitStack() as stack:
         if backend == "redis" and not redis_url:
             redis_url = stack.enter_context(throwaway_redis())
+        sqlite_dir = (stack.enter_context(tempfile.TemporaryDirectory(prefix="pynenc-bench-"))
+                      if backend == "sqlite" else None)
         bar = stack.enter_context(tqdm(total=total, disable=not progress, unit="task",
                                        file=sys.stderr, dynamic_ncols=True))
         for runner in runners:
             if backend == "memory" and runner in ("ProcessRunner", "PersistentProcessRunner"):
-                bar.write(f"skipping {runner}: it needs a shared backend (--backend redis)")
+                bar.write(f"skipping {runner}: it needs a shared backend (--backend sqlite "
+                          "or redis)")
                 bar.update(total // len(runners))
                 continue
-            session = Session(runner, backend, redis_url)
-            bar.set_description(f"{runner} start")
-            try:
-                startup = session.start()
-                for w in workloads:
-                    bar.set_description(f"{runner} {w}")
-                    r = session.measure(w, n, bar.update)
-                    r.startup_sec = startup
-                    results.append(r)
-            finally:
-                session.stop()
+            path = os.path.join(sqlite_dir, f"{runner}.sqlite3") if sqlite_dir else None
+            results += _session(Session(runner, backend, redis_url, sqlite_path=path),
+                                workloads, n, bar)
         if backend == "redis" and redis_url:  # (set above for redis)
             bar.set_description("floor")
             results.insert(0, measure_floor(redis_url, n))
+        if backend == "sqlite":
+            results[:0] = _session(Session("ThreadRunner", "memory", None), workloads, n, bar)
     return results
 
 
+def _session(session: Session, workloads: list[str], n: int, bar: Any) -> list[Result]:
+    """Start ``session``'s runner, measure each workload, stop it."""
+    out = []
+    bar.set_description(f"{session.runner_name} start")
+    try:
+        startup = session.start()
+        for w in workloads:
+            bar.set_description(f"{session.runner_name} {w}")
+            r = session.measure(w, n, bar.update)
+            r.startup_sec = startup
+            out.append(r)
+    finally:
+        session.stop()
+    return out
+
+
 def format_table(results: list[Result]) -> str:
-    """One row per result; with a floor measured in the same run, each row's
+    """One row per result; with a baseline measured in the same run, each row's
     throughput is also given as a ratio of it (figures vary between machines,
-    ratios measured together much less)."""
+    ratios measured together much less): of the floor on Redis, of the same
+    workload on the memory backend's ThreadRunner on SQLite."""
     floor = next((r for r in results if r.workload == "floor"), None)
-    head = ["runner", "backend", "workload", "n", "tasks/s", "x floor", "wall s", "p50 ms",
+    memory = ({r.workload: r for r in results if r.backend == "memory"}
+              if any(r.backend == "sqlite" for r in results) else {})
+    head = ["runner", "backend", "workload", "n", "tasks/s",
+            "x memory" if memory else "x floor", "wall s", "p50 ms",
             "p99 ms", "CPU ms/task (producer, workers, redis = total)", "redis cmds/task",
             "start-up s"]
     rows = []
     for r in results:
         cpu = r.cpu_ms_per_task
         parts = ", ".join(f"{v:.3f}" for k, v in cpu.items() if k != "total")
-        ratio = (f"{r.tasks_per_sec / floor.tasks_per_sec:.2f}"
-                 if floor and r.workload in THROUGHPUT_WORKLOADS else "-")
+        base = memory.get(r.workload) if memory else floor
+        ratio = (f"{r.tasks_per_sec / base.tasks_per_sec:.2f}"
+                 if base and r.workload in THROUGHPUT_WORKLOADS else "-")
         rows.append([r.runner, r.backend, r.workload, str(r.n), f"{r.tasks_per_sec:,.0f}",
                      ratio, f"{r.wall_sec:.3f}", _f(r.p50_ms), _f(r.p99_ms),
                      f"{parts} = {cpu.get('total', 0):.3f}" if cpu else "-",

@@ -240,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     ref.set_defaults(func=cmd_config_reference)
 
     bench = sub.add_parser("bench", help="measure throughput, latency, CPU and Redis commands")
-    bench.add_argument("--backend", choices=["memory", "redis"], default="redis")
+    bench.add_argument("--backend", choices=["memory", "sqlite", "redis"], default="redis",
+                       help="redis (default; a throwaway server unless --redis-url), sqlite (a "
+                            "temp file; rows also as a ratio of ThreadRunner on memory) or memory")
     bench.add_argument("--redis-url", help="use this Redis (default: a throwaway redis-server)")
     bench.add_argument("--runner", action="append", help=f"one of {', '.join(BENCH_RUNNERS)} "
                        "(default ThreadRunner); repeat for several")
