@@ -98,6 +98,7 @@ class Pynenc:
         previous = getattr(self, "config", None)  # its ignored fields were warned about already
         self.config: EffectiveConfig = load_config(
             warned=previous.ignored if previous else (), **self._explicit)
+        self._default_to_sqlite()
         s = self.config.settings
         self.serializer = Serializer(
             s.serializer,
@@ -159,7 +160,20 @@ class Pynenc:
             with self._lock:
                 if self._backend is None:
                     self._backend = build_backend(self.config)
+                    self._say_defaulted()
         return self._backend
+
+    def _say_defaulted(self) -> None:
+        """Log which file the SQLite backend uses when it was chosen for the runner
+        because no backend was configured (``_default_to_sqlite``)."""
+        if not self.config.sources.get("backend", "").startswith("default for"):
+            return
+        s = self.config.settings
+        logging.getLogger("pynenc_ray").warning(
+            "%s cannot share the memory backend and no backend is configured: app %r uses "
+            "the SQLite backend in %s (a file every process of this machine shares). Set "
+            'backend (e.g. "redis" with redis_url for several machines) to choose another',
+            self.config.runner_cls, s.app_id, s.sqlite_path)
 
     @property
     def runner(self) -> BaseRunner:
@@ -173,14 +187,33 @@ class Pynenc:
                     self._runner = cls(self, self.config.runner)
         return self._runner
 
-    def check_mem_compatible(self) -> None:
-        """Raise MemCompatibilityError when the runner needs a shared backend."""
+    def _shares_memory(self) -> bool:
+        """True unless the backend is memory and the runner cannot run on it (its
+        class decides from the config: no runner is built, nor Ray imported)."""
         if self.config.settings.backend != "memory":
-            return
+            return True
         from .runners.base import load_runner_class
 
-        # the class decides from the config: no runner is built (nor Ray imported) to ask
-        if not load_runner_class(self.config.runner_cls).runs_on_memory(self.config.runner):
+        return load_runner_class(self.config.runner_cls).runs_on_memory(self.config.runner)
+
+    def _default_to_sqlite(self) -> None:
+        """With no backend configured anywhere and a runner that cannot share the
+        memory backend (ProcessRunner, PersistentProcessRunner, MultiThreadRunner
+        on Ray), use the SQLite backend, in the file ``sqlite_path`` names (by
+        default one per app id in the temp directory), and say so in the log: so
+        that such a runner runs on one machine with no server and nothing set.
+        The log says so when the backend is built (a worker process that is
+        handed the parent's config never builds this one)."""
+        if "backend" in self.config.sources or self._shares_memory():
+            return
+        self.config = load_config(warned=self.config.ignored,
+                                  **{**self._explicit, "backend": "sqlite"})
+        self.config.sources["backend"] = f"default for {self.config.runner_cls}"
+
+    def check_mem_compatible(self) -> None:
+        """Raise MemCompatibilityError when the runner needs a shared backend and
+        the memory backend was chosen explicitly."""
+        if not self._shares_memory():
             raise MemCompatibilityError(
                 f"{self.config.runner_cls} cannot run on the memory backend: its workers "
                 "live in other processes and would not see this process's queue. Set "

@@ -40,6 +40,11 @@ class PynencBuilder:
         """Use the in-process memory backend."""
         return self._set(backend="memory")
 
+    def sqlite(self, path: str | None = None) -> PynencBuilder:
+        """Use the SQLite backend (one file every process of this machine shares),
+        in the file ``path`` when given."""
+        return self._set(backend="sqlite", sqlite_path=path)
+
     def redis(self, url: str | None = None, *, username: str | None = None,
               password: str | None = None, ssl_ca_certs: str | None = None) -> PynencBuilder:
         """Use Redis, at ``url`` and with these credentials when given."""

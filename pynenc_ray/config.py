@@ -36,6 +36,7 @@ from pydantic_settings import (
 from typing_extensions import override
 
 from .backends.names import backend_factories, how_to_get
+from .backends.sqlite.paths import resolved
 from .errors import ConfigError
 from .redis_url import mask_url, normalize_redis_url, url_problem
 from .registry import RUNNERS, all_runner_fields
@@ -83,7 +84,7 @@ class PynencSettings(BaseSettings):
 
     app_id: str = Field("pynenc", description="Namespace of the app: Redis keys, actor names")
     backend: str = Field("memory", description="memory (embedded, in this process), sqlite (embedded, one file every process of one machine shares), redis, or a backend another package installs (entry point group pynenc_ray.backends)")
-    sqlite_path: str | None = Field(None, description="The SQLite backend's database file (made when missing); unset: pynenc-ray/<app_id>.sqlite3 in the system's temp directory")
+    sqlite_path: str | None = Field(None, description="The SQLite backend's database file (made when missing), made absolute against the working directory so every process of the app opens the same one; unset: pynenc-ray/<app_id>.sqlite3 in the system's temp directory")
     sqlite_poll_sec: float = Field(0.05, gt=0, le=10, description="SQLite backend: how often, at most, a waiting claim or result wait looks again for what another process wrote (from 1 ms, doubling up to this)")
     sqlite_busy_timeout_sec: float = Field(10.0, gt=0, description="SQLite backend: how long a write waits for another process's write to commit before it fails (BackendTransientError)")
     redis_url: str = Field("redis://localhost:6379/0", description="redis:// or rediss:// (TLS) URL; user and password may be inside, raw or percent-encoded (the password is masked by config show)")
@@ -140,6 +141,14 @@ class PynencSettings(BaseSettings):
             if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"{address!r} is not host:port (e.g. \"10.0.0.5:26379\")")
         return addresses
+
+    @model_validator(mode="after")
+    def _sqlite_file(self) -> PynencSettings:
+        """With the SQLite backend, ``sqlite_path`` as an absolute path (its default
+        when unset), so that every process the app starts opens the same file."""
+        if self.backend == "sqlite":
+            self.sqlite_path = resolved(self.sqlite_path, self.app_id)
+        return self
 
     @model_validator(mode="after")
     def _one_way_to_redis(self) -> PynencSettings:

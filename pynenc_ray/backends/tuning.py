@@ -6,7 +6,8 @@ Redis pays a round trip per claim, so it can wait a moment while work streams in
 submitted (the hand-off); and it counts the connection faults it recovered from,
 after which a runner checks what it owns. The memory backend needs none of it,
 so it implements none of these: a runner offers each only where
-``isinstance(backend, ...)`` says the backend takes it."""
+``isinstance(backend, ...)`` says the backend takes it. ``OneMachine`` says
+where a backend's reach ends, for a runner that could place work elsewhere."""
 
 from __future__ import annotations
 
@@ -42,3 +43,14 @@ class CountsReconnects(Protocol):
     def reconnects(self) -> int:
         """Connection faults recovered from so far; a runner that sees it change
         reconciles what the backend says it owns with what it runs."""
+
+
+@runtime_checkable
+class OneMachine(Protocol):
+    """A backend that every process of one machine shares and no other machine
+    sees (the SQLite backend's file): a runner that places workers on a cluster
+    (MultiThreadRunner) keeps them on its own node."""
+
+    @property
+    def one_machine(self) -> str:
+        """What it is on this machine, for messages (e.g. the file's path)."""

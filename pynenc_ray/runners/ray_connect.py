@@ -13,6 +13,7 @@ here imports Ray before it has to.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import socket
@@ -95,9 +96,20 @@ def _why(address: str, exc: BaseException, token: str | None, mode: str | None) 
             f"{address}` works here")
 
 
+def _require_ray() -> None:
+    """Raise RayConnectionError, saying what to install, when Ray is missing."""
+    if importlib.util.find_spec("ray") is None:
+        raise RayConnectionError(
+            "MultiThreadRunner runs its actors on Ray, which is not installed here: "
+            "pip install 'pynenc-ray[ray]' (or set ray_local_mode = true to run its "
+            "ThreadRunners in this process, or choose another runner)")
+
+
 def connect(address: str | None) -> Any:
     """``ray.init`` against ``address`` (else a local Ray on this machine, without
-    dashboard); returns the ray module. Raises RayConnectionError."""
+    dashboard); returns the ray module. Raises RayConnectionError, also when Ray
+    is not installed."""
+    _require_ray()
     if not address:
         import ray
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from typing_extensions import override
 
+from ..backends.tuning import OneMachine
 from ..middleware import Middleware
 from ..runner_config import MultiThreadRunnerConfig, RunnerConfig
 from .actor_host import ActorHost, pool_of
@@ -174,6 +175,7 @@ class MultiThreadRunner(BaseRunner):
         self._names = itertools.count()
         self._ray: Any = None
         self._started_ray = False
+        self._pinned_logged = False  # (see _placement)
         self._gauges: dict[str, Any] = {}
         self._requested: list[dict[str, float]] = []  # the bundles last asked of the autoscaler
         # each pool's record; max_processes 0 is resolved from the cluster at start
@@ -368,8 +370,25 @@ class MultiThreadRunner(BaseRunner):
         (placed when the cluster has room); its handle."""
         app_path, config = self._spec
         return self._actor_cls.options(
-            name=name, max_concurrency=4, **actor_options(pool.conf),
+            name=name, max_concurrency=4, **actor_options(pool.conf), **self._placement(),
         ).remote(name, self.runner_id, None, app_path, config, pool.name, thread_fields(pool.conf))
+
+    def _placement(self) -> dict[str, Any]:
+        """Where Ray may place actors: anywhere, unless the backend is one
+        machine's (``tuning.OneMachine``, the SQLite file), whose actors must run
+        on this node to see it (pinned: one the node cannot hold waits, warned of
+        as any unplaced actor is)."""
+        backend = self.app.backend
+        if not isinstance(backend, OneMachine):
+            return {}
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        node = self._ray.get_runtime_context().get_node_id()
+        if not self._pinned_logged:
+            self._pinned_logged = True
+            log.info("runner %s: its actors run on this node (%s), the one that sees %s",
+                     self.runner_id, node, backend.one_machine)
+        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node, soft=False)}
 
     @override
     def owner_ids(self) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,19 @@ def test_checking_the_memory_backend_builds_no_runner(monkeypatch):
     assert app.config.runner_cls == "MultiThreadRunner"
     with pytest.raises(MemCompatibilityError):
         PynencBuilder().memory().persistent_process_runner().build()
+
+
+@needs_process_runner
+def test_with_no_backend_configured_a_process_runner_gets_sqlite(monkeypatch, tmp_path):
+    """The reference's one-liner builds: the SQLite backend in its default file,
+    said to come from the runner; an explicit backend is never replaced."""
+    monkeypatch.delenv("PYNENC__BACKEND", raising=False)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    app = PynencBuilder().persistent_process_runner(num_processes=4).build()
+    assert app.config.settings.backend == "sqlite"
+    assert app.config.settings.sqlite_path == str(tmp_path / "pynenc-ray" / "pynenc.sqlite3")
+    assert app.config.sources["backend"] == "default for PersistentProcessRunner"
+    assert PynencBuilder().thread_runner().build().config.settings.backend == "memory"
+    built = PynencBuilder().sqlite("rel/app.db").process_runner().build()
+    assert built.config.settings.sqlite_path == str(Path.cwd() / "rel" / "app.db")
+    assert built.config.sources["backend"] == "argument"

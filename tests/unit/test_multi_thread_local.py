@@ -27,9 +27,12 @@ def app():
 
 
 def test_local_mode_is_mem_compatible_and_real_mode_is_not():
-    Pynenc(app_id="x", runner_cls="MultiThreadRunner", runner={"ray_local_mode": True})
+    local = Pynenc(app_id="x", runner_cls="MultiThreadRunner", runner={"ray_local_mode": True})
+    assert local.config.settings.backend == "memory"
     with pytest.raises(MemCompatibilityError):
-        Pynenc(app_id="x", runner_cls="MultiThreadRunner")
+        Pynenc(app_id="x", backend="memory", runner_cls="MultiThreadRunner")
+    # with no backend configured, real mode gets the SQLite backend instead
+    assert Pynenc(app_id="x", runner_cls="MultiThreadRunner").config.settings.backend == "sqlite"
 
 
 def test_local_mode_never_imports_ray(app):

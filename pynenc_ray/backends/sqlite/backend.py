@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,6 +38,7 @@ from ..base import (
 from ..memory import fenced_message
 from . import schema
 from .moves import CLAIMABLE_VALUES, FINAL_VALUES, Tx, chunks, final, log_drop, not_found
+from .paths import default_path
 
 if TYPE_CHECKING:
     from ...config import EffectiveConfig
@@ -51,13 +51,6 @@ _INHERITED: list[sqlite3.Connection] = []
 # the record's columns in InvocationRecord's order (history apart)
 _COLUMNS = ("id, task_id, args, status, owner, retries, reroutes, deaths, parent_id, queue, "
             "priority, running_key, result, error, alone")
-
-
-def default_path(app_id: str) -> str:
-    """Where an app's database is when ``sqlite_path`` is not set: one file per
-    app id in the system's temp directory, the same for every process of the app."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in app_id)
-    return os.path.join(tempfile.gettempdir(), "pynenc-ray", f"{safe}.sqlite3")
 
 
 def from_config(config: EffectiveConfig) -> SQLiteBackend:
@@ -82,6 +75,11 @@ class SQLiteBackend(Backend):
         self._changed = threading.Condition()
         self._next_prune = 0.0
         self._turn = 0  # which served queue a claim looks at first
+
+    @property
+    def one_machine(self) -> str:
+        """``tuning.OneMachine``: the file, which only this machine's processes see."""
+        return f"the SQLite file {self.path}"
 
     # -- connections and transactions --------------------------------------------------
 

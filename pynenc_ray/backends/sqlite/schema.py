@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def connect(path: str, busy_timeout_sec: float) -> sqlite3.Connection:
         con = sqlite3.connect(path, timeout=busy_timeout_sec, isolation_level=None,
                               check_same_thread=False)
         try:
-            con.execute("PRAGMA journal_mode=WAL")
+            _wal(con, busy_timeout_sec)
             # NORMAL in WAL: a commit survives its process being killed (it is in the
             # WAL, which the OS holds); only a power loss may take the last ones
             con.execute("PRAGMA synchronous=NORMAL")
@@ -109,6 +110,20 @@ def connect(path: str, busy_timeout_sec: float) -> sqlite3.Connection:
             con.close()
             raise
     return con
+
+
+def _wal(con: sqlite3.Connection, busy_timeout_sec: float) -> None:
+    """Put the file in WAL mode (it stays so) unless it is already. Switching
+    needs the file to itself and does not wait for a busy one, so when several
+    processes open a new file at once, it is tried again until the busy timeout."""
+    deadline = time.monotonic() + busy_timeout_sec
+    while con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 @contextlib.contextmanager
