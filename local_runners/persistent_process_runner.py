@@ -106,7 +106,9 @@ class PersistentProcessRunner(BaseRunner):
 
     def __init__(self, app: RunnerApp, conf: PersistentProcessRunnerConfig):
         super().__init__(app, conf)
-        self.num_processes = conf.num_processes or os.cpu_count() or 1
+        # at least min_parallel_slots, as Pynenc's max(min_parallel_slots, num_processes)
+        self.num_processes = max(conf.num_processes or os.cpu_count() or 1,
+                                 conf.min_parallel_slots)
         self._workers: dict[int, _Handle] = {}  # the pool: slot -> (worker id, process)
         self._extras: dict[int, _Handle] = {}  # started while pool workers wait
         self._states: dict[str, ctypes.Array[ctypes.c_int]] = {}  # worker id -> its shared state

@@ -17,7 +17,7 @@ from .backends import build_backend
 from .backends.base import Backend, Claimed, NewInvocation
 from .concurrency import ConcurrencyControlType
 from .concurrency import ConcurrencyControlType as CC
-from .config import EffectiveConfig, load_config
+from .config import EffectiveConfig, load_config, warn_ignored
 from .errors import (
     ConfigError,
     CycleError,
@@ -90,14 +90,13 @@ class Pynenc:
         self._lock = threading.Lock()
         self._backend: Backend | None = None
         self._runner: BaseRunner | None = None
+        self._warned_ignored: list[dict[str, Any]] = []
         self._configure()
 
     # -- configuration ------------------------------------------------------------------
 
     def _configure(self) -> None:
-        previous = getattr(self, "config", None)  # its ignored fields were warned about already
-        self.config: EffectiveConfig = load_config(
-            warned=previous.ignored if previous else (), **self._explicit)
+        self.config: EffectiveConfig = load_config(warn=False, **self._explicit)
         self._default_to_sqlite()
         s = self.config.settings
         self.serializer = Serializer(
@@ -149,6 +148,11 @@ class Pynenc:
         self.middleware.add(middleware)
 
     @property
+    def conf(self) -> EffectiveConfig:
+        """``config`` by Pynenc's name for it."""
+        return self.config
+
+    @property
     def app_id(self) -> str:
         """The app's namespace (``app_id`` setting): its backend keys and actor names."""
         return self.config.settings.app_id
@@ -184,6 +188,10 @@ class Pynenc:
             with self._lock:
                 if self._runner is None:
                     cls = load_runner_class(self.config.runner_cls)
+                    # the fields this runner does not take, said once per app (the
+                    # runner started decides, `runner start --runner` included)
+                    warn_ignored(self.config, self._warned_ignored)
+                    self._warned_ignored += self.config.ignored
                     self._runner = cls(self, self.config.runner)
         return self._runner
 
@@ -206,8 +214,7 @@ class Pynenc:
         handed the parent's config never builds this one)."""
         if "backend" in self.config.sources or self._shares_memory():
             return
-        self.config = load_config(warned=self.config.ignored,
-                                  **{**self._explicit, "backend": "sqlite"})
+        self.config = load_config(warn=False, **{**self._explicit, "backend": "sqlite"})
         self.config.sources["backend"] = f"default for {self.config.runner_cls}"
 
     def check_mem_compatible(self) -> None:

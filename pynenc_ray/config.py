@@ -35,6 +35,7 @@ from pydantic_settings import (
 )
 from typing_extensions import override
 
+from . import config_aliases
 from .backends.names import backend_factories, how_to_get
 from .backends.sqlite.paths import resolved
 from .errors import ConfigError
@@ -183,7 +184,8 @@ class PynencSettings(BaseSettings):
             ("argument", init_settings),
             ("environment", env_settings),
         ]
-        config_file = init_data.get("config_file") or _env_lookup("PYNENC__CONFIG_FILE")
+        config_file = (init_data.get("config_file") or _env_lookup("PYNENC__CONFIG_FILE")
+                       or config_aliases.config_file_env())
         if config_file:
             sources.append((f"config file {config_file}", _file_source(settings_cls, config_file)))
         pyproject = PyprojectTomlConfigSettingsSource(settings_cls)
@@ -297,18 +299,19 @@ class EffectiveConfig:
         }
 
 
-def load_config(*, warned: Sequence[dict[str, Any]] = (), **kwargs: Any) -> EffectiveConfig:
+def load_config(*, warned: Sequence[dict[str, Any]] = (), warn: bool = True,
+                **kwargs: Any) -> EffectiveConfig:
     """Layer every source, validate, and resolve the runner's fields.
 
     Raises ConfigError naming the field, the value and the source for an unknown
-    field, a wrong type, or an unknown ``runner_cls``. Each ignored runner field
-    is logged as a warning, except those in ``warned`` (an earlier config's
-    ``ignored``: a reconfigure does not repeat them) and all of them inside
-    ``quiet_ignored_warnings()``.
+    field, a wrong type, or an unknown ``runner_cls``. With ``warn``, each ignored
+    runner field is logged as a warning (``warn_ignored``); an app passes False
+    and warns when it builds its runner, so the runner actually started decides.
     """
     with _LOAD_LOCK:
         cfg = _load_config(kwargs)
-    _warn_ignored(cfg, warned)
+    if warn:
+        warn_ignored(cfg, warned)
     return cfg
 
 
@@ -327,8 +330,10 @@ def quiet_ignored_warnings() -> Iterator[None]:
         _QUIET_IGNORED.reset(token)
 
 
-def _warn_ignored(cfg: EffectiveConfig, warned: Sequence[dict[str, Any]]) -> None:
-    """Warn once about each runner field the selected runner does not take."""
+def warn_ignored(cfg: EffectiveConfig, warned: Sequence[dict[str, Any]] = ()) -> None:
+    """Warn about each runner field the selected runner does not take, except
+    those in ``warned`` (said already) and all of them inside
+    ``quiet_ignored_warnings()`` (a worker rebuilding its parent's config)."""
     for item in cfg.ignored:
         loud = not _QUIET_IGNORED.get() and item not in warned
         log.log(logging.WARNING if loud else logging.DEBUG,
@@ -342,6 +347,12 @@ _LOAD_LOCK = threading.Lock()  # the provenance sink is shared by all loads
 def _load_config(kwargs: dict[str, Any]) -> EffectiveConfig:
     _PROVENANCE_SINK.pop(id(PynencSettings), None)
     kwargs = {k: v for k, v in kwargs.items() if v is not None or k in ("runner",)}
+    if config_aliases.FILEPATH_ARG in kwargs:  # Pynenc's name of config_file
+        alias = kwargs.pop(config_aliases.FILEPATH_ARG)
+        if kwargs.get("config_file") not in (None, alias):
+            raise ConfigError(f"config_file = {kwargs['config_file']!r} and config_filepath = "
+                              f"{alias!r} are both given: they name the same file, give one")
+        kwargs["config_file"] = alias
     if kwargs.get("runner") is None:
         kwargs.pop("runner", None)
     _check_env_names()
@@ -361,6 +372,11 @@ def _load_config(kwargs: dict[str, Any]) -> EffectiveConfig:
             "needs a signing_key (payloads are HMAC-signed and checked before unpickling) or "
             "allow_unsigned_pickle = true (only if nobody untrusted can write to the backend)")
     runner_raw: dict[str, Any] = dict(settings.runner)
+    for name, (value, key) in config_aliases.runner_fields_from_env(settings.runner_cls).items():
+        given = sources.get(f"runner.{name}", "")
+        if given != "argument" and not given.startswith("environment"):  # ours win
+            runner_raw[name] = value
+            sources[f"runner.{name}"] = f"environment {key}"
     runner_cfg, ignored = _resolve_runner(settings.runner_cls, runner_raw, sources)
     return EffectiveConfig(settings, runner_cfg, settings.runner_cls, sources, ignored)
 
@@ -373,7 +389,7 @@ def _check_env_names() -> None:
         if not upper.startswith("PYNENC__"):
             continue
         name = upper[len("PYNENC__"):].split("__", 1)[0].lower()
-        if name not in fields:
+        if name not in fields and not config_aliases.is_alias_env(upper):
             raise ConfigError(
                 f"unknown config field {name!r} = {value!r} (from environment {key}); "
                 f"known fields: {', '.join(sorted(fields))}"

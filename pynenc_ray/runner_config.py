@@ -39,7 +39,7 @@ class RunnerConfig(BaseModel):
 
     invocation_wait_results_sleep_time_sec: float = Field(0.1, gt=0, description="Poll interval of a worker that waits on results and cannot block (PersistentProcessRunner)")
     runner_loop_sleep_time_sec: float = Field(0.1, gt=0, description="Longest a runner loop blocks waiting for work before checking for stop")
-    min_parallel_slots: int = Field(1, ge=1, description="Lower bound on concurrent slots (ProcessRunner: max(cpu count, this))")
+    min_parallel_slots: int = Field(1, ge=1, description="Lower bound on concurrent slots (ProcessRunner: max(cpu count, this); PersistentProcessRunner: workers = max(num_processes, this))")
     claim_linger_sec: float = Field(0.002, ge=0, le=1, description="While work streams in (the last two claims got some, the last fewer than asked for), wait this long before the next claim so that one claim and one finish carry several invocations; an invocation arriving at an idle runner is never held back. 0 turns it off")
     runner_heartbeat_interval_sec: float = Field(1.0, gt=0, description="How often a runner says it is alive")
     runner_dead_after_sec: float = Field(10.0, gt=0, description="Silence after which a runner's work is rerouted by a live runner")

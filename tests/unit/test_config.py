@@ -411,9 +411,30 @@ def test_reconfigure_does_not_repeat_the_warning(caplog, monkeypatch):
     monkeypatch.setenv("PYNENC__RUNNER__NUM_PROCESSES", "2")
     with caplog.at_level(logging.WARNING, logger="pynenc_ray.config"):
         app = Pynenc(app_id="warn-once")
+        assert _ignored_warnings(caplog) == []  # an app warns when it builds its runner
+        app.runner  # noqa: B018
         app.reconfigure(app_path="tests.unit.tasks_for_unit:app")
         app.reconfigure(result_ttl_sec=5)
+        app.runner  # noqa: B018
     assert len(_ignored_warnings(caplog)) == 1
+
+
+def test_the_warning_names_the_runner_actually_started(caplog, monkeypatch):
+    """``runner start --runner MultiThreadRunner`` with MultiThreadRunner fields in
+    the environment: the app module builds with the default ThreadRunner, then
+    the CLI selects the runner; only fields that runner does not take are named."""
+    from pynenc_ray import Pynenc
+
+    monkeypatch.setenv("PYNENC__RUNNER__MAX_PROCESSES", "3")
+    monkeypatch.setenv("PYNENC__RUNNER__NUM_PROCESSES", "2")
+    with caplog.at_level(logging.WARNING, logger="pynenc_ray.config"):
+        app = Pynenc(app_id="warn-started", backend="memory")  # imported: ThreadRunner
+        app.reconfigure(runner_cls="MultiThreadRunner", runner={"ray_local_mode": True})
+        assert app.config.runner.max_processes == 3
+        app.runner  # noqa: B018
+    said = _ignored_warnings(caplog)
+    assert len(said) == 1 and "runner.num_processes" in said[0], said
+    assert "MultiThreadRunner" in said[0]
 
 
 @pytest.fixture
@@ -456,3 +477,54 @@ def test_multithread_runner_autoscales_by_default_and_config_show_says_so():
     cfg = load_config(runner_cls="MultiThreadRunner")
     assert cfg.runner.enforce_max_processes is False
     assert cfg.show()["runner"]["enforce_max_processes"] is False
+
+
+# -- Pynenc's spellings (README "Coming from Pynenc") ------------------------------------------
+
+
+def test_pynenc_spellings_of_the_config_file(tmp_path, monkeypatch):
+    from pynenc_ray import Pynenc
+
+    file = tmp_path / "conf.toml"
+    file.write_text('app_id = "from-file"\n')
+    monkeypatch.setenv("PYNENC__FILEPATH", str(file))
+    assert load_config().settings.app_id == "from-file"
+    monkeypatch.delenv("PYNENC__FILEPATH")
+    app = Pynenc(config_filepath=str(file))
+    assert app.conf is app.config and app.conf.settings.app_id == "from-file"
+    with pytest.raises(ConfigError, match="both given"):
+        load_config(config_file=str(file), config_filepath=str(tmp_path / "other.toml"))
+
+
+def test_pynenc_runner_sections_in_the_environment(monkeypatch):
+    """PYNENC__CONFIG<SECTION>__<FIELD> sets a runner field of the runners whose
+    Pynenc config class is that section or inherits it; ours win where both are."""
+    monkeypatch.setenv("PYNENC__CONFIGTHREADRUNNER__MAX_THREADS", "5")
+    monkeypatch.setenv("PYNENC__CONFIGRUNNER__MIN_PARALLEL_SLOTS", "3")
+    monkeypatch.setenv("PYNENC__CONFIGPERSISTENTPROCESSRUNNER__NUM_PROCESSES", "2")
+    cfg = load_config(runner_cls="ThreadRunner")
+    assert cfg.runner.max_threads == 5 and cfg.runner.min_parallel_slots == 3
+    assert cfg.sources["runner.max_threads"] == "environment PYNENC__CONFIGTHREADRUNNER__MAX_THREADS"
+    assert not cfg.ignored  # a section of another runner is not this runner's field
+    ppr = load_config(runner_cls="PersistentProcessRunner")
+    assert ppr.runner.num_processes == 2 and ppr.runner.max_threads == 5  # inherits ThreadRunner's
+    monkeypatch.setenv("PYNENC__CONFIGPERSISTENTPROCESSRUNNER__MAX_THREADS", "7")
+    assert load_config(runner_cls="PersistentProcessRunner").runner.max_threads == 7  # specific
+    monkeypatch.setenv("PYNENC__RUNNER__MAX_THREADS", "9")
+    assert load_config(runner_cls="ThreadRunner").runner.max_threads == 9  # ours win
+    assert load_config(runner_cls="ThreadRunner", runner={"max_threads": 1}).runner.max_threads == 1
+
+
+def test_an_unknown_pynenc_section_is_refused(monkeypatch):
+    monkeypatch.setenv("PYNENC__CONFIGTREADRUNNER__MAX_THREADS", "5")
+    with pytest.raises(ConfigError, match="configtreadrunner"):
+        load_config()
+
+
+def test_persistent_process_runner_honours_min_parallel_slots(tmp_path):
+    from pynenc_ray import Pynenc
+
+    app = Pynenc(app_id="slots", backend="sqlite", sqlite_path=str(tmp_path / "s.db"),
+                 runner_cls="PersistentProcessRunner",
+                 runner={"num_processes": 2, "min_parallel_slots": 3})
+    assert app.runner.num_processes == 3
