@@ -504,7 +504,8 @@ def test_pynenc_runner_sections_in_the_environment(monkeypatch):
     monkeypatch.setenv("PYNENC__CONFIGPERSISTENTPROCESSRUNNER__NUM_PROCESSES", "2")
     cfg = load_config(runner_cls="ThreadRunner")
     assert cfg.runner.max_threads == 5 and cfg.runner.min_parallel_slots == 3
-    assert cfg.sources["runner.max_threads"] == "environment PYNENC__CONFIGTHREADRUNNER__MAX_THREADS"
+    assert cfg.sources["runner.max_threads"] == (
+        "environment PYNENC__CONFIGTHREADRUNNER__MAX_THREADS")
     assert not cfg.ignored  # a section of another runner is not this runner's field
     ppr = load_config(runner_cls="PersistentProcessRunner")
     assert ppr.runner.num_processes == 2 and ppr.runner.max_threads == 5  # inherits ThreadRunner's
