@@ -33,7 +33,19 @@ FENCE_ALL = ("reroute_owned(fence=True) takes back everything the fenced owner h
              "invocation_ids")
 
 __all__ = ["FENCE_ALL", "SERVE_DEFAULT", "Backend", "Claimed", "Coordination", "HistoryEntry",
-           "Inspection", "InvocationRecord", "NewInvocation", "Queue", "Results"]
+           "Inspection", "InvocationRecord", "NewInvocation", "Queue", "Results",
+           "reroute_worker"]
+
+
+def reroute_worker(owner: str, by: str, died: bool, fence: bool,
+                   invocation_ids: Iterable[str] | None) -> str:
+    """What a reroute records as its worker in the history: ``died`` (the worker
+    died), ``stop`` (the owner hands back its own work) or ``hand-back`` (another
+    runner takes it back). Raises ValueError for a fence of some ids only
+    (``Queue.reroute_owned``: a fence takes back everything)."""
+    if fence and invocation_ids is not None:
+        raise ValueError(FENCE_ALL)
+    return "died" if died else ("stop" if by == owner else "hand-back")
 
 
 class Queue(Protocol):
@@ -209,6 +221,8 @@ class Inspection(Protocol):
         """How many invocations in ``queues`` (None: in every queue) a runner could
         claim now; work scheduled for later (delayed calls, retries waiting out
         their delay) is not counted, so nothing scales up for it early."""
+        depths = self.queue_depths()  # (a backend may count the queues asked for alone)
+        return sum(depths.values()) if queues is None else sum(depths.get(q, 0) for q in queues)
 
     def queue_depths(self) -> dict[str, int]:
         """Queue name -> invocations claimable there now, for every queue that has

@@ -23,13 +23,13 @@ from ..errors import InvocationNotFoundError, RunnerFencedError
 from ..queues import MAX_PRIORITY, PRIORITIES
 from ..status import CLAIMABLE, FINAL, OWNED, InvocationStatus, Verdict, check_transition
 from .base import (
-    FENCE_ALL,
     SERVE_DEFAULT,
     Backend,
     Claimed,
     HistoryEntry,
     InvocationRecord,
     NewInvocation,
+    reroute_worker,
 )
 
 if TYPE_CHECKING:
@@ -246,11 +246,6 @@ class MemoryBackend(Backend):
                 self._queued.wait(min(left, next_due) if next_due is not None else left)
 
     @override
-    def queue_depth(self, queues: Sequence[str] | None = None) -> int:
-        depths = self.queue_depths()
-        return sum(depths.values()) if queues is None else sum(depths.get(q, 0) for q in queues)
-
-    @override
     def queue_depths(self) -> dict[str, int]:
         with self._lock:
             self._promote_due()
@@ -392,9 +387,7 @@ class MemoryBackend(Backend):
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
                       *, died: bool = False, fence: bool = False,
                       isolate: bool = False) -> list[str]:
-        worker = "died" if died else ("stop" if by == owner else "hand-back")
-        if fence and invocation_ids is not None:
-            raise ValueError(FENCE_ALL)
+        worker = reroute_worker(owner, by, died, fence, invocation_ids)
         with self._lock:
             if fence:
                 self._fenced[owner] = (by, time.monotonic() + self.ttl_sec)

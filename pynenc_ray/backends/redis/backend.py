@@ -49,13 +49,13 @@ from ...serializer import error_to_payload
 from ...status import FINAL, OWNED, InvocationStatus
 from .. import patience
 from ..base import (
-    FENCE_ALL,
     SERVE_DEFAULT,
     Backend,
     Claimed,
     HistoryEntry,
     InvocationRecord,
     NewInvocation,
+    reroute_worker,
 )
 from . import connect, replies
 from .arguments import CALL, CLAIM_FIELDS, Finish
@@ -821,10 +821,8 @@ class RedisBackend(Backend):
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
                       *, died: bool = False, fence: bool = False,
                       isolate: bool = False) -> list[str]:
-        worker = "died" if died else ("stop" if by == owner else "hand-back")
+        worker = reroute_worker(owner, by, died, fence, invocation_ids)
         ids = list(invocation_ids) if invocation_ids is not None else []
-        if fence and invocation_ids is not None:
-            raise ValueError(FENCE_ALL)
         if invocation_ids is not None and not ids:
             return []
         res = self._script(CALL.reroute(self.ttl, owner=owner, by=by, worker=worker, died=died,

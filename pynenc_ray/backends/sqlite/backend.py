@@ -27,13 +27,13 @@ from typing_extensions import override
 from ...errors import RunnerFencedError
 from ...status import FINAL, InvocationStatus, Verdict, check_transition
 from ..base import (
-    FENCE_ALL,
     SERVE_DEFAULT,
     Backend,
     Claimed,
     HistoryEntry,
     InvocationRecord,
     NewInvocation,
+    reroute_worker,
 )
 from ..memory import fenced_message
 from . import schema
@@ -301,9 +301,7 @@ class SQLiteBackend(Backend):
     def reroute_owned(self, owner: str, by: str, invocation_ids: Iterable[str] | None = None,
                       *, died: bool = False, fence: bool = False,
                       isolate: bool = False) -> list[str]:
-        worker = "died" if died else ("stop" if by == owner else "hand-back")
-        if fence and invocation_ids is not None:
-            raise ValueError(FENCE_ALL)
+        worker = reroute_worker(owner, by, died, fence, invocation_ids)
         with self._write() as tx:
             return tx.reroute(owner, by, invocation_ids, worker, died, fence, isolate)
 
@@ -440,11 +438,6 @@ class SQLiteBackend(Backend):
             rows = tx.sql("SELECT id, info, last_seen FROM runners WHERE app=?",
                           (self.app_id,)).fetchall()
         return {i: {**json.loads(info), "last_seen": seen} for i, info, seen in rows}
-
-    @override
-    def queue_depth(self, queues: Sequence[str] | None = None) -> int:
-        depths = self.queue_depths()
-        return sum(depths.values()) if queues is None else sum(depths.get(q, 0) for q in queues)
 
     @override
     def queue_depths(self) -> dict[str, int]:
