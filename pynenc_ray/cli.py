@@ -132,6 +132,10 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     OSError when the file cannot be written."""
     from .timeline import default_window, render_html, render_svg
 
+    out = args.out
+    if not out.lower().endswith((".svg", ".html")):
+        raise CliError(f"--out {out!r}: the timeline is written as SVG (FILE.svg) or as an "
+                       "HTML page (FILE.html); name the file with one of those suffixes")
     app = _app(args)
     if args.since:
         records = app.backend.recent(time.time() - args.since)
@@ -140,8 +144,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     if not records:
         print("no invocations in that window", file=sys.stderr)
     svg = render_svg(records, title=f"{app.app_id}: {len(records)} invocations")
-    out = args.out
-    text = render_html([(app.app_id, svg)]) if out.endswith(".html") else svg
+    text = render_html([(app.app_id, svg)]) if out.lower().endswith(".html") else svg
     with open(out, "w") as f:
         f.write(text)
     print(f"wrote {out}: {len(records)} invocations")
@@ -271,3 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, PynencError) as exc:
         print(f"pynenc-ray: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `pynenc-ray status | head`: the reader has what it wanted
+        # stdout's buffer may still hold output for the closed pipe: drop it quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -382,10 +382,16 @@ def _load_config(kwargs: dict[str, Any]) -> EffectiveConfig:
 
 
 def _check_env_names() -> None:
-    """pydantic-settings ignores unknown prefixed variables; a typo must not pass."""
+    """pydantic-settings ignores unknown prefixed variables, and variables with one
+    underscore after PYNENC: a typo must not pass."""
     fields = set(PynencSettings.model_fields)
     for key, value in os.environ.items():
         upper = key.upper()
+        if upper.startswith("PYNENC_") and not upper.startswith("PYNENC__") and (
+                upper[len("PYNENC_"):].lower() in fields):
+            raise ConfigError(
+                f"environment {key} = {value!r} has one underscore after PYNENC: settings are "
+                f"read from PYNENC__{upper[len('PYNENC_'):]} (two underscores); rename it")
         if not upper.startswith("PYNENC__"):
             continue
         name = upper[len("PYNENC__"):].split("__", 1)[0].lower()

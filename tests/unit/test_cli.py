@@ -191,3 +191,23 @@ def test_status_watch_refreshes_with_runners_and_actors(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert out.count("\x1b[2J") == 3 and out.count("queue depth") == 3
     assert pauses == [0.01] * 3
+
+
+def test_timeline_refuses_a_file_it_would_not_write_as_named(tmp_path, capsys):
+    """An SVG in a .png file looked written and was not a PNG."""
+    out = tmp_path / "x.png"
+    assert main(["timeline", "--out", str(out)]) == 2
+    assert "FILE.svg" in capsys.readouterr().err and not out.exists()
+
+
+def test_status_into_a_closed_pipe_ends_quietly():
+    """`pynenc-ray status | head -1`: the reader closes the pipe early; no
+    BrokenPipeError traceback, exit 0."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pynenc_ray", "--app", "tests.unit.tasks_for_unit:app", "status"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before anything is read: every write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 0, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err

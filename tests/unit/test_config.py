@@ -529,3 +529,12 @@ def test_persistent_process_runner_honours_min_parallel_slots(tmp_path):
                  runner_cls="PersistentProcessRunner",
                  runner={"num_processes": 2, "min_parallel_slots": 3})
     assert app.runner.num_processes == 3
+
+
+def test_a_setting_with_one_underscore_after_pynenc_is_refused(monkeypatch):
+    monkeypatch.setenv("PYNENC_BACKEND", "redis")
+    with pytest.raises(ConfigError, match="PYNENC__BACKEND"):
+        load_config()
+    monkeypatch.delenv("PYNENC_BACKEND")
+    monkeypatch.setenv("PYNENC_SOMETHING_ELSE", "x")  # not a field's name: not ours
+    load_config()
