@@ -221,6 +221,12 @@ class RedisServer:
         return {k.removeprefix("cmdstat_"): v["calls"]
                 for k, v in self.client.info("commandstats").items()}
 
+    def usecs(self) -> dict[str, int]:
+        """Microseconds Redis spent in each command so far (a script's FCALL or EVALSHA
+        includes the commands it runs, which are also counted under their names)."""
+        return {k.removeprefix("cmdstat_"): v["usec"]
+                for k, v in self.client.info("commandstats").items()}
+
     def version(self) -> str:
         return self.client.info("server")["redis_version"]
 
@@ -458,7 +464,7 @@ def run_once(system: System, n: int, workload: str = "add") -> dict:
                  else producer.ps if system.kind == "ray" else None)
         in_producer = worker is None
 
-        cmds0 = server.commands()
+        cmds0, usec0 = server.commands(), server.usecs()
         cpu0 = (_own_cpu(producer.ps), _tree(wroot, in_producer), _cpu(server.ps))
         try:
             with MemoryPeaks(wroot, in_producer) as memory:
@@ -474,7 +480,7 @@ def run_once(system: System, n: int, workload: str = "add") -> dict:
         for pid in cpu1[1]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 names.append(psutil.Process(pid).name())
-        cmds1 = server.commands()
+        cmds1, usec1 = server.commands(), server.usecs()
         cmds1["info"] = cmds1.get("info", 0) - 1  # less the INFO that took cmds0
         by_command = {k: (v - cmds0.get(k, 0)) / n for k, v in sorted(cmds1.items())
                       if v - cmds0.get(k, 0) > 0}
@@ -490,6 +496,9 @@ def run_once(system: System, n: int, workload: str = "add") -> dict:
                 "enqueue_s": timings["enqueue_s"], "tasks_per_sec": n / timings["wall_s"],
                 "cpu_ms_per_task": cpu, "redis_cmds_per_task": cmds / n,
                 "redis_cmds_by_command": by_command,
+                "redis_usec_by_command": {k: (v - usec0.get(k, 0)) / n
+                                          for k, v in sorted(usec1.items())
+                                          if v - usec0.get(k, 0) > 0},
                 "startup_s": startup, "worker_processes": sorted(names)}
     finally:
         if producer is not None:

@@ -32,7 +32,9 @@ def app(redis_url):
 
 def test_process_runner_needs_a_shared_backend():
     with pytest.raises(MemCompatibilityError, match="redis"):
-        Pynenc(app_id="x", runner_cls="ProcessRunner")
+        Pynenc(app_id="x", backend="memory", runner_cls="ProcessRunner")
+    # with no backend configured, it gets the one-machine SQLite backend instead
+    assert Pynenc(app_id="x", runner_cls="ProcessRunner").config.settings.backend == "sqlite"
 
 
 def test_each_invocation_runs_in_its_own_process(app):
