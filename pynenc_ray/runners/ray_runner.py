@@ -55,6 +55,7 @@ log = logging.getLogger("pynenc_ray.runner.multithread")
 START_GRACE_SEC = 120.0  # an actor placed may take this long to import the app and answer
 START_BACKOFF_MAX_SEC = 60.0  # longest pause between tries when actors die at start
 ACTOR_STOP_SEC = 0.6  # on shutdown, all actors together get this long to hand back
+ACTOR_GONE_SEC = 2.0  # then this long, together, to be seen dead after their kill
 MISSED_PINGS_DEAD = 6  # consecutive unanswered stats calls (about 3 s) that mean a dead actor
 # Runner fields that describe the default pool: unused once runner.pools is set.
 POOL_FIELDS = ("queues", "min_processes", "max_processes", "min_threads", "max_threads",
@@ -93,6 +94,11 @@ class _Actor:
         """Stop the actor if it is idle, as the actor itself sees it (the parent's
         report may be old): True when it stopped, False when it has work."""
         raise NotImplementedError
+
+    def wait_gone(self, timeout: float) -> bool:
+        """After ``stop``: True once nothing of the actor can write any more (within
+        ``timeout``). A local actor's ThreadRunner has stopped by then."""
+        return True
 
 
 class _LocalActor(_Actor):
@@ -157,6 +163,22 @@ class _RayActor(_Actor):
             self.ray.kill(self.handle, no_restart=True)
         except Exception:
             pass
+
+    def wait_gone(self, timeout: float) -> bool:
+        """``ray.kill`` returns before the actor's process ends: a heartbeat its
+        ThreadRunner sends meanwhile (one still starting when it was asked to
+        stop) would list it again. True once a call to it fails as to a dead
+        actor."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                self.ray.get(self.handle.ping.remote(), timeout=min(left, 0.5))
+            except self.ray.exceptions.GetTimeoutError:
+                continue
+            except Exception:  # RayActorError and the like: it is dead
+                return True
+            time.sleep(0.05)  # (answered: not dead yet)
+        return False
 
 
 class MultiThreadRunner(BaseRunner):
@@ -296,6 +318,10 @@ class MultiThreadRunner(BaseRunner):
         for actor in actors:
             actor.stop(max(0.05, deadline - time.monotonic()))
             self._forget(actor, "stopped")
+        deadline = time.monotonic() + ACTOR_GONE_SEC
+        for actor in actors:  # a beat sent while it died listed it again: forget it again
+            if actor.wait_gone(max(0.05, deadline - time.monotonic())):
+                self.app.backend.remove_runner(actor.runner_id)
         self._request_resources([])
         super()._on_stop()
         if self._started_ray:
