@@ -71,6 +71,9 @@ def new_invocation_id() -> str:
     return os.urandom(16).hex()
 
 
+# the source `config show` gives a backend chosen for the runner (``_default_to_sqlite``)
+_DEFAULTED = "default for "
+
 class Pynenc:
     """``Pynenc(app_id=..., **top_level_fields, runner={...})``.
 
@@ -170,7 +173,7 @@ class Pynenc:
     def _say_defaulted(self) -> None:
         """Log which file the SQLite backend uses when it was chosen for the runner
         because no backend was configured (``_default_to_sqlite``)."""
-        if not self.config.sources.get("backend", "").startswith("default for"):
+        if not self.config.sources.get("backend", "").startswith(_DEFAULTED):
             return
         s = self.config.settings
         logging.getLogger("pynenc_ray").warning(
@@ -215,7 +218,7 @@ class Pynenc:
         if "backend" in self.config.sources or self._shares_memory():
             return
         self.config = load_config(warn=False, **{**self._explicit, "backend": "sqlite"})
-        self.config.sources["backend"] = f"default for {self.config.runner_cls}"
+        self.config.sources["backend"] = f"{_DEFAULTED}{self.config.runner_cls}"
 
     def check_mem_compatible(self) -> None:
         """Raise MemCompatibilityError when the runner needs a shared backend and

@@ -17,10 +17,13 @@ error of its own BackendError, and CorruptRecordError where a record it must
 read does not parse: never its client library's own exceptions.
 What else each method raises is in its docstring. Every method is safe to call
 from many threads (and, for a shared backend, many processes); status changes
-follow ``status.check_transition``."""
+follow ``status.check_transition``. The few things every backend decides or says
+the same way (a reroute's worker name, a fence's words, a dropped late write's
+log line) are functions here."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -34,7 +37,21 @@ FENCE_ALL = ("reroute_owned(fence=True) takes back everything the fenced owner h
 
 __all__ = ["FENCE_ALL", "SERVE_DEFAULT", "Backend", "Claimed", "Coordination", "HistoryEntry",
            "Inspection", "InvocationRecord", "NewInvocation", "Queue", "Results",
-           "reroute_worker"]
+           "fenced_message", "log_dropped", "reroute_worker"]
+
+
+def fenced_message(runner_id: str, by: str, what: str) -> str:
+    """Why a fenced runner may not ``what``: the words of RunnerFencedError."""
+    return (f"runner {runner_id} was declared gone by runner {by}, which rerouted its work and "
+            f"replaces it; it may not {what}. It should stop: a replacement runs in its place")
+
+
+def log_dropped(log: logging.Logger, invocation_id: str, new: InvocationStatus, by: str,
+                status: InvocationStatus, owner: str | None) -> None:
+    """Log a late move to ``new`` by ``by``, a former owner, that a backend dropped:
+    the invocation is ``status`` now, owned by ``owner``."""
+    log.warning("dropped late %s of invocation %s from runner %s: it is %s (owner %s)",
+                new, invocation_id, by, status, owner)
 
 
 def reroute_worker(owner: str, by: str, died: bool, fence: bool,

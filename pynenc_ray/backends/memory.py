@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,6 +30,8 @@ from .base import (
     HistoryEntry,
     InvocationRecord,
     NewInvocation,
+    fenced_message,
+    log_dropped,
     reroute_worker,
 )
 
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 S = InvocationStatus
 log_name = "pynenc_ray.backends.memory"
+log = logging.getLogger(log_name)
 
 
 def from_config(config: EffectiveConfig) -> MemoryBackend:
@@ -283,7 +287,7 @@ class MemoryBackend(Backend):
             verdict = check_transition(invocation_id, rec.status, new, rec.owner, runner_id,
                                        recovery=recovery)
             if verdict is Verdict.DROP:
-                _log_drop(invocation_id, rec, new, runner_id)
+                log_dropped(log, invocation_id, new, runner_id, rec.status, rec.owner)
                 return False
             owner = runner_id if new == S.PENDING else rec.owner
             self._set(rec, new, runner_id, worker, owner)
@@ -354,7 +358,8 @@ class MemoryBackend(Backend):
                 rec = self._records.get(invocation_id)
                 if not ok or rec is None:  # (ok means rec is there)
                     if rec is not None:
-                        _log_drop(invocation_id, rec, status, runner_id)
+                        log_dropped(log, invocation_id, status, runner_id, rec.status,
+                                    rec.owner)
                     out.append(False)
                     continue
                 if status == S.SUCCESS:
@@ -550,21 +555,6 @@ class MemoryBackend(Backend):
     def missing(self, invocation_ids: Sequence[str]) -> list[str]:
         with self._lock:
             return [i for i in invocation_ids if i not in self._records]
-
-
-def fenced_message(runner_id: str, by: str, what: str) -> str:
-    """Why a fenced runner may not ``what``: the words of RunnerFencedError."""
-    return (f"runner {runner_id} was declared gone by runner {by}, which rerouted its work and "
-            f"replaces it; it may not {what}. It should stop: a replacement runs in its place")
-
-
-def _log_drop(invocation_id: str, rec: InvocationRecord, new: InvocationStatus, by: str) -> None:
-    import logging
-
-    logging.getLogger(log_name).warning(
-        "dropped late %s of invocation %s from runner %s: it is %s (owner %s)",
-        new, invocation_id, by, rec.status, rec.owner,
-    )
 
 
 def _final(rec: InvocationRecord) -> tuple[InvocationStatus, bytes]:

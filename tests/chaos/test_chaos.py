@@ -74,7 +74,7 @@ class Killer(threading.Thread):
 def store(request, tmp_path) -> dict[str, str]:
     """The shared backend's fields: the session's Redis, or a SQLite file."""
     if request.param == "redis":
-        return {"backend": "redis", "redis_url": request.getfixturevalue("redis_url")}
+        return request.getfixturevalue("redis_store")
     return {"backend": "sqlite", "sqlite_path": str(tmp_path / "chaos.sqlite3")}
 
 

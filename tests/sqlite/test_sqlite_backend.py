@@ -19,7 +19,8 @@ import pytest
 from pynenc_ray import BackendError, BackendTransientError, BackendUnavailableError, Pynenc
 from pynenc_ray.backends.records import NewInvocation
 from pynenc_ray.backends.sqlite import schema
-from pynenc_ray.backends.sqlite.backend import SQLiteBackend, default_path
+from pynenc_ray.backends.sqlite.backend import SQLiteBackend
+from pynenc_ray.backends.sqlite.paths import default_path
 from pynenc_ray.status import InvocationStatus as S
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -33,12 +33,11 @@ from ..base import (
     HistoryEntry,
     InvocationRecord,
     NewInvocation,
+    fenced_message,
     reroute_worker,
 )
-from ..memory import fenced_message
 from . import schema
-from .moves import CLAIMABLE_VALUES, FINAL_VALUES, Tx, chunks, final, log_drop, not_found
-from .paths import default_path
+from .moves import CLAIMABLE_VALUES, FINAL_VALUES, Tx, final, log_drop, not_found
 
 if TYPE_CHECKING:
     from ...config import EffectiveConfig
@@ -56,7 +55,8 @@ _COLUMNS = ("id, task_id, args, status, owner, retries, reroutes, deaths, parent
 def from_config(config: EffectiveConfig) -> SQLiteBackend:
     """The factory ``backends.registry`` calls for ``backend = "sqlite"``."""
     s = config.settings
-    return SQLiteBackend(s.sqlite_path or default_path(s.app_id), s.app_id, s.result_ttl_sec,
+    assert s.sqlite_path is not None  # (the config makes it absolute, or its default)
+    return SQLiteBackend(s.sqlite_path, s.app_id, s.result_ttl_sec,
                          poll_sec=s.sqlite_poll_sec, busy_timeout_sec=s.sqlite_busy_timeout_sec)
 
 
@@ -70,8 +70,8 @@ class SQLiteBackend(Backend):
         self._local = threading.local()  # one connection per thread (and per process)
         self._connections: list[tuple[int, sqlite3.Connection]] = []  # (pid, connection)
         self._connections_lock = threading.Lock()
-        # notified after a commit in this process that queued work or made a record
-        # final, so a waiter here need not wait for its next look
+        # notified after every commit in this process (work queued, a record made
+        # final among them), so a waiter here need not wait for its next look
         self._changed = threading.Condition()
         self._next_prune = 0.0
         self._turn = 0  # which served queue a claim looks at first
@@ -418,8 +418,7 @@ class SQLiteBackend(Backend):
     @override
     def status_counts(self) -> dict[str, int]:
         with self._read() as tx:
-            return dict(tx.sql("SELECT status, count(*) FROM inv WHERE app=? "
-                               "GROUP BY status", (self.app_id,)).fetchall())
+            return tx.status_counts()
 
     @override
     def recent(self, since: float) -> list[InvocationRecord]:
@@ -435,9 +434,7 @@ class SQLiteBackend(Backend):
     @override
     def runners(self) -> dict[str, dict[str, Any]]:
         with self._read() as tx:
-            rows = tx.sql("SELECT id, info, last_seen FROM runners WHERE app=?",
-                          (self.app_id,)).fetchall()
-        return {i: {**json.loads(info), "last_seen": seen} for i, info, seen in rows}
+            return tx.runners()
 
     @override
     def queue_depths(self) -> dict[str, int]:
@@ -453,18 +450,14 @@ class SQLiteBackend(Backend):
     def snapshot(self, window_sec: float) -> dict[str, Any]:
         with self._read() as tx:
             now = time.time()
-            app = self.app_id
-            counts = dict(tx.sql("SELECT status, count(*) FROM inv WHERE app=? "
-                                 "GROUP BY status", (app,)).fetchall())
             window = tx.sql(
                 "SELECT task_id, status, CASE WHEN fin IS NULL THEN NULL ELSE final_at END "
                 "FROM inv WHERE app=? AND registered>=? ORDER BY registered DESC LIMIT 5000",
-                (app, now - window_sec)).fetchall()
+                (self.app_id, now - window_sec)).fetchall()
             depths, scheduled = tx.depths(now)
-            runners = {i: {**json.loads(info), "last_seen": seen} for i, info, seen in
-                       tx.sql("SELECT id, info, last_seen FROM runners WHERE app=?", (app,))}
-        return {"now": now, "counts": counts, "runners": runners, "depths": depths,
-                "scheduled": scheduled, "corrupt": {}, "window": window[::-1]}
+            return {"now": now, "counts": tx.status_counts(), "runners": tx.runners(),
+                    "depths": depths, "scheduled": scheduled, "corrupt": {},
+                    "window": window[::-1]}
 
     # -- Coordination --------------------------------------------------------------------
 
@@ -541,10 +534,7 @@ class SQLiteBackend(Backend):
     def waiting_on_many(self, invocation_ids: Sequence[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {i: [] for i in invocation_ids}
         with self._read() as tx:
-            for part in chunks(invocation_ids):
-                marks = ",".join("?" * len(part))
-                for i, awaited in tx.sql(
-                    f"SELECT id, awaited FROM waits WHERE app=? AND id IN ({marks})",
-                    (self.app_id, *part)):
-                    out[i] = [str(a) for a in json.loads(awaited)]
+            rows = tx.fetch(invocation_ids, "id, awaited", table="waits")
+        for i, awaited in rows:
+            out[i] = [str(a) for a in json.loads(awaited)]
         return out

@@ -6,6 +6,7 @@ never commit."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 from ...errors import InvocationNotFoundError, RunnerFencedError
 from ...status import CLAIMABLE, FINAL, OWNED, InvocationStatus, Verdict, check_transition
-from ..memory import fenced_message
+from ..base import fenced_message, log_dropped
 from ..records import HistoryEntry
 
 S = InvocationStatus
@@ -193,14 +194,25 @@ class Tx:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def fetch(self, ids: Sequence[str], columns: str) -> list[tuple[Any, ...]]:
-        """Rows of ``columns`` (the first of which is ``id``) for these ids."""
+    def fetch(self, ids: Sequence[str], columns: str, table: str = "inv",
+              ) -> list[tuple[Any, ...]]:
+        """Rows of ``columns`` of ``table`` (one keyed by app and id) for these ids."""
         rows: list[tuple[Any, ...]] = []
         for part in chunks(ids):
             marks = ",".join("?" * len(part))
-            rows += self.sql(f"SELECT {columns} FROM inv WHERE app=? AND id IN ({marks})",
+            rows += self.sql(f"SELECT {columns} FROM {table} WHERE app=? AND id IN ({marks})",
                              (self.app, *part)).fetchall()
         return rows
+
+    def status_counts(self) -> dict[str, int]:
+        """Status name -> how many records are in it."""
+        return dict(self.sql("SELECT status, count(*) FROM inv WHERE app=? GROUP BY status",
+                             (self.app,)).fetchall())
+
+    def runners(self) -> dict[str, dict[str, Any]]:
+        """Runner id -> its heartbeat info, with ``last_seen``."""
+        return {i: {**json.loads(info), "last_seen": seen} for i, info, seen in
+                self.sql("SELECT id, info, last_seen FROM runners WHERE app=?", (self.app,))}
 
     def histories(self, ids: Sequence[str]) -> dict[str, list[HistoryEntry]]:
         """Each id's status history, oldest first."""
@@ -251,6 +263,5 @@ def final(status: str, result: bytes | None, error: bytes | None,
 
 
 def log_drop(invocation_id: str, row: tuple[Any, ...], new: InvocationStatus, by: str) -> None:
-    """Log a late write by a former owner, dropped."""
-    log.warning("dropped late %s of invocation %s from runner %s: it is %s (owner %s)",
-                new, invocation_id, by, S(row[0]), row[1])
+    """``base.log_dropped`` for a record read as a ``Tx.row``."""
+    log_dropped(log, invocation_id, new, by, S(row[0]), row[1])
