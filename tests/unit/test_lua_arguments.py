@@ -12,7 +12,7 @@ import pytest
 
 from pynenc_ray.backends.records import NewInvocation
 from pynenc_ray.backends.redis.arguments import CALL, SIGNATURES, Finish, Signature
-from pynenc_ray.backends.redis.scripts import HERE, NAMES, SHARED, STEPS
+from pynenc_ray.backends.redis.scripts import HERE, NAMES, READS, SHARED, STEPS
 
 
 def _used(path_name: str, table: str) -> set[str]:
@@ -46,6 +46,14 @@ def test_no_lua_file_reads_argv_or_a_record_by_position():
         text = path.read_text()
         assert "ARGV" not in re.sub(r"--[^\n]*", "", text), path.name
         assert not re.search(r"\b(v|rec)\[\d", text), path.name
+
+
+def test_each_generated_read_is_used_and_checks_every_field_it_reads():
+    lua = "\n".join(p.read_text() for p in HERE.glob("*.lua"))
+    assert set(re.findall(r"\bREADS\.([a-z_]+)", lua)) == set(READS)
+    checks = (HERE / "records.lua").read_text().split("local FIELD_CHECKS = {")[1].split("\n}")[0]
+    checked = set(re.findall(r"\b([a-z_]+) = ", checks))
+    assert {f for fields in READS.values() for f in fields} <= checked
 
 
 def test_every_shared_file_says_first_what_it_holds():

@@ -2,10 +2,11 @@
 the shared library (SHARED, in that order: the core ``prelude.lua``, then one
 file per concern), with the tables written ``__LIKE_THIS__`` in it generated
 here: the statuses from ``pynenc_ray/status.py``, the queue-name and priority
-rules from ``pynenc_ray/queues.py`` and the size limit of announced payloads
-from ``listener.py``; the steps that several entry points share (STEPS); and
-one entry point per name in NAMES (those of ``arguments.SIGNATURES``), each
-preceded by the binding of its arguments generated from ``arguments.py``.
+rules from ``pynenc_ray/queues.py``, the record reads (READS) and the size
+limit of announced payloads from ``listener.py``; the steps that several
+entry points share (STEPS); and one entry point per name in NAMES (those of
+``arguments.SIGNATURES``), each preceded by the binding of its arguments
+generated from ``arguments.py``.
 
 Two forms of the same code:
 
@@ -54,6 +55,19 @@ SHARED = ("prelude", "queues", "records", "concurrency", "transitions", "handoff
 STEPS = {"claim": ("claim_step",), "finish": ("finish_step",),
          "finish_claim": ("finish_step", "claim_step")}
 _PLACEHOLDER = re.compile(r"__[A-Z_]+__")
+# What each step reads of an invocation record with records.lua's read(): the
+# fields every read checks, then each step's own (every one a FIELD_CHECKS
+# entry there). Generated as READS, each list with the constructor that makes
+# HMGET's reply a record keyed by these names.
+READ_ALWAYS = ("status", "owner", "hn")
+READS = {
+    "plain": ("rck",),
+    "claim": ("task", "args", "retries", "deaths", "alone", "rck"),
+    "handed": ("task", "args", "retries", "deaths", "alone"),
+    "unblock": ("queue", "prio"),
+    "retry": ("retries", "queue", "prio", "rck"),
+    "reroute": ("reroutes", "deaths", "queue", "prio", "rck"),
+}
 
 
 def _lua_set(statuses: Iterable[InvocationStatus]) -> str:
@@ -74,12 +88,24 @@ def _queue_name_pattern() -> str:
     return f"^[{ranges}][{ranges}{marks}]*$"
 
 
+def _lua_reads() -> str:
+    """READS as Lua: per step, its HMGET field list and its record constructor."""
+    steps = []
+    for step, own in READS.items():
+        fields = (*READ_ALWAYS, *own)
+        names = ", ".join(_lua_string(f) for f in fields)
+        record = ", ".join(f"{f} = v[{i}]" for i, f in enumerate(fields, 1))
+        steps.append(f"  {step} = {{fields = {{{names}}},\n"
+                     f"    record = function(v) return {{{record}}} end}}")
+    return "{\n" + ",\n".join(steps) + "\n}"
+
+
 def _lua_tables() -> dict[str, str]:
     allowed = "{" + ", ".join(
         f"{src.value} = {_lua_set(dst)}" for src, dst in TRANSITIONS.items()) + "}"
     return {"__ALLOWED__": allowed, "__OWNED__": _lua_set(OWNED), "__FINAL__": _lua_set(FINAL),
             "__CLAIMABLE__": _lua_set(CLAIMABLE), "__INLINE_MAX__": str(INLINE_MAX_BYTES),
-            "__CLAIM_FIELDS__": str(CLAIM_FIELDS),
+            "__CLAIM_FIELDS__": str(CLAIM_FIELDS), "__READS__": _lua_reads(),
             "__DEFAULT_QUEUE__": _lua_string(DEFAULT_QUEUE),
             "__DEFAULT_PRIORITY__": str(DEFAULT_PRIORITY),
             "__MIN_PRIORITY__": str(MIN_PRIORITY), "__MAX_PRIORITY__": str(MAX_PRIORITY),
