@@ -3,7 +3,9 @@ installed (entry point ``pytest11``). See README "Testing your tasks".
 
 - ``pynenc_run``: ``pynenc_run(app)`` runs the app's runner on a thread of
   this process until the test ends (ThreadRunner on the memory backend, or
-  MultiThreadRunner with ``ray_local_mode``) and returns the runner.
+  MultiThreadRunner with ``ray_local_mode``) and returns the runner. The
+  shell's ``PYNENC_*`` variables are hidden for the test: a test runs the same
+  on every machine, and never against the Redis a developer's shell names.
 - ``pynenc_dev_mode``: ``pynenc_dev_mode(app)`` makes calls run at once, in the
   caller, for this test (``dev_mode_force_sync_tasks``), then restores the app.
 - ``pynenc_redis``: a throwaway redis-server on a free loopback port, for the
@@ -17,6 +19,8 @@ For a deterministic step without a runner, call ``pynenc_ray.testing.run_pending
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,21 +29,44 @@ import pytest
 from . import testing
 from .runners.ray_connect import local_ray
 
+log = logging.getLogger("pynenc_ray.pytest_plugin")
+
 
 @pytest.fixture
 def pynenc_run() -> Iterator[Callable[..., Any]]:
     """Start ``app``'s runner for the rest of the test; stopped (and checked
     stopped) at teardown. Keyword arguments reconfigure the app first (e.g.
     ``backend="redis", redis_url=...`` or ``runner_cls=...``); the app's config
-    is restored after the runner stops."""
+    is restored after the runner stops.
+
+    The app's config is loaded again without the environment's ``PYNENC_*``
+    variables (hidden until the test ends, named in a warning): what the test
+    runs on is what its code and the project's config say, not what a shell
+    exported (``PYNENC__BACKEND=redis`` would otherwise run it on that Redis,
+    among whatever is queued there)."""
     with contextlib.ExitStack() as stack:
         def run(app: Any, **fields: Any) -> Any:
-            if fields:
-                before = app.config.explicit_kwargs()
-                stack.callback(lambda: app.reconfigure(replace=True, **before))
-                app.reconfigure(**fields)
+            before = app.config.explicit_kwargs()
+            stack.callback(lambda: app.reconfigure(replace=True, **before))
+            stack.enter_context(_without_pynenc_environment())
+            app.reconfigure(**fields)  # loaded again, without the environment
             return stack.enter_context(testing.running(app))
         yield run
+
+
+@contextlib.contextmanager
+def _without_pynenc_environment() -> Iterator[None]:
+    """Hide the ``PYNENC_*`` environment variables for the block."""
+    hidden = {k: v for k, v in os.environ.items() if k.upper().startswith("PYNENC_")}
+    if hidden:
+        log.warning("pynenc_run: %s from the environment not used in this test; pass "
+                    "settings as pynenc_run(app, name=value) instead", ", ".join(sorted(hidden)))
+    for key in hidden:
+        del os.environ[key]
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ def total(n: int) -> int:
 '''
 
 USER_TESTS = '''
+import os
+
 import pytest
 from pynenc_ray.testing import run_pending
 from usertasks import app, add, total
@@ -56,6 +58,15 @@ def test_multithread_runner_in_local_mode(pynenc_run):
     assert add(1, 1).result == 2
 
 
+def test_the_shells_pynenc_variables_do_not_reach_the_runner(monkeypatch, pynenc_run):
+    monkeypatch.setenv("PYNENC__BACKEND", "redis")
+    monkeypatch.setenv("PYNENC__REDIS_URL", "redis://127.0.0.1:1/0")
+    runner = pynenc_run(app)
+    assert app.config.settings.backend == "memory"
+    assert add(2, 2).result == 4
+    assert "PYNENC__BACKEND" not in os.environ  # hidden while the test runs
+
+
 def test_each_test_gets_the_app_back():
     assert app.config.settings.backend == "memory"
     assert app.config.runner_cls == "ThreadRunner"
@@ -65,4 +76,4 @@ def test_each_test_gets_the_app_back():
 def test_the_plugin_is_loaded_by_entry_point_and_its_fixtures_work(pytester):
     pytester.makepyfile(usertasks=USER_TASKS, test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)
