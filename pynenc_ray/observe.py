@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .queues import DEFAULT_QUEUE
@@ -26,11 +27,27 @@ S = InvocationStatus
 WINDOW_SEC = 60.0  # throughput and per-task counts cover this much recent time
 
 
+def hosted_by(runner_id: str, runners: Mapping[str, Any]) -> str | None:
+    """The listed runner that speaks for ``runner_id``, or None for a top-level
+    runner: the ``parent`` a worker process names in its heartbeat, or the
+    MultiThreadRunner whose actor beats as ``<runner>/<actor>``. One runner is
+    one runner however many workers or actors it has, in ``status`` as in the
+    monitor. Heartbeat info is untrusted: a value of the wrong type is no parent."""
+    info = runners.get(runner_id)
+    parent = info.get("parent") if isinstance(info, dict) else None
+    if isinstance(parent, str) and parent in runners:
+        return parent
+    host, sep, _ = runner_id.rpartition("/")
+    hosted = sep and isinstance(runners.get(host), dict) and "actors" in runners[host]
+    return host if hosted else None
+
+
 def status_snapshot(app: Pynenc) -> dict[str, Any]:
     """The app's queues (depth now, scheduled for later, how many runners serve
     each), ``statuses`` (every count; finals are totals within result_ttl_sec),
     ``now_statuses`` (what is waiting, claimed, running or paused), the last
-    minute (finished per second, per-task counts by status), the runners with
+    minute (finished per second, per-task counts by status of what was
+    registered or finished in it), the runners with
     their heartbeat ages, and the corrupt records set aside. Raises the backend's
     errors."""
     snap = app.backend.snapshot(WINDOW_SEC)
@@ -42,8 +59,8 @@ def status_snapshot(app: Pynenc) -> dict[str, Any]:
         for name, depth in snap["depths"].items()}
     for name, n in snap["scheduled"].items():
         queues.setdefault(name, {"depth": 0, "scheduled": n, "runners": 0})
-    for info in runners.values():
-        if "parent" in info:  # a worker its parent runner speaks for (counted there)
+    for rid, info in runners.items():
+        if hosted_by(rid, runners):  # a worker or actor: its runner counts, and speaks for it
             continue
         served = info.get("queues")
         for name in served if isinstance(served, list) else [DEFAULT_QUEUE]:
@@ -87,7 +104,10 @@ def format_status(snap: dict[str, Any]) -> str:
     else:  # a snapshot made by hand (tests, older tools): every count as it is
         lines += [f"  {st:<10} {n}" for st, n in sorted(snap["statuses"].items())]
     if "finished_per_sec" in snap:
-        lines.append(f"last {snap['window_sec']:g}s: {snap['finished_per_sec']:g} finished/s")
+        by_task = "; by task, what was registered or finished in it:" if snap.get(
+            "per_task") else ""
+        lines.append(f"last {snap['window_sec']:g}s: {snap['finished_per_sec']:g} "
+                     f"finished/s{by_task}")
         for task_id, by in sorted(snap.get("per_task", {}).items()):
             lines.append(f"  {task_id}: " + ", ".join(f"{st} {n}" for st, n in sorted(by.items())))
     totals = snap.get("final_totals") or {}
@@ -98,8 +118,10 @@ def format_status(snap: dict[str, Any]) -> str:
     if corrupt:
         lines.append(f"corrupt records set aside (failed with CorruptRecordError): {len(corrupt)}")
         lines += [f"  {inv_id}: {why}" for inv_id, why in sorted(corrupt.items())[:20]]
-    lines.append(f"runners: {len(snap['runners'])}")
-    for rid, info in sorted(snap["runners"].items()):
+    top = {rid: info for rid, info in snap["runners"].items()
+           if not hosted_by(rid, snap["runners"])}
+    lines.append(f"runners: {len(top)}")
+    for rid, info in sorted(top.items()):
         has_busy = "slots" in info and "busy" in info
         busy = f"  busy {info['busy']}/{info['slots']}" if has_busy else ""
         served_q = info.get("queues")

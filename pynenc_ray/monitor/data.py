@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from ..backends.base import Inspection, InvocationRecord, Results
 from ..backends.redis.backend import RedisBackend
+from ..observe import hosted_by
 from ..queues import DEFAULT_QUEUE, PRIORITIES
 from ..serializer import SIGNED_TAG
 from ..status import FINAL, InvocationStatus
@@ -147,7 +148,7 @@ def queue_rows(backend: Inspection, runners: Mapping[str, Mapping[str, Any]]) ->
     scheduled = backend.scheduled_depths()
     served: Counter[str] = Counter()
     for rid, info in runners.items():
-        if "parent" in info or _actor_parent(rid, runners) is not None:
+        if hosted_by(rid, runners):
             continue
         names = _strs(info.get("queues")) if isinstance(info.get("queues"), list) else [
             DEFAULT_QUEUE]
@@ -198,13 +199,6 @@ class RunnerRow:
     children: tuple[ChildRow, ...] = ()
 
 
-def _actor_parent(runner_id: str, runners: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """The MultiThreadRunner a hosted actor's runner id (``<parent>/<actor>``)
-    belongs to, when that parent is listed."""
-    parent, sep, _ = runner_id.rpartition("/")
-    return parent if sep and parent in runners and "actors" in runners[parent] else None
-
-
 def _actor_pool(parent_id: str, actor: str, pools: Iterable[str]) -> str:
     """The pool an actor belongs to, read from its name, which
     ``runners.pools.actor_name`` makes as ``pynenc-<app>-<runner tail>-<pool>-<n>``."""
@@ -227,9 +221,7 @@ def runner_rows(runners: Mapping[str, Mapping[str, Any]], now: float) -> list[Ru
                 _int(info.get("slots")), heartbeat_age(info, now)))
     rows = []
     for rid, info in sorted(runners.items()):
-        if (parent_of := _str(info.get("parent"))) and parent_of in runners:
-            continue
-        if _actor_parent(rid, runners) is not None:
+        if hosted_by(rid, runners):
             continue
         raw_pools = info.get("pools")
         pools = tuple((name, tuple(_strs(p.get("queues"))), _int(p.get("actors")) or 0)

@@ -193,6 +193,24 @@ def test_status_watch_refreshes_with_runners_and_actors(capsys, monkeypatch):
     assert pauses == [0.01] * 3
 
 
+def test_status_counts_a_runner_once_with_its_actors_and_workers():
+    """One MultiThreadRunner with one actor was "runners: 2" in status and 1 in
+    the monitor: the actor's hosted ThreadRunner beats as <runner>/<actor>."""
+    from pynenc_ray.cli import format_status
+
+    mtr = "MultiThreadRunner@h-1"
+    runners = {mtr: {"heartbeat_age_sec": 0.4, "actors": {"x-0": 2}},
+               f"{mtr}/x-0": {"heartbeat_age_sec": 0.2, "busy": 2, "slots": 4},
+               "PersistentProcessRunner@h-2": {"heartbeat_age_sec": 0.1},
+               "PersistentProcessRunner@h-2-w0": {"heartbeat_age_sec": 0.1,
+                                                  "parent": "PersistentProcessRunner@h-2"},
+               "orphan-w1": {"heartbeat_age_sec": 0.3, "parent": ["not", "a", "name"]}}
+    text = format_status({"app_id": "a", "backend": "redis", "queue_depth": 0, "statuses": {},
+                          "runners": runners})
+    assert "runners: 3" in text
+    assert f"{mtr}/x-0" not in text and "h-2-w0" not in text and "orphan-w1" in text
+
+
 def test_timeline_refuses_a_file_it_would_not_write_as_named(tmp_path, capsys):
     """An SVG in a .png file looked written and was not a PNG."""
     out = tmp_path / "x.png"
