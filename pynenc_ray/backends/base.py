@@ -210,7 +210,9 @@ class Inspection(Protocol):
         clock), ``counts`` (status -> n), ``runners`` (id -> heartbeat info with
         ``last_seen``), ``depths`` and ``scheduled`` (queue -> n), ``corrupt`` (id
         -> why) and ``window``: (task id, status, final time or None) of each
-        invocation registered in the last ``window_sec`` seconds (at most 5000)."""
+        invocation registered, or become final, in the last ``window_sec``
+        seconds (at most 5000; a call delayed or running longer than the window
+        is there when it finishes)."""
 
     def get(self, invocation_id: str) -> InvocationRecord | None:
         """A copy of the whole record (payloads and history included); None when

@@ -302,8 +302,9 @@ class MemoryBackend(Backend):
             now = time.time()
             window = []
             for rec in self._records.values():
-                if rec.history and rec.history[0].timestamp >= now - window_sec:
-                    final_at = rec.history[-1].timestamp if rec.status in FINAL else None
+                final_at = rec.history[-1].timestamp if rec.status in FINAL else None
+                if rec.history and (rec.history[0].timestamp >= now - window_sec
+                                    or (final_at or 0) >= now - window_sec):
                     window.append((rec.task_id, rec.status.value, final_at))
             return {"now": now, "counts": self.status_counts(), "runners": self.runners(),
                     "depths": self.queue_depths(), "scheduled": self.scheduled_depths(),

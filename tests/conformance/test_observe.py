@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 
@@ -50,6 +51,26 @@ def test_status_inspect_and_failed_tell_what_happened(app, capsys, caplog):
     assert len(failures) == 1, [r.getMessage() for r in failures]  # once per final failure
     line = failures[0].getMessage()
     assert tasks.fail.task_id in line and bad.invocation_id in line and "boom" in line
+
+
+def test_the_status_window_holds_what_finished_in_it_though_registered_before(app):
+    """A call delayed (or running) longer than the window was missing from
+    status's "last 60s" when it finished: the window went by registration time."""
+    with running(app):
+        early = tasks.add(1, 1)
+        assert early.get(timeout=30) == 2
+        late = tasks.add.with_options(delay_sec=1.0)(2, 2)
+        registered = time.monotonic()
+        assert late.get(timeout=30) == 4
+        finished = time.monotonic()
+    assert finished - registered >= 0.9  # it waited out its delay
+    # a window that starts 0.3 s before the late one finished: after both were
+    # registered and after the early one finished
+    window = time.monotonic() - finished + 0.3
+    snap = app.backend.snapshot(window)
+    assert [(t, st) for t, st, _ in snap["window"]] == [(tasks.add.task_id, "SUCCESS")]
+    [(_, _, final_at)] = snap["window"]
+    assert final_at is not None and final_at >= snap["now"] - window
 
 
 @pytest.mark.only(backends=["redis"], runners=["ThreadRunner"])

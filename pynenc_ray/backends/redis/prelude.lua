@@ -58,6 +58,8 @@
 --                          CORRUPT: records set aside
 --   index            ZSET  invocation ids scored by registration time (server
 --                          time, for timelines), pruned past result_ttl_sec by recover
+--   finished         ZSET  invocation ids scored by when they became final (server
+--                          time, for status's recent window), pruned as index is
 --   lease:recovery   STRING  which runner is rerouting dead runners' work, with a TTL
 --   lastbeat         STRING  server time of the app's last heartbeat, from any runner
 --   grace            STRING  until when recovery waits after an outage (see heartbeat)
@@ -101,27 +103,6 @@ local function push_all(cmd, key, values)
   end
 end
 
--- Status count changes and newly final ids, applied once per script by commit().
--- A final announced with a small payload (announce) carries it in the PUBLISH.
-local delta, finals, inline
-local function count(status, n) delta[status] = (delta[status] or 0) + n end
-local function announce(id, status, payload)
-  finals[#finals + 1] = id
-  if payload and #payload <= INLINE_MAX then inline[id] = {status, payload} end
-end
-local function commit()
-  for status, n in pairs(delta) do
-    if n ~= 0 then redis.call('HINCRBY', P .. 'counts', status, n) end
-  end
-  if #finals == 0 then return end
-  local lines = {}
-  for i, id in ipairs(finals) do
-    local x = inline[id]
-    lines[i] = x and (id .. ' ' .. x[1] .. ' ' .. #x[2] .. '\n' .. x[2]) or (id .. '\n')
-  end
-  redis.call('PUBLISH', P .. 'final', table.concat(lines))
-end
-
 -- Every stored time comes from the server's clock, never a caller's: two hosts'
 -- clocks (or one process pre-empted between reading its clock and its call)
 -- could otherwise write a record's history out of order, or judge a due time
@@ -135,6 +116,30 @@ local function clock()
     server_now = tonumber(t[1]) + tonumber(t[2]) / 1e6
   end
   return server_now
+end
+
+-- Status count changes and newly final ids, applied once per script by commit():
+-- the counts, the finished index and one PUBLISH that wakes the waiters of every
+-- final. A final announced with a small payload (announce) carries it there.
+local delta, finals, inline
+local function count(status, n) delta[status] = (delta[status] or 0) + n end
+local function announce(id, status, payload)
+  finals[#finals + 1] = id
+  if payload and #payload <= INLINE_MAX then inline[id] = {status, payload} end
+end
+local function commit()
+  for status, n in pairs(delta) do
+    if n ~= 0 then redis.call('HINCRBY', P .. 'counts', status, n) end
+  end
+  if #finals == 0 then return end
+  local lines, ended, now = {}, {}, clock()
+  for i, id in ipairs(finals) do
+    local x = inline[id]
+    lines[i] = x and (id .. ' ' .. x[1] .. ' ' .. #x[2] .. '\n' .. x[2]) or (id .. '\n')
+    ended[2 * i - 1], ended[2 * i] = now, id
+  end
+  push_all('ZADD', P .. 'finished', ended)
+  redis.call('PUBLISH', P .. 'final', table.concat(lines))
 end
 
 -- One history entry, JSON [status, runner, worker, server time]: who moved the

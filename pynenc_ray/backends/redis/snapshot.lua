@@ -1,9 +1,10 @@
 -- snapshot: everything `status` shows, read in one step so the numbers agree:
 -- the server's time, status counts, runners and their last beats, each queue's
 -- depth (every level) and scheduled count, the corrupt records set aside, and
--- for invocations registered in the last `window` seconds (at most 5000): task,
--- status and, once final, when. Reads only. Numbers go out as strings (a Lua
--- number would reach the caller truncated to an integer).
+-- for each invocation registered, or become final, in the last `window`
+-- seconds (at most 5000): task, status and, once final, when. Reads only.
+-- Numbers go out as strings (a Lua number would reach the caller truncated to
+-- an integer).
 local now = clock()
 local queues = {}
 for _, q in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
@@ -11,10 +12,17 @@ for _, q in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
   for p = MIN_PRIORITY, MAX_PRIORITY do depth = depth + redis.call('LLEN', qkey(q, p)) end
   queues[#queues + 1] = {q, tostring(depth), tostring(redis.call('ZCARD', P .. 'delayed:' .. q))}
 end
-local recent = {}
-local ids = redis.call('ZRANGEBYSCORE', P .. 'index', now - A.window, '+inf', 'LIMIT', 0, 5000)
+local recent, seen = {}, {}
+-- the window: what was registered in it, then what became final in it (a
+-- delayed or long call registered before it), the newest first, 5000 at most
+local ids = redis.call('ZREVRANGEBYSCORE', P .. 'index', '+inf', now - A.window, 'LIMIT', 0, 5000)
+for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', P .. 'finished', '+inf', now - A.window,
+    'LIMIT', 0, 5000)) do
+  ids[#ids + 1] = id
+end
 for _, id in ipairs(ids) do
-  local rec = fields_of(id, {'task', 'status', 'hn'})
+  local rec = not seen[id] and #recent < 5000 and fields_of(id, {'task', 'status', 'hn'})
+  seen[id] = true
   if rec and rec.task and rec.status and tonumber(rec.hn) then
     local final_at = ''
     if FINAL[rec.status] then

@@ -452,8 +452,9 @@ class SQLiteBackend(Backend):
             now = time.time()
             window = tx.sql(
                 "SELECT task_id, status, CASE WHEN fin IS NULL THEN NULL ELSE final_at END "
-                "FROM inv WHERE app=? AND registered>=? ORDER BY registered DESC LIMIT 5000",
-                (self.app_id, now - window_sec)).fetchall()
+                "FROM inv WHERE app=? AND (registered>=? OR final_at>=?) "
+                "ORDER BY registered DESC LIMIT 5000",
+                (self.app_id, now - window_sec, now - window_sec)).fetchall()
             depths, scheduled = tx.depths(now)
             return {"now": now, "counts": tx.status_counts(), "runners": tx.runners(),
                     "depths": depths, "scheduled": scheduled, "corrupt": {},

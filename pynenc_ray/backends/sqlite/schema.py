@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS inv (
 CREATE INDEX IF NOT EXISTS inv_owner ON inv (app, owner) WHERE owner IS NOT NULL;
 CREATE INDEX IF NOT EXISTS inv_fin ON inv (app, fin) WHERE fin IS NOT NULL;
 CREATE INDEX IF NOT EXISTS inv_registered ON inv (app, registered);
+CREATE INDEX IF NOT EXISTS inv_final_at ON inv (app, final_at) WHERE final_at IS NOT NULL;
 -- status history, oldest first by rowid
 CREATE TABLE IF NOT EXISTS history (
     app TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL, runner TEXT NOT NULL,
