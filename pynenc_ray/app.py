@@ -42,6 +42,7 @@ from .serializer import (
 )
 from .status import InvocationStatus
 from .task import Task, TaskDecorator, TaskOptions, same_definition, where_defined
+from .unserved import WaitWatch
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -94,6 +95,7 @@ class Pynenc:
         self._backend: Backend | None = None
         self._runner: BaseRunner | None = None
         self._warned_ignored: list[dict[str, Any]] = []
+        self._waits = WaitWatch()  # waits from outside tasks (see unserved.py)
         self._configure()
 
     # -- configuration ------------------------------------------------------------------
@@ -440,8 +442,8 @@ class Pynenc:
         """Block until all are final (True) or ``timeout`` passes (False). Inside a
         task the runner is told (it lends the slot) and a wait cycle is refused."""
         ctx = context.current.get()
-        if ctx is None or ctx.app is not self:
-            return self.backend.wait_final(invocation_ids, timeout)
+        if ctx is None or ctx.app is not self:  # a long one warns if no runner can end it
+            return self._waits.wait(self.backend, invocation_ids, timeout, self.app_id)
         self._refuse_cycle(ctx.invocation_id, invocation_ids)
         try:
             return ctx.runner.waiting_for_results(ctx, invocation_ids, timeout)

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .queues import DEFAULT_QUEUE
+from .heartbeats import hosted_by, served_queues
 from .status import FINAL, InvocationStatus
 
 if TYPE_CHECKING:
@@ -25,21 +24,6 @@ if TYPE_CHECKING:
 
 S = InvocationStatus
 WINDOW_SEC = 60.0  # throughput and per-task counts cover this much recent time
-
-
-def hosted_by(runner_id: str, runners: Mapping[str, Any]) -> str | None:
-    """The listed runner that speaks for ``runner_id``, or None for a top-level
-    runner: the ``parent`` a worker process names in its heartbeat, or the
-    MultiThreadRunner whose actor beats as ``<runner>/<actor>``. One runner is
-    one runner however many workers or actors it has, in ``status`` as in the
-    monitor. Heartbeat info is untrusted: a value of the wrong type is no parent."""
-    info = runners.get(runner_id)
-    parent = info.get("parent") if isinstance(info, dict) else None
-    if isinstance(parent, str) and parent in runners:
-        return parent
-    host, sep, _ = runner_id.rpartition("/")
-    hosted = sep and isinstance(runners.get(host), dict) and "actors" in runners[host]
-    return host if hosted else None
 
 
 def status_snapshot(app: Pynenc) -> dict[str, Any]:
@@ -59,14 +43,9 @@ def status_snapshot(app: Pynenc) -> dict[str, Any]:
         for name, depth in snap["depths"].items()}
     for name, n in snap["scheduled"].items():
         queues.setdefault(name, {"depth": 0, "scheduled": n, "runners": 0})
-    for rid, info in runners.items():
-        if hosted_by(rid, runners):  # a worker or actor: its runner counts, and speaks for it
-            continue
-        served = info.get("queues")
-        for name in served if isinstance(served, list) else [DEFAULT_QUEUE]:
-            if isinstance(name, str):
-                queues.setdefault(name, {"depth": 0, "scheduled": 0, "runners": 0})
-                queues[name]["runners"] += 1
+    for name, n in served_queues(runners).items():
+        queues.setdefault(name, {"depth": 0, "scheduled": 0, "runners": 0})
+        queues[name]["runners"] = n
     counts = snap["counts"]
     live = {s.value: counts.get(s.value, 0) for s in S if s not in FINAL and counts.get(s.value)}
     totals = {s.value: counts.get(s.value, 0) for s in FINAL if counts.get(s.value)}

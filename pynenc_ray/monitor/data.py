@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from ..backends.base import Inspection, InvocationRecord, Results
 from ..backends.redis.backend import RedisBackend
-from ..observe import hosted_by
+from ..heartbeats import hosted_by, served_queues
 from ..queues import DEFAULT_QUEUE, PRIORITIES
 from ..serializer import SIGNED_TAG
 from ..status import FINAL, InvocationStatus
@@ -146,13 +146,7 @@ def queue_rows(backend: Inspection, runners: Mapping[str, Mapping[str, Any]]) ->
     backend's errors."""
     depths = backend.queue_depths()
     scheduled = backend.scheduled_depths()
-    served: Counter[str] = Counter()
-    for rid, info in runners.items():
-        if hosted_by(rid, runners):
-            continue
-        names = _strs(info.get("queues")) if isinstance(info.get("queues"), list) else [
-            DEFAULT_QUEUE]
-        served.update(set(names))
+    served = served_queues(runners)
     names = sorted(set(depths) | set(scheduled) | set(served))
     levels = priority_depths(backend, [n for n in names if n in depths])
     return [QueueRow(n, depths.get(n, 0), scheduled.get(n, 0), served[n],

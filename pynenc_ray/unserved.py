@@ -1,0 +1,103 @@
+"""A wait on results that no runner can end: a warning instead of silence.
+
+``.result`` blocks until the invocation is final, and nothing makes it final
+while no runner serves its queue (a task routed to ``io`` while the runners take
+``default``, or no runner started at all): the caller hangs without a word.
+``WaitWatch`` lets a wait from outside any task run as before, and when it is
+still unfinished after ``FIRST_LOOK_SEC`` it looks once at the queues of (a few
+of) the awaited invocations and at the runners' heartbeats, as ``status`` does,
+and logs one warning per queue that no runner serves. The wait itself goes on:
+a runner may yet start. A wait that ends sooner costs nothing more."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from .backends.records import InvocationRecord
+from .errors import PynencError
+from .heartbeats import served_queues
+from .status import FINAL
+
+log = logging.getLogger("pynenc_ray.unserved")
+
+FIRST_LOOK_SEC = 2.0  # a wait still unfinished after this looks whether its queues are served
+LOOKED_AT = 20  # the awaited invocations whose queues are read, at most
+
+
+class WatchedBackend(Protocol):
+    """What the watch reads: the blocking wait, records and runners."""
+
+    def wait_final(self, invocation_ids: Sequence[str], timeout: float | None) -> bool:
+        """Block until all are final (True) or ``timeout`` passes (False)."""
+        ...
+
+    def get(self, invocation_id: str) -> InvocationRecord | None:
+        """The whole record, or None."""
+        ...
+
+    def runners(self) -> dict[str, dict[str, Any]]:
+        """Known runners: id -> heartbeat info."""
+        ...
+
+
+class WaitWatch:
+    """The waits of one app from outside tasks, and the queues already warned of."""
+
+    def __init__(self) -> None:
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def wait(self, backend: WatchedBackend, invocation_ids: Sequence[str],
+             timeout: float | None, app_id: str) -> bool:
+        """``backend.wait_final``, with one look at the queues after FIRST_LOOK_SEC."""
+        first = FIRST_LOOK_SEC if timeout is None else min(timeout, FIRST_LOOK_SEC)
+        start = time.monotonic()
+        if backend.wait_final(invocation_ids, first):
+            return True
+        if timeout is not None and timeout <= FIRST_LOOK_SEC:
+            return False
+        self.look(backend, invocation_ids, app_id)
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+        return backend.wait_final(invocation_ids, left)
+
+    def look(self, backend: WatchedBackend, invocation_ids: Sequence[str], app_id: str) -> None:
+        """Warn, once per queue, of each queue of the unfinished ones among the
+        first LOOKED_AT that no runner serves. A backend error skips the look: it
+        is advice, and the wait reports the backend's state itself."""
+        try:
+            waiting: dict[str, InvocationRecord] = {}
+            for inv_id in invocation_ids[:LOOKED_AT]:
+                rec = backend.get(inv_id)
+                if rec is not None and rec.status not in FINAL:
+                    waiting.setdefault(rec.queue, rec)
+            if not waiting:
+                return
+            runners = backend.runners()
+        except PynencError as exc:
+            log.debug("could not look at the queues of a long wait: %s", exc)
+            return
+        served = served_queues(runners)
+        for queue, rec in waiting.items():
+            if served.get(queue):
+                continue
+            with self._lock:
+                if queue in self._warned:
+                    continue
+                self._warned.add(queue)
+            log.warning("%s", _message(rec, served, app_id))
+
+
+def _message(rec: InvocationRecord, served: Mapping[str, int], app_id: str) -> str:
+    what = (f"waiting on invocation {rec.invocation_id} of {rec.task_id}, in queue "
+            f"{rec.queue!r} ({rec.status}), which no runner of app {app_id!r} serves")
+    if not served:
+        return (f"{what}: no runner of this app is running (none sends heartbeats). The "
+                "wait goes on until one starts: `pynenc-ray --app ... runner start`, or "
+                "pynenc_run(app) in a test")
+    others = ", ".join(repr(q) for q in sorted(served))
+    return (f"{what} (the running ones serve {others}). The wait goes on until a runner "
+            f"with {rec.queue!r} in runner.queues starts")
