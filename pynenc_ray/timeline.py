@@ -89,7 +89,7 @@ def natural_key(text: str) -> list[tuple[int, int | str]]:
             for part in re.split(r"(\d+)", text) if part]
 
 
-def lane_label(runner_id: str, worker: str, width: int = 52) -> str:
+def lane_label(runner_id: str, worker: str, width: int = 90) -> str:
     """A lane's label: runner class, the runner's short id, then the worker (an
     actor or process id after a '/'), cut in the middle only if still too long."""
     cls, _, rest = runner_id.partition("@")
@@ -137,10 +137,15 @@ def render_svg(records: Iterable[InvocationRecord], title: str = "pynenc-ray tim
                    key=lambda lane: (lane == QUEUE_LANE, natural_key(lane[0]),
                                      natural_key(lane[1])))
     lane_y = {lane: i for i, lane in enumerate(lanes)}
+    labels = {lane: "queue (not started)" if lane == QUEUE_LANE else lane_label(*lane)
+              for lane in lanes}
     t0 = min((s.start for s in segs), default=now)
     t1 = max((s.end for s in segs), default=now + 1)
     span = max(t1 - t0, 1e-3)
-    left, top, lane_h, right = 340, 50, 20, 20
+    # the label column fits the longest label whole (about 6.3 px a character at 11 px)
+    longest = max((len(label) for label in labels.values()), default=0)
+    left = min(max(140, 20 + math.ceil(6.3 * longest)), width // 2)
+    top, lane_h, right = 50, 20, 20
     plot_w = width - left - right
     height = top + lane_h * max(len(lanes), 1) + 70
 
@@ -157,22 +162,24 @@ def render_svg(records: Iterable[InvocationRecord], title: str = "pynenc-ray tim
         out.append(f'<rect class="lane" x="0" y="{y}" width="{width}" height="{lane_h}" '
                    f'fill="{fill}"/>')
         runner, worker = lane
-        label = "queue (not started)" if lane == QUEUE_LANE else lane_label(runner, worker)
         out.append(f'<text class="lane-label" x="8" y="{y + 14}"><title>{html.escape(runner)} '
-                   f'{html.escape(worker)}</title>{html.escape(label)}</text>')
+                   f'{html.escape(worker)}</title>{html.escape(labels[lane])}</text>')
     # waits first, as thin bars, so the runs drawn over them stay visible where
     # several queued invocations wait on one lane at once
     for s in sorted(segs, key=lambda s: (s.kind != "pending", s.start)):
         thin = s.kind == "pending"
         y = top + lane_y[s.lane] * lane_h + (4 if not thin else 8)
         h = lane_h - 8 if not thin else 4
-        w = max(x(s.end) - x(s.start), 1.0)
+        # a run of a few ms in a span of minutes stays visible: at least 3 px, and
+        # a bar too narrow for the white outline that parts neighbours goes without
+        w = max(x(s.end) - x(s.start), 1.0 if thin else 3.0)
+        stroke = 'stroke="white" stroke-width="0.5"' if w >= 5 else 'stroke="none"'
         tip = (f"{s.task_id}\ninvocation {s.invocation_id}\n{s.kind} "
                f"{(s.end - s.start) * 1000:.1f} ms")
         # every string from the backend is escaped: ids and task ids are untrusted
         out.append(f'<rect class="bar {html.escape(s.kind)}" x="{x(s.start):.1f}" y="{y}" '
-                   f'width="{w:.1f}" height="{h}" fill="{COLORS[s.kind]}" stroke="white" '
-                   f'stroke-width="0.5" data-invocation="{html.escape(s.invocation_id)}">'
+                   f'width="{w:.1f}" height="{h}" fill="{COLORS[s.kind]}" {stroke} '
+                   f'data-invocation="{html.escape(s.invocation_id)}">'
                    f'<title>{html.escape(tip)}</title></rect>')
         name = task_name(s.task_id)
         if not thin and w >= 7 * len(name) + 6:  # the task's name, where it fits

@@ -97,6 +97,26 @@ def test_lanes_in_natural_order_a_retry_apart_from_a_failure_and_task_names_on_b
     assert names == {"resize_image", "flaky"}
 
 
+def test_a_failure_of_two_ms_in_minutes_shows_and_long_lane_names_show_whole():
+    """A 2 ms FAILED bar was 1 px under a white outline (invisible), and lane
+    labels were cut mid-string at 52 characters."""
+    worker = "pynenc-PersistentProcessRunner-worker-process-number-12-on-a-long-host"
+    fast = InvocationRecord("fast", "tasks:boom", b"", S.FAILED, history=[
+        HistoryEntry(S.REGISTERED, "ext", "main", 0.0),
+        HistoryEntry(S.RUNNING, "ThreadRunner@h-1-abc", worker, 100.0),
+        HistoryEntry(S.FAILED, "ThreadRunner@h-1-abc", worker, 100.002)])
+    slow = _run("slow", "tasks:long", "w-1", 0.0, S.SUCCESS)
+    root = ET.fromstring(render_svg([fast, slow], now=300.0))
+    [bar] = [r for r in root.iterfind(".//s:rect", NS)
+             if r.get("data-invocation") == "fast" and r.get("class") == "bar failed"]
+    assert float(bar.get("width")) >= 3 and bar.get("stroke") == "none"
+    labels = [t.find("s:title", NS).tail
+              for t in root.iterfind(".//s:text[@class='lane-label']", NS)]
+    assert any(label.endswith(worker) for label in labels)
+    first_bar_x = min(float(r.get("x")) for r in root.iterfind(".//s:rect[@data-invocation]", NS))
+    assert first_bar_x >= 6.3 * max(len(label) for label in labels)  # the column fits them
+
+
 def test_the_default_window_is_the_smallest_that_holds_recent_activity():
     from pynenc_ray.timeline import default_window
 
