@@ -33,6 +33,7 @@ from .errors import (
     RunnerFencedError,
     RunnerNotExecutableError,
     SerializationError,
+    TaskArgumentsError,
     TaskDefinitionError,
     TaskFailedError,
     TaskTimeoutError,
@@ -63,7 +64,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Pynenc", "PynencBuilder", "Task", "Invocation", "InvocationGroup", "InvocationStatus",
     "current_invocation", "CurrentInvocation", "check_cancelled", "InvocationCancelledError",
-    "PynencError", "ConfigError", "TaskDefinitionError", "SerializationError",
+    "PynencError", "ConfigError", "TaskDefinitionError", "TaskArgumentsError",
+    "SerializationError",
     "PayloadSignatureError", "BackendError", "BackendUnavailableError", "NotReplicatedError",
     "BackendTransientError", "BackendPermissionError",
     "InvocationStatusTransitionError",

@@ -389,13 +389,16 @@ class Pynenc:
         is stored already is not stored again, which makes a submit with chosen
         ids idempotent (the cron scheduler's once-per-due-time).
 
-        Raises SerializationError when arguments cannot be serialized (nothing is
+        Raises TaskArgumentsError when a call does not fit the task's signature
+        and SerializationError when arguments cannot be serialized (nothing is
         registered then), and the backend's errors (BackendUnavailableError).
         """
         ctx = context.current.get()
         parent = ctx.invocation_id if ctx is not None and ctx.app is self else None
         runner_id, worker = (ctx.runner.runner_id, ctx.worker) if ctx and parent else (
             external_runner_id(), threading.current_thread().name)
+        for i, (a, kw) in enumerate(calls):  # every call fits before any is stored
+            task.check_arguments(a, kw, i if len(calls) > 1 else None)
         opts = task.options
         not_before = opts.eta if opts.delay_sec is None else time.time() + opts.delay_sec
         chosen = list(ids) if ids is not None else [new_invocation_id() for _ in calls]

@@ -101,6 +101,13 @@ class TaskTimeoutError(PynencError):
     """A task run lasted longer than its ``timeout_sec``."""
 
 
+class TaskArgumentsError(PynencError, TypeError):
+    """A call's arguments do not fit the task's signature (``add(1, 2, 3)`` for
+    ``add(x, y)``), found where it is called, before anything is submitted; the
+    message names the task, the call and Python's reason. Also a ``TypeError``,
+    as calling the function itself would raise."""
+
+
 class CycleError(PynencError):
     """A task waited on its own invocation, or on one that (transitively) waits on it."""
 

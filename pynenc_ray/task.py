@@ -9,6 +9,7 @@ import datetime
 import functools
 import inspect
 import math
+import reprlib
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
@@ -16,7 +17,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 from croniter import croniter
 
 from .concurrency import ConcurrencyControlType, check_concurrency, concurrency_key
-from .errors import TaskDefinitionError
+from .errors import TaskArgumentsError, TaskDefinitionError
 from .invocation import Invocation, InvocationGroup, ResultsApp
 from .queues import DEFAULT_PRIORITY, DEFAULT_QUEUE, check_priority, check_queue
 
@@ -142,6 +143,16 @@ def _check_cron(name: str, func: Callable[..., Any], expression: Any) -> None:
             f"{required}; give them defaults")
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 4
+
+
+def _short_repr(value: Any) -> str:
+    """A value as a message shows it: short, whatever its size."""
+    return _REPR.repr(value)
+
+
 def where_defined(func: Callable[..., Any]) -> str:
     """``file:line`` of a function's definition, for messages."""
     code = getattr(func, "__code__", None)
@@ -201,7 +212,34 @@ class Task(Generic[P, R]):
         if opts.cron is not None:
             _check_cron(self.task_id, func, opts.cron)
         self.app, self.func, self.options = app, func, opts
+        try:  # a call is checked against it where it is made (check_arguments)
+            self._signature: inspect.Signature | None = inspect.signature(func)
+        except (TypeError, ValueError):  # a callable without one (some builtins)
+            self._signature = None
         functools.update_wrapper(self, func)
+
+    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any],
+                        item: int | None = None) -> None:
+        """Raise TaskArgumentsError unless ``(args, kwargs)`` fit the function's
+        signature, as calling it would: a call that could only fail in a worker
+        fails here, before anything is submitted. ``item``: its place in a
+        ``parallelize`` call, for the message."""
+        if self._signature is None:
+            return
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            shown = ", ".join([*map(_short_repr, args),
+                               *(f"{k}={_short_repr(v)}" for k, v in kwargs.items())])
+            name = self.task_id.rsplit(":", 1)[-1]
+            where = f"parallelize item {item}: " if item is not None else ""
+            bare = self._signature.replace(  # the parameters as written, no annotations
+                parameters=[p.replace(annotation=p.empty)
+                            for p in self._signature.parameters.values()],
+                return_annotation=inspect.Signature.empty)
+            raise TaskArgumentsError(
+                f"task {self.task_id}: {where}{name}({shown}) does not fit "
+                f"{name}{bare}: {exc}; nothing was submitted") from None
 
     @property
     def is_async(self) -> bool:

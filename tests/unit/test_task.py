@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from pynenc_ray import ConfigError, Pynenc, TaskDefinitionError
+from pynenc_ray import ConfigError, Pynenc, TaskArgumentsError, TaskDefinitionError
 from pynenc_ray.task import task_id_of
 from tests.unit import tasks_for_unit as t
 from tests.unit.support import isolate_config
@@ -212,3 +212,19 @@ def test_current_invocation_tells_a_task_its_id_attempt_and_runner():
     assert (inv_id, task_id, attempt) == (inv.invocation_id, st.who_am_i.task_id, 2)
     assert runner_id and worker == "run_pending"
     st.app.reconfigure(replace=True)
+
+
+def test_a_call_that_does_not_fit_the_signature_fails_where_it_is_made():
+    app = Pynenc(app_id=f"args-{uuid.uuid4().hex[:8]}")
+    add = app.task(t.add.func)
+    with pytest.raises(TaskArgumentsError, match=r"add\(1, 2, 3\) does not fit add\(x, y\): "
+                       r"too many positional arguments; nothing was submitted"):
+        add(1, 2, 3)
+    with pytest.raises(TypeError, match="parallelize item 1: add\\(1\\) .* 'y'"):
+        add.parallelize([(1, 2), (1,), {"x": 1, "z": "a" * 1000}])
+    with pytest.raises(TaskArgumentsError, match=r"add\(x=1, z='a+\.\.\.a+'\) does not fit.*'y'"):
+        add.parallelize([{"x": 1, "z": "a" * 1000}])
+    assert app.backend.queue_depth() == 0  # nothing of a refused batch was stored
+    assert len(add.parallelize([(1, 2), {"x": 3, "y": 4}])) == 2
+    echo = app.task(t.echo.func)  # *args, **kwargs: anything fits
+    assert echo(1, 2, k=3).invocation_id
