@@ -27,6 +27,7 @@ from .errors import (
     PynencError,
     SerializationError,
     TaskDefinitionError,
+    clause,
 )
 from .invocation import Invocation
 from .middleware import MiddlewareStack, default_middleware
@@ -338,7 +339,7 @@ class Pynenc:
             except Exception as exc:
                 raise ConfigError(
                     f"config field 'task_modules' names {name!r} (from {source}), which "
-                    f"cannot be imported: {type(exc).__name__}: {exc}. Fix the module name "
+                    f"cannot be imported: {type(exc).__name__}: {clause(exc)}. Fix the module name "
                     "or make it importable on every worker (PYTHONPATH)") from exc
 
     def import_path(self) -> str:

@@ -4,6 +4,13 @@
 from __future__ import annotations
 
 
+def clause(text: object) -> str:
+    """Another's message (an exception's, a server's reply) as a clause of ours:
+    without its closing period, so that "...: {clause(exc)}. Do this" never
+    reads "Connection refused.. Do this"."""
+    return str(text).rstrip().rstrip(".")
+
+
 class PynencError(Exception):
     """Root of every deliberate pynenc-ray error."""
 

@@ -22,7 +22,7 @@ import sys
 import traceback
 from typing import Any
 
-from .errors import PayloadSignatureError, SerializationError, TaskFailedError
+from .errors import PayloadSignatureError, SerializationError, TaskFailedError, clause
 
 SIGNED_TAG = b"HMAC2"  # HMAC over bind + NUL + body: a payload is valid only where it belongs
 SIGNED_JSON_TAG = b"HMACJ"  # the same for a JSON body (no JSON text starts with "H")
@@ -66,7 +66,7 @@ class Serializer:
                 body = _JSON.encode(value).encode()
             except (TypeError, ValueError) as exc:
                 raise SerializationError(
-                    f"{what} cannot be serialised as JSON: {exc}. Pass JSON types "
+                    f"{what} cannot be serialised as JSON: {clause(exc)}. Pass JSON types "
                     "(str, int, float, bool, None, list, dict), or set serializer = "
                     "\"pickle\" with a signing_key"
                 ) from None

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import RayConnectionError
+from ..errors import RayConnectionError, clause
 
 log = logging.getLogger("pynenc_ray.runner.multithread")
 PROBE_SEC = 2.0  # how long the address gets to accept a TCP connection
@@ -121,7 +121,7 @@ def connect(address: str | None) -> Any:
             socket.create_connection(hp, timeout=PROBE_SEC).close()
         except OSError as exc:
             raise RayConnectionError(
-                f"cannot reach the Ray cluster at {address}: {exc}. Nothing accepts "
+                f"cannot reach the Ray cluster at {address}: {clause(exc)}. Nothing accepts "
                 "connections there: check ray_address / RAY_ADDRESS (the head's GCS address, "
                 "host:port as `ray start --head` printed it) and that the head is up "
                 "(`ray status` on it)") from None

@@ -42,6 +42,7 @@ from ...errors import (
     NotReplicatedError,
     PynencError,
     RunnerFencedError,
+    clause,
 )
 from ...queues import MAX_PRIORITY, check_priority, check_queue, queue_name_error
 from ...redis_url import mask_url
@@ -269,9 +270,9 @@ class RedisBackend(Backend):
                        f"up trying to {what}: {said}")
         if transient is None:  # the wording callers and tests know for an outage
             return cls(f"Redis at {self.safe_url} is unreachable (tried to {what} for "
-                       f"{self.retry_timeout:g}s): {said}. {fix}")
+                       f"{self.retry_timeout:g}s): {clause(said)}. {fix}")
         return cls(f"Redis at {self.safe_url} {state}; gave up trying to {what} after "
-                   f"{self.retry_timeout:g}s. It answered: {said}. {fix}, or raise "
+                   f"{self.retry_timeout:g}s. It answered: {clause(said)}. {fix}, or raise "
                    "redis_retry_timeout_sec")
 
     def _refusal(self, exc: Exception, what: str | None) -> PynencError:
@@ -281,11 +282,11 @@ class RedisBackend(Backend):
         if replies.refused_credentials(exc):
             return BackendUnavailableError(
                 f"Redis at {self.safe_url} refused the credentials{doing}: "
-                f"{mask_url(str(exc))}. Check redis_url's user and password (or "
+                f"{clause(mask_url(str(exc)))}. Check redis_url's user and password (or "
                 "redis_username / redis_password)")
         return BackendPermissionError(
             f"Redis at {self.safe_url} refused a permission pynenc-ray needs{doing}: "
-            f"{mask_url(replies.text(exc))}. {self._grant_hint()}")
+            f"{clause(mask_url(replies.text(exc)))}. {self._grant_hint()}")
 
     def _grant_hint(self) -> str:
         """How to give this backend's Redis user what pynenc-ray needs."""
@@ -385,7 +386,8 @@ class RedisBackend(Backend):
         transient = replies.transient(exc)
         if transient is not None:
             return BackendTransientError(f"Redis at {self.safe_url} {transient.state}: "
-                                         f"{mask_url(replies.text(exc))}. {transient.fix}")
+                                         f"{clause(mask_url(replies.text(exc)))}. "
+                                         f"{transient.fix}")
         return BackendError(f"Redis at {self.safe_url} answered with an error: "
                             f"{type(exc).__name__}: {mask_url(msg)}")
 
