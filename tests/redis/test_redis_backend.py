@@ -145,6 +145,9 @@ def test_unreachable_redis_at_submit_is_a_clear_error_with_masked_password(form,
     assert ".." not in msg.replace("...", "")  # redis-py's "Connection refused." ends no clause
     assert time.monotonic() - t0 >= 0.3  # ...having retried that long, not at once
     assert "unreachable" in caplog.text and "s3cret" not in caplog.text  # the warning too
+    # the result listener's first try failed before the submit did (start() waits for
+    # it); with nobody waiting for a result it says nothing of its own retries
+    assert "listen for results" not in caplog.text
 
 
 def test_wrong_password_is_a_clear_error():

@@ -401,7 +401,13 @@ class ResultListener:
                     self._log_refused(exc)
                 elif isinstance(exc, (redis.ConnectionError, redis.TimeoutError, ConnectionError,
                                       TimeoutError)) or replies.transient(exc) is not None:
-                    self.on_fault(exc, "listen for results")
+                    # said only while someone waits for a result: a producer whose own
+                    # call gave up and raised has had its error; "retrying listen"
+                    # after it read as if that call went on
+                    if self._watch:
+                        self.on_fault(exc, "listen for results")
+                    else:
+                        log.debug("result listener: %s; subscribing again", exc)
                 else:
                     log.exception("result listener failed; restarting")
                 self._closing.wait(pause)
