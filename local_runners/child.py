@@ -1,18 +1,21 @@
 """What every worker process of the process runners shares: how it is started
 (never by forking a process that holds threads or locks) and how it gets the
-parent's app and effective config."""
+parent's app, effective config and logging."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from pynenc_ray.app import Pynenc
+from pynenc_ray.logs import LOG_FORMAT
 from pynenc_ray.runners.app_protocol import RunnerApp
 
 
@@ -31,24 +34,41 @@ def mp_context(
     return multiprocessing.get_context("spawn")
 
 
-def parent_spec(app: RunnerApp) -> tuple[str, dict[str, Any]]:
-    """What a child needs to rebuild the parent's app: import path and config."""
+@dataclass(frozen=True)
+class ParentSpec:
+    """What a child needs to be its parent's worker: the app's import path and
+    explicit config, and the level of the parent's logging (None when the
+    parent configured none: the child then leaves its own alone too)."""
+
+    app_path: str
+    config: dict[str, Any]
+    log_level: int | None
+
+
+def parent_spec(app: RunnerApp) -> ParentSpec:
+    """The spec of this process (the runner) for its children."""
     config = app.config.explicit_kwargs()
     config["dev_mode_force_sync_tasks"] = False
-    return app.import_path(), config
+    root = logging.getLogger()
+    return ParentSpec(app.import_path(), config, root.level if root.handlers else None)
 
 
-def load_app(app_path: str, config: dict[str, Any]) -> Pynenc:
-    """Import the app by its ``module:attr`` path and give it exactly the parent's
-    config (env set in the parent after start-up would not reach us otherwise).
-    Quietly: the parent has already warned about ignored runner fields, once for
-    all its workers.
+def load_app(spec: ParentSpec) -> Pynenc:
+    """Log as the parent does (a forkserver or spawned child starts with no
+    logging: its failures printed bare, without time or level), import the app
+    by its ``module:attr`` path and give it exactly the parent's config (env
+    set in the parent after start-up would not reach us otherwise). Quietly:
+    the parent has already warned about ignored runner fields, once for all its
+    workers.
 
-    Raises ConfigError when ``app_path`` cannot be resolved, or the config is invalid.
+    Raises ConfigError when the app path cannot be resolved, or the config is invalid.
     """
     from pynenc_ray.config import quiet_ignored_warnings
     from pynenc_ray.resolve import resolve
 
+    if spec.log_level is not None and not logging.getLogger().handlers:
+        logging.basicConfig(level=spec.log_level, format=LOG_FORMAT)
+    app_path, config = spec.app_path, spec.config
     with quiet_ignored_warnings():
         app: Pynenc = resolve(app_path, f"worker process: app_path {app_path!r}",
                       "make the app's module importable in worker processes (run from "

@@ -65,7 +65,7 @@ from pynenc_ray.status import InvocationStatus as S
 from pynenc_ray.waiting import Slices, cancelled_in, wait_unless_cancelled
 
 from .async_slots import AsyncSlots
-from .child import die_with_parent, load_app, mp_context, parent_spec
+from .child import ParentSpec, die_with_parent, load_app, mp_context, parent_spec
 
 if TYPE_CHECKING:
     from pynenc_ray.backends.base import Backend
@@ -156,7 +156,7 @@ class PersistentProcessRunner(BaseRunner):
 
     def _on_start(self) -> None:
         self._spec = parent_spec(self.app)
-        self._ctx = mp_context((self._spec[0].partition(":")[0],))
+        self._ctx = mp_context((self._spec.app_path.partition(":")[0],))
         for slot in range(self.num_processes):
             self._spawn(slot, extra=False)
 
@@ -164,7 +164,7 @@ class PersistentProcessRunner(BaseRunner):
         self._generation += 1
         wid = f"{self.runner_id}/w{slot}.{self._generation}"
         state = self._ctx.RawArray(ctypes.c_int, _STATE_FIELDS)
-        p = self._ctx.Process(target=_worker_main, args=(*self._spec, wid, os.getpid(), state),
+        p = self._ctx.Process(target=_worker_main, args=(self._spec, wid, os.getpid(), state),
                               name=f"pynenc-worker-{slot}", daemon=False)
         p.start()
         self._states[wid] = state
@@ -633,13 +633,13 @@ class _Worker(BaseRunner):
             self._state[WAITING] = 0
 
 
-def _worker_main(app_path: str, config: dict[str, Any], worker_id: str, parent_pid: int,
+def _worker_main(spec: ParentSpec, worker_id: str, parent_pid: int,
                  state: ctypes.Array[ctypes.c_int]) -> None:
     early_stop = threading.Event()  # a SIGTERM while the app still loads
     signal.signal(signal.SIGTERM, lambda *_: early_stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     die_with_parent(parent_pid)
-    app = load_app(app_path, config)
+    app = load_app(spec)
     conf = app.config.runner
     if not isinstance(conf, PersistentProcessRunnerConfig):  # the parent's config says it is
         conf = PersistentProcessRunnerConfig.model_validate(conf.model_dump())

@@ -31,7 +31,7 @@ from pynenc_ray.runners.base import BaseRunner
 from pynenc_ray.runners.execution import fail_timed_out, run_invocation, time_limit
 from pynenc_ray.status import InvocationStatus
 
-from .child import die_with_parent, load_app, mp_context, parent_spec, reset_signals
+from .child import ParentSpec, die_with_parent, load_app, mp_context, parent_spec, reset_signals
 
 if TYPE_CHECKING:
     from pynenc_ray.runners.app_protocol import RunnerApp
@@ -83,7 +83,7 @@ class ProcessRunner(BaseRunner):
 
     def _on_start(self) -> None:
         self._spec = parent_spec(self.app)
-        self._ctx = mp_context((self._spec[0].partition(":")[0],))
+        self._ctx = mp_context((self._spec.app_path.partition(":")[0],))
 
     def _runner_loop_iteration(self) -> None:
         self._reap()
@@ -101,7 +101,7 @@ class ProcessRunner(BaseRunner):
                 self.app.middleware.notify("after_claim", self.app, self, claimed)
             for c in claimed:
                 p = self._ctx.Process(target=_child_main,
-                                      args=(*self._spec, self.runner_id, os.getpid(), c),
+                                      args=(self._spec, self.runner_id, os.getpid(), c),
                                       name=f"pynenc-{c.invocation_id[:8]}", daemon=True)
                 p.start()
                 self._children[c.invocation_id] = _Child(
@@ -201,11 +201,10 @@ class _ChildAgent:
         return backend.wait_final(invocation_ids, None)
 
 
-def _child_main(app_path: str, config: dict[str, Any], runner_id: str, runner_pid: int,
-                claimed: Claimed) -> None:
+def _child_main(spec: ParentSpec, runner_id: str, runner_pid: int, claimed: Claimed) -> None:
     reset_signals()
     die_with_parent(runner_pid)
-    app = load_app(app_path, config)
+    app = load_app(spec)
     agent = _ChildAgent(app, app.config.runner, runner_id)
     # a child rides out backend outages for as long as its runner lives (it dies with it)
     with patience.patient(threading.Event()):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from .app import Pynenc
 from .errors import ConfigError, PynencError
+from .logs import LOG_FORMAT
 from .observe import (
     failed_invocations,
     format_inspect,
@@ -267,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     printing a CliError or PynencError)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=LOG_FORMAT)
     try:
         command: Callable[[argparse.Namespace], int] = args.func  # a cmd_* function
         return command(args)

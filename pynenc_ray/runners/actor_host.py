@@ -72,11 +72,12 @@ class ActorHost:
                  config: dict[str, Any] | None = None, pool: str = DEFAULT_POOL,
                  runner_fields: Mapping[str, Any] | None = None):
         if app is None:
-            from local_runners.child import load_app
+            from local_runners.child import ParentSpec, load_app
 
             if app_path is None:
                 raise ValueError("an ActorHost needs the app or its app_path")
-            app = load_app(app_path, config or {})
+            # Ray sets up an actor's logging (its worker log files): left as it is
+            app = load_app(ParentSpec(app_path, config or {}, None))
         self.name, self.parent_id, self.app, self.pool = name, parent_id, app, pool
         runner_cls = load_runner_class(self.runner_cls)  # a ThreadRunner (sub)class
         conf = thread_config(app.config.runner, runner_fields)

@@ -79,6 +79,7 @@ class BaseRunner(abc.ABC):
         self.runner_id = (f"{type(self).__name__}@{socket.gethostname()}-{os.getpid()}"
                           f"-{uuid.uuid4().hex[:6]}")
         self._stop = threading.Event()
+        self._signalled: str | None = None  # the signal that stopped run(), for its log line
         self._running = threading.Event()
         self._ready = threading.Event()  # set once _on_start is done: work is being taken
         self._heartbeat_thread: threading.Thread | None = None
@@ -130,6 +131,7 @@ class BaseRunner(abc.ABC):
         if self._running.is_set():
             raise RuntimeError(f"runner {self.runner_id} is already running")
         self._stop.clear()
+        self._signalled = None
         self._running.set()
         restore = self._install_signal_handlers()
         failure: list[BaseException] = []
@@ -141,6 +143,9 @@ class BaseRunner(abc.ABC):
             while not self._stop.wait(0.25) and not done.is_set():
                 pass  # the calling thread stays free to take signals
             self._stop.set()
+            if self._signalled is not None:  # said here: a signal handler must not log
+                log.info("runner %s: %s received, stopping: no new work; handing back what "
+                         "it holds", self.runner_id, self._signalled)
             budget = self.conf.runner_loop_sleep_time_sec + STOP_BUDGET_SEC + self.stop_grace_sec
             if not done.wait(budget):  # slow, not failed: a failure is logged where it happens
                 log.warning("runner %s is still handing back its work %.1fs after the stop (a "
@@ -249,7 +254,9 @@ class BaseRunner(abc.ABC):
     def _install_signal_handlers(self) -> Callable[[], object]:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
-        handler = lambda signum, frame: self._stop.set()  # noqa: E731 - no heavy work here
+        def handler(signum: int, frame: object) -> None:  # no heavy work (nor logging) here
+            self._signalled = signal.Signals(signum).name
+            self._stop.set()
         old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
         return lambda: [signal.signal(s, h) for s, h in old.items()]
 

@@ -234,10 +234,11 @@ class MultiThreadRunner(BaseRunner):
             self._connect_ray()
             from local_runners.child import parent_spec
 
-            app_path, config = parent_spec(self.app)
+            spec = parent_spec(self.app)
+            config = dict(spec.config)
             # each actor counts its invocations through Ray's metrics (RayTaskMetrics)
             config["middleware"] = [*config.get("middleware", []), RAY_METRICS_MIDDLEWARE]
-            self._spec = (app_path, config)
+            self._spec = (spec.app_path, config)
             self._actor_cls = self._ray.remote(self.host_cls)
         unused = sorted(set(POOL_FIELDS) & self.conf.model_fields_set) if self.conf.pools else []
         if unused:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -137,7 +138,8 @@ def test_external_runner_id_and_refusal():
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_runner_start_stops_cleanly_on_signal(sig, tmp_path):
-    """`runner start` in its main thread: SIGINT/SIGTERM end the loop, exit 0."""
+    """`runner start` in its main thread: SIGINT/SIGTERM end the loop, exit 0,
+    and the log says which signal stopped it."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PYNENC__")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pynenc_ray", "--app", "tests.unit.tasks_for_unit:app", "runner",
@@ -150,8 +152,40 @@ def test_runner_start_stops_cleanly_on_signal(sig, tmp_path):
         assert "starting ThreadRunner" in lines[0], lines
         proc.send_signal(sig)
         assert proc.wait(10) == 0
+        rest = proc.stderr.read()
+        assert f"{sig.name} received, stopping" in rest and "stopped; rerouted 0" in rest, rest
     finally:
         proc.kill()
+
+
+@pytest.mark.timeout(120)
+def test_a_persistent_process_runners_workers_log_as_it_does(tmp_path):
+    """Its workers' lines came without time or level: a forkserver child starts
+    with no logging. They now read like the parent's; Ctrl-C is logged too."""
+    from pynenc_ray.task import Task
+    from tests.unit import tasks_for_unit as t
+
+    db = str(tmp_path / "ppr.sqlite3")
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PYNENC__")}
+    env.update({"PYNENC__BACKEND": "sqlite", "PYNENC__SQLITE_PATH": db,
+                "PYNENC__RUNNER_CLS": "PersistentProcessRunner",
+                "PYNENC__RUNNER__NUM_PROCESSES": "1"})
+    app = Pynenc(app_id="unit", backend="sqlite", sqlite_path=db)
+    inv = Task(app, t.raises_custom.func, t.raises_custom.options)("in a worker")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pynenc_ray", "--app", "tests.unit.tasks_for_unit:app", "runner",
+         "start"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert inv.wait(60) and inv.status == "FAILED"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        out = proc.stderr.read()
+    finally:
+        proc.kill()
+    [failed] = [line for line in out.splitlines() if "FAILED" in line]
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ERROR pynenc_ray.execution: task "
+                    r"tests.unit.tasks_for_unit:raises_custom", failed), out
+    assert "SIGINT received, stopping" in out, out
 
 
 def test_readme_config_reference_is_current():

@@ -454,14 +454,14 @@ def app_module(tmp_path, monkeypatch):
 def test_a_worker_loading_the_app_does_not_warn_again(caplog, monkeypatch, app_module):
     """ProcessRunner children rebuild the parent's config: one warning per child
     (24 in one run) came from there."""
-    from local_runners.child import load_app
+    from local_runners.child import ParentSpec, load_app
 
     monkeypatch.setenv("PYNENC__RUNNER__NUM_PROCESSES", "2")
     parent = load_config(app_path=f"{app_module}:app")
     parent_kwargs = parent.explicit_kwargs()
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="pynenc_ray.config"):
-        child = load_app(f"{app_module}:app", parent_kwargs)
+        child = load_app(ParentSpec(f"{app_module}:app", parent_kwargs, None))
     assert child.config.ignored  # still listed by config show in the child
     assert _ignored_warnings(caplog) == []
     caplog.clear()
