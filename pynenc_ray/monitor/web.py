@@ -4,13 +4,13 @@ parts of a page in place.
 
 Routes (every GET only reads the backend):
 
-- ``/``: queues, runners and actors, status counts, recent invocations
-  (``?task=&status=&window=``);
+- ``/``: queues, runners and actors, status counts, charts of throughput and
+  queue depth (``?span=15m|1h``), recent invocations (``?task=&status=&window=``);
 - ``/invocations/<id>``: one invocation;
 - ``/timeline``: the status history drawn by ``pynenc_ray.timeline``
   (``?window=&task=&status=``);
-- ``/fragment/overview``, ``/fragment/invocations``, ``/fragment/invocation/<id>``,
-  ``/fragment/timeline``: the parts the pages refresh;
+- ``/fragment/overview``, ``/fragment/charts``, ``/fragment/invocations``,
+  ``/fragment/invocation/<id>``, ``/fragment/timeline``: the parts the pages refresh;
 - ``POST /invocations/<id>/cancel`` and ``/retry``: 403 unless the app was made
   with ``allow_actions``; then they also need the page's token and a
   same-origin request.
@@ -18,12 +18,13 @@ Routes (every GET only reads the backend):
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import html
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -43,7 +44,8 @@ from ..app import Pynenc
 from ..errors import PynencError
 from ..status import InvocationStatus
 from ..timeline import COLORS, render_svg
-from . import actions, data
+from . import actions, charts, data
+from .history import LoadHistory, Sampler
 
 HERE = Path(__file__).resolve().parent
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -113,14 +115,17 @@ def _notice(request: Request) -> str:
 
 def create_app(app: Pynenc, *, allow_actions: bool = False,
                allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
-               refresh_sec: float = 3.0, clock: Callable[[], float] = time.time) -> Starlette:
+               refresh_sec: float = 3.0, clock: Callable[[], float] = time.time,
+               history: LoadHistory | None = None) -> Starlette:
     """The monitor for ``app`` as an ASGI app. It reads ``app.backend`` only, unless
     ``allow_actions``, which shows cancel and retry buttons and lets their POSTs
     through. Requests whose Host header is not in ``allowed_hosts`` ("*" for any)
     are refused (a page of another site cannot reach a monitor on loopback
     through a DNS name of its own); pages refresh their parts every
-    ``refresh_sec`` seconds (0: never). Raises nothing; errors of the backend
-    become 503 pages."""
+    ``refresh_sec`` seconds (0: never). The charts draw ``history`` (default: a
+    new one), which a thread samples while the app is served. Raises nothing;
+    errors of the backend become 503 pages."""
+    load = history if history is not None else LoadHistory(clock)
     templates = Jinja2Templates(env=_environment())
     token = secrets.token_urlsafe(24)  # forms carry it: another site cannot post actions
     static = {name: (HERE / "static" / name).read_text(encoding="utf-8")
@@ -163,7 +168,19 @@ def create_app(app: Pynenc, *, allow_actions: bool = False,
     def index(request: Request) -> Response:
         now = clock()
         return page(request, "index.html", overview=data.overview(app.backend, now),
-                    **invocations_context(request))
+                    **charts_context(request), **invocations_context(request))
+
+    def charts_context(request: Request) -> dict[str, Any]:
+        span = request.query_params.get("span") or "15m"
+        if span not in charts.SPANS:
+            raise HTTPException(400, f"span={span!r}: use one of {', '.join(charts.SPANS)}")
+        load.take_if_due(app.backend)
+        return {"span": span, "spans": list(charts.SPANS),
+                "throughput": charts.throughput_svg(load, charts.SPANS[span]),
+                "depth": charts.depth_svg(load, charts.SPANS[span])}
+
+    def charts_fragment(request: Request) -> Response:
+        return page(request, "_charts.html", **charts_context(request))
 
     def overview_fragment(request: Request) -> Response:
         now = clock()
@@ -237,6 +254,7 @@ def create_app(app: Pynenc, *, allow_actions: bool = False,
     routes = [
         Route("/", index),
         Route("/fragment/overview", overview_fragment),
+        Route("/fragment/charts", charts_fragment),
         Route("/fragment/invocations", invocations_fragment),
         Route("/fragment/timeline", timeline_fragment),
         Route("/fragment/invocation/{invocation_id:str}", invocation),
@@ -246,7 +264,17 @@ def create_app(app: Pynenc, *, allow_actions: bool = False,
         Route("/static/{name:str}", asset),
     ]
     hosts = ["*"] if "*" in allowed_hosts else list(allowed_hosts)
-    return Starlette(routes=routes,
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        sampler = Sampler(load, app.backend)  # the charts' samples, while served
+        sampler.start()
+        try:
+            yield
+        finally:
+            sampler.stop()
+
+    return Starlette(routes=routes, lifespan=lifespan,
                      middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts,
                                             www_redirect=False)],
                      exception_handlers={HTTPException: http_error, PynencError: backend_error})

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from pynenc_ray.monitor.history import LoadHistory
 from pynenc_ray.monitor.web import create_app
 from tests.conformance import tasks
 from tests.conftest import running, unique_app_id
@@ -49,7 +50,9 @@ def test_monitor_in_a_headless_browser(redis_url, tmp_path):
         tasks.add.with_options(queue="io", priority=5)(1, 1)
         tasks.add.with_options(queue="io", delay_sec=3600)(2, 2)
 
-        with serving(create_app(app, refresh_sec=0.5)) as base, sync_playwright() as pw:
+        history = LoadHistory(sample_sec=0.5)  # two samples well within a wait
+        with serving(create_app(app, refresh_sec=0.5, history=history)) as base, \
+                sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -67,10 +70,18 @@ def test_monitor_in_a_headless_browser(redis_url, tmp_path):
                 expect(io).to_contain_text("p5: 1")
                 expect(io).to_contain_text("no runner serves it")
 
+                # the load charts, drawn server-side: the queue depth has the io queue's
+                # line once two samples are in, and the throughput chart its axis
+                expect(page.locator("#throughput-chart svg")).to_be_visible()
+                expect(page.locator("#depth-chart svg")).to_be_visible()
+
                 # it refreshes itself without a reload: new work shows up
                 page.evaluate("window.notReloaded = true")
                 assert tasks.add(50, 50).get(timeout=30) == 100
                 expect(rows).to_have_count(16)
+                expect(page.locator("#depth-chart polyline[data-series=io]")).to_have_count(1)
+                expect(page.locator("#throughput-chart polyline[data-series=SUCCESS]")
+                       ).to_have_count(1)
                 assert page.evaluate("window.notReloaded") is True
                 page.screenshot(path=str(tmp_path / "main.png"), full_page=True)
                 if os.environ.get("PYNENC_UPDATE_DOCS"):  # else a test run leaves docs alone
