@@ -1,9 +1,11 @@
 """Connecting a MultiThreadRunner to Ray: a running cluster (``ray_address`` or
 ``RAY_ADDRESS``, token authentication included) or a local Ray of its own.
 
-Ray 2.60 runs clusters with token authentication by default, but a driver
-given an explicit address only sends a token when ``RAY_AUTH_MODE=token`` is
-set before Ray is imported. Ray's own clients find the token in
+In Ray 2.60 a head started by ``ray start --head`` wants an auth token when
+one was there as it started (or ``RAY_AUTH_MODE=token`` was set; it prints
+which), and a local ``ray.init()`` that starts its own Ray turns token mode on
+by default; a driver given an explicit address sends a token only when
+``RAY_AUTH_MODE=token`` is set before Ray reads its config. Ray's own clients find the token in
 ``RAY_AUTH_TOKEN``, the file named by ``RAY_AUTH_TOKEN_PATH`` or
 ``~/.ray/auth_token``; so do we, and turn token mode on when one is there and
 the mode is not set. A failure to connect is one ``RayConnectionError`` naming
@@ -87,10 +89,12 @@ def _why(address: str, exc: BaseException, token: str | None, mode: str | None) 
                 "install the same Ray version on both sides")
     if token is None:  # a driver without a token only sees the GCS refuse it
         return (f"something answers there but the connection failed ({text}). Most likely the "
-                "cluster requires an auth token (Ray's default since 2.60) and none was found "
-                "here (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token): copy the head "
-                "node's ~/.ray/auth_token to this machine, or set RAY_AUTH_TOKEN. Else check "
-                f"that the cluster runs Ray {ray.__version__} like this process")
+                "cluster requires an auth token (its head does when it started with a token "
+                "or RAY_AUTH_MODE=token: `ray start` printed \"Token authentication is "
+                "enabled\") and none was found here (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+                "~/.ray/auth_token): copy the head node's ~/.ray/auth_token to this machine, "
+                f"or set RAY_AUTH_TOKEN. Else check that the cluster runs Ray {ray.__version__} "
+                "like this process")
     return (f"Ray answered but the connection failed ({text}); check that the cluster runs "
             f"Ray {ray.__version__} like this process and that `ray status --address "
             f"{address}` works here")

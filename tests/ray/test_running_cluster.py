@@ -1,6 +1,6 @@
 """A script or job on a running cluster: a Ray started with `ray start --head` on
-loopback, with Ray 2.60's default token authentication (a token in the cluster
-user's ~/.ray/auth_token).
+loopback, with token authentication (Ray 2.60's `ray start` turns it on because
+a token is in the cluster user's ~/.ray/auth_token as it starts, and says so).
 
 - the runner joins it through RAY_ADDRESS, finding the token as Ray's clients do;
 - without the token, it fails with one RayConnectionError naming the address
@@ -88,6 +88,9 @@ class HeadNode:
                        f"--ray-client-server-port={free_port()}",
                        f"--metrics-export-port={free_port()}", "--disable-usage-stats")
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        # what `ray start` says of token authentication, not what we assume of it
+        assert "Token authentication is enabled" in out.stdout + out.stderr, \
+            out.stdout[-2000:] + out.stderr[-2000:]
         return self
 
     def processes(self) -> list[psutil.Process]:
