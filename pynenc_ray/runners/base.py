@@ -130,6 +130,7 @@ class BaseRunner(abc.ABC):
         self.app.check_mem_compatible()
         if self._running.is_set():
             raise RuntimeError(f"runner {self.runner_id} is already running")
+        self._in_calling_thread()
         self._stop.clear()
         self._signalled = None
         self._running.set()
@@ -265,8 +266,14 @@ class BaseRunner(abc.ABC):
         """One pass: claim what there is room for and hand it out. Must return
         within about ``runner_loop_sleep_time_sec``."""
 
+    def _in_calling_thread(self) -> None:  # noqa: B027 - optional hook
+        """What must happen on the thread that called ``run`` (the main thread
+        under the CLI), before this runner's signal handlers go in and its own
+        thread starts; nothing by default. It may raise, and run() raises it."""
+
     def _on_start(self) -> None:  # noqa: B027 - optional hook
-        """Prepare before the loop's first pass; nothing by default."""
+        """Prepare before the loop's first pass (on the runner's thread);
+        nothing by default."""
 
     def _on_stop(self) -> None:
         """Reroute what this runner still holds (the stop line counts it)."""

@@ -229,6 +229,14 @@ class MultiThreadRunner(BaseRunner):
 
     # -- start and stop ---------------------------------------------------------------------
 
+    def _in_calling_thread(self) -> None:
+        """Join Ray here: ``ray.init`` off the main thread logs that it set no
+        SIGTERM handler, on every start. The handler it sets here is replaced
+        by the runner's own (a SIGTERM stops the runner, which hands its work
+        back) until run() returns."""
+        if not self.local:
+            self._connect_ray()
+
     def _on_start(self) -> None:
         if not self.local:
             self._connect_ray()
