@@ -1,6 +1,7 @@
 """Turning arguments, results and exceptions into bytes and back.
 
-JSON is the default: safe to load from any source. Pickle is loaded only when
+JSON is the default: safe to load from any source; it also carries bytes and
+NumPy arrays, tagged (``json_values.py``), still without pickle. Pickle is loaded only when
 the payload carries a valid HMAC (``signing_key``) or the user opted into
 ``allow_unsigned_pickle``; anyone who can write to the backend could otherwise
 run code on the workers. The HMAC also covers where the payload belongs (its
@@ -23,12 +24,13 @@ import traceback
 from typing import Any
 
 from .errors import PayloadSignatureError, SerializationError, TaskFailedError, clause
+from .json_values import TaggedValueError, decode_tagged, encode_tagged, may_hold_tagged
 
 SIGNED_TAG = b"HMAC2"  # HMAC over bind + NUL + body: a payload is valid only where it belongs
 SIGNED_JSON_TAG = b"HMACJ"  # the same for a JSON body (no JSON text starts with "H")
 _MAC_LEN = 32
 # built once: json.dumps with options builds a new encoder at every call
-_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=True, default=encode_tagged)
 
 
 def args_bind(invocation_id: str) -> str:
@@ -64,11 +66,13 @@ class Serializer:
         if self.name == "json":
             try:
                 body = _JSON.encode(value).encode()
+            except TaggedValueError as exc:
+                raise SerializationError(f"{what}: {exc}") from None
             except (TypeError, ValueError) as exc:
                 raise SerializationError(
                     f"{what} cannot be serialised as JSON: {clause(exc)}. Pass JSON types "
-                    "(str, int, float, bool, None, list, dict), or set serializer = "
-                    "\"pickle\" with a signing_key"
+                    "(str, int, float, bool, None, list, dict), bytes or NumPy arrays, or "
+                    "set serializer = \"pickle\" with a signing_key"
                 ) from None
             return SIGNED_JSON_TAG + self._mac(bind, body) + body if self._key else body
         try:
@@ -93,7 +97,12 @@ class Serializer:
                 "key, or by someone else); set the same signing_key on every producer and "
                 "worker")
         try:
+            if may_hold_tagged(data):
+                return json.loads(data, object_hook=decode_tagged)
             return json.loads(data)
+        except TaggedValueError as exc:
+            raise SerializationError(f"{what}: {exc}; the stored payload is corrupt, or was "
+                                     "written where NumPy is installed") from None
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise SerializationError(
                 f"{what} is not valid JSON ({exc}); the stored payload is corrupt or was "

@@ -69,6 +69,45 @@ def test_unserialisable_argument_is_refused_at_submit_naming_the_task(app):
     assert app.backend.status_counts() == before  # nothing was stored
 
 
+def test_bytes_round_trip_as_json_inside_any_structure_and_through_a_task():
+    s = Serializer("json", signing_key="k")
+    value = {"blob": b"\x00\xffbin", "nested": [bytearray(b"ab"), memoryview(b"cd")]}
+    back = s.loads(s.dumps(value, "v", bind="x"), "v", bind="x")
+    assert back == {"blob": b"\x00\xffbin", "nested": [b"ab", b"cd"]}
+    assert t.identity(b"\x01\x02").result == b"\x01\x02"
+
+
+def test_numpy_arrays_and_scalars_round_trip_with_dtype_and_shape_without_pickle():
+    np = pytest.importorskip("numpy")
+    s = Serializer("json")
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    data = s.dumps({"a": arr, "s": np.int16(7), "u": np.array(["x", "yz"])}, "v")
+    assert not data.startswith(b"\x80") and b'"__pynenc__":"ndarray"' in data  # JSON, no pickle
+    back = s.loads(data, "v")
+    assert back["a"].dtype == np.float32 and back["a"].shape == (3, 4)
+    assert (back["a"] == arr).all()
+    assert back["s"] == 7 and back["s"].dtype == np.int16 and np.isscalar(back["s"])
+    assert list(back["u"]) == ["x", "yz"]
+    assert (t.identity(arr).result == arr).all()
+
+
+def test_an_object_array_is_refused_at_submit_saying_why(app):
+    np = pytest.importorskip("numpy")
+    with pytest.raises(SerializationError, match="dtype object cannot travel as JSON"):
+        t.identity(np.array([object()], dtype=object))
+
+
+def test_a_dict_that_only_looks_tagged_stays_a_dict_and_a_broken_tag_is_refused():
+    s = Serializer("json")
+    for plain in ({"__pynenc__": "bytes"}, {"__pynenc__": "other", "data": "AA=="},
+                  {"__pynenc__": "bytes", "data": "AA==", "more": 1}):
+        assert s.loads(s.dumps(plain, "v"), "v") == plain
+    with pytest.raises(SerializationError, match="not valid base64"):
+        s.loads(b'{"__pynenc__":"bytes","data":"%%%"}', "payload")
+    with pytest.raises(SerializationError, match="not a valid .npy"):
+        s.loads(b'{"__pynenc__":"ndarray","data":"AAAA"}', "payload")
+
+
 def test_corrupt_json_payload_is_a_serialization_error():
     with pytest.raises(SerializationError):
         Serializer("json").loads(b"{not json", "payload")
