@@ -188,9 +188,14 @@ def test_a_script_runner_joins_the_cluster_with_its_token(head, redis_url):
         try:
             proc.wait(30)
         finally:
-            print(proc.stdout.read()[-5000:])
+            said = proc.stdout.read()
+            print(said[-5000:])
             tasks.app.backend.close()
     assert proc.returncode == 0
+    assert "SIGTERM received, stopping" in said  # the runner's own line, once
+    # Ray joined on the main thread: neither Ray's complaint of another thread nor
+    # its C++ handler's "*** SIGTERM received at time=..." lines (both came before)
+    assert "not the main thread" not in said and "SIGTERM received at" not in said
 
 
 def test_the_runner_as_a_ray_job_and_ray_job_stop(head, redis_url, tmp_path):
