@@ -15,6 +15,7 @@ here imports Ray before it has to.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 import os
@@ -34,13 +35,50 @@ LOOPBACK_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 def token_source() -> str | None:
     """Where Ray's clients would find an auth token here, or None."""
+    found = _token()
+    return found[0] if found else None
+
+
+def _token() -> tuple[str, str] | None:
+    """Where Ray's clients would find an auth token here, and the token; None
+    when there is none (a file that cannot be read counts as none)."""
     if os.environ.get("RAY_AUTH_TOKEN"):
-        return "RAY_AUTH_TOKEN"
-    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
-    if path:
-        return f"RAY_AUTH_TOKEN_PATH={path}" if Path(path).is_file() else None
-    default = Path.home() / ".ray" / "auth_token"
-    return str(default) if default.is_file() else None
+        return "RAY_AUTH_TOKEN", os.environ["RAY_AUTH_TOKEN"].strip()
+    named = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    path = Path(named) if named else Path.home() / ".ray" / "auth_token"
+    try:
+        token = path.read_text().strip()
+    except OSError:
+        return None
+    return (f"RAY_AUTH_TOKEN_PATH={named}" if named else str(path)), token
+
+
+def _refused_token(address: str) -> bool:
+    """Whether the GCS at ``address`` refuses this process's token (or its
+    lack of one): one gRPC call with a short deadline, in ~20 ms, where
+    ``ray.init`` retries for about 20 s, logging each try, before it fails.
+    False when the call passes or says anything else, or when Ray's generated
+    gRPC stubs are not what this expects: ``ray.init`` then finds out itself."""
+    try:  # untyped modules (generated code), hence Any
+        grpc: Any = importlib.import_module("grpc")
+        gcs_service_pb2: Any = importlib.import_module("ray.core.generated.gcs_service_pb2")
+        gcs_service_pb2_grpc: Any = importlib.import_module(
+            "ray.core.generated.gcs_service_pb2_grpc")
+    except ImportError:  # pragma: no cover - ray[default] brings both
+        return False
+    found = _token()
+    metadata = [("authorization", f"Bearer {found[1]}")] if found else []
+    channel = grpc.insecure_channel(address)
+    try:
+        gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+            gcs_service_pb2.GetClusterIdRequest(), timeout=PROBE_SEC, metadata=metadata)
+    except grpc.RpcError as exc:
+        return bool(exc.code() == grpc.StatusCode.UNAUTHENTICATED)
+    except Exception:  # noqa: BLE001 - stubs of another Ray version: leave it to ray.init
+        return False
+    finally:
+        channel.close()
+    return False
 
 
 def enable_token_auth_if_available() -> str | None:
@@ -132,6 +170,11 @@ def connect(address: str | None) -> Any:
     token = enable_token_auth_if_available()
     import ray
 
+    if hp is not None and _refused_token(address):
+        mode = os.environ.get("RAY_AUTH_MODE")
+        raise RayConnectionError(
+            f"cannot connect to the Ray cluster at {address}: "
+            f"{_why(address, RuntimeError('its GCS refused the auth token'), token, mode)}")
     try:
         ray.init(address=address)
     except Exception as exc:

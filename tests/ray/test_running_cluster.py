@@ -164,8 +164,16 @@ def test_without_the_token_the_error_says_so(head, tmp_path, redis_url):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr[-3000:]
     assert f"cannot connect to the Ray cluster at {head.address}" in out.stderr, out.stderr[-3000:]
-    assert "auth token" in out.stderr, out.stderr[-3000:]
+    assert "requires an auth token and none was found here" in out.stderr, out.stderr[-3000:]
     assert "Traceback" not in out.stderr
+    # asked the GCS once before ray.init, which retried for ~20 s, a log line a try
+    assert "InvalidAuthToken" not in out.stderr, out.stderr[-3000:]
+    wrong = subprocess.run(_runner_cmd("examples.tasks:app"), cwd=ROOT,
+                           env={**env, "RAY_AUTH_TOKEN": "not-the-token"},
+                           capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 2, wrong.stderr[-3000:]
+    assert "refused the auth token from RAY_AUTH_TOKEN" in wrong.stderr, wrong.stderr[-3000:]
+    assert "InvalidAuthToken" not in wrong.stderr, wrong.stderr[-3000:]
 
 
 def test_a_script_runner_joins_the_cluster_with_its_token(head, redis_url):
