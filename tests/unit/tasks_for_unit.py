@@ -27,6 +27,11 @@ def plain(x):
     return x
 
 
+def needs_keyword(a, *, b, c=0):
+    """Not a task: a keyword-only argument is required (signature checks)."""
+    return a + b + c
+
+
 @app.task
 def add(x: int, y: int) -> int:
     return x + y

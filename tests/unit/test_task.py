@@ -228,3 +228,7 @@ def test_a_call_that_does_not_fit_the_signature_fails_where_it_is_made():
     assert len(add.parallelize([(1, 2), {"x": 3, "y": 4}])) == 2
     echo = app.task(t.echo.func)  # *args, **kwargs: anything fits
     assert echo(1, 2, k=3).invocation_id
+    keyed = app.task(t.needs_keyword)  # positional alone never fits: bind() decides
+    with pytest.raises(TaskArgumentsError, match="missing a required argument: 'b'"):
+        keyed(1)
+    assert keyed(1, b=2).invocation_id
