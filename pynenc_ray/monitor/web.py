@@ -43,7 +43,7 @@ from starlette.templating import Jinja2Templates
 from ..app import Pynenc
 from ..errors import PynencError
 from ..status import InvocationStatus
-from ..timeline import COLORS, render_svg
+from ..timeline import COLORS, lane_label, render_svg
 from . import actions, charts, data
 from .history import LoadHistory, Sampler
 
@@ -93,6 +93,7 @@ def _environment() -> jinja2.Environment:
                              autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["time"] = fmt_time
     env.filters["seconds"] = fmt_seconds
+    env.globals["lane_label"] = lane_label  # runner and worker, as the timeline names a lane
     env.globals["STATUSES"] = [s.value for s in InvocationStatus]
     env.globals["COLORS"] = COLORS
     env.globals["WINDOWS"] = data.WINDOW_CHOICES
