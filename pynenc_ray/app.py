@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
-from . import context
+from . import context, unserved
 from .backends import build_backend
 from .backends.base import Backend, Claimed, NewInvocation
 from .concurrency import ConcurrencyControlType
@@ -43,7 +43,6 @@ from .serializer import (
 )
 from .status import InvocationStatus
 from .task import Task, TaskDecorator, TaskOptions, same_definition, where_defined
-from .unserved import WaitWatch
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -96,7 +95,7 @@ class Pynenc:
         self._backend: Backend | None = None
         self._runner: BaseRunner | None = None
         self._warned_ignored: list[dict[str, Any]] = []
-        self._waits = WaitWatch()  # waits from outside tasks (see unserved.py)
+        self._waits = unserved.WaitWatch()  # waits from outside tasks (see unserved.py)
         self._configure()
 
     # -- configuration ------------------------------------------------------------------
@@ -447,7 +446,14 @@ class Pynenc:
         task the runner is told (it lends the slot) and a wait cycle is refused."""
         ctx = context.current.get()
         if ctx is None or ctx.app is not self:  # a long one warns if no runner can end it
-            return self._waits.wait(self.backend, invocation_ids, timeout, self.app_id)
+            look_at = unserved.FIRST_LOOK_SEC
+            first = look_at if timeout is None else min(timeout, look_at)
+            if self.backend.wait_final(invocation_ids, first):
+                return True
+            if timeout is not None and timeout <= look_at:
+                return False
+            left = None if timeout is None else timeout - first
+            return self._waits.rest(self.backend, invocation_ids, left, self.app_id)
         self._refuse_cycle(ctx.invocation_id, invocation_ids)
         try:
             return ctx.runner.waiting_for_results(ctx, invocation_ids, timeout)

@@ -9,8 +9,8 @@ code. An object-dtype array needs pickle and is refused when written.
 
 Only an object of exactly those two keys and a known kind is read back as a
 value: any other dict, even one with a ``"__pynenc__"`` key, stays a dict. A
-payload without the tag is read by ``json.loads`` alone (``may_hold_tagged``),
-so plain JSON costs nothing more to read."""
+payload without the tag (``TAG_MARK`` nowhere in its bytes) is read by
+``json.loads`` alone, so plain JSON costs nothing more to read."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import sys
 from typing import Any
 
 TAG = "__pynenc__"
-_TAG_BYTES = b'"__pynenc__"'
+TAG_MARK = b'"__pynenc__"'  # in the bytes of every payload that holds a tagged value
 
 
 class TaggedValueError(ValueError):
@@ -48,11 +48,6 @@ def encode_tagged(value: Any) -> dict[str, str]:
         kind = "ndarray" if isinstance(value, np.ndarray) else "npscalar"
         return {TAG: kind, "data": base64.b64encode(buf.getvalue()).decode("ascii")}
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def may_hold_tagged(data: bytes) -> bool:
-    """Whether a JSON payload may hold a tagged value (else plain json.loads)."""
-    return _TAG_BYTES in data
 
 
 def decode_tagged(obj: dict[str, Any]) -> Any:

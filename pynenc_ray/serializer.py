@@ -24,7 +24,7 @@ import traceback
 from typing import Any
 
 from .errors import PayloadSignatureError, SerializationError, TaskFailedError, clause
-from .json_values import TaggedValueError, decode_tagged, encode_tagged, may_hold_tagged
+from .json_values import TAG_MARK, TaggedValueError, decode_tagged, encode_tagged
 
 SIGNED_TAG = b"HMAC2"  # HMAC over bind + NUL + body: a payload is valid only where it belongs
 SIGNED_JSON_TAG = b"HMACJ"  # the same for a JSON body (no JSON text starts with "H")
@@ -97,7 +97,7 @@ class Serializer:
                 "key, or by someone else); set the same signing_key on every producer and "
                 "worker")
         try:
-            if may_hold_tagged(data):
+            if TAG_MARK in data:  # may hold a tagged value (plain JSON: json.loads alone)
                 return json.loads(data, object_hook=decode_tagged)
             return json.loads(data)
         except TaggedValueError as exc:

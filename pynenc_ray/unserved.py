@@ -3,17 +3,17 @@
 ``.result`` blocks until the invocation is final, and nothing makes it final
 while no runner serves its queue (a task routed to ``io`` while the runners take
 ``default``, or no runner started at all): the caller hangs without a word.
-``WaitWatch`` lets a wait from outside any task run as before, and when it is
-still unfinished after ``FIRST_LOOK_SEC`` it looks once at the queues of (a few
-of) the awaited invocations and at the runners' heartbeats, as ``status`` does,
-and logs one warning per queue that no runner serves. The wait itself goes on:
-a runner may yet start. A wait that ends sooner costs nothing more."""
+The app waits from outside any task for ``FIRST_LOOK_SEC`` first, as before;
+a wait still unfinished then goes on here (``WaitWatch.rest``): one look at
+the queues of (a few of) the awaited invocations and at the runners'
+heartbeats, as ``status`` does, one warning per queue that no runner serves,
+then the rest of the wait. A runner may yet start. A wait that ends sooner
+never comes here (the path of ``.result`` stays short)."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -51,17 +51,11 @@ class WaitWatch:
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 
-    def wait(self, backend: WatchedBackend, invocation_ids: Sequence[str],
-             timeout: float | None, app_id: str) -> bool:
-        """``backend.wait_final``, with one look at the queues after FIRST_LOOK_SEC."""
-        first = FIRST_LOOK_SEC if timeout is None else min(timeout, FIRST_LOOK_SEC)
-        start = time.monotonic()
-        if backend.wait_final(invocation_ids, first):
-            return True
-        if timeout is not None and timeout <= FIRST_LOOK_SEC:
-            return False
+    def rest(self, backend: WatchedBackend, invocation_ids: Sequence[str],
+             left: float | None, app_id: str) -> bool:
+        """The rest of a wait that FIRST_LOOK_SEC did not end: one look at the
+        queues, then ``backend.wait_final`` for ``left`` seconds (None: no limit)."""
         self.look(backend, invocation_ids, app_id)
-        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
         return backend.wait_final(invocation_ids, left)
 
     def look(self, backend: WatchedBackend, invocation_ids: Sequence[str], app_id: str) -> None:
