@@ -7,10 +7,13 @@ bytes as themselves, an array (or a NumPy scalar, as a 0-d array) in NumPy's
 ``allow_pickle=False``, so a payload from the backend (untrusted) never runs
 code. An object-dtype array needs pickle and is refused when written.
 
-Only an object of exactly those two keys and a known kind is read back as a
-value: any other dict, even one with a ``"__pynenc__"`` key, stays a dict. A
-payload without the tag (``TAG_MARK`` nowhere in its bytes) is read by
-``json.loads`` alone, so plain JSON costs nothing more to read."""
+A dict of the caller's own that has a ``"__pynenc__"`` key is written as
+``{"__pynenc__": "dict", "data": [[key, value], ...]}`` (``escape_dicts``), so no
+value a caller passes can be read back as anything but itself. A payload
+without the tag (``TAG_MARK`` nowhere in its bytes) is read by ``json.loads``
+alone, so plain JSON costs nothing more to read. A tagged array's header is
+checked against its data before NumPy reads it: a few bytes claiming a huge
+shape are refused, not allocated."""
 
 from __future__ import annotations
 
@@ -50,15 +53,33 @@ def encode_tagged(value: Any) -> dict[str, str]:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+def escape_dicts(value: Any) -> Any:
+    """``value`` with every dict that has a TAG key written as a tagged "dict"
+    (its items as pairs), so that it reads back as itself. Called only when an
+    encoded payload holds TAG_MARK (rare: tagged values, or such a dict)."""
+    if isinstance(value, dict):
+        if TAG in value:
+            return {TAG: "dict", "data": [[k, escape_dicts(v)] for k, v in value.items()]}
+        return {k: escape_dicts(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [escape_dicts(v) for v in value]
+    return value
+
+
 def decode_tagged(obj: dict[str, Any]) -> Any:
     """``json.loads``' ``object_hook``: a tagged object as its value; any other
     dict as it is. TaggedValueError for a tagged object that does not decode
     (corrupt, or an array that NumPy is not installed here to read)."""
-    if len(obj) != 2 or not isinstance(obj.get(TAG), str) or not isinstance(
-            obj.get("data"), str):
+    if len(obj) != 2 or not isinstance(obj.get(TAG), str) or "data" not in obj:
         return obj
     kind = obj[TAG]
-    if kind not in ("bytes", "ndarray", "npscalar"):
+    if kind == "dict":  # a caller's dict with a TAG key, escaped by escape_dicts
+        pairs = obj["data"]
+        if not isinstance(pairs, list) or not all(
+                isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
+            raise TaggedValueError("a tagged dict is not a list of [key, value] pairs")
+        return dict(pairs)
+    if kind not in ("bytes", "ndarray", "npscalar") or not isinstance(obj["data"], str):
         return obj
     try:
         raw = base64.b64decode(obj["data"], validate=True)
@@ -73,7 +94,29 @@ def decode_tagged(obj: dict[str, Any]) -> Any:
             f"the payload holds a NumPy {kind}, and NumPy is not installed here: install "
             "numpy where this is read") from None
     try:
-        array = np.load(io.BytesIO(raw), allow_pickle=False)
-    except ValueError as exc:
+        array = _load_npy(np, raw)
+    except TaggedValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: whatever NumPy raises
         raise TaggedValueError(f"a tagged {kind} is not a valid .npy array ({exc})") from None
     return array[()] if kind == "npscalar" else array
+
+
+def _load_npy(np: Any, raw: bytes) -> Any:
+    """An array from ``.npy`` bytes, its header checked first: the data must be
+    exactly as long as the shape and dtype say (a header claiming more than
+    the bytes hold would otherwise be allocated before it fails)."""
+    buf = io.BytesIO(raw)
+    version = np.lib.format.read_magic(buf)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, _, dtype = read_header(buf)
+    count = 1
+    for n in shape:
+        count *= int(n)
+    if dtype.hasobject or count * dtype.itemsize != len(raw) - buf.tell():
+        raise TaggedValueError(
+            f"a tagged array's header ({dtype}, shape {tuple(shape)}) does not match its "
+            f"{len(raw) - buf.tell()} bytes of data")
+    buf.seek(0)
+    return np.load(buf, allow_pickle=False)

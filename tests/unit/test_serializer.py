@@ -97,11 +97,31 @@ def test_an_object_array_is_refused_at_submit_saying_why(app):
         t.identity(np.array([object()], dtype=object))
 
 
-def test_a_dict_that_only_looks_tagged_stays_a_dict_and_a_broken_tag_is_refused():
+def test_a_callers_dict_with_the_tags_key_reads_back_as_itself():
+    """Found in review: {"__pynenc__": "bytes", "data": "aGk="} came back as b"hi"."""
     s = Serializer("json")
-    for plain in ({"__pynenc__": "bytes"}, {"__pynenc__": "other", "data": "AA=="},
-                  {"__pynenc__": "bytes", "data": "AA==", "more": 1}):
+    for plain in ({"__pynenc__": "bytes", "data": "aGk="}, {"__pynenc__": "bytes"},
+                  {"__pynenc__": "dict", "data": [["a", 1]]},
+                  {"__pynenc__": "bytes", "data": "AA==", "more": [b"x"]}):
+        assert s.loads(s.dumps([plain, b"\x00"], "v"), "v") == [plain, b"\x00"]
         assert s.loads(s.dumps(plain, "v"), "v") == plain
+
+
+def test_a_tagged_array_whose_header_claims_more_than_its_data_is_refused_unallocated():
+    np = pytest.importorskip("numpy")
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": "<f8", "fortran_order": False, "shape": (2**45,)})
+    data = base64.b64encode(buf.getvalue()).decode()
+    with pytest.raises(SerializationError, match="does not match its 0 bytes"):
+        Serializer("json").loads(b'{"__pynenc__":"ndarray","data":"%s"}' % data.encode(), "p")
+
+
+def test_a_broken_tag_is_refused():
+    s = Serializer("json")
     with pytest.raises(SerializationError, match="not valid base64"):
         s.loads(b'{"__pynenc__":"bytes","data":"%%%"}', "payload")
     with pytest.raises(SerializationError, match="not a valid .npy"):
