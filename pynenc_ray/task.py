@@ -227,8 +227,10 @@ class Task(Generic[P, R]):
         if opts.cron is not None:
             _check_cron(self.task_id, func, opts.cron)
         self.app, self.func, self.options = app, func, opts
-        try:  # a call is checked against it where it is made (check_arguments)
-            self._signature: inspect.Signature | None = inspect.signature(func)
+        try:  # a call is checked against it where it is made (check_arguments); the
+            # function's own, not what functools.wraps says it wraps: that is what is called
+            self._signature: inspect.Signature | None = inspect.signature(
+                func, follow_wrapped=False)
         except (TypeError, ValueError):  # a callable without one (some builtins)
             self._signature = None
         self._positional_fit = _positional_fit(self._signature)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from pynenc_ray import Pynenc
 
 app = Pynenc(app_id="unit")
@@ -30,6 +32,21 @@ def plain(x):
 def needs_keyword(a, *, b, c=0):
     """Not a task: a keyword-only argument is required (signature checks)."""
     return a + b + c
+
+
+def _with_session(func):
+    """A decorator that passes its own first argument, as many do (a session, a
+    client): the wrapper takes one argument fewer than what it wraps."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func("session", *args, **kwargs)
+    return wrapper
+
+
+@_with_session
+def with_session(session, x):
+    """Not a task: called as with_session(x) (signature checks)."""
+    return f"{session}:{x}"
 
 
 @app.task

@@ -232,3 +232,5 @@ def test_a_call_that_does_not_fit_the_signature_fails_where_it_is_made():
     with pytest.raises(TaskArgumentsError, match="missing a required argument: 'b'"):
         keyed(1)
     assert keyed(1, b=2).invocation_id
+    wrapped = app.task(t.with_session)  # checked against what is called: the wrapper
+    assert wrapped(5).invocation_id
