@@ -145,6 +145,15 @@ class Pynenc:
         self._configure()
         return self
 
+    def explicit_fields(self) -> dict[str, Any]:
+        """The fields given to this app in code (its arguments, the builder,
+        ``reconfigure``), not those read from the environment or files: what
+        ``reconfigure(replace=True, **fields)`` takes to put the app back."""
+        fields = dict(self._explicit)
+        if "runner" in fields:
+            fields["runner"] = dict(fields["runner"])
+        return fields
+
     def add_middleware(self, middleware: Any) -> None:
         """Add a middleware (see ``pynenc_ray.middleware``) after those there are.
         Call it where the app is defined, so workers that import the app have it

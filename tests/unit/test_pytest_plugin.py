@@ -33,6 +33,7 @@ from usertasks import app, add, total
 def test_with_a_runner(pynenc_run):
     runner = pynenc_run(app)
     assert runner.is_running
+    assert app.config.settings.result_ttl_sec != 55  # the shell's, hidden
     assert total(10).result == 90
 
 
@@ -67,13 +68,23 @@ def test_the_shells_pynenc_variables_do_not_reach_the_runner(monkeypatch, pynenc
     assert "PYNENC__BACKEND" not in os.environ  # hidden while the test runs
 
 
+def test_a_later_test_hides_the_shells_variables_too(pynenc_run):
+    """Found in review: a test's restore made the environment's values explicit
+    (the session's shell sets PYNENC__RESULT_TTL_SEC=55), so the next
+    pynenc_run used them."""
+    pynenc_run(app)
+    assert app.config.settings.result_ttl_sec != 55
+
+
 def test_each_test_gets_the_app_back():
     assert app.config.settings.backend == "memory"
+    assert app.config.settings.result_ttl_sec == 55  # the shell's again, outside the fixture
     assert app.config.runner_cls == "ThreadRunner"
 '''
 
 
-def test_the_plugin_is_loaded_by_entry_point_and_its_fixtures_work(pytester):
+def test_the_plugin_is_loaded_by_entry_point_and_its_fixtures_work(pytester, monkeypatch):
+    monkeypatch.setenv("PYNENC__RESULT_TTL_SEC", "55")  # the user's shell, for the whole run
     pytester.makepyfile(usertasks=USER_TASKS, test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=8)
