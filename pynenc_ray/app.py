@@ -456,13 +456,14 @@ class Pynenc:
         ctx = context.current.get()
         if ctx is None or ctx.app is not self:  # a long one warns if no runner can end it
             look_at = unserved.FIRST_LOOK_SEC
-            first = look_at if timeout is None else min(timeout, look_at)
-            if self.backend.wait_final(invocation_ids, first):
+            deadline = None if timeout is None else time.monotonic() + timeout
+            if self.backend.wait_final(invocation_ids,
+                                       look_at if timeout is None else min(timeout, look_at)):
                 return True
             if timeout is not None and timeout <= look_at:
                 return False
-            left = None if timeout is None else timeout - first
-            return self._waits.rest(self.backend, invocation_ids, left, self.app_id)
+            return self._waits.rest(self.backend, invocation_ids, deadline, self.app_id,
+                                    self.config.runner.runner_dead_after_sec)
         self._refuse_cycle(ctx.invocation_id, invocation_ids)
         try:
             return ctx.runner.waiting_for_results(ctx, invocation_ids, timeout)

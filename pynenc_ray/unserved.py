@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from .backends.records import InvocationRecord
-from .errors import PynencError
 from .heartbeats import served_queues
 from .status import FINAL
 
 log = logging.getLogger("pynenc_ray.unserved")
 
 FIRST_LOOK_SEC = 2.0  # a wait still unfinished after this looks whether its queues are served
-LOOKED_AT = 20  # the awaited invocations whose queues are read, at most
+LOOKED_AT = 5  # the awaited invocations whose records (queues) are read, at most
+CLOCK_SLACK_SEC = 5.0  # a heartbeat this much older than runner_dead_after_sec: not running
 
 
 class WatchedBackend(Protocol):
@@ -52,16 +53,21 @@ class WaitWatch:
         self._lock = threading.Lock()
 
     def rest(self, backend: WatchedBackend, invocation_ids: Sequence[str],
-             left: float | None, app_id: str) -> bool:
+             deadline: float | None, app_id: str, dead_after_sec: float) -> bool:
         """The rest of a wait that FIRST_LOOK_SEC did not end: one look at the
-        queues, then ``backend.wait_final`` for ``left`` seconds (None: no limit)."""
-        self.look(backend, invocation_ids, app_id)
+        queues, then ``backend.wait_final`` until ``deadline`` (``time.monotonic``;
+        None: no limit), the look's own time included."""
+        self.look(backend, invocation_ids, app_id, dead_after_sec)
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
         return backend.wait_final(invocation_ids, left)
 
-    def look(self, backend: WatchedBackend, invocation_ids: Sequence[str], app_id: str) -> None:
+    def look(self, backend: WatchedBackend, invocation_ids: Sequence[str], app_id: str,
+             dead_after_sec: float) -> None:
         """Warn, once per queue, of each queue of the unfinished ones among the
-        first LOOKED_AT that no runner serves. A backend error skips the look: it
-        is advice, and the wait reports the backend's state itself."""
+        first LOOKED_AT that no running runner serves (one whose heartbeat is
+        not older than ``dead_after_sec``, with some slack for clocks). Any
+        error skips the look: it is advice, and the wait reports the backend's
+        state itself."""
         try:
             waiting: dict[str, InvocationRecord] = {}
             for inv_id in invocation_ids[:LOOKED_AT]:
@@ -70,8 +76,12 @@ class WaitWatch:
                     waiting.setdefault(rec.queue, rec)
             if not waiting:
                 return
-            runners = backend.runners()
-        except PynencError as exc:
+            since = time.time() - dead_after_sec - CLOCK_SLACK_SEC
+            runners = {rid: info for rid, info in backend.runners().items()
+                       if isinstance(info, dict)
+                       and isinstance(info.get("last_seen"), (int, float))
+                       and info["last_seen"] >= since}
+        except Exception as exc:  # noqa: BLE001 - advice only: never break the wait
             log.debug("could not look at the queues of a long wait: %s", exc)
             return
         served = served_queues(runners)

@@ -58,3 +58,36 @@ def test_a_wait_shorter_than_the_first_look_reads_nothing_more(app, caplog, monk
     monkeypatch.setattr(unserved.WaitWatch, "look", lambda *a: looked.append(a))
     assert not add(1).wait(timeout=0.1)
     assert looked == [] and _warnings(caplog) == []
+
+
+class _Backend:
+    """A backend stub for WaitWatch.look: one REGISTERED record, given runners."""
+
+    def __init__(self, runners):
+        self._runners = runners
+
+    def get(self, invocation_id):
+        from pynenc_ray.backends.records import InvocationRecord
+        from pynenc_ray.status import InvocationStatus
+
+        return InvocationRecord(invocation_id, "m:f", b"", InvocationStatus.REGISTERED)
+
+    def runners(self):
+        if isinstance(self._runners, Exception):
+            raise self._runners
+        return self._runners
+
+
+def test_a_runner_whose_heartbeat_is_stale_serves_nothing(caplog):
+    """Found in review: a runner that died (and nobody rerouted) still counted."""
+    import time
+
+    stale = {"r1": {"last_seen": time.time() - 100, "queues": ["default"]}}
+    unserved.WaitWatch().look(_Backend(stale), ["i1"], "app", dead_after_sec=10)
+    [warning] = _warnings(caplog)
+    assert "no runner of this app is running" in warning
+
+
+def test_a_heartbeat_that_does_not_parse_skips_the_look_not_the_wait(caplog):
+    unserved.WaitWatch().look(_Backend(ValueError("not JSON")), ["i1"], "app", 10)
+    assert _warnings(caplog) == []
