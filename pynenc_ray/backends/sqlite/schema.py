@@ -20,7 +20,10 @@ from ...errors import BackendError, BackendTransientError, BackendUnavailableErr
 
 VERSION = 1  # PRAGMA user_version of a file this code made; another number is refused
 
-TABLES = """
+# what status's window reads by (an index added after VERSION 1's first files)
+FINAL_AT_INDEX = "inv_final_at ON inv (app, final_at) WHERE final_at IS NOT NULL"
+
+TABLES = f"""
 CREATE TABLE IF NOT EXISTS inv (
     app TEXT NOT NULL, id TEXT NOT NULL, task_id TEXT NOT NULL, args BLOB NOT NULL,
     status TEXT NOT NULL, owner TEXT, retries INTEGER NOT NULL DEFAULT 0,
@@ -35,7 +38,7 @@ CREATE TABLE IF NOT EXISTS inv (
 CREATE INDEX IF NOT EXISTS inv_owner ON inv (app, owner) WHERE owner IS NOT NULL;
 CREATE INDEX IF NOT EXISTS inv_fin ON inv (app, fin) WHERE fin IS NOT NULL;
 CREATE INDEX IF NOT EXISTS inv_registered ON inv (app, registered);
-CREATE INDEX IF NOT EXISTS inv_final_at ON inv (app, final_at) WHERE final_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS {FINAL_AT_INDEX};
 -- status history, oldest first by rowid
 CREATE TABLE IF NOT EXISTS history (
     app TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL, runner TEXT NOT NULL,
@@ -107,6 +110,10 @@ def connect(path: str, busy_timeout_sec: float) -> sqlite3.Connection:
             if version == 0:
                 # one transaction; CREATE ... IF NOT EXISTS lets two first openers race
                 con.executescript(f"BEGIN IMMEDIATE;{TABLES}PRAGMA user_version={VERSION};COMMIT;")
+            elif not con.execute("SELECT 1 FROM sqlite_master WHERE name='inv_final_at'"
+                                 ).fetchone():
+                # a file made before this index (same version): it is added once
+                con.execute(f"CREATE INDEX IF NOT EXISTS {FINAL_AT_INDEX}")
         except BaseException:
             con.close()
             raise
