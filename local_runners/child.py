@@ -54,8 +54,9 @@ def parent_spec(app: RunnerApp) -> ParentSpec:
 
 
 def load_app(spec: ParentSpec) -> Pynenc:
-    """Log as the parent does (a forkserver or spawned child starts with no
-    logging: its failures printed bare, without time or level), import the app
+    """Log with the CLI's format at the parent's level when the parent logs (a
+    forkserver or spawned child starts with no logging: its failures printed
+    bare, without time or level), import the app
     by its ``module:attr`` path and give it exactly the parent's config (env
     set in the parent after start-up would not reach us otherwise). Quietly:
     the parent has already warned about ignored runner fields, once for all its

@@ -65,7 +65,8 @@ class LoadHistory:
                  sample_sec: float = SAMPLE_SEC, keep_sec: float = KEEP_SEC):
         self.clock, self.sample_sec, self.keep_sec = clock, sample_sec, keep_sec
         self._samples: deque[Sample] = deque()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the samples
+        self._taking = threading.Lock()  # one sample at a time: take_if_due is atomic
 
     def take(self, backend: Counted) -> Sample:
         """Read the backend now and keep the sample. Raises the backend's errors."""
@@ -79,11 +80,14 @@ class LoadHistory:
         return sample
 
     def take_if_due(self, backend: Counted) -> None:
-        """``take`` unless the last sample is younger than ``sample_sec``."""
-        with self._lock:
-            last = self._samples[-1].at if self._samples else None
-        if last is None or self.clock() - last >= self.sample_sec:
-            self.take(backend)
+        """``take`` unless the last sample is younger than ``sample_sec``. Atomic:
+        the sampler thread and a request never both sample ms apart (a final
+        between two such samples would chart as hundreds per second)."""
+        with self._taking:
+            with self._lock:
+                last = self._samples[-1].at if self._samples else None
+            if last is None or self.clock() - last >= self.sample_sec:
+                self.take(backend)
 
     def samples(self, span_sec: float) -> list[Sample]:
         """The samples of the last ``span_sec`` seconds, oldest first."""
@@ -110,8 +114,8 @@ class Sampler:
     """A daemon thread taking a sample every ``history.sample_sec`` until
     stopped; a backend error skips that sample (the pages show the error)."""
 
-    def __init__(self, history: LoadHistory, backend: Counted):
-        self.history, self.backend = history, backend
+    def __init__(self, history: LoadHistory, backend: Callable[[], Counted]):
+        self.history, self.backend = history, backend  # read in the thread: may raise
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -131,7 +135,7 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.history.take_if_due(self.backend)
+                self.history.take_if_due(self.backend())
             except PynencError as exc:  # a backend down: the pages say so; sample later
                 log.debug("monitor: no load sample this time: %s", exc)
             self._stop.wait(self.history.sample_sec)

@@ -268,7 +268,7 @@ def create_app(app: Pynenc, *, allow_actions: bool = False,
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        sampler = Sampler(load, app.backend)  # the charts' samples, while served
+        sampler = Sampler(load, lambda: app.backend)  # the charts' samples, while served
         sampler.start()
         try:
             yield

@@ -130,9 +130,9 @@ class BaseRunner(abc.ABC):
         self.app.check_mem_compatible()
         if self._running.is_set():
             raise RuntimeError(f"runner {self.runner_id} is already running")
-        self._in_calling_thread()
-        self._stop.clear()
+        self._stop.clear()  # before the hook: a stop asked for while it runs is kept
         self._signalled = None
+        self._in_calling_thread()
         self._running.set()
         restore = self._install_signal_handlers()
         failure: list[BaseException] = []

@@ -170,7 +170,9 @@ def connect(address: str | None) -> Any:
     token = enable_token_auth_if_available()
     import ray
 
-    if hp is not None and _refused_token(address):
+    # the probe's channel is plain gRPC: never send a token that way to a TLS cluster
+    tls = os.environ.get("RAY_USE_TLS", "").lower() in ("1", "true", "yes")
+    if hp is not None and not tls and _refused_token(address):
         mode = os.environ.get("RAY_AUTH_MODE")
         raise RayConnectionError(
             f"cannot connect to the Ray cluster at {address}: "

@@ -59,7 +59,8 @@
 --   index            ZSET  invocation ids scored by registration time (server
 --                          time, for timelines), pruned past result_ttl_sec by recover
 --   finished         ZSET  invocation ids scored by when they became final (server
---                          time, for status's recent window), pruned as index is
+--                          time, for status's recent window), pruned by recover
+--                          past FINISHED_KEEP_SEC (an hour) or result_ttl_sec
 --   lease:recovery   STRING  which runner is rerouting dead runners' work, with a TTL
 --   lastbeat         STRING  server time of the app's last heartbeat, from any runner
 --   grace            STRING  until when recovery waits after an outage (see heartbeat)
@@ -121,6 +122,7 @@ end
 -- Status count changes and newly final ids, applied once per script by commit():
 -- the counts, the finished index and one PUBLISH that wakes the waiters of every
 -- final. A final announced with a small payload (announce) carries it there.
+local FINISHED_KEEP_SEC = 3600  -- how long the finished index keeps an id (recover.lua)
 local delta, finals, inline
 local function count(status, n) delta[status] = (delta[status] or 0) + n end
 local function announce(id, status, payload)

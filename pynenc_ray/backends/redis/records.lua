@@ -44,6 +44,7 @@ local FIELD_CHECKS = {
 -- library loads: a table filled key by key grows (and is copied) four times on
 -- the way to a claim's nine fields, which cost a read about half as much again.
 local READS = __READS__
+local READ_CHECKED_FROM = __READ_CHECKED_FROM__  -- fields[i] from here are a step's own
 
 -- Read a record with one HMGET of `how.fields` (`how` one of READS) and check
 -- the fields. Returns them as a table keyed by field name (rec.status,
@@ -64,7 +65,7 @@ local function read(id, how)
       string.format('%q', string.sub(rec.status, 1, 40)) or '(none)')
   end
   if not tonumber(rec.hn) then return nil, 'history length hn is not a number' end
-  for i = 4, #fields do
+  for i = READ_CHECKED_FROM, #fields do
     local why = FIELD_CHECKS[fields[i]](rec[fields[i]])
     if why then return nil, why end
   end

@@ -2,8 +2,8 @@
 -- dead_after seconds (server time), and forget them; their work counts a death
 -- each (toward max_reroutes). One checker at a time: the caller must hold
 -- lease:recovery (taken here for lease_ms, PX) or nothing is done.
--- Also prunes the timeline and finished indexes of entries older than
--- result_ttl_sec.
+-- Also prunes the timeline index of entries older than result_ttl_sec, and the
+-- finished index of those older than FINISHED_KEEP_SEC (it serves recent windows).
 -- Returns the rerouted ids.
 local checker = A.checker
 local lease = P .. 'lease:recovery'
@@ -12,7 +12,7 @@ if holder and holder ~= checker then return {} end
 redis.call('SET', lease, checker, 'PX', A.lease_ms)
 local now = clock()
 redis.call('ZREMRANGEBYSCORE', P .. 'index', '-inf', now - TTL)
-redis.call('ZREMRANGEBYSCORE', P .. 'finished', '-inf', now - TTL)
+redis.call('ZREMRANGEBYSCORE', P .. 'finished', '-inf', now - math.min(TTL, FINISHED_KEEP_SEC))
 if now < tonumber(redis.call('GET', P .. 'grace') or '0') then
   return {}  -- after an outage every runner gets dead_after_sec to beat again
 end

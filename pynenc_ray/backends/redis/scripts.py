@@ -106,6 +106,7 @@ def _lua_tables() -> dict[str, str]:
     return {"__ALLOWED__": allowed, "__OWNED__": _lua_set(OWNED), "__FINAL__": _lua_set(FINAL),
             "__CLAIMABLE__": _lua_set(CLAIMABLE), "__INLINE_MAX__": str(INLINE_MAX_BYTES),
             "__CLAIM_FIELDS__": str(CLAIM_FIELDS), "__READS__": _lua_reads(),
+            "__READ_CHECKED_FROM__": str(len(READ_ALWAYS) + 1),
             "__DEFAULT_QUEUE__": _lua_string(DEFAULT_QUEUE),
             "__DEFAULT_PRIORITY__": str(DEFAULT_PRIORITY),
             "__MIN_PRIORITY__": str(MIN_PRIORITY), "__MAX_PRIORITY__": str(MAX_PRIORITY),
