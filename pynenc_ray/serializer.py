@@ -105,10 +105,11 @@ class Serializer:
         except TaggedValueError as exc:
             raise SerializationError(f"{what}: {exc}; the stored payload is corrupt, or was "
                                      "written where NumPy is installed") from None
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        except Exception as exc:  # noqa: BLE001 - untrusted bytes: whatever reading them raises
+            # (a MemoryError included) fails the invocation rather than handing it back forever
             raise SerializationError(
-                f"{what} is not valid JSON ({exc}); the stored payload is corrupt or was "
-                "written by another serializer"
+                f"{what} is not valid JSON ({type(exc).__name__}: {exc}); the stored payload "
+                "is corrupt or was written by another serializer"
             ) from None
 
     def _mac(self, bind: str, body: bytes) -> bytes:

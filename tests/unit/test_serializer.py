@@ -128,6 +128,18 @@ def test_a_broken_tag_is_refused():
         s.loads(b'{"__pynenc__":"ndarray","data":"AAAA"}', "payload")
 
 
+def test_whatever_reading_a_payload_raises_is_a_serialization_error(monkeypatch):
+    """A worker fails the invocation on a SerializationError; anything else it
+    handed back, to be claimed and handed back again without end."""
+    from pynenc_ray import serializer
+
+    def boom(*_a, **_k):
+        raise MemoryError("a payload built to exhaust memory")
+    monkeypatch.setattr(serializer.json, "loads", boom)
+    with pytest.raises(SerializationError, match="MemoryError"):
+        Serializer("json").loads(b"[[], {}]", "payload")
+
+
 def test_corrupt_json_payload_is_a_serialization_error():
     with pytest.raises(SerializationError):
         Serializer("json").loads(b"{not json", "payload")
