@@ -122,10 +122,12 @@ def default_window(read: Callable[[float], Sequence[InvocationRecord]],
     return list(records)
 
 
-def _nice_step(span: float, ticks: int = 8) -> float:
-    raw = span / ticks
-    mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
-    return next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2 or 5 times a power of ten that is at least ``value``
+    (1 for nothing): a round axis step or top, for the timeline and the
+    monitor's charts."""
+    mag = 10.0 ** math.floor(math.log10(value)) if value > 0 else 1.0
+    return float(next(m * mag for m in (1, 2, 5, 10) if m * mag >= value))
 
 
 def render_svg(records: Iterable[InvocationRecord], title: str = "pynenc-ray timeline",
@@ -188,7 +190,7 @@ def render_svg(records: Iterable[InvocationRecord], title: str = "pynenc-ray tim
     axis_y = top + lane_h * max(len(lanes), 1) + 6
     out.append(f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" '
                'stroke="#333"/>')
-    step = _nice_step(span)
+    step = nice_ceiling(span / 8)  # about eight ticks
     k = 0
     while k * step <= span + 1e-9:
         tx = x(t0 + k * step)

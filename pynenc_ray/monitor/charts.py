@@ -7,10 +7,9 @@ Every name drawn comes from the backend (queue names) and is escaped."""
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Mapping, Sequence
 
-from ..timeline import COLORS
+from ..timeline import COLORS, nice_ceiling
 from .history import LoadHistory
 
 WIDTH, HEIGHT = 560, 190
@@ -20,14 +19,6 @@ STATUS_COLORS = {"SUCCESS": COLORS["success"], "FAILED": COLORS["failed"],
 QUEUE_COLORS = ("#4a90d9", "#f5a623", "#9b59b6", "#2eaa4f", "#d0021b", "#50e3c2", "#8b572a",
                 "#7f8c8d")
 SPANS = {"15m": 900.0, "1h": 3600.0}  # what a chart may cover
-
-
-def _nice_top(value: float) -> float:
-    """The y axis's top: 1, 2 or 5 times a power of ten, at least ``value``."""
-    if value <= 0:
-        return 1.0
-    mag = 10.0 ** math.floor(math.log10(value))
-    return float(next(m * mag for m in (1, 2, 5, 10) if m * mag >= value))
 
 
 def _label(value: float) -> str:
@@ -41,7 +32,7 @@ def line_chart(title: str, series: Mapping[str, Sequence[tuple[float, float]]],
     first) over the ``span_sec`` seconds up to ``now``; ``empty`` is said when no
     series has two points."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    top = _nice_top(max((v for pts in series.values() for _, v in pts), default=0.0))
+    top = nice_ceiling(max((v for pts in series.values() for _, v in pts), default=0.0))
 
     def x(t: float) -> float:
         return LEFT + max(0.0, min(1.0, (t - (now - span_sec)) / span_sec)) * plot_w
