@@ -53,10 +53,21 @@ def encode_tagged(value: Any) -> dict[str, str]:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+def has_tag_key(value: Any) -> bool:
+    """Whether ``value`` holds a dict with a TAG key (what ``escape_dicts``
+    rewrites): a walk over its containers, bytes and arrays being leaves, so a
+    payload of tagged values is not encoded a second time to find out."""
+    if isinstance(value, dict):
+        return TAG in value or any(has_tag_key(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(has_tag_key(v) for v in value)
+    return False
+
+
 def escape_dicts(value: Any) -> Any:
     """``value`` with every dict that has a TAG key written as a tagged "dict"
     (its items as pairs), so that it reads back as itself. Called only when an
-    encoded payload holds TAG_MARK (rare: tagged values, or such a dict)."""
+    encoded payload holds TAG_MARK and ``has_tag_key`` says such a dict is there."""
     if isinstance(value, dict):
         if TAG in value:
             return {TAG: "dict", "data": [[k, escape_dicts(v)] for k, v in value.items()]}

@@ -24,7 +24,14 @@ import traceback
 from typing import Any
 
 from .errors import PayloadSignatureError, SerializationError, TaskFailedError, clause
-from .json_values import TAG_MARK, TaggedValueError, decode_tagged, encode_tagged, escape_dicts
+from .json_values import (
+    TAG_MARK,
+    TaggedValueError,
+    decode_tagged,
+    encode_tagged,
+    escape_dicts,
+    has_tag_key,
+)
 
 SIGNED_TAG = b"HMAC2"  # HMAC over bind + NUL + body: a payload is valid only where it belongs
 SIGNED_JSON_TAG = b"HMACJ"  # the same for a JSON body (no JSON text starts with "H")
@@ -66,7 +73,8 @@ class Serializer:
         if self.name == "json":
             try:
                 body = _JSON.encode(value).encode()
-                if TAG_MARK in body:  # a caller's dict with the tag's key reads back as itself
+                # a caller's dict with the tag's key reads back as itself
+                if TAG_MARK in body and has_tag_key(value):
                     body = _JSON.encode(escape_dicts(value)).encode()
             except TaggedValueError as exc:
                 raise SerializationError(f"{what}: {exc}") from None
