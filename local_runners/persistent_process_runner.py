@@ -407,10 +407,10 @@ class _Worker(BaseRunner):
         """The final write of the run in progress is held for ``serve`` to send
         with the next claim, microseconds later. It is written at once with a
         stop under way, for any other invocation, and when middleware has an
-        ``after_finish`` or ``after_failure`` hook: those run after this call,
-        and a worker stopped or killed during a slow hook must not lose a result
-        it has in hand (the run would go again)."""
-        run, hooks = self._current, self.app.middleware.hooks
+        ``after_finish`` or ``after_failure`` hook that is not ``quick``: those
+        run after this call, and a worker stopped or killed during a slow hook
+        must not lose a result it has in hand (the run would go again)."""
+        run, hooks = self._current, self.app.middleware.slow_hooks
         if (run is not None and run.invocation_id == invocation_id and self._held is None
                 and not self._stop.is_set() and not self._state[RETIRE]
                 and not hooks["after_finish"] and not hooks["after_failure"]):

@@ -37,7 +37,13 @@ class Middleware:
     """Every hook, each doing nothing. Subclass it and override what you need.
 
     ``app`` is the Pynenc app; ``runner`` the runner executing (with
-    ``runner_id``); ``worker`` names the thread or process within it."""
+    ``runner_id``); ``worker`` names the thread or process within it.
+
+    ``quick = True`` says every hook returns at once and never blocks (it only
+    counts, like the metrics' Recorder): a runner may then call ``after_finish``
+    and ``after_failure`` before the result it holds is written."""
+
+    quick: bool = False
 
     def before_enqueue(self, app: Any, calls: Sequence[NewInvocation]) -> None:
         """Before invocations are stored. Raise to refuse the whole submit."""
@@ -113,7 +119,8 @@ def default_middleware() -> list[Middleware]:
     return [Retries(), TimeLimits()]
 
 
-HOOKS = tuple(name for name in vars(Middleware) if not name.startswith("_"))
+HOOKS = tuple(name for name, v in vars(Middleware).items()
+              if not name.startswith("_") and callable(v))
 
 
 def _real_hook(middleware: Any, name: str) -> Any:
@@ -131,11 +138,15 @@ class MiddlewareStack:
     ``hooks[name]`` holds ``(middleware, bound hook)`` for each hook that does
     something, in order; a caller on a hot path may test it before calling
     (``if stack.hooks["before_enqueue"]``) to skip the stack when no middleware
-    has that hook."""
+    has that hook. ``slow_hooks[name]`` is the same less the hooks of middleware
+    marked ``quick = True`` (hooks that only count and return at once): what a
+    runner must not call while a result it holds is still unwritten (a worker
+    killed in a slow hook would lose it)."""
 
     def __init__(self, middleware: Iterable[Any] = ()):
         self.items: list[Any] = []
         self.hooks: dict[str, tuple[tuple[Any, Any], ...]] = {name: () for name in HOOKS}
+        self.slow_hooks: dict[str, tuple[tuple[Any, Any], ...]] = {name: () for name in HOOKS}
         for m in middleware:
             self.add(m)
 
@@ -146,6 +157,8 @@ class MiddlewareStack:
             hook = _real_hook(middleware, name)
             if hook is not None:
                 self.hooks[name] += ((middleware, hook),)
+                if not getattr(middleware, "quick", False):
+                    self.slow_hooks[name] += ((middleware, hook),)
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.items)
