@@ -53,6 +53,7 @@ from typing_extensions import override
 from pynenc_ray.backends.base import Claimed
 from pynenc_ray.backends.tuning import HandOffs
 from pynenc_ray.context import ExecutionContext, current
+from pynenc_ray.metrics.recorder import recorder_for
 from pynenc_ray.runner_config import PersistentProcessRunnerConfig
 from pynenc_ray.runners.base import BaseRunner
 from pynenc_ray.runners.execution import (
@@ -66,6 +67,7 @@ from pynenc_ray.waiting import Slices, cancelled_in, wait_unless_cancelled
 
 from .async_slots import AsyncSlots
 from .child import ParentSpec, die_with_parent, load_app, mp_context, parent_spec
+from .metric_pipes import PipeReader, PipeSink
 
 if TYPE_CHECKING:
     from pynenc_ray.backends.base import Backend
@@ -115,6 +117,7 @@ class PersistentProcessRunner(BaseRunner):
         self._generation = 0
         self._beat_lock = threading.Lock()
         self._closing = False  # set by _on_stop: no more worker heartbeats
+        self._pipes: PipeReader | None = None  # the workers' run counts, with metrics_port
 
     # -- observability -----------------------------------------------------------------
 
@@ -132,6 +135,12 @@ class PersistentProcessRunner(BaseRunner):
     def waiting(self) -> int:
         """Workers whose task waits on results (their slots are lent)."""
         return sum(bool(st[WAITING]) for st in list(self._states.values()))
+
+    def slot_counts(self) -> tuple[int, int]:
+        """(busy, total) slots: one per worker not waiting on results (a waiter's
+        slot is lent to an extra worker), busy while it runs something."""
+        busy = sum(bool(st[BUSY]) and not st[WAITING] for st in list(self._states.values()))
+        return busy, self.num_processes
 
     def heartbeat_info(self) -> dict[str, Any]:
         """The base heartbeat plus worker counts and how many workers wait on results."""
@@ -157,6 +166,8 @@ class PersistentProcessRunner(BaseRunner):
     def _on_start(self) -> None:
         self._spec = parent_spec(self.app)
         self._ctx = mp_context((self._spec.app_path.partition(":")[0],))
+        if self.conf.metrics_port is not None:
+            self._pipes = PipeReader(self._ctx, self.tally)
         for slot in range(self.num_processes):
             self._spawn(slot, extra=False)
 
@@ -164,9 +175,13 @@ class PersistentProcessRunner(BaseRunner):
         self._generation += 1
         wid = f"{self.runner_id}/w{slot}.{self._generation}"
         state = self._ctx.RawArray(ctypes.c_int, _STATE_FIELDS)
-        p = self._ctx.Process(target=_worker_main, args=(self._spec, wid, os.getpid(), state),
+        counts = self._pipes.open() if self._pipes is not None else None
+        p = self._ctx.Process(target=_worker_main,
+                              args=(self._spec, wid, os.getpid(), state, counts),
                               name=f"pynenc-worker-{slot}", daemon=False)
         p.start()
+        if counts is not None:
+            counts.close()  # the worker has its own copy
         self._states[wid] = state
         (self._extras if extra else self._workers)[slot] = _Handle(wid, p)
         self._beat_worker(wid, p.pid)
@@ -193,7 +208,7 @@ class PersistentProcessRunner(BaseRunner):
             state = self._states.pop(wid, None)
             died = proc.exitcode != 0
             # a worker may hold several (async) at once: a shared death counts for none
-            ids = self.app.backend.reroute_owned(wid, self.runner_id, died=died, isolate=True)
+            ids = self.reroute(wid, died=died, isolate=True)
             self.app.backend.remove_runner(wid)
             if died:
                 log.warning("worker %s (pid %s) died with exit %s; rerouted %d%s", wid, proc.pid,
@@ -251,12 +266,15 @@ class PersistentProcessRunner(BaseRunner):
             proc.join(KILL_JOIN_SEC)
         try:
             for wid, _ in handles:  # stopped by us, not deaths: nothing counts as poison
-                self.app.backend.reroute_owned(wid, self.runner_id)
+                self.reroute(wid)
                 self.app.backend.remove_runner(wid)
         finally:
             self._workers.clear()
             self._extras.clear()
             self._states.clear()
+            if self._pipes is not None:
+                self._pipes.close()
+                self._pipes = None
             super()._on_stop()
 
 
@@ -489,7 +507,7 @@ class _Worker(BaseRunner):
         if not ids:
             return
         try:
-            self.app.backend.reroute_owned(self.runner_id, self.runner_id, ids)
+            self.reroute(self.runner_id, ids)
         except Exception:  # Redis down while stopping: the parent reroutes after we exit
             log.warning("worker %s could not hand back %s; its runner will", self.runner_id, ids)
 
@@ -634,7 +652,8 @@ class _Worker(BaseRunner):
 
 
 def _worker_main(spec: ParentSpec, worker_id: str, parent_pid: int,
-                 state: ctypes.Array[ctypes.c_int]) -> None:
+                 state: ctypes.Array[ctypes.c_int], counts: Any) -> None:
+    """A worker's life; ``counts``: the sending end of its metric pipe, or None."""
     early_stop = threading.Event()  # a SIGTERM while the app still loads
     signal.signal(signal.SIGTERM, lambda *_: early_stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -644,6 +663,8 @@ def _worker_main(spec: ParentSpec, worker_id: str, parent_pid: int,
     if not isinstance(conf, PersistentProcessRunnerConfig):  # the parent's config says it is
         conf = PersistentProcessRunnerConfig.model_validate(conf.model_dump())
     worker = _Worker(app, conf, worker_id, state)
+    if counts is not None:
+        recorder_for(app).watch(worker_id, PipeSink(counts))
     worker.guard_backend(app.backend)
     signal.signal(signal.SIGALRM, worker.on_signal)
     signal.signal(signal.SIGTERM, worker.on_signal)

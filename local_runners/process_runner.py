@@ -26,12 +26,14 @@ from typing_extensions import override
 from pynenc_ray.backends import patience
 from pynenc_ray.backends.base import Claimed
 from pynenc_ray.context import ExecutionContext
+from pynenc_ray.metrics.recorder import recorder_for
 from pynenc_ray.runner_config import ProcessRunnerConfig, RunnerConfig
 from pynenc_ray.runners.base import BaseRunner
 from pynenc_ray.runners.execution import fail_timed_out, run_invocation, time_limit
 from pynenc_ray.status import InvocationStatus
 
 from .child import ParentSpec, die_with_parent, load_app, mp_context, parent_spec, reset_signals
+from .metric_pipes import PipeReader, PipeSink
 
 if TYPE_CHECKING:
     from pynenc_ray.runners.app_protocol import RunnerApp
@@ -61,6 +63,7 @@ class ProcessRunner(BaseRunner):
         self.slots = max(os.cpu_count() or 1, conf.min_parallel_slots)
         self._children: dict[str, _Child] = {}  # invocation id -> its process
         self._to_kill: set[str] = set()  # cancelled while their child runs (heartbeat thread)
+        self._pipes: PipeReader | None = None  # the children's run counts, with metrics_port
 
     @property
     def active(self) -> int:
@@ -76,6 +79,10 @@ class ProcessRunner(BaseRunner):
         """Their children are killed by the loop's next reap (within a loop sleep)."""
         self._to_kill.update(invocation_ids)
 
+    def slot_counts(self) -> tuple[int, int]:
+        """(busy, total) slots: children not paused, of ``slots``."""
+        return self.active, self.slots
+
     def heartbeat_info(self) -> dict[str, Any]:
         """The base heartbeat plus slots, running children and paused children."""
         return {**super().heartbeat_info(), "slots": self.slots, "running": self.active,
@@ -84,6 +91,8 @@ class ProcessRunner(BaseRunner):
     def _on_start(self) -> None:
         self._spec = parent_spec(self.app)
         self._ctx = mp_context((self._spec.app_path.partition(":")[0],))
+        if self.conf.metrics_port is not None:
+            self._pipes = PipeReader(self._ctx, self.tally)
 
     def _runner_loop_iteration(self) -> None:
         self._reap()
@@ -100,10 +109,13 @@ class ProcessRunner(BaseRunner):
             if claimed:
                 self.app.middleware.notify("after_claim", self.app, self, claimed)
             for c in claimed:
+                counts = self._pipes.open() if self._pipes is not None else None
                 p = self._ctx.Process(target=_child_main,
-                                      args=(self._spec, self.runner_id, os.getpid(), c),
+                                      args=(self._spec, self.runner_id, os.getpid(), c, counts),
                                       name=f"pynenc-{c.invocation_id[:8]}", daemon=True)
                 p.start()
+                if counts is not None:
+                    counts.close()  # the child has its own copy
                 self._children[c.invocation_id] = _Child(
                     p, c, timeout_sec=time_limit(self.app, self.app.get_task(c.task_id), c))
 
@@ -134,8 +146,7 @@ class ProcessRunner(BaseRunner):
             del self._children[inv_id]
             # a child that ended without a final status (killed, os._exit, sys.exit in the
             # task) hands its invocation back; this does nothing if it is final already
-            ids = self.app.backend.reroute_owned(self.runner_id, self.runner_id, [inv_id],
-                                                 died=True)
+            ids = self.reroute(self.runner_id, [inv_id], died=True)
             if ids:
                 log.warning("child %s of invocation %s ended (exit %s) without finishing it; "
                             "rerouted", child.process.pid, inv_id, child.process.exitcode)
@@ -165,6 +176,9 @@ class ProcessRunner(BaseRunner):
         for child in self._children.values():
             child.process.join(5)
         self._children.clear()
+        if self._pipes is not None:
+            self._pipes.close()
+            self._pipes = None
         super()._on_stop()
 
 
@@ -201,10 +215,15 @@ class _ChildAgent:
         return backend.wait_final(invocation_ids, None)
 
 
-def _child_main(spec: ParentSpec, runner_id: str, runner_pid: int, claimed: Claimed) -> None:
+def _child_main(spec: ParentSpec, runner_id: str, runner_pid: int, claimed: Claimed,
+                counts: Any) -> None:
+    """A child's life: run ``claimed``; ``counts``: the sending end of its metric
+    pipe, or None."""
     reset_signals()
     die_with_parent(runner_pid)
     app = load_app(spec)
+    if counts is not None:
+        recorder_for(app).watch(runner_id, PipeSink(counts))
     agent = _ChildAgent(app, app.config.runner, runner_id)
     # a child rides out backend outages for as long as its runner lives (it dies with it)
     with patience.patient(threading.Event()):

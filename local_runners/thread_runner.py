@@ -98,6 +98,10 @@ class ThreadRunner(BaseRunner):
         """Invocations running or waiting on others here."""
         return self._busy + self._waiting
 
+    def slot_counts(self) -> tuple[int, int]:
+        """(busy, total) slots; a thread that waits on results lends its slot."""
+        return self._busy, self.slots
+
     @property
     def idle_sec(self) -> float:
         """How long this runner has had no live invocation (0 while it has one,
@@ -357,7 +361,7 @@ class ThreadRunner(BaseRunner):
         """Reroute invocations this runner cannot complete, so none stays RUNNING
         under a runner that keeps heartbeating."""
         try:
-            self.app.backend.reroute_owned(self.runner_id, self.runner_id, ids)
+            self.reroute(self.runner_id, ids)
         except Exception:
             log.exception("could not reroute %s; recovery will after the runner stops", ids)
 

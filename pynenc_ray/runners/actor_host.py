@@ -15,6 +15,8 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+from ..metrics.recorder import recorder_for
+from ..metrics.tally import Tally
 from ..runner_config import DEFAULT_POOL, MultiThreadRunnerConfig, ThreadRunnerConfig
 from .base import load_runner_class
 
@@ -35,6 +37,7 @@ def thread_config(conf: MultiThreadRunnerConfig,
     with ``overrides`` (a pool's queues and threads) over them. Raises
     pydantic's ValidationError for an override the ThreadRunner does not take."""
     fields = {k: v for k, v in conf.model_dump().items() if k in _THREAD_FIELDS}
+    fields.pop("metrics_port", None)  # the runner serves its actors' counts (ActorHost.stats)
     return ThreadRunnerConfig(**{**fields, **(overrides or {})})
 
 
@@ -85,14 +88,21 @@ class ActorHost:
         self.runner.runner_id = f"{parent_id}/{name}"
         with _POOL_LOCK:
             _POOL_OF[self.runner.runner_id] = pool
+        # counted here and reported with stats when the runner serves metrics
+        self.tally: Tally | None = None
+        if app.config.runner.metrics_port is not None:
+            self.tally = Tally()
+            recorder_for(app).watch(self.runner.runner_id, self.tally)
         self._thread = threading.Thread(target=self.runner.run, name=f"host-{name}", daemon=True)
         self._thread.start()
 
     # -- reported to the parent ------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """Active threads and how long the actor has had nothing to do."""
-        return {"name": self.name, "runner_id": self.runner.runner_id,
+        """Active threads, how long the actor has had nothing to do, and (when the
+        runner serves metrics) the counts of its runs so far."""
+        return {"counts": self.tally.counts() if self.tally is not None else None,
+                "name": self.name, "runner_id": self.runner.runner_id,
                 "active_threads": self.runner.active_threads, "idle_sec": self.runner.idle_sec,
                 "running": self._thread.is_alive(),
                 "pid": os.getpid(), "host": socket.gethostname(), "node_id": _ray_node_id(),
@@ -119,5 +129,7 @@ class ActorHost:
         self._thread.join(timeout)
         with _POOL_LOCK:
             _POOL_OF.pop(self.runner.runner_id, None)
+        if self.tally is not None:
+            recorder_for(self.app).unwatch(self.runner.runner_id)
         return not self._thread.is_alive()
 

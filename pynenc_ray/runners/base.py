@@ -16,13 +16,14 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..backends import patience
 from ..backends.tuning import CountsReconnects, LingeringClaims
 from ..cron import CronScheduler
 from ..errors import BackendUnavailableError, ConfigError, RunnerFencedError
+from ..metrics.tally import Counts, Tally
 from ..registry import RUNNERS
 from ..resolve import resolve
 from ..runner_config import RunnerConfig
@@ -94,6 +95,8 @@ class BaseRunner(abc.ABC):
         self._counter: CountsReconnects | None = None
         # periodic tasks: fired with the heartbeat by whichever runner holds the lease
         self._cron = CronScheduler(app, self.runner_id, conf.runner_dead_after_sec)
+        self.tally = Tally()  # what this runner's runs and reroutes add up to (its metrics)
+        self.metrics_port: int | None = None  # where they are served while it runs
 
     @classmethod
     def runs_on_memory(cls, conf: RunnerConfig) -> bool:
@@ -179,6 +182,53 @@ class BaseRunner(abc.ABC):
             done.set()
 
     def _serve(self) -> None:
+        with self._metrics_served():
+            self._serve_work()
+
+    @contextlib.contextmanager
+    def _metrics_served(self) -> Iterator[None]:
+        """Serve this runner's metrics while the block runs, when ``metrics_port``
+        is set: its runs counted (``metrics.recorder``) and its endpoint up
+        (``metrics.exporter``). Raises ConfigError when the port cannot be bound."""
+        if self.conf.metrics_port is None:
+            yield
+            return
+        from ..metrics.exporter import MetricsServer
+        from ..metrics.recorder import recorder_for
+
+        server = MetricsServer(self, self.conf.metrics_host, self.conf.metrics_port)
+        server.start()
+        self.metrics_port = server.port
+        recorder = recorder_for(self.app)
+        recorder.watch(self.runner_id, self.tally)
+        try:
+            yield
+        finally:
+            recorder.unwatch(self.runner_id)
+            server.close()
+            self.metrics_port = None
+
+    def metric_counts(self) -> Counts:
+        """What this runner's metrics count: its tally (to which runners with
+        worker processes add what their workers report), plus what runners
+        with actors add."""
+        return self.tally.counts()
+
+    def slot_counts(self) -> tuple[int, int]:
+        """(busy, total) slots, for the metrics; (0, 0) for a runner without slots."""
+        return 0, 0
+
+    def reroute(self, owner: str, invocation_ids: Iterable[str] | None = None, *,
+                died: bool = False, fence: bool = False, isolate: bool = False) -> list[str]:
+        """``backend.reroute_owned`` by this runner, counted in its tally (what
+        it rerouted, and as deaths when ``died``)."""
+        ids = self.app.backend.reroute_owned(owner, self.runner_id, invocation_ids, died=died,
+                                             fence=fence, isolate=isolate)
+        if ids:
+            self.tally.rerouted(len(ids), died)
+        return ids
+
+    def _serve_work(self) -> None:
         # the access check and the first heartbeat, before anything starts: a
         # refused password or a missing permission ends the runner here with one
         # clear error, before its heartbeat announces it (an unreachable backend,
@@ -277,7 +327,7 @@ class BaseRunner(abc.ABC):
 
     def _on_stop(self) -> None:
         """Reroute what this runner still holds (the stop line counts it)."""
-        self.app.backend.reroute_owned(self.runner_id, self.runner_id)
+        self.reroute(self.runner_id)
 
     def owner_ids(self) -> list[str]:
         """The runner ids whose work this runner hands back when it stops: its own,
@@ -384,7 +434,7 @@ class BaseRunner(abc.ABC):
                 with self._claims:
                     self._live_at_claim_ends = None
         stale = owned - live
-        ids = self.app.backend.reroute_owned(self.runner_id, self.runner_id, stale) if stale else []
+        ids = self.reroute(self.runner_id, stale) if stale else []
         if ids:
             log.warning("runner %s reconciled after a reconnect: rerouted %d it did not run",
                         self.runner_id, len(ids))
@@ -410,6 +460,7 @@ class BaseRunner(abc.ABC):
                         rerouted = self.app.backend.recover_dead(
                             self.runner_id, self.conf.runner_dead_after_sec)
                         if rerouted:
+                            self.tally.rerouted(len(rerouted), died=True)
                             log.warning("runner %s rerouted %d invocations of dead runners",
                                         self.runner_id, len(rerouted))
                 except RunnerFencedError as exc:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 from typing_extensions import override
 
 from ..backends.tuning import OneMachine
+from ..metrics.tally import Counts
 from ..middleware import Middleware
 from ..runner_config import MultiThreadRunnerConfig, RunnerConfig
 from .actor_host import ActorHost, pool_of
@@ -200,6 +201,7 @@ class MultiThreadRunner(BaseRunner):
         self._pinned_logged = False  # (see _placement)
         self._gauges: dict[str, Any] = {}
         self._requested: list[dict[str, float]] = []  # the bundles last asked of the autoscaler
+        self._gone_counts = Counts()  # the last counts reported by actors since gone
         # each pool's record; max_processes 0 is resolved from the cluster at start
         self.pools: dict[str, PoolState] = {p.name: PoolState(p, p.max_processes)
                                             for p in conf.effective_pools()}
@@ -215,6 +217,24 @@ class MultiThreadRunner(BaseRunner):
     def local(self) -> bool:
         """True in ``ray_local_mode``: the actors are hosted in this process, without Ray."""
         return self.conf.ray_local_mode
+
+    @override
+    def metric_counts(self) -> Counts:
+        """Its own counts (reroutes), each actor's last report, and those of actors gone."""
+        total = self.tally.counts()
+        total.add(self._gone_counts)
+        for actor in list(self.actors.values()):
+            counts = (actor.report or {}).get("counts")
+            if isinstance(counts, Counts):
+                total.add(counts)
+        return total
+
+    @override
+    def slot_counts(self) -> tuple[int, int]:
+        """(busy, total) threads over the actors, as they last reported."""
+        reports = [a.report for a in list(self.actors.values()) if a.report is not None]
+        return (sum(r.get("active_threads", 0) for r in reports),
+                sum(r.get("max_threads", 0) for r in reports))
 
     def heartbeat_info(self) -> dict[str, Any]:
         """The base heartbeat plus local mode, each actor's active threads, the
@@ -438,8 +458,10 @@ class MultiThreadRunner(BaseRunner):
         not from Redis) has its claims and heartbeats refused from now on, and
         stops itself, so its work runs only where it is rerouted to."""
         self.actors.pop(actor.name, None)
-        ids = self.app.backend.reroute_owned(actor.runner_id, self.runner_id, died=died,
-                                             fence=died)
+        counts = (actor.report or {}).get("counts")
+        if isinstance(counts, Counts):
+            self._gone_counts.add(counts)
+        ids = self.reroute(actor.runner_id, died=died, fence=died)
         self.app.backend.remove_runner(actor.runner_id)
         if ids:
             log.info("actor %s %s; rerouted here %d invocations it still owned", actor.name,

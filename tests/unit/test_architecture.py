@@ -266,6 +266,18 @@ def test_only_the_sqlite_backend_imports_sqlite3():
     assert not offenders, offenders
 
 
+
+def test_only_the_metrics_exporter_imports_prometheus_client_and_not_on_load():
+    sources = package_sources()
+    exporter = "pynenc_ray.metrics.exporter"
+    assert exporter in sources
+    offenders = sorted(m for m, s in sources.items()
+                       if m != exporter and imports_any(m, s, ("prometheus_client",)))
+    assert not offenders, offenders
+    loaded = {name.split(".")[0] for name in imported_on_load(sources[exporter])}
+    assert "prometheus_client" not in loaded  # only a runner that serves metrics loads it
+
+
 # -- the checks can fail ------------------------------------------------------------------------
 
 def test_self_check_a_synthetic_cycle_is_found_through_functions_and_type_checking():

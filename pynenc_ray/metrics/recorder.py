@@ -1,0 +1,111 @@
+"""Recorder: the middleware that counts runs for the metrics of the runners
+that asked for it.
+
+One per app (``recorder_for``), installed when a runner in the process serves
+metrics or reports them to one that does. It counts for the runner ids that
+``watch`` it, each into its own sink (a ``Tally``, or a worker's pipe to its
+parent), and ignores every other runner's runs, so several runners on one app
+in one process (tests, a MultiThreadRunner's local actors) count apart. Its
+hooks only touch dicts: ``quick``, so a runner need not write a result before
+calling them (see ``MiddlewareStack.slow_hooks``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..middleware import Middleware
+
+if TYPE_CHECKING:
+    from ..backends.base import Claimed
+    from ..status import InvocationStatus
+
+OPEN_MAX = 10_000  # runs begun and not yet ended that are remembered (a cancelled one never ends)
+
+
+class Sink(Protocol):
+    """Where one runner's counts go (``Tally`` has these)."""
+
+    def ran(self, task_id: str, seconds: float) -> None:
+        """One run of ``task_id``'s body took ``seconds``."""
+        ...
+
+    def ended(self, task_id: str, outcome: str) -> None:
+        """A run of ``task_id`` ended as ``outcome`` (SUCCESS, FAILED or RETRY)."""
+        ...
+
+
+class Recorder(Middleware):
+    """Counts each watched runner's runs: run time from ``before_execute`` to
+    ``after_execute``; the end as SUCCESS or FAILED (``after_finish``) or RETRY
+    (``after_retry``). An invocation refused before it runs (poison, unknown
+    task) ends FAILED with no run time."""
+
+    quick = True
+
+    def __init__(self) -> None:
+        self._sinks: dict[str, Sink] = {}
+        # invocation id -> (its task, when its body began or None): runs between hooks
+        self._open: dict[str, tuple[str, float | None]] = {}
+
+    def watch(self, runner_id: str, sink: Sink) -> None:
+        """Count the runs of ``runner_id`` into ``sink`` from now on."""
+        self._sinks[runner_id] = sink
+
+    def unwatch(self, runner_id: str) -> None:
+        """Stop counting ``runner_id``'s runs."""
+        self._sinks.pop(runner_id, None)
+
+    def _sink(self, runner: Any) -> Sink | None:
+        return self._sinks.get(getattr(runner, "runner_id", ""))
+
+    def _begin(self, invocation_id: str, task_id: str, started: float | None) -> None:
+        if len(self._open) >= OPEN_MAX:  # drop the oldest: a run that never ended
+            self._open.pop(next(iter(self._open)), None)
+        self._open[invocation_id] = (task_id, started)
+
+    def before_execute(self, app: Any, runner: Any, claimed: Claimed, worker: str) -> None:
+        """Note when the body begins."""
+        if self._sink(runner) is not None:
+            self._begin(claimed.invocation_id, claimed.task_id, time.monotonic())
+
+    def after_execute(self, app: Any, runner: Any, claimed: Claimed, worker: str,
+                      result: Any = None, exc: BaseException | None = None) -> None:
+        """Count the run's time."""
+        sink = self._sink(runner)
+        began = self._open.get(claimed.invocation_id)
+        if sink is not None and began is not None and began[1] is not None:
+            sink.ran(claimed.task_id, time.monotonic() - began[1])
+
+    def after_failure(self, app: Any, runner: Any, claimed: Claimed, worker: str,
+                      exc: BaseException) -> None:
+        """Note the task of one refused before it ran (after_finish counts it)."""
+        if self._sink(runner) is not None and claimed.invocation_id not in self._open:
+            self._begin(claimed.invocation_id, claimed.task_id, None)
+
+    def after_retry(self, app: Any, runner: Any, claimed: Claimed, worker: str,
+                    exc: BaseException, delay_sec: float) -> None:
+        """Count a retry."""
+        sink = self._sink(runner)
+        self._open.pop(claimed.invocation_id, None)
+        if sink is not None:
+            sink.ended(claimed.task_id, "RETRY")
+
+    def after_finish(self, app: Any, runner: Any, invocation_id: str,
+                     status: InvocationStatus, worker: str) -> None:
+        """Count a final status."""
+        sink = self._sink(runner)
+        began = self._open.pop(invocation_id, None)
+        if sink is not None and began is not None:
+            sink.ended(began[0], status.value)
+
+
+def recorder_for(app: Any) -> Recorder:
+    """The app's Recorder, added to its middleware on first use."""
+    for middleware in app.middleware:
+        if isinstance(middleware, Recorder):
+            return middleware
+    recorder = Recorder()
+    app.add_middleware(recorder)
+    return recorder

@@ -1,0 +1,81 @@
+"""Prometheus metrics on every (backend, runner) pair: the one endpoint a runner
+serves (``metrics_port``) counts what its threads, worker processes or actors
+ran, read back with prometheus_client's own parser."""
+
+from __future__ import annotations
+
+import urllib.request
+import uuid
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pynenc_ray import InvocationStatus as S
+from tests.conformance import tasks
+from tests.conftest import running, wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def scrape(runner: Any) -> dict[str, Any]:
+    """The runner's metric families by name, as Prometheus would read them."""
+    url = f"http://127.0.0.1:{runner.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        text = reply.read().decode()
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def value(families: dict[str, Any], sample: str, **labels: str) -> float | None:
+    """The value of the sample ``sample`` with exactly ``labels``, or None."""
+    family = families.get(sample.removesuffix("_total").removesuffix("_count"))
+    for s in family.samples if family is not None else ():
+        if s.name == sample and s.labels == labels:
+            return float(s.value)
+    return None
+
+
+def test_the_endpoint_counts_runs_by_task_status_and_retry(app):
+    app.reconfigure(runner={"metrics_port": 0})
+    add, fail, flaky = tasks.add.task_id, tasks.fail.task_id, tasks.flaky.task_id
+    with running(app) as runner:
+        assert list(tasks.add.parallelize([(i, i) for i in range(5)]).results) == [0, 2, 4, 6, 8]
+        failed = tasks.fail("boom")
+        assert failed.wait(60) and failed.status == S.FAILED
+        assert tasks.flaky(uuid.uuid4().hex, 1).result == 2  # one retry, then SUCCESS
+        waiting = tasks.on_urgent_queue(1)  # on a queue this runner does not serve
+
+        def counted() -> bool:  # workers and actors report within a pipe read or a poll
+            f = scrape(runner)
+            return (value(f, "pynenc_invocations_total", task=add, status="SUCCESS") == 5
+                    and value(f, "pynenc_invocations_total", task=flaky, status="SUCCESS") == 1
+                    and value(f, "pynenc_invocations_total", task=fail, status="FAILED") == 1
+                    and value(f, "pynenc_retries_total", task=flaky) == 1)
+        assert wait_for(counted, 30), scrape(runner)
+        f = scrape(runner)
+        assert value(f, "pynenc_run_seconds_count", task=add) == 5
+        assert value(f, "pynenc_run_seconds_count", task=flaky) == 2  # both runs timed
+        assert value(f, "pynenc_queue_depth", queue="urgent") == 1
+        assert value(f, "pynenc_backend_up") == 1
+        assert (value(f, "pynenc_slots") or 0) >= 1
+        [info] = f["pynenc_runner_info"].samples  # (the text format has no info type)
+        assert info.labels["runner_id"] == runner.runner_id
+        assert info.labels["app_id"] == app.app_id
+        assert waiting.status == S.REGISTERED
+
+
+@pytest.mark.only(runners=["ProcessRunner", "PersistentProcessRunner"])
+def test_deaths_and_the_poison_failure_of_a_task_that_kills_its_worker(app):
+    """Each death of a worker holding the invocation is a reroute and a death;
+    the run refused as poison then ends FAILED, with no run time."""
+    app.reconfigure(runner={"metrics_port": 0, "max_reroutes": 2, "runner_dead_after_sec": 60})
+    killer = tasks.kill_my_worker.task_id
+    with running(app) as runner:
+        inv = tasks.kill_my_worker()
+        assert inv.wait(60) and inv.status == S.FAILED
+        assert wait_for(lambda: value(scrape(runner), "pynenc_invocations_total", task=killer,
+                                      status="FAILED") == 1, 30), scrape(runner)
+        f = scrape(runner)
+        assert value(f, "pynenc_deaths_total") == 3
+        assert value(f, "pynenc_reroutes_total") == 3
+        assert value(f, "pynenc_run_seconds_count", task=killer) is None  # never ran to the end

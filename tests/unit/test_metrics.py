@@ -1,0 +1,173 @@
+"""The metrics' parts on their own: counts that add up, the collector's output
+read back by prometheus_client's parser (hostile names escaped, a backend down),
+the worker pipes' reader, the recorder's bookkeeping, and the endpoint's errors."""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from local_runners.metric_pipes import PipeReader, PipeSink
+from pynenc_ray import Pynenc
+from pynenc_ray.backends.base import Claimed
+from pynenc_ray.errors import BackendUnavailableError, ConfigError
+from pynenc_ray.metrics.exporter import MetricsServer, RunnerCollector
+from pynenc_ray.metrics.recorder import Recorder, recorder_for
+from pynenc_ray.metrics.tally import BUCKETS, Counts, Tally
+from pynenc_ray.middleware import MiddlewareStack
+from pynenc_ray.status import InvocationStatus as S
+from tests.conftest import running, unique_app_id, wait_for
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_a_run_falls_in_the_first_bucket_whose_bound_holds_it_and_counts_add_up():
+    tally = Tally()
+    tally.ran("t", BUCKETS[0])  # le is inclusive
+    tally.ran("t", BUCKETS[0] * 1.01)
+    tally.ran("t", 10_000.0)  # past every bound: +Inf
+    tally.ended("t", "SUCCESS")
+    tally.rerouted(2, died=True)
+    tally.rerouted(1, died=False)
+    counts = tally.counts()
+    row = counts.runs["t"]
+    assert row[0] == 1 and row[1] == 1 and row[len(BUCKETS)] == 1
+    assert row[-1] == pytest.approx(BUCKETS[0] * 2.01 + 10_000.0)
+    assert (counts.reroutes, counts.deaths) == (3, 2)
+    total = counts.copy()
+    total.add(counts)
+    assert total.ends == {("t", "SUCCESS"): 2} and total.runs["t"][0] == 2
+    assert counts.ends == {("t", "SUCCESS"): 1}  # a copy: the original is untouched
+
+
+class _Backend:
+    def __init__(self, depths: dict[str, int] | None):
+        self.depths = depths
+
+    def queue_depths(self) -> dict[str, int]:
+        if self.depths is None:
+            raise BackendUnavailableError("Redis at 127.0.0.1:1 is unreachable")
+        return self.depths
+
+    def scheduled_depths(self) -> dict[str, int]:
+        return {"later": 4}
+
+
+class _Source:
+    runner_id = 'r"1'
+
+    def __init__(self, depths: dict[str, int] | None):
+        self.app = type("App", (), {"app_id": "a\\pp", "backend": _Backend(depths)})()
+        self.counts = Counts()
+        self.counts.ends = {("task\nwith newline", "SUCCESS"): 3, ("t", "RETRY"): 2}
+
+    def metric_counts(self) -> Counts:
+        return self.counts
+
+    def slot_counts(self) -> tuple[int, int]:
+        return 1, 4
+
+
+def _families(source: Any) -> dict[str, Any]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RunnerCollector(source))
+    text = generate_latest(registry).decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def _samples(families: dict[str, Any], name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {tuple(sorted(s.labels.items())): s.value for s in families[name].samples}
+
+
+def test_names_read_from_the_backend_or_the_tasks_come_back_whole_from_the_parser():
+    hostile = 'q"} evil_metric 1\n#'
+    families = _families(_Source({hostile: 7, "default": 0}))
+    assert _samples(families, "pynenc_queue_depth") == {(("queue", hostile),): 7,
+                                                        (("queue", "default"),): 0}
+    assert "evil_metric" not in families
+    assert _samples(families, "pynenc_invocations") == {
+        (("status", "SUCCESS"), ("task", "task\nwith newline")): 3}
+    assert _samples(families, "pynenc_retries") == {(("task", "t"),): 2}
+    assert _samples(families, "pynenc_scheduled") == {(("queue", "later"),): 4}
+    assert _samples(families, "pynenc_slots_busy") == {(): 1}
+    assert _samples(families, "pynenc_backend_up") == {(): 1}
+    [info] = families["pynenc_runner_info"].samples
+    assert info.labels["runner_id"] == 'r"1' and info.labels["app_id"] == "a\\pp"
+
+
+def test_a_backend_down_is_backend_up_0_and_the_rest_is_still_served():
+    families = _families(_Source(None))
+    assert _samples(families, "pynenc_backend_up") == {(): 0}
+    assert "pynenc_queue_depth" not in families
+    assert _samples(families, "pynenc_slots") == {(): 4}
+
+
+def test_a_port_in_use_is_a_config_error_naming_the_setting():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = MetricsServer(_Source({}), "127.0.0.1", port)
+        with pytest.raises(ConfigError, match=rf"metrics_port {port} .*pick a free port"):
+            server.start()
+
+
+def test_the_pipe_reader_counts_what_workers_send_and_drops_what_is_not_a_count():
+    ctx = multiprocessing.get_context("spawn")
+    tally = Tally()
+    reader = PipeReader(ctx, tally)
+    try:
+        send = reader.open()
+        sink = PipeSink(send)
+        sink.ran("t", 0.2)
+        sink.ended("t", "SUCCESS")
+        for junk in (("ended", "t", "EXPLODED"), ("ran", "t", float("nan")), ("ran", "t", -1.0),
+                     ["ran", "t", 1.0], ("ran", 5, 1.0), "hello"):
+            send.send(junk)
+        send.send_bytes(b"\x80\x04not a pickle")  # a half-sent message: the pipe is dropped
+        assert wait_for(lambda: tally.counts().ends == {("t", "SUCCESS"): 1}, 5)
+        counts = tally.counts()
+        assert sum(counts.runs["t"][:-1]) == 1
+        send.close()
+        sink.ended("t", "FAILED")  # after the runner's end is gone: dropped, no error
+    finally:
+        reader.close()
+
+
+def test_the_recorder_counts_only_watched_runners_and_is_quick():
+    recorder, tally = Recorder(), Tally()
+    watched = type("R", (), {"runner_id": "mine"})()
+    other = type("R", (), {"runner_id": "theirs"})()
+    recorder.watch("mine", tally)
+    for runner in (watched, other):
+        c = Claimed(f"inv-{runner.runner_id}", "t", b"", 0, 0)
+        recorder.before_execute(None, runner, c, "w")
+        recorder.after_execute(None, runner, c, "w", result=1)
+        recorder.after_finish(None, runner, c.invocation_id, S.SUCCESS, "w")
+    refused = Claimed("inv-poison", "p", b"", 0, 9)
+    recorder.after_failure(None, watched, refused, "w", RuntimeError("poison"))
+    recorder.after_finish(None, watched, refused.invocation_id, S.FAILED, "w")
+    counts = tally.counts()
+    assert counts.ends == {("t", "SUCCESS"): 1, ("p", "FAILED"): 1}
+    assert set(counts.runs) == {"t"}  # a refused run has no run time
+    stack = MiddlewareStack([recorder])
+    assert stack.hooks["after_finish"] and not stack.slow_hooks["after_finish"]
+
+
+def test_metrics_are_off_by_default_and_the_port_is_freed_at_the_stop():
+    app = Pynenc(app_id=unique_app_id("metrics"), backend="memory")
+    with running(app) as runner:
+        assert runner.metrics_port is None
+    assert not any(isinstance(m, Recorder) for m in app.middleware)
+    app.reconfigure(runner={"metrics_port": 0})
+    with running(app) as runner:
+        port = runner.metrics_port
+        assert port and recorder_for(app) is recorder_for(app)  # one per app
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # free again
+
