@@ -171,3 +171,17 @@ def test_metrics_are_off_by_default_and_the_port_is_freed_at_the_stop():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))  # free again
 
+
+def test_the_grafana_dashboard_queries_only_metrics_the_runners_serve():
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).parents[2] / "deploy/grafana-dashboard.json")
+                           .read_text())
+    source = _Source({"default": 1})
+    source.counts.runs = {"t": [1.0] * (len(BUCKETS) + 2)}
+    served = {s.name for f in _families(source).values() for s in f.samples}
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    named = {name for e in exprs for name in re.findall(r"\bpynenc_\w+", e)}
+    assert named and named <= served, named - served
