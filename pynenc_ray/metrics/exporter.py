@@ -22,9 +22,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..backends import patience
 from ..errors import ConfigError, PynencError
 from .tally import BUCKETS, Counts
 
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from ..runners.app_protocol import RunnerApp
 
 log = logging.getLogger("pynenc_ray.metrics")
+# a scrape waits this long at most for an unreachable backend (Prometheus gives up at 10 s)
+BACKEND_WAIT_SEC = 2.0
 
 
 class MetricsSource(Protocol):
@@ -101,14 +105,21 @@ class RunnerCollector:
         yield from self._backend_families(GaugeMetricFamily)
 
     def _backend_families(self, gauge: Any) -> Iterator[Any]:
-        """Queue depths read from the backend now; ``pynenc_backend_up`` 0 without them."""
+        """Queue depths read from the backend now; ``pynenc_backend_up`` 0 without
+        them, after BACKEND_WAIT_SEC at most of an outage."""
+        give_up = threading.Event()
+        timer = threading.Timer(BACKEND_WAIT_SEC, give_up.set)
+        timer.start()
         try:
-            backend = self.source.app.backend
-            depths, scheduled = backend.queue_depths(), backend.scheduled_depths()
+            with patience.patient(give_up):
+                backend = self.source.app.backend
+                depths, scheduled = backend.queue_depths(), backend.scheduled_depths()
         except PynencError as exc:
             log.debug("metrics scrape could not read the backend: %s", exc)
             yield gauge("pynenc_backend_up", "1 when this scrape read the backend", value=0)
             return
+        finally:
+            timer.cancel()
         yield gauge("pynenc_backend_up", "1 when this scrape read the backend", value=1)
         for name, values, doc in (
                 ("pynenc_queue_depth", depths, "invocations waiting to be claimed, by queue"),

@@ -185,3 +185,15 @@ def test_the_grafana_dashboard_queries_only_metrics_the_runners_serve():
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     named = {name for e in exprs for name in re.findall(r"\bpynenc_\w+", e)}
     assert named and named <= served, named - served
+
+
+def test_a_scrape_gives_up_on_an_unreachable_redis_and_says_backend_up_0():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens there once closed
+    app = Pynenc(app_id=unique_app_id("metrics"), backend="redis",
+                 redis_url=f"redis://127.0.0.1:{closed}/0", redis_retry_timeout_sec=60)
+    source = _Source({})
+    source.app = app
+    families = _families(source)  # within the test's timeout, not the 60 s a producer waits
+    assert _samples(families, "pynenc_backend_up") == {(): 0}
