@@ -3,10 +3,13 @@
 When the runner serves metrics (``metrics_port``), each worker process
 (PersistentProcessRunner) or child (ProcessRunner) gets the sending end of a
 pipe of its own and counts its runs into it (``PipeSink``, the ``Recorder``'s
-sink there); the runner reads every pipe on one thread (``PipeReader``) into
-its tally. A pipe each, not one queue shared: a worker SIGKILLed mid-send can
-hold no lock that the others need, and its pipe simply ends. A worker that dies
-loses only what it had not sent; what it sent stays counted.
+sink there), which sends what it gathered every SEND_EVERY_SEC and as the
+worker exits (one message for many runs: a message per run cost a worker about
+half again its CPU per task); the runner reads every pipe on one thread
+(``PipeReader``) into its tally. A pipe each, not one queue shared: a worker
+SIGKILLed mid-send can hold no lock that the others need, and its pipe simply
+ends. A worker killed loses what it had not sent, at most SEND_EVERY_SEC of
+counts; what it sent stays counted.
 """
 
 from __future__ import annotations
@@ -17,34 +20,50 @@ import multiprocessing.connection
 import threading
 from typing import Any
 
-from pynenc_ray.metrics.tally import OUTCOMES, Tally
+from pynenc_ray.metrics.tally import OUTCOMES, ROW_LEN, Counts, Tally
 
 log = logging.getLogger("pynenc_ray.runner.metrics")
 READ_WAIT_SEC = 0.2  # a pipe opened meanwhile is read from within this
+SEND_EVERY_SEC = 0.2  # a worker sends what it counted this often (one message, not one a run)
 
 
 class PipeSink:
-    """A worker's side: each count sent to the runner at once. Safe from any
-    thread; after the runner is gone, counts are dropped."""
+    """A worker's side (a ``Sink``): counts gather here and go to the runner as
+    one message every SEND_EVERY_SEC, from a thread of their own, and at
+    ``close``. After the runner is gone, counts are dropped."""
 
     def __init__(self, conn: Any):
         self._conn: Any = conn
-        self._lock = threading.Lock()
+        self._pending = Tally()
+        self._lock = threading.Lock()  # one send at a time
+        self._closed = threading.Event()
+        threading.Thread(target=self._send_every, name="pynenc-metric-pipe",
+                         daemon=True).start()
 
-    def ran(self, task_id: str, seconds: float) -> None:
-        """Send one run's time."""
-        self._send(("ran", task_id, seconds))
+    def count(self, task_id: str, outcome: str, seconds: float | None) -> None:
+        """Count one run's end; it goes out with the next send."""
+        self._pending.count(task_id, outcome, seconds)
 
-    def ended(self, task_id: str, outcome: str) -> None:
-        """Send how one run ended."""
-        self._send(("ended", task_id, outcome))
-
-    def _send(self, message: tuple[str, str, Any]) -> None:
+    def close(self) -> None:
+        """Send what is left and close the pipe (the worker is exiting)."""
+        self._closed.set()
+        self._send()
         with self._lock:
-            if self._conn is None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _send_every(self) -> None:
+        while not self._closed.wait(SEND_EVERY_SEC):
+            self._send()
+
+    def _send(self) -> None:
+        with self._lock:
+            counts = self._pending.take()
+            if counts is None or self._conn is None:
                 return
             try:
-                self._conn.send(message)
+                self._conn.send(counts)
             except OSError:  # the runner is gone (its end closed): nobody counts any more
                 self._conn = None
 
@@ -104,12 +123,19 @@ class PipeReader:
             conn.close()
 
     def _count(self, message: Any) -> None:
-        """Add one message, if it is one (a worker's, but checked all the same)."""
-        if not (isinstance(message, tuple) and len(message) == 3
-                and isinstance(message[1], str)):
-            return
-        kind, task_id, value = message
-        if kind == "ran" and isinstance(value, float) and math.isfinite(value) and value >= 0:
-            self._tally.ran(task_id, value)
-        elif kind == "ended" and value in OUTCOMES:
-            self._tally.ended(task_id, value)
+        """Add one worker's counts, if that is what came (checked all the same)."""
+        if isinstance(message, Counts) and _well_formed(message):
+            self._tally.add(message)
+
+
+def _well_formed(counts: Counts) -> bool:
+    """True when ``counts`` holds only what a Tally fills in (a task name, an
+    outcome, finite non-negative numbers, rows of the histogram's length)."""
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and math.isfinite(v) and v >= 0
+
+    return (all(isinstance(k, tuple) and len(k) == 2 and isinstance(k[0], str)
+                and k[1] in OUTCOMES and number(n) for k, n in counts.ends.items())
+            and all(isinstance(t, str) and isinstance(row, list) and len(row) == ROW_LEN
+                    and all(number(v) for v in row) for t, row in counts.runs.items())
+            and number(counts.reroutes) and number(counts.deaths))

@@ -663,8 +663,9 @@ def _worker_main(spec: ParentSpec, worker_id: str, parent_pid: int,
     if not isinstance(conf, PersistentProcessRunnerConfig):  # the parent's config says it is
         conf = PersistentProcessRunnerConfig.model_validate(conf.model_dump())
     worker = _Worker(app, conf, worker_id, state)
-    if counts is not None:
-        recorder_for(app).watch(worker_id, PipeSink(counts))
+    sink = PipeSink(counts) if counts is not None else None
+    if sink is not None:
+        recorder_for(app).watch(worker_id, sink)
     worker.guard_backend(app.backend)
     signal.signal(signal.SIGALRM, worker.on_signal)
     signal.signal(signal.SIGTERM, worker.on_signal)
@@ -674,4 +675,6 @@ def _worker_main(spec: ParentSpec, worker_id: str, parent_pid: int,
         with worker.patient():  # backend calls retry until Redis is back or we stop
             worker.serve()
     finally:
+        if sink is not None:
+            sink.close()
         app.backend.close()

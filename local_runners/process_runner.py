@@ -222,10 +222,13 @@ def _child_main(spec: ParentSpec, runner_id: str, runner_pid: int, claimed: Clai
     reset_signals()
     die_with_parent(runner_pid)
     app = load_app(spec)
-    if counts is not None:
-        recorder_for(app).watch(runner_id, PipeSink(counts))
+    sink = PipeSink(counts) if counts is not None else None
+    if sink is not None:
+        recorder_for(app).watch(runner_id, sink)
     agent = _ChildAgent(app, app.config.runner, runner_id)
     # a child rides out backend outages for as long as its runner lives (it dies with it)
     with patience.patient(threading.Event()):
         run_invocation(app, agent, claimed, f"{os.getpid()}", app.get_task(claimed.task_id))
+    if sink is not None:
+        sink.close()
     app.backend.close()

@@ -25,29 +25,28 @@ OPEN_MAX = 10_000  # runs begun and not yet ended that are remembered (a cancell
 
 
 class Sink(Protocol):
-    """Where one runner's counts go (``Tally`` has these)."""
+    """Where one runner's counts go (a ``Tally``, or a worker's pipe)."""
 
-    def ran(self, task_id: str, seconds: float) -> None:
-        """One run of ``task_id``'s body took ``seconds``."""
-        ...
-
-    def ended(self, task_id: str, outcome: str) -> None:
-        """A run of ``task_id`` ended as ``outcome`` (SUCCESS, FAILED or RETRY)."""
+    def count(self, task_id: str, outcome: str, seconds: float | None) -> None:
+        """A run of ``task_id`` ended as ``outcome`` (SUCCESS, FAILED or RETRY)
+        after a body of ``seconds`` (None: refused before its body ran)."""
         ...
 
 
 class Recorder(Middleware):
-    """Counts each watched runner's runs: run time from ``before_execute`` to
-    ``after_execute``; the end as SUCCESS or FAILED (``after_finish``) or RETRY
-    (``after_retry``). An invocation refused before it runs (poison, unknown
-    task) ends FAILED with no run time."""
+    """Counts each watched runner's runs, one count per run as it ends: SUCCESS or
+    FAILED (``after_finish``) or RETRY (``after_retry``), with the body's time
+    from ``before_execute`` to ``after_execute``. An invocation refused before
+    it runs (poison, unknown task) ends FAILED with no run time; a run stopped
+    by its own cancellation never ends here and is not counted."""
 
     quick = True
 
     def __init__(self) -> None:
         self._sinks: dict[str, Sink] = {}
-        # invocation id -> (its task, when its body began or None): runs between hooks
-        self._open: dict[str, tuple[str, float | None]] = {}
+        # invocation id -> [its task, when its body began, how long it took]: runs
+        # between their hooks (the times None until known, or for a refused run)
+        self._open: dict[str, list[Any]] = {}
 
     def watch(self, runner_id: str, sink: Sink) -> None:
         """Count the runs of ``runner_id`` into ``sink`` from now on."""
@@ -63,7 +62,13 @@ class Recorder(Middleware):
     def _begin(self, invocation_id: str, task_id: str, started: float | None) -> None:
         if len(self._open) >= OPEN_MAX:  # drop the oldest: a run that never ended
             self._open.pop(next(iter(self._open)), None)
-        self._open[invocation_id] = (task_id, started)
+        self._open[invocation_id] = [task_id, started, None]
+
+    def _end(self, runner: Any, invocation_id: str, outcome: str) -> None:
+        run = self._open.pop(invocation_id, None)
+        sink = self._sink(runner)
+        if sink is not None and run is not None:
+            sink.count(run[0], outcome, run[2])
 
     def before_execute(self, app: Any, runner: Any, claimed: Claimed, worker: str) -> None:
         """Note when the body begins."""
@@ -72,11 +77,10 @@ class Recorder(Middleware):
 
     def after_execute(self, app: Any, runner: Any, claimed: Claimed, worker: str,
                       result: Any = None, exc: BaseException | None = None) -> None:
-        """Count the run's time."""
-        sink = self._sink(runner)
-        began = self._open.get(claimed.invocation_id)
-        if sink is not None and began is not None and began[1] is not None:
-            sink.ran(claimed.task_id, time.monotonic() - began[1])
+        """Note how long the body took."""
+        run = self._open.get(claimed.invocation_id)
+        if run is not None and run[1] is not None:
+            run[2] = time.monotonic() - run[1]
 
     def after_failure(self, app: Any, runner: Any, claimed: Claimed, worker: str,
                       exc: BaseException) -> None:
@@ -86,19 +90,13 @@ class Recorder(Middleware):
 
     def after_retry(self, app: Any, runner: Any, claimed: Claimed, worker: str,
                     exc: BaseException, delay_sec: float) -> None:
-        """Count a retry."""
-        sink = self._sink(runner)
-        self._open.pop(claimed.invocation_id, None)
-        if sink is not None:
-            sink.ended(claimed.task_id, "RETRY")
+        """Count a run that ended in a retry."""
+        self._end(runner, claimed.invocation_id, "RETRY")
 
     def after_finish(self, app: Any, runner: Any, invocation_id: str,
                      status: InvocationStatus, worker: str) -> None:
-        """Count a final status."""
-        sink = self._sink(runner)
-        began = self._open.pop(invocation_id, None)
-        if sink is not None and began is not None:
-            sink.ended(began[0], status.value)
+        """Count a run that ended in a final status."""
+        self._end(runner, invocation_id, status.value)
 
 
 def recorder_for(app: Any) -> Recorder:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 # Upper bounds (seconds) of the run-time histogram's buckets; an implicit +Inf follows.
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                               30.0, 60.0, 300.0)
-# What a run can end as, for ``ended``: a final status, or a retry scheduled.
+# What a run can end as, for ``count``: a final status, or a retry scheduled.
 OUTCOMES = ("SUCCESS", "FAILED", "RETRY")
-_ROW = len(BUCKETS) + 2  # a histogram row: a count per bucket, +Inf's, then the sum
+ROW_LEN = len(BUCKETS) + 2  # a histogram row: a count per bucket, +Inf's, then the sum
 
 
 @dataclass
@@ -39,8 +39,8 @@ class Counts:
         for key, n in other.ends.items():
             self.ends[key] = self.ends.get(key, 0) + n
         for task_id, row in other.runs.items():
-            mine = self.runs.setdefault(task_id, [0.0] * _ROW)
-            for i, v in enumerate(row[:_ROW]):
+            mine = self.runs.setdefault(task_id, [0.0] * ROW_LEN)
+            for i, v in enumerate(row[:ROW_LEN]):
                 mine[i] += v
         self.reroutes += other.reroutes
         self.deaths += other.deaths
@@ -59,21 +59,19 @@ class Tally:
         self._lock = threading.Lock()
         self._counts = Counts()
 
-    def ran(self, task_id: str, seconds: float) -> None:
-        """One run of ``task_id``'s body took ``seconds``, whatever came of it."""
-        slot = bisect.bisect_left(BUCKETS, seconds)
-        with self._lock:
-            row = self._counts.runs.get(task_id)
-            if row is None:
-                row = self._counts.runs[task_id] = [0.0] * _ROW
-            row[slot] += 1
-            row[-1] += seconds
-
-    def ended(self, task_id: str, outcome: str) -> None:
-        """A run of ``task_id`` ended as ``outcome`` (one of OUTCOMES)."""
+    def count(self, task_id: str, outcome: str, seconds: float | None) -> None:
+        """A run of ``task_id`` ended as ``outcome`` (one of OUTCOMES); its body
+        took ``seconds`` (None: refused before its body ran)."""
         key = (task_id, outcome)
         with self._lock:
             self._counts.ends[key] = self._counts.ends.get(key, 0) + 1
+            if seconds is None:
+                return
+            row = self._counts.runs.get(task_id)
+            if row is None:
+                row = self._counts.runs[task_id] = [0.0] * ROW_LEN
+            row[bisect.bisect_left(BUCKETS, seconds)] += 1
+            row[-1] += seconds
 
     def rerouted(self, n: int, died: bool) -> None:
         """The runner rerouted ``n`` invocations; ``died``: their worker died."""
@@ -91,3 +89,11 @@ class Tally:
         """A copy of the counts so far."""
         with self._lock:
             return self._counts.copy()
+
+    def take(self) -> Counts | None:
+        """The counts so far, leaving this tally empty; None when it is empty."""
+        with self._lock:
+            if not (self._counts.ends or self._counts.reroutes):
+                return None
+            taken, self._counts = self._counts, Counts()
+            return taken

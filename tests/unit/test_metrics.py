@@ -28,10 +28,10 @@ pytestmark = pytest.mark.timeout(30)
 
 def test_a_run_falls_in_the_first_bucket_whose_bound_holds_it_and_counts_add_up():
     tally = Tally()
-    tally.ran("t", BUCKETS[0])  # le is inclusive
-    tally.ran("t", BUCKETS[0] * 1.01)
-    tally.ran("t", 10_000.0)  # past every bound: +Inf
-    tally.ended("t", "SUCCESS")
+    tally.count("t", "SUCCESS", BUCKETS[0])  # le is inclusive
+    tally.count("t", "RETRY", BUCKETS[0] * 1.01)
+    tally.count("t", "FAILED", 10_000.0)  # past every bound: +Inf
+    tally.count("t", "FAILED", None)  # refused: no run time
     tally.rerouted(2, died=True)
     tally.rerouted(1, died=False)
     counts = tally.counts()
@@ -39,10 +39,11 @@ def test_a_run_falls_in_the_first_bucket_whose_bound_holds_it_and_counts_add_up(
     assert row[0] == 1 and row[1] == 1 and row[len(BUCKETS)] == 1
     assert row[-1] == pytest.approx(BUCKETS[0] * 2.01 + 10_000.0)
     assert (counts.reroutes, counts.deaths) == (3, 2)
+    assert sum(row[:-1]) == 3 and counts.ends[("t", "FAILED")] == 2
     total = counts.copy()
     total.add(counts)
-    assert total.ends == {("t", "SUCCESS"): 2} and total.runs["t"][0] == 2
-    assert counts.ends == {("t", "SUCCESS"): 1}  # a copy: the original is untouched
+    assert total.ends[("t", "SUCCESS")] == 2 and total.runs["t"][0] == 2
+    assert counts.ends[("t", "SUCCESS")] == 1  # a copy: the original is untouched
 
 
 class _Backend:
@@ -124,17 +125,23 @@ def test_the_pipe_reader_counts_what_workers_send_and_drops_what_is_not_a_count(
     try:
         send = reader.open()
         sink = PipeSink(send)
-        sink.ran("t", 0.2)
-        sink.ended("t", "SUCCESS")
-        for junk in (("ended", "t", "EXPLODED"), ("ran", "t", float("nan")), ("ran", "t", -1.0),
-                     ["ran", "t", 1.0], ("ran", 5, 1.0), "hello"):
+        sink.count("t", "SUCCESS", 0.2)
+        sink.count("t", "SUCCESS", 0.3)
+        assert wait_for(lambda: tally.counts().ends == {("t", "SUCCESS"): 2}, 5)  # sent unasked
+        bad = [Counts(ends={("t", "EXPLODED"): 1}), Counts(ends={("t", "FAILED"): -1}),
+               Counts(runs={"t": [float("nan")] * (len(BUCKETS) + 2)}), Counts(runs={"t": [1.0]}),
+               Counts(reroutes=float("inf")), ("t", "FAILED", 1.0), "hello"]  # type: ignore[arg-type]
+        for junk in bad:
             send.send(junk)
-        send.send_bytes(b"\x80\x04not a pickle")  # a half-sent message: the pipe is dropped
-        assert wait_for(lambda: tally.counts().ends == {("t", "SUCCESS"): 1}, 5)
-        counts = tally.counts()
-        assert sum(counts.runs["t"][:-1]) == 1
-        send.close()
-        sink.ended("t", "FAILED")  # after the runner's end is gone: dropped, no error
+        sink.count("t", "FAILED", None)
+        sink.close()  # sends what is left
+        assert wait_for(lambda: tally.counts().ends == {("t", "SUCCESS"): 2, ("t", "FAILED"): 1},
+                        5)
+        assert sum(tally.counts().runs["t"][:-1]) == 2
+        assert tally.counts().reroutes == 0
+        other = reader.open()
+        other.send_bytes(b"\x80\x04not a pickle")  # a half-sent message: that pipe is dropped
+        PipeSink(other).close()
     finally:
         reader.close()
 
