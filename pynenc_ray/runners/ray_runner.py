@@ -119,7 +119,10 @@ class _LocalActor(_Actor):
         self.host.stop(timeout)
 
     def retire(self, timeout: float) -> bool:
-        return self.host.retire(timeout)
+        retired = self.host.retire(timeout)
+        if retired:  # its last report, with the counts of everything it ran
+            self.report = self.host.stats()
+        return retired
 
 
 class _RayActor(_Actor):
@@ -156,6 +159,10 @@ class _RayActor(_Actor):
             log.debug("actor %s did not answer its retirement: %s", self.name, exc)
             return False
         if retired:
+            try:  # its last report, with the counts of everything it ran
+                self.report = self.ray.get(self.handle.stats.remote(), timeout=timeout)
+            except Exception as exc:  # the counts since its last poll are lost, no more
+                log.debug("actor %s gave no last report: %s", self.name, exc)
             self.kill()
         return retired
 

@@ -181,3 +181,16 @@ def test_actors_retiring_as_work_trickles_in_never_cut_a_run_short(app):
     rerouted = [inv.invocation_id for inv in invs
                 if S.REROUTED in [h.status for h in inv.history]]
     assert not rerouted, rerouted
+
+
+def test_the_metrics_keep_counting_what_retired_actors_ran(app):
+    app.reconfigure(runner={"metrics_port": 0})
+    sleep = tasks.sleep.task_id
+    with running(app) as runner:
+        group = tasks.sleep.parallelize([0.2] * 16)  # scales up to 4 actors
+        assert wait_for(lambda: len(runner.actors) == 4, 5)
+        assert list(group.results) == [0.2] * 16
+        assert wait_for(lambda: len(runner.actors) == 1, 5)  # three retired
+        assert wait_for(lambda: runner.metric_counts().ends.get((sleep, "SUCCESS")) == 16, 5), \
+            runner.metric_counts()
+        assert sum(runner.metric_counts().runs[sleep][:-1]) == 16
