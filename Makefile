@@ -22,7 +22,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 SYNC := $(UV) sync --locked --quiet
 
-.PHONY: demo test test-fast test-lowest lint lint-fast lock system-packages redis-server clean
+.PHONY: demo test test-fast test-lowest lint lint-fast docs lock system-packages redis-server clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -86,8 +86,13 @@ lint-fast: $(VENV_FAST)/.test
 	$(VENV_FAST)/bin/python -m ruff check pynenc_ray local_runners tests
 	$(VENV_FAST)/bin/python -m mypy
 
-# The whole suite, slow tests included.
-test: $(VENV)/.test system-packages lint
+# The documentation site (mkdocs.yml) into .site/, warnings as errors (a broken link,
+# an API page whose object does not import).
+docs: $(VENV)/.test
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+# The whole suite, slow tests included, after lint and the docs build.
+test: $(VENV)/.test system-packages lint docs
 	$(PY) -m pytest
 
 # No server and no Ray: tests marked `redis`, `ray` or `slow` are deselected, so this

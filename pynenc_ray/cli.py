@@ -172,11 +172,11 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_config_reference(args: argparse.Namespace) -> int:
-    """``config reference``: print the settings table, or update it in a README."""
-    from .config_reference import reference, update_readme
+    """``config reference``: print the settings table, or update it in a page."""
+    from .config_reference import reference, update_page
 
     if args.write:
-        changed = update_readme(args.write)
+        changed = update_page(args.write)
         print(f"{args.write}: {'updated' if changed else 'already current'}")
     else:
         print(reference())
@@ -240,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_config_show)
     ref = config.add_parser("reference", help="the config reference (Markdown) from the models")
-    ref.add_argument("--write", metavar="README", help="rewrite the generated block of this file")
+    ref.add_argument("--write", metavar="PAGE",
+                     help="rewrite the generated block of this file (docs/configuration.md)")
     ref.set_defaults(func=cmd_config_reference)
 
     bench = sub.add_parser("bench", help="measure throughput, latency, CPU and Redis commands")

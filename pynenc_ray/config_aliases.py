@@ -1,5 +1,5 @@
 """Pynenc's spellings of the same settings, read beside this project's own so
-that a Pynenc user's config works unchanged (README "Coming from Pynenc"):
+that a Pynenc user's config works unchanged (docs/coming-from.md):
 
 - ``PYNENC__FILEPATH`` (and ``config_filepath=`` as an argument) for the config
   file, ``PYNENC__CONFIG_FILE`` / ``config_file`` here;

@@ -1,6 +1,7 @@
-"""The configuration reference in the README, generated from the pydantic models
-so it cannot drift: ``pynenc-ray config reference`` prints it, and a test fails
-when README.md's copy is stale."""
+"""The configuration reference of the docs, generated from the pydantic models
+so it cannot drift: ``pynenc-ray config reference`` prints it, ``--write
+docs/configuration.md`` rewrites that page's copy, and a test fails when the
+copy is stale."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def reference() -> str:
     return "\n".join(lines)
 
 
-def update_readme(path: str) -> bool:
+def update_page(path: str) -> bool:
     """Rewrite the generated block of ``path``; True if it changed."""
     with open(path) as f:
         text = f.read()

@@ -1,5 +1,5 @@
 """pytest fixtures for testing tasks, loaded automatically when pynenc-ray is
-installed (entry point ``pytest11``). See README "Testing your tasks".
+installed (entry point ``pytest11``). See docs/testing.md.
 
 - ``pynenc_run``: ``pynenc_run(app)`` runs the app's runner on a thread of
   this process until the test ends (ThreadRunner on the memory backend, or

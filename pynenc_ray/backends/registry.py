@@ -1,5 +1,5 @@
 """Builds the backend an app's config names, with the factory ``names`` finds
-for it, so a third backend is a package of its own (README "Writing a backend").
+for it, so a third backend is a package of its own (docs/backends.md, "Writing a backend").
 
 Each name maps to a factory ``(config: EffectiveConfig) -> Backend``, imported
 only when that backend is built: naming ``memory`` never imports redis-py."""

@@ -3,8 +3,8 @@
 A test narrows the pairs with ``@pytest.mark.only(backends=[...], runners=[...])``.
 Another package's backend joins with the process-sharing runners by setting
 ``PYNENC_CONFORMANCE_BACKEND`` to its name and, if it needs settings,
-``PYNENC_CONFORMANCE_BACKEND_FIELDS`` to a JSON object of them (README "Writing
-a backend").
+``PYNENC_CONFORMANCE_BACKEND_FIELDS`` to a JSON object of them (docs/backends.md,
+"Writing a backend").
 Each pair carries the marks of what it needs (pyproject ``markers``): a Redis
 backend ``redis`` (the session's redis-server), the real-Ray MultiThreadRunner
 ``ray`` too; memory ThreadRunner and MultiThreadRunner-local (``ray_local_mode``,

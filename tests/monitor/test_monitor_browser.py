@@ -4,7 +4,7 @@ throwaway redis-server, a ThreadRunner and the conformance tasks make real
 work; the test loads the main page, filters it, opens the failed invocation
 and reads its traceback, and opens the timeline, saving a screenshot of each
 view under its tmp dir, and (with PYNENC_UPDATE_DOCS=1) the main view as
-docs/monitor.png, the picture in the README."""
+docs/monitor.png, the picture in the README and docs/operations.md."""
 
 from __future__ import annotations
 

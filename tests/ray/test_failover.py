@@ -18,7 +18,7 @@ a replica; the runner, its actors and the producer find it and go on.
   new master holds ends final.
 
 Executions are counted outside Redis (tests/ray/test_host_faults.py: Runs); each
-scenario prints a ``FAULT TIMES`` line for the README and the issue note.
+scenario prints a ``FAULT TIMES`` line for docs/operations.md and the issue note.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Ray worker nodes and a producer, each on a host of its own):
 Executions are counted outside Redis: each run of ``tracked`` writes a start and
 an end line (key, host, pid, time) to a file every host sees. Each scenario
 prints one ``FAULT TIMES`` line: the time from the fault to its detection and to
-every invocation final (the figures README "Running in production" quotes).
+every invocation final (the figures docs/operations.md quotes).
 Every clock read here is the one kernel's (the hosts share it): the test's
 ``time.time()``, the task lines and Redis' history timestamps compare directly.
 """
@@ -210,7 +210,7 @@ def ray_worker_logs(hosts: RayHosts, host: str) -> str:
 
 
 def report(scenario: str, **figures: float | str | None) -> None:
-    """The scenario's line of measured times, for the issue note and the README."""
+    """The scenario's line of measured times, for the issue note and docs/operations.md."""
     shown = ", ".join(f"{k} {v:.1f} s" if isinstance(v, float) else f"{k} {v}"
                       for k, v in figures.items())
     print(f"\nFAULT TIMES {scenario}: {shown}")

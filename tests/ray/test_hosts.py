@@ -61,7 +61,7 @@ def _poll(producer, cond, timeout: float, interval: float = 0.3):
 
 @pytest.mark.timeout(240)
 def test_a_burst_from_the_client_host_is_served_by_actors_on_both_worker_hosts(ray_hosts):
-    assert ray_hosts.token_auth_off, ray_hosts.said["head"]  # as README says of `ray start`
+    assert ray_hosts.token_auth_off, ray_hosts.said["head"]  # as docs/ray.md says of `ray start`
     app_id = unique_app_id("hosts")
     runner = ray_hosts.start_runner(app_id, **RUNNER)
     producer = ray_hosts.producer(app_id)

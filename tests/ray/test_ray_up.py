@@ -89,8 +89,9 @@ def test_ray_up_exec_submit_down_on_a_local_provider_config(ray_up_result):
     assert r["project_copied"], r  # file_mounts rsynced the checkout, without .venv and .git
     assert any("installed /root/pynenc-ray[ray]" in ln for ln in r["setup_lines"]), r["setup_lines"]
     assert r["bootstrap_files"] == ["ray_bootstrap_config.yaml", "ray_bootstrap_key.pem"]
-    # As the README says: `ray start` leaves token authentication off (no token made).
-    assert r["ray_auth_token_file"] is False, "Ray now makes a token on `ray start`: update README"
+    # As docs/ray.md says: `ray start` leaves token authentication off (no token made).
+    assert r["ray_auth_token_file"] is False, \
+        "Ray now makes a token on `ray start`: update docs/ray.md"
 
     # Redis: started by the setup, with a password, on the test's port.
     redis = r["redis"]

@@ -71,7 +71,7 @@ class HeadNode:
 
     def job(self, *args: str) -> subprocess.CompletedProcess:
         """`ray job ...` against the dashboard; Ray's job CLI sends the token only
-        with RAY_AUTH_MODE=token (the README says so too)."""
+        with RAY_AUTH_MODE=token (docs/ray.md says so too)."""
         return subprocess.run([str(BIN / "ray"), "job", *args[:1], "--address",
                                f"http://127.0.0.1:{self.dashboard}", *args[1:]],
                               env={**self.env, "RAY_AUTH_MODE": "token"}, capture_output=True,

@@ -1,4 +1,4 @@
-"""The README's "How it works" walk stays true: ``add(1, 2).result`` on Redis runs
+"""The "How it works" walk of docs/how-it-works.md stays true: ``add(1, 2).result`` on Redis runs
 code in at most six of the package's Python files on the caller's side (the
 calling thread and this process's result listener), steady state."""
 

@@ -1,4 +1,4 @@
-"""Module-level functions and the README's example middleware, for test_middleware."""
+"""Module-level functions and the docs' example middleware, for test_middleware."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def boom() -> None:
 
 
 class FailureCounter(Middleware):
-    """Counts final failures per task (the README's example)."""
+    """Counts final failures per task (the docs' example)."""
 
     def __init__(self) -> None:
         self.failures: Counter[str] = Counter()

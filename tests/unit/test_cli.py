@@ -188,13 +188,13 @@ def test_a_persistent_process_runners_workers_log_as_it_does(tmp_path):
     assert "SIGINT received, stopping" in out, out
 
 
-def test_readme_config_reference_is_current():
-    """Regenerate with `pynenc-ray config reference --write README.md`."""
+def test_the_docs_config_reference_is_current():
+    """Regenerate with `pynenc-ray config reference --write docs/configuration.md`."""
     from pynenc_ray.config_reference import END, START, reference
 
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs/configuration.md").read_text()
     block = text[text.index(START):text.index(END) + len(END)]
-    assert block == reference(), "README's config reference is stale: regenerate it"
+    assert block == reference(), "the docs' config reference is stale: regenerate it"
     for field in ("runner_cls", "max_threads", "num_processes", "idle_timeout_process_sec"):
         assert f"`{field}`" in block
 

@@ -479,7 +479,7 @@ def test_multithread_runner_autoscales_by_default_and_config_show_says_so():
     assert cfg.show()["runner"]["enforce_max_processes"] is False
 
 
-# -- Pynenc's spellings (README "Coming from Pynenc") ------------------------------------------
+# -- Pynenc's spellings (docs/coming-from.md) ------------------------------------------
 
 
 def test_pynenc_spellings_of_the_config_file(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""The examples named in the README run and print real results."""
+"""The example scripts the docs name run and print real results."""
 
 from __future__ import annotations
 
