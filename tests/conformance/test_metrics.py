@@ -79,3 +79,35 @@ def test_deaths_and_the_poison_failure_of_a_task_that_kills_its_worker(app):
         assert value(f, "pynenc_deaths_total") == 3
         assert value(f, "pynenc_reroutes_total") == 3
         assert value(f, "pynenc_run_seconds_count", task=killer) is None  # never ran to the end
+
+
+@pytest.mark.slow
+@pytest.mark.only(runners=["MultiThreadRunner"])
+def test_ray_exports_the_actors_counts_under_the_names_the_docs_give(app):
+    """Ray's own endpoint (the node's metrics export port) shows the actors'
+    counter as ray_pynenc_invocations_total and the runner's gauges as
+    ray_pynenc_*, as docs/operations.md says (Ray reports every few seconds)."""
+    import ray
+
+    [node] = [n for n in ray.nodes() if n["Alive"]]
+    url = f"http://127.0.0.1:{node['MetricsExportPort']}/metrics"
+    add = tasks.add.task_id
+
+    def exported() -> dict[str, Any]:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            text = reply.read().decode()
+        return {f.name: f for f in text_string_to_metric_families(text)
+                if f.name.startswith("ray_pynenc_")}
+
+    with running(app):
+        assert list(tasks.add.parallelize([(i, 1) for i in range(4)]).results) == [1, 2, 3, 4]
+
+        def counted() -> bool:
+            family = exported().get("ray_pynenc_invocations")
+            return family is not None and any(
+                s.name == "ray_pynenc_invocations_total" and s.labels.get("task") == add
+                and s.labels.get("outcome") == "success" and s.value >= 4
+                for s in family.samples)
+        assert wait_for(counted, 90), sorted(exported())
+        gauges = {"ray_pynenc_queue_depth", "ray_pynenc_actors", "ray_pynenc_active_threads"}
+        assert wait_for(lambda: gauges <= set(exported()), 90), sorted(exported())
