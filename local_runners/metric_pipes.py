@@ -8,8 +8,11 @@ worker exits (one message for many runs: a message per run cost a worker about
 half again its CPU per task); the runner reads every pipe on one thread
 (``PipeReader``) into its tally. A pipe each, not one queue shared: a worker
 SIGKILLed mid-send can hold no lock that the others need, and its pipe simply
-ends. A worker killed loses what it had not sent, at most SEND_EVERY_SEC of
-counts; what it sent stays counted.
+ends (what it cut short is dropped with it). A worker killed loses what it had
+not sent, at most SEND_EVERY_SEC of counts; what it sent stays counted. One
+case can stall the reading: a message cut short while a process the worker
+forked still holds the pipe's sending end (the read waits for the rest); the
+workers never block on it (see PipeSink).
 """
 
 from __future__ import annotations
@@ -25,47 +28,51 @@ from pynenc_ray.metrics.tally import OUTCOMES, ROW_LEN, Counts, Tally
 log = logging.getLogger("pynenc_ray.runner.metrics")
 READ_WAIT_SEC = 0.2  # a pipe opened meanwhile is read from within this
 SEND_EVERY_SEC = 0.2  # a worker sends what it counted this often (one message, not one a run)
+CLOSE_WAIT_SEC = 1.0  # an exiting worker waits this long at most for its last send
 
 
 class PipeSink:
-    """A worker's side (a ``Sink``): counts gather here and go to the runner as
-    one message every SEND_EVERY_SEC, from a thread of their own, and at
-    ``close``. After the runner is gone, counts are dropped."""
+    """A worker's side (a ``Sink``): counts gather in ``tally`` and go to the
+    runner as one message every SEND_EVERY_SEC, from a thread of their own,
+    which sends once more at ``close``. Only that thread sends, so a pipe the
+    runner no longer reads (full) blocks that daemon thread alone: ``close``
+    waits CLOSE_WAIT_SEC for it at most, and the worker exits. After the runner
+    is gone, counts are dropped."""
 
     def __init__(self, conn: Any):
         self._conn: Any = conn
-        self._pending = Tally()
-        self._lock = threading.Lock()  # one send at a time
+        self.tally = Tally()  # what goes out with the next send (a worker's reroutes too)
         self._closed = threading.Event()
-        threading.Thread(target=self._send_every, name="pynenc-metric-pipe",
-                         daemon=True).start()
+        self._thread = threading.Thread(target=self._send_every, name="pynenc-metric-pipe",
+                                        daemon=True)
+        self._thread.start()
 
     def count(self, task_id: str, outcome: str, seconds: float | None) -> None:
         """Count one run's end; it goes out with the next send."""
-        self._pending.count(task_id, outcome, seconds)
+        self.tally.count(task_id, outcome, seconds)
 
     def close(self) -> None:
-        """Send what is left and close the pipe (the worker is exiting)."""
+        """Send what is left and close the pipe (the worker is exiting); gives up
+        after CLOSE_WAIT_SEC if the runner does not read."""
         self._closed.set()
-        self._send()
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._thread.join(CLOSE_WAIT_SEC)
 
     def _send_every(self) -> None:
         while not self._closed.wait(SEND_EVERY_SEC):
             self._send()
+        self._send()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _send(self) -> None:
-        with self._lock:
-            counts = self._pending.take()
-            if counts is None or self._conn is None:
-                return
-            try:
-                self._conn.send(counts)
-            except OSError:  # the runner is gone (its end closed): nobody counts any more
-                self._conn = None
+        counts = self.tally.take()
+        if counts is None or self._conn is None:
+            return
+        try:
+            self._conn.send(counts)
+        except OSError:  # the runner is gone (its end closed): nobody counts any more
+            self._conn = None
 
 
 class PipeReader:
@@ -93,33 +100,36 @@ class PipeReader:
         self._closing.set()
         self._thread.join(5)
         with self._lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
 
     def _read(self) -> None:
         while True:
             closing = self._closing.is_set()
             with self._lock:
                 readers = list(self._readers)
-            for conn in multiprocessing.connection.wait(readers, 0 if closing else READ_WAIT_SEC):
-                self._take(conn)
+            try:
+                for conn in multiprocessing.connection.wait(readers,
+                                                            0 if closing else READ_WAIT_SEC):
+                    self._take(conn)
+            except Exception:  # never let one bad pipe end the reading of all the others
+                log.exception("reading the workers' metric pipes; going on")
             if closing:
                 return
 
     def _take(self, conn: Any) -> None:
-        """Count what ``conn`` holds; forget it once its worker has closed it."""
+        """Count what ``conn`` holds; forget it once its worker has closed it, or
+        once it sent what is not a message (a worker killed mid-send)."""
         try:
             while conn.poll():
                 self._count(conn.recv())
-        except (EOFError, OSError):
+        except Exception as exc:  # EOFError (closed), OSError, a message cut short
+            if not isinstance(exc, EOFError):
+                log.debug("dropped a worker's metric pipe: %s", exc)
             with self._lock:
-                self._readers.remove(conn)
-            conn.close()
-        except Exception as exc:  # a half-sent message of a worker killed mid-send
-            log.debug("dropped a worker's metric pipe: %s", exc)
-            with self._lock:
-                self._readers.remove(conn)
+                if conn in self._readers:
+                    self._readers.remove(conn)
             conn.close()
 
     def _count(self, message: Any) -> None:

@@ -179,9 +179,11 @@ class PersistentProcessRunner(BaseRunner):
         p = self._ctx.Process(target=_worker_main,
                               args=(self._spec, wid, os.getpid(), state, counts),
                               name=f"pynenc-worker-{slot}", daemon=False)
-        p.start()
-        if counts is not None:
-            counts.close()  # the worker has its own copy
+        try:
+            p.start()
+        finally:
+            if counts is not None:
+                counts.close()  # the worker has its own copy (or none: then the pipe ends)
         self._states[wid] = state
         (self._extras if extra else self._workers)[slot] = _Handle(wid, p)
         self._beat_worker(wid, p.pid)
@@ -664,7 +666,8 @@ def _worker_main(spec: ParentSpec, worker_id: str, parent_pid: int,
         conf = PersistentProcessRunnerConfig.model_validate(conf.model_dump())
     worker = _Worker(app, conf, worker_id, state)
     sink = PipeSink(counts) if counts is not None else None
-    if sink is not None:
+    if sink is not None:  # its runs, and its own hand-backs (reroute), go to the runner
+        worker.tally = sink.tally
         recorder_for(app).watch(worker_id, sink)
     worker.guard_backend(app.backend)
     signal.signal(signal.SIGALRM, worker.on_signal)

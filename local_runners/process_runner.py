@@ -113,9 +113,11 @@ class ProcessRunner(BaseRunner):
                 p = self._ctx.Process(target=_child_main,
                                       args=(self._spec, self.runner_id, os.getpid(), c, counts),
                                       name=f"pynenc-{c.invocation_id[:8]}", daemon=True)
-                p.start()
-                if counts is not None:
-                    counts.close()  # the child has its own copy
+                try:
+                    p.start()
+                finally:
+                    if counts is not None:
+                        counts.close()  # the child has its own copy (or none: the pipe ends)
                 self._children[c.invocation_id] = _Child(
                     p, c, timeout_sec=time_limit(self.app, self.app.get_task(c.task_id), c))
 
@@ -227,8 +229,11 @@ def _child_main(spec: ParentSpec, runner_id: str, runner_pid: int, claimed: Clai
         recorder_for(app).watch(runner_id, sink)
     agent = _ChildAgent(app, app.config.runner, runner_id)
     # a child rides out backend outages for as long as its runner lives (it dies with it)
-    with patience.patient(threading.Event()):
-        run_invocation(app, agent, claimed, f"{os.getpid()}", app.get_task(claimed.task_id))
-    if sink is not None:
-        sink.close()
+    try:
+        with patience.patient(threading.Event()):
+            run_invocation(app, agent, claimed, f"{os.getpid()}",
+                           app.get_task(claimed.task_id))
+    finally:
+        if sink is not None:
+            sink.close()
     app.backend.close()

@@ -36,13 +36,19 @@ def _default(model: type[BaseModel], name: str) -> str:
     return repr(model.model_fields[name].get_default(call_default_factory=True))
 
 
+def _text(description: str) -> str:
+    """A description as table-cell text: an angle-bracketed word is not a tag,
+    and a pipe does not end the cell."""
+    return description.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
 def _table(model: type[BaseModel], names: list[str], env: str) -> list[str]:
     rows = ["| field | type (bound) | default | env | description |", "|---|---|---|---|---|"]
     for name in names:
         f = model.model_fields[name]
         rows.append(f"| `{name}` | `{_type(model, name)}`{_bounds(model, name)} | "
                     f"`{_default(model, name)}` | "
-                    f"`{env}{name.upper()}` | {f.description or ''} |")
+                    f"`{env}{name.upper()}` | {_text(f.description or '')} |")
     return rows
 
 

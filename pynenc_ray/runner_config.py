@@ -45,8 +45,8 @@ class RunnerConfig(BaseModel):
     runner_dead_after_sec: float = Field(10.0, gt=0, description="Silence after which a runner's work is rerouted by a live runner")
     max_reroutes: int = Field(3, ge=0, description="Reroutes after which an invocation fails as poison")
     queues: QueueList = Field(default_factory=lambda: [DEFAULT_QUEUE], description="Queues this runner takes work from, highest priority first across them (env: a JSON list, '[\"default\", \"gpu\"]')")
-    metrics_port: int | None = Field(None, ge=0, le=65535, description="Serve Prometheus metrics at http://<metrics_host>:<port>/metrics while the runner runs (one endpoint per runner, its workers and actors included); unset = off; 0 = a free port, logged")
-    metrics_host: str = Field("127.0.0.1", min_length=1, description="Address the metrics endpoint binds: 0.0.0.0 (or the host's address) for a Prometheus on another machine")
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="Serve Prometheus metrics at http://HOST:PORT/metrics (HOST is metrics_host) while the runner runs, one endpoint per runner, its workers and actors included; unset = off; 0 = a free port, logged")
+    metrics_host: str = Field("127.0.0.1", pattern=r"^[A-Za-z0-9_.:-]+$", description="Address the metrics endpoint binds (an IP address or host name, no scheme or port): 0.0.0.0 (or the host's address) for a Prometheus on another machine")
 
 
 class ThreadRunnerConfig(RunnerConfig):

@@ -20,7 +20,6 @@ Metric names (each starts with ``pynenc_``):
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -114,8 +113,11 @@ class RunnerCollector:
             with patience.patient(give_up):
                 backend = self.source.app.backend
                 depths, scheduled = backend.queue_depths(), backend.scheduled_depths()
-        except PynencError as exc:
-            log.debug("metrics scrape could not read the backend: %s", exc)
+        except Exception as exc:  # whatever it is, the rest of the scrape is still served
+            if isinstance(exc, PynencError):
+                log.debug("metrics scrape could not read the backend: %s", exc)
+            else:
+                log.warning("metrics scrape: reading the backend raised %r", exc)
             yield gauge("pynenc_backend_up", "1 when this scrape read the backend", value=0)
             return
         finally:
@@ -152,8 +154,8 @@ class MetricsServer:
         except OSError as exc:
             raise ConfigError(
                 f"runner.metrics_port {self.port} on metrics_host {self.host!r} cannot be "
-                f"served ({os.strerror(exc.errno) if exc.errno else exc}): pick a free port "
-                "(0 picks one), or set metrics_host to an address of this machine") from exc
+                f"served ({exc.strerror or exc}): pick a free port (0 picks one), or set "
+                "metrics_host to an address of this machine") from exc
         self.port = self._server.server_port
         log.info("runner %s serves metrics on http://%s:%d/metrics", self.source.runner_id,
                  self.host, self.port)

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from ..metrics.recorder import recorder_for
-from ..metrics.tally import Tally
 from ..runner_config import DEFAULT_POOL, MultiThreadRunnerConfig, ThreadRunnerConfig
 from .base import load_runner_class
 
@@ -64,8 +63,10 @@ class ActorHost:
     is the pool the actor belongs to and ``runner_fields`` what that pool sets
     for the hosted ThreadRunner over the runner's fields (its queues and
     threads). ``runner_cls`` names the hosted runner (a registered name or ``module:Class``
-    of a ThreadRunner subclass). Raises ConfigError when the app or the runner
-    class cannot be loaded; ValueError when given neither ``app`` nor ``app_path``;
+    of a ThreadRunner subclass). ``count_runs``: the runner serves metrics, so
+    the hosted runner's counts go to it with each ``stats``. Raises ConfigError
+    when the app or the runner class cannot be loaded; ValueError when given
+    neither ``app`` nor ``app_path``;
     pydantic's ValidationError for ``runner_fields`` a ThreadRunner does not take.
     """
 
@@ -73,7 +74,7 @@ class ActorHost:
 
     def __init__(self, name: str, parent_id: str, app: Any = None, app_path: str | None = None,
                  config: dict[str, Any] | None = None, pool: str = DEFAULT_POOL,
-                 runner_fields: Mapping[str, Any] | None = None):
+                 runner_fields: Mapping[str, Any] | None = None, count_runs: bool = False):
         if app is None:
             from local_runners.child import ParentSpec, load_app
 
@@ -88,11 +89,11 @@ class ActorHost:
         self.runner.runner_id = f"{parent_id}/{name}"
         with _POOL_LOCK:
             _POOL_OF[self.runner.runner_id] = pool
-        # counted here and reported with stats when the runner serves metrics
-        self.tally: Tally | None = None
-        if app.config.runner.metrics_port is not None:
-            self.tally = Tally()
-            recorder_for(app).watch(self.runner.runner_id, self.tally)
+        # count_runs: the parent serves metrics; the hosted runner's tally (its runs,
+        # reroutes and recoveries) is reported with stats
+        self.count_runs = count_runs
+        if count_runs:
+            recorder_for(app).watch(self.runner.runner_id, self.runner.tally)
         self._thread = threading.Thread(target=self.runner.run, name=f"host-{name}", daemon=True)
         self._thread.start()
 
@@ -101,7 +102,7 @@ class ActorHost:
     def stats(self) -> dict[str, Any]:
         """Active threads, how long the actor has had nothing to do, and (when the
         runner serves metrics) the counts of its runs so far."""
-        return {"counts": self.tally.counts() if self.tally is not None else None,
+        return {"counts": self.runner.tally.counts() if self.count_runs else None,
                 "name": self.name, "runner_id": self.runner.runner_id,
                 "active_threads": self.runner.active_threads, "idle_sec": self.runner.idle_sec,
                 "running": self._thread.is_alive(),
@@ -129,7 +130,7 @@ class ActorHost:
         self._thread.join(timeout)
         with _POOL_LOCK:
             _POOL_OF.pop(self.runner.runner_id, None)
-        if self.tally is not None:
+        if self.count_runs:
             recorder_for(self.app).unwatch(self.runner.runner_id)
         return not self._thread.is_alive()
 

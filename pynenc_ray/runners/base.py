@@ -199,12 +199,14 @@ class BaseRunner(abc.ABC):
         server = MetricsServer(self, self.conf.metrics_host, self.conf.metrics_port)
         server.start()
         self.metrics_port = server.port
-        recorder = recorder_for(self.app)
-        recorder.watch(self.runner_id, self.tally)
+        recorder = None
         try:
+            recorder = recorder_for(self.app)
+            recorder.watch(self.runner_id, self.tally)
             yield
         finally:
-            recorder.unwatch(self.runner_id)
+            if recorder is not None:
+                recorder.unwatch(self.runner_id)
             server.close()
             self.metrics_port = None
 

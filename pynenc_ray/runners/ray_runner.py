@@ -19,6 +19,7 @@ import itertools
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -209,6 +210,7 @@ class MultiThreadRunner(BaseRunner):
         self._gauges: dict[str, Any] = {}
         self._requested: list[dict[str, float]] = []  # the bundles last asked of the autoscaler
         self._gone_counts = Counts()  # the last counts reported by actors since gone
+        self._counts_lock = threading.Lock()  # an actor leaves and a scrape reads, one at a time
         # each pool's record; max_processes 0 is resolved from the cluster at start
         self.pools: dict[str, PoolState] = {p.name: PoolState(p, p.max_processes)
                                             for p in conf.effective_pools()}
@@ -229,11 +231,12 @@ class MultiThreadRunner(BaseRunner):
     def metric_counts(self) -> Counts:
         """Its own counts (reroutes), each actor's last report, and those of actors gone."""
         total = self.tally.counts()
-        total.add(self._gone_counts)
-        for actor in list(self.actors.values()):
-            counts = (actor.report or {}).get("counts")
-            if isinstance(counts, Counts):
-                total.add(counts)
+        with self._counts_lock:  # not between an actor's leaving and its counts' keeping
+            total.add(self._gone_counts)
+            for actor in list(self.actors.values()):
+                counts = (actor.report or {}).get("counts")
+                if isinstance(counts, Counts):
+                    total.add(counts)
         return total
 
     @override
@@ -420,7 +423,8 @@ class MultiThreadRunner(BaseRunner):
             name = actor_name(self.app.app_id, runner_tail, pool.name, next(self._names))
             if self.local:
                 host = self.host_cls(name, self.runner_id, app=self.app, pool=pool.name,
-                                     runner_fields=thread_fields(pool.conf))
+                                     runner_fields=thread_fields(pool.conf),
+                                     count_runs=self.conf.metrics_port is not None)
                 actor: _Actor = _LocalActor(name, host)
             else:
                 actor = _RayActor(name, f"{self.runner_id}/{name}", self._ray,
@@ -433,7 +437,8 @@ class MultiThreadRunner(BaseRunner):
         app_path, config = self._spec
         return self._actor_cls.options(
             name=name, max_concurrency=4, **actor_options(pool.conf), **self._placement(),
-        ).remote(name, self.runner_id, None, app_path, config, pool.name, thread_fields(pool.conf))
+        ).remote(name, self.runner_id, None, app_path, config, pool.name, thread_fields(pool.conf),
+                 self.conf.metrics_port is not None)
 
     def _placement(self) -> dict[str, Any]:
         """Where Ray may place actors: anywhere, unless the backend is one
@@ -464,10 +469,11 @@ class MultiThreadRunner(BaseRunner):
         lives on out of this runner's sight (its node cut off from the head but
         not from Redis) has its claims and heartbeats refused from now on, and
         stops itself, so its work runs only where it is rerouted to."""
-        self.actors.pop(actor.name, None)
-        counts = (actor.report or {}).get("counts")
-        if isinstance(counts, Counts):
-            self._gone_counts.add(counts)
+        with self._counts_lock:  # its counts move to the gone ones as it leaves, in one step
+            self.actors.pop(actor.name, None)
+            counts = (actor.report or {}).get("counts")
+            if isinstance(counts, Counts):
+                self._gone_counts.add(counts)
         ids = self.reroute(actor.runner_id, died=died, fence=died)
         self.app.backend.remove_runner(actor.runner_id)
         if ids:

@@ -5,7 +5,9 @@ the worker pipes' reader, the recorder's bookkeeping, and the endpoint's errors.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import socket
+import struct
 from typing import Any
 
 import pytest
@@ -134,16 +136,31 @@ def test_the_pipe_reader_counts_what_workers_send_and_drops_what_is_not_a_count(
         for junk in bad:
             send.send(junk)
         sink.count("t", "FAILED", None)
+        sink.tally.rerouted(2, died=True)  # a worker's own hand-backs go the same way
         sink.close()  # sends what is left
         assert wait_for(lambda: tally.counts().ends == {("t", "SUCCESS"): 2, ("t", "FAILED"): 1},
                         5)
         assert sum(tally.counts().runs["t"][:-1]) == 2
-        assert tally.counts().reroutes == 0
-        other = reader.open()
-        other.send_bytes(b"\x80\x04not a pickle")  # a half-sent message: that pipe is dropped
-        PipeSink(other).close()
+        assert (tally.counts().reroutes, tally.counts().deaths) == (2, 2)
+        # a worker killed mid-send: a message cut short, then its pipe ends
+        cut = reader.open()
+        os.write(cut.fileno(), struct.pack("!i", 1000) + b"\x80\x05only part")
+        cut.close()
+        after = reader.open()
+        PipeSink(after).count("u", "SUCCESS", 0.1)  # another worker's counts still arrive
+        assert wait_for(lambda: ("u", "SUCCESS") in tally.counts().ends, 5)
     finally:
         reader.close()
+
+
+def test_a_worker_exits_although_its_runner_no_longer_reads_its_pipe():
+    receive, send = multiprocessing.get_context("spawn").Pipe(duplex=False)
+    sink = PipeSink(send)
+    for i in range(5000):  # one message far over what a pipe buffers (64 KiB on Linux)
+        sink.count(f"task-{i}", "SUCCESS", 0.01)
+    assert wait_for(lambda: not sink.tally.counts().ends, 5)  # taken: its send has begun
+    sink.close()  # returns within CLOSE_WAIT_SEC, the blocked send left to its daemon thread
+    receive.close()
 
 
 def test_the_recorder_counts_only_watched_runners_and_is_quick():
@@ -172,11 +189,22 @@ def test_metrics_are_off_by_default_and_the_port_is_freed_at_the_stop():
         assert runner.metrics_port is None
     assert not any(isinstance(m, Recorder) for m in app.middleware)
     app.reconfigure(runner={"metrics_port": 0})
-    with running(app) as runner:
-        port = runner.metrics_port
-        assert port and recorder_for(app) is recorder_for(app)  # one per app
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", port))  # free again
+    for _ in range(2):
+        with running(app) as runner:
+            port = runner.metrics_port
+            assert port
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))  # free again
+    assert sum(isinstance(m, Recorder) for m in app.middleware) == 1  # one per app
+    assert recorder_for(app) in app.middleware
+
+
+def test_a_metrics_host_that_is_not_an_address_is_refused_by_the_config():
+    app = Pynenc(app_id=unique_app_id("metrics"), backend="memory")
+    for host in ("http://0.0.0.0", " 0.0.0.0", "host:9100/metrics"):
+        with pytest.raises(ConfigError, match="metrics_host"):
+            app.reconfigure(runner={"metrics_port": 0, "metrics_host": host})
+            app.runner
 
 
 def test_the_grafana_dashboard_queries_only_metrics_the_runners_serve():

@@ -194,3 +194,13 @@ def test_the_metrics_keep_counting_what_retired_actors_ran(app):
         assert wait_for(lambda: runner.metric_counts().ends.get((sleep, "SUCCESS")) == 16, 5), \
             runner.metric_counts()
         assert sum(runner.metric_counts().runs[sleep][:-1]) == 16
+
+
+def test_the_metrics_count_what_an_actors_own_runner_reroutes(app):
+    """An actor's ThreadRunner hands back and recovers dead runners' work on its
+    own; its tally reaches the runner's metrics with its stats."""
+    app.reconfigure(runner={"metrics_port": 0})
+    with running(app) as runner:
+        [actor] = runner.actors.values()
+        actor.host.runner.tally.rerouted(2, died=True)  # as its recover_dead counts them
+        assert wait_for(lambda: runner.metric_counts().deaths == 2, 5)
