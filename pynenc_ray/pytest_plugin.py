@@ -43,13 +43,18 @@ def pynenc_run() -> Iterator[Callable[..., Any]]:
     variables (hidden until the test ends, named in a warning): what the test
     runs on is what its code and the project's config say, not what a shell
     exported (``PYNENC__BACKEND=redis`` would otherwise run it on that Redis,
-    among whatever is queued there)."""
+    among whatever is queued there). Nor does it serve metrics on the project's
+    ``metrics_port`` (a port a deployed runner may hold, and that two tests
+    could not share) unless the test passes one, e.g. ``runner={"metrics_port": 0}``."""
     with contextlib.ExitStack() as stack:
         def run(app: Any, **fields: Any) -> Any:
             before = app.explicit_fields()  # not the effective config: that holds the env's
             stack.callback(lambda: app.reconfigure(replace=True, **before))
             stack.enter_context(_without_pynenc_environment())
             app.reconfigure(**fields)  # loaded again, without the environment
+            if ("metrics_port" not in (fields.get("runner") or {})
+                    and app.config.runner.metrics_port is not None):
+                app.reconfigure(runner={"metrics_port": None})
             return stack.enter_context(testing.running(app))
         yield run
 

@@ -76,6 +76,16 @@ def test_a_later_test_hides_the_shells_variables_too(pynenc_run):
     assert app.config.settings.result_ttl_sec != 55
 
 
+def test_a_project_metrics_port_is_not_served_by_a_test_unless_it_asks(pynenc_run):
+    app.reconfigure(runner={"metrics_port": 1})  # as a project's config would set it
+    assert pynenc_run(app).metrics_port is None
+    assert add(1, 2).result == 3
+
+
+def test_a_test_that_asks_for_metrics_gets_them(pynenc_run):
+    assert pynenc_run(app, runner={"metrics_port": 0}).metrics_port
+
+
 def test_each_test_gets_the_app_back():
     assert app.config.settings.backend == "memory"
     assert app.config.settings.result_ttl_sec == 55  # the shell's again, outside the fixture
@@ -87,4 +97,4 @@ def test_the_plugin_is_loaded_by_entry_point_and_its_fixtures_work(pytester, mon
     monkeypatch.setenv("PYNENC__RESULT_TTL_SEC", "55")  # the user's shell, for the whole run
     pytester.makepyfile(usertasks=USER_TASKS, test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=10)
