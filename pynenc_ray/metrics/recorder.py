@@ -12,8 +12,12 @@ calling them (see ``MiddlewareStack.slow_hooks``).
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
+
+from typing_extensions import override
 
 from ..middleware import Middleware
 
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
     from ..status import InvocationStatus
 
 OPEN_MAX = 10_000  # runs begun and not yet ended that are remembered (a cancelled one never ends)
+_INSTALLING = threading.Lock()  # one Recorder per app, whichever thread asks first
 
 
 class Sink(Protocol):
@@ -61,7 +66,8 @@ class Recorder(Middleware):
 
     def _begin(self, invocation_id: str, task_id: str, started: float | None) -> None:
         if len(self._open) >= OPEN_MAX:  # drop the oldest: a run that never ended
-            self._open.pop(next(iter(self._open)), None)
+            with contextlib.suppress(RuntimeError, StopIteration):  # (changed meanwhile)
+                self._open.pop(next(iter(self._open)), None)
         self._open[invocation_id] = [task_id, started, None]
 
     def _end(self, runner: Any, invocation_id: str, outcome: str) -> None:
@@ -70,11 +76,13 @@ class Recorder(Middleware):
         if sink is not None and run is not None:
             sink.count(run[0], outcome, run[2])
 
+    @override
     def before_execute(self, app: Any, runner: Any, claimed: Claimed, worker: str) -> None:
         """Note when the body begins."""
         if self._sink(runner) is not None:
             self._begin(claimed.invocation_id, claimed.task_id, time.monotonic())
 
+    @override
     def after_execute(self, app: Any, runner: Any, claimed: Claimed, worker: str,
                       result: Any = None, exc: BaseException | None = None) -> None:
         """Note how long the body took."""
@@ -82,17 +90,20 @@ class Recorder(Middleware):
         if run is not None and run[1] is not None:
             run[2] = time.monotonic() - run[1]
 
+    @override
     def after_failure(self, app: Any, runner: Any, claimed: Claimed, worker: str,
                       exc: BaseException) -> None:
         """Note the task of one refused before it ran (after_finish counts it)."""
         if self._sink(runner) is not None and claimed.invocation_id not in self._open:
             self._begin(claimed.invocation_id, claimed.task_id, None)
 
+    @override
     def after_retry(self, app: Any, runner: Any, claimed: Claimed, worker: str,
                     exc: BaseException, delay_sec: float) -> None:
         """Count a run that ended in a retry."""
         self._end(runner, claimed.invocation_id, "RETRY")
 
+    @override
     def after_finish(self, app: Any, runner: Any, invocation_id: str,
                      status: InvocationStatus, worker: str) -> None:
         """Count a run that ended in a final status."""
@@ -101,9 +112,10 @@ class Recorder(Middleware):
 
 def recorder_for(app: Any) -> Recorder:
     """The app's Recorder, added to its middleware on first use."""
-    for middleware in app.middleware:
-        if isinstance(middleware, Recorder):
-            return middleware
-    recorder = Recorder()
-    app.add_middleware(recorder)
-    return recorder
+    with _INSTALLING:
+        for middleware in app.middleware:
+            if isinstance(middleware, Recorder):
+                return middleware
+        recorder = Recorder()
+        app.add_middleware(recorder)
+        return recorder
