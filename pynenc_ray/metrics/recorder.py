@@ -12,7 +12,6 @@ calling them (see ``MiddlewareStack.slow_hooks``).
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
@@ -49,9 +48,12 @@ class Recorder(Middleware):
 
     def __init__(self) -> None:
         self._sinks: dict[str, Sink] = {}
-        # invocation id -> [its task, when its body began, how long it took]: runs
-        # between their hooks (the times None until known, or for a refused run)
-        self._open: dict[str, list[Any]] = {}
+        # invocation id -> {attempt: [its task, when its body began, how long it took]}:
+        # runs between their hooks (the times None until known, or for a refused
+        # run). By attempt: a retry is queued before its after_retry, so the next
+        # run of the same invocation may begin (another thread) before this one ends
+        self._open: dict[str, dict[int, list[Any]]] = {}
+        self._lock = threading.Lock()
 
     def watch(self, runner_id: str, sink: Sink) -> None:
         """Count the runs of ``runner_id`` into ``sink`` from now on."""
@@ -64,14 +66,23 @@ class Recorder(Middleware):
     def _sink(self, runner: Any) -> Sink | None:
         return self._sinks.get(getattr(runner, "runner_id", ""))
 
-    def _begin(self, invocation_id: str, task_id: str, started: float | None) -> None:
-        if len(self._open) >= OPEN_MAX:  # drop the oldest: a run that never ended
-            with contextlib.suppress(RuntimeError, StopIteration):  # (changed meanwhile)
-                self._open.pop(next(iter(self._open)), None)
-        self._open[invocation_id] = [task_id, started, None]
+    def _begin(self, claimed: Claimed, started: float | None) -> None:
+        with self._lock:
+            if len(self._open) >= OPEN_MAX:  # drop the oldest: a run that never ended
+                self._open.pop(next(iter(self._open)))
+            runs = self._open.setdefault(claimed.invocation_id, {})
+            runs[_attempt(claimed)] = [claimed.task_id, started, None]
 
-    def _end(self, runner: Any, invocation_id: str, outcome: str) -> None:
-        run = self._open.pop(invocation_id, None)
+    def _end(self, runner: Any, invocation_id: str, outcome: str,
+             attempt: int | None = None) -> None:
+        """Count the run ``attempt`` of the invocation (None: its latest) as ended."""
+        with self._lock:
+            runs = self._open.get(invocation_id)
+            if not runs:
+                return
+            run = runs.pop(max(runs) if attempt is None else attempt, None)
+            if not runs:
+                del self._open[invocation_id]
         sink = self._sink(runner)
         if sink is not None and run is not None:
             sink.count(run[0], outcome, run[2])
@@ -80,13 +91,14 @@ class Recorder(Middleware):
     def before_execute(self, app: Any, runner: Any, claimed: Claimed, worker: str) -> None:
         """Note when the body begins."""
         if self._sink(runner) is not None:
-            self._begin(claimed.invocation_id, claimed.task_id, time.monotonic())
+            self._begin(claimed, time.monotonic())
 
     @override
     def after_execute(self, app: Any, runner: Any, claimed: Claimed, worker: str,
                       result: Any = None, exc: BaseException | None = None) -> None:
         """Note how long the body took."""
-        run = self._open.get(claimed.invocation_id)
+        with self._lock:
+            run = self._open.get(claimed.invocation_id, {}).get(_attempt(claimed))
         if run is not None and run[1] is not None:
             run[2] = time.monotonic() - run[1]
 
@@ -94,20 +106,26 @@ class Recorder(Middleware):
     def after_failure(self, app: Any, runner: Any, claimed: Claimed, worker: str,
                       exc: BaseException) -> None:
         """Note the task of one refused before it ran (after_finish counts it)."""
-        if self._sink(runner) is not None and claimed.invocation_id not in self._open:
-            self._begin(claimed.invocation_id, claimed.task_id, None)
+        if (self._sink(runner) is not None
+                and _attempt(claimed) not in self._open.get(claimed.invocation_id, {})):
+            self._begin(claimed, None)
 
     @override
     def after_retry(self, app: Any, runner: Any, claimed: Claimed, worker: str,
                     exc: BaseException, delay_sec: float) -> None:
         """Count a run that ended in a retry."""
-        self._end(runner, claimed.invocation_id, "RETRY")
+        self._end(runner, claimed.invocation_id, "RETRY", _attempt(claimed))
 
     @override
     def after_finish(self, app: Any, runner: Any, invocation_id: str,
                      status: InvocationStatus, worker: str) -> None:
         """Count a run that ended in a final status."""
         self._end(runner, invocation_id, status.value)
+
+
+def _attempt(claimed: Claimed) -> int:
+    """Which run of its invocation this is: one more per retry or death."""
+    return claimed.retries + claimed.deaths
 
 
 def recorder_for(app: Any) -> Recorder:

@@ -183,6 +183,25 @@ def test_the_recorder_counts_only_watched_runners_and_is_quick():
     assert stack.hooks["after_finish"] and not stack.slow_hooks["after_finish"]
 
 
+def test_a_retry_that_runs_again_before_its_after_retry_is_counted_as_two_runs():
+    """Found on a MultiThreadRunner in CI: a retry is queued before after_retry is
+    called, so another thread may begin the next run of the same invocation
+    first; that run's SUCCESS went uncounted (one record per invocation)."""
+    recorder, tally = Recorder(), Tally()
+    runner = type("R", (), {"runner_id": "mine"})()
+    recorder.watch("mine", tally)
+    first, second = Claimed("inv", "t", b"", 0, 0), Claimed("inv", "t", b"", 1, 0)
+    recorder.before_execute(None, runner, first, "w1")
+    recorder.after_execute(None, runner, first, "w1", exc=RuntimeError("flaky"))
+    recorder.before_execute(None, runner, second, "w2")  # queued again: another thread took it
+    recorder.after_retry(None, runner, first, "w1", RuntimeError("flaky"), 0.0)
+    recorder.after_execute(None, runner, second, "w2", result=2)
+    recorder.after_finish(None, runner, "inv", S.SUCCESS, "w2")
+    counts = tally.counts()
+    assert counts.ends == {("t", "RETRY"): 1, ("t", "SUCCESS"): 1}
+    assert sum(counts.runs["t"][:-1]) == 2
+
+
 def test_metrics_are_off_by_default_and_the_port_is_freed_at_the_stop():
     app = Pynenc(app_id=unique_app_id("metrics"), backend="memory")
     with running(app) as runner:
