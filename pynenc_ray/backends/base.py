@@ -1,10 +1,11 @@
 """The backend protocols: what a backend must do, cut by who needs it.
 
-A backend implements all four (``Backend``), as one object sharing one
+A backend implements all five (``Backend``), as one object sharing one
 connection, so that each multi-part step (enqueue, claim, finish, reroute) can
 be atomic; each caller depends only on the one it uses: ``Queue`` (producers,
 runners), ``Results`` (whoever waits for a value), ``Inspection`` (monitor,
-status, timeline, scaling) and ``Coordination`` (runners among themselves).
+status, timeline, scaling), ``Coordination`` (runners among themselves) and
+``Triggers`` (the trigger log that ``pynenc_ray.triggers`` drains).
 A backend is found by name through the ``pynenc_ray.backends`` entry points
 (``backends.registry``); the conformance suite shows it right.
 
@@ -29,14 +30,15 @@ from typing import Any, Protocol
 
 from ..queues import DEFAULT_QUEUE
 from ..status import InvocationStatus
-from .records import Claimed, HistoryEntry, InvocationRecord, NewInvocation
+from .records import Claimed, HistoryEntry, InvocationRecord, NewInvocation, Occurrence
 
 SERVE_DEFAULT = (DEFAULT_QUEUE,)
 FENCE_ALL = ("reroute_owned(fence=True) takes back everything the fenced owner holds: pass no "
              "invocation_ids")
 
 __all__ = ["FENCE_ALL", "SERVE_DEFAULT", "Backend", "Claimed", "Coordination", "HistoryEntry",
-           "Inspection", "InvocationRecord", "NewInvocation", "Queue", "Results",
+           "Inspection", "InvocationRecord", "NewInvocation", "Occurrence", "Queue", "Results",
+           "Triggers",
            "fenced_message", "log_dropped", "reroute_worker"]
 
 
@@ -297,7 +299,35 @@ class Coordination(Protocol):
         """``waiting_on`` of each of these, in one round trip: id -> awaited ids."""
 
 
-class Backend(Queue, Results, Inspection, Coordination, Protocol):
+class Triggers(Protocol):
+    """The trigger log: what a trigger may wait for, written by the backend in the
+    same step as the change it records, so that no runner's death between the
+    two can lose it (``pynenc_ray.triggers`` reads it under a lease). The log
+    holds watched status changes and emitted events, each once, ordered by key."""
+
+    def watch(self, pairs: Iterable[tuple[str, InvocationStatus]]) -> None:
+        """From now on (for ``ttl_sec`` after the last call, which renews it),
+        every move of an invocation of task ``t`` into status ``s`` appends an
+        occurrence, for each ``(t, s)`` in ``pairs``; what is watched already stays."""
+
+    def emit_event(self, name: str, payload: bytes) -> str:
+        """Append an event occurrence; its key."""
+
+    def occurrences(self, after: str, limit: int) -> list[Occurrence]:
+        """Up to ``limit`` occurrences after the one keyed ``after`` ('' for the
+        first kept), oldest first."""
+
+    def trigger_state(self) -> tuple[str, bytes]:
+        """The drainer's saved cursor (the key of the last occurrence it took,
+        '' before any) and its state (b'' before any)."""
+
+    def save_trigger_state(self, expected: str, cursor: str, state: bytes) -> bool:
+        """Store ``cursor`` and ``state`` and drop the occurrences up to ``cursor``
+        when the saved cursor is still ``expected``, in one step; False (nothing
+        stored) when another drainer saved first."""
+
+
+class Backend(Queue, Results, Inspection, Coordination, Triggers, Protocol):
     """Every protocol at once, as one object built from the app's config: what
     ``app.backend`` is. A backend subclasses it to inherit the defaults
     (``finish``, ``finish_and_claim``, ``corrupt``, ``close``, ``check_access``)."""

@@ -30,10 +30,12 @@ from .base import (
     HistoryEntry,
     InvocationRecord,
     NewInvocation,
+    Occurrence,
     fenced_message,
     log_dropped,
     reroute_worker,
 )
+from .trigger_log import MemoryTriggerLog
 
 if TYPE_CHECKING:
     from ..config import EffectiveConfig
@@ -81,6 +83,7 @@ class MemoryBackend(Backend):
         self._cron_marks: dict[str, float] = {}
         # fenced runner -> (who fenced it, monotonic time the fence lapses): see reroute_owned
         self._fenced: dict[str, tuple[str, float]] = {}
+        self._trigger_log = MemoryTriggerLog(ttl_sec)
 
     # -- helpers (lock held) -------------------------------------------------------------
 
@@ -94,7 +97,9 @@ class MemoryBackend(Backend):
         if rec.owner:
             self._owned[rec.owner].add(rec.invocation_id)
         rec.status = new
-        rec.history.append(HistoryEntry(new, runner_id, worker, time.time()))
+        now = time.time()
+        rec.history.append(HistoryEntry(new, runner_id, worker, now))
+        self._trigger_log.status(rec.invocation_id, rec.task_id, new, now)
         if new in FINAL:
             self._final_log.append(rec.invocation_id)
             self._finals.notify_all()
@@ -215,6 +220,7 @@ class MemoryBackend(Backend):
                                        priority=c.priority, running_key=c.running_key,
                                        history=[HistoryEntry(S.REGISTERED, runner_id, worker, now)])
                 self._records[c.invocation_id] = rec
+                self._trigger_log.status(c.invocation_id, c.task_id, S.REGISTERED, now)
                 if push and c.not_before is not None and c.not_before > due_from:
                     heapq.heappush(self._delayed, (c.not_before, c.invocation_id))
                     self._queued.notify_all()  # a waiting claim recomputes when to wake
@@ -329,6 +335,33 @@ class MemoryBackend(Backend):
     def mark_cron(self, task_id: str, due: float) -> None:
         with self._lock:
             self._cron_marks[task_id] = due
+
+    # -- Triggers ------------------------------------------------------------------------
+
+    @override
+    def watch(self, pairs: Iterable[tuple[str, InvocationStatus]]) -> None:
+        with self._lock:
+            self._trigger_log.watch(pairs)
+
+    @override
+    def emit_event(self, name: str, payload: bytes) -> str:
+        with self._lock:
+            return self._trigger_log.event(name, payload)
+
+    @override
+    def occurrences(self, after: str, limit: int) -> list[Occurrence]:
+        with self._lock:
+            return self._trigger_log.after(after, limit)
+
+    @override
+    def trigger_state(self) -> tuple[str, bytes]:
+        with self._lock:
+            return self._trigger_log.saved()
+
+    @override
+    def save_trigger_state(self, expected: str, cursor: str, state: bytes) -> bool:
+        with self._lock:
+            return self._trigger_log.save(expected, cursor, state)
 
     @override
     def cancel(self, invocation_ids: Sequence[str], by: str, worker: str,

@@ -1,6 +1,7 @@
 """What a backend stores and hands out: a call to store (``NewInvocation``), a
-claimed invocation (``Claimed``), a record (``InvocationRecord``) and one entry of
-its status history (``HistoryEntry``). Plain data, the same for every backend."""
+claimed invocation (``Claimed``), a record (``InvocationRecord``), one entry of
+its status history (``HistoryEntry``) and one entry of the trigger log
+(``Occurrence``). Plain data, the same for every backend."""
 
 from __future__ import annotations
 
@@ -75,3 +76,22 @@ class InvocationRecord:
     error: bytes | None = None  # FAILED payload (JSON error document)
     history: list[HistoryEntry] = field(default_factory=list)
     alone: bool = False  # a worker died while running it: to run alone (Claimed.alone)
+
+
+class Occurrence(NamedTuple):
+    """One entry of the trigger log (``Triggers``): a watched status change or an
+    emitted event, written once, in the same backend step as what it records.
+    ``key`` is unique within the app's log and orders it (a cursor for
+    ``occurrences``); ``at`` is the backend's clock (epoch seconds)."""
+
+    key: str
+    at: float
+    kind: str  # STATUS_OCCURRENCE or EVENT_OCCURRENCE
+    invocation_id: str = ""  # a status change: the invocation and its task
+    task_id: str = ""
+    status: str = ""  # the status it entered
+    name: str = ""  # an event: its name and serialized payload
+    payload: bytes = b""
+
+
+STATUS_OCCURRENCE, EVENT_OCCURRENCE = "status", "event"

@@ -214,6 +214,7 @@ SIGNATURES = {s.name: s for s in (
     Signature("cancel", ("by", "worker", "error"), tail="ids"),
     Signature("lease", ("name", "holder", num("ms"))),
     Signature("snapshot", (num("window"),)),
+    Signature("trigger_save", ("expected", "cursor", "state")),
 )}
 
 # each entry point's call builder by name: CALL.enqueue(ttl, runner=..., ...)

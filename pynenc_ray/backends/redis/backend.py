@@ -56,12 +56,15 @@ from ..base import (
     HistoryEntry,
     InvocationRecord,
     NewInvocation,
+    Occurrence,
     reroute_worker,
 )
-from . import connect, replies
+from ..records import EVENT_OCCURRENCE
+from . import connect, replies, trigger_log
 from .arguments import CALL, CLAIM_FIELDS, Finish
 from .entry_points import LuaEntryPoints
 from .listener import ResultListener
+from .trigger_log import OCC_MAX
 
 pack_command: Any  # hiredis's, or None: a dependency (redis[hiredis]), else redis-py packs
 try:
@@ -783,6 +786,57 @@ class RedisBackend(Backend):
     def mark_cron(self, task_id: str, due: float) -> None:
         self._call(lambda: self.client.hset(self.key("cron"), task_id, repr(due)),
                    "record a cron firing")
+
+    # -- Triggers (the log's layout: prelude.lua) ------------------------------------------
+
+    @override
+    def watch(self, pairs: Iterable[tuple[str, InvocationStatus]]) -> None:
+        fields: dict[Any, Any] = {f"{task_id}\t{status.value}": 1 for task_id, status in pairs}
+        if not fields:
+            return
+        def write() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(self.key("watch"), mapping=fields)
+            pipe.expire(self.key("watch"), max(1, int(self.ttl)))
+            pipe.execute()
+        self._call(write, "watch the moves triggers wait for")
+
+    @override
+    def emit_event(self, name: str, payload: bytes) -> str:
+        key = self._call(lambda: self.client.xadd(
+            self.key("occ"), {"kind": EVENT_OCCURRENCE, "name": name, "payload": payload},
+            maxlen=OCC_MAX, approximate=True), "emit an event")
+        return cast(bytes, key).decode()
+
+    @override
+    def occurrences(self, after: str, limit: int) -> list[Occurrence]:
+        start = f"({after}" if after else "-"
+        raw = cast(list[tuple[bytes, dict[bytes, bytes]]], self._call(
+            lambda: self.client.xrange(self.key("occ"), start, "+", count=limit),
+            "read the trigger log"))
+        out: list[Occurrence] = []
+        for entry_id, fields in raw:  # untrusted: an entry that does not read is skipped
+            occ = trigger_log.occurrence(entry_id, fields)
+            if occ is None:
+                log.warning("ignored a trigger log entry that does not read: %r %r",
+                            entry_id, fields)
+            else:
+                out.append(occ)
+        if raw and (not out or out[-1].key != raw[-1][0].decode(errors="replace")):
+            # the last entry was skipped: hand its key on, so the cursor moves past it
+            out.append(Occurrence(raw[-1][0].decode(errors="replace"), 0.0, ""))
+        return out
+
+    @override
+    def trigger_state(self) -> tuple[str, bytes]:
+        cursor, state = cast(list[bytes | None], self._call(lambda: self.client.mget(
+            self.key("trigger:cursor"), self.key("trigger:state")), "read the trigger state"))
+        return (cursor or b"").decode(errors="replace"), state or b""
+
+    @override
+    def save_trigger_state(self, expected: str, cursor: str, state: bytes) -> bool:
+        return bool(self._script(CALL.trigger_save(self.ttl, expected=expected, cursor=cursor,
+                                                   state=state)))
 
     @override
     def cancel(self, invocation_ids: Sequence[str], by: str, worker: str,

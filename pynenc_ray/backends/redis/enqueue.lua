@@ -81,9 +81,11 @@ for _, call in ipairs(A.calls) do
         redis.call('SADD', P .. 'owned:' .. to, id)
         redis.call('RPUSH', P .. 'inbox:' .. to, id)
         count('RUNNING', 1)
+        for _, st in ipairs({'REGISTERED', 'PENDING', 'RUNNING'}) do occurred(id, call.task_id, st) end
       else
         redis.call('HSET', unpack(fields))
         ids[#ids + 1] = id
+        occurred(id, call.task_id, 'REGISTERED')
       end
       if call.registration_key ~= '' then redis.call('SET', P .. 'reg:' .. call.registration_key, id, 'EX', TTL) end
       index[#index + 1] = now

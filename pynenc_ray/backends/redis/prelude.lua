@@ -43,6 +43,15 @@
 --   lease:<name>     STRING  who holds a lease (recovery, cron), with a TTL
 --   cron             HASH  task id -> the last due time its cron schedule fired
 --                          (written by the cron leader, not by these scripts)
+--   watch            HASH  "<task id>\t<status>" -> 1 for each move a trigger waits
+--                          for (pynenc_ray.triggers; expires result_ttl_sec after
+--                          the last runner renewed it)
+--   occ              STREAM the trigger log: one entry per watched move, written by
+--                          the move's own script (kind "status", id, task, st, at),
+--                          and per emitted event (kind "event", name, payload, at);
+--                          capped near OCC_MAX entries
+--   trigger:cursor   STRING the last occ entry the trigger drainer took
+--   trigger:state    STRING the trigger drainer's state (pending conditions, fired)
 --   owned:<run>      SET   ids a runner owns (PENDING, RUNNING, PAUSED)
 --   fenced:<run>     STRING  the runner that declared runner <run> gone and
 --                          rerouted its work (a fence, see transitions.lua), with
@@ -124,6 +133,7 @@ end
 -- final. A final announced with a small payload (announce) carries it there.
 local FINISHED_KEEP_SEC = 3600  -- how long the finished index keeps an id (recover.lua)
 local delta, finals, inline
+local watching  -- whether the app watches any move (transitions.lua's occurred); nil: unread
 local function count(status, n) delta[status] = (delta[status] or 0) + n end
 local function announce(id, status, payload)
   finals[#finals + 1] = id
@@ -175,5 +185,5 @@ end
 local function begin(keys, A)
   P = keys[1]
   TTL = A.ttl
-  delta, finals, inline, server_now = {}, {}, {}, nil
+  delta, finals, inline, server_now, watching = {}, {}, {}, nil, nil
 end

@@ -44,6 +44,7 @@ from ...queues import (
 from ...status import CLAIMABLE, FINAL, OWNED, TRANSITIONS, InvocationStatus
 from .arguments import CLAIM_FIELDS, SIGNATURES
 from .listener import INLINE_MAX_BYTES
+from .trigger_log import OCC_MAX
 
 HERE = Path(__file__).parent
 NAMES = tuple(SIGNATURES)  # the entry points, each <name>.lua
@@ -110,7 +111,7 @@ def _lua_tables() -> dict[str, str]:
             "__DEFAULT_QUEUE__": _lua_string(DEFAULT_QUEUE),
             "__DEFAULT_PRIORITY__": str(DEFAULT_PRIORITY),
             "__MIN_PRIORITY__": str(MIN_PRIORITY), "__MAX_PRIORITY__": str(MAX_PRIORITY),
-            "__QUEUE_NAME_MAX__": str(NAME_MAX),
+            "__QUEUE_NAME_MAX__": str(NAME_MAX), "__OCC_MAX__": str(OCC_MAX),
             "__QUEUE_NAME_PATTERN__": _lua_string(_queue_name_pattern())}
 
 

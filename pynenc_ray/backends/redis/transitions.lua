@@ -1,5 +1,6 @@
--- Status changes: the transition rule (check), moving a record through
--- statuses with its history (move), knowing a write sent again was applied
+-- Status changes: the transition rule (check), the trigger log's entry for a
+-- watched move (occurred), moving a record through statuses with its history
+-- (move), knowing a write sent again was applied
 -- already (applied_last), taking an owned invocation back to its queue
 -- (reroute), and the fence that keeps a runner declared gone from taking work
 -- again (fence, refuse_fenced).
@@ -20,6 +21,20 @@ local function check(id, cur, new, owner, actor, recovery)
       tostring(owner) .. '; runner ' .. actor .. ' may not move it to ' .. new})
   end
   return 'APPLY'
+end
+
+-- Append to the trigger log (occ) that id, of task (read when nil), entered
+-- `status`, when a trigger watches that move. The app's watch list is looked
+-- for once per call: a call of an app without triggers pays one EXISTS.
+local OCC_MAX = __OCC_MAX__
+local function occurred(id, task, status)
+  if watching == nil then watching = redis.call('EXISTS', P .. 'watch') == 1 end
+  if not watching then return end
+  task = task or redis.call('HGET', ikey(id), 'task')
+  if task and redis.call('HEXISTS', P .. 'watch', task .. '\t' .. status) == 1 then
+    redis.call('XADD', P .. 'occ', 'MAXLEN', '~', OCC_MAX, '*', 'kind', 'status', 'id', id,
+      'task', task, 'st', status, 'at', string.format('%.6f', clock()))
+  end
 end
 
 -- Move id, whose record `rec` read() returned, from its status to `moves`: one
@@ -53,6 +68,11 @@ local function move(id, rec, moves, runner, worker, owner, f1, v1, f2, v2, f3, v
   redis.call('HSET', unpack(args))
   count(cur, -1)
   count(last, 1)
+  if type(moves) == 'table' then
+    for _, new in ipairs(moves) do occurred(id, rec.task, new) end
+  else
+    occurred(id, rec.task, moves)
+  end
   if rec.rck and OWNED[cur] and not OWNED[last] then release(id, rec.rck) end
 end
 

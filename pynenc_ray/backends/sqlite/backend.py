@@ -33,9 +33,11 @@ from ..base import (
     HistoryEntry,
     InvocationRecord,
     NewInvocation,
+    Occurrence,
     fenced_message,
     reroute_worker,
 )
+from ..records import EVENT_OCCURRENCE
 from . import schema
 from .moves import CLAIMABLE_VALUES, FINAL_VALUES, Tx, final, log_drop, not_found
 
@@ -181,8 +183,7 @@ class SQLiteBackend(Backend):
                     "running_key, registered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (app, c.invocation_id, c.task_id, c.args, S.REGISTERED.value,
                      c.parent_id or None, c.queue, c.priority, c.running_key, now))
-                tx.sql("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)",
-                       (app, c.invocation_id, S.REGISTERED.value, runner_id, worker, now))
+                tx.history(c.invocation_id, S.REGISTERED, runner_id, worker, now, c.task_id)
                 if push and c.not_before is not None and c.not_before > now:
                     tx.delay(c.invocation_id, c.queue, c.not_before)
                 elif push:
@@ -521,6 +522,52 @@ class SQLiteBackend(Backend):
     def mark_cron(self, task_id: str, due: float) -> None:
         with self._write() as tx:
             tx.sql("INSERT OR REPLACE INTO cron VALUES (?, ?, ?)", (self.app_id, task_id, due))
+
+    # -- Triggers ------------------------------------------------------------------------
+
+    @override
+    def watch(self, pairs: Iterable[tuple[str, InvocationStatus]]) -> None:
+        until = time.time() + self.ttl_sec
+        with self._write() as tx:
+            for task_id, status in pairs:
+                tx.sql("INSERT OR REPLACE INTO watched VALUES (?, ?, ?, ?)",
+                       (self.app_id, task_id, status.value, until))
+
+    @override
+    def emit_event(self, name: str, payload: bytes) -> str:
+        with self._write() as tx:
+            pos = tx.sql("INSERT INTO occurrences (app, at, kind, name, payload) "
+                         "VALUES (?, ?, ?, ?, ?) RETURNING pos",
+                         (self.app_id, time.time(), EVENT_OCCURRENCE, name, payload)).fetchone()[0]
+        return f"{pos:020d}"
+
+    @override
+    def occurrences(self, after: str, limit: int) -> list[Occurrence]:
+        with self._read() as tx:
+            rows = tx.sql("SELECT pos, at, kind, id, task_id, status, name, payload "
+                          "FROM occurrences WHERE app=? AND pos>? ORDER BY pos LIMIT ?",
+                          (self.app_id, int(after or 0), limit)).fetchall()
+        return [Occurrence(f"{pos:020d}", at, kind, inv, task, status, name, bytes(payload))
+                for pos, at, kind, inv, task, status, name, payload in rows]
+
+    @override
+    def trigger_state(self) -> tuple[str, bytes]:
+        with self._read() as tx:
+            row = tx.sql("SELECT cursor, state FROM trigger_state WHERE app=?",
+                         (self.app_id,)).fetchone()
+        return (row[0], bytes(row[1])) if row else ("", b"")
+
+    @override
+    def save_trigger_state(self, expected: str, cursor: str, state: bytes) -> bool:
+        with self._write() as tx:
+            row = tx.sql("SELECT cursor FROM trigger_state WHERE app=?", (self.app_id,)).fetchone()
+            if (row[0] if row else "") != expected:
+                return False
+            tx.sql("INSERT OR REPLACE INTO trigger_state VALUES (?, ?, ?)",
+                   (self.app_id, cursor, state))
+            tx.sql("DELETE FROM occurrences WHERE app=? AND pos<=?",
+                   (self.app_id, int(cursor or 0)))
+        return True
 
     @override
     def set_waiting(self, waiter_id: str, awaited: Sequence[str]) -> None:

@@ -57,8 +57,20 @@ class Tx:
         else:
             self.sql("UPDATE inv SET status=?, owner=? WHERE app=? AND id=?",
                      (new.value, owner if new in OWNED else None, self.app, invocation_id))
+        self.history(invocation_id, new, runner_id, worker, now)
+
+    def history(self, invocation_id: str, status: InvocationStatus, runner_id: str, worker: str,
+                now: float, task_id: str | None = None) -> None:
+        """Append a history entry of ``invocation_id`` (of ``task_id``, read when
+        not given) entering ``status``, and its occurrence when that is watched."""
         self.sql("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)",
-                 (self.app, invocation_id, new.value, runner_id, worker, now))
+                 (self.app, invocation_id, status.value, runner_id, worker, now))
+        task = "?" if task_id is not None else "(SELECT task_id FROM inv WHERE app=? AND id=?)"
+        self.sql("INSERT INTO occurrences (app, at, kind, id, task_id, status) "
+                 "SELECT app, ?, 'status', ?, task_id, status FROM watched "
+                 f"WHERE app=? AND status=? AND until>? AND task_id={task}",
+                 (now, invocation_id, self.app, status.value, now,
+                  *((task_id,) if task_id is not None else (self.app, invocation_id))))
 
     def push(self, invocation_id: str, queue: str, priority: int, front: bool = False) -> None:
         """Queue an id at the back (or the front) of its queue's level."""
@@ -191,6 +203,9 @@ class Tx:
             for table in ("inv", "history", "waits", "registered", "delayed"):
                 self.sql(f"DELETE FROM {table} WHERE app=? AND id IN ({marks})", (app, *part))
         self.sql("DELETE FROM fences WHERE app=? AND until<=?", (app, now))
+        # a log no drainer took (no runner of an app with triggers was up)
+        self.sql("DELETE FROM occurrences WHERE app=? AND at<?", (app, now - self.ttl_sec))
+        self.sql("DELETE FROM watched WHERE app=? AND until<=?", (app, now))
 
     # -- reads ---------------------------------------------------------------------------
 

@@ -23,6 +23,21 @@ VERSION = 1  # PRAGMA user_version of a file this code made; another number is r
 # what status's window reads by (an index added after VERSION 1's first files)
 FINAL_AT_INDEX = "inv_final_at ON inv (app, final_at) WHERE final_at IS NOT NULL"
 
+# the trigger log (backends.base.Triggers): watched (task, status) pairs until a
+# time, the occurrences in order (pos, never reused), the drainer's cursor and
+# state. Added after VERSION 1's first files, which get them when next opened.
+TRIGGER_TABLES = """
+CREATE TABLE IF NOT EXISTS watched (app TEXT NOT NULL, task_id TEXT NOT NULL,
+    status TEXT NOT NULL, until REAL NOT NULL, PRIMARY KEY (app, task_id, status)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS occurrences (pos INTEGER PRIMARY KEY AUTOINCREMENT,
+    app TEXT NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL DEFAULT '',
+    task_id TEXT NOT NULL DEFAULT '', status TEXT NOT NULL DEFAULT '',
+    name TEXT NOT NULL DEFAULT '', payload BLOB NOT NULL DEFAULT x'');
+CREATE INDEX IF NOT EXISTS occurrences_app ON occurrences (app, pos);
+CREATE TABLE IF NOT EXISTS trigger_state (app TEXT NOT NULL PRIMARY KEY, cursor TEXT NOT NULL,
+    state BLOB NOT NULL) WITHOUT ROWID;
+"""
+
 TABLES = f"""
 CREATE TABLE IF NOT EXISTS inv (
     app TEXT NOT NULL, id TEXT NOT NULL, task_id TEXT NOT NULL, args BLOB NOT NULL,
@@ -79,7 +94,7 @@ CREATE TABLE IF NOT EXISTS counters (app TEXT NOT NULL, name TEXT NOT NULL,
     value INTEGER NOT NULL, PRIMARY KEY (app, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS waits (app TEXT NOT NULL, id TEXT NOT NULL, awaited TEXT NOT NULL,
     PRIMARY KEY (app, id)) WITHOUT ROWID;
-"""
+{TRIGGER_TABLES}"""
 
 
 def connect(path: str, busy_timeout_sec: float) -> sqlite3.Connection:
@@ -110,10 +125,13 @@ def connect(path: str, busy_timeout_sec: float) -> sqlite3.Connection:
             if version == 0:
                 # one transaction; CREATE ... IF NOT EXISTS lets two first openers race
                 con.executescript(f"BEGIN IMMEDIATE;{TABLES}PRAGMA user_version={VERSION};COMMIT;")
-            elif not con.execute("SELECT 1 FROM sqlite_master WHERE name='inv_final_at'"
-                                 ).fetchone():
-                # a file made before this index (same version): it is added once
-                con.execute(f"CREATE INDEX IF NOT EXISTS {FINAL_AT_INDEX}")
+            else:  # a file made before these were added (same version): added once
+                if not con.execute("SELECT 1 FROM sqlite_master WHERE name='inv_final_at'"
+                                   ).fetchone():
+                    con.execute(f"CREATE INDEX IF NOT EXISTS {FINAL_AT_INDEX}")
+                if not con.execute("SELECT 1 FROM sqlite_master WHERE name='trigger_state'"
+                                   ).fetchone():
+                    con.executescript(f"BEGIN IMMEDIATE;{TRIGGER_TABLES}COMMIT;")
         except BaseException:
             con.close()
             raise
