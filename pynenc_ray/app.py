@@ -49,6 +49,7 @@ R = TypeVar("R")
 
 if TYPE_CHECKING:
     from .runners.base import BaseRunner
+    from .triggers.conditions import Condition
 
 log = logging.getLogger("pynenc_ray.app")
 S = InvocationStatus
@@ -90,6 +91,7 @@ class Pynenc:
         if runner is not None:
             self._explicit["runner"] = dict(runner)
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self._unwatched = False  # a triggered task was registered since the last watch
         self._added_middleware: list[Any] = []
         self._lock = threading.Lock()
         self._backend: Backend | None = None
@@ -119,6 +121,8 @@ class Pynenc:
         if self._backend is not None and key != getattr(self, "_built_for", None):
             self._backend.close()
             self._backend = None
+            # the next backend watches nothing of this process's triggers yet
+            self._unwatched = any(t.options.trigger for t in self.tasks.values())
         self._built_for = key  # a reconfigure that keeps these keeps the backend (and its data)
         self._runner = None
         self.check_mem_compatible()
@@ -261,6 +265,7 @@ class Pynenc:
              running_concurrency: ConcurrencyControlType | str = CC.DISABLED,
              registration_concurrency: ConcurrencyControlType | str = CC.DISABLED,
              key_arguments: Sequence[str] = (), cron: str | None = None,
+             trigger: Condition | None = None, trigger_args: Any = None,
              ) -> TaskDecorator: ...
 
     def task(self, func: Callable[..., Any] | None = None, /, *, max_retries: int = 0,
@@ -270,7 +275,8 @@ class Pynenc:
              queue: str = DEFAULT_QUEUE, priority: int = DEFAULT_PRIORITY,
              running_concurrency: ConcurrencyControlType | str = CC.DISABLED,
              registration_concurrency: ConcurrencyControlType | str = CC.DISABLED,
-             key_arguments: Sequence[str] = (), cron: str | None = None) -> Any:
+             key_arguments: Sequence[str] = (), cron: str | None = None,
+             trigger: Condition | None = None, trigger_args: Any = None) -> Any:
         """``@app.task`` or ``@app.task(max_retries=3, retry_for=(TimeoutError,))``;
         see TaskOptions for the retry schedule. ``queue`` names the queue its
         invocations wait in (runners serve the queues in ``runner.queues``) and
@@ -280,7 +286,10 @@ class Pynenc:
         invocation already registered under the same key (see
         ``pynenc_ray.concurrency``; KEYS names ``key_arguments``). With ``cron``
         (e.g. ``"*/5 * * * *"``) the runners submit a call at each due time, once
-        across all of them (see ``pynenc_ray.cron``). Raises
+        across all of them (see ``pynenc_ray.cron``). With ``trigger`` (a condition
+        of ``pynenc_ray.triggers``, e.g. ``on_status(other, [InvocationStatus.SUCCESS])
+        | on_event("paid")``) a call is submitted once per occurrence that
+        satisfies it, its arguments made as ``trigger_args`` says. Raises
         TaskDefinitionError for an option out of range or a function workers
         could not import."""
         if not isinstance(retry_for, (tuple, list)):
@@ -291,7 +300,8 @@ class Pynenc:
                               retry_backoff, retry_max_delay_sec, retry_jitter, queue, priority,
                               running_concurrency=cast(CC, running_concurrency),
                               registration_concurrency=cast(CC, registration_concurrency),
-                              key_arguments=tuple(key_arguments), cron=cron)
+                              key_arguments=tuple(key_arguments), cron=cron,
+                              trigger=trigger, trigger_args=trigger_args)
 
         def register(f: Callable[P, R]) -> Task[P, R]:  # an async f: Task[P, its result]
             t = Task(self, f, options)
@@ -302,6 +312,8 @@ class Pynenc:
                     f"another function (defined at {where_defined(old.func)}; this one at "
                     f"{where_defined(f)}). Give one of them another name")
             self.tasks[t.task_id] = t
+            if t.options.trigger is not None:
+                self._unwatched = True  # watched from this process's next submit on
             return t
 
         return register(func) if func is not None else register
@@ -413,6 +425,8 @@ class Pynenc:
         chosen = list(ids) if ids is not None else [new_invocation_id() for _ in calls]
         new = [self._new_invocation(task, a, kw, parent, not_before, inv_id)
                for (a, kw), inv_id in zip(calls, chosen)]
+        if self._unwatched:
+            self._watch_triggers()
         hooks = self.middleware.hooks  # tested first: most apps have no enqueue hooks
         if hooks["before_enqueue"]:
             self.middleware.before_enqueue(self, new)
@@ -444,6 +458,31 @@ class Pynenc:
         running_key, registration_key = task.concurrency_keys(args, kwargs)
         return NewInvocation(inv_id, task.task_id, payload, parent or "", opts.queue,
                              opts.priority, not_before, running_key, registration_key)
+
+    def _watch_triggers(self) -> None:
+        """Have the backend log the moves this process's triggered tasks wait for,
+        so a source submitted here is watched from its registration on (runners
+        renew it; ``triggers.engine``)."""
+        from .triggers.engine import watched_pairs
+
+        self.backend.watch(watched_pairs(self))
+        self._unwatched = False
+
+    def emit_event(self, name: str, payload: Any = None) -> str:
+        """Emit the event ``name``: every task with ``on_event(name)`` in its trigger
+        is fired once for it (``payload``, serialized as arguments are, is what
+        ``trigger_args="payload"`` passes on). Returns the event's key in the log.
+        Raises SerializationError for a payload that cannot be serialized (nothing
+        is emitted) and the backend's errors."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"emit_event({name!r}): the event name must be a non-empty string")
+        data = self.serializer.dumps(payload, f"payload of event {name!r}", bind=f"event:{name}")
+        limit = self.config.settings.max_args_bytes
+        if len(data) > limit:
+            raise SerializationError(
+                f"the payload of event {name!r} is {len(data)} bytes serialised, over "
+                f"max_args_bytes={limit}; pass less (a reference to data stored elsewhere)")
+        return self.backend.emit_event(name, data)
 
     def inside_task(self) -> bool:
         """True when called from a task body that this app's runner executes."""

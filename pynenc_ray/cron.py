@@ -1,4 +1,6 @@
-"""Periodic tasks: ``@app.task(cron="*/5 * * * *")`` is submitted at each due time.
+"""Periodic tasks: ``@app.task(cron="*/5 * * * *")`` is submitted at each due time,
+as is a task whose trigger has an ``on_cron`` part that fires it alone (not
+inside an ``&``: those are the trigger drainer's, ``triggers/engine.py``).
 
 Every runner runs this scheduler with its heartbeat; one of them at a time
 holds the ``cron`` lease (renewed each beat, expiring after
@@ -11,7 +13,8 @@ submitted once even when two runners fire it across a lease hand-over.
 Due times missed while no runner was up are not made up one by one: the next
 tick fires the latest one only (a schedule every minute that was down for an
 hour runs once, not sixty times). A schedule seen for the first time starts
-from its next due time.
+from its next due time. A schedule is marked by its task id when it is the
+whole trigger (``cron=``), by ``<task id>#<path>`` when it is a part of one.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from croniter import croniter
+from .triggers.conditions import CRON_KIND, latest_due
+from .triggers.context import Hit, TriggerContext, call_for
+from .triggers.engine import AppSources, cron_parts, triggered_tasks
 
 if TYPE_CHECKING:
     from .runners.app_protocol import RunnerApp
@@ -37,9 +42,7 @@ def due_id(app_id: str, task_id: str, due: float) -> str:
     return uuid.uuid5(_IDS, f"{app_id}|{task_id}|{due!r}").hex
 
 
-def latest_due(expression: str, now: float) -> float:
-    """The most recent due time of ``expression`` at or before ``now`` (epoch seconds)."""
-    return float(croniter(expression, now).get_prev(float))
+__all__ = ["LEASE", "CronScheduler", "due_id", "latest_due"]
 
 
 class CronScheduler:
@@ -51,29 +54,41 @@ class CronScheduler:
 
     def tick(self, now: float | None = None) -> list[str]:
         """Take or renew the lease, then fire what is due; the ids submitted."""
-        tasks = [t for t in self.app.tasks.values() if t.options.cron]
-        if not tasks or not self.app.backend.lease(LEASE, self.runner_id, self.lease_sec):
+        schedules = [(task, f"{task.task_id}#{path}" if path else task.task_id, part.expression)
+                     for task in triggered_tasks(self.app)
+                     for path, part, alone in cron_parts(task) if alone]
+        if not schedules or not self.app.backend.lease(LEASE, self.runner_id, self.lease_sec):
             return []
         now = time.time() if now is None else now
         marks = self.app.backend.cron_marks()
         fired: list[str] = []
-        for task in tasks:
-            fired += self._fire(task, marks.get(task.task_id), now)
+        for task, mark, expression in schedules:
+            fired += self._fire(task, mark, expression, marks.get(mark), now)
         return fired
 
-    def _fire(self, task: Task[Any, Any], last: float | None, now: float) -> list[str]:
-        expression = task.options.cron
-        assert expression is not None
+    def _fire(self, task: Task[Any, Any], mark: str, expression: str, last: float | None,
+              now: float) -> list[str]:
         due = latest_due(expression, now)
         if last is None:  # first seen: start from the next due time
-            self.app.backend.mark_cron(task.task_id, due)
+            self.app.backend.mark_cron(mark, due)
             return []
         if due <= last:
             return []
-        inv_id = due_id(self.app.app_id, task.task_id, due)
-        self.app.submit_calls(task, [((), {})], ids=[inv_id])
-        self.app.backend.mark_cron(task.task_id, due)
-        self.fired += 1
-        log.info("cron: submitted %s for its due time %s (invocation %s)", task.task_id,
-                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(due)), inv_id)
+        inv_id = due_id(self.app.app_id, mark, due)
+        sources = AppSources(self.app)
+        ctx = TriggerContext([Hit(f"cron:{mark}:{due!r}", due, CRON_KIND, name=mark)],
+                             sources.result, sources.arguments, sources.payload)
+        try:
+            call = call_for(task.options.trigger_args, ctx)
+        except Exception as exc:  # the schedule moves on
+            log.error("cron: no call of %s for its due time %s: %s: %s", task.task_id, due,
+                      type(exc).__name__, exc)
+            self.app.backend.mark_cron(mark, due)
+            return []
+        else:
+            self.app.submit_calls(task, [call], ids=[inv_id])
+            self.fired += 1
+            log.info("cron: submitted %s for its due time %s (invocation %s)", task.task_id,
+                     time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(due)), inv_id)
+        self.app.backend.mark_cron(mark, due)
         return [inv_id]

@@ -20,6 +20,8 @@ from .concurrency import ConcurrencyControlType, check_concurrency, concurrency_
 from .errors import TaskArgumentsError, TaskDefinitionError
 from .invocation import Invocation, InvocationGroup, ResultsApp
 from .queues import DEFAULT_PRIORITY, DEFAULT_QUEUE, check_priority, check_queue
+from .triggers.conditions import Condition, OnCron
+from .triggers.context import check_trigger_args
 
 P = ParamSpec("P")  # the task function's parameters
 R = TypeVar("R")  # what it returns
@@ -50,6 +52,9 @@ class TaskOptions:
     registration_concurrency: ConcurrencyControlType = ConcurrencyControlType.DISABLED
     key_arguments: tuple[str, ...] = ()
     cron: str | None = None  # a cron expression: runners submit a call at each due time
+    # what submits a call when it occurs (pynenc_ray.triggers; cron= is on_cron(cron) | it)
+    trigger: Condition | None = None
+    trigger_args: Any = None  # how the call's arguments are made (triggers.context)
 
 
 def _check_options(name: str, options: TaskOptions) -> None:
@@ -127,20 +132,42 @@ def _epoch(name: str, delay_sec: Any, eta: Any) -> float | None:
     return float(eta)
 
 
-def _check_cron(name: str, func: Callable[..., Any], expression: Any) -> None:
+def _check_cron(name: str, expression: Any) -> None:
     """TaskDefinitionError unless ``expression`` is a cron expression croniter reads
-    (5 fields, or 6 with seconds last) and the function can be called with no
-    arguments (a scheduled call has none)."""
+    (5 fields, or 6 with seconds last)."""
     if not isinstance(expression, str) or not croniter.is_valid(expression):
         raise TaskDefinitionError(
             f"task {name}: cron={expression!r} is not a cron expression; write five fields "
             "'minute hour day month weekday' (e.g. '*/5 * * * *'), or six with seconds last")
+
+
+def _trigger(name: str, func: Callable[..., Any], options: TaskOptions) -> Condition | None:
+    """The task's whole trigger (``cron=`` is ``on_cron(cron)``, or-ed with
+    ``trigger``), checked: TaskDefinitionError for one that is not a condition,
+    a ``trigger_args`` not of the documented forms, or a task called with no
+    arguments (no ``trigger_args``) that requires some."""
+    trigger = options.trigger
+    if trigger is not None and not isinstance(trigger, Condition):
+        raise TaskDefinitionError(
+            f"task {name}: trigger={trigger!r} is not a condition; build one from "
+            "pynenc_ray.triggers (on_status, on_result, on_exception, on_event, on_cron)")
+    if options.cron is not None:
+        cron = OnCron(options.cron)
+        trigger = cron if trigger is None else cron | trigger
+    if trigger is None:
+        if options.trigger_args is not None:
+            raise TaskDefinitionError(f"task {name}: trigger_args without a trigger (or cron=) "
+                                      "is never used")
+        return None
+    check_trigger_args(name, options.trigger_args)
     required = [p.name for p in inspect.signature(func).parameters.values()
                 if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    if required:
+    if options.trigger_args is None and required:
+        kind = "a cron task" if options.trigger is None else "a triggered task"
         raise TaskDefinitionError(
-            f"task {name}: a cron task is called with no arguments, but it requires "
-            f"{required}; give them defaults")
+            f"task {name}: {kind} is called with no arguments, but it requires "
+            f"{required}; give them defaults, or say where they come from with trigger_args")
+    return trigger
 
 
 def _positional_fit(signature: inspect.Signature | None) -> tuple[int, float] | None:
@@ -225,7 +252,8 @@ class Task(Generic[P, R]):
         opts = dataclasses.replace(opts, running_concurrency=run, registration_concurrency=reg,
                                    key_arguments=keys)
         if opts.cron is not None:
-            _check_cron(self.task_id, func, opts.cron)
+            _check_cron(self.task_id, opts.cron)
+        opts = dataclasses.replace(opts, trigger=_trigger(self.task_id, func, opts))
         self.app, self.func, self.options = app, func, opts
         try:  # a call is checked against it where it is made (check_arguments); the
             # function's own, not what functools.wraps says it wraps: that is what is called

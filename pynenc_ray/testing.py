@@ -39,6 +39,7 @@ from .runners.execution import run_invocation
 # Ray is started where the MultiThreadRunner meets Ray; importing it imports no Ray.
 from .runners.ray_connect import LOOPBACK_RAY_ENV, local_ray  # noqa: F401 (part of this API)
 from .status import InvocationStatus
+from .triggers.engine import TriggerScheduler
 
 if TYPE_CHECKING:
     from .app import Pynenc
@@ -297,6 +298,9 @@ def run_pending(app: Pynenc, limit: int | None = None, *, skip_delays: bool = Tr
       ``skip_delays=False`` a retry not yet due stays scheduled and is not run
       (call again later), unless a task waits on it: then that wait sleeps until
       it is due.
+    - Triggers: once the queue is empty, the occurrences its runs (or
+      ``app.emit_event``) logged fire their triggered tasks, which are queued and
+      run by the same call (cron schedules are not).
     - ``timeout_sec`` (and any middleware time limit) is not enforced: nothing
       can stop a function running in the caller's thread.
 
@@ -325,8 +329,10 @@ def run_pending(app: Pynenc, limit: int | None = None, *, skip_delays: bool = Tr
             "same queue. Stop the runner first, or wait on results instead")
     app.import_task_modules()
     runner = StepRunner(app, backend, skip_delays)
-    try:
-        while (limit is None or runner.ran < limit) and runner.step():
+    # one lease holder per process: a later call takes over the lease of this one
+    triggers = TriggerScheduler(app, f"run_pending-{os.getpid()}", lease_sec=60.0)
+    try:  # when the queue is empty, what its runs triggered is queued and run too
+        while (limit is None or runner.ran < limit) and (runner.step() or triggers.tick()):
             pass
     finally:  # an error escaping a run (not the task's own: that is stored) hands back
         backend.reroute_owned(runner.runner_id, runner.runner_id)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ..invocation import Invocation
     from ..middleware import MiddlewareStack
     from ..serializer import Serializer
+    from ..status import InvocationStatus
     from ..task import Task
 
 
@@ -52,6 +53,10 @@ class RunnerApp(Protocol):
 
     def decode_args(self, claimed: Claimed) -> tuple[list[Any], dict[str, Any]]:
         """A claimed invocation's ``[args, kwargs]``; SerializationError if unreadable."""
+        ...
+
+    def decode_final(self, invocation_id: str, status: InvocationStatus, payload: bytes) -> Any:
+        """A final record's value; its error raised for FAILED or CANCELLED."""
         ...
 
     def submit_calls(self, task: Task[Any, Any],

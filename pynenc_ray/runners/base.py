@@ -28,6 +28,7 @@ from ..registry import RUNNERS
 from ..resolve import resolve
 from ..runner_config import RunnerConfig
 from ..status import InvocationStatus
+from ..triggers.engine import TriggerScheduler
 
 if TYPE_CHECKING:
     from ..context import ExecutionContext
@@ -95,6 +96,8 @@ class BaseRunner(abc.ABC):
         self._counter: CountsReconnects | None = None
         # periodic tasks: fired with the heartbeat by whichever runner holds the lease
         self._cron = CronScheduler(app, self.runner_id, conf.runner_dead_after_sec)
+        # triggers: the trigger log drained with the heartbeat, also under a lease
+        self._triggers = TriggerScheduler(app, self.runner_id, conf.runner_dead_after_sec)
         self.tally = Tally()  # what this runner's runs and reroutes add up to (its metrics)
         self.metrics_port: int | None = None  # where they are served while it runs
 
@@ -457,6 +460,7 @@ class BaseRunner(abc.ABC):
                         reconnects = seen
                     self._watch_cancelled()
                     self._cron.tick()
+                    self._triggers.tick()
                     if time.monotonic() - last_check >= every:
                         last_check = time.monotonic()
                         rerouted = self.app.backend.recover_dead(

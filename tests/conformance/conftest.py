@@ -85,15 +85,15 @@ def pair(request) -> tuple[str, str]:
     return request.param
 
 
-@pytest.fixture
-def app(pair, request):
-    """The conformance app on a fresh namespace with the pair's backend and runner."""
+def configure(target, app_path: str, pair, request) -> None:
+    """Put ``target`` (importable as ``app_path``) on a fresh namespace with the
+    pair's backend and runner."""
     backend, label = pair
     runner_cls, runner_fields = RUNNERS[label]
     if label == "MultiThreadRunner":
         request.getfixturevalue("pynenc_ray")
     fields = {"backend": backend, "app_id": unique_app_id("conf"), "runner_cls": runner_cls,
-              "app_path": "tests.conformance.tasks:app",
+              "app_path": app_path,
               "runner": {**runner_fields, "runner_heartbeat_interval_sec": 0.2,
                          "runner_loop_sleep_time_sec": 0.05}}
     if backend == "redis":
@@ -102,6 +102,12 @@ def app(pair, request):
         fields["sqlite_path"] = str(request.getfixturevalue("tmp_path") / "conformance.sqlite3")
     if backend == THIRD:
         fields.update(THIRD_FIELDS)
-    tasks.app.reconfigure(replace=True, **fields)
+    target.reconfigure(replace=True, **fields)
+
+
+@pytest.fixture
+def app(pair, request):
+    """The conformance app on a fresh namespace with the pair's backend and runner."""
+    configure(tasks.app, "tests.conformance.tasks:app", pair, request)
     yield tasks.app
     tasks.app.backend.close()

@@ -29,6 +29,11 @@ def plain(x):
     return x
 
 
+def no_args():
+    """Not a task: called with no arguments (cron and trigger definitions)."""
+    return 1
+
+
 def needs_keyword(a, *, b, c=0):
     """Not a task: a keyword-only argument is required (signature checks)."""
     return a + b + c
