@@ -46,6 +46,7 @@ from ..status import InvocationStatus
 from ..timeline import COLORS, lane_label, render_svg
 from . import actions, charts, data
 from .history import LoadHistory, Sampler
+from .triggers import fired_for, fired_rows
 
 HERE = Path(__file__).resolve().parent
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -169,6 +170,7 @@ def create_app(app: Pynenc, *, allow_actions: bool = False,
     def index(request: Request) -> Response:
         now = clock()
         return page(request, "index.html", overview=data.overview(app.backend, now),
+                    fired=fired_rows(app.backend),
                     **charts_context(request), **invocations_context(request))
 
     def charts_context(request: Request) -> dict[str, Any]:
@@ -185,7 +187,8 @@ def create_app(app: Pynenc, *, allow_actions: bool = False,
 
     def overview_fragment(request: Request) -> Response:
         now = clock()
-        return page(request, "_overview.html", overview=data.overview(app.backend, now), now=now)
+        return page(request, "_overview.html", overview=data.overview(app.backend, now),
+                    fired=fired_rows(app.backend), now=now)
 
     def invocations_fragment(request: Request) -> Response:
         return page(request, "_invocations.html", **invocations_context(request))
@@ -200,7 +203,8 @@ def create_app(app: Pynenc, *, allow_actions: bool = False,
                                 "(never submitted to it, or expired after result_ttl_sec)")
         name = "_invocation.html" if request.url.path.startswith("/fragment/") else (
             "invocation.html")
-        return page(request, name, inv=detail, now=now, notice=_notice(request))
+        return page(request, name, inv=detail, now=now, notice=_notice(request),
+                    fired=fired_for(app.backend, inv_id))
 
     def timeline(request: Request) -> Response:
         return page(request, "timeline.html", **timeline_context(request))

@@ -274,8 +274,9 @@ class TriggerScheduler:
                      ", ".join(h.describe() for h in hits))
         state["fired"] = (state["fired"] + [{
             "id": inv_id, "task": task.task_id, "condition": trigger.describe(),
-            "by": [h.describe() for h in hits], "at": max(h.at for h in hits),
-            "error": note}])[-FIRED_KEPT:]
+            "by": [h.describe() for h in hits],
+            "sources": [h.invocation_id for h in hits if h.invocation_id],
+            "at": max(h.at for h in hits), "error": note}])[-FIRED_KEPT:]
         return inv_id or None
 
 

@@ -4,6 +4,7 @@ opt-in actions with their token and origin checks."""
 
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import quote
 
@@ -128,3 +129,29 @@ def test_with_allow_actions_cancel_and_retry_work_from_the_page_only(app):
 def test_durations_read_as_a_person_would():
     assert [fmt_seconds(s) for s in (None, 0.25, 4.21, 185, 7440)] == [
         "-", "250 ms", "4.2 s", "3 min 5 s", "2 h 4 min"]
+
+
+def test_the_overview_and_an_invocation_say_what_fired_what(tmp_path):
+    from tests.conformance import trigger_tasks as tt
+
+    app = tt.app.reconfigure(replace=True, backend="memory", app_id=unique_app_id("monw"))
+    source = tt.add(2, 3)
+    run_pending(app)
+    [fired] = [r.invocation_id for r in app.backend.recent(0) if r.task_id == tt.after_add.task_id]
+    with serving(create_app(app)) as base:
+        _, page, _ = request(base + "/fragment/overview")
+        assert 'id="fired"' in page and fired in page and source.invocation_id in page
+        assert "on_status(tests.conformance.trigger_tasks:add, SUCCESS)" in page
+        _, page, _ = request(f"{base}/invocations/{fired}")
+        assert 'id="triggered-by"' in page and source.invocation_id in page
+        # the state is read from the backend: whatever it holds is escaped, and a
+        # source that is not an invocation id is not linked
+        cursor, _ = app.backend.trigger_state()
+        hostile = {"pending": {}, "cron": {}, "fired": [
+            {"id": "<script>", "task": "<b>t</b>", "condition": "<i>c</i>", "by": ["<u>x</u>"],
+             "sources": ["javascript:alert(1)"], "at": "soon", "error": "<s>e</s>"}, 42]}
+        assert app.backend.save_trigger_state(cursor, cursor, json.dumps(hostile).encode())
+        status, page, _ = request(base + "/fragment/overview")
+        assert status == 200 and "&lt;b&gt;t&lt;/b&gt;" in page and "<b>t</b>" not in page
+        assert "<script>" not in page and "javascript:" not in page and "<u>x" not in page
+    tt.app.reconfigure(replace=True)
