@@ -103,6 +103,13 @@ class TriggerContext:
         """The latest event's payload."""
         return self._read_payload(self._latest("event"))
 
+    def payload_of(self, event: str) -> Any:
+        """The payload of the latest event named ``event`` among the occurrences."""
+        for hit in reversed(self.occurrences):
+            if hit.kind == "event" and hit.name == event:
+                return self._read_payload(hit)
+        raise LookupError(f"no event {event!r} fired this call")
+
     @property
     def due(self) -> float:
         """The latest cron due time (epoch seconds)."""

@@ -62,10 +62,10 @@ def test_each_condition_fires_once_per_occurrence(tapp, tmp_path):
 
 def test_and_fires_once_per_pair(tapp):
     with running(tapp):
-        for name in ("left", "left", "right"):
-            tapp.emit_event(name)
+        for name, payload in (("left", 1), ("left", 2), ("right", 3)):
+            tapp.emit_event(name, payload)
         drained(tapp)
-        assert results(tapp, tt.both_sides) == [["left", "right"]]
+        assert results(tapp, tt.both_sides) == [["left", "right", 1]]  # the second left waits
         tapp.emit_event("right")
         drained(tapp)
         assert len(results(tapp, tt.both_sides)) == 2

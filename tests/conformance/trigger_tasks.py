@@ -68,9 +68,10 @@ def flaky_ran(source: str) -> str:
 
 
 @app.task(trigger=(on_event("left") & on_event("right")).within(60),
-          trigger_args=lambda ctx: {"keys": [h.name for h in ctx.occurrences]})
-def both_sides(keys: list[str]) -> list[str]:
-    return keys
+          trigger_args=lambda ctx: {"keys": [h.name for h in ctx.occurrences],
+                                    "left": ctx.payload_of("left")})
+def both_sides(keys: list[str], left: object = None) -> list:
+    return [*keys, left]
 
 
 @app.task(trigger=on_event("ping") | on_exception(broken), trigger_args={"fixed": 7})

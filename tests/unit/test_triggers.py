@@ -58,7 +58,7 @@ def test_and_pairs_each_occurrence_once(app):
     app.emit_event("left", 2)
     app.emit_event("right", 3)
     run_pending(app)
-    assert results(app, tt.both_sides) == [["left", "right"]]  # one left still waits
+    assert results(app, tt.both_sides) == [["left", "right", 1]]  # the second left waits
     app.emit_event("right", 4)
     run_pending(app)
     assert len(results(app, tt.both_sides)) == 2
