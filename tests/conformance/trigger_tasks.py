@@ -8,7 +8,7 @@ import os
 
 from pynenc_ray import InvocationStatus as S
 from pynenc_ray import Pynenc
-from pynenc_ray.triggers import on_event, on_exception, on_result, on_status
+from pynenc_ray.triggers import on_cron, on_event, on_exception, on_result, on_status
 
 app = Pynenc()
 
@@ -77,3 +77,9 @@ def both_sides(keys: list[str], left: object = None) -> list:
 @app.task(trigger=on_event("ping") | on_exception(broken), trigger_args={"fixed": 7})
 def either(fixed: int) -> int:
     return fixed
+
+
+@app.task(trigger=(on_cron("* * * * * *") & on_event("go")).within(5),
+          trigger_args=lambda ctx: {"due": ctx.due})
+def every_second_after_go(due: float) -> float:
+    return due

@@ -17,14 +17,14 @@ import pytest
 from pynenc_ray import InvocationStatus as S
 from pynenc_ray.config import as_env
 from pynenc_ray.serializer import args_bind
-from pynenc_ray.triggers.engine import LEASE, fired_id
+from pynenc_ray.triggers.engine import LEASE, TriggerScheduler, fired_id, fired_log
 from tests.conformance import trigger_tasks as tt
 from tests.conftest import unique_app_id, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEAD_AFTER = 2.0
 N = 150  # sources per round
-pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(240)]
 
 
 def _runner(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -49,6 +49,7 @@ def _holder() -> str | None:
     return raw.decode() if raw else None
 
 
+@pytest.mark.slow
 def test_every_occurrence_fires_once_when_the_drainer_is_killed(redis_url, tmp_path):
     app_id = unique_app_id("trig")
     tt.app.reconfigure(replace=True, backend="redis", redis_url=redis_url, app_id=app_id)
@@ -94,4 +95,31 @@ def test_every_occurrence_fires_once_when_the_drainer_is_killed(redis_url, tmp_p
     assert len(ships) == 2 * N, len(ships)
     orders = sorted(_args(r.invocation_id)[1]["order"] for r in ships)
     assert orders == list(range(2 * N))
+    tt.app.backend.close()
+
+
+def test_what_the_log_and_state_hold_is_untrusted(redis_url, caplog):
+    """Entries that do not read are skipped (the cursor moves past them), a payload
+    that does not decode fires nothing for that event (the monitor says why), and
+    a state that does not read starts again: the drainer never stops on them."""
+    tt.app.reconfigure(replace=True, backend="redis", redis_url=redis_url,
+                       app_id=unique_app_id("trig"))
+    backend = tt.app.backend
+    occ = backend.key("occ")
+    backend.client.xadd(occ, {"kind": "nonsense"})
+    backend.client.xadd(occ, {"kind": "event", "name": "paid", "payload": b"\x00not json"})
+    tt.app.emit_event("paid", {"order": 1})
+    backend.client.xadd(occ, {"kind": "status", "id": "x"})  # the last one is bad too
+    drainer = TriggerScheduler(tt.app, "r", lease_sec=30)
+    [fired] = drainer.tick()
+    assert _args(fired) == [[], {"order": 1}]
+    assert drainer.tick() == []  # the cursor is past every entry
+    assert "does not read" in caplog.text
+    [bad] = [f for f in fired_log(backend.trigger_state()[1]) if not f["id"]]
+    assert bad["error"].startswith("SerializationError") and bad["task"] == tt.ship.task_id
+    backend.client.set(backend.key("trigger:state"), b"{not json")
+    tt.app.emit_event("paid", {"order": 2})
+    [again] = drainer.tick()
+    assert _args(again) == [[], {"order": 2}]
+    assert "the saved state does not read" in caplog.text
     tt.app.backend.close()

@@ -107,6 +107,21 @@ def test_a_drainer_that_dies_before_its_save_is_replayed_under_the_same_ids(app)
     assert TriggerScheduler(app, "third", lease_sec=10).tick() == []
 
 
+def test_on_cron_inside_and_gets_its_due_times_from_the_drainer(app):
+    t0 = float(int(time.time()))  # events are stamped with the real clock
+    s = TriggerScheduler(app, "r", lease_sec=30)
+    assert s.tick(t0 + 0.1) == []  # first sight: the next due time counts
+    app.emit_event("go")
+    [fired] = s.tick(t0 + 1.1)  # due time t0 + 1, paired with the event
+    assert s.tick(t0 + 1.6) == []  # the same due time: nothing more
+    assert s.tick(t0 + 2.1) == []  # another due time, but the event is used
+    app.emit_event("go")
+    assert len(s.tick(t0 + 2.2)) == 1  # paired with the waiting due time t0 + 2
+    run_pending(app)
+    assert results(app, tt.every_second_after_go) == [t0 + 1, t0 + 2]
+    assert app.get_invocation(fired).result == t0 + 1
+
+
 def test_a_save_after_another_drainers_is_refused(app):
     backend = app.backend
     assert backend.save_trigger_state("", "00000000000000000001", b"{}")
