@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pynenc_ray.triggers")
 LEASE = "triggers"
 BATCH = 500  # occurrences read per step
+MAX_STEPS = 20  # steps per tick at most, so a beat is not held up by a long log
 FIRED_KEPT = 100  # firings the state keeps for the monitor, newest last
 WATCH_EVERY_SEC = 60.0  # how often a runner renews the watched moves
 _IDS = uuid.UUID("0d3f3c52-8a51-4f4e-9f44-6f2b0a0c1e77")  # namespace of triggered ids
@@ -203,7 +204,8 @@ class TriggerScheduler:
 
     def tick(self, now: float | None = None) -> list[str]:
         """Renew the watched moves, take or renew the lease, then fire what the
-        log holds; the ids submitted (stored already or not)."""
+        log holds (up to ``MAX_STEPS`` batches); the ids submitted (stored
+        already or not)."""
         tasks = triggered_tasks(self.app)
         if not tasks:
             return []
@@ -211,11 +213,26 @@ class TriggerScheduler:
         if not self.app.backend.lease(LEASE, self.runner_id, self.lease_sec):
             return []
         now = time.time() if now is None else now
+        submitted: list[str] = []
+        for step in range(MAX_STEPS):
+            fired, more = self._step(tasks, now, cron=step == 0)
+            submitted += fired
+            if not more:
+                break
+        return submitted
+
+    def _step(self, tasks: list[Task[Any, Any]], now: float, cron: bool) -> tuple[list[str], bool]:
+        """Fire what one batch of the log (and, with ``cron``, the due times of
+        ``on_cron`` parts inside an ``&``) completes, then save; the ids
+        submitted, and whether the batch was full (more may follow)."""
         cursor, raw = self.app.backend.trigger_state()
         state = _load_state(raw)
         occs = self.app.backend.occurrences(cursor, BATCH)
         new_cursor = occs[-1].key if occs else cursor
-        occs = [o for o in occs if o.kind] + self._cron_occurrences(tasks, state, now)
+        full = len(occs) >= BATCH
+        occs = [o for o in occs if o.kind]  # (a key only: an entry that did not read)
+        if cron:
+            occs += self._cron_occurrences(tasks, state, now)
         evaluations = [(t, Evaluation(t.task_id, trigger_of(t),
                                       state["pending"].setdefault(t.task_id, {}), self.sources))
                        for t in tasks]
@@ -226,12 +243,12 @@ class TriggerScheduler:
                     inv_id = self._fire(task, hits, state)
                     if inv_id:
                         submitted.append(inv_id)
-        if new_cursor != cursor or submitted or state.get("cron_changed"):
-            state.pop("cron_changed", None)
-            if not self.app.backend.save_trigger_state(cursor, new_cursor,
-                                                       json.dumps(state).encode()):
-                log.info("triggers: another runner drained the log first; its save stands")
-        return submitted
+        changed = state.pop("cron_changed", False) or new_cursor != cursor or submitted
+        if changed and not self.app.backend.save_trigger_state(cursor, new_cursor,
+                                                               json.dumps(state).encode()):
+            log.info("triggers: another runner drained the log first; its save stands")
+            return submitted, False
+        return submitted, full
 
     def _cron_occurrences(self, tasks: list[Task[Any, Any]], state: dict[str, Any],
                           now: float) -> list[Occurrence]:
@@ -281,7 +298,9 @@ class TriggerScheduler:
 
 
 def _load_state(raw: bytes) -> dict[str, Any]:
-    """The drainer's saved state; a fresh one when none or unreadable (logged)."""
+    """The drainer's saved state; a fresh one when none or unreadable, and
+    pending sides that are not well formed dropped (both logged): it is read
+    from the backend, so nothing in it may stop the drainer."""
     fresh: dict[str, Any] = {"pending": {}, "cron": {}, "fired": []}
     if not raw:
         return fresh
@@ -291,11 +310,28 @@ def _load_state(raw: bytes) -> dict[str, Any]:
                 isinstance(state.get(k), t) for k, t in
                 (("pending", dict), ("cron", dict), ("fired", list)))):
             raise ValueError("not the drainer's state")
-        return state
     except ValueError as exc:
         log.warning("triggers: the saved state does not read (%s); pending & parts start "
                     "again", exc)
         return fresh
+    state["cron"] = {k: v for k, v in state["cron"].items() if isinstance(v, (int, float))}
+    for task_id, paths in list(state["pending"].items()):
+        if not (isinstance(paths, dict) and all(
+                isinstance(slots, list) and all(isinstance(slot, list) and all(
+                    _completion(c) for c in slot) for slot in slots)
+                for slots in paths.values())):
+            log.warning("triggers: the saved pending parts of %r do not read; they start again",
+                        task_id)
+            state["pending"][task_id] = {}
+    return state
+
+
+def _completion(value: Any) -> bool:
+    """Whether ``value`` is a pending side as ``Evaluation`` keeps it: a list of hits."""
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(h, list) and len(h) == len(Hit._fields)
+        and isinstance(h[1], (int, float)) and not isinstance(h[1], bool)
+        and all(isinstance(x, str) for i, x in enumerate(h) if i != 1) for h in value)
 
 
 def fired_log(raw: bytes) -> list[dict[str, Any]]:

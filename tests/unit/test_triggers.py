@@ -5,6 +5,7 @@ dies before its save or two drain at once."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -176,3 +177,20 @@ def test_cron_is_a_shorthand_for_on_cron_and_composes():
     both = on_event("a") & on_event("b") & on_event("c")
     assert isinstance(both, AllOf) and len(both.of) == 3
     assert both.describe() == "on_event('a') & on_event('b') & on_event('c') within 300 s"
+
+
+def test_a_long_log_is_drained_in_batches_and_bad_pending_sides_are_dropped(app, monkeypatch):
+    from pynenc_ray.triggers import engine
+
+    monkeypatch.setattr(engine, "BATCH", 7)
+    for i in range(40):
+        app.emit_event("paid", {"order": i})
+    assert len(TriggerScheduler(app, "r", lease_sec=30).tick()) == 40  # six steps of one tick
+    cursor, raw = app.backend.trigger_state()
+    state = json.loads(raw)
+    state["pending"][tt.both_sides.task_id] = {"-": [[[["k", "not a time"]]], []]}
+    state["pending"]["x"] = "junk"
+    assert app.backend.save_trigger_state(cursor, cursor, json.dumps(state).encode())
+    app.emit_event("right", 1)
+    app.emit_event("left", 2)
+    assert len(TriggerScheduler(app, "r", lease_sec=30).tick()) == 1  # a fresh pair
