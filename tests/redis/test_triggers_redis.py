@@ -123,3 +123,19 @@ def test_what_the_log_and_state_hold_is_untrusted(redis_url, caplog):
     assert _args(again) == [[], {"order": 2}]
     assert "the saved state does not read" in caplog.text
     tt.app.backend.close()
+
+
+def test_a_watch_begun_after_unwatched_moves_is_seen_at_once(redis_url):
+    """The function library remembers that an app watches nothing (one EXISTS per
+    load, not per call); trigger_watch corrects that memory in the same step."""
+    from pynenc_ray.backends.records import NewInvocation
+
+    tt.app.reconfigure(replace=True, backend="redis", redis_url=redis_url,
+                       app_id=unique_app_id("trig"))
+    backend = tt.app.backend
+    backend.enqueue([NewInvocation("a" * 32, "m:f", b"[[], {}]")], "r", "w")  # nothing watched
+    backend.watch([("m:f", S.REGISTERED)])
+    backend.enqueue([NewInvocation("b" * 32, "m:f", b"[[], {}]")], "r", "w")
+    assert [(o.invocation_id, o.status) for o in backend.occurrences("", 10)] == [
+        ("b" * 32, "REGISTERED")]
+    tt.app.backend.close()

@@ -188,6 +188,14 @@ def _lua_str(text: str | None) -> str:
     return "nil" if text is None else f"'{text}'"
 
 
+class Watch(NamedTuple):
+    """One move a trigger waits for (trigger_watch): an invocation of ``task``
+    entering ``status``."""
+
+    task: str
+    status: str
+
+
 # values per claimed invocation in a claim step's flat reply, the one reply Python
 # and Lua both index into: id, task, args, retries, deaths, alone (claim_step.lua)
 CLAIM_FIELDS = 6
@@ -214,6 +222,7 @@ SIGNATURES = {s.name: s for s in (
     Signature("cancel", ("by", "worker", "error"), tail="ids"),
     Signature("lease", ("name", "holder", num("ms"))),
     Signature("snapshot", (num("window"),)),
+    Signature("trigger_watch", (), tail="pairs", record=Watch),
     Signature("trigger_save", ("expected", "cursor", "state")),
 )}
 

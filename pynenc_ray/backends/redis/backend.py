@@ -61,7 +61,7 @@ from ..base import (
 )
 from ..records import EVENT_OCCURRENCE
 from . import connect, replies, trigger_log
-from .arguments import CALL, CLAIM_FIELDS, Finish
+from .arguments import CALL, CLAIM_FIELDS, Finish, Watch
 from .entry_points import LuaEntryPoints
 from .listener import ResultListener
 from .trigger_log import OCC_MAX
@@ -791,15 +791,9 @@ class RedisBackend(Backend):
 
     @override
     def watch(self, pairs: Iterable[tuple[str, InvocationStatus]]) -> None:
-        fields: dict[Any, Any] = {f"{task_id}\t{status.value}": 1 for task_id, status in pairs}
-        if not fields:
-            return
-        def write() -> None:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hset(self.key("watch"), mapping=fields)
-            pipe.expire(self.key("watch"), max(1, int(self.ttl)))
-            pipe.execute()
-        self._call(write, "watch the moves triggers wait for")
+        watches = [Watch(task_id, status.value) for task_id, status in pairs]
+        if watches:
+            self._script(CALL.trigger_watch(self.ttl, pairs=watches))
 
     @override
     def emit_event(self, name: str, payload: bytes) -> str:

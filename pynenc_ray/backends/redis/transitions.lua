@@ -23,12 +23,25 @@ local function check(id, cur, new, owner, actor, recovery)
   return 'APPLY'
 end
 
+-- Whether each app (by prefix) has a watch list, as far as this library knows:
+-- loaded as a function library, it keeps this between calls, so an app
+-- without triggers pays one EXISTS per library load, not per call. Only
+-- trigger_watch writes the list, and it sets the app's entry: a list that
+-- expired since only costs a look per move. (As standalone scripts, where
+-- nothing is kept, each call looks once.)
+local WATCHED = {}
+
 -- Append to the trigger log (occ) that id, of task (read when nil), entered
--- `status`, when a trigger watches that move. The app's watch list is looked
--- for once per call: a call of an app without triggers pays one EXISTS.
+-- `status`, when a trigger watches that move.
 local OCC_MAX = __OCC_MAX__
 local function occurred(id, task, status)
-  if watching == nil then watching = redis.call('EXISTS', P .. 'watch') == 1 end
+  if watching == nil then
+    watching = WATCHED[P]
+    if watching == nil then
+      watching = redis.call('EXISTS', P .. 'watch') == 1
+      WATCHED[P] = watching
+    end
+  end
   if not watching then return end
   task = task or redis.call('HGET', ikey(id), 'task')
   if task and redis.call('HEXISTS', P .. 'watch', task .. '\t' .. status) == 1 then
