@@ -24,13 +24,17 @@ from .errors import (
     InvocationCancelledError,
     InvocationNotFoundError,
     MemCompatibilityError,
+    PayloadStoreError,
     PynencError,
     SerializationError,
     TaskDefinitionError,
     clause,
 )
 from .invocation import Invocation
+from .json_values import TAG_MARK
 from .middleware import MiddlewareStack, default_middleware
+from .payloads.offload import Payloads
+from .payloads.refs import PayloadRef
 from .queues import DEFAULT_PRIORITY, DEFAULT_QUEUE
 from .resolve import resolve
 from .serializer import (
@@ -111,6 +115,8 @@ class Pynenc:
             s.signing_key.get_secret_value() if s.signing_key else None,
             s.allow_unsigned_pickle,
         )
+        # large arguments and results outside the backend (payloads/), when set
+        self._payloads = Payloads(self.serializer, s) if s.payload_store_url else None
         self.middleware = MiddlewareStack([
             *default_middleware(),
             *(resolve(path, f"config field 'middleware' entry {path!r}",
@@ -423,7 +429,8 @@ class Pynenc:
         opts = task.options
         not_before = opts.eta if opts.delay_sec is None else time.time() + opts.delay_sec
         chosen = list(ids) if ids is not None else [new_invocation_id() for _ in calls]
-        new = [self._new_invocation(task, a, kw, parent, not_before, inv_id)
+        memo: dict[int, Any] = {}  # what this submit wrote to the payload store, if any
+        new = [self._new_invocation(task, a, kw, parent, not_before, inv_id, chosen, memo)
                for (a, kw), inv_id in zip(calls, chosen)]
         if self._unwatched:
             self._watch_triggers()
@@ -444,10 +451,15 @@ class Pynenc:
 
     def _new_invocation(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                         parent: str | None, not_before: float | None,
-                        inv_id: str) -> NewInvocation:
-        """An invocation record whose arguments are signed for this id only."""
-        payload = self.serializer.dumps([list(args), kwargs], f"arguments of task {task.task_id}",
-                                        bind=args_bind(inv_id))
+                        inv_id: str, batch: Sequence[str], memo: dict[int, Any]) -> NewInvocation:
+        """An invocation record whose arguments are signed for this id only; with
+        a payload store, those too large to keep inline are written there first
+        (for the ids of the whole ``batch``, once per value: ``memo``)."""
+        what = f"arguments of task {task.task_id}"
+        payload = self.serializer.dumps([list(args), kwargs], what, bind=args_bind(inv_id))
+        if self._payloads is not None and len(payload) > self._payloads.inline_max:
+            refs = self._payloads.offload_args(args, kwargs, batch, what, memo)
+            payload = self.serializer.dumps([refs[0], refs[1]], what, bind=args_bind(inv_id))
         limit = self.config.settings.max_args_bytes
         if len(payload) > limit:  # refused here: stored, it would fill Redis and fail later
             raise SerializationError(
@@ -546,8 +558,11 @@ class Pynenc:
         InvocationCancelledError for CANCELLED. A signed result must have been
         signed for this invocation."""
         if status == S.SUCCESS:
-            return self.serializer.loads(payload, f"result of invocation {invocation_id}",
-                                         bind=result_bind(invocation_id))
+            what = f"result of invocation {invocation_id}"
+            value = self.serializer.loads(payload, what, bind=result_bind(invocation_id))
+            if isinstance(value, PayloadRef):  # kept in the payload store
+                return self._fetch(value, f"{what} (object {value.sha256})")
+            return value
         if status == S.CANCELLED:
             raise InvocationCancelledError(cancelled_message(invocation_id, payload))
         raise payload_to_error(payload)
@@ -562,21 +577,64 @@ class Pynenc:
             f"cancelled by {by} ({worker}) at {time.strftime('%Y-%m-%d %H:%M:%S')}"))
         return self.backend.cancel(list(invocation_ids), by, worker, doc)
 
+    def encode_result(self, value: Any, task_id: str, invocation_id: str) -> bytes:
+        """A result as its record keeps it: signed for this invocation; with a
+        payload store, a reference when it is too large to keep inline.
+        SerializationError when it cannot be serialized or is over
+        ``max_result_bytes`` (``payload_max_bytes`` in the store), PayloadStoreError
+        when the store cannot be written."""
+        what = f"result of task {task_id} ({invocation_id})"
+        bind = result_bind(invocation_id)
+        payload = self.serializer.dumps(value, what, bind=bind)
+        if self._payloads is not None and len(payload) > self._payloads.inline_max:
+            ref = self._payloads.offload_result(value, invocation_id, what)
+            payload = self.serializer.dumps(ref, what, bind=bind)
+        limit = self.config.settings.max_result_bytes
+        if len(payload) > limit:
+            raise SerializationError(
+                f"{what} is {len(payload)} bytes, over max_result_bytes={limit}; return less "
+                "(set payload_store_url to keep large results outside the backend, or return "
+                "a reference to data stored elsewhere) or raise max_result_bytes")
+        return payload
+
+    def _fetch(self, ref: PayloadRef, what: str) -> Any:
+        """The value of a reference into the payload store; PayloadStoreError when
+        this app has no store or the object cannot be read."""
+        if self._payloads is None:
+            raise PayloadStoreError(
+                f"{what} is kept in a payload store, and this app has no payload_store_url: "
+                "set the same payload_store_url (and options) as the app that wrote it")
+        return self._payloads.fetch(ref, what)
+
     def decode_args(self, claimed: Claimed) -> tuple[list[Any], dict[str, Any]]:
         """The stored ``[args, kwargs]`` of a claimed invocation. Anything else
         (valid JSON of the wrong shape included) is a SerializationError, which
         fails the invocation at once instead of letting a TypeError reroute it."""
         what = f"arguments of invocation {claimed.invocation_id} ({claimed.task_id})"
-        value = self.serializer.loads(claimed.args, what, bind=args_bind(claimed.invocation_id))
+        data = claimed.args
+        value = self.serializer.loads(data, what, bind=args_bind(claimed.invocation_id))
         if not _is_call(value):
             raise SerializationError(
                 f"{what} are stored as {_brief(value)}, not [list_of_args, dict_of_kwargs] "
                 "(keyword names as strings); the record was not written by pynenc-ray's "
                 "submit, so it is failed instead of run")
+        if self._payloads is not None or _may_refer(data):
+            if self._payloads is None:
+                refs = [v for v in (*value[0], *value[1].values()) if isinstance(v, PayloadRef)]
+                if refs:
+                    self._fetch(refs[0], f"{what}, object {refs[0].sha256}")  # raises
+                return value[0], value[1]
+            return self._payloads.resolve_args(value[0], value[1], what)
         return value[0], value[1]
 
     def __repr__(self) -> str:
         return f"<Pynenc app_id={self.app_id!r} backend={self.config.settings.backend}>"
+
+
+def _may_refer(data: bytes) -> bool:
+    """Whether serialized arguments may hold a payload store reference (a JSON tag
+    or a pickled PayloadRef): two scans of a few bytes, not a walk of the value."""
+    return TAG_MARK in data or b"PayloadRef" in data
 
 
 def _is_call(value: Any) -> bool:

@@ -53,7 +53,9 @@ from .runner_config import (  # noqa: F401  (re-exported: the models are reachab
 
 log = logging.getLogger("pynenc_ray.config")
 
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
 
 # -- the top-level settings --------------------------------------------------------
 
@@ -107,6 +109,12 @@ class PynencSettings(BaseSettings):
     allow_unsigned_pickle: bool = Field(False, description="Load unsigned pickle (only if nobody untrusted can write to the backend)")
     max_args_bytes: int = Field(16 * MiB, gt=0, description="Largest serialised arguments of one call; a larger call is refused at submit (SerializationError), nothing stored")
     max_result_bytes: int = Field(16 * MiB, gt=0, description="Largest serialised result; a larger one fails the invocation")
+    payload_store_url: str | None = Field(None, description="fsspec URL where arguments and results over payload_inline_max_bytes are kept, by content hash (file:///dir, s3://bucket/prefix, gs://..., memory:// for tests); unset: every payload inline")
+    payload_store_options: dict[str, Any] = Field(default_factory=dict, description="Options of the store's fsspec filesystem, e.g. {\"client_kwargs\": {\"endpoint_url\": \"...\"}} (env: a JSON object); credentials are best left to the store's own environment (AWS_*)")
+    payload_inline_max_bytes: int = Field(64 * KiB, gt=0, description="With a payload store: an argument or result whose serialised form is larger goes to the store, the record keeps a reference")
+    payload_max_bytes: int = Field(2 * GiB, gt=0, description="Largest serialised value sent to the payload store; a larger one is refused like a too large inline payload")
+    payload_cache_bytes: int = Field(256 * MiB, ge=0, description="Values fetched from the payload store kept in each process (least recently used dropped first), so one passed to many invocations is fetched once")
+    payload_grace_sec: float = Field(3600.0, gt=0, description="The runners' sweep removes an object of the payload store once no stored record refers to it and nothing wrote it or a reference to it for this long")
     result_ttl_sec: int = Field(86400, gt=0, description="Finished records expire after this long (Redis, SQLite, memory)")
     dev_mode_force_sync_tasks: bool = Field(False, description="Run tasks inline at call time, without a runner")
     config_file: str | None = Field(None, description="A TOML/YAML/JSON file with these keys (PYNENC__CONFIG_FILE)")

@@ -31,6 +31,12 @@ class PayloadSignatureError(SerializationError):
     """A pickled payload was unsigned or its HMAC did not match: it is not loaded."""
 
 
+class PayloadStoreError(SerializationError):
+    """A value in the payload store (``payload_store_url``) could not be written
+    or read: the store is unreachable, or the object is missing or altered. The
+    message names the invocation and the object."""
+
+
 class BackendError(PynencError):
     """The backend failed a call: it answered with an error of its own (Redis: an
     error reply such as OOM or READONLY), or could not be reached. Every error a

@@ -1,5 +1,6 @@
 """Values the JSON serializer carries beyond JSON's own types, without pickle:
-``bytes``, and NumPy arrays and scalars when NumPy is installed.
+``bytes``, NumPy arrays and scalars when NumPy is installed, and references to
+values in the payload store (``payloads.refs``).
 
 Each travels as a tagged object, ``{"__pynenc__": <kind>, "data": <base64>}``:
 bytes as themselves, an array (or a NumPy scalar, as a 0-d array) in NumPy's
@@ -24,6 +25,8 @@ import io
 import sys
 from typing import Any
 
+from .payloads.refs import PayloadRef
+
 TAG = "__pynenc__"
 TAG_MARK = b'"__pynenc__"'  # in the bytes of every payload that holds a tagged value
 
@@ -38,6 +41,8 @@ def encode_tagged(value: Any) -> dict[str, str]:
     would need pickle."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {TAG: "bytes", "data": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, PayloadRef):  # a value kept in the payload store
+        return {TAG: "ref", "data": value.tag_data()}
     np = sys.modules.get("numpy")  # an array exists only where NumPy is imported
     if np is not None and isinstance(value, (np.ndarray, np.generic)):
         buf = io.BytesIO()
@@ -90,6 +95,11 @@ def decode_tagged(obj: dict[str, Any]) -> Any:
                 isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
             raise TaggedValueError("a tagged dict is not a list of [key, value] pairs")
         return dict(pairs)
+    if kind == "ref" and isinstance(obj["data"], str):
+        try:
+            return PayloadRef.from_tag_data(obj["data"])
+        except ValueError as exc:
+            raise TaggedValueError(f"a tagged reference does not read ({exc})") from None
     if kind not in ("bytes", "ndarray", "npscalar") or not isinstance(obj["data"], str):
         return obj
     try:

@@ -70,6 +70,15 @@ class Serializer:
 
     def dumps(self, value: Any, what: str, *, bind: str = "") -> bytes:
         """Encode ``value``; ``what`` names it in errors ("arguments of task x")."""
+        body = self.body(value, what)
+        if not self._key:
+            return body
+        tag = SIGNED_JSON_TAG if self.name == "json" else SIGNED_TAG
+        return tag + self._mac(bind, body) + body
+
+    def body(self, value: Any, what: str) -> bytes:
+        """``value`` encoded, unsigned: what ``dumps`` signs, and what the payload
+        store keeps (a reference in a signed record covers it by its hash)."""
         if self.name == "json":
             try:
                 body = _JSON.encode(value).encode()
@@ -84,14 +93,11 @@ class Serializer:
                     "(str, int, float, bool, None, list, dict), bytes or NumPy arrays, or "
                     "set serializer = \"pickle\" with a signing_key"
                 ) from None
-            return SIGNED_JSON_TAG + self._mac(bind, body) + body if self._key else body
+            return body
         try:
-            data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # pickle raises many types
             raise SerializationError(f"{what} cannot be pickled: {exc}") from None
-        if self._key:
-            return SIGNED_TAG + self._mac(bind, data) + data
-        return data
 
     def loads(self, data: bytes, what: str, *, bind: str = "") -> Any:
         """Decode ``data``; a signed pickle must have been signed with the same
@@ -106,6 +112,23 @@ class Serializer:
                 "payload must carry its signature (it was written by an app without the "
                 "key, or by someone else); set the same signing_key on every producer and "
                 "worker")
+        return self._load_json(data, what)
+
+    def load_body(self, body: bytes, what: str) -> Any:
+        """Decode a body from the payload store, whose hash matched a reference
+        read from a record (signed, where this app signs). A pickle is loaded only
+        where pickle could be loaded from the record: with a signing_key (its
+        reference was signed) or allow_unsigned_pickle."""
+        if body[:1] != b"\x80":
+            return self._load_json(body, what)
+        if not (self._key or self._allow_unsigned):
+            raise PayloadSignatureError(
+                f"{what} is a pickle in the payload store and is refused (it could run code); "
+                "set signing_key on producers and workers, or allow_unsigned_pickle = true "
+                "if only trusted code can write to the backend and the store")
+        return self._unpickle(body, what)
+
+    def _load_json(self, data: bytes, what: str) -> Any:
         try:
             if TAG_MARK in data:  # may hold a tagged value (plain JSON: json.loads alone)
                 return json.loads(data, object_hook=decode_tagged)
@@ -136,6 +159,10 @@ class Serializer:
                     "if only trusted code can write to the backend"
                 )
             body = data
+        return self._unpickle(body, what)
+
+    @staticmethod
+    def _unpickle(body: bytes, what: str) -> Any:
         try:
             return pickle.loads(body)
         except Exception as exc:

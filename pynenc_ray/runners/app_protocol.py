@@ -55,6 +55,10 @@ class RunnerApp(Protocol):
         """A claimed invocation's ``[args, kwargs]``; SerializationError if unreadable."""
         ...
 
+    def encode_result(self, value: Any, task_id: str, invocation_id: str) -> bytes:
+        """A result as its record keeps it; SerializationError when it cannot be."""
+        ...
+
     def decode_final(self, invocation_id: str, status: InvocationStatus, payload: bytes) -> Any:
         """A final record's value; its error raised for FAILED or CANCELLED."""
         ...

@@ -20,7 +20,7 @@ from ..errors import (
     PynencError,
     SerializationError,
 )
-from ..serializer import error_to_payload, result_bind
+from ..serializer import error_to_payload
 from ..status import InvocationStatus
 
 if TYPE_CHECKING:
@@ -225,14 +225,7 @@ def conclude_invocation(app: RunnerApp, runner: ExecutionHost, claimed: Claimed,
         return _failed(app, runner, task, claimed, worker, exc)
     app.middleware.notify("after_execute", app, runner, claimed, worker, result=value)
     try:
-        payload = app.serializer.dumps(value, f"result of task {task.task_id} ({inv_id})",
-                                       bind=result_bind(inv_id))
-        limit = app.config.settings.max_result_bytes
-        if len(payload) > limit:
-            raise SerializationError(
-                f"result of task {task.task_id} ({inv_id}) is {len(payload)} bytes, over "
-                f"max_result_bytes={limit}; return less (store large data elsewhere and "
-                "return a reference) or raise max_result_bytes")
+        payload = app.encode_result(value, task.task_id, inv_id)
     except SerializationError as err:
         _fail(app, runner, claimed, worker, err)
         return None

@@ -1,0 +1,209 @@
+"""The payload store: serialized values as objects named by their SHA-256,
+under any fsspec URL (``file:///dir``, ``s3://bucket/prefix``, ``gs://...``,
+``memory://`` for tests).
+
+Layout under the URL's root: ``<app_id>/objects/<sha256>``, the values, and
+``<app_id>/refs/<sha256>/<uuid>``, one small JSON list per write that made a
+record refer to an object (its invocation ids), which a sweep reads to know
+whether any stored record still refers to it. An object is written before any
+record refers to it: whole (a local file is written aside and renamed; an
+object store's PUT is atomic), so a writer killed mid-upload leaves no record
+pointing at a partial object.
+
+Reads are cached per process in a bounded LRU (``payload_cache_bytes``), so a
+value passed to many invocations is fetched once, and every read is checked
+against its hash. Whatever the store raises becomes PayloadStoreError, naming
+the object and what it was for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ..errors import PayloadStoreError, clause
+from .refs import PayloadRef
+
+# the object stores' own defaults retry for minutes: a read or write of a value
+# gives up (PayloadStoreError) well before that; listings are read fresh (the sweep)
+S3_DEFAULTS: dict[str, Any] = {"config_kwargs": {"connect_timeout": 5, "read_timeout": 60,
+                                                 "retries": {"max_attempts": 3}},
+                               "use_listings_cache": False}
+
+
+def sha256(body: bytes) -> str:
+    """The hex SHA-256 an object is named by."""
+    return hashlib.sha256(body).hexdigest()
+
+
+class PayloadStore:
+    """One app's objects under one URL (see the module docstring)."""
+
+    def __init__(self, url: str, app_id: str, options: dict[str, Any] | None = None,
+                 cache_bytes: int = 256 * 2**20):
+        self.url, self.app_id = url, app_id
+        self.options = dict(options or {})
+        self.cache_bytes = cache_bytes
+        self._lock = threading.Lock()
+        self._fs: Any = None
+        self._pid = -1
+        self._root = ""
+        self._cache: Any = None
+        self._present: set[str] = set()  # objects known written (by this process)
+
+    # -- the filesystem ---------------------------------------------------------
+
+    def _open(self) -> tuple[Any, str]:
+        """The fsspec filesystem and this app's root; opened again in a forked child."""
+        with self._lock:
+            if self._fs is None or self._pid != os.getpid():
+                import cachetools
+                import fsspec
+
+                options = dict(self.options)
+                if self.url.startswith(("s3://", "s3a://")):
+                    options = {**S3_DEFAULTS, **options}
+                try:
+                    fs, root = fsspec.core.url_to_fs(self.url, **options)
+                except Exception as exc:  # an unknown protocol, a missing driver (s3fs)
+                    raise PayloadStoreError(
+                        f"payload_store_url {self.url!r} cannot be opened: "
+                        f"{type(exc).__name__}: {clause(exc)}. Check the URL, and install "
+                        "its driver (pynenc-ray[s3] for s3://)") from None
+                self._fs, self._root = fs, f"{root.rstrip('/')}/{self.app_id}"
+                self._pid, self._present = os.getpid(), set()
+                self._cache = cachetools.LRUCache(maxsize=self.cache_bytes, getsizeof=len)
+            return self._fs, self._root
+
+    def _path(self, sha: str) -> str:
+        return f"{self._open()[1]}/objects/{sha}"
+
+    def _local(self) -> bool:
+        protocol = self._open()[0].protocol
+        return "file" in (protocol if isinstance(protocol, tuple) else (protocol,))
+
+    # -- writing ------------------------------------------------------------------
+
+    def put(self, body: bytes, referrers: Sequence[str], what: str) -> PayloadRef:
+        """Store ``body`` (once: an object already there is not written again) and
+        note that the records of ``referrers`` will refer to it; its reference.
+        PayloadStoreError when the store cannot be written."""
+        ref = PayloadRef(sha256(body), len(body))
+        fs, root = self._open()
+        path = f"{root}/objects/{ref.sha256}"
+        local = self._local()
+        try:
+            # the referrers first: a sweep never takes an object a record is about to name
+            notes = f"{root}/refs/{ref.sha256}"
+            if local:  # (an object store has no directories to make)
+                fs.makedirs(notes, exist_ok=True)
+            fs.pipe_file(f"{notes}/{uuid.uuid4().hex}", json.dumps(list(referrers)).encode())
+            if ref.sha256 not in self._present and not fs.exists(path):
+                if local:  # written aside, then renamed: never seen half-written
+                    tmp = f"{root}/objects/.{ref.sha256}.{uuid.uuid4().hex}"
+                    fs.makedirs(f"{root}/objects", exist_ok=True)
+                    fs.pipe_file(tmp, body)
+                    fs.mv(tmp, path)
+                else:
+                    fs.pipe_file(path, body)
+        except Exception as exc:
+            raise PayloadStoreError(
+                f"{what}: object {ref.sha256} ({len(body)} bytes) cannot be written to the "
+                f"payload store {self.url}: {type(exc).__name__}: {clause(exc)}") from None
+        self._present.add(ref.sha256)
+        with self._lock:
+            if len(body) <= self.cache_bytes:
+                self._cache[ref.sha256] = body
+        return ref
+
+    # -- reading ------------------------------------------------------------------
+
+    def get(self, ref: PayloadRef, what: str) -> bytes:
+        """The object's bytes, checked against its hash; from this process's cache
+        when it was read (or written) here before. PayloadStoreError when it is
+        missing, altered, or the store cannot be read."""
+        fs, root = self._open()
+        with self._lock:
+            body: bytes | None = self._cache.get(ref.sha256)
+        if body is not None:
+            return body
+        try:
+            body = fs.cat_file(f"{root}/objects/{ref.sha256}")
+        except FileNotFoundError:
+            raise PayloadStoreError(
+                f"{what}: object {ref.sha256} is missing from the payload store {self.url} "
+                "(removed, or written to another store)") from None
+        except Exception as exc:
+            raise PayloadStoreError(
+                f"{what}: object {ref.sha256} cannot be read from the payload store "
+                f"{self.url}: {type(exc).__name__}: {clause(exc)}") from None
+        assert body is not None
+        if len(body) != ref.size or sha256(body) != ref.sha256:
+            raise PayloadStoreError(
+                f"{what}: object {ref.sha256} in the payload store {self.url} is altered "
+                f"({len(body)} bytes, hash {sha256(body)[:16]}...): it is not used")
+        with self._lock:
+            if len(body) <= self.cache_bytes:
+                self._cache[ref.sha256] = body
+        return body
+
+    # -- the sweep ------------------------------------------------------------------
+
+    def objects(self) -> Iterator[tuple[str, float]]:
+        """Every object's hash and modification time (epoch seconds)."""
+        fs, root = self._open()
+        try:
+            entries = fs.ls(f"{root}/objects", detail=True)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            name = entry["name"].rsplit("/", 1)[-1]
+            if not name.startswith("."):
+                yield name, _mtime(entry)
+
+    def referrers(self, sha: str) -> list[tuple[list[str], float]]:
+        """Each note of records referring to object ``sha``: their ids, and when it
+        was written. A note that does not read counts as naming a record still
+        stored (nothing is removed on its say-so)."""
+        fs, root = self._open()
+        try:
+            entries = fs.ls(f"{root}/refs/{sha}", detail=True)
+        except FileNotFoundError:
+            return []
+        out: list[tuple[list[str], float]] = []
+        for entry in entries:
+            try:
+                ids = json.loads(fs.cat_file(entry["name"]))
+                if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+                    raise ValueError("not a list of ids")
+            except Exception:
+                ids = ["(unreadable note)"]
+            out.append((ids, _mtime(entry)))
+        return out
+
+    def remove(self, sha: str) -> None:
+        """Remove object ``sha`` and its notes."""
+        fs, root = self._open()
+        fs.rm(f"{root}/objects/{sha}")
+        try:
+            fs.rm(f"{root}/refs/{sha}", recursive=True)
+        except FileNotFoundError:
+            pass
+        self._present.discard(sha)
+
+
+def _mtime(entry: dict[str, Any]) -> float:
+    """An fsspec listing entry's modification time; now when the store has none."""
+    for key in ("mtime", "LastModified", "updated", "created"):
+        value = entry.get(key)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if value is not None and hasattr(value, "timestamp"):
+            return float(value.timestamp())
+    return time.time()
