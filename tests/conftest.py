@@ -67,3 +67,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def unique_app_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """An S3 API on loopback for the session (moto's threaded server): its URL.
+    Tests make a bucket of their own (``s3_store``)."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    from pynenc_ray.testing import free_port
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def s3_store(endpoint: str, app_id: str) -> dict[str, object]:
+    """The payload store settings of a bucket of its own on the test S3 server."""
+    import fsspec
+
+    options = {"client_kwargs": {"endpoint_url": endpoint}, "key": "testing",
+               "secret": "testing", "use_listings_cache": False}
+    bucket = f"b-{app_id}".lower().replace("_", "-")[:60]
+    fsspec.filesystem("s3", **options).mkdir(bucket)
+    return {"payload_store_url": f"s3://{bucket}/payloads", "payload_store_options": options}

@@ -21,7 +21,7 @@ import os
 import pytest
 
 from tests.conformance import tasks
-from tests.conftest import unique_app_id
+from tests.conftest import s3_store, unique_app_id
 
 PAIRS = [
     ("memory", "ThreadRunner"),
@@ -34,6 +34,9 @@ PAIRS = [
     ("memory", "MultiThreadRunner-local"),
     ("redis", "MultiThreadRunner"),
 ]
+# the whole suite again with a payload store ("file" or "s3"): make test-matrix
+STORE = os.environ.get("PYNENC_CONFORMANCE_PAYLOAD_STORE", "")
+STORE_INLINE_MAX = 16  # bytes: any argument or result longer goes to the store
 THIRD = os.environ.get("PYNENC_CONFORMANCE_BACKEND")
 THIRD_FIELDS = json.loads(os.environ.get("PYNENC_CONFORMANCE_BACKEND_FIELDS") or "{}")
 if THIRD:
@@ -102,7 +105,21 @@ def configure(target, app_path: str, pair, request) -> None:
         fields["sqlite_path"] = str(request.getfixturevalue("tmp_path") / "conformance.sqlite3")
     if backend == THIRD:
         fields.update(THIRD_FIELDS)
+    fields.update(payload_store(request, fields["app_id"], STORE))
     target.reconfigure(replace=True, **fields)
+
+
+def payload_store(request, app_id: str, kind: str) -> dict:
+    """The payload store settings of kind "file" or "s3" ('' for none), with a
+    threshold low enough that most payloads go to the store."""
+    if not kind:
+        return {}
+    if kind == "file":
+        where = request.getfixturevalue("tmp_path") / "payloads"
+        store = {"payload_store_url": f"file://{where}"}
+    else:
+        store = s3_store(request.getfixturevalue("s3_endpoint"), app_id)
+    return {**store, "payload_inline_max_bytes": STORE_INLINE_MAX}
 
 
 @pytest.fixture
