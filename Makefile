@@ -22,7 +22,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 SYNC := $(UV) sync --locked --quiet
 
-.PHONY: demo test test-fast test-lowest lint lint-fast docs lock system-packages redis-server clean
+.PHONY: demo test test-fast test-matrix test-lowest lint lint-fast docs lock system-packages redis-server clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -99,6 +99,15 @@ test: $(VENV)/.test system-packages lint docs
 # needs neither redis-server nor Ray and takes under two minutes.
 test-fast: $(VENV_FAST)/.test lint-fast
 	$(VENV_FAST)/bin/python -m pytest -m "not slow and not redis and not ray"
+
+# The whole matrix: `make test` runs every backend x runner pair of the conformance
+# suite, and the payload store's own tests on each pair with file:// and S3; this
+# runs the whole conformance suite twice more, with most payloads in a store on
+# file:// and then on S3 (moto on loopback).
+test-matrix: $(VENV)/.test system-packages
+	$(PY) -m pytest tests/conformance
+	PYNENC_CONFORMANCE_PAYLOAD_STORE=file $(PY) -m pytest tests/conformance
+	PYNENC_CONFORMANCE_PAYLOAD_STORE=s3 $(PY) -m pytest tests/conformance
 
 # The unit and conformance suites at the oldest versions pyproject allows (not part
 # of `make test`): what the floors in pyproject promise is what passes here.

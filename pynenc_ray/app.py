@@ -577,6 +577,11 @@ class Pynenc:
             f"cancelled by {by} ({worker}) at {time.strftime('%Y-%m-%d %H:%M:%S')}"))
         return self.backend.cancel(list(invocation_ids), by, worker, doc)
 
+    @property
+    def payloads(self) -> Payloads | None:
+        """The app's payload store and its rules; None without ``payload_store_url``."""
+        return self._payloads
+
     def encode_result(self, value: Any, task_id: str, invocation_id: str) -> bytes:
         """A result as its record keeps it: signed for this invocation; with a
         payload store, a reference when it is too large to keep inline.

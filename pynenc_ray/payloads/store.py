@@ -167,25 +167,29 @@ class PayloadStore:
             if not name.startswith("."):
                 yield name, _mtime(entry)
 
-    def referrers(self, sha: str) -> list[tuple[list[str], float]]:
-        """Each note of records referring to object ``sha``: their ids, and when it
-        was written. A note that does not read counts as naming a record still
-        stored (nothing is removed on its say-so)."""
+    def referrers(self, sha: str) -> list[tuple[str, list[str] | None, float]]:
+        """Each note of records referring to object ``sha``: where it is, their ids
+        (None for a note that does not read: nothing is removed on its say-so),
+        and when it was written."""
         fs, root = self._open()
         try:
             entries = fs.ls(f"{root}/refs/{sha}", detail=True)
         except FileNotFoundError:
             return []
-        out: list[tuple[list[str], float]] = []
+        out: list[tuple[str, list[str] | None, float]] = []
         for entry in entries:
             try:
                 ids = json.loads(fs.cat_file(entry["name"]))
                 if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
                     raise ValueError("not a list of ids")
             except Exception:
-                ids = ["(unreadable note)"]
-            out.append((ids, _mtime(entry)))
+                ids = None
+            out.append((entry["name"], ids, _mtime(entry)))
         return out
+
+    def forget_note(self, path: str) -> None:
+        """Remove one note (its records are gone)."""
+        self._open()[0].rm(path)
 
     def remove(self, sha: str) -> None:
         """Remove object ``sha`` and its notes."""

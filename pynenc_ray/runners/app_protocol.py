@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ..config import EffectiveConfig
     from ..invocation import Invocation
     from ..middleware import MiddlewareStack
+    from ..payloads.offload import Payloads
     from ..serializer import Serializer
     from ..status import InvocationStatus
     from ..task import Task
@@ -37,6 +38,11 @@ class RunnerApp(Protocol):
     @property
     def backend(self) -> Backend:
         """The app's backend, built on first use."""
+        ...
+
+    @property
+    def payloads(self) -> Payloads | None:
+        """The app's payload store; None when it has none."""
         ...
 
     def check_mem_compatible(self) -> None:

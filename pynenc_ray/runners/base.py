@@ -24,6 +24,7 @@ from ..backends.tuning import CountsReconnects, LingeringClaims
 from ..cron import CronScheduler
 from ..errors import BackendUnavailableError, ConfigError, RunnerFencedError
 from ..metrics.tally import Counts, Tally
+from ..payloads.sweep import PayloadSweeper
 from ..registry import RUNNERS
 from ..resolve import resolve
 from ..runner_config import RunnerConfig
@@ -98,6 +99,8 @@ class BaseRunner(abc.ABC):
         self._cron = CronScheduler(app, self.runner_id, conf.runner_dead_after_sec)
         # triggers: the trigger log drained with the heartbeat, also under a lease
         self._triggers = TriggerScheduler(app, self.runner_id, conf.runner_dead_after_sec)
+        # the payload store's objects no stored record refers to: swept, also under a lease
+        self._sweeper = PayloadSweeper(app, self.runner_id, conf.runner_dead_after_sec)
         self.tally = Tally()  # what this runner's runs and reroutes add up to (its metrics)
         self.metrics_port: int | None = None  # where they are served while it runs
 
@@ -461,6 +464,7 @@ class BaseRunner(abc.ABC):
                     self._watch_cancelled()
                     self._cron.tick()
                     self._triggers.tick()
+                    self._sweeper.tick()
                     if time.monotonic() - last_check >= every:
                         last_check = time.monotonic()
                         rerouted = self.app.backend.recover_dead(

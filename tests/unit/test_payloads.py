@@ -1,0 +1,119 @@
+"""The payload store without a server: the sweep (what it removes and keeps),
+a writer killed mid-upload, an unwritable store, signing over references,
+and a record that refers to a store this app does not have."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from pynenc_ray import PayloadSignatureError, PayloadStoreError
+from pynenc_ray.payloads.refs import PayloadRef
+from pynenc_ray.payloads.store import PayloadStore, sha256
+from pynenc_ray.payloads.sweep import PayloadSweeper
+from pynenc_ray.serializer import args_bind
+from pynenc_ray.testing import run_pending
+from tests.conformance import tasks
+from tests.conftest import unique_app_id
+
+BIG = b"\x01" * 100_000
+GRACE = 100.0
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = tasks.app.reconfigure(replace=True, backend="memory", app_id=unique_app_id("pay"),
+                                payload_store_url=f"file://{tmp_path}/store",
+                                payload_inline_max_bytes=64, payload_grace_sec=GRACE)
+    yield app
+    tasks.app.reconfigure(replace=True)
+
+
+def objects(app) -> set[str]:
+    return {sha for sha, _ in app.payloads.store.objects()}
+
+
+def test_the_sweep_removes_only_what_no_stored_record_refers_to(app):
+    inv = tasks.echo(BIG)
+    run_pending(app)
+    assert inv.result == [[BIG], {}]
+    store = app.payloads.store
+    kept = objects(app)  # the argument and the result, both referred to
+    orphan = store.put(b'"nobody refers to me"' * 10, ["0" * 32], "a test").sha256
+    sweeper = PayloadSweeper(app, "r", lease_sec=30)
+    now = time.time()
+    assert sweeper.sweep(now, GRACE) == []  # everything is younger than the grace
+    assert sweeper.sweep(now + GRACE + 1, GRACE) == [orphan]
+    assert objects(app) == kept
+    # an object with a note that does not read is kept, whatever its age
+    bad = store.put(b'"one more"' * 10, ["0" * 32], "a test").sha256
+    [(note, _, _)] = store.referrers(bad)
+    Path(note).write_text("{not a list")
+    assert sweeper.sweep(now + GRACE + 1, GRACE) == []
+
+
+def test_the_sweep_runs_from_one_runner_at_most_every_quarter_grace(app):
+    a, b = PayloadSweeper(app, "a", 30), PayloadSweeper(app, "b", 30)
+    now = time.time()
+    assert a.tick(now) is True
+    assert b.tick(now + 1) is False  # not due yet (and a holds the lease)
+    assert a.wait(10)
+    assert a.tick(now + GRACE / 4 - 1) is False
+    assert a.tick(now + max(GRACE / 4, 60) + 1) is True
+
+
+def test_a_writer_killed_mid_upload_leaves_no_object_and_no_record(app, tmp_path):
+    store = app.payloads.store
+    body = app.serializer.body(BIG, "x")
+    sha = sha256(body)
+    # what a local writer killed before its rename leaves: a hidden temporary file
+    root = tmp_path / "store" / app.app_id / "objects"
+    root.mkdir(parents=True)
+    (root / f".{sha}.0123").write_bytes(body[:10])
+    assert objects(app) == set()
+    with pytest.raises(PayloadStoreError, match=f"{sha}.*missing"):
+        PayloadStore(store.url, app.app_id).get(PayloadRef(sha, len(body)), "a test")
+    # a store that cannot be written (its directory is a file): the submit raises,
+    # and nothing is stored
+    (tmp_path / "blocker").write_text("")
+    app.reconfigure(payload_store_url=f"file://{tmp_path}/blocker/store")
+    with pytest.raises(PayloadStoreError, match="echo.*cannot be written to the payload store"):
+        tasks.echo(BIG)
+    assert app.backend.recent(0) == []
+
+
+def test_references_are_signed_where_they_belong(tmp_path):
+    app = tasks.app.reconfigure(replace=True, backend="memory", app_id=unique_app_id("pay"),
+                                payload_store_url=f"file://{tmp_path}/store",
+                                payload_inline_max_bytes=64, serializer="pickle",
+                                signing_key="k" * 32)
+    try:
+        one, two = tasks.echo(BIG), tasks.echo(b"small")
+        signed = app.backend.get(one.invocation_id).args
+        assert len(signed) < 500  # a signed reference, not the value
+        # the reference read where it does not belong (another record) is refused
+        with pytest.raises(PayloadSignatureError, match="copied from another record"):
+            app.serializer.loads(signed, "a test", bind=args_bind(two.invocation_id))
+        run_pending(app)
+        assert one.result == [[BIG], {}]
+    finally:
+        tasks.app.reconfigure(replace=True)
+
+
+def test_a_pickle_in_the_store_is_refused_where_pickle_is(app):
+    body = b"\x80\x04\x95" + b"x" * 40
+    ref = app.payloads.store.put(body, ["0" * 32], "a test")
+    with pytest.raises(PayloadSignatureError, match="pickle in the payload store"):
+        app.payloads.fetch(ref, "a test")
+
+
+def test_a_reference_without_a_store_is_a_clear_error(app, tmp_path):
+    inv = tasks.echo(BIG)
+    app.reconfigure(payload_store_url=None)
+    run_pending(app)
+    with pytest.raises(PayloadStoreError, match=f"{inv.invocation_id}.*no payload_store_url"):
+        inv.result
+    assert json.loads(json.dumps(app.config.settings.payload_store_options)) == {}
