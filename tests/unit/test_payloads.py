@@ -117,3 +117,39 @@ def test_a_reference_without_a_store_is_a_clear_error(app, tmp_path):
     with pytest.raises(PayloadStoreError, match=f"{inv.invocation_id}.*no payload_store_url"):
         inv.result
     assert json.loads(json.dumps(app.config.settings.payload_store_options)) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_an_unreachable_store_is_a_clear_error_not_a_hang():
+    """S3 on loopback (a moto server of this test's own), stopped after a submit:
+    the run fails naming the invocation and the object, a submit raises, and
+    neither waits more than the store's bounded retries."""
+    from moto.server import ThreadedMotoServer
+
+    from pynenc_ray.testing import free_port
+    from tests.conftest import s3_store
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    app_id = unique_app_id("pay")
+    try:
+        app = tasks.app.reconfigure(replace=True, backend="memory", app_id=app_id,
+                                    payload_inline_max_bytes=64,
+                                    **s3_store(f"http://127.0.0.1:{port}", app_id))
+        inv = tasks.echo(BIG)
+    finally:
+        server.stop()
+    try:
+        app.reconfigure()  # a fresh cache: what this process wrote must be read again
+        began = time.monotonic()
+        run_pending(app)
+        with pytest.raises(PayloadStoreError, match=f"{inv.invocation_id}.*cannot be read"):
+            inv.result
+        with pytest.raises(PayloadStoreError, match="cannot be written"):
+            tasks.echo(BIG[::-1])
+        assert time.monotonic() - began < 60
+        assert len(app.backend.recent(0)) == 1  # the refused submit stored nothing
+    finally:
+        tasks.app.reconfigure(replace=True)
