@@ -137,7 +137,8 @@ class Session:
     """One runner on one backend, started once for all workloads."""
 
     def __init__(self, runner: str, backend: str, redis_url: str | None,
-                 runner_fields: dict[str, Any] | None = None, sqlite_path: str | None = None):
+                 runner_fields: dict[str, Any] | None = None, sqlite_path: str | None = None,
+                 settings: dict[str, Any] | None = None):
         from . import bench_tasks
 
         self.runner_name, self.backend_name = runner, backend
@@ -151,6 +152,7 @@ class Session:
             fields["redis_url"] = redis_url
         if sqlite_path:
             fields["sqlite_path"] = sqlite_path
+        fields.update(settings or {})  # e.g. the payload workload's store
         self.fields = fields
         self.app.reconfigure(replace=True, **fields)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -434,6 +436,16 @@ def _f(v: float | None, digits: int = 2) -> str:
 def main(args: argparse.Namespace) -> int:
     """The ``bench`` command: run, print the table, optionally write JSON; exit code."""
     runners = args.runner or ["ThreadRunner"]
+    if args.workload and "payload" in args.workload:
+        from . import bench_payloads
+
+        payload = bench_payloads.run(runners, args.redis_url, args.payload_tasks)
+        print(f"pynenc-ray bench, payloads, on {os.cpu_count()} CPUs\n"
+              f"{bench_payloads.format_table(payload)}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump([asdict(r) for r in payload], f, indent=2)
+        return 0
     workloads = args.workload or list(WORKLOADS)
     results = run(args.backend, args.redis_url, runners, workloads, args.n,
                   progress=not args.no_progress)

@@ -4,6 +4,7 @@ workers import them by name. The app takes its config from the bench."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from .app import Pynenc
 
@@ -34,3 +35,15 @@ async def async_nap(sec: float) -> None:
 def fanout(n: int) -> int:
     """Fans out n subtasks and sums their results inside the task."""
     return sum(add.parallelize([(i, 1) for i in range(n)]).results)
+
+
+@app.task
+def bump(array: Any) -> Any:
+    """Return ``array + 1``: a task that takes a large array and returns another."""
+    return array + 1
+
+
+@app.task
+def total(array: Any, i: int) -> float:
+    """A small value computed from a large array (shared by many calls)."""
+    return float(array[i])

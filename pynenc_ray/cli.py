@@ -252,8 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runner", action="append", help=f"one of {', '.join(BENCH_RUNNERS)} "
                        "(default ThreadRunner); repeat for several")
     bench.add_argument("--workload", action="append",
-                       choices=["noop", "submit-each", "sleep", "fanout", "latency"])
+                       choices=["noop", "submit-each", "sleep", "fanout", "latency", "payload"],
+                       help="payload: large arrays through a payload store on Redis, against "
+                            "plain Ray's object store (needs numpy and Ray; not in the default "
+                            "set)")
     bench.add_argument("-n", type=int, default=10_000, help="tasks of noop and submit-each")
+    bench.add_argument("--payload-tasks", type=int, default=200,
+                       help="tasks of the payload workload's arrays (10 MB in, 10 MB out each)")
     bench.add_argument("--json", help="also write the results to this file")
     bench.add_argument("--no-progress", action="store_true")
     bench.set_defaults(func=cmd_bench)
