@@ -429,7 +429,7 @@ class Pynenc:
         opts = task.options
         not_before = opts.eta if opts.delay_sec is None else time.time() + opts.delay_sec
         chosen = list(ids) if ids is not None else [new_invocation_id() for _ in calls]
-        memo: dict[int, Any] = {}  # what this submit wrote to the payload store, if any
+        memo: dict[int, Any] | None = {} if self._payloads is not None else None  # (written)
         new = [self._new_invocation(task, a, kw, parent, not_before, inv_id, chosen, memo)
                for (a, kw), inv_id in zip(calls, chosen)]
         if self._unwatched:
@@ -451,13 +451,14 @@ class Pynenc:
 
     def _new_invocation(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                         parent: str | None, not_before: float | None,
-                        inv_id: str, batch: Sequence[str], memo: dict[int, Any]) -> NewInvocation:
+                        inv_id: str, batch: Sequence[str],
+                        memo: dict[int, Any] | None) -> NewInvocation:
         """An invocation record whose arguments are signed for this id only; with
         a payload store, those too large to keep inline are written there first
         (for the ids of the whole ``batch``, once per value: ``memo``)."""
         what = f"arguments of task {task.task_id}"
         payload = self.serializer.dumps([list(args), kwargs], what, bind=args_bind(inv_id))
-        if self._payloads is not None and len(payload) > self._payloads.inline_max:
+        if memo is not None and self._payloads and len(payload) > self._payloads.inline_max:
             refs = self._payloads.offload_args(args, kwargs, batch, what, memo)
             payload = self.serializer.dumps([refs[0], refs[1]], what, bind=args_bind(inv_id))
         limit = self.config.settings.max_args_bytes

@@ -81,12 +81,13 @@ local function move(id, rec, moves, runner, worker, owner, f1, v1, f2, v2, f3, v
   redis.call('HSET', unpack(args))
   count(cur, -1)
   count(last, 1)
+  if rec.rck and OWNED[cur] and not OWNED[last] then release(id, rec.rck) end
+  if watching == false then return end  -- known this call: the app watches nothing
   if type(moves) == 'table' then
     for _, new in ipairs(moves) do occurred(id, rec.task, new) end
   else
     occurred(id, rec.task, moves)
   end
-  if rec.rck and OWNED[cur] and not OWNED[last] then release(id, rec.rck) end
 end
 
 -- Whether the last history entry of id (hn entries long) is `status` written by
