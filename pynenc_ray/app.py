@@ -457,10 +457,15 @@ class Pynenc:
         a payload store, those too large to keep inline are written there first
         (for the ids of the whole ``batch``, once per value: ``memo``)."""
         what = f"arguments of task {task.task_id}"
-        payload = self.serializer.dumps([list(args), kwargs], what, bind=args_bind(inv_id))
-        if memo is not None and self._payloads and len(payload) > self._payloads.inline_max:
-            refs = self._payloads.offload_args(args, kwargs, batch, what, memo)
+        payloads = self._payloads
+        if memo is not None and payloads and payloads.large(args, kwargs, memo):
+            refs = payloads.offload_args(args, kwargs, batch, what, memo)  # no whole dumps
             payload = self.serializer.dumps([refs[0], refs[1]], what, bind=args_bind(inv_id))
+        else:
+            payload = self.serializer.dumps([list(args), kwargs], what, bind=args_bind(inv_id))
+            if memo is not None and payloads and len(payload) > payloads.inline_max:
+                refs = payloads.offload_args(args, kwargs, batch, what, memo)
+                payload = self.serializer.dumps([refs[0], refs[1]], what, bind=args_bind(inv_id))
         limit = self.config.settings.max_args_bytes
         if len(payload) > limit:  # refused here: stored, it would fill Redis and fail later
             raise SerializationError(

@@ -123,6 +123,37 @@ def decode_tagged(obj: dict[str, Any]) -> Any:
     return array[()] if kind == "npscalar" else array
 
 
+NPY_MAGIC = b"\x93NUMPY"  # how every .npy file starts (no JSON text does)
+
+
+def npy_bytes(value: Any) -> bytes | None:
+    """A NumPy array (not of object dtype) in the ``.npy`` format; None for any
+    other value. What the payload store keeps of an array passed or returned
+    alone: a third smaller than base64 in JSON, and read without parsing."""
+    np = sys.modules.get("numpy")
+    if np is None or not isinstance(value, np.ndarray) or value.dtype.hasobject:
+        return None
+    buf = io.BytesIO()
+    np.save(buf, value, allow_pickle=False)
+    return buf.getvalue()
+
+
+def read_npy(raw: bytes) -> Any:
+    """An array from ``.npy`` bytes (untrusted: the header is checked against the
+    data, and nothing is unpickled); TaggedValueError when they are not one."""
+    try:
+        np: Any = importlib.import_module("numpy")
+    except ImportError:
+        raise TaggedValueError("the payload is a NumPy array, and NumPy is not installed "
+                               "here: install numpy where this is read") from None
+    try:
+        return _load_npy(np, raw)
+    except TaggedValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: whatever NumPy raises
+        raise TaggedValueError(f"the payload is not a valid .npy array ({exc})") from None
+
+
 def _load_npy(np: Any, raw: bytes) -> Any:
     """An array from ``.npy`` bytes, its header checked first: the data must be
     exactly as long as the shape and dtype say (a header claiming more than

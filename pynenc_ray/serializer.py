@@ -25,12 +25,15 @@ from typing import Any
 
 from .errors import PayloadSignatureError, SerializationError, TaskFailedError, clause
 from .json_values import (
+    NPY_MAGIC,
     TAG_MARK,
     TaggedValueError,
     decode_tagged,
     encode_tagged,
     escape_dicts,
     has_tag_key,
+    npy_bytes,
+    read_npy,
 )
 
 SIGNED_TAG = b"HMAC2"  # HMAC over bind + NUL + body: a payload is valid only where it belongs
@@ -80,24 +83,36 @@ class Serializer:
         """``value`` encoded, unsigned: what ``dumps`` signs, and what the payload
         store keeps (a reference in a signed record covers it by its hash)."""
         if self.name == "json":
-            try:
-                body = _JSON.encode(value).encode()
-                # a caller's dict with the tag's key reads back as itself
-                if TAG_MARK in body and has_tag_key(value):
-                    body = _JSON.encode(escape_dicts(value)).encode()
-            except TaggedValueError as exc:
-                raise SerializationError(f"{what}: {exc}") from None
-            except (TypeError, ValueError) as exc:
-                raise SerializationError(
-                    f"{what} cannot be serialised as JSON: {clause(exc)}. Pass JSON types "
-                    "(str, int, float, bool, None, list, dict), bytes or NumPy arrays, or "
-                    "set serializer = \"pickle\" with a signing_key"
-                ) from None
-            return body
+            return self._json_body(value, what)
         try:
             return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # pickle raises many types
             raise SerializationError(f"{what} cannot be pickled: {exc}") from None
+
+    def store_body(self, value: Any, what: str) -> bytes:
+        """What the payload store keeps of ``value``: its ``body``, or for a NumPy
+        array with the JSON serializer, its ``.npy`` bytes (no base64, no JSON)."""
+        if self.name == "json":
+            npy = npy_bytes(value)
+            if npy is not None:
+                return npy
+        return self.body(value, what)
+
+    def _json_body(self, value: Any, what: str) -> bytes:
+        try:
+            body = _JSON.encode(value).encode()
+            # a caller's dict with the tag's key reads back as itself
+            if TAG_MARK in body and has_tag_key(value):
+                body = _JSON.encode(escape_dicts(value)).encode()
+        except TaggedValueError as exc:
+            raise SerializationError(f"{what}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(
+                f"{what} cannot be serialised as JSON: {clause(exc)}. Pass JSON types "
+                "(str, int, float, bool, None, list, dict), bytes or NumPy arrays, or "
+                "set serializer = \"pickle\" with a signing_key"
+            ) from None
+        return body
 
     def loads(self, data: bytes, what: str, *, bind: str = "") -> Any:
         """Decode ``data``; a signed pickle must have been signed with the same
@@ -119,6 +134,11 @@ class Serializer:
         read from a record (signed, where this app signs). A pickle is loaded only
         where pickle could be loaded from the record: with a signing_key (its
         reference was signed) or allow_unsigned_pickle."""
+        if body.startswith(NPY_MAGIC):
+            try:
+                return read_npy(body)
+            except TaggedValueError as exc:
+                raise SerializationError(f"{what}: {exc}") from None
         if body[:1] != b"\x80":
             return self._load_json(body, what)
         if not (self._key or self._allow_unsigned):

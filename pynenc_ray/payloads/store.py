@@ -10,10 +10,10 @@ record refers to it: whole (a local file is written aside and renamed; an
 object store's PUT is atomic), so a writer killed mid-upload leaves no record
 pointing at a partial object.
 
-Reads are cached per process in a bounded LRU (``payload_cache_bytes``), so a
-value passed to many invocations is fetched once, and every read is checked
-against its hash. Whatever the store raises becomes PayloadStoreError, naming
-the object and what it was for.
+Every read is checked against its hash (``offload.Payloads`` keeps what it
+decoded, so a value passed to many invocations is fetched once per process).
+Whatever the store raises becomes PayloadStoreError, naming the object and
+what it was for.
 """
 
 from __future__ import annotations
@@ -45,16 +45,13 @@ def sha256(body: bytes) -> str:
 class PayloadStore:
     """One app's objects under one URL (see the module docstring)."""
 
-    def __init__(self, url: str, app_id: str, options: dict[str, Any] | None = None,
-                 cache_bytes: int = 256 * 2**20):
+    def __init__(self, url: str, app_id: str, options: dict[str, Any] | None = None):
         self.url, self.app_id = url, app_id
         self.options = dict(options or {})
-        self.cache_bytes = cache_bytes
         self._lock = threading.Lock()
         self._fs: Any = None
         self._pid = -1
         self._root = ""
-        self._cache: Any = None
         self._present: set[str] = set()  # objects known written (by this process)
 
     # -- the filesystem ---------------------------------------------------------
@@ -63,7 +60,6 @@ class PayloadStore:
         """The fsspec filesystem and this app's root; opened again in a forked child."""
         with self._lock:
             if self._fs is None or self._pid != os.getpid():
-                import cachetools
                 import fsspec
 
                 options = dict(self.options)
@@ -78,7 +74,6 @@ class PayloadStore:
                         "its driver (pynenc-ray[s3] for s3://)") from None
                 self._fs, self._root = fs, f"{root.rstrip('/')}/{self.app_id}"
                 self._pid, self._present = os.getpid(), set()
-                self._cache = cachetools.LRUCache(maxsize=self.cache_bytes, getsizeof=len)
             return self._fs, self._root
 
     def _path(self, sha: str) -> str:
@@ -117,22 +112,14 @@ class PayloadStore:
                 f"{what}: object {ref.sha256} ({len(body)} bytes) cannot be written to the "
                 f"payload store {self.url}: {type(exc).__name__}: {clause(exc)}") from None
         self._present.add(ref.sha256)
-        with self._lock:
-            if len(body) <= self.cache_bytes:
-                self._cache[ref.sha256] = body
         return ref
 
     # -- reading ------------------------------------------------------------------
 
     def get(self, ref: PayloadRef, what: str) -> bytes:
-        """The object's bytes, checked against its hash; from this process's cache
-        when it was read (or written) here before. PayloadStoreError when it is
-        missing, altered, or the store cannot be read."""
+        """The object's bytes, checked against its hash. PayloadStoreError when it
+        is missing, altered, or the store cannot be read."""
         fs, root = self._open()
-        with self._lock:
-            body: bytes | None = self._cache.get(ref.sha256)
-        if body is not None:
-            return body
         try:
             body = fs.cat_file(f"{root}/objects/{ref.sha256}")
         except FileNotFoundError:
@@ -143,15 +130,11 @@ class PayloadStore:
             raise PayloadStoreError(
                 f"{what}: object {ref.sha256} cannot be read from the payload store "
                 f"{self.url}: {type(exc).__name__}: {clause(exc)}") from None
-        assert body is not None
         if len(body) != ref.size or sha256(body) != ref.sha256:
             raise PayloadStoreError(
                 f"{what}: object {ref.sha256} in the payload store {self.url} is altered "
                 f"({len(body)} bytes, hash {sha256(body)[:16]}...): it is not used")
-        with self._lock:
-            if len(body) <= self.cache_bytes:
-                self._cache[ref.sha256] = body
-        return body
+        return bytes(body)
 
     # -- the sweep ------------------------------------------------------------------
 

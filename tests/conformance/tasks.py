@@ -354,3 +354,10 @@ async def async_kill_my_worker(key: str, after: float) -> None:
     app.backend.client.incr(f"test:{app.app_id}:runs:{key}")
     await asyncio.sleep(after)
     os._exit(3)
+
+
+@app.task
+def add_one_in_place(array):
+    """Changes its argument (a NumPy array) in place; returns its new sum."""
+    array += 1
+    return float(array.sum())

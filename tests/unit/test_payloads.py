@@ -153,3 +153,14 @@ def test_an_unreachable_store_is_a_clear_error_not_a_hang():
         assert len(app.backend.recent(0)) == 1  # the refused submit stored nothing
     finally:
         tasks.app.reconfigure(replace=True)
+
+
+def test_an_array_is_kept_as_npy_and_each_call_gets_its_own_copy(app):
+    np = pytest.importorskip("numpy")
+    array = np.zeros(10_000)
+    group = tasks.add_one_in_place.parallelize([(array,)] * 3)
+    run_pending(app)  # three runs in this process: one decoded value, three copies
+    assert list(group.results) == [10_000.0] * 3
+    [(sha, _)] = list(app.payloads.store.objects())
+    body = app.payloads.store.get(PayloadRef(sha, 80_128), "a test")
+    assert body.startswith(b"\x93NUMPY")  # the .npy bytes, no base64, no JSON
