@@ -596,10 +596,15 @@ class Pynenc:
         when the store cannot be written."""
         what = f"result of task {task_id} ({invocation_id})"
         bind = result_bind(invocation_id)
-        payload = self.serializer.dumps(value, what, bind=bind)
-        if self._payloads is not None and len(payload) > self._payloads.inline_max:
-            ref = self._payloads.offload_result(value, invocation_id, what)
-            payload = self.serializer.dumps(ref, what, bind=bind)
+        payloads = self._payloads
+        if payloads is not None and payloads.large((value,), {}, {}):  # visibly large
+            payload = self.serializer.dumps(payloads.offload_result(value, invocation_id, what),
+                                            what, bind=bind)
+        else:
+            payload = self.serializer.dumps(value, what, bind=bind)
+            if payloads is not None and len(payload) > payloads.inline_max:
+                ref = payloads.offload_result(value, invocation_id, what)
+                payload = self.serializer.dumps(ref, what, bind=bind)
         limit = self.config.settings.max_result_bytes
         if len(payload) > limit:
             raise SerializationError(

@@ -96,5 +96,5 @@ def s3_store(endpoint: str, app_id: str) -> dict[str, object]:
     options = {"client_kwargs": {"endpoint_url": endpoint}, "key": "testing",
                "secret": "testing", "use_listings_cache": False}
     bucket = f"b-{app_id}".lower().replace("_", "-")[:60]
-    fsspec.filesystem("s3", **options).mkdir(bucket)
+    fsspec.filesystem("s3", **options).makedirs(bucket, exist_ok=True)  # (asked twice: kept)
     return {"payload_store_url": f"s3://{bucket}/payloads", "payload_store_options": options}

@@ -37,6 +37,11 @@ PAIRS = [
 # the whole suite again with a payload store ("file" or "s3"): make test-matrix
 STORE = os.environ.get("PYNENC_CONFORMANCE_PAYLOAD_STORE", "")
 STORE_INLINE_MAX = 16  # bytes: any argument or result longer goes to the store
+# a test of what happens to a large value without a store (the inline limits, a
+# result too large to travel with its announcement)
+inline_only = pytest.mark.skipif(
+    bool(STORE), reason="with a payload store a large value goes to the store: max_args_bytes "
+    "and max_result_bytes bound what stays inline (test_payloads.py tests the store's limits)")
 THIRD = os.environ.get("PYNENC_CONFORMANCE_BACKEND")
 THIRD_FIELDS = json.loads(os.environ.get("PYNENC_CONFORMANCE_BACKEND_FIELDS") or "{}")
 if THIRD:

@@ -12,6 +12,7 @@ from pynenc_ray import PynencError, SerializationError, TaskTimeoutError
 from pynenc_ray.backends.base import NewInvocation
 from pynenc_ray.backends.redis.listener import INLINE_MAX_BYTES
 from tests.conformance import tasks
+from tests.conformance.conftest import inline_only
 from tests.conftest import running
 
 pytestmark = pytest.mark.timeout(90)
@@ -39,6 +40,7 @@ def test_unserialisable_result_fails_with_a_clear_error(app):
             tasks.unserialisable_result().result
 
 
+@inline_only
 def test_result_over_max_result_bytes_fails(app):
     app.reconfigure(max_result_bytes=1000)
     with running(app):
@@ -68,6 +70,7 @@ def test_unknown_task_id_fails_with_a_message_not_a_crash(app):
 
 
 @pytest.mark.only(backends=["redis"])
+@inline_only
 def test_corrupt_payloads_in_redis_fail_clearly(app):
     inv = tasks.add(1, 2)
     app.backend.client.hset(app.backend.key("inv", inv.invocation_id), "args", b"\x00garbage{")
@@ -93,6 +96,7 @@ def test_a_task_that_kills_its_worker_ends_failed_as_poison(app):
     assert [h.status for h in inv.history].count(S.REROUTED) == 3
 
 
+@inline_only
 def test_arguments_over_max_args_bytes_are_refused_at_submit_and_nothing_is_stored(app):
     """A call whose serialised arguments exceed max_args_bytes raises at submit,
     naming the task, the size and the setting; a parallelize holding one such

@@ -164,3 +164,15 @@ def test_an_array_is_kept_as_npy_and_each_call_gets_its_own_copy(app):
     [(sha, _)] = list(app.payloads.store.objects())
     body = app.payloads.store.get(PayloadRef(sha, 80_128), "a test")
     assert body.startswith(b"\x93NUMPY")  # the .npy bytes, no base64, no JSON
+
+
+def test_payload_max_bytes_bounds_what_goes_to_the_store(app):
+    from pynenc_ray import SerializationError
+
+    app.reconfigure(payload_max_bytes=50_000)
+    with pytest.raises(SerializationError, match=r"argument 0 is \d+ bytes.*payload_max_bytes"):
+        tasks.echo(BIG)
+    assert app.backend.recent(0) == [] and objects(app) == set()
+    small = tasks.echo(b"x" * 1000)  # over the inline limit, under the store's: goes there
+    run_pending(app)
+    assert small.result == [[b"x" * 1000], {}] and len(objects(app)) == 2
