@@ -436,16 +436,6 @@ def _f(v: float | None, digits: int = 2) -> str:
 def main(args: argparse.Namespace) -> int:
     """The ``bench`` command: run, print the table, optionally write JSON; exit code."""
     runners = args.runner or ["ThreadRunner"]
-    if args.workload and "payload" in args.workload:
-        from . import bench_payloads
-
-        payload = bench_payloads.run(runners, args.redis_url, args.payload_tasks)
-        print(f"pynenc-ray bench, payloads, on {os.cpu_count()} CPUs\n"
-              f"{bench_payloads.format_table(payload)}")
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump([asdict(r) for r in payload], f, indent=2)
-        return 0
     workloads = args.workload or list(WORKLOADS)
     results = run(args.backend, args.redis_url, runners, workloads, args.n,
                   progress=not args.no_progress)

@@ -14,14 +14,18 @@ of CPUs. Each pynenc-ray row is also given as a ratio of Ray's time.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
 
 ARRAY_MB, SHARED_MB = 10, 100
 MB = 2**20
@@ -160,3 +164,13 @@ def format_table(results: list[PayloadResult]) -> str:
 
 def _mb(v: float | None) -> str:
     return "-" if v is None else f"{v:,.1f}"
+
+
+def main(args: argparse.Namespace) -> int:
+    """``bench --workload payload``: run, print the table, optionally write JSON."""
+    results = run(args.runner or ["ThreadRunner"], args.redis_url, args.payload_tasks)
+    print(f"pynenc-ray bench, payloads, on {os.cpu_count()} CPUs\n{format_table(results)}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([asdict(r) for r in results], f, indent=2)
+    return 0

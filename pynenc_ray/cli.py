@@ -190,6 +190,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for name in args.runner or []:
         if name not in bench.RUNNERS:
             raise CliError(f"--runner {name!r}: bench runs {', '.join(bench.RUNNERS)}")
+    if args.workload and "payload" in args.workload:  # run alone: Ray beside pynenc-ray
+        from . import bench_payloads
+
+        return bench_payloads.main(args)
     return bench.main(args)
 
 

@@ -28,11 +28,13 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("pynenc_ray", "local_runners")
 
 # The only modules allowed to import Ray: the MultiThreadRunner, loaded only when
-# that runner is named.
+# that runner is named, and the payload bench's plain-Ray baseline, loaded only by
+# `pynenc-ray bench --workload payload` (it imports Ray inside the run).
 RAY_MODULES = frozenset({
     "pynenc_ray.runners.ray_runner",
     "pynenc_ray.runners.ray_connect",
     "pynenc_ray.runners.actor_host",
+    "pynenc_ray.bench_payloads",
 })
 
 # The monitor's web stack (the ``monitor`` extra), and who may import it or the monitor.
