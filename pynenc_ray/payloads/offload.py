@@ -43,7 +43,7 @@ class Payloads:
         self.inline_max = settings.payload_inline_max_bytes
         self.max_bytes = settings.payload_max_bytes
         self.store = PayloadStore(settings.payload_store_url, settings.app_id,
-                                  settings.payload_store_options)
+                                  settings.payload_store_options, settings.payload_grace_sec)
         self.cache_bytes = settings.payload_cache_bytes
         self._values: Any = None  # sha256 -> decoded value (cachetools.LRUCache, on first use)
         self._lock = threading.Lock()

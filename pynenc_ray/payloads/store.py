@@ -45,14 +45,15 @@ def sha256(body: bytes) -> str:
 class PayloadStore:
     """One app's objects under one URL (see the module docstring)."""
 
-    def __init__(self, url: str, app_id: str, options: dict[str, Any] | None = None):
+    def __init__(self, url: str, app_id: str, options: dict[str, Any] | None = None,
+                 grace_sec: float = 3600.0):
         self.url, self.app_id = url, app_id
         self.options = dict(options or {})
+        self.grace_sec = grace_sec  # the sweep's (payload_grace_sec)
         self._lock = threading.Lock()
         self._fs: Any = None
         self._pid = -1
         self._root = ""
-        self._present: set[str] = set()  # objects known written (by this process)
 
     # -- the filesystem ---------------------------------------------------------
 
@@ -73,11 +74,8 @@ class PayloadStore:
                         f"{type(exc).__name__}: {clause(exc)}. Check the URL, and install "
                         "its driver (pynenc-ray[s3] for s3://)") from None
                 self._fs, self._root = fs, f"{root.rstrip('/')}/{self.app_id}"
-                self._pid, self._present = os.getpid(), set()
+                self._pid = os.getpid()
             return self._fs, self._root
-
-    def _path(self, sha: str) -> str:
-        return f"{self._open()[1]}/objects/{sha}"
 
     def _local(self) -> bool:
         protocol = self._open()[0].protocol
@@ -86,9 +84,12 @@ class PayloadStore:
     # -- writing ------------------------------------------------------------------
 
     def put(self, body: bytes, referrers: Sequence[str], what: str) -> PayloadRef:
-        """Store ``body`` (once: an object already there is not written again) and
-        note that the records of ``referrers`` will refer to it; its reference.
-        PayloadStoreError when the store cannot be written."""
+        """Store ``body`` and note that the records of ``referrers`` will refer to
+        it; its reference. An object already there is not written again unless it
+        is older than half the sweep's grace: then it is written anew, so the
+        sweep (which takes only objects older than the grace) cannot remove it
+        while this submit goes on. PayloadStoreError when the store cannot be
+        written."""
         ref = PayloadRef(sha256(body), len(body))
         fs, root = self._open()
         path = f"{root}/objects/{ref.sha256}"
@@ -99,7 +100,7 @@ class PayloadStore:
             if local:  # (an object store has no directories to make)
                 fs.makedirs(notes, exist_ok=True)
             fs.pipe_file(f"{notes}/{uuid.uuid4().hex}", json.dumps(list(referrers)).encode())
-            if ref.sha256 not in self._present and not fs.exists(path):
+            if not self._fresh(fs, path):
                 if local:  # written aside, then renamed: never seen half-written
                     tmp = f"{root}/objects/.{ref.sha256}.{uuid.uuid4().hex}"
                     fs.makedirs(f"{root}/objects", exist_ok=True)
@@ -111,8 +112,15 @@ class PayloadStore:
             raise PayloadStoreError(
                 f"{what}: object {ref.sha256} ({len(body)} bytes) cannot be written to the "
                 f"payload store {self.url}: {type(exc).__name__}: {clause(exc)}") from None
-        self._present.add(ref.sha256)
         return ref
+
+    def _fresh(self, fs: Any, path: str) -> bool:
+        """Whether the object at ``path`` is there and younger than half the grace."""
+        try:
+            info = fs.info(path)
+        except FileNotFoundError:
+            return False
+        return time.time() - _mtime(info) < self.grace_sec / 2
 
     # -- reading ------------------------------------------------------------------
 
@@ -182,7 +190,6 @@ class PayloadStore:
             fs.rm(f"{root}/refs/{sha}", recursive=True)
         except FileNotFoundError:
             pass
-        self._present.discard(sha)
 
 
 def _mtime(entry: dict[str, Any]) -> float:

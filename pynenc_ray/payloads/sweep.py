@@ -5,10 +5,11 @@ Every runner runs this with its heartbeat, one at a time (the holder of the
 of them (the time of the last sweep is kept as a cron mark). An object is
 removed when it and every note of records referring to it (``store.py``) are
 older than ``payload_grace_sec`` and none of the records those notes name is
-still stored. The grace covers the time between a note and its record: a
-submit writes its note before it looks whether the object is there, so an
-object a submit is about to refer to has a young note and is kept. A note
-that does not read counts as a record still stored.
+still stored. A submit that reuses an object writes its note first, and
+writes the object anew when it is older than half the grace (``store.put``),
+so an object a submit is about to refer to is never older than the grace
+while it does: the sweep cannot take it. A note that does not read counts
+as a record still stored.
 """
 
 from __future__ import annotations

@@ -176,3 +176,20 @@ def test_payload_max_bytes_bounds_what_goes_to_the_store(app):
     small = tasks.echo(b"x" * 1000)  # over the inline limit, under the store's: goes there
     run_pending(app)
     assert small.result == [[b"x" * 1000], {}] and len(objects(app)) == 2
+
+
+def test_a_reused_object_older_than_half_the_grace_is_written_anew(app, tmp_path):
+    """So the sweep, which takes only objects older than the grace, can never
+    remove an object a submit is reusing."""
+    import os
+
+    tasks.echo(BIG)
+    [(sha, written)] = list(app.payloads.store.objects())
+    path = tmp_path / "store" / app.app_id / "objects" / sha
+    os.utime(path, (written - GRACE * 0.4, written - GRACE * 0.4))  # younger than grace/2
+    tasks.echo(BIG)
+    assert dict(app.payloads.store.objects())[sha] < written - GRACE * 0.3  # not rewritten
+    os.utime(path, (written - GRACE * 0.6, written - GRACE * 0.6))  # older than grace/2
+    tasks.echo(BIG)
+    assert dict(app.payloads.store.objects())[sha] >= written  # written anew
+    assert len(app.payloads.store.referrers(sha)) == 3  # a note per submit
