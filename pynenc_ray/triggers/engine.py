@@ -43,6 +43,7 @@ log = logging.getLogger("pynenc_ray.triggers")
 LEASE = "triggers"
 BATCH = 500  # occurrences read per step
 MAX_STEPS = 20  # steps per tick at most, so a beat is not held up by a long log
+TICK_BUDGET_SEC = 1.0  # no step begins after this long: the drain runs in the heartbeat
 FIRED_KEPT = 100  # firings the state keeps for the monitor, newest last
 WATCH_EVERY_SEC = 60.0  # how often a runner renews the watched moves
 _IDS = uuid.UUID("0d3f3c52-8a51-4f4e-9f44-6f2b0a0c1e77")  # namespace of triggered ids
@@ -204,8 +205,9 @@ class TriggerScheduler:
 
     def tick(self, now: float | None = None) -> list[str]:
         """Renew the watched moves, take or renew the lease, then fire what the
-        log holds (up to ``MAX_STEPS`` batches); the ids submitted (stored
-        already or not)."""
+        log holds (up to ``MAX_STEPS`` batches, none begun after
+        ``TICK_BUDGET_SEC``: the heartbeat that runs this must go on); the ids
+        submitted (stored already or not)."""
         tasks = triggered_tasks(self.app)
         if not tasks:
             return []
@@ -213,11 +215,12 @@ class TriggerScheduler:
         if not self.app.backend.lease(LEASE, self.runner_id, self.lease_sec):
             return []
         now = time.time() if now is None else now
+        until = time.monotonic() + TICK_BUDGET_SEC
         submitted: list[str] = []
         for step in range(MAX_STEPS):
             fired, more = self._step(tasks, now, cron=step == 0)
             submitted += fired
-            if not more:
+            if not more or time.monotonic() > until:
                 break
         return submitted
 
