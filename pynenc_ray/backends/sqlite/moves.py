@@ -29,17 +29,18 @@ CLAIMABLE_VALUES = frozenset(s.value for s in CLAIMABLE)
 class Tx:
     """One transaction of one app on the file ``path``: the moves inside it.
     A record is passed around as the ``row`` that ``row()`` reads: (status,
-    owner, running key, queue, priority)."""
+    owner, running key, queue, priority, task id)."""
 
     def __init__(self, con: sqlite3.Connection, app: str, ttl_sec: float, path: str):
         self.con, self.app, self.ttl_sec, self.path = con, app, ttl_sec, path
         self.sql = con.execute
+        self._watching: bool | None = None  # whether the app watches any move (read once)
 
     def row(self, invocation_id: str) -> tuple[Any, ...] | None:
-        """(status, owner, running key, queue, priority) of a record; None if none."""
+        """(status, owner, running key, queue, priority, task id) of a record; None if none."""
         row: tuple[Any, ...] | None = self.sql(
-            "SELECT status, owner, running_key, queue, priority FROM inv WHERE app=? AND id=?",
-            (self.app, invocation_id)).fetchone()
+            "SELECT status, owner, running_key, queue, priority, task_id FROM inv "
+            "WHERE app=? AND id=?", (self.app, invocation_id)).fetchone()
         return row
 
     def set(self, invocation_id: str, row: tuple[Any, ...], new: InvocationStatus,
@@ -57,7 +58,7 @@ class Tx:
         else:
             self.sql("UPDATE inv SET status=?, owner=? WHERE app=? AND id=?",
                      (new.value, owner if new in OWNED else None, self.app, invocation_id))
-        self.history(invocation_id, new, runner_id, worker, now)
+        self.history(invocation_id, new, runner_id, worker, now, row[5])
 
     def history(self, invocation_id: str, status: InvocationStatus, runner_id: str, worker: str,
                 now: float, task_id: str | None = None) -> None:
@@ -65,6 +66,11 @@ class Tx:
         not given) entering ``status``, and its occurrence when that is watched."""
         self.sql("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)",
                  (self.app, invocation_id, status.value, runner_id, worker, now))
+        if self._watching is None:  # once per transaction: most apps watch nothing
+            self._watching = self.sql("SELECT EXISTS (SELECT 1 FROM watched WHERE app=?)",
+                                      (self.app,)).fetchone()[0] == 1
+        if not self._watching:
+            return
         task = "?" if task_id is not None else "(SELECT task_id FROM inv WHERE app=? AND id=?)"
         self.sql("INSERT INTO occurrences (app, at, kind, id, task_id, status) "
                  "SELECT app, ?, 'status', ?, task_id, status FROM watched "
