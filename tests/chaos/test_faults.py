@@ -577,7 +577,7 @@ def test_the_timeline_escapes_what_the_backend_stored(app, server, runner_log, s
                for i, status in enumerate(["REGISTERED", "RUNNING", "SUCCESS"])}
     client.hset(backend.key("inv", HOSTILE_ID), mapping={
         "task": f"m:{HOSTILE_ID}", "args": "[[],{}]", "status": "SUCCESS", "hn": 3, **history})
-    client.zadd(backend.key("index"), {HOSTILE_ID: now})
+    client.xadd(backend.key("registered"), {HOSTILE_ID: ""})
     out = tmp_path / "t.html"
     done = _cli(app, "timeline", "--out", str(out))
     assert done.returncode == 0, done.stderr[-3000:]

@@ -52,6 +52,29 @@ def test_finished_records_expire_after_result_ttl(app, pynenc_redis):
     assert wait_for(lambda: app.backend.get(inv.invocation_id) is None, 5)
 
 
+def test_recover_trims_the_timeline_logs_and_ages_out_the_old_sorted_sets(app, pynenc_redis):
+    """The registered and ended logs lose what is older than their windows when
+    recovery runs; the sorted sets an older version kept them in (index,
+    finished) are given result_ttl_sec to live, not deleted under its runners."""
+    app.reconfigure(result_ttl_sec=60)
+    client, backend = pynenc_redis.client(), app.backend
+    old = int((float(client.time()[0]) - 120) * 1000)
+    for log in ("registered", "ended"):
+        client.xadd(backend.key(log), {"old-id": ""}, id=f"{old}-0")
+    client.zadd(backend.key("index"), {"legacy": 1.0})
+    client.zadd(backend.key("finished"), {"legacy": 1.0})
+    with running(app):
+        assert tasks.add(1, 2).result == 3
+    assert [r.task_id for r in backend.recent(0)] == ["tests.conformance.tasks:add"]
+    backend.recover_dead("checker", 30)
+    for log in ("registered", "ended"):
+        ids = [i for _, f in client.xrange(backend.key(log)) for i in f]
+        assert b"old-id" not in ids and len(ids) == 1, (log, ids)
+        assert client.ttl(backend.key(log)) == -1  # a log lives as long as the app
+    for legacy in ("index", "finished"):
+        assert 0 < client.ttl(backend.key(legacy)) <= 60
+
+
 def test_usable_after_fork(app):
     inv = tasks.add(1, 1)
     app.backend.status(inv.invocation_id)  # the parent's pool has a connection now

@@ -1107,9 +1107,10 @@ class RedisBackend(Backend):
     def recent(self, since: float) -> list[InvocationRecord]:
         """Records registered since ``since``; corrupt ones are skipped (they are
         listed by ``corrupt()``), so one bad record never hides the rest."""
-        ids = [i.decode() for i in cast("list[bytes]", self._call(
-            lambda: self.client.zrangebyscore(self.key("index"), since, "+inf"),
-            "read the index"))]
+        entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", self._call(
+            lambda: self.client.xrange(self.key("registered"), min=str(max(0, int(since * 1000)))),
+            "read the registered log"))
+        ids = list(dict.fromkeys(i.decode(errors="replace") for _, f in entries for i in f))
         out = []
         for start in range(0, len(ids), _READ_CHUNK):
             chunk = ids[start:start + _READ_CHUNK]

@@ -5,9 +5,9 @@
 -- worker of its queue waits for a hand-off (see handoff.lua), is claimed for
 -- that worker instead: stored RUNNING and owned by it (REGISTERED, PENDING,
 -- RUNNING in its history) and pushed to its inbox.
--- One HSET per call; the queue and the index get one command per batch. An id
--- already stored is left alone: a retried enqueue never resets a record. The
--- index is scored by the server's clock, as the history is.
+-- One HSET per call; the queue and the registered log get one command per
+-- batch. An id already stored is left alone: a retried enqueue never resets a
+-- record.
 -- A call with a registration key whose invocation is not final yet is not
 -- stored: the id of that one is returned in its place.
 -- Arguments: runner and worker (who submits), push, queue, prio, delay (seconds
@@ -15,10 +15,9 @@
 -- parent_id, running_key, registration_key: '' for none): every call of one
 -- batch waits in the same queue at the same priority from the same time.
 -- Returns the id each call is known by, in order.
-local ids, index = {}, {}
+local ids, stored = {}, {}
 local h0 = entry('REGISTERED', A.runner, A.worker)
-local now = clock()
-local due = A.delay and now + A.delay
+local due = A.delay and clock() + A.delay
 local where = {}  -- queue and prio are stored only when they are not the defaults
 if A.queue ~= DEFAULT_QUEUE then where[#where + 1] = 'queue'; where[#where + 1] = A.queue end
 if A.prio ~= DEFAULT_PRIORITY then where[#where + 1] = 'prio'; where[#where + 1] = A.prio end
@@ -88,12 +87,11 @@ for _, call in ipairs(A.calls) do
         occurred(id, call.task_id, 'REGISTERED')
       end
       if call.registration_key ~= '' then redis.call('SET', P .. 'reg:' .. call.registration_key, id, 'EX', TTL) end
-      index[#index + 1] = now
-      index[#index + 1] = id
+      stored[#stored + 1] = id
     end
   end
 end
-if #index == 0 then return resolved end
+if #stored == 0 then return resolved end
 if #ids > 0 and A.push and due then
   local scored = {}
   for _, id in ipairs(ids) do
@@ -105,7 +103,7 @@ if #ids > 0 and A.push and due then
 elseif #ids > 0 and A.push then
   queue_ids(A.queue, A.prio, ids)
 end
-push_all('ZADD', P .. 'index', index)
+log_ids(P .. 'registered', stored)
 count('REGISTERED', #ids)
 commit()
 return resolved

@@ -65,10 +65,12 @@
 --   beats            ZSET  runner_id scored by its last heartbeat (server time)
 --   counts           HASH  status -> number of invocations in it (finals: totals);
 --                          CORRUPT: records set aside
---   index            ZSET  invocation ids scored by registration time (server
---                          time, for timelines), pruned past result_ttl_sec by recover
---   finished         ZSET  invocation ids scored by when they became final (server
---                          time, for status's recent window), pruned by recover
+--   registered       STREAM  the ids each enqueue registered, one entry per
+--                          enqueue (the ids its field names), its stream id the
+--                          server time: the timelines' index, trimmed past
+--                          result_ttl_sec by recover (log_ids, below)
+--   ended            STREAM  likewise the ids that became final, one entry per
+--                          step (for status's recent window), trimmed by recover
 --                          past FINISHED_KEEP_SEC (an hour) or result_ttl_sec
 --   lease:recovery   STRING  which runner is rerouting dead runners' work, with a TTL
 --   lastbeat         STRING  server time of the app's last heartbeat, from any runner
@@ -79,7 +81,8 @@
 --                          listener then serves .result without a read)
 --
 -- Every time stored is the server's (Redis TIME): history entries, due times,
--- heartbeats, hand-off registrations, the index. Callers send durations (a
+-- heartbeats, hand-off registrations, the stream ids of the timelines' logs.
+-- Callers send durations (a
 -- delay), never a time of their own clock.
 --
 -- Every script validates what it reads before it writes anything, so it either
@@ -128,10 +131,30 @@ local function clock()
   return server_now
 end
 
+-- Append ids to the stream `key` (registered, ended) as one entry whose field
+-- names are the ids (values empty), its stream id the server's time: a
+-- timeline read takes a window with XRANGE and recover trims it by time
+-- (XTRIM MINID). An append costs a fraction of a sorted set's ZADD and no
+-- per-id index; the order is the stream's, which never goes back.
+local function log_ids(key, ids)
+  for i = 1, #ids, 500 do
+    local fields = {}
+    for j = i, math.min(i + 499, #ids) do
+      fields[#fields + 1] = ids[j]
+      fields[#fields + 1] = ''
+    end
+    redis.call('XADD', key, '*', unpack(fields))
+  end
+end
+
+-- The stream id of server time t (seconds): the first entry appended at or
+-- after t, for XRANGE's and XTRIM MINID's bounds.
+local function stream_id(t) return string.format('%d', math.floor(t * 1000)) end
+
 -- Status count changes and newly final ids, applied once per script by commit():
--- the counts, the finished index and one PUBLISH that wakes the waiters of every
+-- the counts, the ended log and one PUBLISH that wakes the waiters of every
 -- final. A final announced with a small payload (announce) carries it there.
-local FINISHED_KEEP_SEC = 3600  -- how long the finished index keeps an id (recover.lua)
+local FINISHED_KEEP_SEC = 3600  -- how long the ended log keeps an id (recover.lua)
 local delta, finals, inline
 local watching  -- whether the app watches any move (transitions.lua's occurred); nil: unread
 local function count(status, n) delta[status] = (delta[status] or 0) + n end
@@ -144,13 +167,12 @@ local function commit()
     if n ~= 0 then redis.call('HINCRBY', P .. 'counts', status, n) end
   end
   if #finals == 0 then return end
-  local lines, ended, now = {}, {}, clock()
+  local lines = {}
   for i, id in ipairs(finals) do
     local x = inline[id]
     lines[i] = x and (id .. ' ' .. x[1] .. ' ' .. #x[2] .. '\n' .. x[2]) or (id .. '\n')
-    ended[2 * i - 1], ended[2 * i] = now, id
   end
-  push_all('ZADD', P .. 'finished', ended)
+  log_ids(P .. 'ended', finals)
   redis.call('PUBLISH', P .. 'final', table.concat(lines))
 end
 

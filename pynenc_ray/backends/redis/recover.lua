@@ -2,8 +2,10 @@
 -- dead_after seconds (server time), and forget them; their work counts a death
 -- each (toward max_reroutes). One checker at a time: the caller must hold
 -- lease:recovery (taken here for lease_ms, PX) or nothing is done.
--- Also prunes the timeline index of entries older than result_ttl_sec, and the
--- finished index of those older than FINISHED_KEEP_SEC (it serves recent windows).
+-- Also trims the registered log of entries older than result_ttl_sec, and the
+-- ended log of those older than FINISHED_KEEP_SEC (it serves recent windows);
+-- the sorted sets that held them before 0.2 (index, finished) are given
+-- result_ttl_sec to live, so a rolling upgrade's older runners keep them a while.
 -- Returns the rerouted ids.
 local checker = A.checker
 local lease = P .. 'lease:recovery'
@@ -11,8 +13,10 @@ local holder = redis.call('GET', lease)
 if holder and holder ~= checker then return {} end
 redis.call('SET', lease, checker, 'PX', A.lease_ms)
 local now = clock()
-redis.call('ZREMRANGEBYSCORE', P .. 'index', '-inf', now - TTL)
-redis.call('ZREMRANGEBYSCORE', P .. 'finished', '-inf', now - math.min(TTL, FINISHED_KEEP_SEC))
+redis.call('XTRIM', P .. 'registered', 'MINID', stream_id(now - TTL))
+redis.call('XTRIM', P .. 'ended', 'MINID', stream_id(now - math.min(TTL, FINISHED_KEEP_SEC)))
+redis.call('EXPIRE', P .. 'index', TTL, 'NX')
+redis.call('EXPIRE', P .. 'finished', TTL, 'NX')
 if now < tonumber(redis.call('GET', P .. 'grace') or '0') then
   return {}  -- after an outage every runner gets dead_after_sec to beat again
 end

@@ -15,10 +15,14 @@ end
 local recent, seen = {}, {}
 -- the window: what was registered in it, then what became final in it (a
 -- delayed or long call registered before it), the newest first, 5000 at most
-local ids = redis.call('ZREVRANGEBYSCORE', P .. 'index', '+inf', now - A.window, 'LIMIT', 0, 5000)
-for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', P .. 'finished', '+inf', now - A.window,
-    'LIMIT', 0, 5000)) do
-  ids[#ids + 1] = id
+local ids, since = {}, stream_id(now - A.window)
+for _, log in ipairs({'registered', 'ended'}) do
+  local room = #ids + 5000  -- at most 5000 ids from each log
+  for _, e in ipairs(redis.call('XREVRANGE', P .. log, '+', since, 'COUNT', 5000)) do
+    for i = 1, #e[2], 2 do
+      if #ids < room then ids[#ids + 1] = e[2][i] end
+    end
+  end
 end
 for _, id in ipairs(ids) do
   local rec = not seen[id] and #recent < 5000 and fields_of(id, {'task', 'status', 'hn'})
