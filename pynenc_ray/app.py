@@ -634,13 +634,13 @@ class Pynenc:
                 f"{what} are stored as {_brief(value)}, not [list_of_args, dict_of_kwargs] "
                 "(keyword names as strings); the record was not written by pynenc-ray's "
                 "submit, so it is failed instead of run")
-        if self._payloads is not None or _may_refer(data):
-            if self._payloads is None:
-                refs = [v for v in (*value[0], *value[1].values()) if isinstance(v, PayloadRef)]
-                if refs:
-                    self._fetch(refs[0], f"{what}, object {refs[0].sha256}")  # raises
-                return value[0], value[1]
+        if self._payloads is not None:
             return self._payloads.resolve_args(value[0], value[1], what)
+        if _may_refer(data):  # a reference with no store here: _fetch says why it cannot be read
+            ref = next((v for v in (*value[0], *value[1].values()) if isinstance(v, PayloadRef)),
+                       None)
+            if ref is not None:
+                self._fetch(ref, f"{what}, object {ref.sha256}")  # raises
         return value[0], value[1]
 
     def __repr__(self) -> str:

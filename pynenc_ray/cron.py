@@ -78,17 +78,17 @@ class CronScheduler:
         sources = AppSources(self.app)
         ctx = TriggerContext([Hit(f"cron:{mark}:{due!r}", due, CRON_KIND, name=mark)],
                              sources.result, sources.arguments, sources.payload)
+        fired: list[str] = []
         try:
             call = call_for(task.options.trigger_args, ctx)
         except Exception as exc:  # the schedule moves on
             log.error("cron: no call of %s for its due time %s: %s: %s", task.task_id, due,
                       type(exc).__name__, exc)
-            self.app.backend.mark_cron(mark, due)
-            return []
         else:
             self.app.submit_calls(task, [call], ids=[inv_id])
             self.fired += 1
+            fired.append(inv_id)
             log.info("cron: submitted %s for its due time %s (invocation %s)", task.task_id,
                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(due)), inv_id)
-        self.app.backend.mark_cron(mark, due)
-        return [inv_id]
+        self.app.backend.mark_cron(mark, due)  # marked once submitted: a crash before resubmits
+        return fired

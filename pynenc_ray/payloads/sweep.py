@@ -36,6 +36,9 @@ class PayloadSweeper:
         self.app, self.runner_id, self.lease_sec = app, runner_id, lease_sec
         self.removed = 0  # objects removed by this sweeper
         self._thread: threading.Thread | None = None
+        # no sweep is due before this time, as the last mark read said: the
+        # heartbeat reads the backend's marks only once one may be due
+        self._not_before = 0.0
 
     def tick(self, now: float | None = None) -> bool:
         """Start a sweep, in a thread of its own (a long one must not hold up the
@@ -45,13 +48,18 @@ class PayloadSweeper:
         if payloads is None or (self._thread is not None and self._thread.is_alive()):
             return False
         now = time.time() if now is None else now
+        if now < self._not_before:
+            return False
         grace = self.app.config.settings.payload_grace_sec
+        every = max(grace / 4, 60.0)
         last = self.app.backend.cron_marks().get(MARK)
-        if last is not None and now - last < max(grace / 4, 60.0):
+        if last is not None and now - last < every:
+            self._not_before = last + every  # another runner may sweep then: read again
             return False
         if not self.app.backend.lease(LEASE, self.runner_id, self.lease_sec):
-            return False
+            return False  # its holder marks the sweep it starts; the next tick reads that
         self.app.backend.mark_cron(MARK, now)
+        self._not_before = now + every
         self._thread = threading.Thread(target=self.sweep, args=(now, grace), daemon=True,
                                         name=f"payload-sweep-{self.runner_id}")
         self._thread.start()

@@ -173,6 +173,18 @@ class OnStatus(Condition):
         return f"on_status({self.task_id}, {'/'.join(sorted(s.value for s in self.statuses))})"
 
 
+def _accepts(condition: Condition, where: Callable[[Any], bool], read: Callable[[], Any],
+             what: str) -> bool:
+    """Whether the filter ``where`` accepts the value ``read()`` returns. A filter
+    that raises, or a value that cannot be read, is logged and accepts nothing:
+    one bad occurrence never stops the drainer."""
+    try:
+        return bool(where(read()))
+    except Exception:
+        log.exception("trigger %s: the filter did not accept %s", condition.describe(), what)
+        return False
+
+
 @dataclass(frozen=True, eq=False)
 class OnResult(Condition):
     """An invocation of ``task_id`` succeeded with a result ``where`` accepts."""
@@ -189,14 +201,9 @@ class OnResult(Condition):
         if not (occ.kind == "status" and occ.task_id == self.task_id
                 and occ.status == S.SUCCESS.value):
             return False
-        if self.where is None:
-            return True
-        try:
-            return bool(self.where(sources.result(occ.invocation_id)))
-        except Exception:  # a filter that raises (or a result that cannot be read)
-            log.exception("trigger %s: the result filter did not accept invocation %s",
-                          self.describe(), occ.invocation_id)
-            return False
+        return self.where is None or _accepts(
+            self, self.where, lambda: sources.result(occ.invocation_id),
+            f"the result of invocation {occ.invocation_id}")
 
     @override
     def describe(self) -> str:
@@ -250,14 +257,8 @@ class OnEvent(Condition):
     def matches(self, occ: Occurrence, sources: Sources) -> bool:
         if not (occ.kind == "event" and occ.name == self.name):
             return False
-        if self.where is None:
-            return True
-        try:
-            return bool(self.where(sources.payload(occ)))
-        except Exception:
-            log.exception("trigger %s: the payload filter did not accept event %s",
-                          self.describe(), occ.key)
-            return False
+        return self.where is None or _accepts(
+            self, self.where, lambda: sources.payload(occ), f"the payload of event {occ.key}")
 
     @override
     def describe(self) -> str:

@@ -65,6 +65,24 @@ def test_the_sweep_runs_from_one_runner_at_most_every_quarter_grace(app):
     assert a.tick(now + max(GRACE / 4, 60) + 1) is True
 
 
+def test_the_sweeper_reads_the_backend_only_once_a_sweep_may_be_due(app, monkeypatch):
+    """A heartbeat between sweeps costs no backend read: the next due time read
+    from the last mark is kept until it comes."""
+    a, b = PayloadSweeper(app, "a", 30), PayloadSweeper(app, "b", 30)
+    now = time.time()
+    every = max(GRACE / 4, 60)
+    assert a.tick(now) is True and a.wait(10)
+    reads = []
+    marks = app.backend.cron_marks
+    monkeypatch.setattr(app.backend, "cron_marks", lambda: reads.append(1) or marks())
+    assert b.tick(now + 1) is False and len(reads) == 1  # read once: due at now + every
+    for later in (2, 10, every - 1):
+        assert b.tick(now + later) is False
+    assert len(reads) == 1
+    b.tick(now + every + 1)  # due: read again (a holds the lease, so a sweeps)
+    assert len(reads) == 2
+
+
 def test_a_writer_killed_mid_upload_leaves_no_object_and_no_record(app, tmp_path):
     store = app.payloads.store
     body = app.serializer.body(BIG, "x")
