@@ -81,9 +81,8 @@
 --                          listener then serves .result without a read)
 --
 -- Every time stored is the server's (Redis TIME): history entries, due times,
--- heartbeats, hand-off registrations, the stream ids of the timelines' logs.
--- Callers send durations (a
--- delay), never a time of their own clock.
+-- heartbeats, hand-off registrations, the stream ids of the registered and
+-- ended logs. Callers send durations (a delay), never a time of their own clock.
 --
 -- Every script validates what it reads before it writes anything, so it either
 -- completes or changes nothing: Redis does not roll back a script that fails
@@ -134,8 +133,9 @@ end
 -- Append ids to the stream `key` (registered, ended) as one entry whose field
 -- names are the ids (values empty), its stream id the server's time: a
 -- timeline read takes a window with XRANGE and recover trims it by time
--- (XTRIM MINID). An append costs a fraction of a sorted set's ZADD and no
--- per-id index; the order is the stream's, which never goes back.
+-- (XTRIM MINID). An append costs Redis less than a sorted set's ZADD and
+-- holds an id in under half the memory; the order is the stream's, which
+-- never goes back, even when the server's clock does.
 local function log_ids(key, ids)
   for i = 1, #ids, 500 do
     local fields = {}

@@ -4,8 +4,9 @@
 -- lease:recovery (taken here for lease_ms, PX) or nothing is done.
 -- Also trims the registered log of entries older than result_ttl_sec, and the
 -- ended log of those older than FINISHED_KEEP_SEC (it serves recent windows);
--- the sorted sets that held them before 0.2 (index, finished) are given
--- result_ttl_sec to live, so a rolling upgrade's older runners keep them a while.
+-- the sorted sets that held them in earlier versions (index, finished) are
+-- given result_ttl_sec to live, so a rolling upgrade's older runners keep them
+-- a while.
 -- Returns the rerouted ids.
 local checker = A.checker
 local lease = P .. 'lease:recovery'

@@ -14,7 +14,8 @@ for _, q in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
 end
 local recent, seen = {}, {}
 -- the window: what was registered in it, then what became final in it (a
--- delayed or long call registered before it), the newest first, 5000 at most
+-- delayed or long call registered before it), the newest first, at most 5000
+-- ids from each log
 local ids, since = {}, stream_id(now - A.window)
 for _, log in ipairs({'registered', 'ended'}) do
   local room = #ids + 5000  -- at most 5000 ids from each log
