@@ -75,6 +75,18 @@ def test_recover_trims_the_timeline_logs_and_ages_out_the_old_sorted_sets(app, p
         assert 0 < client.ttl(backend.key(legacy)) <= 60
 
 
+def test_status_window_takes_the_newest_5000_ids_across_pages_of_the_log(app):
+    """One enqueue of many calls is logged as several entries of ids; the status
+    window reads them newest first, a page at a time, and keeps 5000."""
+    from pynenc_ray.backends.base import NewInvocation
+
+    calls = [NewInvocation(f"id{i}", f"m:t{i}", b"[[],{}]") for i in range(6000)]
+    app.backend.enqueue(calls, "x", "w", push=False)
+    tasks_seen = [task for task, status, _ in app.backend.snapshot(60)["window"]]
+    assert len(tasks_seen) == 5000
+    assert set(tasks_seen) == {f"m:t{i}" for i in range(1000, 6000)}
+
+
 def test_usable_after_fork(app):
     inv = tasks.add(1, 1)
     app.backend.status(inv.invocation_id)  # the parent's pool has a connection now

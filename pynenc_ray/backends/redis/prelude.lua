@@ -136,10 +136,11 @@ end
 -- (XTRIM MINID). An append costs Redis less than a sorted set's ZADD and
 -- holds an id in under half the memory; the order is the stream's, which
 -- never goes back, even when the server's clock does.
+local LOG_ENTRY_IDS = 100  -- ids per entry at most, so that a page of entries stays small
 local function log_ids(key, ids)
-  for i = 1, #ids, 500 do
+  for i = 1, #ids, LOG_ENTRY_IDS do
     local fields = {}
-    for j = i, math.min(i + 499, #ids) do
+    for j = i, math.min(i + LOG_ENTRY_IDS - 1, #ids) do
       fields[#fields + 1] = ids[j]
       fields[#fields + 1] = ''
     end
@@ -150,6 +151,26 @@ end
 -- The stream id of server time t (seconds): the first entry appended at or
 -- after t, for XRANGE's and XTRIM MINID's bounds.
 local function stream_id(t) return string.format('%d', math.floor(t * 1000)) end
+
+-- Append to `out` the newest ids of log `key` (see log_ids) appended since
+-- stream id `since`, at most `room` of them: a page of entries at a time, so
+-- a window over a large batch reads no more than it keeps (a page holds at
+-- most 50 * LOG_ENTRY_IDS ids).
+local function newest_ids(key, since, room, out)
+  local upto = '+'
+  while room > 0 do
+    local page = redis.call('XREVRANGE', key, upto, since, 'COUNT', 50)
+    for _, e in ipairs(page) do
+      for i = 1, #e[2], 2 do
+        if room == 0 then return end
+        out[#out + 1] = e[2][i]
+        room = room - 1
+      end
+    end
+    if #page < 50 then return end
+    upto = '(' .. page[#page][1]  -- the next page: older than this one's last entry
+  end
+end
 
 -- Status count changes and newly final ids, applied once per script by commit():
 -- the counts, the ended log and one PUBLISH that wakes the waiters of every

@@ -17,14 +17,8 @@ local recent, seen = {}, {}
 -- delayed or long call registered before it), the newest first, at most 5000
 -- ids from each log
 local ids, since = {}, stream_id(now - A.window)
-for _, log in ipairs({'registered', 'ended'}) do
-  local room = #ids + 5000  -- at most 5000 ids from each log
-  for _, e in ipairs(redis.call('XREVRANGE', P .. log, '+', since, 'COUNT', 5000)) do
-    for i = 1, #e[2], 2 do
-      if #ids < room then ids[#ids + 1] = e[2][i] end
-    end
-  end
-end
+newest_ids(P .. 'registered', since, 5000, ids)
+newest_ids(P .. 'ended', since, 5000, ids)
 for _, id in ipairs(ids) do
   local rec = not seen[id] and #recent < 5000 and fields_of(id, {'task', 'status', 'hn'})
   seen[id] = true
