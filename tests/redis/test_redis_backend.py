@@ -58,14 +58,21 @@ def test_recover_trims_the_timeline_logs_and_ages_out_the_old_sorted_sets(app, p
     finished) are given result_ttl_sec to live, not deleted under its runners."""
     app.reconfigure(result_ttl_sec=60)
     client, backend = pynenc_redis.client(), app.backend
-    old = int((float(client.time()[0]) - 120) * 1000)
-    for log in ("registered", "ended"):
-        client.xadd(backend.key(log), {"old-id": ""}, id=f"{old}-0")
-    client.zadd(backend.key("index"), {"legacy": 1.0})
-    client.zadd(backend.key("finished"), {"legacy": 1.0})
     with running(app):
         assert tasks.add(1, 2).result == 3
+    now_ms = int(float(client.time()[0]) * 1000)
+    for log in ("registered", "ended"):  # an old entry, which a log never gets after a new one
+        client.delete(backend.key(log) + ":new")
+        client.rename(backend.key(log), backend.key(log) + ":new")
+        client.xadd(backend.key(log), {"old-id": ""}, id=f"{now_ms - 120_000}-0")
+        for _, fields in client.xrange(backend.key(log) + ":new"):
+            client.xadd(backend.key(log), fields)
+    client.zadd(backend.key("index"), {"legacy": 1.0})
+    client.zadd(backend.key("finished"), {"legacy": 1.0})
     assert [r.task_id for r in backend.recent(0)] == ["tests.conformance.tasks:add"]
+    assert [r.task_id for r in backend.recent(float("-inf"))] == ["tests.conformance.tasks:add"]
+    assert backend.recent(float("inf")) == []
+    client.delete(backend.key("lease:recovery"))  # the runner's own recovery took it
     backend.recover_dead("checker", 30)
     for log in ("registered", "ended"):
         ids = [i for _, f in client.xrange(backend.key(log)) for i in f]
@@ -73,6 +80,32 @@ def test_recover_trims_the_timeline_logs_and_ages_out_the_old_sorted_sets(app, p
         assert client.ttl(backend.key(log)) == -1  # a log lives as long as the app
     for legacy in ("index", "finished"):
         assert 0 < client.ttl(backend.key(legacy)) <= 60
+
+
+def test_a_log_written_while_the_clock_ran_ahead_is_dropped_not_kept_forever(app, pynenc_redis):
+    """XADD never goes back: entries stamped by a clock that ran an hour ahead
+    would outlive every trim. Recovery drops such a log; the next submit starts
+    it again at the server's time."""
+    client, backend = pynenc_redis.client(), app.backend
+    ahead_ms = int((float(client.time()[0]) + 3600) * 1000)
+    client.xadd(backend.key("registered"), {"from-the-future": ""}, id=f"{ahead_ms}-0")
+    client.delete(backend.key("lease:recovery"))
+    backend.recover_dead("checker", 30)
+    assert client.exists(backend.key("registered")) == 0
+    tasks.add(1, 1)
+    [(entry_id, _)] = client.xrange(backend.key("registered"))
+    assert int(entry_id.split(b"-")[0]) < ahead_ms - 3_000_000
+
+
+def test_huge_result_ttl_does_not_stop_recovery(app, pynenc_redis):
+    """A result_ttl_sec that reaches back before 1970 trims nothing and fails
+    nothing: recovery goes on to reroute dead runners' work."""
+    app.reconfigure(result_ttl_sec=10**10)
+    client, backend = pynenc_redis.client(), app.backend
+    tasks.add(1, 1)
+    client.delete(backend.key("lease:recovery"))
+    assert backend.recover_dead("checker", 30) == []
+    assert len(client.xrange(backend.key("registered"))) == 1
 
 
 def test_status_window_takes_the_newest_5000_ids_across_pages_of_the_log(app):

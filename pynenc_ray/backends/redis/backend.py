@@ -1107,8 +1107,10 @@ class RedisBackend(Backend):
     def recent(self, since: float) -> list[InvocationRecord]:
         """Records registered since ``since``; corrupt ones are skipped (they are
         listed by ``corrupt()``), so one bad record never hides the rest."""
+        # the log's stream ids are server time in ms; since may be any float (-inf, nan)
+        start = int(min(since, 9.2e15) * 1000) if since > 0 else 0
         entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", self._call(
-            lambda: self.client.xrange(self.key("registered"), min=str(max(0, int(since * 1000)))),
+            lambda: self.client.xrange(self.key("registered"), min=str(start)),
             "read the registered log"))
         ids = list(dict.fromkeys(i.decode(errors="replace") for _, f in entries for i in f))
         out = []

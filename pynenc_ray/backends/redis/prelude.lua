@@ -149,8 +149,25 @@ local function log_ids(key, ids)
 end
 
 -- The stream id of server time t (seconds): the first entry appended at or
--- after t, for XRANGE's and XTRIM MINID's bounds.
-local function stream_id(t) return string.format('%d', math.floor(t * 1000)) end
+-- after t, for XRANGE's and XTRIM MINID's bounds. Never negative (a huge
+-- result_ttl_sec or window reaches back before 1970), which Redis refuses.
+local function stream_id(t) return string.format('%d', math.max(0, math.floor(t * 1000))) end
+
+-- Trim log `key` (see log_ids) to what was appended since server time
+-- `oldest`. XADD '*' never goes back, so a log written while the server's
+-- clock ran ahead keeps ids in the future after the clock is set right: it
+-- would neither be trimmed nor fall out of a status window until real time
+-- caught up. A log whose newest entry is more than a minute ahead of `now` is
+-- dropped instead (the records stay; only the timeline index of what it held
+-- goes), and the next append starts it again at the right time.
+local function trim_log(key, oldest, now)
+  local top = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+  if top and (tonumber(string.match(top[1], '^%d+')) or 0) > (now + 60) * 1000 then
+    redis.call('DEL', key)
+  else
+    redis.call('XTRIM', key, 'MINID', stream_id(oldest))
+  end
+end
 
 -- Append to `out` the newest ids of log `key` (see log_ids) appended since
 -- stream id `since`, at most `room` of them: a page of entries at a time, so
