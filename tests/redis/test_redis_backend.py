@@ -97,6 +97,20 @@ def test_a_log_written_while_the_clock_ran_ahead_is_dropped_not_kept_forever(app
     assert int(entry_id.split(b"-")[0]) < ahead_ms - 3_000_000
 
 
+def test_a_log_key_of_another_type_is_dropped_by_recovery_and_submits_go_on(app, pynenc_redis):
+    """Data in Redis is untrusted: a timeline log key overwritten with another
+    type fails the submits that append to it until recovery drops it."""
+    from pynenc_ray import PynencError
+
+    client, backend = pynenc_redis.client(), app.backend
+    client.set(backend.key("registered"), "not a stream")
+    with pytest.raises(PynencError):
+        tasks.add(1, 1)
+    client.delete(backend.key("lease:recovery"))
+    backend.recover_dead("checker", 30)
+    assert tasks.add(1, 1).status == S.REGISTERED
+
+
 def test_huge_result_ttl_does_not_stop_recovery(app, pynenc_redis):
     """A result_ttl_sec that reaches back before 1970 trims nothing and fails
     nothing: recovery goes on to reroute dead runners' work."""

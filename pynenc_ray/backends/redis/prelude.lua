@@ -159,10 +159,12 @@ local function stream_id(t) return string.format('%d', math.max(0, math.floor(t 
 -- would neither be trimmed nor fall out of a status window until real time
 -- caught up. A log whose newest entry is more than a minute ahead of `now` is
 -- dropped instead (the records stay; only the timeline index of what it held
--- goes), and the next append starts it again at the right time.
+-- goes), and the next append starts it again at the right time. So is a key
+-- that is not a stream (written by someone else): every append would fail on it.
 local function trim_log(key, oldest, now)
-  local top = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
-  if top and (tonumber(string.match(top[1], '^%d+')) or 0) > (now + 60) * 1000 then
+  local newest = redis.pcall('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  local top = not newest.err and newest[1]
+  if newest.err or (top and (tonumber(string.match(top[1], '^%d+')) or 0) > (now + 60) * 1000) then
     redis.call('DEL', key)
   else
     redis.call('XTRIM', key, 'MINID', stream_id(oldest))
