@@ -157,14 +157,15 @@ local function stream_id(t) return string.format('%d', math.max(0, math.floor(t 
 -- `oldest`. XADD '*' never goes back, so a log written while the server's
 -- clock ran ahead keeps ids in the future after the clock is set right: it
 -- would neither be trimmed nor fall out of a status window until real time
--- caught up. A log whose newest entry is more than a minute ahead of `now` is
+-- caught up. A log whose newest entry is more than a minute ahead of now is
 -- dropped instead (the records stay; only the timeline index of what it held
 -- goes), and the next append starts it again at the right time. So is a key
 -- that is not a stream (written by someone else): every append would fail on it.
-local function trim_log(key, oldest, now)
+local function trim_log(key, oldest)
   local newest = redis.pcall('XREVRANGE', key, '+', '-', 'COUNT', 1)
   local top = not newest.err and newest[1]
-  if newest.err or (top and (tonumber(string.match(top[1], '^%d+')) or 0) > (now + 60) * 1000) then
+  local ahead = top and (tonumber(string.match(top[1], '^%d+')) or 0) > (clock() + 60) * 1000
+  if newest.err or ahead then
     redis.call('DEL', key)
   else
     redis.call('XTRIM', key, 'MINID', stream_id(oldest))
@@ -174,11 +175,12 @@ end
 -- Append to `out` the newest ids of log `key` (see log_ids) appended since
 -- stream id `since`, at most `room` of them: a page of entries at a time, so
 -- a window over a large batch reads no more than it keeps (a page holds at
--- most 50 * LOG_ENTRY_IDS ids).
+-- most LOG_PAGE * LOG_ENTRY_IDS ids).
+local LOG_PAGE = 50  -- entries per XREVRANGE
 local function newest_ids(key, since, room, out)
   local upto = '+'
   while room > 0 do
-    local page = redis.call('XREVRANGE', key, upto, since, 'COUNT', 50)
+    local page = redis.call('XREVRANGE', key, upto, since, 'COUNT', LOG_PAGE)
     for _, e in ipairs(page) do
       for i = 1, #e[2], 2 do
         if room == 0 then return end
@@ -186,7 +188,7 @@ local function newest_ids(key, since, room, out)
         room = room - 1
       end
     end
-    if #page < 50 then return end
+    if #page < LOG_PAGE then return end
     upto = '(' .. page[#page][1]  -- the next page: older than this one's last entry
   end
 end

@@ -14,8 +14,8 @@ local holder = redis.call('GET', lease)
 if holder and holder ~= checker then return {} end
 redis.call('SET', lease, checker, 'PX', A.lease_ms)
 local now = clock()
-trim_log(P .. 'registered', now - TTL, now)
-trim_log(P .. 'ended', now - math.min(TTL, FINISHED_KEEP_SEC), now)
+trim_log(P .. 'registered', now - TTL)
+trim_log(P .. 'ended', now - math.min(TTL, FINISHED_KEEP_SEC))
 redis.call('EXPIRE', P .. 'index', TTL, 'NX')
 redis.call('EXPIRE', P .. 'finished', TTL, 'NX')
 if now < tonumber(redis.call('GET', P .. 'grace') or '0') then
