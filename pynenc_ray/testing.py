@@ -46,12 +46,26 @@ if TYPE_CHECKING:
     from .context import ExecutionContext
 
 
+_PORTS_GIVEN: set[int] = set()
+_PORTS_LOCK = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on right now and that this
+    process was not given before. The kernel may hand the same port to two
+    binds in a row once the first socket is closed, so a test that asks for one
+    port per server (Redis, then Ray's GCS) could otherwise get one port twice
+    and see the second server fail to start."""
+    with _PORTS_LOCK:
+        for _ in range(1000):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port: int = s.getsockname()[1]
+            if port not in _PORTS_GIVEN:
+                _PORTS_GIVEN.add(port)
+                return port
+    raise RuntimeError(f"no free port on 127.0.0.1 that was not given already "
+                       f"({len(_PORTS_GIVEN)} given in this process)")
 
 
 def wait_for(cond: Callable[[], object], timeout: float, interval: float = 0.01) -> bool:

@@ -18,18 +18,14 @@ from pathlib import Path
 
 import yaml
 
+from pynenc_ray.testing import free_port  # never the same port twice
+
 WORK = Path("/tmp/pynenc-ray-up")  # the namespace's own /tmp
 HOME = Path("/root")  # the namespace's own home (a tmpfs)
 APP = "examples.tasks:app"
 RUNNER_START = (
     f"nohup pynenc-ray --app {APP} runner start > ~/.pynenc-ray/runner.log 2>&1 < /dev/null"
     " & echo $! > ~/.pynenc-ray/runner.pid")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def processes() -> list[dict]:

@@ -98,3 +98,12 @@ def test_the_plugin_is_loaded_by_entry_point_and_its_fixtures_work(pytester, mon
     pytester.makepyfile(usertasks=USER_TASKS, test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=10)
+
+
+def test_free_port_never_gives_one_port_twice():
+    """A test that starts several servers asks for one port each: the kernel may
+    hand a just-closed port out again, and two servers on one port fail."""
+    from pynenc_ray.testing import free_port
+
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
