@@ -22,18 +22,16 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backends.memory import MemoryBackend
 from .errors import ConfigError, PynencError
+from .local_redis import RedisServer as RedisServer  # part of this API
+from .local_redis import free_port as free_port  # part of this API
 from .runners.execution import run_invocation
 
 # Ray is started where the MultiThreadRunner meets Ray; importing it imports no Ray.
@@ -46,28 +44,6 @@ if TYPE_CHECKING:
     from .context import ExecutionContext
 
 
-_PORTS_GIVEN: set[int] = set()
-_PORTS_LOCK = threading.Lock()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now and that this
-    process was not given before. The kernel may hand the same port to two
-    binds in a row once the first socket is closed, so a test that asks for one
-    port per server (Redis, then Ray's GCS) could otherwise get one port twice
-    and see the second server fail to start."""
-    with _PORTS_LOCK:
-        for _ in range(1000):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port: int = s.getsockname()[1]
-            if port not in _PORTS_GIVEN:
-                _PORTS_GIVEN.add(port)
-                return port
-    raise RuntimeError(f"no free port on 127.0.0.1 that was not given already "
-                       f"({len(_PORTS_GIVEN)} given in this process)")
-
-
 def wait_for(cond: Callable[[], object], timeout: float, interval: float = 0.01) -> bool:
     """Poll ``cond`` until it is true or ``timeout`` passes; for conditions that
     nothing signals. Returns whether it became true."""
@@ -77,93 +53,6 @@ def wait_for(cond: Callable[[], object], timeout: float, interval: float = 0.01)
             return True
         time.sleep(interval)
     return bool(cond())
-
-
-class RedisServer:
-    """``RedisServer(*extra_args, persist=False).start()``; ``.url``, ``.client()``,
-    ``.shutdown()`` / ``.start()`` / ``.restart()``, and ``.stop()`` to remove it.
-    Raises RuntimeError when redis-server is not installed or does not start."""
-
-    def __init__(self, *extra: str, persist: bool = False):
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("redis-server is not installed; install it (Debian/Ubuntu: "
-                               "apt-get install redis-server)")
-        self.exe, self.extra, self.persist = exe, list(extra), persist
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="pynenc-redis-"))
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.password: str | None = None
-        self.username: str | None = None
-        if "--requirepass" in self.extra:
-            self.password = self.extra[self.extra.index("--requirepass") + 1]
-        if "--user" in self.extra and "off" in self.extra:  # an ACL user replaces default
-            i = len(self.extra) - 1 - self.extra[::-1].index("--user")
-            self.username = self.extra[i + 1]
-            self.password = next(a[1:] for a in self.extra[i:] if a.startswith(">"))
-
-    @property
-    def url(self) -> str:
-        """The ``redis://`` URL of this server, with its password when it has one."""
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        """Start redis-server and wait until it answers; return self. Raises RuntimeError
-        when it does not start within 10 s."""
-        import redis
-
-        persist = (["--appendonly", "yes", "--save", ""] if self.persist
-                   else ["--save", "", "--appendonly", "no"])
-        self.proc = subprocess.Popen(
-            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--protected-mode", "no", *persist, *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = self.client()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError as exc:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server on port {self.port} did not start") from exc
-                time.sleep(0.02)
-        client.close()
-        return self
-
-    def client(self) -> Any:
-        """A redis-py client of this server."""
-        import redis
-
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
-                           username=self.username)
-
-    def shutdown(self) -> None:
-        """SHUTDOWN (persisting when ``persist``), as an operator would."""
-        import redis
-
-        if self.proc is None:
-            return
-        try:
-            self.client().shutdown(save=self.persist, nosave=not self.persist)
-        except redis.ConnectionError:
-            pass
-        self.proc.wait(timeout=10)
-        self.proc = None
-
-    def restart(self) -> None:
-        """Shut the server down (persisting when ``persist``) and start it again."""
-        self.shutdown()
-        self.start()
-
-    def stop(self) -> None:
-        """Kill the server and remove its folder."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
