@@ -136,6 +136,10 @@ end
 -- (XTRIM MINID). An append costs Redis less than a sorted set's ZADD and
 -- holds an id in under half the memory; the order is the stream's, which
 -- never goes back, even when the server's clock does.
+-- A key of another type there (someone else's write) is dropped and the log
+-- started again, as recovery would drop it: the append comes after the step's
+-- records are written, and failing it would leave a step done that its caller
+-- was told failed. Only the timeline index of what the old key held is lost.
 local LOG_ENTRY_IDS = 100  -- ids per entry at most, so that a page of entries stays small
 local function log_ids(key, ids)
   for i = 1, #ids, LOG_ENTRY_IDS do
@@ -144,7 +148,12 @@ local function log_ids(key, ids)
       fields[#fields + 1] = ids[j]
       fields[#fields + 1] = ''
     end
-    redis.call('XADD', key, '*', unpack(fields))
+    local added = redis.pcall('XADD', key, '*', unpack(fields))
+    if type(added) == 'table' and added.err then
+      if not string.find(added.err, 'WRONGTYPE', 1, true) then error(added) end  -- as redis.call would
+      redis.call('DEL', key)
+      redis.call('XADD', key, '*', unpack(fields))
+    end
   end
 end
 
@@ -175,12 +184,14 @@ end
 -- Append to `out` the newest ids of log `key` (see log_ids) appended since
 -- stream id `since`, at most `room` of them: a page of entries at a time, so
 -- a window over a large batch reads no more than it keeps (a page holds at
--- most LOG_PAGE * LOG_ENTRY_IDS ids).
+-- most LOG_PAGE * LOG_ENTRY_IDS ids). A key of another type reads as empty
+-- (the next append or recovery drops it).
 local LOG_PAGE = 50  -- entries per XREVRANGE
 local function newest_ids(key, since, room, out)
   local upto = '+'
   while room > 0 do
-    local page = redis.call('XREVRANGE', key, upto, since, 'COUNT', LOG_PAGE)
+    local page = redis.pcall('XREVRANGE', key, upto, since, 'COUNT', LOG_PAGE)
+    if page.err then return end
     for _, e in ipairs(page) do
       for i = 1, #e[2], 2 do
         if room == 0 then return end
