@@ -76,16 +76,15 @@ class RedisServer:
         """Start redis-server and wait until it answers; return self. Raises RuntimeError
         when it does not start within 10 s."""
         import redis
-
-        persist = (["--appendonly", "yes", "--save", ""] if self.persist
-                   else ["--save", "", "--appendonly", "no"])
-        self.proc = subprocess.Popen(
-            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--protected-mode", "no", *persist, *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
+        persist = (["--appendonly", "yes", "--save", ""] if self.persist
+                   else ["--save", "", "--appendonly", "no"])
+        self.proc = proc = subprocess.Popen(
+            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--protected-mode", "no", *persist, *self.extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # One try a ping, with a timeout: were the port someone else's, a ping
         # could wait for a reply forever (and redis-py retries ten times).
         probe = redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
@@ -98,10 +97,13 @@ class RedisServer:
                     probe.ping()
                     return self
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        proc.kill()  # when it hangs: nothing of it outlives the error
+                        proc.wait(timeout=10)
+                        self.proc = None
                         raise RuntimeError(
                             f"redis-server on 127.0.0.1:{self.port} did not start "
-                            f"(exit code {self.proc.poll()})") from exc
+                            f"(exit code {proc.returncode})") from exc
                     time.sleep(0.02)
         finally:
             probe.close()
@@ -138,7 +140,6 @@ class RedisServer:
             self.proc.wait(timeout=10)
             self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
-
 
 
 @contextlib.contextmanager

@@ -29,3 +29,15 @@ def test_a_taken_port_is_a_clear_error_not_another_servers_url(monkeypatch):
         monkeypatch.setattr(local_redis, "free_port", lambda: taken.getsockname()[1])
         with pytest.raises(SystemExit, match="did not start"), local_redis.throwaway_redis():
             pytest.fail("yielded a URL where no redis-server of its own runs")
+
+
+def test_a_test_server_on_a_taken_port_raises_and_leaves_no_process(monkeypatch):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setattr(local_redis, "free_port", lambda: taken.getsockname()[1])
+        server = local_redis.RedisServer()
+        with pytest.raises(RuntimeError, match="did not start"):
+            server.start()
+        assert server.proc is None
+        server.stop()
