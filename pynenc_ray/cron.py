@@ -10,6 +10,11 @@ yet, under an invocation id made from the app, the task and the due time:
 enqueueing an id that is stored already stores nothing, so a due time is
 submitted once even when two runners fire it across a lease hand-over.
 
+Cron fields are read in UTC (croniter on epoch seconds), whatever the
+machine's time zone; the log says times in UTC. A schedule that fails (its
+call cannot be made or submitted) is logged, its due time marked, and the
+others go on; a backend error leaves it unmarked, to be fired next beat.
+
 Due times missed while no runner was up are not made up one by one: the next
 tick fires the latest one only (a schedule every minute that was down for an
 hour runs once, not sixty times). A schedule seen for the first time starts
@@ -24,6 +29,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from .errors import BackendError
 from .triggers.conditions import CRON_KIND, latest_due
 from .triggers.context import Hit, TriggerContext, call_for
 from .triggers.engine import AppSources, cron_parts, triggered_tasks
@@ -63,12 +69,24 @@ class CronScheduler:
         marks = self.app.backend.cron_marks()
         fired: list[str] = []
         for task, mark, expression in schedules:
-            fired += self._fire(task, mark, expression, marks.get(mark), now)
+            try:
+                fired += self._fire(task, mark, expression, marks.get(mark), now)
+            except BackendError:
+                raise  # nothing marked: the next beat tries this due time again
+            except Exception as exc:  # one schedule must not stop the others
+                log.error("cron: %s (%s) failed at %s: %s: %s", task.task_id, expression,
+                          _utc(now), type(exc).__name__, exc)
         return fired
 
     def _fire(self, task: Task[Any, Any], mark: str, expression: str, last: float | None,
               now: float) -> list[str]:
         due = latest_due(expression, now)
+        if last is not None and last > now + self.lease_sec:
+            # a mark ahead of this clock (set while a clock ran ahead) would
+            # keep the schedule silent until time caught up: start again
+            log.warning("cron: %s was marked fired at %s, ahead of now (%s); it starts "
+                        "again from its next due time", task.task_id, _utc(last), _utc(now))
+            last = None
         if last is None:  # first seen: start from the next due time
             self.app.backend.mark_cron(mark, due)
             return []
@@ -80,15 +98,21 @@ class CronScheduler:
                              sources.result, sources.arguments, sources.payload)
         fired: list[str] = []
         try:
-            call = call_for(task.options.trigger_args, ctx)
-        except Exception as exc:  # the schedule moves on
-            log.error("cron: no call of %s for its due time %s: %s: %s", task.task_id, due,
-                      type(exc).__name__, exc)
+            self.app.submit_calls(task, [call_for(task.options.trigger_args, ctx)], ids=[inv_id])
+        except BackendError:
+            raise  # not marked: the next beat submits this due time again
+        except Exception as exc:  # no call can be made for it: the schedule moves on
+            log.error("cron: no call of %s for its due time %s: %s: %s", task.task_id,
+                      _utc(due), type(exc).__name__, exc)
         else:
-            self.app.submit_calls(task, [call], ids=[inv_id])
             self.fired += 1
             fired.append(inv_id)
             log.info("cron: submitted %s for its due time %s (invocation %s)", task.task_id,
-                     time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(due)), inv_id)
+                     _utc(due), inv_id)
         self.app.backend.mark_cron(mark, due)  # marked once submitted: a crash before resubmits
         return fired
+
+
+def _utc(t: float) -> str:
+    """A time as the schedules read it: cron fields are UTC."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))

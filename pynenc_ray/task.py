@@ -14,13 +14,11 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from croniter import croniter
-
 from .concurrency import ConcurrencyControlType, check_concurrency, concurrency_key
 from .errors import TaskArgumentsError, TaskDefinitionError
 from .invocation import Invocation, InvocationGroup, ResultsApp
 from .queues import DEFAULT_PRIORITY, DEFAULT_QUEUE, check_priority, check_queue
-from .triggers.conditions import Condition, OnCron
+from .triggers.conditions import Condition, OnCron, cron_problem
 from .triggers.context import check_trigger_args
 
 P = ParamSpec("P")  # the task function's parameters
@@ -134,11 +132,13 @@ def _epoch(name: str, delay_sec: Any, eta: Any) -> float | None:
 
 def _check_cron(name: str, expression: Any) -> None:
     """TaskDefinitionError unless ``expression`` is a cron expression croniter reads
-    (5 fields, or 6 with seconds last)."""
-    if not isinstance(expression, str) or not croniter.is_valid(expression):
+    (5 fields, or 6 with seconds last) that some date matches."""
+    problem = cron_problem(expression)
+    if problem:
         raise TaskDefinitionError(
-            f"task {name}: cron={expression!r} is not a cron expression; write five fields "
-            "'minute hour day month weekday' (e.g. '*/5 * * * *'), or six with seconds last")
+            f"task {name}: cron={expression!r} {problem}; write five fields "
+            "'minute hour day month weekday' in UTC (e.g. '*/5 * * * *'), or six with "
+            "seconds last")
 
 
 def _trigger(name: str, func: Callable[..., Any], options: TaskOptions) -> Condition | None:
@@ -160,6 +160,13 @@ def _trigger(name: str, func: Callable[..., Any], options: TaskOptions) -> Condi
                                       "is never used")
         return None
     check_trigger_args(name, options.trigger_args)
+    if isinstance(options.trigger_args, dict):  # the call is made with these alone
+        try:
+            inspect.signature(func).bind(**options.trigger_args)
+        except TypeError as exc:
+            raise TaskDefinitionError(
+                f"task {name}: trigger_args={_short_repr(options.trigger_args)} do not fit "
+                f"its parameters {inspect.signature(func)}: {exc}") from None
     required = [p.name for p in inspect.signature(func).parameters.values()
                 if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     if options.trigger_args is None and required:

@@ -18,14 +18,15 @@ says.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from typing_extensions import override
 
-from ..errors import TaskDefinitionError, TaskFailedError
+from ..errors import BackendError, TaskDefinitionError, TaskFailedError
 from ..status import InvocationStatus
 
 if TYPE_CHECKING:
@@ -177,9 +178,12 @@ def _accepts(condition: Condition, where: Callable[[Any], bool], read: Callable[
              what: str) -> bool:
     """Whether the filter ``where`` accepts the value ``read()`` returns. A filter
     that raises, or a value that cannot be read, is logged and accepts nothing:
-    one bad occurrence never stops the drainer."""
+    one bad occurrence never stops the drainer. A backend error is raised: the
+    drainer saves nothing and reads the occurrence again next beat."""
     try:
         return bool(where(read()))
+    except BackendError:
+        raise  # the backend is down: nothing is saved, and the drainer tries this step again
     except Exception:
         log.exception("trigger %s: the filter did not accept %s", condition.describe(), what)
         return False
@@ -230,6 +234,8 @@ class OnException(Condition):
             return True
         try:
             exc = sources.error(occ.invocation_id)
+        except BackendError:
+            raise  # as in _accepts
         except Exception:
             log.exception("trigger %s: the error of invocation %s cannot be read",
                           self.describe(), occ.invocation_id)
@@ -329,14 +335,31 @@ def on_event(name: str, where: Callable[[Any], bool] | None = None) -> OnEvent:
 
 
 def latest_due(expression: str, now: float) -> float:
-    """The most recent due time of ``expression`` at or before ``now`` (epoch seconds)."""
+    """The most recent due time of ``expression`` at or before ``now`` (epoch
+    seconds). Cron fields are read in UTC, whatever the machine's time zone."""
     return float(croniter(expression, now).get_prev(float))
 
 
-def on_cron(expression: str) -> OnCron:
-    """Each due time of the cron ``expression`` (five fields, e.g. ``"*/5 * * * *"``)."""
+def cron_problem(expression: Any) -> str | None:
+    """What keeps ``expression`` from being a schedule, or None: croniter must
+    read it, and some date must match it (``0 0 30 2 *`` reads, and is never due)."""
     if not isinstance(expression, str) or not croniter.is_valid(expression):
+        return "is not a cron expression"
+    now = time.time()
+    try:
+        latest_due(expression, now)
+        croniter(expression, now).get_next(float)
+    except CroniterError:
+        return "is never due (no date matches it)"
+    return None
+
+
+def on_cron(expression: str) -> OnCron:
+    """Each due time of the cron ``expression`` (five fields, e.g. ``"*/5 * * * *"``,
+    in UTC)."""
+    problem = cron_problem(expression)
+    if problem:
         raise TaskDefinitionError(
-            f"on_cron({expression!r}) is not a cron expression; write five fields "
-            "(minute hour day month weekday), e.g. '*/5 * * * *'")
+            f"on_cron({expression!r}) {problem}; write five fields "
+            "(minute hour day month weekday, in UTC), e.g. '*/5 * * * *'")
     return OnCron(expression)

@@ -28,9 +28,10 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..backends.base import Claimed
 from ..backends.records import Occurrence
 from ..errors import BackendError, BackendUnavailableError
-from ..serializer import args_bind, payload_to_error
+from ..serializer import payload_to_error
 from ..status import InvocationStatus
 from .conditions import CRON_KIND, AllOf, Condition, OnCron, latest_due
 from .context import Hit, TriggerContext, call_for
@@ -83,11 +84,11 @@ class AppSources:
         return payload_to_error(self._record(invocation_id).error or b"")
 
     def arguments(self, invocation_id: str) -> tuple[list[Any], dict[str, Any]]:
-        """The source's (args, kwargs)."""
+        """The source's (args, kwargs), as its run got them: values kept in the
+        payload store are fetched (a call made from them refers to them anew)."""
         rec = self._record(invocation_id)
-        value = self.app.serializer.loads(rec.args, f"arguments of invocation {invocation_id}",
-                                          bind=args_bind(invocation_id))
-        return list(value[0]), dict(value[1])
+        args, kwargs = self.app.decode_args(Claimed(invocation_id, rec.task_id, rec.args, 0, 0))
+        return list(args), dict(kwargs)
 
     def payload(self, occ: Occurrence | Hit) -> Any:
         """An event's payload."""
@@ -132,6 +133,11 @@ class Evaluation:
     def _all_of(self, cond: AllOf, path: str, occ: Occurrence) -> list[list[Hit]]:
         slots: list[list[list[list[Any]]]] = self.pending.setdefault(
             path or "-", [[] for _ in cond.of])
+        if len(slots) != len(cond.of):  # saved for another shape (the code changed)
+            log.warning("triggers: the pending sides of %s of %s were saved for %d parts, "
+                        "not %d (the trigger changed); they start again", cond.describe(),
+                        self.task_id, len(slots), len(cond.of))
+            slots = self.pending[path or "-"] = [[] for _ in cond.of]
         for i, part in enumerate(cond.of):
             done = self._feed(part, _sub(path, i), occ)
             if done:  # one side per occurrence: it is used once

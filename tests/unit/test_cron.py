@@ -61,3 +61,48 @@ def test_a_due_time_submitted_twice_is_stored_once(app):
     again = app.submit_calls(ct.every_second, [((), {})], ids=[inv_id])
     assert first[0].invocation_id == again[0].invocation_id == inv_id
     assert app.backend.queue_depth() == 1
+
+
+def test_a_never_due_expression_and_trigger_args_that_do_not_fit_are_refused():
+    from pynenc_ray.triggers import on_cron
+
+    other = Pynenc(app_id="cron-defs-2")
+    with pytest.raises(TaskDefinitionError, match="never due"):
+        other.task(cron="0 0 30 2 *")(t.no_args)  # February the 30th
+    with pytest.raises(TaskDefinitionError, match="never due"):
+        on_cron("0 0 30 2 *")
+    with pytest.raises(TaskDefinitionError, match="do not fit its parameters"):
+        other.task(cron="* * * * *", trigger_args={"nme": 1})(t.plain)
+
+
+def test_a_schedule_that_fails_does_not_stop_the_others(monkeypatch):
+    """Its due time is logged and marked; the schedules after it still fire."""
+    from pynenc_ray import TaskArgumentsError
+
+    other = Pynenc(app_id=unique_app_id("cron-two"))
+    bad = other.task(cron="* * * * * *")(t.echo.func)  # ...:echo, sorted before ...:no_args
+    good = other.task(cron="* * * * * *")(t.no_args)
+    real = other.submit_calls
+
+    def submit_calls(task, calls, ids=None):
+        if task is bad:
+            raise TaskArgumentsError("refused by the test")
+        return real(task, calls, ids=ids)
+
+    monkeypatch.setattr(other, "submit_calls", submit_calls)
+    t0 = 1_800_000_300.0
+    s = CronScheduler(other, "r1", lease_sec=30)
+    assert s.tick(t0 + 0.5) == []
+    assert s.tick(t0 + 1.5) == [due_id(other.app_id, good.task_id, t0 + 1)]
+    assert other.backend.cron_marks()[bad.task_id] == t0 + 1  # marked: not retried each beat
+
+
+def test_a_mark_ahead_of_the_clock_starts_the_schedule_again(app):
+    """A mark set while a clock ran ahead would silence the schedule until time
+    caught up; it is taken as first sight instead."""
+    t0 = 1_800_000_400.0
+    app.backend.mark_cron(ct.every_second.task_id, t0 + 3600)
+    s = CronScheduler(app, "r1", lease_sec=30)
+    assert s.tick(t0 + 0.5) == []
+    assert app.backend.cron_marks()[ct.every_second.task_id] == t0
+    assert len(s.tick(t0 + 1.5)) == 1

@@ -211,3 +211,12 @@ def test_a_reused_object_older_than_half_the_grace_is_written_anew(app, tmp_path
     tasks.echo(BIG)
     assert dict(app.payloads.store.objects())[sha] >= written  # written anew
     assert len(app.payloads.store.referrers(sha)) == 3  # a note per submit
+
+
+def test_a_trigger_reads_a_sources_arguments_as_its_run_got_them(app):
+    """``trigger_args="arguments"`` (and ``ctx.arguments``) get the values kept in
+    the store, not references a fired call would carry without a note."""
+    from pynenc_ray.triggers.engine import AppSources
+
+    inv = tasks.echo(BIG, key=BIG)
+    assert AppSources(app).arguments(inv.invocation_id) == ([BIG], {"key": BIG})

@@ -194,3 +194,15 @@ def test_a_long_log_is_drained_in_batches_and_bad_pending_sides_are_dropped(app,
     app.emit_event("right", 1)
     app.emit_event("left", 2)
     assert len(TriggerScheduler(app, "r", lease_sec=30).tick()) == 1  # a fresh pair
+
+
+def test_pending_sides_saved_for_another_shape_of_and_start_again():
+    """A deploy that turns ``a & b`` into ``a & b & c`` must not fire on a and b
+    alone, nor fail on c: the sides saved for two parts start again."""
+    pending = {"-": [[[["1", 100.0, "event", "", "", "", "a", ""]]], []]}
+    cond = on_event("a") & on_event("b") & on_event("c")
+    ev = Evaluation("m:t", cond, pending, sources=None)  # type: ignore[arg-type]
+    assert ev.feed(_occ("2", 101.0, "b")) == []
+    assert ev.feed(_occ("3", 102.0, "c")) == []
+    [fire] = ev.feed(_occ("4", 103.0, "a"))
+    assert [h.key for h in fire] == ["4", "2", "3"]
