@@ -37,6 +37,14 @@ class PayloadStoreError(SerializationError):
     message names the invocation and the object."""
 
 
+class PayloadStoreUnavailableError(PayloadStoreError):
+    """The payload store could not be opened or reached, or refused the call (a
+    timeout, a server error, credentials or permission): nothing is wrong with
+    the object. A run that meets it goes through its task's retry policy
+    (``retry_for=(PayloadStoreUnavailableError,)`` retries it); a missing or
+    altered object is the plain PayloadStoreError, which no retry mends."""
+
+
 class BackendError(PynencError):
     """The backend failed a call: it answered with an error of its own (Redis: an
     error reply such as OOM or READONLY), or could not be reached. Every error a

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SerializationError
+from ..errors import PayloadStoreUnavailableError, SerializationError
 from .refs import PayloadRef
 from .store import PayloadStore
 
@@ -47,6 +47,12 @@ class Payloads:
         self.cache_bytes = settings.payload_cache_bytes
         self._values: Any = None  # sha256 -> decoded value (cachetools.LRUCache, on first use)
         self._lock = threading.Lock()
+
+    def check_opens(self) -> None:
+        """PayloadStoreUnavailableError unless this process has what the store
+        needs (fsspec, cachetools, the URL's driver) and can open its URL."""
+        _cache(1)
+        self.store.check_opens()
 
     def _put(self, body: bytes, referrers: Sequence[str], what: str) -> PayloadRef:
         if len(body) > self.max_bytes:
@@ -101,10 +107,7 @@ class Payloads:
         given its own copy of a mutable one."""
         with self._lock:
             if self._values is None:
-                import cachetools
-
-                self._values = cachetools.LRUCache(maxsize=self.cache_bytes,
-                                                   getsizeof=lambda entry: entry[1])
+                self._values = _cache(self.cache_bytes)
             hit = self._values.get(ref.sha256)
         if hit is not None:
             return _own_copy(hit[0])
@@ -122,6 +125,17 @@ class Payloads:
                  if isinstance(v, PayloadRef) else v for i, v in enumerate(args)],
                 {k: self.fetch(v, f"{what}, argument {k} (object {v.sha256})")
                  if isinstance(v, PayloadRef) else v for k, v in kwargs.items()})
+
+
+def _cache(max_bytes: int) -> Any:
+    """An LRU of decoded values bounded by their stored size (cachetools)."""
+    try:
+        import cachetools
+    except ImportError:
+        raise PayloadStoreUnavailableError(
+            "payload_store_url is set but cachetools is not installed: install "
+            "pynenc-ray[store] (pynenc-ray[s3] for s3://)") from None
+    return cachetools.LRUCache(maxsize=max_bytes, getsizeof=lambda entry: entry[1])
 
 
 def _cheap_size(value: Any) -> int:

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..errors import PayloadStoreError, clause
+from ..errors import PayloadStoreError, PayloadStoreUnavailableError, clause
 from .refs import PayloadRef
 
 # the object stores' own defaults retry for minutes: a read or write of a value
@@ -61,21 +61,27 @@ class PayloadStore:
         """The fsspec filesystem and this app's root; opened again in a forked child."""
         with self._lock:
             if self._fs is None or self._pid != os.getpid():
-                import fsspec
-
                 options = dict(self.options)
                 if self.url.startswith(("s3://", "s3a://")):
-                    options = {**S3_DEFAULTS, **options}
+                    options = _s3_options(options)
                 try:
+                    import fsspec
+
                     fs, root = fsspec.core.url_to_fs(self.url, **options)
-                except Exception as exc:  # an unknown protocol, a missing driver (s3fs)
-                    raise PayloadStoreError(
+                except Exception as exc:  # fsspec, a driver (s3fs) missing; an unknown protocol
+                    raise PayloadStoreUnavailableError(
                         f"payload_store_url {self.url!r} cannot be opened: "
                         f"{type(exc).__name__}: {clause(exc)}. Check the URL, and install "
-                        "its driver (pynenc-ray[s3] for s3://)") from None
+                        "what it needs: pynenc-ray[store] (pynenc-ray[s3] for s3://)") from None
                 self._fs, self._root = fs, f"{root.rstrip('/')}/{self.app_id}"
                 self._pid = os.getpid()
             return self._fs, self._root
+
+    def check_opens(self) -> None:
+        """PayloadStoreUnavailableError unless this process can open the store's
+        URL (its driver installed, its protocol known, its options taken); no
+        network call is made."""
+        self._open()
 
     def _local(self) -> bool:
         protocol = self._open()[0].protocol
@@ -100,27 +106,33 @@ class PayloadStore:
             if local:  # (an object store has no directories to make)
                 fs.makedirs(notes, exist_ok=True)
             fs.pipe_file(f"{notes}/{uuid.uuid4().hex}", json.dumps(list(referrers)).encode())
-            if not self._fresh(fs, path):
+            if not self._fresh(fs, path, len(body)):
                 if local:  # written aside, then renamed: never seen half-written
                     tmp = f"{root}/objects/.{ref.sha256}.{uuid.uuid4().hex}"
                     fs.makedirs(f"{root}/objects", exist_ok=True)
-                    fs.pipe_file(tmp, body)
-                    fs.mv(tmp, path)
+                    try:
+                        fs.pipe_file(tmp, body)
+                        fs.mv(tmp, path)
+                    except Exception:
+                        _quietly(fs.rm, tmp)  # (a full disk: not one partial copy left)
+                        raise
                 else:
                     fs.pipe_file(path, body)
         except Exception as exc:
-            raise PayloadStoreError(
+            raise PayloadStoreUnavailableError(
                 f"{what}: object {ref.sha256} ({len(body)} bytes) cannot be written to the "
                 f"payload store {self.url}: {type(exc).__name__}: {clause(exc)}") from None
         return ref
 
-    def _fresh(self, fs: Any, path: str) -> bool:
-        """Whether the object at ``path`` is there and younger than half the grace."""
+    def _fresh(self, fs: Any, path: str, size: int) -> bool:
+        """Whether the object at ``path`` is there whole (of ``size`` bytes: a
+        store without atomic writes may hold a partial one) and younger than
+        half the grace."""
         try:
             info = fs.info(path)
         except FileNotFoundError:
             return False
-        return time.time() - _mtime(info) < self.grace_sec / 2
+        return info.get("size") == size and time.time() - _mtime(info) < self.grace_sec / 2
 
     # -- reading ------------------------------------------------------------------
 
@@ -135,7 +147,7 @@ class PayloadStore:
                 f"{what}: object {ref.sha256} is missing from the payload store {self.url} "
                 "(removed, or written to another store)") from None
         except Exception as exc:
-            raise PayloadStoreError(
+            raise PayloadStoreUnavailableError(
                 f"{what}: object {ref.sha256} cannot be read from the payload store "
                 f"{self.url}: {type(exc).__name__}: {clause(exc)}") from None
         if len(body) != ref.size or sha256(body) != ref.sha256:
@@ -148,15 +160,25 @@ class PayloadStore:
 
     def objects(self) -> Iterator[tuple[str, float]]:
         """Every object's hash and modification time (epoch seconds)."""
+        for name, _, written in self._listing():
+            if not name.startswith("."):
+                yield name, written
+
+    def leftovers(self) -> Iterator[tuple[str, float]]:
+        """Copies a writer or a sweep left aside when it died (dot-names under
+        objects/): their paths and modification times."""
+        for name, path, written in self._listing():
+            if name.startswith("."):
+                yield path, written
+
+    def _listing(self) -> Iterator[tuple[str, str, float]]:
         fs, root = self._open()
         try:
             entries = fs.ls(f"{root}/objects", detail=True)
         except FileNotFoundError:
             return
         for entry in entries:
-            name = entry["name"].rsplit("/", 1)[-1]
-            if not name.startswith("."):
-                yield name, _mtime(entry)
+            yield entry["name"].rsplit("/", 1)[-1], entry["name"], _mtime(entry)
 
     def referrers(self, sha: str) -> list[tuple[str, list[str] | None, float]]:
         """Each note of records referring to object ``sha``: where it is, their ids
@@ -179,17 +201,51 @@ class PayloadStore:
         return out
 
     def forget_note(self, path: str) -> None:
-        """Remove one note (its records are gone)."""
-        self._open()[0].rm(path)
+        """Remove one note (its records are gone), or a leftover copy."""
+        _quietly(self._open()[0].rm, path)
 
-    def remove(self, sha: str) -> None:
-        """Remove object ``sha`` and its notes."""
+    def remove(self, sha: str, notes: Sequence[str]) -> bool:
+        """Remove object ``sha`` and its ``notes`` (those the sweep read), unless
+        a submit wrote another note meanwhile; whether it was removed.
+
+        A submit writes its note, then the object when it is missing or old.
+        So the object is first moved aside, then the notes are listed again: a
+        note not read before means a submit refers to it now, and the object
+        is put back (a submit that looked while it was aside wrote it anew,
+        the same bytes). A submit whose note comes after that listing finds
+        the object gone and writes it. Only the notes read are removed."""
         fs, root = self._open()
-        fs.rm(f"{root}/objects/{sha}")
+        path = f"{root}/objects/{sha}"
+        aside = f"{root}/objects/.{sha}.removing.{uuid.uuid4().hex}"
         try:
-            fs.rm(f"{root}/refs/{sha}", recursive=True)
+            fs.mv(path, aside)
         except FileNotFoundError:
-            pass
+            return False  # removed by another sweep
+        read = set(notes)
+        if any(note not in read for note, _, _ in self.referrers(sha)):
+            fs.mv(aside, path)
+            return False
+        fs.rm(aside)
+        for note in notes:
+            _quietly(fs.rm, note)
+        return True
+
+
+def _s3_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The user's s3fs options over S3_DEFAULTS, ``config_kwargs`` merged key by
+    key: a ``region_name`` of theirs keeps the timeouts and the retry limit."""
+    merged = {**S3_DEFAULTS, **options}
+    if isinstance(options.get("config_kwargs"), dict):
+        merged["config_kwargs"] = {**S3_DEFAULTS["config_kwargs"], **options["config_kwargs"]}
+    return merged
+
+
+def _quietly(rm: Any, path: str) -> None:
+    """Remove ``path`` when it is there; a failure leaves it to a later sweep."""
+    try:
+        rm(path)
+    except Exception:  # (FileNotFoundError, or the store's own)
+        pass
 
 
 def _mtime(entry: dict[str, Any]) -> float:

@@ -9,7 +9,9 @@ still stored. A submit that reuses an object writes its note first, and
 writes the object anew when it is older than half the grace (``store.put``),
 so an object a submit is about to refer to is never older than the grace
 while it does: the sweep cannot take it. A note that does not read counts
-as a record still stored.
+as a record still stored. Removing is itself checked against submits that
+come meanwhile (``store.remove``). Copies left under a dot-name by a writer
+or a sweep that died are removed once older than the grace.
 """
 
 from __future__ import annotations
@@ -88,12 +90,15 @@ class PayloadSweeper:
                 gone = set(self.app.backend.missing(ids)) if ids else set()
                 young = any(now - at < grace for _, _, at in notes)
                 if not young and gone == set(ids):
-                    store.remove(sha)
-                    removed.append(sha)
+                    if store.remove(sha, [path for path, _, _ in notes]):
+                        removed.append(sha)
                     continue
                 for path, named, at in notes:  # a live object: forget the notes of the gone
                     if now - at >= grace and set(named or ()) <= gone:
                         store.forget_note(path)
+            for path, written in list(store.leftovers()):
+                if now - written >= grace:  # a writer's or a sweep's copy, left when it died
+                    store.forget_note(path)
         except PayloadStoreError as exc:
             log.warning("payload sweep stopped: %s", exc)
         except Exception as exc:  # the store's own errors: the next sweep tries again

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..backends import patience
 from ..backends.tuning import CountsReconnects, LingeringClaims
 from ..cron import CronScheduler
-from ..errors import BackendUnavailableError, ConfigError, RunnerFencedError
+from ..errors import BackendUnavailableError, ConfigError, PayloadStoreError, RunnerFencedError
 from ..metrics.tally import Counts, Tally
 from ..payloads.sweep import PayloadSweeper
 from ..registry import RUNNERS
@@ -137,6 +137,7 @@ class BaseRunner(abc.ABC):
         recovery reroutes it once this runner's heartbeat is
         ``runner_dead_after_sec`` old."""
         self.app.check_mem_compatible()
+        self._check_payload_store()
         if self._running.is_set():
             raise RuntimeError(f"runner {self.runner_id} is already running")
         self._stop.clear()  # before the hook: a stop asked for while it runs is kept
@@ -169,6 +170,18 @@ class BaseRunner(abc.ABC):
             self._running.clear()
         if failure:
             raise failure[0]
+
+    def _check_payload_store(self) -> None:
+        """ConfigError when the app's payload store cannot be opened here (a
+        driver not installed, a protocol fsspec does not know): such a runner
+        would fail every invocation with stored arguments it claims."""
+        payloads = self.app.payloads
+        if payloads is None:
+            return
+        try:
+            payloads.check_opens()
+        except PayloadStoreError as exc:
+            raise ConfigError(f"runner {self.runner_id} cannot start: {exc}") from None
 
     def patient(self) -> contextlib.AbstractContextManager[None]:
         """A block in which the calling thread's backend calls ride out an outage:

@@ -17,6 +17,7 @@ from ..errors import (
     InvocationCancelledError,
     InvocationOwnershipError,
     InvocationStatusTransitionError,
+    PayloadStoreUnavailableError,
     PynencError,
     SerializationError,
 )
@@ -102,6 +103,9 @@ class Begun:
     args: list[Any]
     kwargs: dict[str, Any]
     ctx: context.ExecutionContext
+    # the payload store could not give the arguments: the run raises this instead
+    # of calling the body, so the task's retry policy decides, as for any error
+    failure: PayloadStoreUnavailableError | None = None
 
 
 def begin_invocation(app: RunnerApp, runner: ExecutionHost, claimed: Claimed, worker: str,
@@ -110,7 +114,8 @@ def begin_invocation(app: RunnerApp, runner: ExecutionHost, claimed: Claimed, wo
     what the runner resolved ``claimed.task_id`` to, once, with ``app.get_task``:
     None when unknown here), decode the arguments, move it to RUNNING (unless
     claimed started), and tell the middleware. None when it is not to run (then
-    it is settled already)."""
+    it is settled already). Arguments the payload store cannot give now
+    (PayloadStoreUnavailableError) make a Begun whose run raises that error."""
     runner_id, backend = runner.runner_id, app.backend
     inv_id = claimed.invocation_id
     if claimed.deaths > runner.max_reroutes:
@@ -124,8 +129,13 @@ def begin_invocation(app: RunnerApp, runner: ExecutionHost, claimed: Claimed, wo
             f"task {claimed.task_id} is not defined in app {app.app_id!r} on this worker "
             "(is the worker running an older or different version of the code?)"))
         return None
+    failure: PayloadStoreUnavailableError | None = None
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
     try:
         args, kwargs = app.decode_args(claimed)
+    except PayloadStoreUnavailableError as exc:
+        failure = exc  # the store's trouble, not the call's: the run fails with it
     except SerializationError as exc:
         _reject(app, runner, claimed, worker, exc)
         return None
@@ -138,7 +148,7 @@ def begin_invocation(app: RunnerApp, runner: ExecutionHost, claimed: Claimed, wo
     app.middleware.notify("before_execute", app, runner, claimed, worker)
     ctx = context.ExecutionContext(app, runner, inv_id, worker, claimed.task_id,
                                    claimed.retries + claimed.deaths + 1)
-    return Begun(task, args, kwargs, ctx)
+    return Begun(task, args, kwargs, ctx, failure)
 
 
 def run_invocation(app: RunnerApp, runner: ExecutionHost, claimed: Claimed, worker: str,
@@ -155,6 +165,8 @@ def run_invocation(app: RunnerApp, runner: ExecutionHost, claimed: Claimed, work
         return None
     token = context.current.set(begun.ctx)
     try:
+        if begun.failure is not None:
+            raise begun.failure
         value = begun.task.func(*begun.args, **begun.kwargs)
         if inspect.isawaitable(value):
             value = _await_here(value)
@@ -192,6 +204,8 @@ async def await_body(begun: Begun) -> Any:
     cancel) runs this as a task of its own and concludes the invocation itself."""
     token = context.current.set(begun.ctx)
     try:
+        if begun.failure is not None:
+            raise begun.failure
         value = await begun.task.func(*begun.args, **begun.kwargs)
     except Exception:
         context.current.reset(token)
@@ -226,6 +240,8 @@ def conclude_invocation(app: RunnerApp, runner: ExecutionHost, claimed: Claimed,
     app.middleware.notify("after_execute", app, runner, claimed, worker, result=value)
     try:
         payload = app.encode_result(value, task.task_id, inv_id)
+    except PayloadStoreUnavailableError as err:  # as a run that raised it: retried if asked
+        return _failed(app, runner, task, claimed, worker, err)
     except SerializationError as err:
         _fail(app, runner, claimed, worker, err)
         return None

@@ -7,7 +7,7 @@ import fcntl
 import os
 import time
 
-from pynenc_ray import Pynenc
+from pynenc_ray import PayloadStoreUnavailableError, Pynenc
 from pynenc_ray.context import current
 
 app = Pynenc()
@@ -29,6 +29,12 @@ def add(x: int, y: int) -> int:
 
 @app.task
 def echo(*args, **kwargs):
+    return [list(args), kwargs]
+
+
+@app.task(max_retries=2, retry_for=(PayloadStoreUnavailableError,), retry_delay_sec=0)
+def echo_retried_on_store(*args, **kwargs):
+    """echo, run again when the payload store cannot be reached."""
     return [list(args), kwargs]
 
 

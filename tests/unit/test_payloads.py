@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pynenc_ray import PayloadSignatureError, PayloadStoreError
+from pynenc_ray import PayloadSignatureError, PayloadStoreError, PayloadStoreUnavailableError
 from pynenc_ray.payloads.refs import PayloadRef
 from pynenc_ray.payloads.store import PayloadStore, sha256
 from pynenc_ray.payloads.sweep import PayloadSweeper
@@ -220,3 +220,117 @@ def test_a_trigger_reads_a_sources_arguments_as_its_run_got_them(app):
 
     inv = tasks.echo(BIG, key=BIG)
     assert AppSources(app).arguments(inv.invocation_id) == ([BIG], {"key": BIG})
+
+
+def _store_down_once(monkeypatch, store, failures: list[str]) -> None:
+    """The store's next read raises as an unreachable store does; later ones work."""
+    real = store.get
+
+    def get(ref, what):
+        if not failures:
+            failures.append(what)
+            raise PayloadStoreUnavailableError(f"{what}: cannot be read (the test)")
+        return real(ref, what)
+
+    monkeypatch.setattr(store, "get", get)
+
+
+def test_a_store_that_cannot_be_reached_is_the_retry_policys_call(app, monkeypatch):
+    """Not the call's fault: a task that retries on PayloadStoreUnavailableError
+    runs again and succeeds; one that does not fails with it, naming it."""
+    from pynenc_ray import InvocationStatus, PayloadStoreUnavailableError
+
+    retried = tasks.echo_retried_on_store(BIG)
+    app.reconfigure()  # a fresh cache: the argument is read from the store
+    failures: list[str] = []
+    _store_down_once(monkeypatch, app.payloads.store, failures)
+    run_pending(app)
+    assert failures and retried.result == [[BIG], {}]
+    assert retried.status == InvocationStatus.SUCCESS
+    assert "RETRY" in [h.status.value for h in retried.history]
+
+    plain = tasks.echo(BIG[::-1])
+    app.reconfigure()
+    _store_down_once(monkeypatch, app.payloads.store, [])
+    run_pending(app)
+    assert plain.status == InvocationStatus.FAILED
+    with pytest.raises(PayloadStoreUnavailableError, match="cannot be read"):
+        plain.result
+
+
+def test_a_submit_that_reuses_an_object_while_the_sweep_removes_it_keeps_it(app, monkeypatch):
+    """The sweep read the object's notes and found their records gone; before it
+    removes the object a submit reuses it (a new note, the object written anew).
+    The object and the new note stay, and the new call runs."""
+    store = app.payloads.store
+    body = app.serializer.store_body(BIG, "x")  # what a submit of BIG writes
+    sha = store.put(body, ["0" * 32], "a test").sha256  # its record never stored
+    real_missing = app.backend.missing
+    reused = []
+
+    def missing(ids):
+        gone = real_missing(ids)
+        if not reused:
+            reused.append(tasks.echo(BIG))  # in the gap between the reads and the removal
+        return gone
+
+    monkeypatch.setattr(app.backend, "missing", missing)
+    sweeper = PayloadSweeper(app, "r", lease_sec=30)
+    assert sweeper.sweep(time.time() + GRACE + 1, GRACE) == []
+    assert sha in objects(app) and len(store.referrers(sha)) == 2
+    run_pending(app)
+    assert reused[0].result == [[BIG], {}]
+
+
+def test_a_partial_object_is_written_anew_and_leftover_copies_are_swept(app, tmp_path):
+    """A store without atomic writes may hold a partial object: a submit that
+    finds one of another size writes it again. Copies a dead writer or sweep
+    left under a dot-name go once older than the grace; young ones stay."""
+    import os
+
+    body = app.serializer.store_body(BIG, "x")
+    sha = sha256(body)
+    root = tmp_path / "store" / app.app_id / "objects"
+    root.mkdir(parents=True)
+    (root / sha).write_bytes(body[:10])  # fresh, and partial
+    inv = tasks.echo(BIG)
+    assert (root / sha).read_bytes() == body
+    run_pending(app)
+    assert inv.result == [[BIG], {}]
+    old, young = root / f".{sha}.0123", root / f".{sha}.removing.4567"
+    for leftover in (old, young):
+        leftover.write_bytes(b"x")
+    os.utime(old, (time.time() - GRACE - 5, time.time() - GRACE - 5))
+    PayloadSweeper(app, "r", lease_sec=30).sweep(time.time(), GRACE)
+    assert not old.exists() and young.exists()
+
+
+def test_a_failed_local_write_leaves_no_partial_copy(app, tmp_path, monkeypatch):
+    store = app.payloads.store
+    fs, _ = store._open()  # (the test reaches in to make the rename fail)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fs, "mv", full_disk)
+    with pytest.raises(PayloadStoreUnavailableError, match="No space left"):
+        store.put(BIG, ["0" * 32], "a test")
+    assert list(store.leftovers()) == [] and objects(app) == set()
+
+
+def test_s3_options_of_the_user_keep_the_timeouts_they_do_not_set():
+    from pynenc_ray.payloads.store import S3_DEFAULTS, _s3_options
+
+    merged = _s3_options({"config_kwargs": {"region_name": "eu-west-1"}, "anon": True})
+    assert merged["config_kwargs"] == {**S3_DEFAULTS["config_kwargs"], "region_name": "eu-west-1"}
+    assert merged["anon"] is True and merged["use_listings_cache"] is False
+    assert _s3_options({"config_kwargs": {"read_timeout": 5}})["config_kwargs"]["read_timeout"] == 5
+
+
+def test_a_runner_that_cannot_open_the_store_does_not_start(app):
+    """It would fail every invocation with stored arguments it claims."""
+    from pynenc_ray import ConfigError
+
+    app.reconfigure(payload_store_url="nosuchprotocol://bucket/prefix")
+    with pytest.raises(ConfigError, match="cannot start.*nosuchprotocol.*pynenc-ray\\[store\\]"):
+        app.runner.run()
