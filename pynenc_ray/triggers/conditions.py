@@ -140,6 +140,9 @@ class AllOf(Condition):
 
     def within(self, seconds: float) -> AllOf:
         """The same condition with another window (seconds)."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TaskDefinitionError(f"(a & b).within({seconds!r}): the window must be a "
+                                      "number of seconds > 0, e.g. within(60)")
         return AllOf(self.of, float(seconds))
 
     @override
@@ -293,7 +296,7 @@ def on_status(task: Any, statuses: Iterable[InvocationStatus | str]) -> OnStatus
         statuses = [statuses]
     try:
         chosen = frozenset(InvocationStatus(s) for s in statuses)
-    except ValueError:
+    except (ValueError, TypeError):  # an unknown name; None or a number, not a list
         raise TaskDefinitionError(
             f"on_status({task_id}, {statuses!r}): statuses must be InvocationStatus values, "
             f"e.g. [InvocationStatus.SUCCESS]; known: {', '.join(s.value for s in S)}") from None

@@ -165,6 +165,10 @@ def test_definitions_are_checked():
         on_event("a") | "b"  # type: ignore[operator]
     with pytest.raises(TaskDefinitionError, match="window must be"):
         (on_event("a") & on_event("b")).within(0)
+    with pytest.raises(TaskDefinitionError, match="window must be"):
+        (on_event("a") & on_event("b")).within("5")  # type: ignore[arg-type]
+    with pytest.raises(TaskDefinitionError, match="statuses must be InvocationStatus"):
+        on_status(tt.add, None)  # type: ignore[arg-type]
 
 
 def test_cron_is_a_shorthand_for_on_cron_and_composes():
