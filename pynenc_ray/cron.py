@@ -13,7 +13,8 @@ submitted once even when two runners fire it across a lease hand-over.
 Cron fields are read in UTC (croniter on epoch seconds), whatever the
 machine's time zone; the log says times in UTC. A schedule that fails (its
 call cannot be made or submitted) is logged, its due time marked, and the
-others go on; a backend error leaves it unmarked, to be fired next beat.
+others go on; a backend or payload store error leaves it unmarked, to be
+fired next beat.
 
 Due times missed while no runner was up are not made up one by one: the next
 tick fires the latest one only (a schedule every minute that was down for an
@@ -29,7 +30,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .errors import BackendError
+from .errors import TRY_AGAIN_ERRORS, BackendError, PayloadStoreUnavailableError
 from .triggers.conditions import CRON_KIND, latest_due
 from .triggers.context import Hit, TriggerContext, call_for
 from .triggers.engine import AppSources, cron_parts, triggered_tasks
@@ -73,6 +74,9 @@ class CronScheduler:
                 fired += self._fire(task, mark, expression, marks.get(mark), now)
             except BackendError:
                 raise  # nothing marked: the next beat tries this due time again
+            except PayloadStoreUnavailableError as exc:  # not marked either; the others go on
+                log.warning("cron: %s waits for the payload store, to be tried again: %s",
+                            task.task_id, exc)
             except Exception as exc:  # one schedule must not stop the others
                 log.error("cron: %s (%s) failed at %s: %s: %s", task.task_id, expression,
                           _utc(now), type(exc).__name__, exc)
@@ -99,7 +103,7 @@ class CronScheduler:
         fired: list[str] = []
         try:
             self.app.submit_calls(task, [call_for(task.options.trigger_args, ctx)], ids=[inv_id])
-        except BackendError:
+        except TRY_AGAIN_ERRORS:
             raise  # not marked: the next beat submits this due time again
         except Exception as exc:  # no call can be made for it: the schedule moves on
             log.error("cron: no call of %s for its due time %s: %s: %s", task.task_id,

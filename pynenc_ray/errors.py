@@ -83,6 +83,11 @@ class NotReplicatedError(BackendError):
     happens; the caller decides whether to wait, resubmit or go on."""
 
 
+# Errors of the backend or the payload store, not of the work in hand: a cron
+# due time or a trigger step that meets one is tried again later, not given up.
+TRY_AGAIN_ERRORS: tuple[type[PynencError], ...] = (BackendError, PayloadStoreUnavailableError)
+
+
 class InvocationStatusTransitionError(PynencError):
     """A status change that the status table does not allow."""
 

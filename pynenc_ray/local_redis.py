@@ -94,7 +94,10 @@ class RedisServer:
         try:
             while True:
                 try:
-                    probe.ping()
+                    probe.ping()  # (waits out LOADING, which INFO would not)
+                    # ours, not another server that held the port (ours then exits)
+                    if self._server_pid(probe) != proc.pid:
+                        raise redis.ConnectionError(f"another server answers on {self.port}")
                     return self
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     if time.monotonic() > deadline or proc.poll() is not None:
@@ -107,6 +110,16 @@ class RedisServer:
                     time.sleep(0.02)
         finally:
             probe.close()
+
+    def _server_pid(self, probe: Any) -> int | None:
+        """The pid the server on this port says it has; this server's own when
+        INFO is not granted to the user (an ACL test): then the ping must do."""
+        import redis
+
+        try:
+            return int(probe.info("server")["process_id"])
+        except redis.ResponseError:
+            return self.proc.pid if self.proc is not None else None
 
     def client(self) -> Any:
         """A redis-py client of this server."""

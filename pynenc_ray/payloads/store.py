@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -35,6 +36,9 @@ from .refs import PayloadRef
 S3_DEFAULTS: dict[str, Any] = {"config_kwargs": {"connect_timeout": 5, "read_timeout": 60,
                                                  "retries": {"max_attempts": 3}},
                                "use_listings_cache": False}
+
+
+_SHA = re.compile("[0-9a-f]{64}")
 
 
 def sha256(body: bytes) -> str:
@@ -166,7 +170,8 @@ class PayloadStore:
 
     def leftovers(self) -> Iterator[tuple[str, float]]:
         """Copies a writer or a sweep left aside when it died (dot-names under
-        objects/): their paths and modification times."""
+        objects/: ``.<sha>.<uuid>`` a write, ``.<sha>.removing.<uuid>`` a
+        removal): their paths and modification times."""
         for name, path, written in self._listing():
             if name.startswith("."):
                 yield path, written
@@ -201,7 +206,7 @@ class PayloadStore:
         return out
 
     def forget_note(self, path: str) -> None:
-        """Remove one note (its records are gone), or a leftover copy."""
+        """Remove one note (its records are gone)."""
         _quietly(self._open()[0].rm, path)
 
     def remove(self, sha: str, notes: Sequence[str]) -> bool:
@@ -222,13 +227,32 @@ class PayloadStore:
         except FileNotFoundError:
             return False  # removed by another sweep
         read = set(notes)
-        if any(note not in read for note, _, _ in self.referrers(sha)):
+        try:
+            wanted = any(note not in read for note, _, _ in self.referrers(sha))
+        except BaseException:  # not known: it goes back (a sweep killed here leaves
+            fs.mv(aside, path)  # the copy aside, which the next one puts back)
+            raise
+        if wanted:
             fs.mv(aside, path)
             return False
         fs.rm(aside)
         for note in notes:
             _quietly(fs.rm, note)
         return True
+
+    def settle_leftover(self, path: str) -> None:
+        """A copy left under a dot-name (``leftovers``): one a sweep set aside
+        goes back when its object is missing (a submit may refer to it; the
+        next sweep judges it again), anything else is removed."""
+        fs, root = self._open()
+        name = path.rsplit("/", 1)[-1]
+        sha = name[1:].split(".", 1)[0]
+        if ".removing." in name and _SHA.fullmatch(sha):
+            target = f"{root}/objects/{sha}"
+            if not fs.exists(target):
+                fs.mv(path, target)
+                return
+        _quietly(fs.rm, path)
 
 
 def _s3_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,9 @@ writes the object anew when it is older than half the grace (``store.put``),
 so an object a submit is about to refer to is never older than the grace
 while it does: the sweep cannot take it. A note that does not read counts
 as a record still stored. Removing is itself checked against submits that
-come meanwhile (``store.remove``). Copies left under a dot-name by a writer
-or a sweep that died are removed once older than the grace.
+come meanwhile (``store.remove``). A copy a sweep that died left aside goes
+back when its object is missing; one a writer left is removed once older
+than the grace.
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ class PayloadSweeper:
                     if now - at >= grace and set(named or ()) <= gone:
                         store.forget_note(path)
             for path, written in list(store.leftovers()):
-                if now - written >= grace:  # a writer's or a sweep's copy, left when it died
-                    store.forget_note(path)
+                # a sweep's copy at once (it may be needed back); a writer's once old
+                if ".removing." in path or now - written >= grace:
+                    store.settle_leftover(path)
         except PayloadStoreError as exc:
             log.warning("payload sweep stopped: %s", exc)
         except Exception as exc:  # the store's own errors: the next sweep tries again

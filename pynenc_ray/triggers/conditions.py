@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from croniter import CroniterError, croniter
 from typing_extensions import override
 
-from ..errors import BackendError, TaskDefinitionError, TaskFailedError
+from ..errors import TRY_AGAIN_ERRORS, TaskDefinitionError, TaskFailedError
 from ..status import InvocationStatus
 
 if TYPE_CHECKING:
@@ -181,12 +181,13 @@ def _accepts(condition: Condition, where: Callable[[Any], bool], read: Callable[
              what: str) -> bool:
     """Whether the filter ``where`` accepts the value ``read()`` returns. A filter
     that raises, or a value that cannot be read, is logged and accepts nothing:
-    one bad occurrence never stops the drainer. A backend error is raised: the
-    drainer saves nothing and reads the occurrence again next beat."""
+    one bad occurrence never stops the drainer. A backend or payload store
+    error is raised: the drainer saves nothing and reads the occurrence again
+    next beat."""
     try:
         return bool(where(read()))
-    except BackendError:
-        raise  # the backend is down: nothing is saved, and the drainer tries this step again
+    except TRY_AGAIN_ERRORS:
+        raise  # the backend or the store is down: nothing is saved, the step goes again
     except Exception:
         log.exception("trigger %s: the filter did not accept %s", condition.describe(), what)
         return False
@@ -237,7 +238,7 @@ class OnException(Condition):
             return True
         try:
             exc = sources.error(occ.invocation_id)
-        except BackendError:
+        except TRY_AGAIN_ERRORS:
             raise  # as in _accepts
         except Exception:
             log.exception("trigger %s: the error of invocation %s cannot be read",

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Claimed
 from ..backends.records import Occurrence
-from ..errors import BackendError, BackendUnavailableError
+from ..errors import TRY_AGAIN_ERRORS
 from ..serializer import payload_to_error
 from ..status import InvocationStatus
 from .conditions import CRON_KIND, AllOf, Condition, OnCron, latest_due
@@ -270,6 +270,10 @@ class TriggerScheduler:
                 mark = f"{task.task_id}#{path}"
                 due = latest_due(part.expression, now)
                 last = state["cron"].get(mark)
+                if last is not None and last > now + self.lease_sec:  # as in cron.py
+                    log.warning("triggers: %s was marked at %s, ahead of now; it starts again",
+                                mark, last)
+                    last = None
                 if last is None or due > last:
                     state["cron"][mark] = due
                     state["cron_changed"] = True
@@ -287,7 +291,7 @@ class TriggerScheduler:
             args, kwargs = call_for(task.options.trigger_args, ctx)
             self.app.submit_calls(task, [(args, kwargs)], ids=[inv_id])
         except Exception as exc:  # the log moves on: one bad mapping must not stop the rest
-            if isinstance(exc, (BackendUnavailableError, BackendError)):
+            if isinstance(exc, TRY_AGAIN_ERRORS):
                 raise  # nothing saved: the next tick replays this step
             log.error("%s: no call made for %s: %s: %s", what,
                       ", ".join(h.describe() for h in hits), type(exc).__name__, exc)

@@ -41,3 +41,15 @@ def test_a_test_server_on_a_taken_port_raises_and_leaves_no_process(monkeypatch)
             server.start()
         assert server.proc is None
         server.stop()
+
+
+def test_a_port_another_redis_server_holds_is_an_error_not_its_url(monkeypatch):
+    with local_redis.throwaway_redis() as url:
+        other = redis.Redis.from_url(url)
+        port = other.connection_pool.connection_kwargs["port"]
+        monkeypatch.setattr(local_redis, "free_port", lambda: port)
+        server = local_redis.RedisServer()
+        with pytest.raises(RuntimeError, match="did not start"):
+            server.start()
+        server.stop()
+        assert other.ping()  # the other server was left alone

@@ -297,12 +297,36 @@ def test_a_partial_object_is_written_anew_and_leftover_copies_are_swept(app, tmp
     assert (root / sha).read_bytes() == body
     run_pending(app)
     assert inv.result == [[BIG], {}]
-    old, young = root / f".{sha}.0123", root / f".{sha}.removing.4567"
+    old, young = root / f".{sha}.0123", root / f".{sha}.4567"
     for leftover in (old, young):
         leftover.write_bytes(b"x")
-    os.utime(old, (time.time() - GRACE - 5, time.time() - GRACE - 5))
+    long_ago = time.time() - GRACE - 5
+    os.utime(old, (long_ago, long_ago))
+    # a sweep killed between moving an object aside and putting it back: the
+    # copy keeps the object's old time, and goes back where it was
+    (root / sha).rename(root / f".{sha}.removing.89ab")
+    os.utime(root / f".{sha}.removing.89ab", (long_ago, long_ago))
+    # and one set aside although its object is there again (written anew): dropped
+    (root / f".{'e' * 64}.removing.cdef").write_bytes(b"x")
+    (root / ("e" * 64)).write_bytes(b"x")
     PayloadSweeper(app, "r", lease_sec=30).sweep(time.time(), GRACE)
     assert not old.exists() and young.exists()
+    assert (root / sha).read_bytes() == body
+    assert {p.name for p in root.iterdir() if p.name.startswith(".")} == {young.name}
+
+
+def test_a_sweep_that_cannot_list_the_notes_again_puts_the_object_back(app, monkeypatch):
+    store = app.payloads.store
+    sha = store.put(b'"nobody refers to me"' * 10, ["0" * 32], "a test").sha256
+
+    def store_down(sha):
+        raise OSError("the store went away")
+
+    notes = [path for path, _, _ in store.referrers(sha)]
+    monkeypatch.setattr(store, "referrers", store_down)
+    with pytest.raises(OSError):
+        store.remove(sha, notes)
+    assert sha in objects(app) and list(store.leftovers()) == []
 
 
 def test_a_failed_local_write_leaves_no_partial_copy(app, tmp_path, monkeypatch):
