@@ -106,3 +106,23 @@ def test_a_mark_ahead_of_the_clock_starts_the_schedule_again(app):
     assert s.tick(t0 + 0.5) == []
     assert app.backend.cron_marks()[ct.every_second.task_id] == t0
     assert len(s.tick(t0 + 1.5)) == 1
+
+
+def test_a_payload_store_outage_leaves_the_due_time_for_the_next_beat(app, monkeypatch):
+    from pynenc_ray import PayloadStoreUnavailableError
+
+    real = app.submit_calls
+    down = [True]
+
+    def submit_calls(task, calls, ids=None):
+        if down[0]:
+            raise PayloadStoreUnavailableError("the store is down (the test)")
+        return real(task, calls, ids=ids)
+
+    monkeypatch.setattr(app, "submit_calls", submit_calls)
+    t0 = 1_800_000_500.0
+    s = CronScheduler(app, "r1", lease_sec=30)
+    s.tick(t0 + 0.5)
+    assert s.tick(t0 + 1.5) == []  # not submitted, and not marked
+    down[0] = False
+    assert s.tick(t0 + 1.7) == [due_id(app.app_id, ct.every_second.task_id, t0 + 1)]
