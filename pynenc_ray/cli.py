@@ -22,6 +22,7 @@ from .observe import (
 )
 from .registry import RUNNERS
 from .resolve import resolve
+from .shown import one_line, printable
 
 
 class CliError(Exception):
@@ -124,7 +125,8 @@ def cmd_failed(args: argparse.Namespace) -> int:
               + (f" of task {args.task}" if args.task else ""))
     for f in found:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f["failed_at"]))
-        print(f"{stamp}  {f['invocation_id']}  {f['task_id']}  {f['error'][:160]}")
+        print(f"{stamp}  {one_line(f['invocation_id'])}  {one_line(f['task_id'])}  "
+              f"{one_line(f['error'][:160])}")
     return 0
 
 
@@ -283,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command: Callable[[argparse.Namespace], int] = args.func  # a cmd_* function
         return command(args)
     except (CliError, PynencError) as exc:
-        print(f"pynenc-ray: error: {exc}", file=sys.stderr)
+        print(f"pynenc-ray: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `pynenc-ray status | head`: the reader has what it wanted
         # stdout's buffer may still hold output for the closed pipe: drop it quietly

@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .heartbeats import hosted_by, served_queues
+from .shown import one_line, printable
 from .status import FINAL, InvocationStatus
 
 if TYPE_CHECKING:
@@ -88,7 +89,8 @@ def format_status(snap: dict[str, Any]) -> str:
         lines.append(f"last {snap['window_sec']:g}s: {snap['finished_per_sec']:g} "
                      f"finished/s{by_task}")
         for task_id, by in sorted(snap.get("per_task", {}).items()):
-            lines.append(f"  {task_id}: " + ", ".join(f"{st} {n}" for st, n in sorted(by.items())))
+            lines.append(f"  {one_line(task_id)}: "
+                         + ", ".join(f"{st} {n}" for st, n in sorted(by.items())))
     totals = snap.get("final_totals") or {}
     if totals:
         lines.append("final, within result_ttl_sec: "
@@ -96,7 +98,8 @@ def format_status(snap: dict[str, Any]) -> str:
     corrupt = snap.get("corrupt") or {}
     if corrupt:
         lines.append(f"corrupt records set aside (failed with CorruptRecordError): {len(corrupt)}")
-        lines += [f"  {inv_id}: {why}" for inv_id, why in sorted(corrupt.items())[:20]]
+        lines += [f"  {one_line(inv_id)}: {one_line(why)}"
+                  for inv_id, why in sorted(corrupt.items())[:20]]
     top = {rid: info for rid, info in snap["runners"].items()
            if not hosted_by(rid, snap["runners"])}
     lines.append(f"runners: {len(top)}")
@@ -105,11 +108,13 @@ def format_status(snap: dict[str, Any]) -> str:
         busy = f"  busy {info['busy']}/{info['slots']}" if has_busy else ""
         served_q = info.get("queues")
         serves = f"  queues {','.join(map(str, served_q))}" if isinstance(served_q, list) else ""
-        lines.append(f"  {rid}  heartbeat {info['heartbeat_age_sec']}s ago{busy}{serves}")
-        for actor, threads in sorted((info.get("actors") or {}).items()):
+        lines.append(f"  {one_line(rid)}  heartbeat {info['heartbeat_age_sec']}s ago"
+                     f"{one_line(busy)}{one_line(serves)}")
+        actors = info.get("actors")
+        for actor, threads in sorted(actors.items() if isinstance(actors, dict) else ()):
             active = threads if threads is not None else "?"
-            lines.append(f"    actor {actor}: {active} active threads")
-    return "\n".join(lines)
+            lines.append(f"    actor {one_line(actor)}: {one_line(active)} active threads")
+    return printable("\n".join(lines))
 
 
 def error_doc(payload: bytes | None) -> dict[str, Any]:
@@ -151,23 +156,25 @@ def inspect_invocation(app: Pynenc, invocation_id: str) -> dict[str, Any] | None
 
 def format_inspect(info: dict[str, Any]) -> str:
     """``inspect_invocation``'s dict as the text ``inspect`` prints."""
-    lines = [f"invocation {info['invocation_id']} of {info['task_id']}: {info['status']}",
+    lines = [f"invocation {one_line(info['invocation_id'])} of {one_line(info['task_id'])}: "
+             f"{info['status']}",
              f"  queue {info['queue']} priority {info['priority']}, retries {info['retries']}, "
              f"reroutes {info['reroutes']} (deaths {info['deaths']})"
-             + (f", parent {info['parent_id']}" if info["parent_id"] else "")]
+             + (f", parent {one_line(info['parent_id'])}" if info["parent_id"] else "")]
     lines.append("history:")
     for h in info["history"]:
         stamp = time.strftime("%H:%M:%S", time.localtime(h["timestamp"]))
         frac = f"{h['timestamp'] % 1:.3f}"[1:]
-        lines.append(f"  {stamp}{frac}  {h['status']:<10} {h['runner_id']}  {h['worker']}")
+        lines.append(f"  {stamp}{frac}  {h['status']:<10} {one_line(h['runner_id'])}  "
+                     f"{one_line(h['worker'])}")
     if "result" in info:
         lines.append(f"result: {info['result']}")
     if "error" in info:
         err = info["error"]
-        lines.append(f"error: {err['cls']}: {err['message']}")
+        lines.append(f"error: {one_line(err['cls'])}: {err['message']}")
         if err["traceback"]:
             lines.append(err["traceback"].rstrip())
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 def failed_invocations(app: Pynenc, task: str | None = None,

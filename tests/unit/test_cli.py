@@ -263,3 +263,26 @@ def test_status_into_a_closed_pipe_ends_quietly():
     err = proc.stderr.read().decode()
     assert proc.wait(60) == 0, err
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_escape_sequences_read_from_the_backend_reach_no_terminal():
+    """Ids, runner ids and errors are untrusted: a sequence that erases a line,
+    moves the cursor or makes a link is shown as its escape; a field cannot
+    start a line of its own."""
+    from pynenc_ray.observe import format_inspect, format_status
+
+    erase, link = "\x1b[1A\x1b[2K", "\x1b]8;;http://x\x07click\x1b]8;;\x07"
+    runners = {f"r{erase}": {"heartbeat_age_sec": 0.1, "actors": ["not", "a", "dict"]}}
+    status = format_status({"app_id": "a", "backend": "redis", "queue_depth": 0,
+                            "statuses": {}, "runners": runners,
+                            "corrupt": {"id\nqueue fake": f"bad{link}"}})
+    inspect = format_inspect({
+        "invocation_id": f"i{erase}", "task_id": "m:t\u202e", "status": "FAILED",
+        "queue": "default", "priority": 0, "retries": 0, "reroutes": 0, "deaths": 0,
+        "parent_id": None, "history": [{"status": "FAILED", "runner_id": f"r{link}",
+                                        "worker": "w\n", "timestamp": 1.5}],
+        "error": {"cls": "E\r", "message": f"boom{erase}", "traceback": "Traceback\n  line\n"}})
+    for text in (status, inspect):
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+        assert "\\x1b[2K" in text
+    assert "id\\x0aqueue fake" in status and "Traceback\n  line" in inspect
