@@ -126,7 +126,9 @@ def nice_ceiling(value: float) -> float:
     """The smallest of 1, 2 or 5 times a power of ten that is at least ``value``
     (1 for nothing): a round axis step or top, for the timeline and the
     monitor's charts."""
-    mag = 10.0 ** math.floor(math.log10(value)) if value > 0 else 1.0
+    if not (math.isfinite(value) and value > 0):  # (nothing, or a time that is none)
+        return 1.0
+    mag = 10.0 ** math.floor(math.log10(value))
     return float(next(m * mag for m in (1, 2, 5, 10) if m * mag >= value))
 
 

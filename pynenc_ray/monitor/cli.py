@@ -12,7 +12,7 @@ import functools
 import importlib.util
 import ipaddress
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..app import Pynenc
@@ -30,6 +30,25 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def host_names(host: str, named: Sequence[str], actions: bool,
+               loopback: Sequence[str]) -> tuple[str, ...]:
+    """The Host names requests may carry: the loopback names, the address
+    listened on and the ``--allowed-host`` names. A wildcard address (0.0.0.0,
+    ::) with no names accepts any ("*"), read-only; with actions that is a
+    ConfigError: a page that answers any Host can be driven by another web
+    site through DNS rebinding (its name made to point here)."""
+    wildcard = host.strip("[]") in ("0.0.0.0", "::", "")
+    if wildcard and not named:
+        if actions:
+            raise ConfigError(
+                f"--host {host} --allow-actions: name the host names the monitor is reached "
+                "by with --allowed-host (e.g. --allowed-host monitor.example.com); a page that "
+                "answers to any name can be driven by another web site (DNS rebinding)")
+        return ("*",)
+    own = () if wildcard else (host.strip("[]"),)
+    return tuple(dict.fromkeys((*loopback, *own, *named)))
 
 
 def missing_packages() -> list[str]:
@@ -50,6 +69,10 @@ def add_parser(subparsers: Any, app_for: Callable[[argparse.Namespace], Pynenc]
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     p.add_argument("--allow-actions", action="store_true",
                    help="show cancel and retry buttons; without it the monitor only reads")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a host name the monitor is reached by (repeatable); requests naming "
+                        "another Host are refused. Needed with --allow-actions on a wildcard "
+                        "--host such as 0.0.0.0")
     p.add_argument("--refresh", type=float, default=3.0,
                    help="seconds between in-page refreshes (0: never)")
     p.set_defaults(func=functools.partial(cmd_monitor, app_for=app_for))
@@ -86,7 +109,8 @@ def cmd_monitor(args: argparse.Namespace,
               "tracebacks" + (", and may cancel and retry" if args.allow_actions else ""),
               file=sys.stderr)
     asgi = create_app(app, allow_actions=args.allow_actions,
-                      allowed_hosts=LOOPBACK_HOSTS if local else ("*",),
+                      allowed_hosts=host_names(args.host, args.allowed_host, args.allow_actions,
+                                               LOOPBACK_HOSTS),
                       refresh_sec=max(args.refresh, 0.0))
     server = uvicorn.Server(uvicorn.Config(asgi, host=args.host, port=args.port,
                                            log_level="warning"))

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from ..backends.base import Inspection, InvocationRecord, Results
 from ..backends.redis.backend import RedisBackend
 from ..heartbeats import hosted_by, served_queues
-from ..queues import DEFAULT_QUEUE, PRIORITIES
+from ..queues import DEFAULT_QUEUE
 from ..serializer import SIGNED_TAG
 from ..status import FINAL, InvocationStatus
 
@@ -123,20 +123,11 @@ class QueueRow:
 def priority_depths(backend: Inspection, queues: Sequence[str]) -> dict[str, dict[int, int]] | None:
     """Queue -> priority level -> ids claimable there, for the Redis backend (one
     pipelined read of its ``queue:<name>:<level>`` lists); None for a backend
-    whose levels cannot be read from outside (memory). Raises redis-py's errors
-    when Redis cannot be reached."""
+    whose levels cannot be read from outside (memory). Raises BackendError when
+    Redis cannot be read (the page then says so)."""
     if not isinstance(backend, RedisBackend):
         return None
-    pipe = backend.client.pipeline(transaction=False)
-    for q in queues:
-        for p in PRIORITIES:
-            pipe.llen(backend.key("queue", q, str(p)))
-    counts = pipe.execute()
-    out: dict[str, dict[int, int]] = {}
-    for i, q in enumerate(queues):
-        levels = counts[i * len(PRIORITIES):(i + 1) * len(PRIORITIES)]
-        out[q] = {p: int(n) for p, n in zip(PRIORITIES, levels) if int(n) > 0}
-    return out
+    return backend.priority_depths(queues)
 
 
 def queue_rows(backend: Inspection, runners: Mapping[str, Mapping[str, Any]]) -> list[QueueRow]:

@@ -138,4 +138,6 @@ class Sampler:
                 self.history.take_if_due(self.backend())
             except PynencError as exc:  # a backend down: the pages say so; sample later
                 log.debug("monitor: no load sample this time: %s", exc)
+            except Exception:  # (a count that does not read): the charts must go on
+                log.exception("monitor: no load sample this time")
             self._stop.wait(self.history.sample_sec)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import html
+import math
 import re
 import secrets
 import time
@@ -41,6 +42,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from ..app import Pynenc
+from ..backends.untrusted import epoch_seconds
 from ..errors import PynencError
 from ..status import InvocationStatus
 from ..timeline import COLORS, lane_label, render_svg
@@ -66,10 +68,14 @@ SECURITY_HEADERS = {
 
 
 def fmt_time(ts: float | None) -> str:
-    """An epoch time as local ``HH:MM:SS.mmm`` (with the date when not today)."""
-    if ts is None or ts <= 0:
+    """An epoch time as local ``HH:MM:SS.mmm`` (with the date when not today);
+    ``?`` for a value that is no time (read from the backend: untrusted)."""
+    if ts is None or ts == 0:
         return "-"
-    when = datetime.datetime.fromtimestamp(ts)
+    try:
+        when = datetime.datetime.fromtimestamp(epoch_seconds(ts))
+    except (ValueError, TypeError, OverflowError, OSError):
+        return "?"
     if when.date() == datetime.date.today():
         return when.strftime("%H:%M:%S.") + f"{when.microsecond // 1000:03d}"
     return when.strftime("%Y-%m-%d %H:%M:%S")
@@ -80,6 +86,8 @@ def fmt_seconds(sec: float | None) -> str:
     ``2 h 4 min``; ``-`` for None."""
     if sec is None:
         return "-"
+    if not isinstance(sec, (int, float)) or not math.isfinite(sec):
+        return "?"
     if sec < 1:
         return f"{sec * 1000:.0f} ms"
     if sec < 60:

@@ -87,3 +87,18 @@ def test_the_command_serves_a_redis_app_until_interrupted(redis_url, tmp_path):
     text = (tmp_path / "out.txt").read_text()
     assert proc.returncode == 0, text
     assert f"http://127.0.0.1:{port}/ (read-only)" in text
+
+
+def test_the_host_names_a_monitor_answers_to():
+    """Never any name with actions on: a page that answers any Host can be driven
+    by another site through DNS rebinding."""
+    from pynenc_ray import ConfigError
+
+    loop = ("127.0.0.1", "localhost", "::1")
+    assert monitor_cli.host_names("127.0.0.1", [], True, loop) == loop
+    assert monitor_cli.host_names("10.1.2.3", ["mon.example"], True, loop) == (
+        *loop, "10.1.2.3", "mon.example")
+    assert monitor_cli.host_names("0.0.0.0", ["mon.example"], True, loop) == (*loop, "mon.example")
+    assert monitor_cli.host_names("0.0.0.0", [], False, loop) == ("*",)  # read-only, warned
+    with pytest.raises(ConfigError, match="--allowed-host"):
+        monitor_cli.host_names("0.0.0.0", [], True, loop)

@@ -570,3 +570,22 @@ def test_an_error_reply_reaches_the_caller_as_a_backend_error_naming_it():
         app.backend.close()
     finally:
         server.stop()
+
+
+def test_a_huge_history_count_or_a_time_that_is_none_is_a_corrupt_record(app, pynenc_redis):
+    """Read from Redis, untrusted: hn = 10**12 must not make a reader build a
+    trillion field names, and a NaN or 1e300 time must not reach a clock
+    function that shows it; each is that record's CorruptRecordError, and
+    listings skip it."""
+    from pynenc_ray import CorruptRecordError
+
+    client, backend = pynenc_redis.client(), app.backend
+    huge, nan, fine = tasks.add(1, 1), tasks.add(2, 2), tasks.add(3, 3)
+    client.hset(backend.key("inv", huge.invocation_id), "hn", 10**12)
+    client.hset(backend.key("inv", nan.invocation_id), "h0", '["REGISTERED", "r", "w", NaN]')
+    for inv in (huge, nan):
+        with pytest.raises(CorruptRecordError):
+            backend.history(inv.invocation_id)
+    assert [r.invocation_id for r in backend.recent(0)] == [fine.invocation_id]
+    client.hset(backend.key("runners"), "r-odd", "not json")
+    assert backend.runners()["r-odd"]["unreadable"] == "not json"

@@ -130,3 +130,22 @@ def test_the_default_file_is_per_app_in_the_temp_directory(tmp_path, monkeypatch
     assert app.backend.missing(["x"]) == ["x"]  # made, with its directory
     assert Path(path).is_file()
     app.backend.close()
+
+
+def test_rows_that_do_not_read_are_left_out_not_the_whole_answer(tmp_path):
+    """Rows are untrusted like Redis's: an unknown status, a history time that is
+    no time, a runner's info that is not JSON; each is left out or shown as
+    unreadable, and the rest is read."""
+    path = str(tmp_path / "odd.sqlite3")
+    backend = SQLiteBackend(path, "o")
+    good, bad = backend.enqueue([_call(), _call()], "p", "w")
+    backend.heartbeat("r1", {"slots": 2})
+    with sqlite3.connect(path) as con:
+        con.execute("UPDATE inv SET status='BOGUS' WHERE id=?", (bad,))
+        con.execute("INSERT INTO history (app, id, status, runner, worker, at) "
+                    "VALUES ('o', ?, 'RUNNING', 'r', 'w', 'nan')", (good,))
+        con.execute("UPDATE runners SET info='not json' WHERE id='r1'")
+    assert [r.invocation_id for r in backend.recent(0)] == [good]
+    assert [h.status for h in backend.history(good)] == [S.REGISTERED]
+    assert backend.runners()["r1"]["unreadable"] == "not json"
+    backend.close()

@@ -44,7 +44,13 @@ from ...errors import (
     RunnerFencedError,
     clause,
 )
-from ...queues import MAX_PRIORITY, check_priority, check_queue, queue_name_error
+from ...queues import (
+    MAX_PRIORITY,
+    PRIORITIES,
+    check_priority,
+    check_queue,
+    queue_name_error,
+)
 from ...redis_url import mask_url
 from ...serializer import error_to_payload
 from ...status import FINAL, OWNED, InvocationStatus
@@ -60,6 +66,7 @@ from ..base import (
     reroute_worker,
 )
 from ..records import EVENT_OCCURRENCE
+from ..untrusted import HISTORY_MAX, epoch_seconds, heartbeat_info
 from . import connect, replies, trigger_log
 from .arguments import CALL, CLAIM_FIELDS, Finish, Watch
 from .entry_points import LuaEntryPoints
@@ -704,6 +711,20 @@ class RedisBackend(Backend):
     def scheduled_depths(self) -> dict[str, int]:
         return self._depths(self._queue_names(), scheduled=True)
 
+    def priority_depths(self, queues: Sequence[str]) -> dict[str, dict[int, int]]:
+        """Queue -> priority level -> ids claimable there (levels holding none
+        left out), in one pipelined read of the ``queue:<name>:<level>`` lists;
+        for the monitor. BackendError as any read."""
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for q in queues:
+                for p in PRIORITIES:
+                    pipe.llen(self.key("queue", q, str(p)))
+            return pipe.execute()
+        counts = self._call(read, "read the queues' depths per priority")
+        return {q: {p: int(n) for p, n in zip(PRIORITIES, counts[i * len(PRIORITIES):])
+                    if int(n) > 0} for i, q in enumerate(queues)}
+
     def _queue_names(self) -> list[str]:
         """The queues that have held work (untrusted: valid names only)."""
         names = cast(set[bytes], self._call(lambda: self.client.smembers(self.key("queues")),
@@ -748,13 +769,8 @@ class RedisBackend(Backend):
 
         seen = {k: float(v) for k, v in pairs(beats).items()}
         infos: dict[str, dict[str, Any]] = {}
-        for rid, info in pairs(runners).items():  # untrusted: one that does not parse is shown so
-            try:
-                parsed = json.loads(info)
-            except ValueError:
-                parsed = {"unreadable": info[:80].decode(errors="replace")}
-            infos[rid] = {**(parsed if isinstance(parsed, dict) else {}),
-                          "last_seen": seen.get(rid, 0.0)}
+        for rid, info in pairs(runners).items():
+            infos[rid] = {**heartbeat_info(info), "last_seen": seen.get(rid, 0.0)}
         listed = [(q.decode(errors="replace"), int(d), int(s)) for q, d, s in queues]
         return {"now": float(now),
                 "counts": {k: int(v) for k, v in pairs(counts).items()},
@@ -905,9 +921,10 @@ class RedisBackend(Backend):
             pipe.zrange(self.key("beats"), 0, -1, withscores=True)
             return tuple(pipe.execute())
         infos, beats = self._call(read, "list runners")
-        seen = {k.decode(): v for k, v in beats}
-        return {rid.decode(): {**json.loads(info), "last_seen": seen.get(rid.decode(), 0.0)}
-                for rid, info in infos.items()}
+        seen = {k.decode(errors="replace"): v for k, v in beats}
+        named = {rid.decode(errors="replace"): info for rid, info in infos.items()}
+        return {rid: {**heartbeat_info(info), "last_seen": seen.get(rid, 0.0)}
+                for rid, info in named.items()}
 
     @override
     def recover_dead(self, checker_id: str, dead_after_sec: float) -> list[str]:
@@ -958,8 +975,9 @@ class RedisBackend(Backend):
                 priority=check_priority(int(s.get("prio", 0))),
                 running_key=s.get("rck", b"").decode(),
                 result=s.get("result"), error=s.get("error"),
-                history=_history(invocation_id, [s[f"h{i}"] for i in range(int(s.get("hn", 0)))
-                                                 if f"h{i}" in s]))
+                history=_history(invocation_id, [
+                    s[f"h{i}"] for i in range(min(int(s.get("hn", 0)), HISTORY_MAX))
+                    if f"h{i}" in s]))
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             raise CorruptRecordError(invocation_id, f"a field does not parse: {exc!r}") from None
 
@@ -1079,6 +1097,8 @@ class RedisBackend(Backend):
                 hns.append(n if isinstance(n, Exception) else int(n or 0))
             except ValueError:
                 hns.append(CorruptRecordError(inv_id, "history length hn is not a number"))
+        hns = [hn if isinstance(hn, Exception) or 0 <= hn <= HISTORY_MAX else CorruptRecordError(
+            i, f"history length hn={hn} is not in 0..{HISTORY_MAX}") for i, hn in zip(ids, hns)]
         ok = [(i, hn) for i, hn in zip(ids, hns) if not isinstance(hn, Exception)]
         length = {self.key("inv", i): hn for i, hn in ok}
         raws = self._read(lambda p, k: p.hmget(k, [f"h{j}" for j in range(length[k])] or ["h0"]),
@@ -1279,12 +1299,13 @@ def _drop_if_closed(conn: Any) -> None:
 
 
 def _history(invocation_id: str, raw: list[bytes]) -> list[HistoryEntry]:
-    """Parse stored history entries; untrusted, so any fault is a CorruptRecordError."""
+    """Parse stored history entries; untrusted, so any fault is a CorruptRecordError
+    (a time that is not a plausible epoch second included: NaN, inf, 1e300)."""
     out = []
     for n, item in enumerate(raw):
         try:
             status, runner, worker, ts = json.loads(item)
-            out.append(HistoryEntry(S(status), str(runner), str(worker), float(ts)))
+            out.append(HistoryEntry(S(status), str(runner), str(worker), epoch_seconds(ts)))
         except (ValueError, TypeError, UnicodeDecodeError):
             raise CorruptRecordError(invocation_id, f"history entry {n} does not parse: "
                                      f"{bytes(item)[:60]!r}") from None

@@ -39,7 +39,7 @@ from ..base import (
 )
 from ..records import EVENT_OCCURRENCE
 from . import schema
-from .moves import CLAIMABLE_VALUES, FINAL_VALUES, Tx, final, log_drop, not_found
+from .moves import CLAIMABLE_VALUES, FINAL_VALUES, Tx, final, log, log_drop, not_found
 
 if TYPE_CHECKING:
     from ...config import EffectiveConfig
@@ -428,9 +428,15 @@ class SQLiteBackend(Backend):
                           "parent_id FROM inv WHERE app=? AND registered>=? "
                           "ORDER BY registered", (self.app_id, since)).fetchall()
             histories = tx.histories([r[0] for r in rows])
-        return [InvocationRecord(i, task, b"", S(status), owner, retries, reroutes, deaths,
-                                 parent, history=histories[i])
-                for i, task, status, owner, retries, reroutes, deaths, parent in rows]
+        out = []
+        for i, task, status, owner, retries, reroutes, deaths, parent in rows:
+            try:  # untrusted: a row whose status does not read is skipped, not the list
+                out.append(InvocationRecord(i, task, b"", S(status), owner, retries, reroutes,
+                                            deaths, parent, history=histories[i]))
+            except ValueError:
+                log.warning("invocation %r has a status that is not one (%r); left out", i,
+                            status)
+        return out
 
     @override
     def runners(self) -> dict[str, dict[str, Any]]:

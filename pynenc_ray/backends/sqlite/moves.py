@@ -6,7 +6,6 @@ never commit."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
@@ -17,6 +16,7 @@ from ...errors import InvocationNotFoundError, RunnerFencedError
 from ...status import CLAIMABLE, FINAL, OWNED, InvocationStatus, Verdict, check_transition
 from ..base import fenced_message, log_dropped
 from ..records import HistoryEntry
+from ..untrusted import epoch_seconds, heartbeat_info
 
 S = InvocationStatus
 log = logging.getLogger("pynenc_ray.backends.sqlite")
@@ -232,18 +232,24 @@ class Tx:
 
     def runners(self) -> dict[str, dict[str, Any]]:
         """Runner id -> its heartbeat info, with ``last_seen``."""
-        return {i: {**json.loads(info), "last_seen": seen} for i, info, seen in
+        return {i: {**heartbeat_info(info), "last_seen": seen} for i, info, seen in
                 self.sql("SELECT id, info, last_seen FROM runners WHERE app=?", (self.app,))}
 
     def histories(self, ids: Sequence[str]) -> dict[str, list[HistoryEntry]]:
-        """Each id's status history, oldest first."""
+        """Each id's status history, oldest first. Rows are untrusted: an entry
+        whose status or time does not read is left out (and logged)."""
         out: dict[str, list[HistoryEntry]] = {i: [] for i in ids}
         for part in chunks(ids):
             marks = ",".join("?" * len(part))
             for i, status, runner, worker, at in self.sql(
                     f"SELECT id, status, runner, worker, at FROM history WHERE app=? AND id IN "
                     f"({marks}) ORDER BY rowid", (self.app, *part)):
-                out[i].append(HistoryEntry(S(status), runner, worker, at))
+                try:
+                    out[i].append(HistoryEntry(S(status), str(runner), str(worker),
+                                               epoch_seconds(at)))
+                except (ValueError, TypeError):
+                    log.warning("invocation %r: a history entry does not read (%r at %r); "
+                                "left out", i, status, at)
         return out
 
     def depths(self, now: float) -> tuple[dict[str, int], dict[str, int]]:
