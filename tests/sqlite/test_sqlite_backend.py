@@ -149,3 +149,52 @@ def test_rows_that_do_not_read_are_left_out_not_the_whole_answer(tmp_path):
     assert [h.status for h in backend.history(good)] == [S.REGISTERED]
     assert backend.runners()["r1"]["unreadable"] == "not json"
     backend.close()
+
+
+def test_a_runners_thread_waits_for_a_lock_held_past_the_busy_timeout(tmp_path):
+    """As it waits out a Redis outage: another program holding the write lock
+    must not stop the runner (and re-run what it holds)."""
+    from pynenc_ray.backends import patience
+
+    path = str(tmp_path / "held.sqlite3")
+    backend = SQLiteBackend(path, "h", busy_timeout_sec=0.1)
+    backend.status("x")  # the file and its tables
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    stop, done = threading.Event(), []
+
+    def runner_thread():
+        with patience.patient(stop):
+            done.append(backend.enqueue([_call()], "p", "w"))
+
+    t = threading.Thread(target=runner_thread)
+    t.start()
+    t.join(0.5)  # five busy timeouts: it is still waiting, not failed
+    assert t.is_alive() and not done
+    other.execute("ROLLBACK")
+    other.close()
+    t.join(10)
+    assert len(done) == 1 and backend.status(done[0][0]) == S.REGISTERED
+    backend.close()
+
+
+def test_sqlite_errors_say_what_to_do(tmp_path):
+    """A full disk passes (free space); a value over SQLite's limits is not a
+    damaged file (the message must not say to move the file away); a directory
+    and another program's database are named as such, and the latter is left
+    as it was."""
+    with pytest.raises(BackendTransientError, match="free space"), schema.errors("f"):
+        raise sqlite3.OperationalError("database or disk is full")
+    with pytest.raises(BackendError, match="payload store") as err, schema.errors("f"):
+        raise sqlite3.DataError("string or blob too big")
+    assert "move it away" not in str(err.value)
+    with pytest.raises(BackendUnavailableError, match="is a directory"):
+        SQLiteBackend(str(tmp_path)).status("x")
+    theirs = tmp_path / "theirs.sqlite3"
+    with sqlite3.connect(theirs) as con:
+        con.execute("CREATE TABLE auth_user (id INTEGER PRIMARY KEY)")
+    with pytest.raises(BackendError, match="another program's database.*auth_user"):
+        SQLiteBackend(str(theirs)).status("x")
+    with sqlite3.connect(theirs) as con:
+        assert [r[0] for r in con.execute("SELECT name FROM sqlite_master")] == ["auth_user"]
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] != "wal"

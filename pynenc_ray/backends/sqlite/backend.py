@@ -26,6 +26,7 @@ from typing_extensions import override
 
 from ...errors import RunnerFencedError
 from ...status import FINAL, InvocationStatus, Verdict, check_transition
+from .. import patience
 from ..base import (
     SERVE_DEFAULT,
     Backend,
@@ -103,7 +104,7 @@ class SQLiteBackend(Backend):
         raises; waiters in this process are woken after the commit."""
         with schema.errors(self.path):
             con = self._con()
-            con.execute("BEGIN IMMEDIATE")
+            self._begin_write(con)
             try:
                 yield Tx(con, self.app_id, self.ttl_sec, self.path)
                 con.execute("COMMIT")
@@ -113,6 +114,25 @@ class SQLiteBackend(Backend):
                 raise
         with self._changed:
             self._changed.notify_all()
+
+    def _begin_write(self, con: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE: take the file's write lock, waiting up to the busy
+        timeout. A runner's thread (``patience``) waits on past it, one timeout
+        at a time, until the lock is free or its runner stops, as it waits out
+        a Redis outage: another program holding the file must not stop the
+        runner and re-run what it holds. Any other thread gets the
+        BackendTransientError at the timeout."""
+        stop = patience.runner_stop()
+        while True:
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if stop is None or stop.is_set() or not schema.is_locked(exc):
+                    raise
+                log.warning("the SQLite file %s stayed locked by another writer for %gs; "
+                            "this runner waits for it (%s)", self.path, self.busy_timeout_sec,
+                            exc)
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Tx]:

@@ -11,6 +11,7 @@ writers never deadlock upgrading a read lock; a writer waits up to
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -102,6 +103,10 @@ def connect(path: str, busy_timeout_sec: float) -> sqlite3.Connection:
     autocommit mode, the tables there. Raises BackendUnavailableError when the
     file cannot be opened or written, BackendError when it is not a database of
     this backend (corrupt, another program's, a newer version's)."""
+    if Path(path).is_dir():
+        raise BackendUnavailableError(
+            f"sqlite_path {path} is a directory: name a file inside it, e.g. "
+            f"{Path(path) / 'pynenc.sqlite3'}")
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -112,16 +117,23 @@ def connect(path: str, busy_timeout_sec: float) -> sqlite3.Connection:
         con = sqlite3.connect(path, timeout=busy_timeout_sec, isolation_level=None,
                               check_same_thread=False)
         try:
-            _wal(con, busy_timeout_sec)
-            # NORMAL in WAL: a commit survives its process being killed (it is in the
-            # WAL, which the OS holds); only a power loss may take the last ones
-            con.execute("PRAGMA synchronous=NORMAL")
+            # whose file it is, before anything is changed in it (WAL included)
             version = con.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, VERSION):
                 raise BackendError(
                     f"the SQLite file {path} holds pynenc-ray schema version {version}, this "
                     f"version reads {VERSION}: upgrade pynenc-ray, or point sqlite_path at "
                     "another file")
+            foreign = _foreign_tables(con) if version == 0 else []
+            if foreign:
+                raise BackendError(
+                    f"the SQLite file {path} is another program's database (it holds "
+                    f"{', '.join(foreign[:5])}): pynenc-ray leaves it as it is; point "
+                    "sqlite_path at a file of its own")
+            _wal(con, busy_timeout_sec)
+            # NORMAL in WAL: a commit survives its process being killed (it is in the
+            # WAL, which the OS holds); only a power loss may take the last ones
+            con.execute("PRAGMA synchronous=NORMAL")
             if version == 0:
                 # one transaction; CREATE ... IF NOT EXISTS lets two first openers race
                 con.executescript(f"BEGIN IMMEDIATE;{TABLES}PRAGMA user_version={VERSION};COMMIT;")
@@ -138,18 +150,42 @@ def connect(path: str, busy_timeout_sec: float) -> sqlite3.Connection:
     return con
 
 
+def con_path(con: sqlite3.Connection) -> str:
+    """The file ``con`` has open."""
+    row = con.execute("PRAGMA database_list").fetchone()
+    return str(row[2]) if row else "?"
+
+
+def _foreign_tables(con: sqlite3.Connection) -> list[str]:
+    """Tables of ``con``'s file that this backend does not make."""
+    ours = set(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", TABLES + TRIGGER_TABLES))
+    names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    return sorted(n for n in names if n not in ours and not n.startswith("sqlite_"))
+
+
 def _wal(con: sqlite3.Connection, busy_timeout_sec: float) -> None:
     """Put the file in WAL mode (it stays so) unless it is already. Switching
     needs the file to itself and does not wait for a busy one, so when several
     processes open a new file at once, it is tried again until the busy timeout."""
     deadline = time.monotonic() + busy_timeout_sec
-    while con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+    while (mode := con.execute("PRAGMA journal_mode").fetchone()[0]) != "wal":
+        if time.monotonic() > deadline:  # it answered, and would not switch
+            raise BackendUnavailableError(
+                f"the SQLite file {con_path(con)} stays in journal mode {mode!r}, not WAL: "
+                "its filesystem lacks what WAL needs (shared memory, as on some network "
+                "filesystems); point sqlite_path at a local disk")
         try:
             con.execute("PRAGMA journal_mode=WAL")
         except sqlite3.OperationalError as e:
             if "locked" not in str(e) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def is_locked(exc: sqlite3.OperationalError) -> bool:
+    """Whether sqlite3 gave up waiting for another writer's lock."""
+    text = str(exc)
+    return "locked" in text or "busy" in text
 
 
 @contextlib.contextmanager
@@ -162,17 +198,29 @@ def errors(path: str) -> Iterator[None]:
         yield
     except sqlite3.OperationalError as e:
         text = str(e)
-        if "locked" in text or "busy" in text:
+        if is_locked(e):
             raise BackendTransientError(
                 f"the SQLite file {path} stayed locked by another writer past "
                 f"sqlite_busy_timeout_sec ({text}); a long transaction of another program "
                 "on it, or too many writers: raise sqlite_busy_timeout_sec, or use the "
                 "Redis backend for this load") from None
+        if "full" in text:  # SQLITE_FULL: "database or disk is full"
+            raise BackendTransientError(
+                f"the SQLite file {path} cannot grow ({text}): free space on its disk, or "
+                "point sqlite_path at a disk with room; nothing of the failed step was "
+                "written") from None
         if "unable to open" in text or "readonly" in text or "disk I/O" in text:
             raise BackendUnavailableError(
                 f"the SQLite backend cannot use {path} ({text}): check that the file and "
                 "its directory exist and that this process may write both") from None
         raise BackendError(f"the SQLite file {path} answered: {text}") from None
+    except sqlite3.DataError as e:  # a value over SQLite's limits (a blob of 1 GB)
+        raise BackendError(
+            f"the SQLite file {path} cannot store a value this large ({e}): keep large "
+            "arguments and results in a payload store (payload_store_url), or pass "
+            "less") from None
+    except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError) as e:
+        raise BackendError(f"the SQLite file {path} refused a step: {e}") from None
     except sqlite3.DatabaseError as e:
         raise BackendError(
             f"the SQLite file {path} is not a usable database ({e}): it is damaged or "
