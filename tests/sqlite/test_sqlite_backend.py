@@ -198,3 +198,17 @@ def test_sqlite_errors_say_what_to_do(tmp_path):
     with sqlite3.connect(theirs) as con:
         assert [r[0] for r in con.execute("SELECT name FROM sqlite_master")] == ["auth_user"]
         assert con.execute("PRAGMA journal_mode").fetchone()[0] != "wal"
+
+
+def test_recovery_reroutes_a_dead_runners_work_past_a_record_that_does_not_read(tmp_path):
+    path = str(tmp_path / "dead.sqlite3")
+    backend = SQLiteBackend(path, "d")
+    good, bad = backend.enqueue([_call(), _call()], "p", "w")
+    backend.heartbeat("dead", {})
+    assert len(backend.claim("dead", "w", 2, timeout=1)) == 2
+    with sqlite3.connect(path) as con:
+        con.execute("UPDATE inv SET status='BOGUS' WHERE id=?", (bad,))
+        con.execute("UPDATE runners SET last_seen=0 WHERE id='dead'")
+    assert backend.recover_dead("alive", 10) == [good]
+    assert backend.status(good) == S.REROUTED
+    backend.close()

@@ -192,11 +192,18 @@ class Tx:
                                        (app, owner)).fetchall()}
         counts = died and not (isolate and len(held) > 1)  # a shared death counts for none
         ids = sorted(held if invocation_ids is None else held.intersection(invocation_ids))
+        moved = []
         for invocation_id in ids:
-            self.transition(invocation_id, S.REROUTED, by, worker, by != owner, now)
+            try:
+                self.transition(invocation_id, S.REROUTED, by, worker, by != owner, now)
+            except ValueError as exc:  # a status that is not one: this record, not the rest
+                log.error("invocation %r of runner %r does not read (%s); it is left as it "
+                          "is, and the others are rerouted", invocation_id, owner, exc)
+                continue
             self.sql("UPDATE inv SET alone=max(alone, ?), deaths=deaths+? WHERE app=? AND id=?",
                      (int(died), int(counts), app, invocation_id))
-        return ids
+            moved.append(invocation_id)
+        return moved
 
     def prune(self, now: float) -> None:
         """Drop records final for longer than ttl_sec, with what refers to them,
