@@ -5,8 +5,9 @@ runner, a page or a terminal.
 - ``epoch_seconds``: a stored time, refused unless it is a plausible epoch
   second (NaN, infinity and 1e300 are not, and they break every clock
   function that shows them);
-- ``HISTORY_MAX``: how many history entries a record may say it has, so a
-  corrupt count never makes a reader build a list of a trillion names;
+- ``history_length``: how many history entries a record says it has, at
+  most ``HISTORY_MAX``, so a corrupt count never makes a reader build a list
+  of a trillion names;
 - ``heartbeat_info``: a runner's heartbeat document as a dict, whatever was
   stored (what does not parse is shown as ``unreadable``).
 """
@@ -30,6 +31,15 @@ def epoch_seconds(value: Any) -> float:
     if not (math.isfinite(t) and 0 <= t < _LATEST):
         raise ValueError(f"{value!r} is not a time in epoch seconds")
     return t
+
+
+def history_length(value: Any) -> int:
+    """A record's stored history count; ValueError unless it is a whole number
+    in 0..HISTORY_MAX."""
+    n = int(value or 0)
+    if not 0 <= n <= HISTORY_MAX:
+        raise ValueError(f"history length hn={n} is not in 0..{HISTORY_MAX}")
+    return n
 
 
 def heartbeat_info(raw: bytes | str | None) -> dict[str, Any]:

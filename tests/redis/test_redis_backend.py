@@ -586,6 +586,8 @@ def test_a_huge_history_count_or_a_time_that_is_none_is_a_corrupt_record(app, py
     for inv in (huge, nan):
         with pytest.raises(CorruptRecordError):
             backend.history(inv.invocation_id)
+        with pytest.raises(CorruptRecordError):
+            backend.get(inv.invocation_id)
     assert [r.invocation_id for r in backend.recent(0)] == [fine.invocation_id]
     client.hset(backend.key("runners"), "r-odd", "not json")
     assert backend.runners()["r-odd"]["unreadable"] == "not json"

@@ -66,7 +66,7 @@ from ..base import (
     reroute_worker,
 )
 from ..records import EVENT_OCCURRENCE
-from ..untrusted import HISTORY_MAX, epoch_seconds, heartbeat_info
+from ..untrusted import epoch_seconds, heartbeat_info, history_length
 from . import connect, replies, trigger_log
 from .arguments import CALL, CLAIM_FIELDS, Finish, Watch
 from .entry_points import LuaEntryPoints
@@ -976,8 +976,7 @@ class RedisBackend(Backend):
                 running_key=s.get("rck", b"").decode(),
                 result=s.get("result"), error=s.get("error"),
                 history=_history(invocation_id, [
-                    s[f"h{i}"] for i in range(min(int(s.get("hn", 0)), HISTORY_MAX))
-                    if f"h{i}" in s]))
+                    s[f"h{i}"] for i in range(history_length(s.get("hn"))) if f"h{i}" in s]))
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             raise CorruptRecordError(invocation_id, f"a field does not parse: {exc!r}") from None
 
@@ -1094,11 +1093,9 @@ class RedisBackend(Backend):
         for inv_id, n in zip(ids, self._read(lambda p, k: p.hget(k, "hn"), ids,
                                                "read history lengths")):
             try:
-                hns.append(n if isinstance(n, Exception) else int(n or 0))
-            except ValueError:
-                hns.append(CorruptRecordError(inv_id, "history length hn is not a number"))
-        hns = [hn if isinstance(hn, Exception) or 0 <= hn <= HISTORY_MAX else CorruptRecordError(
-            i, f"history length hn={hn} is not in 0..{HISTORY_MAX}") for i, hn in zip(ids, hns)]
+                hns.append(n if isinstance(n, Exception) else history_length(n))
+            except ValueError as exc:
+                hns.append(CorruptRecordError(inv_id, str(exc)))
         ok = [(i, hn) for i, hn in zip(ids, hns) if not isinstance(hn, Exception)]
         length = {self.key("inv", i): hn for i, hn in ok}
         raws = self._read(lambda p, k: p.hmget(k, [f"h{j}" for j in range(length[k])] or ["h0"]),

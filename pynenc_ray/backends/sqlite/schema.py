@@ -130,7 +130,7 @@ def connect(path: str, busy_timeout_sec: float) -> sqlite3.Connection:
                     f"the SQLite file {path} is another program's database (it holds "
                     f"{', '.join(foreign[:5])}): pynenc-ray leaves it as it is; point "
                     "sqlite_path at a file of its own")
-            _wal(con, busy_timeout_sec)
+            _wal(con, path, busy_timeout_sec)
             # NORMAL in WAL: a commit survives its process being killed (it is in the
             # WAL, which the OS holds); only a power loss may take the last ones
             con.execute("PRAGMA synchronous=NORMAL")
@@ -150,12 +150,6 @@ def connect(path: str, busy_timeout_sec: float) -> sqlite3.Connection:
     return con
 
 
-def con_path(con: sqlite3.Connection) -> str:
-    """The file ``con`` has open."""
-    row = con.execute("PRAGMA database_list").fetchone()
-    return str(row[2]) if row else "?"
-
-
 def _foreign_tables(con: sqlite3.Connection) -> list[str]:
     """Tables of ``con``'s file that this backend does not make."""
     ours = set(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", TABLES + TRIGGER_TABLES))
@@ -163,7 +157,7 @@ def _foreign_tables(con: sqlite3.Connection) -> list[str]:
     return sorted(n for n in names if n not in ours and not n.startswith("sqlite_"))
 
 
-def _wal(con: sqlite3.Connection, busy_timeout_sec: float) -> None:
+def _wal(con: sqlite3.Connection, path: str, busy_timeout_sec: float) -> None:
     """Put the file in WAL mode (it stays so) unless it is already. Switching
     needs the file to itself and does not wait for a busy one, so when several
     processes open a new file at once, it is tried again until the busy timeout."""
@@ -171,7 +165,7 @@ def _wal(con: sqlite3.Connection, busy_timeout_sec: float) -> None:
     while (mode := con.execute("PRAGMA journal_mode").fetchone()[0]) != "wal":
         if time.monotonic() > deadline:  # it answered, and would not switch
             raise BackendUnavailableError(
-                f"the SQLite file {con_path(con)} stays in journal mode {mode!r}, not WAL: "
+                f"the SQLite file {path} stays in journal mode {mode!r}, not WAL: "
                 "its filesystem lacks what WAL needs (shared memory, as on some network "
                 "filesystems); point sqlite_path at a local disk")
         try:
